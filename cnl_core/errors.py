@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+Every failure a user can cause (bad model id, bad upload, impossible threshold, corrupt cache)
+is raised as a `CNLError` subclass whose message is a plain sentence, so the CLI and the
+dashboard can show it without a traceback.
+"""
+
+
+class CNLError(Exception):
+    """Base class: the message is meant to be shown to the user as is."""
+
+
+class ModelLoadError(CNLError):
+    """The model could not be found, is not a causal LM, or does not fit."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The model's architecture has no entry in the neuron adapter table."""
+
+
+class DatasetError(CNLError):
+    """A dataset is unknown, unavailable, malformed, or too small for the request."""
+
+
+class ParameterError(CNLError):
+    """A threshold, size or other parameter is out of its valid range."""
+
+
+class CacheError(CNLError):
+    """A cache file is corrupt or the cache folder cannot be used."""
+
+
+class NeuronSetError(CNLError):
+    """A neuron set names layers or indices that the model does not have."""

@@ -1,0 +1,188 @@
+"""Accuracy and gold-answer log-likelihood of a model, with or without an intervention.
+
+- numeric tasks (GSM8K, ASDiv, arithmetic): few-shot "Question: ...\\nAnswer:" prompts, batched
+  greedy generation with a KV cache and left padding, stop at "Question:", strict and flexible
+  answer match (answers.py). `accuracy` is the flexible match.
+- choice tasks (sentiment, yes/no, multiple choice): the choice with the highest log-likelihood.
+- every task: the mean per-token log-likelihood of the gold answer, teacher-forced, which moves
+  even where a small model's accuracy is near zero.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict, is_correct
+from .collect import Cancelled
+from .datasets import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
+from .errors import ParameterError
+from .interventions import Intervention, InterventionHandle, intervene
+from .models import LoadedModel
+from .scoring import ScoreConfig, answer_logprob, encode_teacher_forced
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    num_fewshot: int | None = None  # None: 5 for numeric tasks (as lm-eval's GSM8K), 0 otherwise
+    max_new_tokens: int = 256
+    max_context_tokens: int = 2048
+    batch_size: int = 8
+    bootstrap: int = 1000
+
+    def __post_init__(self):
+        if self.num_fewshot is not None and not 0 <= self.num_fewshot <= 16:
+            raise ParameterError("Few-shot examples must be between 0 and 16.")
+        if not 1 <= self.max_new_tokens <= 2048:
+            raise ParameterError("max_new_tokens must be between 1 and 2048.")
+        if self.batch_size < 1 or self.bootstrap < 0:
+            raise ParameterError("Batch size must be >= 1 and bootstrap draws >= 0.")
+
+    def shots_for(self, kind: str) -> int:
+        return self.num_fewshot if self.num_fewshot is not None else (5 if kind == GENERATE_NUMBER else 0)
+
+
+@dataclass
+class SampleResult:
+    id: str
+    correct: bool | None  # None for tasks scored by log-likelihood only
+    gold_loglik: float  # mean per-token log-probability of the gold answer
+    output: str  # generated text, or the chosen option
+    strict_correct: bool | None = None
+
+
+def fewshot_prefix(shots: Sequence[Sample]) -> str:
+    return "".join(f"{s.prompt}{s.answer}\n\n" for s in shots)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def evaluate_samples(
+    lm: LoadedModel, dataset: DatasetSpec, samples: Sequence[Sample], shots: Sequence[Sample], cfg: EvalConfig,
+    iv: Intervention | None = None, progress: Progress | None = None, cancel: threading.Event | None = None,
+) -> list[SampleResult]:
+    """Score each sample under the intervention (None: the unmodified model)."""
+    prefix = fewshot_prefix(shots)
+    out: list[SampleResult] = []
+    with intervene(lm, iv) as handle:
+        for start in range(0, len(samples), cfg.batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Evaluation cancelled.")
+            chunk = samples[start : start + cfg.batch_size]
+            if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
+                for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)):
+                    out.append(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip()))
+                continue
+            gold = _gold_loglik(lm, handle, chunk, prefix, cfg)
+            if dataset.kind == GENERATE_NUMBER:
+                texts = _generate(lm, handle, [prefix + s.prompt for s in chunk], cfg)
+                for s, text, g in zip(chunk, texts, gold):
+                    out.append(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
+                                            is_correct(extract_strict(text), s.target)))
+            else:
+                out.extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
+            if progress:
+                progress(len(out), len(samples), f"evaluated {len(out)}/{len(samples)}")
+    return out
+
+
+def _teacher_forced(lm: LoadedModel, handle: InterventionHandle, prompts: list[str], answers: list[str],
+                    cfg: EvalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum log-prob of each answer after its prompt, and its token count."""
+    score_cfg = ScoreConfig(max_prompt_tokens=cfg.max_context_tokens, max_answer_tokens=512)
+    rows = [Sample(str(i), p, a, a) for i, (p, a) in enumerate(zip(prompts, answers))]
+    batch = encode_teacher_forced(lm.tokenizer, rows, score_cfg, lm.input_device)
+    handle.answer_mask = batch.answer_mask
+    try:
+        with torch.no_grad():
+            logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    finally:
+        handle.answer_mask = None
+    return answer_logprob(logits, batch).cpu(), batch.answer_mask.sum(-1).cpu()
+
+
+def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[float]:
+    total, count = _teacher_forced(lm, handle, [prefix + s.prompt for s in chunk], [s.answer for s in chunk], cfg)
+    return (total / count.clamp(min=1)).tolist()
+
+
+def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[tuple[int, float]]:
+    """(index of the most likely choice, mean per-token log-prob of the gold choice) per sample."""
+    prompts = [prefix + s.prompt for s in chunk for _ in s.choices]
+    options = [c for s in chunk for c in s.choices]
+    total, count = _teacher_forced(lm, handle, prompts, options, cfg)
+    out, pos = [], 0
+    for s in chunk:
+        part, gold = total[pos : pos + len(s.choices)], pos + s.choices.index(s.target)
+        out.append((int(part.argmax()), float(total[gold] / count[gold].clamp(min=1))))
+        pos += len(s.choices)
+    return out
+
+
+def _generate(lm: LoadedModel, handle, prompts: list[str], cfg: EvalConfig) -> list[str]:
+    tok = lm.tokenizer
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", truncation=True,
+              max_length=cfg.max_context_tokens)
+    enc = {k: v.to(lm.input_device) for k, v in enc.items()}
+    with torch.no_grad():
+        out = lm.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False, temperature=None,
+                                top_p=None, top_k=None, pad_token_id=tok.pad_token_id, stop_strings=list(STOP_STRINGS),
+                                tokenizer=tok)
+    new = out[:, enc["input_ids"].shape[1]:]
+    return [cut_at_stop(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(values: np.ndarray, draws: int, seed: int, level: float = 0.95) -> list[float] | None:
+    """Percentile CI of the mean, resampling samples (rows of values; paired when values are differences)."""
+    values = np.asarray(values, dtype=float)
+    if draws == 0 or values.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def summarize(results: Sequence[SampleResult], draws: int, seed: int) -> dict:
+    acc = np.array([r.correct for r in results if r.correct is not None], dtype=float)
+    gold = np.array([r.gold_loglik for r in results])
+    strict = np.array([r.strict_correct for r in results if r.strict_correct is not None], dtype=float)
+    return {
+        "accuracy": float(acc.mean()) if acc.size else None,
+        "accuracy_ci": bootstrap_ci(acc, draws, seed) if acc.size else None,
+        "strict_accuracy": float(strict.mean()) if strict.size else None,
+        "gold_loglik": float(gold.mean()),
+        "gold_loglik_ci": bootstrap_ci(gold, draws, seed),
+    }
+
+
+def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:
+    return {
+        "accuracy": np.array([np.nan if r.correct is None else float(r.correct) for r in results]),
+        "gold_loglik": np.array([r.gold_loglik for r in results]),
+    }
+
+
+def deltas(after: dict[str, np.ndarray], before: dict[str, np.ndarray], draws: int, seed: int) -> dict:
+    """Paired differences (after - before) with bootstrap CIs."""
+    out = {}
+    for metric in ("accuracy", "gold_loglik"):
+        diff = after[metric] - before[metric]
+        if np.isnan(diff).all():
+            out[f"delta_{metric}"], out[f"delta_{metric}_ci"] = None, None
+            continue
+        out[f"delta_{metric}"] = float(np.nanmean(diff))
+        out[f"delta_{metric}_ci"] = bootstrap_ci(diff[~np.isnan(diff)], draws, seed)
+    return out
+
+
+def eval_config_dict(cfg: EvalConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,199 @@
+"""Per-sample neuron scores on the gold answer, teacher-forced.
+
+Three methods (see shared paper notes):
+- `activation`: mean activation over the answer positions (forward only).
+- `grad_x_act`: activation x gradient of the gold-answer log-probability (one backward pass).
+- `integrated_gradients`: Knowledge-Neurons style; one layer's activations at the answer positions
+  are scaled by alpha = k/m (k = 1..m), the gradients averaged and multiplied by the activation.
+  The (layer, alpha) pairs of a sample are packed as rows of one batch, so a sample costs about
+  layers x m / batch_rows passes instead of layers x m.
+
+"Answer positions" are the positions whose next-token prediction is a gold answer token.
+Scores are streamed batch by batch: nothing of shape [samples, tokens, layers, neurons] is held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .datasets import Sample
+from .errors import ParameterError
+from .models import LoadedModel
+from .neurons import neuron_hooks
+
+METHODS = ("activation", "grad_x_act", "integrated_gradients")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything about the score computation that changes its numbers (part of the cache key)."""
+
+    method: str = "grad_x_act"
+    ig_steps: int = 20
+    max_prompt_tokens: int = 384
+    max_answer_tokens: int = 128
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ParameterError(f"Unknown scoring method '{self.method}'. Choose one of: {', '.join(METHODS)}.")
+        if not 1 <= self.ig_steps <= 200:
+            raise ParameterError("Integrated-gradient steps must be between 1 and 200.")
+        if self.max_prompt_tokens < 1 or self.max_answer_tokens < 1:
+            raise ParameterError("Token limits must be positive.")
+
+    def key_params(self) -> dict:
+        params = asdict(self)
+        if self.method != "integrated_gradients":
+            params.pop("ig_steps")
+        return params
+
+
+@dataclass
+class EncodedBatch:
+    input_ids: torch.Tensor  # [batch, tokens]
+    attention_mask: torch.Tensor  # [batch, tokens]
+    answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
+    targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
+
+
+def encode_teacher_forced(tokenizer, samples: Sequence[Sample], cfg: ScoreConfig, device: torch.device) -> EncodedBatch:
+    """Prompt + gold answer, right-padded; the prompt is cut from the left if too long."""
+    seqs, starts = [], []
+    for s in samples:
+        prompt = tokenizer(s.prompt, add_special_tokens=True)["input_ids"][-cfg.max_prompt_tokens:]
+        answer = tokenizer(s.answer, add_special_tokens=False)["input_ids"][: cfg.max_answer_tokens]
+        if not answer:
+            answer = [tokenizer.eos_token_id]
+        seqs.append(prompt + answer)
+        starts.append(len(prompt))
+    width = max(len(x) for x in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    targets = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, (seq, start) in enumerate(zip(seqs, starts)):
+        ids[b, : len(seq)] = torch.tensor(seq)
+        attn[b, : len(seq)] = 1
+        answer_mask[b, start - 1 : len(seq) - 1] = True
+        targets[b, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
+    return EncodedBatch(ids.to(device), attn.to(device), answer_mask.to(device), targets.to(device))
+
+
+def answer_logprob(logits: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    """[batch] sum of the gold answer tokens' log-probabilities."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, batch.targets.to(logp.device).unsqueeze(-1)).squeeze(-1)
+    return (picked * batch.answer_mask.to(picked.device)).sum(-1)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def score_batches(
+    lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig, batch_size: int = 8,
+    progress: ProgressFn | None = None,
+) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
+    """Yield (sample ids, scores [batch, layers, width] float32 on CPU, gold log-prob [batch]) per batch."""
+    if batch_size < 1:
+        raise ParameterError("Batch size must be at least 1.")
+    done = 0
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        with lm.lock:
+            if cfg.method == "integrated_gradients":
+                scores, gold = _integrated_gradients(lm, chunk, cfg)
+            else:
+                scores, gold = _single_pass(lm, chunk, cfg)
+        done += len(chunk)
+        if progress:
+            progress(done, len(samples))
+        yield [s.id for s in chunk], scores, gold
+
+
+def _mask3(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.to(like.device, like.dtype).unsqueeze(-1)
+
+
+def _single_pass(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+    n_layers = lm.grid.n_layers
+    acts: list[torch.Tensor | None] = [None] * n_layers
+    per_layer: list[torch.Tensor | None] = [None] * n_layers
+    need_grad = cfg.method == "grad_x_act"
+
+    def hook(layer: int, x: torch.Tensor):
+        if need_grad:
+            if not x.requires_grad:
+                x.requires_grad_(True)  # a leaf: nothing upstream needs gradients
+            acts[layer] = x
+            return None
+        m = _mask3(batch.answer_mask, x)
+        per_layer[layer] = ((x.float() * m).sum(1) / m.sum(1).clamp(min=1)).cpu()
+        return None
+
+    with neuron_hooks(lm.ffn, hook), torch.set_grad_enabled(need_grad):
+        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        gold = answer_logprob(logits, batch)
+        if need_grad:
+            grads = torch.autograd.grad(gold.sum(), acts)
+            for layer, (x, g) in enumerate(zip(acts, grads)):
+                m = _mask3(batch.answer_mask, x)
+                per_layer[layer] = (x.detach().float() * g.float() * m).sum(1).cpu()
+    return torch.stack(per_layer, dim=1), gold.detach().cpu()
+
+
+def ig_rows_per_pass(cfg: ScoreConfig, n_layers: int) -> int:
+    """Rows (one layer at one alpha) packed into one forward+backward: at least all steps of a layer."""
+    return max(cfg.ig_steps, min(n_layers * cfg.ig_steps, 4 * cfg.ig_steps))
+
+
+def _integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    n_layers, width, m = lm.grid.n_layers, lm.grid.width, cfg.ig_steps
+    scores = torch.zeros(len(samples), n_layers, width)
+    golds = []
+    rows_per_pass = ig_rows_per_pass(cfg, n_layers)
+    alphas_all = torch.arange(1, m + 1, dtype=torch.float32) / m
+    for s_idx, sample in enumerate(samples):
+        single = encode_teacher_forced(lm.tokenizer, [sample], cfg, lm.input_device)
+        with torch.no_grad():
+            logits = lm.model(input_ids=single.input_ids, attention_mask=single.attention_mask, use_cache=False).logits
+            golds.append(answer_logprob(logits, single)[0].cpu())
+        plan = [(layer, a) for layer in range(n_layers) for a in alphas_all.tolist()]
+        for start in range(0, len(plan), rows_per_pass):
+            rows = plan[start : start + rows_per_pass]
+            row_layer = torch.tensor([r[0] for r in rows])
+            row_alpha = torch.tensor([r[1] for r in rows])
+            r = len(rows)
+            batch = EncodedBatch(single.input_ids.expand(r, -1), single.attention_mask.expand(r, -1),
+                                 single.answer_mask.expand(r, -1), single.targets.expand(r, -1))
+            targeted = sorted(set(row_layer.tolist()))
+            scaled: dict[int, torch.Tensor] = {}
+            originals: dict[int, torch.Tensor] = {}
+
+            def hook(layer: int, x: torch.Tensor):
+                if layer not in targeted:
+                    return None
+                on = (row_layer == layer).to(x.device, x.dtype).view(r, 1, 1) * _mask3(batch.answer_mask, x)
+                alpha = row_alpha.to(x.device, x.dtype).view(r, 1, 1)
+                x_scaled = x * (1 + (alpha - 1) * on)
+                if not x_scaled.requires_grad:
+                    x_scaled.requires_grad_(True)
+                originals[layer] = x.detach()
+                scaled[layer] = x_scaled
+                return x_scaled
+
+            with neuron_hooks(lm.ffn, hook), torch.enable_grad():
+                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+                gold = answer_logprob(logits, batch)
+                grads = torch.autograd.grad(gold.sum(), [scaled[l] for l in targeted])
+            for layer, g in zip(targeted, grads):
+                sel = (row_layer == layer).nonzero().flatten().to(g.device)
+                x0 = originals[layer].index_select(0, sel).float()
+                mask = _mask3(batch.answer_mask, x0)[: len(sel)]
+                contrib = (x0 * g.index_select(0, sel).float() * mask).sum(dim=(0, 1)) / m
+                scores[s_idx, layer] += contrib.cpu()
+    return scores, torch.stack(golds)
