@@ -130,3 +130,31 @@ def run_matrix(
     return {"kind": "cnl.matrix", "model": lm.spec.name, "mode": mode, "factor": factor if mode == "amplify" else 0.0,
             "n": n, "seed": seed, "sources": list(sources), "targets": list(targets), "baseline": baselines,
             "cells": cells, "eval_config": eval_config_dict(cfg), **stamp()}
+
+
+def run_finetune(
+    lm: LoadedModel, dataset: str, neurons: NeuronSet, train_ids: Sequence[str], n: int, seed: int = 0, *,
+    steps: int = 20, lr: float = 1e-3, cfg: EvalConfig | None = None, progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> dict:
+    """Evaluate after fine-tuning only the located neurons, against fine-tuning as many random neurons."""
+    from .finetune import finetuned
+
+    cfg = cfg or EvalConfig()
+    spec = get_dataset(dataset)
+    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, train_ids)
+    rows = spec.by_id()
+    samples, shots, train = [rows[i] for i in ids], [rows[i] for i in shot_ids], [rows[i] for i in train_ids]
+    base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
+    out = {"kind": "cnl.finetune", "model": lm.spec.name, "dataset": dataset, "n": len(samples), "seed": seed,
+           "sample_ids": ids, "train_ids": list(train_ids), "steps": steps, "lr": lr, "n_neurons": len(neurons),
+           "baseline": summarize(base, cfg.bootstrap, seed)}
+    for step, (name, chosen) in enumerate((("located", neurons), ("random", random_like(neurons, seed + 2000)))):
+        with finetuned(lm, chosen, train, steps=steps, lr=lr, cancel=cancel) as losses:
+            after = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
+        out[name] = {**summarize(after, cfg.bootstrap, seed), "losses": losses,
+                     **deltas(per_sample_metrics(after), per_sample_metrics(base), cfg.bootstrap, seed)}
+        if progress:
+            progress(step + 1, 2, f"fine-tuned {name} neurons")
+    out.update(stamp())
+    return out
