@@ -74,7 +74,7 @@ def finetuned(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             for w, _ in masks:
                 w.requires_grad_(False)
             yield losses

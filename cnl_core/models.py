@@ -137,6 +137,8 @@ def _resolve_source(spec: ModelSpec) -> str:
     if spec.name in _BUILTIN_GGUF:
         return str(_builtin_folder(spec.name))
     if os.path.isdir(spec.name):
+        if not os.path.isfile(os.path.join(spec.name, "config.json")):
+            raise ModelLoadError(f"The folder '{spec.name}' holds no model config (config.json).")
         return spec.name
     if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
         raise ModelLoadError(

@@ -1,0 +1,110 @@
+"""The CLI as a user runs it: real subprocesses, a real kill, files on disk."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cache, timeout=600):
+    env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cnl_core", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def cli_cache(tmp_path_factory):
+    """A score cache for the CLI tests; the converted model is shared through a link."""
+    from cnl_core.paths import cache_root
+
+    folder = tmp_path_factory.mktemp("cli-cache")
+    (folder / "models").symlink_to(cache_root() / "models")
+    return folder
+
+
+def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache, lm):
+    out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
+    r = cli("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5,
+            "--out", out1, cache=cli_cache)
+    assert r.returncode == 0, r.stderr
+    assert "overlap" in r.stdout and "IoU" in r.stdout
+    res = json.loads(out1.read_text())
+    for key in ("model", "dataset", "method", "params", "n_neurons_total", "neurons", "splits", "pairwise", "versions"):
+        assert key in res
+    assert res["n_neurons_total"] == 46080 and len(res["splits"]) == 2
+    assert {"overlap_rate", "iou", "chance_iou", "p_value"} <= set(res["pairwise"][0])
+    # the same command again: every sample from the cache, same neurons
+    r2 = cli("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5,
+             "--out", out2, cache=cli_cache)
+    again = json.loads(out2.read_text())
+    assert again["cache"]["computed"] == 0 and again["neurons"] == res["neurons"]
+    cmp = cli("compare", out1, out2, "--out", tmp_path / "c.json", cache=cli_cache)
+    assert cmp.returncode == 0 and "IoU" in cmp.stdout
+    assert json.loads((tmp_path / "c.json").read_text())["iou"][0][1] == 1.0
+    ev = cli("evaluate", "--dataset", "arithmetic", "--n", 2, "--neurons", out1, "--control-draws", 1,
+             "--fewshot", 0, "--max-new-tokens", 6, "--bootstrap", 50, "--out", tmp_path / "e.json", cache=cli_cache)
+    assert ev.returncode == 0, ev.stderr
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert {"baseline", "intervened", "control", "n", "sample_ids"} <= set(e)
+    located = {i for s in res["splits"] for i in s["sample_ids"]}
+    assert not located & set(e["sample_ids"])
+
+
+def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
+    env = {**os.environ, "CNL_CACHE_DIR": str(cli_cache), "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "cnl_core", "locate", "--dataset", "gsm8k", "--n", 12, "--splits", 1, "--seed", 5,
+            "--batch-size", 1]
+    before = set((cli_cache / "scores").glob("*/shard-*.safetensors"))
+    proc = subprocess.Popen(list(map(str, args)), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    shards = []
+    while time.time() < deadline and len(shards) < 2:
+        shards = list(set((cli_cache / "scores").glob("*/shard-*.safetensors")) - before)
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(shards) >= 2, "no shard was written before the deadline"
+    r = cli("locate", "--dataset", "gsm8k", "--n", 12, "--splits", 1, "--seed", 5, "--batch-size", 4,
+            "--out", tmp_path / "r.json", cache=cli_cache)
+    assert r.returncode == 0, r.stderr
+    cache = json.loads((tmp_path / "r.json").read_text())["cache"]
+    assert cache["reused"] >= 2 and cache["reused"] + cache["computed"] == 12
+    assert not any("corrupt" in n for n in cache["notes"])
+
+
+def test_run_from_config_file(tmp_path, cli_cache):
+    out = tmp_path / "loc.json"
+    config = {"model": {"model": "smollm2-135m"},
+              "steps": [{"command": "locate", "dataset": "arithmetic", "n": 2, "splits": 1, "seed": 9, "out": str(out)},
+                        {"command": "compare", "files": [str(out), str(out)]}]}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    r = cli("run", path, cache=cli_cache)
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and "step 2" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["locate", "--tau", "3"], "tau must be in"),
+    (["locate", "--dataset", "nope"], "Unknown dataset"),
+    (["locate", "--model", "../../no-such-model"], "neither an existing folder"),
+    (["compare", "/nonexistent.json", "/nonexistent2.json"], "Could not read"),
+])
+def test_bad_input_is_a_one_line_error(args, message, cli_cache):
+    r = cli(*args, cache=cli_cache)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_neuron_file_with_impossible_neurons(tmp_path, cli_cache):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[31, 0]]}))
+    r = cli("evaluate", "--dataset", "arithmetic", "--n", 1, "--neurons", bad, cache=cli_cache)
+    assert r.returncode == 2 and "Layer 31 does not exist" in r.stderr

@@ -1,0 +1,140 @@
+"""Interventions and evaluation on the real model."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from cnl_core.datasets import get_dataset
+from cnl_core.evaluate_run import eval_split, run_evaluate, run_finetune, run_matrix
+from cnl_core.evaluation import EvalConfig, evaluate_samples
+from cnl_core.finetune import _neuron_masks, finetuned
+from cnl_core.interventions import Intervention, intervene, random_like
+from cnl_core.neurons import NeuronSet
+
+FAST = EvalConfig(num_fewshot=1, max_new_tokens=24, batch_size=4, bootstrap=200)
+
+
+def some_neurons(lm, per_layer=20, layers=(2, 5, 9, 20)):
+    return NeuronSet.from_pairs(lm.grid, [[l, i * 7] for l in layers for i in range(per_layer)])
+
+
+def test_intervention_changes_outputs_and_is_fully_undone(lm):
+    ids = lm.tokenizer("Question: What is 7 times 6?\nAnswer:", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = lm.model(ids).logits
+        with intervene(lm, Intervention(some_neurons(lm), "amplify", 5.0)):
+            amplified = lm.model(ids).logits
+        with pytest.raises(ValueError):
+            with intervene(lm, Intervention(some_neurons(lm), "zero")):
+                raise ValueError("boom")
+        after = lm.model(ids).logits
+    assert (before - amplified).abs().max() > 1e-2
+    assert torch.equal(before, after)
+    assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+
+def test_zeroing_a_whole_layer_changes_the_gold_loglik(lm):
+    spec = get_dataset("arithmetic")
+    samples = spec.rows()[:4]
+    layer = NeuronSet.from_pairs(lm.grid, [[4, i] for i in range(lm.grid.width)])
+    base = evaluate_samples(lm, spec, samples, [], FAST)
+    zero = evaluate_samples(lm, spec, samples, [], FAST, Intervention(layer, "zero"))
+    assert abs(np.mean([r.gold_loglik for r in base]) - np.mean([r.gold_loglik for r in zero])) > 0.05
+
+
+def test_random_control_matches_sizes_per_layer(lm):
+    located = some_neurons(lm, per_layer=5, layers=(0, 3, 3, 29))
+    for seed in range(3):
+        ctrl = random_like(located, seed)
+        assert ctrl.per_layer_counts() == located.per_layer_counts()
+    assert random_like(located, 0).pairs() != random_like(located, 1).pairs()
+    assert random_like(located, 0).pairs() == random_like(located, 0).pairs()
+
+
+def test_evaluation_samples_avoid_located_and_fewshot_samples():
+    located = [s.id for s in get_dataset("gsm8k").rows()[:600]]
+    ids, shots = eval_split("gsm8k", 50, 5, seed=3, exclude=located)
+    assert not set(ids) & set(located) and not set(shots) & set(located) and not set(ids) & set(shots)
+
+
+def test_run_evaluate_reports_baseline_intervention_and_control(lm):
+    neurons = some_neurons(lm)
+    located = [s.id for s in get_dataset("arithmetic").rows()[:10]]
+    res = run_evaluate(lm, "arithmetic", 4, seed=0, neurons=neurons, mode="zero", control_draws=2,
+                       located_ids=located, cfg=FAST)
+    assert res["n"] == 4 and not set(res["sample_ids"]) & set(located)
+    for part in ("baseline", "intervened", "control"):
+        assert 0.0 <= res[part]["accuracy"] <= 1.0 and np.isfinite(res[part]["gold_loglik"])
+        lo, hi = res[part]["gold_loglik_ci"]
+        assert lo <= res[part]["gold_loglik"] <= hi
+    assert len(res["control"]["draws"]) == 2
+    assert res["intervened"]["delta_gold_loglik"] == pytest.approx(
+        res["intervened"]["gold_loglik"] - res["baseline"]["gold_loglik"], abs=1e-6)
+    assert res["examples"] and "before" in res["examples"][0] and "after" in res["examples"][0]
+
+
+def test_choice_task_accuracy_and_matrix(lm):
+    neurons = some_neurons(lm)
+    res = run_matrix(lm, {"arith": (neurons, [])}, ["imdb", "arithmetic"], 2, seed=1, mode="amplify", factor=3.0,
+                     cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50))
+    for target in ("imdb", "arithmetic"):
+        cell = res["cells"]["arith"][target]
+        assert cell["delta_gold_loglik"] is not None and np.isfinite(cell["delta_gold_loglik"])
+        assert 0.0 <= res["baseline"][target]["accuracy"] <= 1.0
+
+
+def test_finetuning_changes_only_the_located_neurons_and_is_restored(lm):
+    spec = get_dataset("arithmetic")
+    neurons = NeuronSet.from_pairs(lm.grid, [[3, 10], [3, 11], [17, 500]])
+    masks = _neuron_masks(lm, neurons)
+    originals = [w.detach().clone() for w, _ in masks]
+    others = {n: p.detach().clone() for n, p in lm.model.named_parameters() if "layers.3." in n or "layers.17." in n}
+    with finetuned(lm, neurons, spec.rows()[:4], steps=3, lr=1e-2) as losses:
+        assert len(losses) == 3
+        for (w, mask), orig in zip(masks, originals):
+            changed = (w.detach() != orig)
+            assert changed.any()
+            assert not (changed & ~mask).any()  # nothing outside the neurons' rows/columns moved
+        touched = {id(w) for w, _ in masks}
+        for name, p in lm.model.named_parameters():
+            if name in others and id(p) not in touched:
+                assert torch.equal(p.detach(), others[name])
+    for (w, _), orig in zip(masks, originals):
+        assert torch.equal(w.detach(), orig)
+    assert not any(p.requires_grad for p in lm.model.parameters())
+
+
+def test_run_finetune_compares_located_with_random(lm):
+    neurons = some_neurons(lm, per_layer=4)
+    train = [s.id for s in get_dataset("arithmetic").rows()[:4]]
+    res = run_finetune(lm, "arithmetic", neurons, train, 2, steps=2, lr=1e-3, cfg=FAST)
+    assert {"baseline", "located", "random"} <= set(res) and len(res["located"]["losses"]) == 2
+
+
+def test_concurrent_interventions_never_leak(lm):
+    """Threads evaluating with different interventions get exactly what each gets alone."""
+    spec = get_dataset("arithmetic")
+    samples = spec.rows()[30:32]
+    cfg = EvalConfig(num_fewshot=0, max_new_tokens=6, batch_size=2, bootstrap=0)
+    ivs = [None, Intervention(some_neurons(lm), "zero"), Intervention(some_neurons(lm), "amplify", 4.0)]
+    alone = [[(r.gold_loglik, r.output) for r in evaluate_samples(lm, spec, samples, [], cfg, iv)] for iv in ivs]
+    results = [None] * 6
+    errors = []
+
+    def work(k):
+        try:
+            results[k] = [(r.gold_loglik, r.output) for r in evaluate_samples(lm, spec, samples, [], cfg, ivs[k % 3])]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(6):
+        assert results[k] == alone[k % 3]
+    assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)

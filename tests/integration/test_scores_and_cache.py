@@ -1,0 +1,78 @@
+"""Scores on the real model, and the on-disk cache: hits, extension, resume, corruption."""
+
+import pytest
+import torch
+
+from cnl_core.collect import collect_scores
+from cnl_core.datasets import get_dataset
+from cnl_core.localize import LocateParams, locate
+from cnl_core.scoring import ScoreConfig, score_batches
+
+ARITH = get_dataset("arithmetic")
+
+
+@pytest.mark.parametrize("method", ["activation", "grad_x_act", "integrated_gradients"])
+def test_methods_give_finite_scores_of_the_grid_shape(lm, method):
+    rows = ARITH.rows()[:2]
+    ((ids, scores, gold),) = list(score_batches(lm, rows, ScoreConfig(method=method, ig_steps=3), batch_size=2))
+    assert ids == [r.id for r in rows]
+    assert scores.shape == (2, 30, 1536) and torch.isfinite(scores).all()
+    assert scores.abs().sum() > 0 and (gold < 0).all()
+    assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+
+def test_grad_x_act_agrees_with_integrated_gradients_on_top_neurons(lm):
+    rows = ARITH.rows()[10:12]
+    ((_, gx, _),) = list(score_batches(lm, rows, ScoreConfig(method="grad_x_act"), batch_size=2))
+    ((_, ig, _),) = list(score_batches(lm, rows, ScoreConfig(method="integrated_gradients", ig_steps=6), batch_size=2))
+    for a, b in zip(gx, ig):
+        top = a.flatten().abs().topk(100).indices
+        sign_agree = (a.flatten()[top].sign() == b.flatten()[top].sign()).float().mean()
+        rank_overlap = len(set(top.tolist()) & set(b.flatten().abs().topk(100).indices.tolist())) / 100
+        assert sign_agree > 0.8
+        assert rank_overlap > 0.3  # chance is 100 / 46080
+
+
+def test_batching_does_not_change_scores(lm):
+    rows = ARITH.rows()[20:23]
+    ((_, together, _),) = list(score_batches(lm, rows, ScoreConfig(), batch_size=3))
+    alone = torch.cat([s for _, s, _ in score_batches(lm, rows, ScoreConfig(), batch_size=1)])
+    assert torch.allclose(together, alone, atol=1e-4, rtol=1e-3)
+
+
+def test_cache_hit_extension_and_equality_with_fresh_scores(lm, score_cache):
+    ids = [r.id for r in ARITH.rows()[:4]]
+    first = collect_scores(lm, ARITH, ids[:2], ScoreConfig())
+    assert (first.computed, first.reused) == (2, 0)
+    again = collect_scores(lm, ARITH, ids[:2], ScoreConfig())
+    assert (again.computed, again.reused) == (0, 2)
+    assert torch.equal(again.scores, first.scores)
+    extended = collect_scores(lm, ARITH, ids, ScoreConfig())
+    assert (extended.computed, extended.reused) == (2, 2)
+    fresh = collect_scores(lm, ARITH, ids, ScoreConfig(), use_cache=False)
+    params = LocateParams(tau=0.1, p=0.5)
+    assert locate(extended.scores, params).pairs() == locate(fresh.scores, params).pairs()
+    other = collect_scores(lm, ARITH, ids[:1], ScoreConfig(method="activation"))
+    assert other.key != first.key and other.computed == 1
+
+
+def test_corrupted_shard_is_reported_and_recomputed(lm, score_cache):
+    ids = [r.id for r in ARITH.rows()[:2]]
+    first = collect_scores(lm, ARITH, ids, ScoreConfig(), batch_size=1)
+    shards = sorted((score_cache / "scores" / first.key).glob("shard-*.safetensors"))
+    assert len(shards) == 2
+    raw = bytearray(shards[0].read_bytes())
+    raw[-10] ^= 0x55
+    shards[0].write_bytes(bytes(raw))
+    again = collect_scores(lm, ARITH, ids, ScoreConfig(), batch_size=1)
+    assert (again.computed, again.reused) == (1, 1)
+    assert any("corrupt" in n for n in again.notes)
+    assert torch.allclose(again.scores.float(), first.scores.float(), atol=1e-3)
+
+
+def test_unwritable_cache_goes_on_without_caching(lm, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("CNL_CACHE_DIR", str(blocker))
+    table = collect_scores(lm, ARITH, [ARITH.rows()[0].id], ScoreConfig())
+    assert table.computed == 1 and any("cannot be written" in n for n in table.notes)

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from cnl_core.cache import ScoreStore, clear_cache, list_cache
+
+RECORD = {"model": "m", "dataset": "d", "grid": {"n_layers": 2, "width": 3}, "score": {"method": "activation"}}
+
+
+def _write(store, ids):
+    scores = torch.arange(len(ids) * 6, dtype=torch.float32).view(len(ids), 2, 3)
+    store.write_shard(ids, scores, torch.zeros(len(ids)))
+    return scores
+
+
+def test_round_trip_and_key_depends_on_record(score_cache):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    scores = _write(store, ["a", "b"])
+    got = store.load(["b", "zzz"])
+    assert set(got) == {"b"} and torch.equal(got["b"][0].float(), scores[1])
+    assert ScoreStore({**RECORD, "dataset": "other"}).key != store.key
+    rec = json.loads((store.folder / "record.json").read_text())
+    assert rec["schema"] == 1 and rec["model"] == "m"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_corrupt_shards_are_detected_and_set_aside(score_cache, damage):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a", "b"])
+    (path,) = store.folder.glob("shard-*.safetensors")
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) - 7]
+    elif damage == "flip":
+        raw[-3] ^= 0xFF
+    else:
+        raw = bytearray(b"not a safetensors file at all")
+    path.write_bytes(bytes(raw))
+    fresh = ScoreStore(RECORD)
+    assert fresh.load(["a", "b"]) == {}
+    assert fresh.problems and "corrupt" in fresh.problems[0]
+    assert not path.exists() and path.with_suffix(".corrupt").exists()
+
+
+def test_half_written_temp_files_are_never_read(score_cache):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    (store.folder / ".shard-x.safetensors.123.part").write_bytes(b"half")
+    assert store.shards() == []
+
+
+def test_list_and_clear(score_cache):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a"])
+    (entry,) = list_cache()
+    assert entry["samples"] == 1 and entry["bytes"] > 0 and entry["dataset"] == "d"
+    assert clear_cache() == 1 and list_cache() == []
+
+
+def test_unwritable_cache_folder_is_a_clear_error(tmp_path, monkeypatch):
+    from cnl_core.errors import CacheError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CNL_CACHE_DIR", str(blocker))
+    with pytest.raises(CacheError, match="cannot be written"):
+        ScoreStore(RECORD).ensure()

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cnl_core.datasets import CHOICE, GENERATE_NUMBER, LOGLIK, MAX_UPLOAD_BYTES
+from cnl_core.errors import DatasetError
+from cnl_core.uploads import dataset_from_file, dataset_from_records, read_table
+
+
+def test_csv_upload_with_labels(tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("text,label\ngreat film,positive\nawful,negative\ngreat film,positive\n,negative\nmeh,unknown\n")
+    spec, report = dataset_from_file(f, "text", "label", labels=["negative", "positive"])
+    assert spec.kind == CHOICE and len(spec.rows()) == 2
+    assert report == {"rows_in_file": 5, "missing": 1, "duplicates": 1, "unknown_label": 1, "rows_used": 2}
+    assert spec.rows()[0].choices == (" negative", " positive")
+
+
+def test_jsonl_numeric_answers_become_a_generation_task(tmp_path):
+    f = tmp_path / "m.jsonl"
+    f.write_text("\n".join(json.dumps({"q": f"Question: {i}+1?\nAnswer:", "a": str(i + 1)}) for i in range(5)))
+    spec, _ = dataset_from_file(f, "q", "a")
+    assert spec.kind == GENERATE_NUMBER and spec.rows()[2].target == "3"
+    spec2, _ = dataset_from_records([{"q": "x", "a": "some code"}], "codeish", "q", "a")
+    assert spec2.kind == LOGLIK
+
+
+NASTY = [
+    (b"", "empty"),
+    (b"\x00\x01\x02binary\x00", "binary"),
+    (b"text,label\n\xff\xfe bad,1\n", "not UTF-8"),
+    (b"a,b\n1,2\n", "Column 'text'"),
+    (b'{"text": "x"\n', "not valid JSON"),
+    (b'[1, 2]\n', "JSON object"),
+    (b"text,label\n,\n,\n", "No usable rows"),
+]
+
+
+@pytest.mark.parametrize("data,message", NASTY)
+def test_nasty_files_give_clear_errors(tmp_path, data, message):
+    name = "f.jsonl" if data.startswith((b"{", b"[")) else "f.csv"
+    f = tmp_path / name
+    f.write_bytes(data)
+    with pytest.raises(DatasetError, match=message):
+        dataset_from_file(f, "text", "label")
+
+
+def test_huge_file_and_wrong_type_are_refused(tmp_path):
+    with pytest.raises(DatasetError, match="limit"):
+        read_table(b"x" * (MAX_UPLOAD_BYTES + 1), "big.csv")
+    with pytest.raises(DatasetError, match="Unsupported"):
+        read_table(b"x,y\n", "model.pkl")
+
+
+def test_formula_cells_are_kept_as_plain_text(tmp_path):
+    f = tmp_path / "f.csv"
+    f.write_text('text,label\n"=HYPERLINK(""http://x"")",positive\n+1+1,negative\n')
+    spec, _ = dataset_from_file(f, "text", "label", labels=["negative", "positive"])
+    assert spec.rows()[0].prompt == '=HYPERLINK("http://x")'  # data only: nothing evaluates it
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=2000), st.sampled_from(["u.csv", "u.jsonl", "u.tsv"]))
+def test_fuzzed_bytes_never_crash_with_anything_but_a_dataset_error(data, name):
+    try:
+        records = read_table(data, name)
+        dataset_from_records(records, "fuzz", "text", "label")
+    except DatasetError:
+        pass
