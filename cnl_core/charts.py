@@ -1,0 +1,95 @@
+"""Altair charts of results (the dashboard shows them; exports save them as PNG/SVG)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import torch
+
+
+def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Located neurons") -> alt.Chart:
+    """The paper's Figure 4: layers x neurons, neighbouring neurons pooled (max), darker = more prominent."""
+    n_layers, width = prominence.shape
+    bin_size = max(1, -(-width // bins))
+    pad = bin_size * bins - width
+    padded = torch.nn.functional.pad(prominence.float(), (0, pad))
+    pooled = padded.view(n_layers, bins, bin_size).amax(-1)
+    rows = [{"layer": l, "neurons": f"{b * bin_size}-{min(width, (b + 1) * bin_size) - 1}", "bin": b,
+             "prominence": float(pooled[l, b])} for l in range(n_layers) for b in range(bins)]
+    return alt.Chart(pd.DataFrame(rows), title=title).mark_rect().encode(
+        x=alt.X("bin:O", title=f"neuron index (bins of {bin_size})", axis=alt.Axis(labels=False, ticks=False)),
+        y=alt.Y("layer:O", title="layer", sort="descending"),
+        color=alt.Color("prominence:Q", title="share of samples", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=["layer", "neurons", alt.Tooltip("prominence:Q", format=".2f")],
+    ).properties(width="container", height=360)
+
+
+def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
+    rows = [{"set": name, "layer": l, "neurons": c} for name, counts in per_layer.items() for l, c in enumerate(counts)]
+    return alt.Chart(pd.DataFrame(rows), title="Located neurons per layer").mark_bar().encode(
+        x=alt.X("layer:O"), y=alt.Y("neurons:Q"), color=alt.Color("set:N"), xOffset="set:N",
+        tooltip=["set", "layer", "neurons"],
+    ).properties(width="container", height=260)
+
+
+def matrix_heatmap(names: list[str], values: list[list[float]], title: str, fmt: str = ".3f",
+                   scheme: str = "greens", domain: list[float] | None = None) -> alt.Chart:
+    rows = [{"row": a, "column": b, "value": values[i][j]} for i, a in enumerate(names) for j, b in enumerate(names)]
+    return _matrix(pd.DataFrame(rows), names, names, title, fmt, scheme, domain)
+
+
+def _matrix(df: pd.DataFrame, rows: list[str], cols: list[str], title: str, fmt: str, scheme: str,
+            domain: list[float] | None) -> alt.Chart:
+    scale = alt.Scale(scheme=scheme, domain=domain) if domain else alt.Scale(scheme=scheme)
+    base = alt.Chart(df, title=title).encode(x=alt.X("column:N", sort=cols, title=None),
+                                             y=alt.Y("row:N", sort=rows, title=None))
+    rect = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, title=None),
+                                   tooltip=["row", "column", alt.Tooltip("value:Q", format=fmt)])
+    text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt))
+    return (rect + text).properties(width="container", height=max(160, 50 * len(rows)))
+
+
+def cross_matrix_heatmap(result: dict, metric: str = "delta_gold_loglik") -> alt.Chart:
+    """The paper's Figure 5: rows = neurons changed, columns = dataset tested, cell = change vs unmodified."""
+    rows = [{"row": s, "column": t, "value": result["cells"][s][t][metric]}
+            for s in result["sources"] for t in result["targets"] if result["cells"][s][t][metric] is not None]
+    df = pd.DataFrame(rows)
+    extent = max(1e-9, df["value"].abs().max()) if len(df) else 1.0
+    return _matrix(df, result["sources"], result["targets"], f"{metric} ({result['mode']})", "+.3f", "redblue",
+                   [-extent, extent])
+
+
+def evaluation_bars(result: dict, metric: str) -> alt.Chart:
+    """Baseline / intervened / random control with 95% bootstrap intervals."""
+    rows = []
+    for part in ("baseline", "intervened", "control"):
+        r = result.get(part)
+        if not r or r.get(metric) is None:
+            continue
+        ci = r.get(f"{metric}_ci") or [r[metric], r[metric]]
+        rows.append({"dataset": result["dataset"], "condition": part, "value": r[metric], "lo": ci[0], "hi": ci[1]})
+    df = pd.DataFrame(rows)
+    order = ["baseline", "intervened", "control"]
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=metric),
+        color=alt.Color("condition:N", sort=order, scale=alt.Scale(range=["#9ca3af", "#dc2626", "#2563eb"])),
+        tooltip=["condition", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"),
+                 alt.Tooltip("hi:Q", format=".4f")])
+    errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order), y="lo:Q", y2="hi:Q")
+    return (bars + errors).properties(width=220, height=240, title=f"{result['dataset']}: {metric}")
+
+
+def save_chart(chart: alt.Chart, path: str, fmt: str) -> str:
+    """Write a chart as PNG or SVG (vl-convert renders offline) or as a Vega-Lite JSON spec."""
+    import vl_convert as vlc
+
+    spec = chart.to_json()
+    if fmt == "svg":
+        data = vlc.vegalite_to_svg(spec).encode()
+    elif fmt == "png":
+        data = vlc.vegalite_to_png(spec, scale=2)
+    else:
+        data = spec.encode()
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path

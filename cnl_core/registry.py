@@ -1,0 +1,36 @@
+"""Loaded models shared by every user of one process (dashboard visitors, threads).
+
+Loading the same spec twice returns the same object; a lock makes concurrent first loads
+wait for one another instead of loading twice. At most `capacity` models stay in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from .models import LoadedModel, ModelSpec, load_model
+
+
+class ModelRegistry:
+    def __init__(self, capacity: int = 2):
+        self.capacity = capacity
+        self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: ModelSpec) -> LoadedModel:
+        with self._lock:
+            if spec in self._models:
+                self._models.move_to_end(spec)
+                return self._models[spec]
+            lm = load_model(spec)
+            self._models[spec] = lm
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return lm
+
+    def loaded(self) -> list[ModelSpec]:
+        return list(self._models)
+
+
+MODELS = ModelRegistry()
