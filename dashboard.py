@@ -495,11 +495,11 @@ def build_app() -> gr.Blocks:
         with gr.Tab("4 · Compare"):
             gr.Markdown(HELP["compare"])
             run_pick = gr.Dropdown([], label="Located set for the heatmap")
-            heatmap = gr.Plot(label="Neuron heatmap", elem_id="heatmap")
-            layer_bars = gr.Plot(label="Per layer")
+            heatmap = gr.Plot(label="Neuron heatmap", show_label=False, elem_id="heatmap")
+            layer_bars = gr.Plot(label="Per layer", show_label=False)
             with gr.Row():
-                overlap_plot = gr.Plot(label="Overlap rate")
-                iou_plot = gr.Plot(label="IoU")
+                overlap_plot = gr.Plot(label="Overlap rate", show_label=False)
+                iou_plot = gr.Plot(label="IoU", show_label=False)
             chance_table = gr.Dataframe(label="IoU against chance", wrap=True)
             top_table = gr.Dataframe(label="Top located neurons (mean score)")
 
@@ -521,14 +521,14 @@ def build_app() -> gr.Blocks:
                 iv_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")
                 iv_cancel = gr.Button("Cancel", variant="stop")
             with gr.Row():
-                acc_plot = gr.Plot(label="Accuracy")
-                ll_plot = gr.Plot(label="Gold-answer log-likelihood per token")
+                acc_plot = gr.Plot(label="Accuracy", show_label=False)
+                ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
             eval_table = gr.Dataframe(label="Before / after", wrap=True, elem_id="eval-table")
             examples = gr.Dataframe(label="Example generations, before and after", wrap=True)
             with gr.Accordion("Cross-dataset matrix (paper Figure 5)", open=False):
                 metric = gr.Radio(["delta_gold_loglik", "delta_accuracy"], value="delta_gold_loglik", label="cell")
                 matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
-                matrix_plot = gr.Plot(label="Change against the unmodified model")
+                matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
 
         with gr.Tab("6 · Export"):
             gr.Markdown(HELP["export"])

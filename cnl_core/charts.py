@@ -19,9 +19,10 @@ def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Locat
     return alt.Chart(pd.DataFrame(rows), title=title).mark_rect().encode(
         x=alt.X("bin:O", title=f"neuron index (bins of {bin_size})", axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("layer:O", title="layer", sort="descending"),
-        color=alt.Color("prominence:Q", title="share of samples", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        color=alt.Color("prominence:Q", title="share of samples",
+                        scale=alt.Scale(range=["#f7fbff", "#08306b"], domain=[0, 1])),
         tooltip=["layer", "neurons", alt.Tooltip("prominence:Q", format=".2f")],
-    ).properties(width="container", height=360)
+    ).properties(width=880, height=360)
 
 
 def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
@@ -29,7 +30,7 @@ def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
     return alt.Chart(pd.DataFrame(rows), title="Located neurons per layer").mark_bar().encode(
         x=alt.X("layer:O"), y=alt.Y("neurons:Q"), color=alt.Color("set:N"), xOffset="set:N",
         tooltip=["set", "layer", "neurons"],
-    ).properties(width="container", height=260)
+    ).properties(width=880, height=240)
 
 
 def matrix_heatmap(names: list[str], values: list[list[float]], title: str, fmt: str = ".3f",
@@ -46,7 +47,7 @@ def _matrix(df: pd.DataFrame, rows: list[str], cols: list[str], title: str, fmt:
     rect = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, title=None),
                                    tooltip=["row", "column", alt.Tooltip("value:Q", format=fmt)])
     text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt))
-    return (rect + text).properties(width="container", height=max(160, 50 * len(rows)))
+    return (rect + text).properties(width=max(200, 70 * len(cols)), height=max(160, 40 * len(rows)))
 
 
 def cross_matrix_heatmap(result: dict, metric: str = "delta_gold_loglik") -> alt.Chart:

@@ -1,0 +1,19 @@
+# Capability Neuron Lab — the two commands: `make run` and `make test`.
+.PHONY: run test bench screenshot setup
+
+setup:
+	bash scripts/setup.sh
+
+run: setup
+	.venv/bin/python dashboard.py
+
+test:
+	bash scripts/setup.sh dev
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python -m bench
+
+screenshot:
+	bash scripts/setup.sh dev
+	.venv/bin/python scripts/screenshot.py assets/screenshot.png

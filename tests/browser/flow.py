@@ -1,0 +1,104 @@
+"""Driving the dashboard in headless Chromium: shared by the browser tests and the README screenshot."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def dashboard(cache_dir: Path):
+    """Start dashboard.py on a free loopback port with its own score cache; yield its URL."""
+    port = free_port()
+    env = {**os.environ, "CNL_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"dashboard did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@contextmanager
+def browser_page(url: str, width: int = 1366, height: int = 900):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.get_by_text("Capability Neuron Lab").first.wait_for(timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_text(locator, parts, timeout: float) -> str:
+    """Poll until every part shows in the element's text (progress messages change meanwhile)."""
+    deadline = time.time() + timeout
+    text = ""
+    while time.time() < deadline:
+        text = locator.inner_text()
+        if all(p in text for p in parts):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"{parts} never appeared; last text: {text[:500]}")
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def locate(page, n: int) -> tuple[float, float]:
+    """Data tab n, Locate tab run; returns the gsm8k row's (overlap, IoU) from the summary."""
+    page.get_by_role("tab", name="2 · Data").click()
+    set_number(page, "n per split", n)
+    page.get_by_role("tab", name="3 · Locate").click()
+    page.locator("#locate-btn").click()
+    text = wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=900)
+    row = next(line for line in text.splitlines() if "gsm8k" in line)
+    numbers = re.findall(r"\d+\.\d+", row)
+    return float(numbers[1]), float(numbers[2])
+
+
+def intervene(page, n: int, draws: int, fewshot: int, max_new_tokens: int) -> str:
+    page.get_by_role("tab", name="5 · Intervene").click()
+    set_number(page, "n test samples", n)
+    set_number(page, "random-control draws", draws)
+    set_number(page, "few-shot (-1: task default)", fewshot)
+    set_number(page, "max new tokens", max_new_tokens)
+    page.locator("#intervene-btn").click()
+    return wait_for_text(page.locator("#eval-table"), ["\nbaseline\n", "\nintervened\n", "\ncontrol\n"], timeout=900)
