@@ -86,6 +86,26 @@ def cmd_locate(args) -> dict:
     return res
 
 
+def cmd_sweep(args) -> dict:
+    from .locate_run import run_locate, threshold_sweep
+    from .scoring import ScoreConfig
+
+    score_cfg = ScoreConfig(method=args.method, ig_steps=args.ig_steps)
+    lm = _model(args)
+    bar, update = _progress_bar("scores")
+    with bar:
+        run = run_locate(lm, args.dataset, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
+                         progress=update)
+    rows = threshold_sweep(run, args.taus, args.ps)
+    print("| tau | p | located | split overlap | split IoU | chance IoU |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tau']} | {r['p']} | {r['n_located']} | {r['overlap_rate']:.3f} | {r['iou']:.3f} | {r['chance_iou']:.5f} |")
+    out = {"kind": "cnl.sweep", "dataset": args.dataset, "n": args.n, "splits": args.splits, "seed": args.seed,
+           "method": args.method, "rows": rows}
+    _write(args.out, out)
+    return out
+
+
 def cmd_compare(args) -> dict:
     from .compare import comparison_matrix
     from .locate_run import load_result, neuron_set_from_result
@@ -220,7 +240,7 @@ def cmd_run(args) -> list:
     for i, step in enumerate(config.get("steps", [])):
         step = dict(step)
         command = step.pop("command", None)
-        if command not in ("locate", "compare", "evaluate", "matrix", "finetune"):
+        if command not in ("locate", "sweep", "compare", "evaluate", "matrix", "finetune"):
             raise ParameterError(f"Step {i + 1}: unknown command {command!r}.")
         argv = [command] + _to_argv({**model, **step} if command != "compare" else step)
         print(f"\n== step {i + 1}: {' '.join(argv)}")
@@ -265,6 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--out")
     p.set_defaults(func=cmd_locate)
+
+    p = sub.add_parser("sweep", help="split agreement for a grid of thresholds (from cached scores)")
+    _add_model_args(p)
+    p.add_argument("--dataset", default="gsm8k")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--splits", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="grad_x_act", choices=["activation", "grad_x_act", "integrated_gradients"])
+    p.add_argument("--ig-steps", type=int, default=20)
+    p.add_argument("--taus", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    p.add_argument("--ps", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("compare", help="overlap / IoU matrix of located sets")
     p.add_argument("files", nargs="+")

@@ -136,3 +136,16 @@ def located_sample_ids(data: dict) -> list[str]:
 
 def sets_by_name(results: Sequence[dict], names: Sequence[str]) -> dict[str, NeuronSet]:
     return {name: neuron_set_from_result(r) for name, r in zip(names, results)}
+
+
+def threshold_sweep(run: LocateRun, taus: Sequence[float], ps: Sequence[float]) -> list[dict]:
+    """Located-set size and split agreement for every (tau, p), from the in-memory scores."""
+    rows = []
+    for tau in taus:
+        for p in ps:
+            res = run.relocalize(LocateParams(rule="relative", tau=tau, p=p))
+            pw = res["pairwise"]
+            mean = (lambda key: sum(x[key] for x in pw) / len(pw)) if pw else (lambda key: float("nan"))
+            rows.append({"tau": tau, "p": p, "n_located": res["n_located"], "overlap_rate": mean("overlap_rate"),
+                         "iou": mean("iou"), "chance_iou": mean("chance_iou")})
+    return rows

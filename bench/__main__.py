@@ -1,0 +1,44 @@
+"""Benchmarks: `python -m bench [--gpu]`. Each figure is a ratio measured side by side in one run.
+
+Targets come from the performance issue; a missed target is printed as FAIL, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import figures  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gpu", action="store_true", help="random-weight Llama-2-7B shape on CUDA (bf16 and 4-bit)")
+    parser.add_argument("--only", nargs="*", help="run only these figures (names as printed)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["CNL_CACHE_DIR_BENCH"] = tmp
+        rows = []
+        started = time.perf_counter()
+        for name, fn in figures.ALL.items():
+            if args.only and name not in args.only:
+                continue
+            try:
+                rows.extend(fn(gpu=args.gpu))
+            except Exception as exc:  # a broken benchmark is a row, not a crash
+                rows.append((name, f"error: {type(exc).__name__}: {exc}"[:80], "", "", "ERROR"))
+    print("\n| figure | measured | ratio | target | result |\n|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    print(f"\n{sum(r[-1] == 'pass' for r in rows)} passed, {sum(r[-1] != 'pass' for r in rows)} failed "
+          f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

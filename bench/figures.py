@@ -1,0 +1,293 @@
+"""The benchmark figures. Each returns rows: (figure, measured, ratio, target, pass|FAIL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def _best(fn, repeat: int = 3) -> float:
+    """Best wall time of `repeat` runs after one warm-up: the least noisy figure on a shared machine."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _model(gpu: bool, quant: str = "none"):
+    from cnl_core.models import load_model
+
+    if not gpu:
+        return load_model("smollm2-135m")
+    return _random_7b(quant)
+
+
+def _random_7b(quant: str):
+    """A random-weight model of Llama-2-7B's shape (speed does not depend on the weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from cnl_core.models import LoadedModel, ModelSpec, weight_fingerprint
+    from cnl_core.neurons import FFNAccess
+
+    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+    if quant == "4bit":
+        import bitsandbytes as bnb  # noqa: F401
+        from transformers import BitsAndBytesConfig
+        from transformers.integrations import replace_with_bnb_linear  # noqa: F401
+
+        tmp = Path(os.environ.get("CNL_CACHE_DIR_BENCH", "/tmp")) / "rand7b"
+        model.save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16), device_map={"": 0})
+    model.requires_grad_(False)
+    tok = AutoTokenizer.from_pretrained(str(_smol_folder()))
+    tok.pad_token = tok.eos_token
+    return LoadedModel(ModelSpec("random-llama2-7b"), model, tok, "llama", FFNAccess(model, "llama"), "bfloat16", quant,
+                       weight_fingerprint(model))
+
+
+def _smol_folder() -> Path:
+    from cnl_core.models import _builtin_folder
+
+    return _builtin_folder("smollm2-135m")
+
+
+def _samples(n: int, dataset: str = "gsm8k"):
+    from cnl_core.datasets import get_dataset
+
+    return get_dataset(dataset).rows()[:n]
+
+
+def collection_overhead(gpu: bool) -> list:
+    """activation vs plain forward; grad_x_act vs plain forward+backward, same model and batch."""
+    from cnl_core.scoring import ScoreConfig, answer_logprob, encode_teacher_forced, score_batches
+
+    rows = []
+    for quant in (["none", "4bit"] if gpu else ["none"]):
+        lm = _model(gpu, quant)
+        samples = _samples(8)
+        cfg = ScoreConfig()
+        batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+        sync = torch.cuda.synchronize if gpu else (lambda: None)
+
+        def plain_forward():
+            with torch.no_grad():
+                lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            sync()
+
+        def plain_backward():
+            emb = lm.model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+            logits = lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask, use_cache=False).logits
+            torch.autograd.grad(answer_logprob(logits, batch).sum(), emb)
+            sync()
+
+        def ours(method):
+            def run():
+                list(score_batches(lm, samples, ScoreConfig(method=method), batch_size=len(samples)))
+                sync()
+            return run
+
+        tag = f"{'GPU 7B-shape ' + quant if gpu else 'CPU SmolLM2-135M'}"
+        for name, base, mine in (("activation vs forward", plain_forward, ours("activation")),
+                                 ("grad_x_act vs forward+backward", plain_backward, ours("grad_x_act"))):
+            t_base, t_mine = _best(base), _best(mine)
+            ratio = t_base / t_mine
+            rows.append((f"collection speed, {name} ({tag}, batch 8)", f"{t_mine * 1e3:.0f} ms vs {t_base * 1e3:.0f} ms",
+                         f"{ratio:.2f}x", ">= 0.9x", _verdict(ratio >= 0.9)))
+        del lm
+    return rows
+
+
+def integrated_gradients(gpu: bool) -> list:
+    """Batched (layer, alpha) rows vs the naive one-pass-per-(layer, step) loop, equal results."""
+    from cnl_core.neurons import neuron_hooks
+    from cnl_core.scoring import ScoreConfig, answer_logprob, encode_teacher_forced, ig_rows_per_pass, score_batches
+
+    lm = _model(gpu)
+    sample = _samples(1, "arithmetic")
+    cfg = ScoreConfig(method="integrated_gradients", ig_steps=4)
+    t0 = time.perf_counter()
+    ((_, batched, _),) = list(score_batches(lm, sample, cfg, batch_size=1))
+    t_batched = time.perf_counter() - t0
+
+    n_layers, m = lm.grid.n_layers, cfg.ig_steps
+    batch = encode_teacher_forced(lm.tokenizer, sample, cfg, lm.input_device)
+    naive = torch.zeros_like(batched[0])
+    t0 = time.perf_counter()
+    for layer in range(n_layers):
+        for k in range(1, m + 1):
+            alpha, store = k / m, {}
+
+            def hook(l, x):
+                if l != layer:
+                    return None
+                mask = batch.answer_mask.to(x.dtype).unsqueeze(-1)
+                xs = (x * (1 + (alpha - 1) * mask)).requires_grad_(True)
+                store["x0"], store["xs"] = x.detach(), xs
+                return xs
+
+            with neuron_hooks(lm.ffn, hook), torch.enable_grad():
+                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+                (g,) = torch.autograd.grad(answer_logprob(logits, batch).sum(), store["xs"])
+            mask = batch.answer_mask.to(g.dtype).unsqueeze(-1)
+            naive[layer] += (store["x0"] * g * mask).sum((0, 1)).float().cpu() / m
+    t_naive = time.perf_counter() - t0
+    passes_naive = n_layers * m
+    passes_batched = -(-n_layers * m // ig_rows_per_pass(cfg, n_layers)) + 1
+    err = float((naive - batched[0]).abs().max() / naive.abs().max())
+    speed = t_naive / t_batched
+    return [
+        ("IG model passes per sample (m=4)", f"{passes_batched} vs {passes_naive} naive", f"{passes_naive / passes_batched:.1f}x fewer",
+         "far fewer than layers x m", _verdict(passes_batched * 4 <= passes_naive)),
+        ("IG time per sample, batched vs naive loop", f"{t_batched:.1f} s vs {t_naive:.1f} s", f"{speed:.2f}x",
+         "faster, equal results", _verdict(speed > 1.0 and err < 1e-3)),
+        ("IG batched vs naive, max relative difference", f"{err:.1e}", "", "< 1e-3", _verdict(err < 1e-3)),
+    ]
+
+
+_MEMORY_CHILD = """
+import json, resource, sys, os
+from cnl_core.models import load_model
+from cnl_core.locate_run import run_locate
+lm = load_model()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run_locate(lm, "arithmetic", int(sys.argv[1]), 1, 0, batch_size=8)
+print(json.dumps({"base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def memory(gpu: bool) -> list:
+    """Peak memory of a locate run for n and 4n (fresh processes), and bytes on disk per sample."""
+    from cnl_core.cache import list_cache
+
+    cache = Path(os.environ["CNL_CACHE_DIR_BENCH"]) / "mem"
+    (cache).mkdir(parents=True, exist_ok=True)
+    if not (cache / "models").exists():
+        (cache / "models").symlink_to(_smol_folder().parent)
+    peaks = {}
+    for n in (16, 64):
+        env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n)], capture_output=True, text=True, env=env,
+                             check=True, cwd=ROOT)
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[n] = (data["peak_kb"] - data["base_kb"]) / 1024
+    growth = peaks[64] / max(peaks[16], 1e-9)
+    os.environ["CNL_CACHE_DIR"] = str(cache)
+    try:
+        (entry,) = [e for e in list_cache(cache / "scores")]
+    finally:
+        del os.environ["CNL_CACHE_DIR"]
+    per_sample = entry["bytes"] / entry["samples"]
+    bound = 30 * 1536 * 2
+    return [
+        ("locate peak memory above the loaded model, n=16 vs n=64", f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
+         f"{growth:.2f}x", "does not grow with n (<= 1.25x)", _verdict(growth <= 1.25)),
+        ("score cache on disk per sample", f"{per_sample / 1024:.1f} KiB", f"{per_sample / bound:.3f} of bound",
+         "<= neurons x 2 bytes + metadata", _verdict(per_sample <= bound * 1.05)),
+    ]
+
+
+def cache_speed(gpu: bool) -> list:
+    """Re-localizing 1,000 cached samples; a repeated locate run against the first."""
+    from cnl_core.localize import LocateParams, locate
+    from cnl_core.locate_run import run_locate
+
+    scores = (torch.randn(1000, 30, 1536) ** 3).to(torch.float16)  # heavy-tailed, like real scores
+    t_reloc = _best(lambda: locate(scores, LocateParams(tau=0.3, p=0.4)))
+    os.environ["CNL_CACHE_DIR"] = str(Path(os.environ["CNL_CACHE_DIR_BENCH"]) / "speed")
+    (Path(os.environ["CNL_CACHE_DIR"]) / "models").parent.mkdir(parents=True, exist_ok=True)
+    if not (Path(os.environ["CNL_CACHE_DIR"]) / "models").exists():
+        (Path(os.environ["CNL_CACHE_DIR"]) / "models").symlink_to(_smol_folder().parent)
+    try:
+        lm = _model(False)
+        t0 = time.perf_counter()
+        run_locate(lm, "gsm8k", 8, 2, 0).result()
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run_locate(lm, "gsm8k", 8, 2, 0).result()
+        second = time.perf_counter() - t0
+    finally:
+        del os.environ["CNL_CACHE_DIR"]
+    return [
+        ("re-localize 1,000 cached samples (new tau, p)", f"{t_reloc:.3f} s", "", "< 0.5 s", _verdict(t_reloc < 0.5)),
+        ("repeated locate (n=8, k=2) vs first", f"{second:.2f} s vs {first:.1f} s", f"{first / second:.0f}x",
+         ">= 20x", _verdict(first / second >= 20)),
+    ]
+
+
+def generation(gpu: bool) -> list:
+    """Batched greedy generation (KV cache, left padding) vs one sample at a time, identical answers."""
+    from cnl_core.evaluation import EvalConfig, _generate, fewshot_prefix
+
+    lm = _model(gpu)
+    samples = _samples(8)
+    prefix = fewshot_prefix(_samples(12)[10:12])
+    prompts = [prefix + s.prompt for s in samples]
+    cfg = EvalConfig(max_new_tokens=48)
+    t0 = time.perf_counter()
+    batched = _generate(lm, None, prompts, cfg)
+    t_batch = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single = [_generate(lm, None, [p], cfg)[0] for p in prompts]
+    t_single = time.perf_counter() - t0
+    same = sum(a == b for a, b in zip(batched, single))
+    ratio = t_single / t_batch
+    return [("batched generation throughput vs one at a time (8 prompts, 48 tokens)",
+             f"{t_batch:.1f} s vs {t_single:.1f} s; {same}/8 identical", f"{ratio:.2f}x", ">= 3x, identical answers",
+             _verdict(ratio >= 3 and same == len(prompts)))]
+
+
+def alternatives(gpu: bool) -> list:
+    """Collection throughput against nnsight / TransformerLens, when installed in the bench environment."""
+    try:
+        import nnsight  # noqa: F401
+    except ImportError:
+        return [("collection vs nnsight tracing", "not installed in this environment", "", ">= 1x", "NOT RUN")]
+    from cnl_core.scoring import ScoreConfig, score_batches
+
+    lm = _model(gpu)
+    samples = _samples(8)
+    from nnsight import NNsight
+
+    wrapped = NNsight(lm.model)
+    from cnl_core.scoring import encode_teacher_forced
+
+    batch = encode_teacher_forced(lm.tokenizer, samples, ScoreConfig(), lm.input_device)
+
+    def theirs():
+        with wrapped.trace(batch.input_ids, attention_mask=batch.attention_mask):
+            saved = [lm.ffn.down[i].input.save() for i in range(lm.grid.n_layers)]  # noqa: F841
+
+    t_theirs = _best(theirs)
+    t_ours = _best(lambda: list(score_batches(lm, samples, ScoreConfig(method="activation"), batch_size=8)))
+    return [("activation collection vs nnsight trace+save", f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms",
+             f"{t_theirs / t_ours:.2f}x", ">= 1x", _verdict(t_theirs / t_ours >= 1.0))]
+
+
+ALL = {
+    "collection": collection_overhead,
+    "integrated_gradients": integrated_gradients,
+    "memory": memory,
+    "cache": cache_speed,
+    "generation": generation,
+    "alternatives": alternatives,
+}
