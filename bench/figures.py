@@ -77,6 +77,15 @@ def _samples(n: int, dataset: str = "gsm8k"):
     return get_dataset(dataset).rows()[:n]
 
 
+def model_load(gpu: bool) -> list:
+    """Loading the built-in model again (from its converted safetensors copy in cache/models)."""
+    from cnl_core.models import load_model
+
+    load_model("smollm2-135m")  # converts once if needed
+    t = _best(lambda: load_model("smollm2-135m"), repeat=2)
+    return [("second load of the built-in model", f"{t:.2f} s", "", "well under 2 s", _verdict(t < 2.0))]
+
+
 def collection_overhead(gpu: bool) -> list:
     """activation vs plain forward; grad_x_act vs plain forward+backward, same model and batch."""
     from cnl_core.scoring import ScoreConfig, answer_logprob, encode_teacher_forced, score_batches
@@ -284,6 +293,7 @@ def alternatives(gpu: bool) -> list:
 
 
 ALL = {
+    "model_load": model_load,
     "collection": collection_overhead,
     "integrated_gradients": integrated_gradients,
     "memory": memory,

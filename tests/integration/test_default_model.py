@@ -1,7 +1,5 @@
 """The real default model: loading, its neuron grid, hooks that edit neurons and leave no trace."""
 
-import time
-
 import torch
 
 from cnl_core.models import load_model
@@ -15,10 +13,11 @@ def test_default_model_grid_and_info(lm):
     assert info["n_neurons"] == 46080 and info["memory_mb"] > 100 and len(info["fingerprint"]) == 16
 
 
-def test_second_load_is_fast_and_identical(lm):
-    start = time.perf_counter()
-    again = load_model("smollm2-135m")
-    assert time.perf_counter() - start < 10  # generous: the spec asks for well under 2 s on an idle machine
+def test_second_load_reads_the_converted_copy_with_identical_weights(lm):
+    from cnl_core.paths import cache_root
+
+    again = load_model("smollm2-135m")  # its speed is a benchmark figure (bench/), not a timed test
+    assert (cache_root() / "models" / "smollm2-135m" / "model.safetensors").exists()
     assert again.fingerprint == lm.fingerprint
 
 
