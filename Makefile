@@ -12,6 +12,7 @@ test:
 	.venv/bin/python -m pytest -q
 
 bench: setup
+	.venv/bin/pip install -q --target bench/.env --no-deps -r bench/requirements.txt
 	.venv/bin/python -m bench
 
 screenshot:

@@ -52,6 +52,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class Shard:
     path: Path
@@ -70,8 +77,12 @@ class ScoreStore:
     def ensure(self) -> None:
         """Create the folder and its record; raises CacheError when the cache cannot be written."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             rec = self.folder / "record.json"
+            if rec.exists() and _read_json(rec) != self.record:
+                # The folder's record does not describe these scores: never reuse them.
+                self.problems.append(f"Cache folder {self.key} holds scores of another setup; set aside and recomputed.")
+                self.folder.rename(self.folder.with_name(f"{self.key}.mismatch-{uuid.uuid4().hex[:8]}"))
+            self.folder.mkdir(parents=True, exist_ok=True)
             if not rec.exists():
                 atomic_write_bytes(rec, json.dumps(self.record, indent=2, sort_keys=True).encode())
         except OSError as exc:
@@ -144,10 +155,7 @@ def list_cache(root: Path | None = None) -> list[dict]:
     root = root or scores_root()
     out = []
     for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
-        try:
-            record = json.loads((folder / "record.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            record = {}
+        record = _read_json(folder / "record.json") or {}
         files = list(folder.glob("shard-*.safetensors"))
         n = 0
         for f in files:

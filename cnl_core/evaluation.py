@@ -23,7 +23,7 @@ from .datasets import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from .errors import ParameterError
 from .interventions import Intervention, InterventionHandle, intervene
 from .models import LoadedModel
-from .scoring import ScoreConfig, answer_logprob, encode_teacher_forced
+from .scoring import ScoreConfig, encode_teacher_forced, gold_logprob
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def evaluate_samples(
                 continue
             gold = _gold_loglik(lm, handle, chunk, prefix, cfg)
             if dataset.kind == GENERATE_NUMBER:
-                texts = _generate(lm, handle, [prefix + s.prompt for s in chunk], cfg)
+                texts = _generate(lm, handle, prefix, [s.prompt for s in chunk], cfg)
                 for s, text, g in zip(chunk, texts, gold):
                     out.append(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
                                             is_correct(extract_strict(text), s.target)))
@@ -100,10 +100,10 @@ def _teacher_forced(lm: LoadedModel, handle: InterventionHandle, prompts: list[s
     handle.answer_mask = batch.answer_mask
     try:
         with torch.no_grad():
-            logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+            total = gold_logprob(lm, batch)
     finally:
         handle.answer_mask = None
-    return answer_logprob(logits, batch).cpu(), batch.answer_mask.sum(-1).cpu()
+    return total.cpu(), batch.answer_mask.sum(-1).cpu()
 
 
 def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[float]:
@@ -124,16 +124,41 @@ def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -
     return out
 
 
-def _generate(lm: LoadedModel, handle, prompts: list[str], cfg: EvalConfig) -> list[str]:
+def _generate(lm: LoadedModel, handle: InterventionHandle, prefix: str, suffixes: list[str], cfg: EvalConfig) -> list[str]:
+    """Greedy generation for prefix + each suffix, batched, with a KV cache.
+
+    The few-shot prefix is the same for every prompt, so it is run once and its KV cache shared
+    by the batch; the suffixes are padded between prefix and suffix (the attention mask hides the
+    pads, positions continue across them). On a CPU, where the prompt pass is compute-bound,
+    this is what makes batching pay.
+    """
     tok = lm.tokenizer
-    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", truncation=True,
-              max_length=cfg.max_context_tokens)
-    enc = {k: v.to(lm.input_device) for k, v in enc.items()}
+    device = lm.input_device
+    p_ids = tok(prefix, add_special_tokens=True)["input_ids"] if prefix else []
+    s_ids = [tok(s, add_special_tokens=not prefix)["input_ids"] for s in suffixes]
+    budget = max(1, cfg.max_context_tokens - len(p_ids))
+    s_ids = [ids[-budget:] for ids in s_ids]
+    width, plen, batch = max(map(len, s_ids)), len(p_ids), len(s_ids)
+    ids = torch.full((batch, plen + width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((batch, plen + width), dtype=torch.long)
+    ids[:, :plen], mask[:, :plen] = torch.tensor(p_ids, dtype=torch.long), 1
+    for b, s in enumerate(s_ids):
+        ids[b, plen + width - len(s):], mask[b, plen + width - len(s):] = torch.tensor(s), 1
+    ids, mask = ids.to(device), mask.to(device)
+    extra = {}
     with torch.no_grad():
-        out = lm.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False, temperature=None,
-                                top_p=None, top_k=None, pad_token_id=tok.pad_token_id, stop_strings=list(STOP_STRINGS),
-                                tokenizer=tok)
-    new = out[:, enc["input_ids"].shape[1]:]
+        if plen:
+            handle.answer_mask = torch.zeros((1, plen), dtype=torch.bool)  # no prefix position predicts the answer
+            try:
+                cache = lm.model(input_ids=ids[:1, :plen], attention_mask=mask[:1, :plen], use_cache=True).cache
+            finally:
+                handle.answer_mask = None
+            cache.batch_repeat_interleave(batch)
+            extra["cache"] = cache
+        out = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                                temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
+                                stop_strings=list(STOP_STRINGS), tokenizer=tok, **extra)
+    new = out[:, plen + width:]
     return [cut_at_stop(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
 
 

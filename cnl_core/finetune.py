@@ -19,7 +19,7 @@ from .datasets import Sample
 from .errors import ParameterError
 from .models import LoadedModel
 from .neurons import NeuronSet
-from .scoring import ScoreConfig, answer_logprob, encode_teacher_forced
+from .scoring import ScoreConfig, encode_teacher_forced, gold_logprob
 
 
 def _neuron_masks(lm: LoadedModel, neurons: NeuronSet) -> list[tuple[nn.Parameter, torch.Tensor]]:
@@ -69,8 +69,7 @@ def finetuned(
                 start = (step * batch_size) % len(samples)
                 chunk = [samples[(start + j) % len(samples)] for j in range(min(batch_size, len(samples)))]
                 batch = encode_teacher_forced(lm.tokenizer, chunk, cfg, lm.input_device)
-                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-                loss = -(answer_logprob(logits, batch) / batch.answer_mask.sum(-1).clamp(min=1)).mean()
+                loss = -(gold_logprob(lm, batch) / batch.answer_mask.sum(-1).clamp(min=1)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -63,6 +65,11 @@ class LoadedModel:
     @property
     def grid(self) -> NeuronGrid:
         return self.ffn.grid
+
+    @cached_property
+    def accepts_logits_to_keep(self) -> bool:
+        """Whether forward() can run the LM head on chosen positions only (most current architectures)."""
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     @property
     def input_device(self) -> torch.device:

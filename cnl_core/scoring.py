@@ -54,7 +54,7 @@ class ScoreConfig:
 @dataclass
 class EncodedBatch:
     input_ids: torch.Tensor  # [batch, tokens]
-    attention_mask: torch.Tensor  # [batch, tokens]
+    attention_mask: torch.Tensor  # [batch, tokens] 1 on real tokens (right padding: only causal masking is needed)
     answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
@@ -83,11 +83,31 @@ def encode_teacher_forced(tokenizer, samples: Sequence[Sample], cfg: ScoreConfig
     return EncodedBatch(ids.to(device), attn.to(device), answer_mask.to(device), targets.to(device))
 
 
-def answer_logprob(logits: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
-    """[batch] sum of the gold answer tokens' log-probabilities."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, batch.targets.to(logp.device).unsqueeze(-1)).squeeze(-1)
-    return (picked * batch.answer_mask.to(picked.device)).sum(-1)
+def answer_logprob(logits: torch.Tensor, batch: EncodedBatch, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """[batch] sum of the gold answer tokens' log-probabilities; logits may cover only the columns `cols`."""
+    mask = batch.answer_mask if cols is None else batch.answer_mask[:, cols]
+    targets = batch.targets if cols is None else batch.targets[:, cols]
+    mask, targets = mask.to(logits.device), targets.to(logits.device)
+    chosen = logits[mask].float()  # [answer tokens, vocab]: log-softmax only where it is needed
+    picked = chosen.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, dim=-1)
+    rows = mask.nonzero()[:, 0]
+    return torch.zeros(mask.shape[0], device=logits.device, dtype=picked.dtype).index_add(0, rows, picked)
+
+
+def gold_logprob(lm: LoadedModel, batch: EncodedBatch) -> torch.Tensor:
+    """Teacher-forced forward pass; the LM head runs only on answer columns where the model allows it.
+
+    The batch is right-padded, so causal attention alone keeps every real token from seeing the pads
+    (and positions count from 0 in every row): no attention mask is passed, which lets attention take
+    its fast causal path. Pad positions compute garbage that no answer position ever reads.
+    """
+    kwargs = {}
+    cols = None
+    if lm.accepts_logits_to_keep:
+        cols = batch.answer_mask.any(0).nonzero().flatten()
+        kwargs["logits_to_keep"] = cols
+    logits = lm.model(input_ids=batch.input_ids, use_cache=False, **kwargs).logits
+    return answer_logprob(logits, batch, cols)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -131,13 +151,13 @@ def _single_pass(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -
                 x.requires_grad_(True)  # a leaf: nothing upstream needs gradients
             acts[layer] = x
             return None
-        m = _mask3(batch.answer_mask, x)
-        per_layer[layer] = ((x.float() * m).sum(1) / m.sum(1).clamp(min=1)).cpu()
+        weights = batch.answer_mask.to(x.device, x.dtype)
+        weights = (weights / weights.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)  # [batch, 1, tokens]
+        per_layer[layer] = torch.bmm(weights, x).squeeze(1).float().cpu()  # masked mean without a [b, t, w] temporary
         return None
 
-    with neuron_hooks(lm.ffn, hook), torch.set_grad_enabled(need_grad):
-        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-        gold = answer_logprob(logits, batch)
+    with neuron_hooks(lm.ffn, hook), (torch.enable_grad() if need_grad else torch.inference_mode()):
+        gold = gold_logprob(lm, batch)
         if need_grad:
             grads = torch.autograd.grad(gold.sum(), acts)
             for layer, (x, g) in enumerate(zip(acts, grads)):
@@ -160,8 +180,7 @@ def _integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg: Score
     for s_idx, sample in enumerate(samples):
         single = encode_teacher_forced(lm.tokenizer, [sample], cfg, lm.input_device)
         with torch.no_grad():
-            logits = lm.model(input_ids=single.input_ids, attention_mask=single.attention_mask, use_cache=False).logits
-            golds.append(answer_logprob(logits, single)[0].cpu())
+            golds.append(gold_logprob(lm, single)[0].cpu())
         plan = [(layer, a) for layer in range(n_layers) for a in alphas_all.tolist()]
         for start in range(0, len(plan), rows_per_pass):
             rows = plan[start : start + rows_per_pass]
@@ -187,8 +206,7 @@ def _integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg: Score
                 return x_scaled
 
             with neuron_hooks(lm.ffn, hook), torch.enable_grad():
-                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-                gold = answer_logprob(logits, batch)
+                gold = gold_logprob(lm, batch)
                 grads = torch.autograd.grad(gold.sum(), [scaled[l] for l in targeted])
             for layer, g in zip(targeted, grads):
                 sel = (row_layer == layer).nonzero().flatten().to(g.device)

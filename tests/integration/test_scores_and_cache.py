@@ -76,3 +76,13 @@ def test_unwritable_cache_goes_on_without_caching(lm, tmp_path, monkeypatch):
     monkeypatch.setenv("CNL_CACHE_DIR", str(blocker))
     table = collect_scores(lm, ARITH, [ARITH.rows()[0].id], ScoreConfig())
     assert table.computed == 1 and any("cannot be written" in n for n in table.notes)
+
+
+def test_gold_logprob_on_answer_columns_equals_the_full_logits_computation(lm):
+    from cnl_core.scoring import answer_logprob, encode_teacher_forced, gold_logprob
+
+    batch = encode_teacher_forced(lm.tokenizer, get_dataset("gsm8k").rows()[:3], ScoreConfig(), lm.input_device)
+    assert lm.accepts_logits_to_keep
+    with torch.no_grad():
+        full = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        assert torch.allclose(gold_logprob(lm, batch), answer_logprob(full, batch), atol=1e-3)

@@ -69,3 +69,15 @@ def test_unwritable_cache_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("CNL_CACHE_DIR", str(blocker))
     with pytest.raises(CacheError, match="cannot be written"):
         ScoreStore(RECORD).ensure()
+
+
+def test_a_folder_whose_record_does_not_match_is_never_reused(score_cache):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a"])
+    (store.folder / "record.json").write_text(json.dumps({"model": "someone else"}))
+    fresh = ScoreStore(RECORD)
+    fresh.ensure()
+    assert fresh.load(["a"]) == {}
+    assert any("another setup" in p for p in fresh.problems)
+    assert json.loads((fresh.folder / "record.json").read_text())["model"] == "m"
