@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -50,9 +49,7 @@ def _random_7b(quant: str):
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
     if quant == "4bit":
-        import bitsandbytes as bnb  # noqa: F401
         from transformers import BitsAndBytesConfig
-        from transformers.integrations import replace_with_bnb_linear  # noqa: F401
 
         tmp = Path(os.environ.get("CNL_CACHE_DIR_BENCH", "/tmp")) / "rand7b"
         model.save_pretrained(tmp)
@@ -122,7 +119,6 @@ def collection_overhead(gpu: bool) -> list:
             ratio = t_base / t_mine
             rows.append((f"collection speed, {name} ({tag}, batch 8)", f"{t_mine * 1e3:.0f} ms vs {t_base * 1e3:.0f} ms",
                          f"{ratio:.2f}x", ">= 0.9x", _verdict(ratio >= 0.9)))
-        del lm
     return rows
 
 

@@ -43,6 +43,7 @@ def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache, lm):
     # the same command again: every sample from the cache, same neurons
     r2 = cli("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5,
              "--out", out2, cache=cli_cache)
+    assert r2.returncode == 0 and "0 computed" in r2.stdout
     again = json.loads(out2.read_text())
     assert again["cache"]["computed"] == 0 and again["neurons"] == res["neurons"]
     cmp = cli("compare", out1, out2, "--out", tmp_path / "c.json", cache=cli_cache)

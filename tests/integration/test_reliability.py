@@ -128,3 +128,26 @@ def test_intervention_on_a_foreign_grid_is_refused(lm):
         with intervene(lm, Intervention(NeuronSet.from_flat(NeuronGrid(2, 8), [1]))):
             pass
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+
+def test_full_disk_goes_on_without_caching(lm, score_cache, monkeypatch):
+    import errno
+
+    from cnl_core import cache as cache_mod
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "save_file", no_space)
+    ds = get_dataset("arithmetic")
+    table = collect_scores(lm, ds, [s.id for s in ds.rows()[:3]], ScoreConfig(), batch_size=1)
+    assert table.computed == 3 and table.scores.shape[0] == 3
+    assert sum("No space left on device" in n for n in table.notes) == 1  # said once, then no more writes
+    assert not list((score_cache / "scores").glob("*/.*.part"))  # no half-written file left behind
+
+
+def test_dashboard_writes_only_under_the_cache_folder():
+    import dashboard
+
+    assert Path(dashboard.os.environ["GRADIO_TEMP_DIR"]).is_relative_to(dashboard.cache_root())
+    assert dashboard.EXPORT_ROOT.is_relative_to(dashboard.cache_root())
