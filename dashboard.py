@@ -40,7 +40,6 @@ from cnl_core.splits import make_splits  # noqa: E402
 from cnl_core.uploads import columns_of, dataset_from_records, read_table  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
-EXPORT_ROOT = cache_root() / "exports"
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 
 HELP = {
@@ -367,7 +366,7 @@ def export_ui(state):
     state = _session(state)
     if not state["runs"] and not state["evals"]:
         raise gr.Error("Nothing to export yet.")
-    folder = EXPORT_ROOT / state["id"]
+    folder = cache_root() / "exports" / state["id"]
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for label, entry in state["runs"].items():
@@ -447,7 +446,7 @@ def build_app() -> gr.Blocks:
                 dmap = gr.Checkbox(False, label="device_map='auto' (spread a big model over GPUs/CPU)")
                 trust = gr.Checkbox(False, label="trust_remote_code (runs the repo's code: only if you trust it)")
                 load_btn = gr.Button("Load model", variant="primary")
-            model_info = gr.Markdown("The built-in model loads automatically when you first run something.")
+            model_info = gr.Markdown("Loading the built-in model…", elem_id="model-info")
 
         with gr.Tab("2 · Data"):
             gr.Markdown(HELP["data"])
@@ -564,7 +563,9 @@ def build_app() -> gr.Blocks:
         iv_cancel.click(cancel_ui, state, None, cancels=[iv_ev, mx_ev], queue=False)
         export_btn.click(export_ui, state, export_files)
         reload_file.upload(reload_ui, [reload_file, state], [reload_msg, state, run_pick, iv_run])
-        demo.load(new_session, None, state)
+        demo.load(new_session, None, state).then(  # show the built-in model's grid without any input
+            load_model_ui, [name, dtype, device, quant, dmap, trust, state], [model_info, state],
+            concurrency_id=HEAVY, concurrency_limit=1)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

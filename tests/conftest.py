@@ -20,6 +20,12 @@ def lm():
 @pytest.fixture()
 def score_cache(tmp_path, monkeypatch):
     """A fresh, empty score cache for one test (the converted model stays in the shared cache)."""
+    from cnl_core.paths import cache_root
+
+    models = cache_root() / "models"
     folder = tmp_path / "cache"
+    folder.mkdir()
+    if models.is_dir():
+        (folder / "models").symlink_to(models.resolve())
     monkeypatch.setenv("CNL_CACHE_DIR", str(folder))
     return folder

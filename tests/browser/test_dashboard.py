@@ -27,6 +27,7 @@ def page(tmp_path_factory, lm):
 
 
 def test_whole_path_locate_compare_intervene(page, tmp_path):
+    wait_for_text(page.locator("#model-info"), ["30 layers x 1536"], timeout=120)  # loaded with no input
     overlap, iou = locate(page, n=3)
     assert 0.0 <= iou <= overlap <= 1.0
     page.get_by_role("tab", name="4 · Compare").click()

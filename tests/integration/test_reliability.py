@@ -150,4 +150,3 @@ def test_dashboard_writes_only_under_the_cache_folder():
     import dashboard
 
     assert Path(dashboard.os.environ["GRADIO_TEMP_DIR"]).is_relative_to(dashboard.cache_root())
-    assert dashboard.EXPORT_ROOT.is_relative_to(dashboard.cache_root())
