@@ -488,7 +488,7 @@ def build_app() -> gr.Blocks:
                 sigma = gr.Number(3.0, minimum=0, label="z-score sigma")
             with gr.Row():
                 locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
-                cancel_btn = gr.Button("Cancel", variant="stop")
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="locate-cancel")
             locate_md = gr.Markdown("No located neurons yet: press **Locate neurons**.", elem_id="locate-summary")
 
         with gr.Tab("4 · Compare"):
@@ -546,9 +546,9 @@ def build_app() -> gr.Blocks:
         compare_outs = [heatmap, layer_bars, overlap_plot, iou_plot, chance_table, top_table]
         locate_ev = locate_btn.click(
             locate_ui, [datasets, n, k, seed, method, ig_steps, rule, tau, p, top_k, sigma, batch, state],
-            [locate_md, state, *compare_outs, run_pick], concurrency_id=HEAVY, concurrency_limit=1,
-        ).then(lambda s: gr.update(choices=list(_session(s)["runs"]), value=list(_session(s)["runs"])[-1]
-                                   if _session(s)["runs"] else None), state, iv_run)
+            [locate_md, state, *compare_outs, run_pick], concurrency_id=HEAVY, concurrency_limit=1)
+        locate_ev.then(lambda s: gr.update(choices=list(_session(s)["runs"]), value=list(_session(s)["runs"])[-1]
+                                           if _session(s)["runs"] else None), state, iv_run)
         cancel_btn.click(cancel_ui, state, locate_md, cancels=[locate_ev], queue=False)
         for slider in (tau, p):
             slider.release(relocalize_ui, [rule, tau, p, top_k, sigma, state], [locate_md, state, *compare_outs])

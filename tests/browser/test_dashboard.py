@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .flow import CHROMIUM, browser_page, dashboard, intervene, locate, wait_for_text
+from .flow import CHROMIUM, browser_page, dashboard, intervene, locate, set_number, wait_for_text
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                                 reason="Debian's chromium package is not installed (make test installs it)")
@@ -46,3 +46,18 @@ def test_bad_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     page.get_by_text("looks binary").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Show chosen rows").click()
     wait_for_text(page.locator("#split-rows"), ["gsm8k/"], timeout=60)  # the app still answers
+
+
+def test_cancel_stops_a_long_locate_and_the_next_run_goes_through(page):
+    page.get_by_role("tab", name="2 · Data").click()
+    set_number(page, "n per split", 300)  # 600 samples: many minutes if it were not cancelled
+    page.get_by_role("tab", name="3 · Locate").click()
+    page.locator("#locate-btn").click()
+    page.wait_for_timeout(5000)
+    page.locator("#locate-cancel").click()
+    wait_for_text(page.locator("#locate-summary"), ["Cancelling"], timeout=30)
+    page.get_by_role("tab", name="2 · Data").click()
+    set_number(page, "n per split", 3)
+    page.get_by_role("tab", name="3 · Locate").click()
+    page.locator("#locate-btn").click()  # queued behind the cancelled run, which must stop within a batch
+    wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=180)  # replaces "Cancelling…"
