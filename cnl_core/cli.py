@@ -193,8 +193,9 @@ def cmd_finetune(args) -> dict:
     neurons, located = _neurons_arg(args, lm)
     if neurons is None:
         raise ParameterError("finetune needs --neurons FILE.json from a locate run.")
-    res = run_finetune(lm, args.dataset, neurons, located, args.n, args.seed, steps=args.steps, lr=args.lr,
-                       cfg=_eval_cfg(args))
+    same_dataset = [i for i in located if i.startswith(f"{args.dataset}/")] == located
+    res = run_finetune(lm, args.dataset, neurons, located if same_dataset else None, args.n, args.seed,
+                       n_train=args.train_n, steps=args.steps, lr=args.lr, cfg=_eval_cfg(args))
     for name in ("baseline", "located", "random"):
         print(f"  {name:<9} acc {res[name]['accuracy']}  loglik {res[name]['gold_loglik']:.4f}")
     _write(args.out, res)
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", required=True)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--train-n", type=int, default=16, help="training samples when the neurons come from another dataset")
     eval_args(p)
     p.set_defaults(func=cmd_finetune)
 

@@ -133,17 +133,27 @@ def run_matrix(
 
 
 def run_finetune(
-    lm: LoadedModel, dataset: str, neurons: NeuronSet, train_ids: Sequence[str], n: int, seed: int = 0, *,
-    steps: int = 20, lr: float = 1e-3, cfg: EvalConfig | None = None, progress: Progress | None = None,
-    cancel: threading.Event | None = None,
+    lm: LoadedModel, dataset: str, neurons: NeuronSet, train_ids: Sequence[str] | None, n: int, seed: int = 0, *,
+    n_train: int = 16, steps: int = 20, lr: float = 1e-3, cfg: EvalConfig | None = None,
+    progress: Progress | None = None, cancel: threading.Event | None = None,
 ) -> dict:
-    """Evaluate after fine-tuning only the located neurons, against fine-tuning as many random neurons."""
+    """Evaluate after fine-tuning only the located neurons, against fine-tuning as many random neurons.
+
+    train_ids (e.g. the samples the neurons were located on) must belong to `dataset`; without them,
+    n_train training samples are drawn from it. Evaluation samples avoid the training samples.
+    """
     from .finetune import finetuned
 
     cfg = cfg or EvalConfig()
     spec = get_dataset(dataset)
-    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, train_ids)
     rows = spec.by_id()
+    if train_ids:
+        foreign = [i for i in train_ids if i not in rows]
+        if foreign:
+            raise ParameterError(f"Training samples must come from '{dataset}' (got e.g. {foreign[0]}).")
+    else:
+        (train_ids,) = draw_disjoint(list(rows), [n_train], seed + 4243)
+    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, train_ids)
     samples, shots, train = [rows[i] for i in ids], [rows[i] for i in shot_ids], [rows[i] for i in train_ids]
     base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
     out = {"kind": "cnl.finetune", "model": lm.spec.name, "dataset": dataset, "n": len(samples), "seed": seed,

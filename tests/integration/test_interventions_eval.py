@@ -138,3 +138,13 @@ def test_concurrent_interventions_never_leak(lm):
     for k in range(6):
         assert results[k] == alone[k % 3]
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+
+def test_finetune_on_another_dataset_draws_its_own_training_samples(lm):
+    from cnl_core.errors import ParameterError
+
+    neurons = some_neurons(lm, per_layer=2)
+    with pytest.raises(ParameterError, match="must come from 'arithmetic'"):
+        run_finetune(lm, "arithmetic", neurons, ["gsm8k/00001"], 1, steps=1, cfg=FAST)
+    res = run_finetune(lm, "arithmetic", neurons, None, 1, n_train=2, steps=1, cfg=FAST)
+    assert len(res["train_ids"]) == 2 and not set(res["train_ids"]) & set(res["sample_ids"])
