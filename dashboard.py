@@ -32,7 +32,7 @@ from cnl_core.errors import CNLError  # noqa: E402
 from cnl_core.evaluate_run import run_evaluate, run_matrix  # noqa: E402
 from cnl_core.evaluation import EvalConfig  # noqa: E402
 from cnl_core.localize import LocateParams  # noqa: E402
-from cnl_core.locate_run import located_sample_ids, neuron_set_from_result, run_locate  # noqa: E402
+from cnl_core.locate_run import load_result, located_sample_ids, neuron_set_from_result, run_locate  # noqa: E402
 from cnl_core.models import DEFAULT_MODEL, ModelSpec  # noqa: E402
 from cnl_core.registry import MODELS  # noqa: E402
 from cnl_core.scoring import ScoreConfig  # noqa: E402
@@ -135,7 +135,7 @@ def inspect_upload(file, state):
         return gr.update(choices=[]), gr.update(choices=[]), pd.DataFrame(), state
     try:
         path = Path(file if isinstance(file, str) else file.name)
-        records = read_table(path.read_bytes()[: 50 * 2**20 + 1], path.name)
+        records = read_table(path.read_bytes(), path.name)
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     cols = columns_of(records)
@@ -402,22 +402,18 @@ def reload_ui(file, state):
         path = Path(file if isinstance(file, str) else file.name)
         if path.stat().st_size > 50 * 2**20:
             raise CNLError("The file is over the 50 MiB limit.")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise CNLError("The file is not a locate result.")
-        neuron_set_from_result(data)  # validates grid and pairs
+        data = load_result(path)  # checks it is JSON with a grid and neurons
+        neurons = neuron_set_from_result(data)  # checks every [layer, index] fits the grid
         for key in ("dataset", "model"):
             if not isinstance(data.get(key), str):
                 raise CNLError(f"The result file has no '{key}'.")
-        data.setdefault("per_layer", neuron_set_from_result(data).per_layer_counts())
-        data.setdefault("top_neurons", [])
-        data.setdefault("pairwise", [])
-        data.setdefault("n_located", len(data["neurons"]))
-        data.setdefault("fraction_located", len(data["neurons"]) / (data["grid"]["n_layers"] * data["grid"]["width"]))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise gr.Error(f"Could not read that file: {exc}", duration=None)
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
+    data.setdefault("per_layer", neurons.per_layer_counts())
+    data.setdefault("top_neurons", [])
+    data.setdefault("pairwise", [])
+    data.setdefault("n_located", len(neurons))
+    data.setdefault("fraction_located", len(neurons) / neurons.grid.total)
     label = f"{data['model']}:{data['dataset']} (reloaded)"
     state["runs"][label] = {"run": None, "result": data}
     choices = list(state["runs"])

@@ -9,7 +9,8 @@ import numpy as np
 
 from .datasets import get_dataset
 from .errors import ParameterError
-from .evaluation import EvalConfig, deltas, eval_config_dict, evaluate_samples, per_sample_metrics, summarize
+from .evaluation import (EvalConfig, bootstrap_ci, deltas, eval_config_dict, evaluate_samples, per_sample_metrics,
+                         summarize)
 from .interventions import Intervention, random_like
 from .models import LoadedModel
 from .neurons import NeuronSet
@@ -86,8 +87,6 @@ def _control_summary(draws: list, base_ps: dict, cfg: EvalConfig, seed: int) -> 
         vals = [d[metric] for d in per_draw if d[metric] is not None]
         out[metric] = float(np.mean(vals)) if vals else None
         out[f"{metric}_std"] = float(np.std(vals)) if vals else None
-    from .evaluation import bootstrap_ci
-
     for metric in ("accuracy", "gold_loglik"):
         col = mean_ps[metric]
         out[f"{metric}_ci"] = None if np.isnan(col).all() else bootstrap_ci(col[~np.isnan(col)], cfg.bootstrap, seed)
