@@ -32,7 +32,8 @@ from cnl_core.errors import CNLError  # noqa: E402
 from cnl_core.evaluate_run import run_evaluate, run_matrix  # noqa: E402
 from cnl_core.evaluation import EvalConfig  # noqa: E402
 from cnl_core.localize import LocateParams  # noqa: E402
-from cnl_core.locate_run import load_result, located_sample_ids, neuron_set_from_result, run_locate  # noqa: E402
+from cnl_core.locate_run import (  # noqa: E402
+    load_result, located_sample_ids, neuron_set_from_result, run_locate, split_agreement)
 from cnl_core.models import DEFAULT_MODEL, ModelSpec  # noqa: E402
 from cnl_core.registry import MODELS  # noqa: E402
 from cnl_core.scoring import ScoreConfig  # noqa: E402
@@ -237,12 +238,11 @@ def locate_summary(state: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for label, entry in state["runs"].items():
         r = entry["result"]
-        pw = r.get("pairwise") or []
-        mean = lambda key: sum(x[key] for x in pw) / len(pw) if pw else float("nan")  # noqa: E731
-        worst_p = max((x["p_value"] for x in pw), default=float("nan"))
+        agree = split_agreement(r)
+        worst_p = max((x["p_value"] for x in r.get("pairwise") or []), default=float("nan"))
         cache = r.get("cache", {})
         lines.append(f"| {label} | **{r['n_located']}** | {100 * r['fraction_located']:.3f}% | "
-                     f"**{mean('overlap_rate'):.3f}** | **{mean('iou'):.3f}** | {mean('chance_iou'):.5f} | "
+                     f"**{agree['overlap_rate']:.3f}** | **{agree['iou']:.3f}** | {agree['chance_iou']:.5f} | "
                      f"{worst_p:.2g} | {cache.get('reused', 0)} cached / {cache.get('computed', 0)} computed |")
     notes = [n for e in state["runs"].values() for n in e["result"].get("cache", {}).get("notes", [])]
     return "\n".join(lines) + ("\n\n" + "\n".join(f"- note: {n}" for n in notes) if notes else "")

@@ -27,6 +27,14 @@ def eval_split(dataset: str, n: int, shots: int, seed: int, exclude: Sequence[st
     return groups[0], (groups[1] if shots else [])
 
 
+def _eval_samples(dataset: str, n: int, cfg: EvalConfig, seed: int, exclude: Sequence[str]):
+    """(spec, evaluation samples, few-shot samples), disjoint from each other and from `exclude`."""
+    spec = get_dataset(dataset)
+    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, exclude)
+    rows = spec.by_id()
+    return spec, [rows[i] for i in ids], [rows[i] for i in shot_ids]
+
+
 def run_evaluate(
     lm: LoadedModel, dataset: str, n: int, seed: int = 0, neurons: NeuronSet | None = None, *,
     mode: str = "zero", factor: float = 2.0, positions: str = "all", control_draws: int = 3,
@@ -37,10 +45,7 @@ def run_evaluate(
     cfg = cfg or EvalConfig()
     if control_draws < 0 or control_draws > 50:
         raise ParameterError("Control draws must be between 0 and 50.")
-    spec = get_dataset(dataset)
-    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, located_ids)
-    rows = spec.by_id()
-    samples, shots = [rows[i] for i in ids], [rows[i] for i in shot_ids]
+    spec, samples, shots = _eval_samples(dataset, n, cfg, seed, located_ids)
     runs = [("baseline", None)]
     if neurons is not None:
         runs.append(("intervened", Intervention(neurons, mode, factor, positions)))
@@ -55,7 +60,8 @@ def run_evaluate(
         results[name] = evaluate_samples(lm, spec, samples, shots, cfg, iv, progress=sub, cancel=cancel)
     out = {
         "kind": "cnl.evaluate", "model": lm.spec.name, "dataset": dataset, "task_kind": spec.kind,
-        "n": len(samples), "seed": seed, "sample_ids": ids, "fewshot_ids": shot_ids,
+        "n": len(samples), "seed": seed, "sample_ids": [s.id for s in samples],
+        "fewshot_ids": [s.id for s in shots],
         "eval_config": eval_config_dict(cfg), "baseline": summarize(results["baseline"], cfg.bootstrap, seed),
     }
     base_ps = per_sample_metrics(results["baseline"])
@@ -110,10 +116,7 @@ def run_matrix(
     total, done = len(targets) * (1 + len(sources)), 0
     baselines = {}
     for target in targets:
-        spec = get_dataset(target)
-        ids, shot_ids = eval_split(target, n, cfg.shots_for(spec.kind), seed, excluded)
-        rows = spec.by_id()
-        samples, shots = [rows[i] for i in ids], [rows[i] for i in shot_ids]
+        spec, samples, shots = _eval_samples(target, n, cfg, seed, excluded)
         base = evaluate_samples(lm, spec, samples, shots, cfg, None, cancel=cancel)
         baselines[target] = summarize(base, cfg.bootstrap, seed)
         done += 1
@@ -152,12 +155,12 @@ def run_finetune(
             raise ParameterError(f"Training samples must come from '{dataset}' (got e.g. {foreign[0]}).")
     else:
         (train_ids,) = draw_disjoint(list(rows), [n_train], seed + 4243)
-    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, train_ids)
-    samples, shots, train = [rows[i] for i in ids], [rows[i] for i in shot_ids], [rows[i] for i in train_ids]
+    _, samples, shots = _eval_samples(dataset, n, cfg, seed, train_ids)
+    train = [rows[i] for i in train_ids]
     base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
     out = {"kind": "cnl.finetune", "model": lm.spec.name, "dataset": dataset, "n": len(samples), "seed": seed,
-           "sample_ids": ids, "train_ids": list(train_ids), "steps": steps, "lr": lr, "n_neurons": len(neurons),
-           "baseline": summarize(base, cfg.bootstrap, seed)}
+           "sample_ids": [s.id for s in samples], "train_ids": list(train_ids), "steps": steps, "lr": lr,
+           "n_neurons": len(neurons), "baseline": summarize(base, cfg.bootstrap, seed)}
     for step, (name, chosen) in enumerate((("located", neurons), ("random", random_like(neurons, seed + 2000)))):
         with finetuned(lm, chosen, train, steps=steps, lr=lr, cancel=cancel) as losses:
             after = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)

@@ -134,14 +134,18 @@ def located_sample_ids(data: dict) -> list[str]:
     return [i for s in data.get("splits", []) for i in s.get("sample_ids", [])]
 
 
+def split_agreement(result: dict) -> dict:
+    """Mean overlap rate, IoU and chance IoU over all pairs of splits (NaN with fewer than two splits)."""
+    pw = result.get("pairwise") or []
+    return {key: sum(x[key] for x in pw) / len(pw) if pw else float("nan")
+            for key in ("overlap_rate", "iou", "chance_iou")}
+
+
 def threshold_sweep(run: LocateRun, taus: Sequence[float], ps: Sequence[float]) -> list[dict]:
     """Located-set size and split agreement for every (tau, p), from the in-memory scores."""
     rows = []
     for tau in taus:
         for p in ps:
             res = run.relocalize(LocateParams(rule="relative", tau=tau, p=p))
-            pw = res["pairwise"]
-            mean = (lambda key: sum(x[key] for x in pw) / len(pw)) if pw else (lambda key: float("nan"))
-            rows.append({"tau": tau, "p": p, "n_located": res["n_located"], "overlap_rate": mean("overlap_rate"),
-                         "iou": mean("iou"), "chance_iou": mean("chance_iou")})
+            rows.append({"tau": tau, "p": p, "n_located": res["n_located"], **split_agreement(res)})
     return rows
