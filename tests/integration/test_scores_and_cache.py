@@ -37,7 +37,13 @@ def test_batching_does_not_change_scores(lm):
     rows = ARITH.rows()[20:23]
     ((_, together, _),) = list(score_batches(lm, rows, ScoreConfig(), batch_size=3))
     alone = torch.cat([s for _, s, _ in score_batches(lm, rows, ScoreConfig(), batch_size=1)])
-    assert torch.allclose(together, alone, atol=1e-4, rtol=1e-3)
+    # float32 kernels round differently for other batch shapes (seen: 4e-4 on scores of magnitude 1 on one
+    # AVX-512 CPU); a padding leak would move scores by their own magnitude.
+    scale = float(alone.abs().max())
+    torch.testing.assert_close(together, alone, atol=2e-3 * scale, rtol=1e-2)
+    for a, b in zip(together, alone):
+        top_a, top_b = (set(x.flatten().abs().topk(200).indices.tolist()) for x in (a, b))
+        assert len(top_a & top_b) >= 190
 
 
 def test_cache_hit_extension_and_equality_with_fresh_scores(lm, score_cache):
