@@ -1,7 +1,7 @@
 """Accuracy and gold-answer log-likelihood of a model, with or without an intervention.
 
 - numeric tasks (GSM8K, ASDiv, arithmetic): few-shot "Question: ...\\nAnswer:" prompts, batched
-  greedy generation with a KV cache and left padding, stop at "Question:", strict and flexible
+  greedy generation (generation.py), stop at "Question:", strict and flexible
   answer match (answers.py). `accuracy` is the flexible match.
 - choice tasks (sentiment, yes/no, multiple choice): the choice with the highest log-likelihood.
 - every task: the mean per-token log-likelihood of the gold answer, teacher-forced, which moves
@@ -21,6 +21,7 @@ from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict
 from .collect import Cancelled
 from .datasets import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from .errors import ParameterError
+from .generation import greedy_generate
 from .interventions import Intervention, InterventionHandle, intervene
 from .models import LoadedModel
 from .scoring import ScoreConfig, encode_teacher_forced, gold_logprob
@@ -125,41 +126,10 @@ def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -
 
 
 def _generate(lm: LoadedModel, handle: InterventionHandle, prefix: str, suffixes: list[str], cfg: EvalConfig) -> list[str]:
-    """Greedy generation for prefix + each suffix, batched, with a KV cache.
-
-    The few-shot prefix is the same for every prompt, so it is run once and its KV cache shared
-    by the batch; the suffixes are padded between prefix and suffix (the attention mask hides the
-    pads, positions continue across them). On a CPU, where the prompt pass is compute-bound,
-    this is what makes batching pay.
-    """
-    tok = lm.tokenizer
-    device = lm.input_device
-    p_ids = tok(prefix, add_special_tokens=True)["input_ids"] if prefix else []
-    s_ids = [tok(s, add_special_tokens=not prefix)["input_ids"] for s in suffixes]
-    budget = max(1, cfg.max_context_tokens - len(p_ids))
-    s_ids = [ids[-budget:] for ids in s_ids]
-    width, plen, batch = max(map(len, s_ids)), len(p_ids), len(s_ids)
-    ids = torch.full((batch, plen + width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((batch, plen + width), dtype=torch.long)
-    ids[:, :plen], mask[:, :plen] = torch.tensor(p_ids, dtype=torch.long), 1
-    for b, s in enumerate(s_ids):
-        ids[b, plen + width - len(s):], mask[b, plen + width - len(s):] = torch.tensor(s), 1
-    ids, mask = ids.to(device), mask.to(device)
-    extra = {}
-    with torch.no_grad():
-        if plen:
-            handle.answer_mask = torch.zeros((1, plen), dtype=torch.bool)  # no prefix position predicts the answer
-            try:
-                cache = lm.model(input_ids=ids[:1, :plen], attention_mask=mask[:1, :plen], use_cache=True).cache
-            finally:
-                handle.answer_mask = None
-            cache.batch_repeat_interleave(batch)
-            extra["cache"] = cache
-        out = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
-                                stop_strings=list(STOP_STRINGS), tokenizer=tok, **extra)
-    new = out[:, plen + width:]
-    return [cut_at_stop(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+    """Greedy answers for prefix + each suffix, cut at the first stop string."""
+    new = greedy_generate(lm, [prefix + s for s in suffixes], cfg.max_new_tokens, STOP_STRINGS,
+                          cfg.max_context_tokens, handle)
+    return [cut_at_stop(t) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 # ---------------------------------------------------------------- statistics
