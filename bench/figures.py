@@ -44,8 +44,11 @@ def _random_7b(quant: str):
     from cnl_core.models import LoadedModel, ModelSpec, weight_fingerprint
     from cnl_core.neurons import FFNAccess
 
+    tok = AutoTokenizer.from_pretrained(str(_smol_folder()))
+    tok.pad_token = tok.eos_token
+    # Llama-2-7B's shape, with the vocabulary of the tokenizer at hand (49,152 rows instead of 32,000).
     config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+                         num_key_value_heads=32, vocab_size=len(tok), max_position_embeddings=4096)
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
     if quant == "4bit":
@@ -53,11 +56,11 @@ def _random_7b(quant: str):
 
         tmp = Path(os.environ.get("CNL_CACHE_DIR_BENCH", "/tmp")) / "rand7b"
         model.save_pretrained(tmp)
+        del model
+        torch.cuda.empty_cache()
         model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16), device_map={"": 0})
     model.requires_grad_(False)
-    tok = AutoTokenizer.from_pretrained(str(_smol_folder()))
-    tok.pad_token = tok.eos_token
     return LoadedModel(ModelSpec("random-llama2-7b"), model, tok, "llama", FFNAccess(model, "llama"), "bfloat16", quant,
                        weight_fingerprint(model))
 
@@ -170,47 +173,52 @@ def integrated_gradients(gpu: bool) -> list:
 
 
 _MEMORY_CHILD = """
-import json, sys, threading, time
-from cnl_core.models import load_model
+import json, random, sys
 from cnl_core.locate_run import run_locate
+from cnl_core.models import load_model
+from cnl_core.scoring import ScoreConfig, encoded_length
+from cnl_core.uploads import dataset_from_records
 
-def rss_kb():
+def status(key):
     with open("/proc/self/status") as fh:
-        return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
+        return next(int(l.split()[1]) for l in fh if l.startswith(key + ":"))
 
+# Sums of three-digit numbers: every sample has the same token count, so n is the only thing that differs.
+rng = random.Random(0)
+pairs = [(rng.randint(100, 499), rng.randint(100, 499)) for _ in range(400)]
+spec, _ = dataset_from_records([{"q": f"Question: What is {a} plus {b}?\\nAnswer:", "a": str(a + b)} for a, b in pairs],
+                               "uniform-sums", "q", "a")
 lm = load_model()
-before = rss_kb()
-peak, done = [before], threading.Event()
-
-def watch():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_kb())
-        time.sleep(0.005)
-
-watcher = threading.Thread(target=watch)
-watcher.start()
-run_locate(lm, "arithmetic", int(sys.argv[1]), 1, 0, batch_size=8)
-done.set()
-watcher.join()
-print(json.dumps({"before_kb": before, "peak_kb": peak[0]}))
+lengths = {encoded_length(lm.tokenizer, s, ScoreConfig()) for s in spec.rows()}
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as fh:  # reset the kernel's peak-RSS mark: an exact peak, not a sampled one
+    fh.write("5")
+run_locate(lm, "uniform-sums", int(sys.argv[1]), 1, 0, batch_size=8)
+print(json.dumps({"before_kb": before, "peak_kb": status("VmHWM"), "lengths": sorted(lengths)}))
 """
 
 
 def memory(gpu: bool) -> list:
-    """Peak memory of a locate run for n and 4n (fresh processes), and bytes on disk per sample."""
+    """Peak memory of a locate run for n and 4n (fresh processes), and bytes on disk per sample.
+
+    The peak is the largest batch's activations: batch size x its longest sample, both capped
+    (ScoreConfig's token limits). On real data a larger n can draw a longer sample and so a larger
+    first batch; samples of one length leave n as the only difference.
+    """
     from cnl_core.cache import list_cache
 
     cache = Path(os.environ["CNL_CACHE_DIR_BENCH"]) / "mem"
     (cache).mkdir(parents=True, exist_ok=True)
     if not (cache / "models").exists():
         (cache / "models").symlink_to(_smol_folder().parent)
-    peaks = {}
+    peaks, lengths = {}, set()
     for n in (16, 64):
         env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n)], capture_output=True, text=True, env=env,
                              check=True, cwd=ROOT)
         data = json.loads(out.stdout.strip().splitlines()[-1])
         peaks[n] = (data["peak_kb"] - data["before_kb"]) / 1024
+        lengths.update(data["lengths"])
     growth = peaks[64] / max(peaks[16], 1e-9)
     os.environ["CNL_CACHE_DIR"] = str(cache)
     try:
@@ -220,7 +228,8 @@ def memory(gpu: bool) -> list:
     per_sample = entry["bytes"] / entry["samples"]
     bound = 30 * 1536 * 2
     return [
-        ("locate peak memory above the loaded model, n=16 vs n=64", f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
+        (f"locate peak memory above the loaded model, n=16 vs n=64 (exact peak RSS; samples of "
+         f"{'/'.join(map(str, sorted(lengths)))} tokens)", f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
          f"{growth:.2f}x", "does not grow with n (<= 1.25x)", _verdict(growth <= 1.25)),
         ("score cache on disk per sample", f"{per_sample / 1024:.1f} KiB", f"{per_sample / bound:.3f} of bound",
          "<= neurons x 2 bytes + metadata", _verdict(per_sample <= bound * 1.05)),
@@ -258,12 +267,17 @@ def cache_speed(gpu: bool) -> list:
 
 
 def generation(gpu: bool) -> list:
-    """Our batched greedy generation vs the loop a user would write: one `generate` per prompt."""
+    """Our batched greedy generation vs the loop a user would write: one `generate` per prompt.
+
+    The built-in model with its real weights in float32 (on CUDA in GPU mode): answers of a
+    random-weight model are near-ties everywhere, so "identical answers" would mean nothing there.
+    """
     from cnl_core.answers import STOP_STRINGS, cut_at_stop
     from cnl_core.evaluation import EvalConfig, _generate, fewshot_prefix
     from cnl_core.interventions import InterventionHandle
+    from cnl_core.models import ModelSpec, load_model
 
-    lm = _model(gpu)
+    lm = load_model(ModelSpec("smollm2-135m", dtype="float32"))
     tok = lm.tokenizer
     samples = _samples(8)
     prefix = fewshot_prefix(_samples(12)[10:12])
@@ -284,7 +298,8 @@ def generation(gpu: bool) -> list:
     t_single = time.perf_counter() - t0
     same = sum(a == b for a, b in zip(batched, single))
     ratio = t_single / t_batch
-    return [("batched generation throughput vs one at a time (8 prompts, 2-shot, 48 tokens)",
+    where = "CUDA" if gpu else "CPU"
+    return [(f"batched generation throughput vs one at a time ({where} SmolLM2-135M, 8 prompts, 2-shot, 48 tokens)",
              f"{t_batch:.1f} s vs {t_single:.1f} s; {same}/8 identical", f"{ratio:.2f}x", ">= 3x, identical answers",
              _verdict(ratio >= 3 and same == len(samples)))]
 

@@ -13,7 +13,7 @@ from .datasets import DatasetSpec
 from .errors import CacheError, CNLError, ParameterError
 from .models import LoadedModel
 from .neurons import NeuronGrid, neuron_definition
-from .scoring import ScoreConfig, score_batches
+from .scoring import ScoreConfig, encoded_length, score_batches
 
 
 class Cancelled(CNLError):
@@ -78,6 +78,9 @@ def collect_scores(
         notes.extend(store.problems)
     reused = len(found)
     todo = [rows[i] for i in dict.fromkeys(sample_ids) if i not in found]
+    # Longest first: batches of like length waste little on padding, and the largest batch (the
+    # memory peak, and any out-of-memory error) comes first instead of hours in.
+    todo.sort(key=lambda s: encoded_length(lm.tokenizer, s, cfg), reverse=True)
     total, done = len(todo), 0
     if progress:
         progress(0, total, f"{reused} samples from the cache, {total} to compute")

@@ -59,14 +59,24 @@ class EncodedBatch:
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
 
+def _prompt_and_answer(tokenizer, s: Sample, cfg: ScoreConfig) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
+    prompt = tokenizer(s.prompt, add_special_tokens=True)["input_ids"][-cfg.max_prompt_tokens:]
+    answer = tokenizer(s.answer, add_special_tokens=False)["input_ids"][: cfg.max_answer_tokens]
+    return prompt, answer or [tokenizer.eos_token_id]
+
+
+def encoded_length(tokenizer, s: Sample, cfg: ScoreConfig) -> int:
+    """Tokens the sample takes in a teacher-forced batch (for grouping samples of like length)."""
+    prompt, answer = _prompt_and_answer(tokenizer, s, cfg)
+    return len(prompt) + len(answer)
+
+
 def encode_teacher_forced(tokenizer, samples: Sequence[Sample], cfg: ScoreConfig, device: torch.device) -> EncodedBatch:
     """Prompt + gold answer, right-padded; the prompt is cut from the left if too long."""
     seqs, starts = [], []
     for s in samples:
-        prompt = tokenizer(s.prompt, add_special_tokens=True)["input_ids"][-cfg.max_prompt_tokens:]
-        answer = tokenizer(s.answer, add_special_tokens=False)["input_ids"][: cfg.max_answer_tokens]
-        if not answer:
-            answer = [tokenizer.eos_token_id]
+        prompt, answer = _prompt_and_answer(tokenizer, s, cfg)
         seqs.append(prompt + answer)
         starts.append(len(prompt))
     width = max(len(x) for x in seqs)
