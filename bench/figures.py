@@ -174,6 +174,7 @@ def integrated_gradients(gpu: bool) -> list:
 
 _MEMORY_CHILD = """
 import json, random, sys
+import torch
 from cnl_core.locate_run import run_locate
 from cnl_core.models import load_model
 from cnl_core.scoring import ScoreConfig, encoded_length
@@ -190,11 +191,18 @@ spec, _ = dataset_from_records([{"q": f"Question: What is {a} plus {b}?\\nAnswer
                                "uniform-sums", "q", "a")
 lm = load_model()
 lengths = {encoded_length(lm.tokenizer, s, ScoreConfig()) for s in spec.rows()}
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as fh:  # reset the kernel's peak-RSS mark: an exact peak, not a sampled one
-    fh.write("5")
+cuda = lm.input_device.type == "cuda"
+if cuda:  # the activations live on the GPU: its allocator's peak
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated() // 1024
+else:
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as fh:  # reset the kernel's peak-RSS mark: exact, not sampled
+        fh.write("5")
 run_locate(lm, "uniform-sums", int(sys.argv[1]), 1, 0, batch_size=8)
-print(json.dumps({"before_kb": before, "peak_kb": status("VmHWM"), "lengths": sorted(lengths)}))
+peak = torch.cuda.max_memory_allocated() // 1024 if cuda else status("VmHWM")
+print(json.dumps({"before_kb": before, "peak_kb": peak, "lengths": sorted(lengths),
+                  "what": "peak GPU memory allocated" if cuda else "exact peak RSS"}))
 """
 
 
@@ -219,6 +227,7 @@ def memory(gpu: bool) -> list:
         data = json.loads(out.stdout.strip().splitlines()[-1])
         peaks[n] = (data["peak_kb"] - data["before_kb"]) / 1024
         lengths.update(data["lengths"])
+        what = data["what"]
     growth = peaks[64] / max(peaks[16], 1e-9)
     os.environ["CNL_CACHE_DIR"] = str(cache)
     try:
@@ -228,7 +237,7 @@ def memory(gpu: bool) -> list:
     per_sample = entry["bytes"] / entry["samples"]
     bound = 30 * 1536 * 2
     return [
-        (f"locate peak memory above the loaded model, n=16 vs n=64 (exact peak RSS; samples of "
+        (f"locate peak memory above the loaded model, n=16 vs n=64 ({what}; samples of "
          f"{'/'.join(map(str, sorted(lengths)))} tokens)", f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
          f"{growth:.2f}x", "does not grow with n (<= 1.25x)", _verdict(growth <= 1.25)),
         ("score cache on disk per sample", f"{per_sample / 1024:.1f} KiB", f"{per_sample / bound:.3f} of bound",
@@ -305,7 +314,12 @@ def generation(gpu: bool) -> list:
 
 
 def alternatives(gpu: bool) -> list:
-    """Activation collection against nnsight tracing (installed only in bench/.env by `make bench`)."""
+    """Activation collection against nnsight tracing (installed only in bench/.env by `make bench`).
+
+    One batch: both run one forward pass, so parity is the expectation. A dataset slice: what a user
+    gets from each, our collection (longest-first batches, LM head on answer columns only) against
+    the loop one would write with nnsight over the same samples in dataset order.
+    """
     env = Path(__file__).resolve().parent / ".env"
     if env.is_dir() and str(env) not in sys.path:
         sys.path.append(str(env))
@@ -314,31 +328,51 @@ def alternatives(gpu: bool) -> list:
     except ImportError:
         return [("activation collection vs nnsight trace+save", "nnsight not installed (make bench installs it)", "",
                  ">= 1x", "NOT RUN")]
+    from cnl_core.collect import collect_scores
+    from cnl_core.datasets import get_dataset
     from cnl_core.scoring import ScoreConfig, encode_teacher_forced, score_batches
 
     lm = _model(gpu)
-    samples = _samples(8)
-    batch = encode_teacher_forced(lm.tokenizer, samples, ScoreConfig(), lm.input_device)
     wrapped = NNsight(lm.model)
-    mask = batch.answer_mask.unsqueeze(-1).float()
+    cfg = ScoreConfig(method="activation")
 
-    def theirs():
-        # The same figure with nnsight: save each layer's down_proj input, then the masked mean.
-        saved = []  # filled inside the trace (nnsight runs the block's code itself)
+    def nnsight_batch(samples):
+        # Save each layer's down_proj input inside the trace, then the masked mean over answer positions.
+        batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+        mask = batch.answer_mask.unsqueeze(-1).float()
+        saved = []
         with wrapped.trace(batch.input_ids, attention_mask=batch.attention_mask, use_cache=False):
             for i in range(lm.grid.n_layers):
                 saved.append(wrapped.model.layers[i].mlp.down_proj.input.save())
-        return torch.stack([(x.float() * mask).sum(1) / mask.sum(1) for x in saved], 1)
+        return torch.stack([(x.float() * mask).sum(1).cpu() / mask.sum(1).cpu() for x in saved], 1)
+
+    def close(a, b):
+        return float((a.float() - b.float()).abs().max() / b.float().abs().max()) < 1e-3
+
+    rows = []
+    one = _samples(8)
+    same = close(list(score_batches(lm, one, cfg, batch_size=8))[0][1], nnsight_batch(one))
+    t_theirs = _best(lambda: nnsight_batch(one))
+    t_ours = _best(lambda: list(score_batches(lm, one, cfg, batch_size=8)))
+    rows.append(("activation scores vs nnsight trace+save, one batch of 8 (one forward pass each)",
+                 f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; equal: {same}", f"{t_theirs / t_ours:.2f}x",
+                 ">= 0.9x (parity)", _verdict(t_theirs / t_ours >= 0.9 and same)))
+
+    many = _samples(24)
+    ids, dataset = [s.id for s in many], get_dataset("gsm8k")
+
+    def theirs():
+        return torch.cat([nnsight_batch(many[i : i + 8]) for i in range(0, len(many), 8)])
 
     def ours():
-        return list(score_batches(lm, samples, ScoreConfig(method="activation"), batch_size=8))[0][1]
+        return collect_scores(lm, dataset, ids, cfg, batch_size=8, use_cache=False).scores
 
-    same = torch.allclose(theirs(), ours(), atol=1e-4)
-    t_theirs, t_ours = _best(theirs), _best(ours)
-    ratio = t_theirs / t_ours
-    return [("activation collection vs nnsight trace+save (same batch, same numbers)",
-             f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; equal: {same}", f"{ratio:.2f}x", ">= 1x",
-             _verdict(ratio >= 1.0 and same))]
+    same = close(ours(), theirs())
+    t_theirs, t_ours = _best(theirs, repeat=2), _best(ours, repeat=2)
+    rows.append(("activation collection vs an nnsight loop, 24 GSM8K samples in batches of 8 (no cache)",
+                 f"{t_ours:.1f} s vs {t_theirs:.1f} s; equal: {same}", f"{t_theirs / t_ours:.2f}x", ">= 1x",
+                 _verdict(t_theirs / t_ours >= 1.0 and same)))
+    return rows
 
 
 ALL = {

@@ -84,11 +84,15 @@ def test_unwritable_cache_goes_on_without_caching(lm, tmp_path, monkeypatch):
     assert table.computed == 1 and any("cannot be written" in n for n in table.notes)
 
 
-def test_gold_logprob_on_answer_columns_equals_the_full_logits_computation(lm):
+def test_gold_logprob_on_answer_positions_equals_the_full_logits_computation(lm):
     from cnl_core.scoring import answer_logprob, encode_teacher_forced, gold_logprob
 
     batch = encode_teacher_forced(lm.tokenizer, get_dataset("gsm8k").rows()[:3], ScoreConfig(), lm.input_device)
-    assert lm.accepts_logits_to_keep
+    seen = []
+    spy = lm.model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
     with torch.no_grad():
+        fast = gold_logprob(lm, batch)
+        spy.remove()
         full = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        assert torch.allclose(gold_logprob(lm, batch), answer_logprob(full, batch), atol=1e-3)
+    assert seen == [(1, int(batch.answer_mask.sum()), full.shape[-1])]  # the head saw the answer positions only
+    torch.testing.assert_close(fast, answer_logprob(full, batch), atol=1e-3, rtol=1e-5)

@@ -92,3 +92,18 @@ def test_neuron_set_rejects_missing_layers_and_indices():
         NeuronSet.from_pairs(grid, [[0]])
     s = NeuronSet.from_pairs(grid, [[1, 2], [0, 3], [1, 2]])
     assert s.pairs() == [[0, 3], [1, 2]] and s.per_layer_counts() == [1, 1]
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_gold_logprob_runs_the_head_on_answer_positions_only(model_type):
+    from cnl_core.models import LoadedModel, ModelSpec
+    from cnl_core.scoring import EncodedBatch, answer_logprob, gold_logprob
+
+    model = tiny_model(model_type)
+    lm = LoadedModel(ModelSpec(model_type), model, None, model_type, FFNAccess(model, model_type), "float32", "none", "")
+    ids = torch.randint(3, 64, (2, 7))
+    answer = torch.zeros(2, 7, dtype=torch.bool)
+    answer[0, 3:6], answer[1, 1:3] = True, True  # row 1 is "padded" after position 3
+    batch = EncodedBatch(ids, torch.ones_like(ids), answer, torch.randint(3, 64, (2, 7)))
+    with torch.no_grad():
+        torch.testing.assert_close(gold_logprob(lm, batch), answer_logprob(model(ids).logits, batch))
