@@ -12,7 +12,8 @@ test:
 	.venv/bin/python -m pytest -q
 
 bench: setup
-	.venv/bin/pip install -q --target bench/.env --no-deps -r bench/requirements.txt
+	test bench/.env/.installed -nt bench/requirements.txt || { rm -rf bench/.env && \
+		.venv/bin/pip install -q --target bench/.env --no-deps -r bench/requirements.txt && touch bench/.env/.installed; }
 	.venv/bin/python -m bench
 
 screenshot:
