@@ -24,7 +24,7 @@ from .errors import ParameterError
 from .generation import greedy_generate
 from .interventions import Intervention, InterventionHandle, intervene
 from .models import LoadedModel
-from .scoring import ScoreConfig, encode_teacher_forced, gold_logprob
+from .scoring import EncodedBatch, ScoreConfig, encode_teacher_forced, gold_logprob
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,35 @@ def _teacher_forced(lm: LoadedModel, handle: InterventionHandle, prompts: list[s
     score_cfg = ScoreConfig(max_prompt_tokens=cfg.max_context_tokens, max_answer_tokens=512)
     rows = [Sample(str(i), p, a, a) for i, (p, a) in enumerate(zip(prompts, answers))]
     batch = encode_teacher_forced(lm.tokenizer, rows, score_cfg, lm.input_device)
-    handle.answer_mask = batch.answer_mask
+    shared = _shared_context(batch)
     try:
         with torch.no_grad():
-            total = gold_logprob(lm, batch)
+            cache = None
+            if shared:  # the few-shot examples: run once, not once per row
+                handle.answer_mask = torch.zeros((1, shared), dtype=torch.bool)  # no context position predicts the answer
+                keep = {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}
+                cache = lm.model(input_ids=batch.input_ids[:1, :shared], use_cache=True, **keep).cache
+                cache.batch_repeat_interleave(len(rows))
+            tail = batch.after(shared)
+            handle.answer_mask = tail.answer_mask
+            total = gold_logprob(lm, tail, cache=cache)
     finally:
         handle.answer_mask = None
     return total.cpu(), batch.answer_mask.sum(-1).cpu()
+
+
+def _shared_context(batch: EncodedBatch, least: int = 16) -> int:
+    """Leading columns that every row has, token for token, and where no position predicts an answer.
+
+    The few-shot prefix is the same for every prompt; its KV cache is computed once and shared. Fewer
+    than `least` shared tokens, or a single row, are not worth the extra pass.
+    """
+    ids = batch.input_ids
+    if ids.shape[0] < 2:
+        return 0
+    same = (ids == ids[:1]).all(0) & batch.attention_mask.bool().all(0) & ~batch.answer_mask.any(0)
+    n = int(same.int().cumprod(0).sum())
+    return n if n >= least else 0
 
 
 def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[float]:

@@ -58,6 +58,10 @@ class EncodedBatch:
     answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
+    def after(self, n: int) -> "EncodedBatch":
+        """The columns from n on: what is left to run once the first n sit in a KV cache."""
+        return EncodedBatch(self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:])
+
 
 def _prompt_and_answer(tokenizer, s: Sample, cfg: ScoreConfig) -> tuple[list[int], list[int]]:
     """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
@@ -108,7 +112,7 @@ def _gold_sum(at_answers: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
     return torch.zeros(mask.shape[0], device=chosen.device, dtype=picked.dtype).index_add(0, rows, picked)
 
 
-def gold_logprob(lm: LoadedModel, batch: EncodedBatch) -> torch.Tensor:
+def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tensor:
     """Teacher-forced forward pass; the LM head runs on the answer positions and nowhere else.
 
     A pre-hook hands the output layer only the answer positions' hidden states, [1, answer tokens,
@@ -119,7 +123,8 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch) -> torch.Tensor:
 
     The batch is right-padded, so causal attention alone keeps every real token from seeing the pads
     (and positions count from 0 in every row): no attention mask is passed, which lets attention take
-    its fast causal path. Pad positions compute garbage that no answer position ever reads.
+    its fast causal path. Pad positions compute garbage that no answer position ever reads. With a
+    `cache` (a shared context already run, one row per batch row), the batch holds what comes after it.
     """
     head = lm.model.get_output_embeddings()
     taken: list[bool] = []
@@ -133,7 +138,7 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch) -> torch.Tensor:
 
     hook = head.register_forward_pre_hook(take_answers) if head is not None else None
     try:
-        logits = lm.model(input_ids=batch.input_ids, use_cache=False).logits
+        logits = lm.model(input_ids=batch.input_ids, cache=cache, use_cache=cache is not None).logits
     finally:
         if hook is not None:
             hook.remove()

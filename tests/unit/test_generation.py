@@ -2,7 +2,7 @@
 
 Tiny random-weight models of every adapter-table architecture check the plumbing (shared prefix,
 pads between prefix and tail, positions, reserved cache, rows leaving the batch); the real model's
-answers are checked in tests/integration/test_generation_real.py.
+answers are checked in tests/integration/test_shared_context.py.
 """
 
 import pytest

@@ -1,0 +1,46 @@
+"""The evaluator's shared few-shot context changes nothing but the speed, on the real model."""
+
+import pytest
+import torch
+
+from cnl_core import evaluation
+from cnl_core.answers import STOP_STRINGS
+from cnl_core.datasets import get_dataset
+from cnl_core.evaluation import EvalConfig, fewshot_prefix
+from cnl_core.generation import greedy_generate
+from cnl_core.interventions import Intervention, intervene
+
+from .test_interventions_eval import some_neurons
+
+ROWS = get_dataset("gsm8k").rows()
+PREFIX = fewshot_prefix(ROWS[10:12])  # ends "\n\n": tokenized apart from "Question:" it would differ
+
+
+def test_batched_answers_equal_one_at_a_time_generate(lm):
+    prompts = [PREFIX + s.prompt for s in ROWS[:3]]
+    tok = lm.tokenizer
+    expected = []
+    for p in prompts:
+        enc = tok(p, return_tensors="pt")
+        with torch.no_grad():
+            out = lm.model.generate(**enc, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id,
+                                    stop_strings=list(STOP_STRINGS), tokenizer=tok)
+        expected.append(out[0, enc["input_ids"].shape[1]:].tolist())
+    assert greedy_generate(lm, prompts, max_new_tokens=20, stop_strings=STOP_STRINGS) == expected
+
+
+@pytest.mark.parametrize("positions", [None, "all", "answer"])
+def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, positions):
+    iv = None if positions is None else Intervention(some_neurons(lm), "zero", positions=positions)
+    chunk = ROWS[:3]
+
+    def gold():
+        with intervene(lm, iv) as handle:
+            return torch.tensor(evaluation._gold_loglik(lm, handle, chunk, PREFIX, EvalConfig()))
+
+    batch = evaluation.encode_teacher_forced(lm.tokenizer, [evaluation.Sample("x", PREFIX + s.prompt, s.answer, "")
+                                                            for s in chunk], evaluation.ScoreConfig(max_prompt_tokens=2048), lm.input_device)
+    assert evaluation._shared_context(batch) > 300  # the two examples, shared
+    shared = gold()
+    monkeypatch.setattr(evaluation, "_shared_context", lambda batch, least=16: 0)
+    torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)
