@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -24,7 +25,7 @@ from .errors import ParameterError
 from .generation import greedy_generate
 from .interventions import Intervention, InterventionHandle, intervene
 from .models import LoadedModel
-from .scoring import EncodedBatch, ScoreConfig, encode_teacher_forced, gold_logprob
+from .scoring import EncodedBatch, ScoreConfig, encode_teacher_forced, gold_logprob, like_length_groups
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,21 @@ def _teacher_forced(lm: LoadedModel, handle: InterventionHandle, prompts: list[s
                 handle.answer_mask = torch.zeros((1, shared), dtype=torch.bool)  # no context position predicts the answer
                 keep = {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}
                 cache = lm.model(input_ids=batch.input_ids[:1, :shared], use_cache=True, **keep).cache
-                cache.batch_repeat_interleave(len(rows))
             tail = batch.after(shared)
-            handle.answer_mask = tail.answer_mask
-            total = gold_logprob(lm, tail, cache=cache)
+            # On a CPU a pad costs as much as a real token: like-length rows share a pass (scoring.py).
+            groups = (like_length_groups(tail.attention_mask.sum(-1).tolist()) if lm.input_device.type == "cpu"
+                      else [list(range(len(rows)))])
+            total = torch.empty(len(rows))
+            for idx in groups:
+                part, rows_cache = tail.select(idx), None
+                if cache is not None:
+                    rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
+                    rows_cache.batch_repeat_interleave(len(idx))
+                handle.answer_mask = part.answer_mask
+                total[idx] = gold_logprob(lm, part, cache=rows_cache).cpu()
     finally:
         handle.answer_mask = None
-    return total.cpu(), batch.answer_mask.sum(-1).cpu()
+    return total, batch.answer_mask.sum(-1).cpu()
 
 
 def _shared_context(batch: EncodedBatch, least: int = 16) -> int:

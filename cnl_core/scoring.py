@@ -58,6 +58,11 @@ class EncodedBatch:
     answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
+    def select(self, rows: list[int]) -> "EncodedBatch":
+        """These rows, cut to the longest of them (right padding: the columns after it are all pads)."""
+        width = int(self.attention_mask[rows].sum(-1).max())
+        return EncodedBatch(*(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets)))
+
     def after(self, n: int) -> "EncodedBatch":
         """The columns from n on: what is left to run once the first n sit in a KV cache."""
         return EncodedBatch(self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:])
