@@ -27,7 +27,7 @@ def main() -> None:
         rows = []
         started = time.perf_counter()
         for name, fn in figures.ALL.items():
-            if args.only and name not in args.only:
+            if args.only and name not in args.only or args.gpu and name not in figures.ON_GPU:
                 continue
             try:
                 rows.extend(fn(gpu=args.gpu))

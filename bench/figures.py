@@ -44,7 +44,7 @@ def _random_7b(quant: str):
     from cnl_core.models import LoadedModel, ModelSpec, weight_fingerprint
     from cnl_core.neurons import FFNAccess
 
-    tok = AutoTokenizer.from_pretrained(str(_smol_folder()))
+    tok = AutoTokenizer.from_pretrained(str(_tokenizer_folder()))
     tok.pad_token = tok.eos_token
     # Llama-2-7B's shape, with the vocabulary of the tokenizer at hand (49,152 rows instead of 32,000).
     config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -65,16 +65,49 @@ def _random_7b(quant: str):
                        weight_fingerprint(model))
 
 
+def _tokenizer_folder() -> Path:
+    """The built-in model's tokenizer: from CNL_BENCH_TOKENIZER where the model itself is absent
+    (a lent GPU machine; scripts/gpu_bench_pack.sh prepares the folder), else the built-in folder."""
+    carried = os.environ.get("CNL_BENCH_TOKENIZER")
+    return Path(carried) if carried else _smol_folder()
+
+
+def _builtin_missing() -> str | None:
+    """Why the built-in model cannot load here (None: it can)."""
+    from cnl_core.errors import ModelLoadError
+
+    try:
+        _smol_folder()
+    except ModelLoadError as exc:
+        return str(exc)
+    return None
+
+
+def _not_run(figure: str, why: str) -> list:
+    return [(figure, f"not run: {why}"[:120], "", "", "NOT RUN")]
+
+
 def _smol_folder() -> Path:
     from cnl_core.models import _builtin_folder
 
     return _builtin_folder("smollm2-135m")
 
 
-def _samples(n: int, dataset: str = "gsm8k"):
-    from cnl_core.datasets import get_dataset
+def _dataset(name: str):
+    """A built-in dataset, or its first rows carried to a machine without the data packages
+    (CNL_BENCH_SAMPLES: a folder of <name>.jsonl written by scripts/gpu_bench_pack.sh)."""
+    from cnl_core.datasets import DatasetSpec, Sample, get_dataset, register_dataset
 
-    return get_dataset(dataset).rows()[:n]
+    carried = os.environ.get("CNL_BENCH_SAMPLES")
+    if not carried:
+        return get_dataset(name)
+    rows = [Sample(**json.loads(line)) for line in (Path(carried) / f"{name}.jsonl").read_text().splitlines()]
+    base = get_dataset(name)
+    return register_dataset(DatasetSpec(name, base.description, "carried", base.kind, base.prompt_format, lambda: rows))
+
+
+def _samples(n: int, dataset: str = "gsm8k"):
+    return _dataset(dataset).rows()[:n]
 
 
 def model_load(gpu: bool) -> list:
@@ -215,6 +248,8 @@ def memory(gpu: bool) -> list:
     """
     from cnl_core.cache import list_cache
 
+    if why := _builtin_missing():
+        return _not_run("locate peak memory, n=16 vs n=64", why)
     cache = Path(os.environ["CNL_CACHE_DIR_BENCH"]) / "mem"
     (cache).mkdir(parents=True, exist_ok=True)
     if not (cache / "models").exists():
@@ -286,6 +321,8 @@ def generation(gpu: bool) -> list:
     from cnl_core.interventions import InterventionHandle
     from cnl_core.models import ModelSpec, load_model
 
+    if why := _builtin_missing():
+        return _not_run("batched generation throughput vs one at a time", why)
     lm = load_model(ModelSpec("smollm2-135m", dtype="float32"))
     tok = lm.tokenizer
     samples = _samples(8)
@@ -353,7 +390,6 @@ def alternatives(gpu: bool) -> list:
         return [("activation collection vs nnsight trace+save", "nnsight not installed (make bench installs it)", "",
                  ">= 1x", "NOT RUN")]
     from cnl_core.collect import collect_scores
-    from cnl_core.datasets import get_dataset
     from cnl_core.scoring import ScoreConfig, encode_teacher_forced, score_batches
 
     lm = _model(gpu)
@@ -383,7 +419,7 @@ def alternatives(gpu: bool) -> list:
                  ">= 1x", _verdict(t_theirs / t_ours >= 1.0 and same)))
 
     many = _samples(24)
-    ids, dataset = [s.id for s in many], get_dataset("gsm8k")
+    ids, dataset = [s.id for s in many], _dataset("gsm8k")
 
     def theirs():
         return torch.cat([nnsight_batch(many[i : i + 8]) for i in range(0, len(many), 8)])
@@ -408,3 +444,6 @@ ALL = {
     "generation": generation,
     "alternatives": alternatives,
 }
+
+# What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).
+ON_GPU = ("collection", "integrated_gradients", "memory", "generation", "alternatives")
