@@ -71,12 +71,17 @@ def evaluation_bars(result: dict, metric: str) -> alt.Chart:
         rows.append({"dataset": result["dataset"], "condition": part, "value": r[metric], "lo": ci[0], "hi": ci[1]})
     df = pd.DataFrame(rows)
     order = ["baseline", "intervened", "control"]
+    # Accuracy on its whole 0-1 range, so that all-zero bars still read as "0 of 1"; one axis title for the
+    # bars and their interval (layered charts otherwise join the two field names).
+    title = {"accuracy": "accuracy", "gold_loglik": "gold log-likelihood / token"}.get(metric, metric)
+    scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale()
     bars = alt.Chart(df).mark_bar().encode(
-        x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=metric),
+        x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=title, scale=scale),
         color=alt.Color("condition:N", sort=order, scale=alt.Scale(range=["#9ca3af", "#dc2626", "#2563eb"])),
         tooltip=["condition", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"),
                  alt.Tooltip("hi:Q", format=".4f")])
-    errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order), y="lo:Q", y2="hi:Q")
+    errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order),
+                                                  y=alt.Y("lo:Q", title=title, scale=scale), y2="hi:Q")
     return (bars + errors).properties(width=220, height=240, title=f"{result['dataset']}: {metric}")
 
 
