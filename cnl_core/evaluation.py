@@ -22,10 +22,10 @@ from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict
 from .collect import Cancelled
 from .datasets import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from .errors import ParameterError
-from .generation import greedy_generate
+from .generation import greedy_generate, prefix_cache
 from .interventions import Intervention, InterventionHandle, intervene
 from .models import LoadedModel
-from .scoring import EncodedBatch, ScoreConfig, encode_teacher_forced, gold_logprob, like_length_groups
+from .scoring import EncodedBatch, ScoreConfig, encode_teacher_forced, gold_logprob, pass_groups
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,9 @@ def _teacher_forced(lm: LoadedModel, handle: InterventionHandle, prompts: list[s
     shared = _shared_context(batch)
     try:
         with torch.no_grad():
-            cache = None
-            if shared:  # the few-shot examples: run once, not once per row
-                handle.answer_mask = torch.zeros((1, shared), dtype=torch.bool)  # no context position predicts the answer
-                keep = {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}
-                cache = lm.model(input_ids=batch.input_ids[:1, :shared], use_cache=True, **keep).cache
+            cache = prefix_cache(lm, batch.input_ids[0, :shared].tolist(), handle) if shared else None
             tail = batch.after(shared)
-            # On a CPU a pad costs as much as a real token: like-length rows share a pass (scoring.py).
-            groups = (like_length_groups(tail.attention_mask.sum(-1).tolist()) if lm.input_device.type == "cpu"
-                      else [list(range(len(rows)))])
+            groups = pass_groups(lm, tail.attention_mask.sum(-1).tolist())
             total = torch.empty(len(rows))
             for idx in groups:
                 part, rows_cache = tail.select(idx), None

@@ -57,11 +57,11 @@ def greedy_generate(
     for b, t in enumerate(tails):
         mask[b, plen + width - len(t):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    keep_last = {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}
+    keep_last = _last_logits_only(lm)
     stops = _StopCheck(tok, model, stop_strings)
 
     with lm.lock, torch.no_grad(), _small_batch_linears(model, device):
-        cache = _prefix_cache(lm, rows[0][:plen], keep_last, handle) if plen else None
+        cache = prefix_cache(lm, rows[0][:plen], handle) if plen else None
         if _one_by_one(cache, device):
             cache, last = _prefill_tails_one_by_one(lm, cache, tails, plen, width, keep_last)
         else:
@@ -90,16 +90,21 @@ def greedy_generate(
     return generated
 
 
-def _prefix_cache(lm: LoadedModel, prefix: list[int], keep_last: dict, handle: InterventionHandle | None):
-    """KV cache of the shared prefix, batch 1 (no prefix position predicts an answer token)."""
+def prefix_cache(lm: LoadedModel, prefix: Sequence[int], handle: InterventionHandle | None = None):
+    """KV cache of a context every row shares, batch 1 (no context position predicts an answer token)."""
     if handle is not None:
         handle.answer_mask = torch.zeros((1, len(prefix)), dtype=torch.bool)
     try:
-        ids = torch.tensor([prefix], dtype=torch.long, device=lm.input_device)
-        return lm.model(input_ids=ids, use_cache=True, **keep_last).cache
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=lm.input_device)
+        return lm.model(input_ids=ids, use_cache=True, **_last_logits_only(lm)).cache
     finally:
         if handle is not None:
             handle.answer_mask = None
+
+
+def _last_logits_only(lm: LoadedModel) -> dict:
+    """forward() arguments that skip the LM head on every position but the last, where the model allows it."""
+    return {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}
 
 
 def _prefill_tails_padded(lm: LoadedModel, cache, tails: list[list[int]], mask: torch.Tensor,

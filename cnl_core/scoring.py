@@ -189,20 +189,25 @@ def like_length_groups(lengths: Sequence[int], max_waste: float = 0.1) -> list[l
     return groups
 
 
-def _like_lengths_together(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """On a CPU, one pass per group of like-length samples instead of one padded pass.
+def pass_groups(lm: LoadedModel, lengths: Sequence[int]) -> list[list[int]]:
+    """Which rows of a batch share a forward pass.
 
-    The CPU is compute-bound, so a pad position costs as much as a real one: a batch of GSM8K
-    samples in dataset order is about 30% padding. On a GPU padding is nearly free and one batch
-    is fastest.
+    On a CPU, groups of like length: the CPU is compute-bound, so a pad position costs as much as a
+    real one, and a batch of GSM8K samples in dataset order is about 30% padding. On a GPU padding is
+    nearly free and one pass for all rows is fastest.
     """
-    if lm.input_device.type != "cpu" or len(samples) == 1:
-        return _single_pass(lm, samples, cfg)
-    groups = like_length_groups([encoded_length(lm.tokenizer, s, cfg) for s in samples])
+    if lm.input_device.type != "cpu":
+        return [list(range(len(lengths)))]
+    return like_length_groups(lengths)
+
+
+def _like_lengths_together(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of a batch, one pass per group of `pass_groups`."""
+    batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
     scores = torch.empty(len(samples), lm.grid.n_layers, lm.grid.width)
     gold = torch.empty(len(samples))
-    for idx in groups:
-        scores[idx], gold[idx] = _single_pass(lm, [samples[i] for i in idx], cfg)
+    for idx in pass_groups(lm, batch.attention_mask.sum(-1).tolist()):
+        scores[idx], gold[idx] = _single_pass(lm, batch.select(idx), cfg)
     return scores, gold
 
 
@@ -210,8 +215,7 @@ def _mask3(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.to(like.device, like.dtype).unsqueeze(-1)
 
 
-def _single_pass(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+def _single_pass(lm: LoadedModel, batch: EncodedBatch, cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
     n_layers = lm.grid.n_layers
     acts: list[torch.Tensor | None] = [None] * n_layers
     per_layer: list[torch.Tensor | None] = [None] * n_layers
