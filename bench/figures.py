@@ -30,7 +30,7 @@ def _best(fn, repeat: int = 3) -> float:
 
 
 def _model(gpu: bool, quant: str = "none"):
-    from cnl_core.models import load_model
+    from cnl_core.model.loading import load_model
 
     if not gpu:
         return load_model("smollm2-135m")
@@ -41,8 +41,8 @@ def _random_7b(quant: str, dtype: torch.dtype = torch.bfloat16):
     """A random-weight model of Llama-2-7B's shape (speed does not depend on the weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from cnl_core.models import LoadedModel, ModelSpec, weight_fingerprint
-    from cnl_core.neurons import FFNAccess
+    from cnl_core.model.architectures import FFNAccess
+    from cnl_core.model.loading import LoadedModel, ModelSpec, weight_fingerprint
 
     tok = AutoTokenizer.from_pretrained(str(_tokenizer_folder()))
     tok.pad_token = tok.eos_token
@@ -84,7 +84,7 @@ def _builtin_missing() -> str | None:
 
 
 def _smol_folder() -> Path:
-    from cnl_core.models import _builtin_folder
+    from cnl_core.model.loading import _builtin_folder
 
     return _builtin_folder("smollm2-135m")
 
@@ -92,7 +92,7 @@ def _smol_folder() -> Path:
 def _dataset(name: str):
     """A built-in dataset, or its first rows carried to a machine without the data packages
     (CNL_BENCH_SAMPLES: a folder of <name>.jsonl written by scripts/gpu_bench_pack.sh)."""
-    from cnl_core.datasets import DatasetSpec, Sample, get_dataset, register_dataset
+    from cnl_core.data.samples import DatasetSpec, Sample, get_dataset, register_dataset
 
     carried = os.environ.get("CNL_BENCH_SAMPLES")
     if not carried:
@@ -108,7 +108,7 @@ def _samples(n: int, dataset: str = "gsm8k"):
 
 def model_load(gpu: bool) -> list:
     """Loading the built-in model again (from its converted safetensors copy in cache/models)."""
-    from cnl_core.models import load_model
+    from cnl_core.model.loading import load_model
 
     load_model("smollm2-135m")  # converts once if needed
     t = _best(lambda: load_model("smollm2-135m"), repeat=2)
@@ -117,14 +117,15 @@ def model_load(gpu: bool) -> list:
 
 def collection_overhead(gpu: bool) -> list:
     """activation vs plain forward; grad_x_act vs plain forward+backward, same model and batch."""
-    from cnl_core.scoring import ScoreConfig, answer_logprob, encode_teacher_forced, score_batches
+    from cnl_core.locate.scorers import ScoreConfig, score_batch
+    from cnl_core.model.forward import answer_logprob
 
     rows = []
     for quant in (["none", "4bit"] if gpu else ["none"]):
         lm = _model(gpu, quant)
         samples = _samples(8)
         cfg = ScoreConfig()
-        batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+        batch = cfg.encode(lm, samples)
         sync = torch.cuda.synchronize if gpu else (lambda: None)
 
         def plain_forward():
@@ -140,7 +141,7 @@ def collection_overhead(gpu: bool) -> list:
 
         def ours(method):
             def run():
-                list(score_batches(lm, samples, ScoreConfig(method=method), batch_size=len(samples)))
+                score_batch(lm, samples, ScoreConfig(method=method))
                 sync()
             return run
 
@@ -156,18 +157,19 @@ def collection_overhead(gpu: bool) -> list:
 
 def integrated_gradients(gpu: bool) -> list:
     """Batched (layer, alpha) rows vs the naive one-pass-per-(layer, step) loop, equal results."""
-    from cnl_core.neurons import neuron_hooks
-    from cnl_core.scoring import ScoreConfig, answer_logprob, encode_teacher_forced, ig_rows_per_pass, score_batches
+    from cnl_core.locate.scorers import ScoreConfig, ig_rows_per_pass, score_batch
+    from cnl_core.model.forward import answer_logprob
+    from cnl_core.model.hooks import neuron_hooks
 
     lm = _model(gpu)
     sample = _samples(1, "arithmetic")
     cfg = ScoreConfig(method="integrated_gradients", ig_steps=4)
     t0 = time.perf_counter()
-    ((_, batched, _),) = list(score_batches(lm, sample, cfg, batch_size=1))
+    batched, _ = score_batch(lm, sample, cfg)
     t_batched = time.perf_counter() - t0
 
     n_layers, m = lm.grid.n_layers, cfg.ig_steps
-    batch = encode_teacher_forced(lm.tokenizer, sample, cfg, lm.input_device)
+    batch = cfg.encode(lm, sample)
     naive = torch.zeros_like(batched[0])
     t0 = time.perf_counter()
     for layer in range(n_layers):
@@ -204,10 +206,10 @@ def integrated_gradients(gpu: bool) -> list:
 _MEMORY_CHILD = """
 import json, random, sys
 import torch
-from cnl_core.locate_run import run_locate
-from cnl_core.models import load_model
-from cnl_core.scoring import ScoreConfig, encoded_length
-from cnl_core.uploads import dataset_from_records
+from cnl_core.experiments.locate import run_locate
+from cnl_core.model.loading import load_model
+from cnl_core.locate.scorers import ScoreConfig
+from cnl_core.data.uploads import dataset_from_records
 
 def status(key):
     with open("/proc/self/status") as fh:
@@ -223,7 +225,7 @@ if sys.argv[2] == "gpu":
     lm = _random_7b("none")
 else:
     lm = load_model()
-lengths = {encoded_length(lm.tokenizer, s, ScoreConfig()) for s in spec.rows()}
+lengths = {ScoreConfig().length(lm.tokenizer, s) for s in spec.rows()}
 cuda = lm.input_device.type == "cuda"
 if cuda:  # the activations live on the GPU: its allocator's peak
     torch.cuda.reset_peak_memory_stats()
@@ -246,7 +248,7 @@ def memory(gpu: bool) -> list:
     (ScoreConfig's token limits). On real data a larger n can draw a longer sample and so a larger
     first batch; samples of one length leave n as the only difference.
     """
-    from cnl_core.cache import list_cache
+    from cnl_core.locate.score_store import list_cache
 
     cache = Path(os.environ["CNL_CACHE_DIR_BENCH"]) / "mem"
     (cache).mkdir(parents=True, exist_ok=True)
@@ -282,8 +284,8 @@ def memory(gpu: bool) -> list:
 
 def cache_speed(gpu: bool) -> list:
     """Re-localizing 1,000 cached samples; a repeated locate run against the first."""
-    from cnl_core.localize import LocateParams, locate
-    from cnl_core.locate_run import run_locate
+    from cnl_core.experiments.locate import run_locate
+    from cnl_core.locate.select import LocateParams, locate
 
     scores = (torch.randn(1000, 30, 1536) ** 3).to(torch.float16)  # heavy-tailed, like real scores
     t_reloc = _best(lambda: locate(scores, LocateParams(tau=0.3, p=0.4)))
@@ -317,10 +319,10 @@ def generation(gpu: bool) -> list:
     without it, a random 7B-shape model in float32: its answers are noise, but identical noise still
     proves the batching (pads, positions, cache) changes nothing.
     """
-    from cnl_core.answers import STOP_STRINGS, cut_at_stop
-    from cnl_core.evaluation import EvalConfig, _generate, fewshot_prefix
-    from cnl_core.interventions import InterventionHandle
-    from cnl_core.models import ModelSpec, load_model
+    from cnl_core.evaluate.accuracy import EvalConfig, _generate, fewshot_prefix
+    from cnl_core.evaluate.answers import STOP_STRINGS, cut_at_stop
+    from cnl_core.model.hooks import InterventionHandle
+    from cnl_core.model.loading import ModelSpec, load_model
 
     if gpu and _builtin_missing():  # a bare GPU machine: the 7B shape, float32 so that rounding is no excuse
         lm, what = _random_7b("none", torch.float32), "random 7B-shape float32"
@@ -355,8 +357,8 @@ def generation(gpu: bool) -> list:
 
 def _gold_pass(lm, samples, prefix: str, where: str) -> list:
     """The evaluator's gold log-likelihood pass: few-shot context run once and shared, vs full passes."""
-    from cnl_core import evaluation
-    from cnl_core.interventions import InterventionHandle
+    from cnl_core.evaluate import accuracy as evaluation
+    from cnl_core.model.hooks import InterventionHandle
 
     cfg = evaluation.EvalConfig()
     shared_fn = evaluation._shared_context
@@ -391,8 +393,8 @@ def alternatives(gpu: bool) -> list:
     except ImportError:
         return [("activation collection vs nnsight trace+save", "nnsight not installed (make bench installs it)", "",
                  ">= 1x", "NOT RUN")]
-    from cnl_core.collect import collect_scores
-    from cnl_core.scoring import ScoreConfig, encode_teacher_forced, score_batches
+    from cnl_core.locate.collect import collect_scores
+    from cnl_core.locate.scorers import ScoreConfig, score_batch
 
     lm = _model(gpu)
     wrapped = NNsight(lm.model)
@@ -400,7 +402,7 @@ def alternatives(gpu: bool) -> list:
 
     def nnsight_batch(samples):
         # Save each layer's down_proj input inside the trace, then the masked mean over answer positions.
-        batch = encode_teacher_forced(lm.tokenizer, samples, cfg, lm.input_device)
+        batch = cfg.encode(lm, samples)
         mask = batch.answer_mask.unsqueeze(-1).float()
         saved = []
         with wrapped.trace(batch.input_ids, attention_mask=batch.attention_mask, use_cache=False):
@@ -413,9 +415,9 @@ def alternatives(gpu: bool) -> list:
 
     rows = []
     one = _samples(8)
-    same = close(list(score_batches(lm, one, cfg, batch_size=8))[0][1], nnsight_batch(one))
+    same = close(score_batch(lm, one, cfg)[0], nnsight_batch(one))
     t_theirs = _best(lambda: nnsight_batch(one))
-    t_ours = _best(lambda: list(score_batches(lm, one, cfg, batch_size=8)))
+    t_ours = _best(lambda: score_batch(lm, one, cfg))
     rows.append(("activation scores vs nnsight trace+save, one batch of 8 GSM8K samples",
                  f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; equal: {same}", f"{t_theirs / t_ours:.2f}x",
                  ">= 1x", _verdict(t_theirs / t_ours >= 1.0 and same)))

@@ -1,18 +1,38 @@
 """Capability Neuron Lab: locate the FFN neurons that carry a capability (CNL) and test them.
 
-The data flows one way: model -> per-sample scores (cached) -> located neuron sets ->
-comparisons and interventions -> reports. The dashboard, the CLI and the tests all use these calls.
+The data flows one way, and the folders follow it:
+
+    model/        load a model; what a neuron is per architecture; hooks; the forward passes
+    data/         samples, datasets (built-in, Hub, uploads), disjoint seeded splits
+    locate/       per-sample scores (registered scorers, on-disk cache) -> located neuron sets
+    compare/      overlap, IoU and chance levels of located sets
+    evaluate/     accuracy and log-likelihood under interventions; controls; fine-tuning
+    experiments/  the pipelines a user runs, each returning a typed result (JSON in and out)
+    report/       charts and downloadable tables from those results
+    cli/          `python -m cnl_core ...`
+
+Each folder imports only from those above it. The dashboard (dashboard.py, ui/) and the CLI use
+the same calls as this public API.
 """
 
 from .errors import CNLError
-from .evaluate_run import run_evaluate, run_finetune, run_matrix
-from .evaluation import EvalConfig
-from .localize import LocateParams
-from .locate_run import located_sample_ids, neuron_set_from_result, run_locate
-from .models import DEFAULT_MODEL, ModelSpec, load_model
-from .scoring import ScoreConfig
+from .evaluate.accuracy import EvalConfig
+from .experiments.eval_results import EvalResult, FinetuneResult, MatrixResult
+from .experiments.evaluate import run_evaluate, run_matrix
+from .experiments.finetune import run_finetune
+from .experiments.locate import LocateRun, run_locate
+from .experiments.locate_result import LocateResult
+from .locate.scorers import ScoreConfig, register_scorer
+from .locate.select import LocateParams
+from .model.hooks import Intervention, intervene
+from .model.loading import ModelSpec, load_model
+from .model.model_cache import MODELS
+from .model.neurons import NeuronGrid, NeuronSet
+from .options import DEFAULT_MODEL, DEFAULTS
 
 __all__ = [
-    "CNLError", "DEFAULT_MODEL", "EvalConfig", "LocateParams", "ModelSpec", "ScoreConfig", "load_model",
-    "located_sample_ids", "neuron_set_from_result", "run_evaluate", "run_finetune", "run_locate", "run_matrix",
+    "CNLError", "DEFAULTS", "DEFAULT_MODEL", "EvalConfig", "EvalResult", "FinetuneResult", "Intervention",
+    "LocateParams", "LocateResult", "LocateRun", "MODELS", "MatrixResult", "ModelSpec", "NeuronGrid", "NeuronSet",
+    "ScoreConfig", "intervene", "load_model", "register_scorer", "run_evaluate", "run_finetune", "run_locate",
+    "run_matrix",
 ]

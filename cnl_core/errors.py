@@ -32,3 +32,7 @@ class CacheError(CNLError):
 
 class NeuronSetError(CNLError):
     """A neuron set names layers or indices that the model does not have."""
+
+
+class Cancelled(CNLError):
+    """The user cancelled a run; what was finished (cached score shards, earlier results) is kept."""

@@ -16,8 +16,8 @@ rm -rf "$out" && mkdir -p "$out/whl" "$out/tokenizer" "$out/samples"
 import json, shutil, sys
 from dataclasses import asdict
 from pathlib import Path
-from cnl_core.datasets import get_dataset
-from cnl_core.models import _builtin_folder
+from cnl_core.data.samples import get_dataset
+from cnl_core.model.loading import _builtin_folder
 
 out = Path(sys.argv[1])
 folder = _builtin_folder("smollm2-135m")

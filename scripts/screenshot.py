@@ -10,7 +10,7 @@ from tests.browser.flow import browser_page, dashboard, intervene, locate  # noq
 
 
 def main(out: str) -> None:
-    from cnl_core.models import load_model
+    from cnl_core.model.loading import load_model
     from cnl_core.paths import cache_root
 
     load_model()  # converts the built-in model once, into the shared cache

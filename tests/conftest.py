@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def lm():
     """The real pretrained default model (SmolLM2-135M), loaded once."""
-    from cnl_core.models import load_model
+    from cnl_core.model.loading import load_model
 
     return load_model("smollm2-135m")
 

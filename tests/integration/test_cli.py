@@ -97,6 +97,12 @@ def test_run_from_config_file(tmp_path, cli_cache):
     (["locate", "--dataset", "nope"], "Unknown dataset"),
     (["locate", "--model", "../../no-such-model"], "neither an existing folder"),
     (["compare", "/nonexistent.json", "/nonexistent2.json"], "Could not read"),
+    # the dataset and the numbers are checked before the model: this model does not exist either
+    (["locate", "--model", "/no/such/model", "--dataset", "nope"], "Unknown dataset"),
+    (["locate", "--model", "/no/such/model", "--n", "0"], "n samples: must be at least 1"),
+    (["locate", "--model", "/no/such/model", "--dataset", "/no/such/file.csv"], "No dataset file"),
+    (["evaluate", "--model", "/no/such/model", "--neurons", "/nonexistent.json"], "Could not read"),
+    (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "0"], "max_new_tokens must be between"),
 ])
 def test_bad_input_is_a_one_line_error(args, message, cli_cache):
     r = cli(*args, cache=cli_cache)
@@ -109,3 +115,26 @@ def test_neuron_file_with_impossible_neurons(tmp_path, cli_cache):
     bad.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[31, 0]]}))
     r = cli("evaluate", "--dataset", "arithmetic", "--n", 1, "--neurons", bad, cache=cli_cache)
     assert r.returncode == 2 and "Layer 31 does not exist" in r.stderr
+
+
+def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_path, cli_cache):
+    rows = ["Ticket Text,Route To"] + [f'"My invoice {i} is wrong, please fix it",billing' for i in range(6)] + \
+           [f'"The app crashes on screen {i}",tech' for i in range(6)]
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "t.json"
+    r = cli("locate", "--dataset", data, "--prompt-column", "Ticket Text", "--answer-column", "Route To",
+            "--labels", "billing,tech", "--n", 2, "--splits", 2, "--out", out, cache=cli_cache)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["dataset"].startswith("tickets-") and all(i.startswith(res["dataset"] + "/")
+                                                         for s in res["splits"] for i in s["sample_ids"])
+    bad = cli("locate", "--dataset", data, "--prompt-column", "Text", "--answer-column", "Route To", cache=cli_cache)
+    assert bad.returncode == 2 and "Column 'Text' is not in the file" in bad.stderr
+    ex = cli("export", out, "--out-dir", tmp_path / "exp", cache=cli_cache)
+    assert ex.returncode == 0, ex.stderr
+    stem = f"smollm2-135m_{res['dataset']}_t"
+    names = {p.name for p in (tmp_path / "exp").iterdir()}
+    assert {f"located_{stem}.json", f"splits_{stem}.csv", f"top_neurons_{stem}.csv", f"heatmap_{stem}.png",
+            f"heatmap_{stem}.svg"} <= names
+    assert json.loads((tmp_path / "exp" / f"located_{stem}.json").read_text())["neurons"] == res["neurons"]

@@ -1,11 +1,13 @@
-"""The dashboard's handlers called directly: export, re-load, relocalize, bad re-load files."""
+"""The dashboard's handlers called directly: locate, relocalize, export, re-load, bad re-load files."""
 
 import json
 
 import gradio as gr
 import pytest
 
-import dashboard
+from cnl_core.paths import cache_root
+from ui.session import new_session
+from ui.tabs import compare_tab, export_tab, locate_tab
 
 
 def _quiet(*args, **kwargs):
@@ -14,37 +16,50 @@ def _quiet(*args, **kwargs):
 
 @pytest.fixture()
 def located_state(lm, score_cache):
-    state = dashboard.new_session()
-    out = dashboard.locate_ui(["arithmetic"], 2, 2, 0, "grad_x_act", 20, "relative", 0.1, 0.5, 100, 3.0, 4, state,
-                              progress=_quiet)
-    assert "arithmetic" in out[0]
-    return out[1]
+    state = new_session()
+    md, state = locate_tab.locate_ui(["arithmetic"], 2, 2, 0, "grad_x_act", 20, 4, "relative", 0.1, 0.5, 100, 3.0,
+                                     state, progress=_quiet)
+    assert "arithmetic" in md
+    return state
 
 
-def test_relocalize_export_and_reload(located_state, tmp_path):
+def test_relocalize_export_and_reload(located_state):
     state = located_state
-    before = state["runs"]["smollm2-135m:arithmetic"]["result"]["n_located"]
-    md, state, *_ = dashboard.relocalize_ui("relative", 0.05, 0.5, 100, 3.0, state)
-    assert state["runs"]["smollm2-135m:arithmetic"]["result"]["n_located"] >= before
-    files = dashboard.export_ui(state)
+    label = "smollm2-135m:arithmetic"
+    before = state.located[label].result
+    md, state = locate_tab.relocalize_ui("relative", 0.05, 0.5, 100, 3.0, state)
+    after = state.located[label].result
+    assert after.n_located >= before.n_located and after.params.tau == 0.05 and before.params.tau == 0.1
+    files = export_tab.export_ui(state)
     names = {f.rsplit("/", 1)[-1] for f in files}
     assert {"located_smollm2-135m_arithmetic.json", "splits_smollm2-135m_arithmetic.csv",
             "heatmap_smollm2-135m_arithmetic.png", "heatmap_smollm2-135m_arithmetic.svg"} <= names
-    assert all(str(dashboard.cache_root()) in f for f in files)
+    assert all(str(cache_root()) in f for f in files)
     located = next(f for f in files if f.endswith(".json"))
-    fresh = dashboard.new_session()
-    msg, fresh, *_ = dashboard.reload_ui(located, fresh)
-    assert "Reloaded" in msg and len(fresh["runs"]) == 1
-    reloaded = next(iter(fresh["runs"].values()))["result"]
-    assert reloaded["neurons"] == json.loads(open(located).read())["neurons"]
-    heat, bars, overlap, iou, chance, top = dashboard.compare_outputs(fresh, None)
+    fresh = new_session()
+    msg, fresh, *_ = export_tab.reload_ui(located, fresh)
+    assert "Reloaded" in msg and len(fresh.located) == 1
+    reloaded = next(iter(fresh.located.values())).result
+    assert reloaded.to_json()["neurons"] == json.loads(open(located).read())["neurons"]
+    assert reloaded.to_json() == after.to_json()  # the file reads back to the very same result
+    heat, bars, overlap, iou, chance, top = compare_tab.outputs(fresh)
     assert heat is not None and len(top) > 0
 
 
 @pytest.mark.parametrize("content", ['{"neurons": [[99, 0]], "grid": {"n_layers": 30, "width": 1536}}', "not json",
-                                     "[1, 2]", '{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1]]}'])
-def test_bad_reload_files_give_a_clear_error(tmp_path, content):
+                                     "[1, 2]", '{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1]], "model": 5}'])
+def test_bad_reload_files_give_a_clear_error_and_leave_the_session_as_it_was(tmp_path, content):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
+    state = new_session()
     with pytest.raises(gr.Error):
-        dashboard.reload_ui(str(bad), dashboard.new_session())
+        export_tab.reload_ui(str(bad), state)
+    assert state.located == {}
+
+
+def test_a_hand_made_set_without_names_reloads(tmp_path):
+    f = tmp_path / "mine.json"
+    f.write_text('{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1], [29, 1535]]}')
+    msg, state, *_ = export_tab.reload_ui(str(f), new_session())
+    (entry,) = state.located.values()
+    assert "2 neurons" in msg and entry.result.dataset == "unnamed" and entry.prominence() is None

@@ -2,8 +2,8 @@
 
 import torch
 
-from cnl_core.models import load_model
-from cnl_core.neurons import neuron_hooks
+from cnl_core.model.hooks import neuron_hooks
+from cnl_core.model.loading import load_model
 
 
 def test_default_model_grid_and_info(lm):

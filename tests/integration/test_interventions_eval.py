@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from cnl_core.datasets import get_dataset
-from cnl_core.evaluate_run import eval_split, run_evaluate, run_finetune, run_matrix
-from cnl_core.evaluation import EvalConfig, evaluate_samples
-from cnl_core.finetune import _neuron_masks, finetuned
-from cnl_core.interventions import Intervention, intervene, random_like
-from cnl_core.neurons import NeuronSet
+from cnl_core.data.samples import get_dataset
+from cnl_core.evaluate.accuracy import EvalConfig, evaluate_samples
+from cnl_core.evaluate.controls import random_like
+from cnl_core.evaluate.finetune import _neuron_masks, finetuned
+from cnl_core.experiments.eval_results import EvalResult
+from cnl_core.experiments.evaluate import eval_split, run_evaluate, run_matrix
+from cnl_core.experiments.finetune import run_finetune
+from cnl_core.model.hooks import Intervention, intervene
+from cnl_core.model.neurons import NeuronSet
 
 FAST = EvalConfig(num_fewshot=1, max_new_tokens=24, batch_size=4, bootstrap=200)
 
@@ -62,8 +65,10 @@ def test_evaluation_samples_avoid_located_and_fewshot_samples():
 def test_run_evaluate_reports_baseline_intervention_and_control(lm):
     neurons = some_neurons(lm)
     located = [s.id for s in get_dataset("arithmetic").rows()[:10]]
-    res = run_evaluate(lm, "arithmetic", 4, seed=0, neurons=neurons, mode="zero", control_draws=2,
-                       located_ids=located, cfg=FAST)
+    typed = run_evaluate(lm, "arithmetic", 4, seed=0, intervention=Intervention(neurons, "zero"), control_draws=2,
+                         located_ids=located, cfg=FAST)
+    res = typed.to_json()
+    assert EvalResult.from_json(res).to_json() == res  # the JSON reads back to the same result
     assert res["n"] == 4 and not set(res["sample_ids"]) & set(located)
     for part in ("baseline", "intervened", "control"):
         assert 0.0 <= res[part]["accuracy"] <= 1.0 and np.isfinite(res[part]["gold_loglik"])
@@ -77,8 +82,8 @@ def test_run_evaluate_reports_baseline_intervention_and_control(lm):
 
 def test_choice_task_accuracy_and_matrix(lm):
     neurons = some_neurons(lm)
-    res = run_matrix(lm, {"arith": (neurons, [])}, ["imdb", "arithmetic"], 2, seed=1, mode="amplify", factor=3.0,
-                     cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50))
+    res = run_matrix(lm, {"arith": (Intervention(neurons, "amplify", 3.0), [])}, ["imdb", "arithmetic"], 2, seed=1,
+                     cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50)).to_json()
     for target in ("imdb", "arithmetic"):
         cell = res["cells"]["arith"][target]
         assert cell["delta_gold_loglik"] is not None and np.isfinite(cell["delta_gold_loglik"])
@@ -109,7 +114,7 @@ def test_finetuning_changes_only_the_located_neurons_and_is_restored(lm):
 def test_run_finetune_compares_located_with_random(lm):
     neurons = some_neurons(lm, per_layer=4)
     train = [s.id for s in get_dataset("arithmetic").rows()[:4]]
-    res = run_finetune(lm, "arithmetic", neurons, train, 2, steps=2, lr=1e-3, cfg=FAST)
+    res = run_finetune(lm, "arithmetic", neurons, train, 2, steps=2, lr=1e-3, cfg=FAST).to_json()
     assert {"baseline", "located", "random"} <= set(res) and len(res["located"]["losses"]) == 2
 
 
@@ -146,5 +151,5 @@ def test_finetune_on_another_dataset_draws_its_own_training_samples(lm):
     neurons = some_neurons(lm, per_layer=2)
     with pytest.raises(ParameterError, match="must come from 'arithmetic'"):
         run_finetune(lm, "arithmetic", neurons, ["gsm8k/00001"], 1, steps=1, cfg=FAST)
-    res = run_finetune(lm, "arithmetic", neurons, None, 1, n_train=2, steps=1, cfg=FAST)
+    res = run_finetune(lm, "arithmetic", neurons, None, 1, n_train=2, steps=1, cfg=FAST).to_json()
     assert len(res["train_ids"]) == 2 and not set(res["train_ids"]) & set(res["sample_ids"])

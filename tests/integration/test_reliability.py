@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnl_core import collect as collect_mod
-from cnl_core.collect import Cancelled, collect_scores
-from cnl_core.datasets import get_dataset
-from cnl_core.evaluate_run import run_evaluate
-from cnl_core.evaluation import EvalConfig
-from cnl_core.interventions import Intervention
-from cnl_core.locate_run import run_locate
-from cnl_core.neurons import NeuronSet
-from cnl_core.scoring import ScoreConfig
+from cnl_core.data.samples import get_dataset
+from cnl_core.errors import Cancelled
+from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.experiments.evaluate import run_evaluate
+from cnl_core.experiments.locate import run_locate
+from cnl_core.locate import collect as collect_mod
+from cnl_core.locate.collect import collect_scores
+from cnl_core.locate.scorers import ScoreConfig
+from cnl_core.model.hooks import Intervention
+from cnl_core.model.neurons import NeuronSet
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = EvalConfig(num_fewshot=0, max_new_tokens=6, batch_size=2, bootstrap=100)
@@ -28,13 +29,14 @@ def _neurons(lm, start):
 def test_four_sessions_at_once_match_their_solo_results(lm, score_cache):
     """Two locating, two evaluating with different interventions: each gets what it gets alone."""
     jobs = {
-        "locate_a": lambda: run_locate(lm, "arithmetic", 2, 2, seed=1, use_cache=False).result()["neurons"],
-        "locate_b": lambda: run_locate(lm, "asdiv", 2, 2, seed=2, use_cache=False).result()["neurons"],
-        "zero": lambda: run_evaluate(lm, "arithmetic", 2, 0, _neurons(lm, 0), mode="zero", control_draws=1, cfg=CFG),
-        "amplify": lambda: run_evaluate(lm, "arithmetic", 2, 0, _neurons(lm, 100), mode="amplify", factor=3.0,
+        "locate_a": lambda: run_locate(lm, "arithmetic", 2, 2, seed=1, use_cache=False).result().neurons.pairs(),
+        "locate_b": lambda: run_locate(lm, "asdiv", 2, 2, seed=2, use_cache=False).result().neurons.pairs(),
+        "zero": lambda: run_evaluate(lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 0), "zero"), control_draws=1,
+                                     cfg=CFG),
+        "amplify": lambda: run_evaluate(lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 100), "amplify", 3.0),
                                         control_draws=1, cfg=CFG),
     }
-    strip = lambda r: {k: r[k] for k in ("baseline", "intervened", "control")} if isinstance(r, dict) else r  # noqa: E731
+    strip = lambda r: r if isinstance(r, list) else {k: v.to_json() for k, v in r.conditions().items()}  # noqa: E731
     alone = {name: strip(job()) for name, job in jobs.items()}
     together, errors = {}, []
 
@@ -55,16 +57,16 @@ def test_four_sessions_at_once_match_their_solo_results(lm, score_cache):
 
 
 def test_out_of_memory_retries_with_a_smaller_batch(lm, score_cache, monkeypatch):
-    real = collect_mod.score_batches
+    real = collect_mod.score_batch
     calls = []
 
-    def flaky(lm_, chunk, cfg, batch_size):
+    def flaky(lm_, chunk, cfg):
         calls.append(len(chunk))
         if len(chunk) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(lm_, chunk, cfg, batch_size=batch_size)
+        return real(lm_, chunk, cfg)
 
-    monkeypatch.setattr(collect_mod, "score_batches", flaky)
+    monkeypatch.setattr(collect_mod, "score_batch", flaky)
     ds = get_dataset("arithmetic")
     table = collect_scores(lm, ds, [s.id for s in ds.rows()[:4]], ScoreConfig(), batch_size=4)
     assert table.computed == 4 and calls[0] == 4 and max(calls[1:]) <= 2
@@ -90,16 +92,18 @@ def test_same_seed_same_neurons_and_numbers_fresh_and_warm(lm, tmp_path, monkeyp
     results = []
     for folder in ("one", "two", "two"):  # fresh, fresh, warm
         monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path / folder))
-        r = run_locate(lm, "arithmetic", 3, 2, seed=4).result()
+        r = run_locate(lm, "arithmetic", 3, 2, seed=4).result().to_json()
         results.append((r["neurons"], r["pairwise"], [s["sample_ids"] for s in r["splits"]]))
     assert results[0] == results[1] == results[2]
-    ev = [run_evaluate(lm, "arithmetic", 2, 5, _neurons(lm, 0), control_draws=1, cfg=CFG) for _ in range(2)]
+    ev = [run_evaluate(lm, "arithmetic", 2, 5, Intervention(_neurons(lm, 0)), control_draws=1, cfg=CFG).to_json()
+          for _ in range(2)]
     assert ev[0]["intervened"] == ev[1]["intervened"] and ev[0]["control"] == ev[1]["control"]
     assert ev[0]["versions"]["torch"] and ev[0]["eval_config"]["max_new_tokens"] == 6
 
 
 def test_no_pickle_or_torch_load_anywhere_in_the_code():
-    sources = list((ROOT / "cnl_core").glob("*.py")) + [ROOT / "dashboard.py"]
+    sources = [*(ROOT / "cnl_core").rglob("*.py"), *(ROOT / "ui").rglob("*.py"), ROOT / "dashboard.py"]
+    assert len(sources) > 30
     for path in sources:
         text = path.read_text()
         assert not re.search(r"\bpickle\b|torch\.load\(|joblib|dill", text), path.name
@@ -121,8 +125,8 @@ def test_trust_remote_code_is_off_by_default_and_the_app_binds_to_loopback(lm, m
 
 def test_intervention_on_a_foreign_grid_is_refused(lm):
     from cnl_core.errors import ParameterError
-    from cnl_core.interventions import intervene
-    from cnl_core.neurons import NeuronGrid
+    from cnl_core.model.hooks import intervene
+    from cnl_core.model.neurons import NeuronGrid
 
     with pytest.raises(ParameterError):
         with intervene(lm, Intervention(NeuronSet.from_flat(NeuronGrid(2, 8), [1]))):
@@ -133,7 +137,7 @@ def test_intervention_on_a_foreign_grid_is_refused(lm):
 def test_full_disk_goes_on_without_caching(lm, score_cache, monkeypatch):
     import errno
 
-    from cnl_core import cache as cache_mod
+    from cnl_core.locate import score_store as cache_mod
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from cnl_core.collect import collect_scores
-from cnl_core.datasets import get_dataset
-from cnl_core.localize import LocateParams, locate
-from cnl_core.scoring import ScoreConfig, score_batches
+from cnl_core.data.samples import get_dataset
+from cnl_core.locate.collect import collect_scores
+from cnl_core.locate.scorers import ScoreConfig, score_batch
+from cnl_core.locate.select import LocateParams, locate
 
 ARITH = get_dataset("arithmetic")
 
@@ -14,8 +14,7 @@ ARITH = get_dataset("arithmetic")
 @pytest.mark.parametrize("method", ["activation", "grad_x_act", "integrated_gradients"])
 def test_methods_give_finite_scores_of_the_grid_shape(lm, method):
     rows = ARITH.rows()[:2]
-    ((ids, scores, gold),) = list(score_batches(lm, rows, ScoreConfig(method=method, ig_steps=3), batch_size=2))
-    assert ids == [r.id for r in rows]
+    scores, gold = score_batch(lm, rows, ScoreConfig(method=method, ig_steps=3))
     assert scores.shape == (2, 30, 1536) and torch.isfinite(scores).all()
     assert scores.abs().sum() > 0 and (gold < 0).all()
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
@@ -23,8 +22,8 @@ def test_methods_give_finite_scores_of_the_grid_shape(lm, method):
 
 def test_grad_x_act_agrees_with_integrated_gradients_on_top_neurons(lm):
     rows = ARITH.rows()[10:12]
-    ((_, gx, _),) = list(score_batches(lm, rows, ScoreConfig(method="grad_x_act"), batch_size=2))
-    ((_, ig, _),) = list(score_batches(lm, rows, ScoreConfig(method="integrated_gradients", ig_steps=6), batch_size=2))
+    gx, _ = score_batch(lm, rows, ScoreConfig(method="grad_x_act"))
+    ig, _ = score_batch(lm, rows, ScoreConfig(method="integrated_gradients", ig_steps=6))
     for a, b in zip(gx, ig):
         top = a.flatten().abs().topk(100).indices
         sign_agree = (a.flatten()[top].sign() == b.flatten()[top].sign()).float().mean()
@@ -35,8 +34,8 @@ def test_grad_x_act_agrees_with_integrated_gradients_on_top_neurons(lm):
 
 def test_batching_does_not_change_scores(lm):
     rows = ARITH.rows()[20:23]
-    ((_, together, _),) = list(score_batches(lm, rows, ScoreConfig(), batch_size=3))
-    alone = torch.cat([s for _, s, _ in score_batches(lm, rows, ScoreConfig(), batch_size=1)])
+    together, _ = score_batch(lm, rows, ScoreConfig())
+    alone = torch.cat([score_batch(lm, [r], ScoreConfig())[0] for r in rows])
     # float32 kernels round differently for other batch shapes (seen: 4e-4 on scores of magnitude 1 on one
     # AVX-512 CPU); a padding leak would move scores by their own magnitude.
     scale = float(alone.abs().max())
@@ -85,9 +84,11 @@ def test_unwritable_cache_goes_on_without_caching(lm, tmp_path, monkeypatch):
 
 
 def test_gold_logprob_on_answer_positions_equals_the_full_logits_computation(lm):
-    from cnl_core.scoring import answer_logprob, encode_teacher_forced, gold_logprob
+    from cnl_core.model.forward import answer_logprob, encode_teacher_forced, gold_logprob
 
-    batch = encode_teacher_forced(lm.tokenizer, get_dataset("gsm8k").rows()[:3], ScoreConfig(), lm.input_device)
+    cfg = ScoreConfig()
+    pairs = [(s.prompt, s.answer) for s in get_dataset("gsm8k").rows()[:3]]
+    batch = encode_teacher_forced(lm.tokenizer, pairs, cfg.max_prompt_tokens, cfg.max_answer_tokens, lm.input_device)
     seen = []
     spy = lm.model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
     with torch.no_grad():

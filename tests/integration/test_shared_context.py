@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from cnl_core import evaluation
-from cnl_core.answers import STOP_STRINGS
-from cnl_core.datasets import get_dataset
-from cnl_core.evaluation import EvalConfig, fewshot_prefix
-from cnl_core.generation import greedy_generate
-from cnl_core.interventions import Intervention, intervene
+from cnl_core.data.samples import get_dataset
+from cnl_core.evaluate import accuracy as evaluation
+from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
+from cnl_core.evaluate.answers import STOP_STRINGS
+from cnl_core.model import forward
+from cnl_core.model.generation import greedy_generate
+from cnl_core.model.hooks import Intervention, intervene
 
 from .test_interventions_eval import some_neurons
 
@@ -38,9 +39,9 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
         with intervene(lm, iv) as handle:
             return torch.tensor(evaluation._gold_loglik(lm, handle, chunk, PREFIX, EvalConfig()))
 
-    batch = evaluation.encode_teacher_forced(lm.tokenizer, [evaluation.Sample("x", PREFIX + s.prompt, s.answer, "")
-                                                            for s in chunk], evaluation.ScoreConfig(max_prompt_tokens=2048), lm.input_device)
-    assert evaluation._shared_context(batch) > 300  # the two examples, shared
+    batch = forward.encode_teacher_forced(lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512,
+                                          lm.input_device)
+    assert forward.shared_context_length(batch) > 300  # the two examples, shared
     shared = gold()
-    monkeypatch.setattr(evaluation, "_shared_context", lambda batch, least=16: 0)
+    monkeypatch.setattr(forward, "shared_context_length", lambda batch, least=16: 0)
     torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)

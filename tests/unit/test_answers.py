@@ -1,6 +1,6 @@
 import pytest
 
-from cnl_core.answers import cut_at_stop, extract_flexible, extract_strict, is_correct
+from cnl_core.evaluate.answers import cut_at_stop, extract_flexible, extract_strict, is_correct
 
 CASES = [
     # (generated text, strict extraction, flexible extraction)

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, CONFIG_MAPPING
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM
 
 from cnl_core.errors import UnsupportedModelError
-from cnl_core.neurons import FFNAccess, NeuronSet, SUPPORTED_MODEL_TYPES, adapter_for, neuron_hooks
+from cnl_core.model.architectures import SUPPORTED_MODEL_TYPES, FFNAccess, adapter_for
+from cnl_core.model.hooks import neuron_hooks
+from cnl_core.model.neurons import NeuronSet
 
 TINY = dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
@@ -62,8 +64,8 @@ def test_hooks_removed_after_exception():
 
 @pytest.mark.parametrize("model_type", ["gpt2", "phi3", "llama"])
 def test_finetune_masks_cover_only_the_neurons(model_type):
-    from cnl_core.finetune import _neuron_masks
-    from cnl_core.models import LoadedModel, ModelSpec
+    from cnl_core.evaluate.finetune import _neuron_masks
+    from cnl_core.model.loading import LoadedModel, ModelSpec
 
     model = tiny_model(model_type)
     ffn = FFNAccess(model, model_type)
@@ -81,7 +83,7 @@ def test_unsupported_type_names_the_supported_ones():
 
 def test_neuron_set_rejects_missing_layers_and_indices():
     from cnl_core.errors import NeuronSetError
-    from cnl_core.neurons import NeuronGrid
+    from cnl_core.model.neurons import NeuronGrid
 
     grid = NeuronGrid(2, 24)
     with pytest.raises(NeuronSetError, match="Layer 5"):
@@ -96,8 +98,8 @@ def test_neuron_set_rejects_missing_layers_and_indices():
 
 @pytest.mark.parametrize("model_type", TYPES)
 def test_gold_logprob_runs_the_head_on_answer_positions_only(model_type):
-    from cnl_core.models import LoadedModel, ModelSpec
-    from cnl_core.scoring import EncodedBatch, answer_logprob, gold_logprob
+    from cnl_core.model.forward import EncodedBatch, answer_logprob, gold_logprob
+    from cnl_core.model.loading import LoadedModel, ModelSpec
 
     model = tiny_model(model_type)
     lm = LoadedModel(ModelSpec(model_type), model, None, model_type, FFNAccess(model, model_type), "float32", "none", "")

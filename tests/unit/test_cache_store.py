@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from cnl_core.cache import ScoreStore, clear_cache, list_cache
+from cnl_core.locate.score_store import ScoreStore, clear_cache, list_cache
 
 RECORD = {"model": "m", "dataset": "d", "grid": {"n_layers": 2, "width": 3}, "score": {"method": "activation"}}
 

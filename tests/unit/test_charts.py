@@ -1,11 +1,15 @@
 """Evaluation bars: readable axis titles, and accuracy on its whole range."""
 
-from cnl_core.charts import evaluation_bars
+from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.evaluate.stats import ControlSummary, Summary
+from cnl_core.experiments.eval_results import EvalResult
+from cnl_core.report.charts import evaluation_bars
 
 
 def result(value):
     part = {"accuracy": value, "accuracy_ci": [value, value], "gold_loglik": -1.2, "gold_loglik_ci": [-1.3, -1.1]}
-    return {"dataset": "gsm8k", "baseline": part, "intervened": part, "control": part}
+    return EvalResult("m", "gsm8k", "generate_number", 1, 0, ["a"], [], EvalConfig(), Summary(**part),
+                      intervened=Summary(**part), control=ControlSummary(**part))
 
 
 def test_accuracy_axis_spans_zero_to_one_under_one_title():

@@ -1,6 +1,7 @@
 import pytest
 
-from cnl_core.datasets import CHOICE, GENERATE_NUMBER, LOGLIK, get_dataset, list_datasets, load_hub_rows, metamath_sample, emotion_sample
+from cnl_core.data.hub import emotion_sample, load_hub_rows, metamath_sample
+from cnl_core.data.samples import CHOICE, GENERATE_NUMBER, LOGLIK, get_dataset, list_datasets
 from cnl_core.errors import DatasetError
 
 OFFLINE = {"gsm8k": 1319, "asdiv": None, "imdb": 200, "arithmetic": 2000, "humaneval": 164,

@@ -8,10 +8,10 @@ answers are checked in tests/integration/test_shared_context.py.
 import pytest
 import torch
 
-from cnl_core import generation
-from cnl_core.generation import greedy_generate, shared_prefix_length
-from cnl_core.models import LoadedModel, ModelSpec
-from cnl_core.neurons import FFNAccess
+from cnl_core.model import generation
+from cnl_core.model.architectures import FFNAccess
+from cnl_core.model.generation import greedy_generate, shared_prefix_length
+from cnl_core.model.loading import LoadedModel, ModelSpec
 
 from .test_architectures import TYPES, tiny_model
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cnl_core.errors import ParameterError
-from cnl_core.localize import LocateParams, locate, neuron_prominence, select_per_sample
+from cnl_core.locate.select import LocateParams, locate, neuron_prominence, select_per_sample
 
 
 def test_relative_selection_and_commonality():

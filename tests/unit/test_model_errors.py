@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnl_core.errors import ModelLoadError
-from cnl_core.models import ModelSpec, load_model
+from cnl_core.model.loading import ModelSpec, load_model
 
 
 def _config_folder(tmp_path, **config):

@@ -1,8 +1,9 @@
 """Grouping samples of like length for CPU passes: every sample once, little padding."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cnl_core.scoring import like_length_groups
+from cnl_core.model.forward import like_length_groups
 
 
 def test_like_lengths_share_a_pass_and_outliers_go_alone():

@@ -1,8 +1,8 @@
 import pytest
 
-from cnl_core.datasets import get_dataset
+from cnl_core.data.samples import get_dataset
+from cnl_core.data.splits import draw_disjoint, make_splits
 from cnl_core.errors import DatasetError
-from cnl_core.splits import draw_disjoint, make_splits
 
 
 def test_splits_are_disjoint_and_reproducible():

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnl_core.datasets import CHOICE, GENERATE_NUMBER, LOGLIK, MAX_UPLOAD_BYTES
+from cnl_core.data.samples import CHOICE, GENERATE_NUMBER, LOGLIK, MAX_UPLOAD_BYTES
+from cnl_core.data.uploads import dataset_from_file, dataset_from_records, read_table
 from cnl_core.errors import DatasetError
-from cnl_core.uploads import dataset_from_file, dataset_from_records, read_table
 
 
 def test_csv_upload_with_labels(tmp_path):

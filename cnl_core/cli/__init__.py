@@ -1,0 +1,169 @@
+"""Command line: `python -m cnl_core <command> ...`: the same library calls the dashboard makes.
+
+The parser is built from the library's defaults and choice lists (arguments.py); the commands are
+in commands.py. A user error prints one line, `error: ...`, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import tomllib
+
+from ..errors import CNLError, ParameterError
+from ..options import DEFAULTS
+from . import arguments as A
+from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
+
+_STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "export")
+
+
+def cmd_cache(args) -> dict:
+    from ..locate.score_store import clear_cache, list_cache
+
+    if args.action == "clear":
+        n = clear_cache(args.key)
+        print(f"removed {n} cache folder(s)")
+        return {"removed": n}
+    entries = list_cache()
+    for e in entries:
+        print(f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {e['bytes'] / 2**20:.1f} MiB")
+    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
+    return {"entries": entries}
+
+
+def cmd_datasets(args) -> dict:
+    from ..data.samples import list_datasets
+
+    out = []
+    for d in list_datasets():
+        ok, why = d.available()
+        rows = len(d.rows()) if ok and not d.hub else d.expected_rows
+        out.append({"name": d.name, "kind": d.kind, "rows": rows, "available": ok, "source": d.source})
+        print(f"{d.name:<16} {d.kind:<16} {rows if rows is not None else '?':>7} rows  {'yes' if ok else 'no ':<4} {why}")
+    return {"datasets": out}
+
+
+def cmd_run(args) -> list:
+    """Run the steps of a JSON or TOML config file in order, sharing one loaded model."""
+    path = Path(args.config)
+    try:
+        text = path.read_text(encoding="utf-8")
+        config = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"Could not read config {path}: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("steps", []), list):
+        raise ParameterError(f"Config {path.name} needs a list of 'steps'.")
+    model = config.get("model", {})
+    steps = [dict(s) for s in config.get("steps", [])]
+    for i, step in enumerate(steps):  # every step is checked before the first one runs
+        if step.get("command") not in _STEP_COMMANDS:
+            raise ParameterError(f"Step {i + 1}: unknown command {step.get('command')!r}.")
+    outputs = []
+    for i, step in enumerate(steps):
+        command = step.pop("command")
+        argv = [command] + _to_argv({**model, **step} if command in _MODEL_COMMANDS else step)
+        print(f"\n== step {i + 1}: {' '.join(argv)}")
+        outputs.append(main(argv, exit_on_error=False))
+    return outputs
+
+
+_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune")
+
+
+def _to_argv(options: dict) -> list[str]:
+    argv: list[str] = []
+    for key, value in options.items():
+        if key == "files":
+            argv += [str(v) for v in value]
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            argv += [flag] + [str(v) for v in value]
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnl_core",
+                                     description="Capability Neuron Lab: locate and test capability neurons.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("locate", help="locate the neurons of a dataset and compare splits")
+    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_locate)
+
+    p = sub.add_parser("sweep", help="split agreement for a grid of thresholds (from cached scores)")
+    A.add_model(p), A.add_splits(p)
+    p.add_argument("--taus", type=float, nargs="+", default=list(DEFAULTS.sweep_taus))
+    p.add_argument("--ps", type=float, nargs="+", default=list(DEFAULTS.sweep_ps))
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("compare", help="overlap / IoU matrix of located sets")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("evaluate", help="accuracy before/after an intervention, with a random control")
+    A.add_model(p), A.add_evaluation(p), A.add_positions(p), A.add_dataset_file(p)
+    p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
+    p.add_argument("--neurons", help="locate result JSON")
+    p.add_argument("--control-draws", type=int, default=DEFAULTS.control_draws)
+    p.add_argument("--allow-overlap", action="store_true", help="allow evaluation samples used for localization")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("matrix", help="cross-dataset matrix: neurons of each file x datasets tested")
+    A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
+    p.add_argument("--neurons", nargs="+", required=True)
+    p.add_argument("--targets", nargs="+", required=True, help="dataset names or CSV/JSONL files")
+    p.add_argument("--metric", default="gold_loglik", choices=["accuracy", "gold_loglik"])
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("finetune", help="fine-tune only the located neurons vs random neurons")
+    A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
+    p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
+    p.add_argument("--neurons", required=True)
+    p.add_argument("--steps", type=int, default=DEFAULTS.finetune_steps)
+    p.add_argument("--lr", type=float, default=DEFAULTS.finetune_lr)
+    p.add_argument("--train-n", type=int, default=DEFAULTS.finetune_train_n,
+                   help="training samples when the neurons come from another dataset")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
+    p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("cache", help="list or clear the score cache")
+    p.add_argument("action", choices=["list", "clear"])
+    p.add_argument("--key")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("datasets", help="list datasets and whether they are available")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("run", help="run the steps of a JSON/TOML config file")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, exit_on_error: bool = True):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CNLError as exc:
+        if not exit_on_error:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,116 @@
+"""The CLI's options, built from the library's defaults and choice lists, and turned into configs.
+
+Every default here is read from `options.DEFAULTS` or from a config dataclass's own defaults, and
+every choice list from `options` or a registry, so the CLI and the dashboard cannot drift apart.
+Everything a command needs is checked by `prepare_*` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data.samples import DatasetSpec
+from ..data.uploads import FileColumns, resolve_dataset
+from ..errors import DatasetError, ParameterError
+from ..evaluate.accuracy import EvalConfig
+from ..experiments.locate_result import LocateResult
+from ..locate.scorers import ScoreConfig, scorer_names
+from ..locate.select import LocateParams
+from ..model.loading import ModelSpec
+from ..options import DEFAULTS, DEVICES, DTYPES, INTERVENTION_MODES, POSITIONS, QUANTIZATIONS, RULES, UPLOAD_KINDS
+
+_SPEC, _SCORE, _LOCATE, _EVAL = ModelSpec(), ScoreConfig(), LocateParams(), EvalConfig()
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=_SPEC.name, help="built-in name, Hub id or local folder")
+    g.add_argument("--revision", default=_SPEC.revision)
+    g.add_argument("--dtype", default=_SPEC.dtype, choices=DTYPES)
+    g.add_argument("--device", default=_SPEC.device, choices=DEVICES)
+    g.add_argument("--quantization", default=_SPEC.quantization, choices=QUANTIZATIONS)
+    g.add_argument("--device-map-auto", action="store_true", help="spread a large model over GPUs/CPU")
+    g.add_argument("--trust-remote-code", action="store_true", help="run the model repo's own code (only if you trust it)")
+
+
+def add_dataset_file(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own CSV/JSONL file as a dataset (give its path as the dataset)")
+    g.add_argument("--prompt-column", help="column holding the prompt (default: prompt/question/text)")
+    g.add_argument("--answer-column", help="column holding the gold answer (default: answer/label/target)")
+    g.add_argument("--labels", help="comma-separated labels of a classification task")
+    g.add_argument("--kind", default=UPLOAD_KINDS[0], choices=UPLOAD_KINDS, help="how accuracy is scored")
+
+
+def add_splits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
+    p.add_argument("--n", type=int, default=DEFAULTS.n, help="samples per split")
+    p.add_argument("--splits", type=int, default=DEFAULTS.splits)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--method", default=_SCORE.method, choices=scorer_names())
+    p.add_argument("--ig-steps", type=int, default=_SCORE.ig_steps)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    add_dataset_file(p)
+
+
+def add_thresholds(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rule", default=_LOCATE.rule, choices=RULES)
+    p.add_argument("--tau", type=float, default=_LOCATE.tau)
+    p.add_argument("--top-k", type=int, default=_LOCATE.top_k)
+    p.add_argument("--sigma", type=float, default=_LOCATE.sigma)
+    p.add_argument("--p", type=float, default=_LOCATE.p)
+
+
+def add_evaluation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=DEFAULTS.eval_n, help="evaluation samples per dataset")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
+    p.add_argument("--factor", type=float, default=DEFAULTS.amplify_factor, help="amplify factor")
+    p.add_argument("--fewshot", type=int, default=_EVAL.num_fewshot, help="few-shot examples (default: per task)")
+    p.add_argument("--max-new-tokens", type=int, default=_EVAL.max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=_EVAL.batch_size)
+    p.add_argument("--bootstrap", type=int, default=_EVAL.bootstrap)
+    p.add_argument("--out")
+
+
+def add_positions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--positions", default=POSITIONS[0], choices=POSITIONS)
+
+
+def model_spec(args) -> ModelSpec:
+    return ModelSpec(args.model, args.revision, args.dtype, args.device, args.quantization, args.device_map_auto,
+                     args.trust_remote_code)
+
+
+def score_config(args) -> ScoreConfig:
+    return ScoreConfig(method=args.method, ig_steps=args.ig_steps)
+
+
+def locate_params(args) -> LocateParams:
+    return LocateParams(rule=args.rule, tau=args.tau, top_k=args.top_k, sigma=args.sigma, p=args.p)
+
+
+def eval_config(args) -> EvalConfig:
+    return EvalConfig(num_fewshot=args.fewshot, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      bootstrap=args.bootstrap)
+
+
+def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:
+    """The dataset named by --dataset (or `name`): registered, or read from the user's file; checked for size."""
+    columns = FileColumns(args.prompt_column, args.answer_column,
+                          tuple(x.strip() for x in (args.labels or "").split(",") if x.strip()), args.kind)
+    spec = resolve_dataset(name or args.dataset, columns)
+    if not spec.hub:
+        rows = len(spec.rows())
+        if need > rows:
+            raise DatasetError(f"'{spec.name}' has {rows} rows; this run needs {need}.")
+    return spec
+
+
+def positive(value: int, what: str) -> int:
+    if value < 1:
+        raise ParameterError(f"{what}: must be at least 1, got {value}.")
+    return value
+
+
+def neuron_file(path: str | None) -> LocateResult | None:
+    return LocateResult.read(path) if path else None

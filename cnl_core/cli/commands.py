@@ -1,0 +1,197 @@
+"""What each CLI command does: check every input, then load the model, run, print, write JSON.
+
+Each command reads its whole input (configs, datasets, neuron files) before the model loads, so a
+typo fails in a second, not after a minute of loading.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..compare.overlap import comparison_matrix
+from ..errors import ParameterError
+from ..experiments.eval_results import EvalResult
+from ..experiments.evaluate import run_evaluate, run_matrix
+from ..experiments.finetune import run_finetune
+from ..experiments.json_io import read_json, write_json
+from ..experiments.locate import run_locate, threshold_sweep
+from ..experiments.locate_result import UNNAMED, LocateResult
+from ..model.hooks import Intervention
+from ..model.loading import LoadedModel
+from ..model.model_cache import MODELS
+from ..report.exports import write_exports
+from . import arguments as A
+
+
+def _model(args) -> LoadedModel:
+    spec = A.model_spec(args)
+    if spec.trust_remote_code:
+        print("warning: trust_remote_code is on: code from the model's repository will run.", file=sys.stderr)
+    return MODELS.get(spec)
+
+
+def _progress_bar(desc: str):
+    bar = tqdm(total=0, desc=desc, unit="sample", dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, total: int, message: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def _write(path: str | None, data: dict) -> None:
+    if path:
+        write_json(path, data)
+        print(f"wrote {path}")
+
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def cmd_locate(args) -> dict:
+    params, score_cfg = A.locate_params(args), A.score_config(args)
+    A.positive(args.n, "n samples"), A.positive(args.splits, "splits")
+    spec = A.dataset(args, need=args.n * args.splits)
+    lm = _model(args)
+    bar, update = _progress_bar("locate")
+    with bar:
+        run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, params,
+                         batch_size=args.batch_size, use_cache=not args.no_cache, progress=update)
+    res = run.result()
+    print(f"{res.model} / {res.dataset} / {res.method}: {res.n_located} neurons located "
+          f"({100 * res.fraction_located:.3f}% of {res.grid.total}); "
+          f"{res.cache.reused} samples from cache, {res.cache.computed} computed")
+    for pair in res.pairwise:
+        s = pair.stats
+        print(f"  split {pair.a} vs {pair.b}: overlap {s.overlap_rate:.4f}  IoU {s.iou:.4f}  "
+              f"(chance IoU {s.chance_iou:.6f}, p = {s.p_value:.3g}; sizes {s.size_a}/{s.size_b})")
+    for note in res.cache.notes:
+        print(f"  note: {note}")
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def cmd_sweep(args) -> dict:
+    score_cfg = A.score_config(args)
+    spec = A.dataset(args, need=args.n * args.splits)
+    lm = _model(args)
+    bar, update = _progress_bar("scores")
+    with bar:
+        run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
+                         progress=update)
+    rows = threshold_sweep(run, args.taus, args.ps)
+    print("| tau | p | located | split overlap | split IoU | chance IoU |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.tau} | {r.p} | {r.n_located} | {r.overlap_rate:.3f} | {r.iou:.3f} | {r.chance_iou:.5f} |")
+    out = {"kind": "cnl.sweep", "dataset": spec.name, "n": args.n, "splits": args.splits, "seed": args.seed,
+           "method": args.method, "rows": [vars(r) for r in rows]}
+    _write(args.out, out)
+    return out
+
+
+def cmd_compare(args) -> dict:
+    if len(args.files) < 2:
+        raise ParameterError("compare needs at least two result files.")
+    results = [LocateResult.read(f) for f in args.files]
+    names = [Path(f).stem for f in args.files]
+    mat = comparison_matrix({n: r.neurons for n, r in zip(names, results)})
+    width = max(len(n) for n in names) + 2
+    for title, values in (("overlap rate", mat.overlap_rate), ("IoU", mat.iou), ("chance IoU", mat.chance_iou)):
+        print(f"\n{title}")
+        print(" " * width + "".join(f"{n[:10]:>12}" for n in names))
+        for n, row in zip(names, values):
+            print(f"{n:<{width}}" + "".join(f"{v:>12.4f}" for v in row))
+    out = {"kind": "cnl.compare", "files": list(args.files), **mat.to_json()}
+    _write(args.out, out)
+    return out
+
+
+def cmd_evaluate(args) -> dict:
+    cfg = A.eval_config(args)
+    located = A.neuron_file(args.neurons)
+    spec = A.dataset(args)
+    lm = _model(args)
+    iv = None
+    if located is not None:
+        iv = Intervention(_on_model(located, lm), args.intervention, args.factor, args.positions)
+    bar, update = _progress_bar("evaluate")
+    with bar:
+        res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
+                           located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
+                           cfg=cfg, progress=update)
+    print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
+    for name, r in res.conditions().items():
+        acc = "n/a" if r.accuracy is None else f"{r.accuracy:.3f} {_fmt_ci(r.accuracy_ci)}"
+        print(f"  {name:<10} acc {acc:<24} loglik {r.gold_loglik:.4f} {_fmt_ci(r.gold_loglik_ci)}")
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def _on_model(located: LocateResult, lm: LoadedModel):
+    """The located set, refused when it was located on a model of another shape."""
+    if located.grid != lm.grid:
+        raise ParameterError(f"The neurons were located on a {located.grid.n_layers} x {located.grid.width} grid, "
+                             f"but this model has {lm.grid.n_layers} x {lm.grid.width}.")
+    return located.neurons
+
+
+def cmd_matrix(args) -> dict:
+    cfg = A.eval_config(args)
+    files = [(f, LocateResult.read(f)) for f in args.neurons]
+    targets = [A.dataset(args, t).name for t in args.targets]
+    lm = _model(args)
+    rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
+            (Intervention(_on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
+    bar, update = _progress_bar("matrix")
+    with bar:
+        res = run_matrix(lm, rows, targets, args.n, args.seed, cfg=cfg, progress=update)
+    metric = "delta_accuracy" if args.metric == "accuracy" else "delta_gold_loglik"
+    print(f"\n{metric} (rows: neurons {args.intervention}, columns: dataset tested)")
+    print(" " * 16 + "".join(f"{t[:12]:>14}" for t in res.targets))
+    for s in res.sources:
+        vals = [res.cell(s, t, metric) for t in res.targets]
+        print(f"{s[:15]:<16}" + "".join(f"{'n/a':>14}" if v is None else f"{v:>14.4f}" for v in vals))
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def cmd_finetune(args) -> dict:
+    cfg = A.eval_config(args)
+    located = A.neuron_file(args.neurons)
+    spec = A.dataset(args)
+    lm = _model(args)
+    ids = located.located_sample_ids()
+    same_dataset = all(i.startswith(f"{spec.name}/") for i in ids)
+    res = run_finetune(lm, spec.name, _on_model(located, lm), ids if same_dataset else None, args.n, args.seed,
+                       n_train=args.train_n, steps=args.steps, lr=args.lr, cfg=cfg)
+    for name, s in (("baseline", res.baseline), ("located", res.located), ("random", res.random)):
+        print(f"  {name:<9} acc {s.accuracy}  loglik {s.gold_loglik:.4f}")
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def cmd_export(args) -> dict:
+    """The dashboard's Export files, from result files: located sets and evaluations."""
+    located, evals = {}, []
+    for f in args.files:
+        data = read_json(f)
+        if data.get("kind") == "cnl.evaluate":
+            evals.append(EvalResult.from_json(data))
+        else:
+            res = LocateResult.from_json(data, Path(f).name)
+            located[f"{res.model}_{res.dataset}_{Path(f).stem}"] = (res, None)
+    files = write_exports(args.out_dir, located, evals)
+    for f in files:
+        print(f"wrote {f}")
+    return {"files": [str(f) for f in files]}

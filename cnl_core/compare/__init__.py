@@ -1,0 +1,1 @@
+"""Comparing located neuron sets: overlap rate, IoU, and what chance would give."""

@@ -1,0 +1,9 @@
+"""The data layer: samples and the dataset registry, built-in and Hub datasets, uploads, splits.
+
+Importing it registers the built-in and Hub datasets.
+"""
+
+from . import builtin, hub  # noqa: F401  (registration)
+from .samples import DatasetSpec, Sample, get_dataset, list_datasets, register_dataset
+
+__all__ = ["DatasetSpec", "Sample", "get_dataset", "list_datasets", "register_dataset"]

@@ -1,0 +1,73 @@
+"""Datasets fetched from the Hugging Face Hub when online (the paper's MetaMathQA, Code25K, Emotion, IMDB).
+
+The loaders are real; tests feed them a local file of the same shape (`data_files`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from ..errors import DatasetError
+from .samples import (
+    CHOICE,
+    GENERATE_NUMBER,
+    LOGLIK,
+    NUMBER,
+    QA_FORMAT,
+    DatasetSpec,
+    Sample,
+    cut_text,
+    qa_prompt,
+    register_dataset,
+)
+
+EMOTION_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
+
+
+def metamath_sample(i: int, r: dict) -> Sample | None:
+    m = re.search(r"The answer is:?\s*(.+)$", r["response"].strip())
+    number = NUMBER.search(m.group(1)) if m else None
+    if not number:
+        return None
+    return Sample(f"metamath/{i:06d}", qa_prompt(r["query"]), " " + r["response"].strip(), number.group().replace(",", ""))
+
+
+def code25k_sample(i: int, r: dict) -> Sample | None:
+    return Sample(f"code25k/{i:06d}", f"{r['instruction'].strip()}\n", r["output"], r["output"])
+
+
+def emotion_sample(i: int, r: dict) -> Sample | None:
+    choices = tuple(f" {l}" for l in EMOTION_LABELS)
+    return Sample(f"emotion/{i:06d}", f"Text: {r['text'].strip()}\nEmotion:", choices[r["label"]], choices[r["label"]], choices)
+
+
+def imdb_full_sample(i: int, r: dict) -> Sample | None:
+    choices = (" negative", " positive")
+    return Sample(f"imdb_full/{i:06d}", f"Review: {cut_text(r['text'])}\nSentiment:", choices[r["label"]], choices[r["label"]], choices)
+
+
+def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None], data_files: str | None = None) -> list[Sample]:
+    """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead."""
+    try:
+        import datasets
+
+        ds = datasets.load_dataset("json", data_files=data_files, split="train") if data_files else datasets.load_dataset(path, split=split)
+    except Exception as exc:  # the datasets library raises many types for network/missing data
+        raise DatasetError(f"Could not load '{path}' from the Hugging Face Hub (no network?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    out = [mapper(i, r) for i, r in enumerate(ds)]
+    return [s for s in out if s is not None]
+
+
+def _hub(name: str, path: str, split: str, mapper, kind: str, description: str, rows: int, fmt: str) -> DatasetSpec:
+    return DatasetSpec(name, description, f"hub:{path} ({split})", kind, fmt,
+                       lambda: load_hub_rows(path, split, mapper), hub=True, expected_rows=rows)
+
+
+for _spec in (  # noqa: B007
+    _hub("metamath", "meta-math/MetaMathQA", "train", metamath_sample, GENERATE_NUMBER, "MetaMathQA maths (Hub)", 395000, QA_FORMAT),
+    _hub("code25k", "flytech/python-codes-25k", "train", code25k_sample, LOGLIK, "Python code instructions (Hub)", 49626, "{instruction}\n{output}"),
+    _hub("emotion", "dair-ai/emotion", "test", emotion_sample, CHOICE, "Six-emotion tweets (Hub)", 2000, "Text: {text}\nEmotion: sadness|joy|love|anger|fear|surprise"),
+    _hub("imdb_full", "stanfordnlp/imdb", "test", imdb_full_sample, CHOICE, "Full IMDB test split (Hub)", 25000, "Review: {text}\nSentiment: negative|positive"),
+):
+    register_dataset(_spec)

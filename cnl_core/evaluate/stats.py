@@ -1,0 +1,140 @@
+"""Summaries of per-sample results: means with percentile-bootstrap intervals, paired differences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Sequence
+
+import numpy as np
+
+from .accuracy import SampleResult
+
+METRICS = ("accuracy", "gold_loglik")
+
+CI = list[float] | None
+
+
+def bootstrap_ci(values: np.ndarray, draws: int, seed: int, level: float = 0.95) -> CI:
+    """Percentile CI of the mean, resampling samples (rows of values; paired when values are differences)."""
+    values = np.asarray(values, dtype=float)
+    if draws == 0 or values.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+@dataclass
+class Deltas:
+    """Paired differences (after - before) on the same samples, with bootstrap CIs."""
+
+    delta_accuracy: float | None = None
+    delta_accuracy_ci: CI = None
+    delta_gold_loglik: float | None = None
+    delta_gold_loglik_ci: CI = None
+
+
+@dataclass
+class Summary:
+    """One condition on one dataset: accuracy (None where a task has none) and gold log-likelihood per token."""
+
+    gold_loglik: float
+    gold_loglik_ci: CI = None
+    accuracy: float | None = None
+    accuracy_ci: CI = None
+    strict_accuracy: float | None = None
+    deltas: Deltas | None = None  # against the unmodified model, when this is a changed condition
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "deltas"}
+        if self.deltas is not None:
+            out.update(vars(self.deltas))
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Summary":
+        return cls(**_known(cls, data), deltas=_deltas(data))
+
+
+@dataclass
+class ControlSummary(Summary):
+    """The random controls: mean over draws, the spread between draws, and each draw's numbers."""
+
+    accuracy_std: float | None = None
+    gold_loglik_std: float | None = None
+    draws: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ControlSummary":
+        return cls(**_known(cls, data), deltas=_deltas(data))
+
+
+def _known(cls, data: dict) -> dict:
+    names = {f.name for f in fields(cls)} - {"deltas"}
+    if not isinstance(data.get("gold_loglik"), (int, float)):
+        raise ValueError("a summary needs a numeric 'gold_loglik'")
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _deltas(data: dict) -> Deltas | None:
+    keys = {f.name for f in fields(Deltas)}
+    return Deltas(**{k: data[k] for k in keys if k in data}) if keys & set(data) else None
+
+
+def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:
+    return {
+        "accuracy": np.array([np.nan if r.correct is None else float(r.correct) for r in results]),
+        "gold_loglik": np.array([r.gold_loglik for r in results]),
+    }
+
+
+def summarize(results: Sequence[SampleResult], draws: int, seed: int, deltas: Deltas | None = None) -> Summary:
+    acc = np.array([r.correct for r in results if r.correct is not None], dtype=float)
+    gold = np.array([r.gold_loglik for r in results])
+    strict = np.array([r.strict_correct for r in results if r.strict_correct is not None], dtype=float)
+    return Summary(
+        accuracy=float(acc.mean()) if acc.size else None,
+        accuracy_ci=bootstrap_ci(acc, draws, seed) if acc.size else None,
+        strict_accuracy=float(strict.mean()) if strict.size else None,
+        gold_loglik=float(gold.mean()),
+        gold_loglik_ci=bootstrap_ci(gold, draws, seed),
+        deltas=deltas,
+    )
+
+
+def paired_deltas(after: dict[str, np.ndarray], before: dict[str, np.ndarray], draws: int, seed: int) -> Deltas:
+    """Paired differences (after - before) with bootstrap CIs."""
+    out = Deltas()
+    for metric in METRICS:
+        diff = after[metric] - before[metric]
+        if np.isnan(diff).all():
+            continue
+        setattr(out, f"delta_{metric}", float(np.nanmean(diff)))
+        setattr(out, f"delta_{metric}_ci", bootstrap_ci(diff[~np.isnan(diff)], draws, seed))
+    return out
+
+
+def compared(after: Sequence[SampleResult], before: Sequence[SampleResult], draws: int, seed: int,
+             ci_draws: int | None = None) -> Summary:
+    """A changed condition's summary with its paired differences from the unmodified model."""
+    d = paired_deltas(per_sample_metrics(after), per_sample_metrics(before), draws, seed)
+    return summarize(after, draws if ci_draws is None else ci_draws, seed, deltas=d)
+
+
+def control_summary(draws: list[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
+                    seed: int) -> ControlSummary | None:
+    """Mean and spread over the control draws; CIs and deltas of the per-sample mean over draws."""
+    if not draws:
+        return None
+    per_draw = [summarize(d, 0, seed) for d in draws]
+    mats = [per_sample_metrics(d) for d in draws]
+    mean_ps = {m: np.mean([x[m] for x in mats], axis=0) for m in METRICS}
+    out: dict = {"draws": [{"accuracy": d.accuracy, "gold_loglik": d.gold_loglik} for d in per_draw]}
+    for metric in METRICS:
+        vals = [getattr(d, metric) for d in per_draw if getattr(d, metric) is not None]
+        out[metric] = float(np.mean(vals)) if vals else None
+        out[f"{metric}_std"] = float(np.std(vals)) if vals else None
+        col = mean_ps[metric]
+        out[f"{metric}_ci"] = None if np.isnan(col).all() else bootstrap_ci(col[~np.isnan(col)], boot, seed)
+    return ControlSummary(**out, deltas=paired_deltas(mean_ps, per_sample_metrics(before), boot, seed))

@@ -1,0 +1,113 @@
+"""The `evaluate` and `matrix` experiments: the unmodified model vs an intervention vs random controls."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+from ..data.samples import DatasetSpec, Sample, get_dataset
+from ..data.splits import draw_disjoint
+from ..errors import ParameterError
+from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_samples
+from ..evaluate.controls import random_like
+from ..evaluate.stats import compared, control_summary, summarize
+from ..model.hooks import Intervention
+from ..model.loading import LoadedModel
+from ..options import DEFAULTS
+from ..progress import Progress, report
+from ..provenance import stamp
+from .eval_results import EvalResult, Example, MatrixResult
+
+MAX_CONTROL_DRAWS = 50
+
+
+def eval_split(dataset: str, n: int, shots: int, seed: int, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Evaluation ids and few-shot ids: disjoint from each other and from `exclude` (located samples)."""
+    spec = get_dataset(dataset)
+    groups = draw_disjoint([s.id for s in spec.rows()], [n] + ([shots] if shots else []), seed + 7919, exclude)
+    return groups[0], (groups[1] if shots else [])
+
+
+def eval_samples(dataset: str, n: int, cfg: EvalConfig, seed: int,
+                 exclude: Sequence[str]) -> tuple[DatasetSpec, list[Sample], list[Sample]]:
+    """(spec, evaluation samples, few-shot samples), disjoint from each other and from `exclude`."""
+    spec = get_dataset(dataset)
+    ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, exclude)
+    rows = spec.by_id()
+    return spec, [rows[i] for i in ids], [rows[i] for i in shot_ids]
+
+
+def run_evaluate(
+    lm: LoadedModel, dataset: str, n: int, seed: int = 0, intervention: Intervention | None = None, *,
+    control_draws: int = DEFAULTS.control_draws, located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
+    n_examples: int = 3, progress: Progress | None = None, cancel: threading.Event | None = None,
+) -> EvalResult:
+    """Accuracy and gold log-likelihood before/after the intervention and under random controls.
+
+    Evaluation samples avoid `located_ids` (the samples the neurons were located on). Each control
+    is the intervention applied to a random set with the same count per layer (seeded draws).
+    """
+    cfg = cfg or EvalConfig()
+    if not 0 <= control_draws <= MAX_CONTROL_DRAWS:
+        raise ParameterError(f"Control draws must be between 0 and {MAX_CONTROL_DRAWS}.")
+    spec, samples, shots = eval_samples(dataset, n, cfg, seed, located_ids)
+    runs: list[tuple[str, Intervention | None]] = [("baseline", None)]
+    if intervention is not None:
+        runs.append(("intervened", intervention))
+        runs += [(f"control_{d}", replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d)))
+                 for d in range(control_draws)]
+    total = len(runs) * len(samples)
+    results: dict[str, list[SampleResult]] = {}
+    for step, (name, iv) in enumerate(runs):
+        def sub(done, _total, _msg, _base=step * len(samples), _name=name):
+            report(progress, _base + done, total, f"{dataset} {_name}: {done}/{len(samples)}")
+        results[name] = evaluate_samples(lm, spec, samples, shots, cfg, iv, progress=sub, cancel=cancel)
+    base = results["baseline"]
+    provenance = stamp()
+    out = EvalResult(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=len(samples), seed=seed,
+                     sample_ids=[s.id for s in samples], fewshot_ids=[s.id for s in shots], eval_config=cfg,
+                     baseline=summarize(base, cfg.bootstrap, seed), created=provenance["created"],
+                     versions=provenance["versions"])
+    after = results.get("intervened")
+    if intervention is not None:
+        out.intervention = intervention.describe()
+        out.intervened = compared(after, base, cfg.bootstrap, seed)
+        out.control = control_summary([results[name] for name, _ in runs[2:]], base, cfg.bootstrap, seed)
+    out.examples = [Example(s.id, s.prompt, s.target, b.output, None if after is None else after[i].output)
+                    for i, (s, b) in enumerate(list(zip(samples, base))[:n_examples])]
+    return out
+
+
+def run_matrix(
+    lm: LoadedModel, rows: Mapping[str, tuple[Intervention, Sequence[str]]], targets: Sequence[str], n: int,
+    seed: int = 0, *, cfg: EvalConfig | None = None, progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> MatrixResult:
+    """The cross-dataset matrix: rows = whose neurons are changed (an intervention and the ids they were
+    located on), columns = dataset tested.
+
+    Each cell is (changed - unmodified) on the same evaluation samples, which avoid every sample any
+    row's neurons were located on. Every row must change its neurons the same way (mode and factor).
+    """
+    cfg = cfg or EvalConfig()
+    kinds = {(iv.mode, iv.scale, iv.positions) for iv, _ in rows.values()}
+    if len(kinds) != 1:
+        raise ParameterError("Every row of the matrix must use the same intervention (mode, factor, positions).")
+    (mode, scale, _), = kinds
+    excluded = [i for _, ids in rows.values() for i in ids]
+    total, done = len(targets) * (1 + len(rows)), 0
+    out = MatrixResult(model=lm.spec.name, mode=mode, factor=scale, n=n, seed=seed, sources=list(rows),
+                       targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg, **stamp())
+    for target in targets:
+        spec, samples, shots = eval_samples(target, n, cfg, seed, excluded)
+        base = evaluate_samples(lm, spec, samples, shots, cfg, None, cancel=cancel)
+        out.baseline[target] = summarize(base, cfg.bootstrap, seed)
+        done += 1
+        report(progress, done, total, f"baseline {target}")
+        for source, (iv, _) in rows.items():
+            after = evaluate_samples(lm, spec, samples, shots, cfg, iv, cancel=cancel)
+            out.cells[source][target] = compared(after, base, cfg.bootstrap, seed, ci_draws=0)
+            done += 1
+            report(progress, done, total, f"{source} -> {target}")
+    return out

@@ -1,0 +1,46 @@
+"""Reading and writing result files: JSON only (nothing is ever unpickled), bounded in size and depth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import NeuronSetError
+
+MAX_RESULT_BYTES = 50 * 2**20
+MAX_DEPTH = 32  # result files nest a few levels; anything deeper is not one of ours
+
+
+def read_json(path: str | Path, what: str = "result file") -> dict:
+    """A JSON object from a file, or NeuronSetError naming what is wrong with it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_RESULT_BYTES:
+            raise NeuronSetError(f"The {what} {path.name} is over the {MAX_RESULT_BYTES // 2**20} MiB limit.")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NeuronSetError(f"Could not read the {what} {path.name}: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise NeuronSetError(f"The {what} {path.name} must hold a JSON object.")
+    if _depth(data) > MAX_DEPTH:
+        raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.")
+    return data
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return path
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level

@@ -1,0 +1,1 @@
+"""Locating capability neurons: per-sample scores (cached on disk) -> selection -> located sets."""

@@ -1,0 +1,115 @@
+"""Compute-or-reuse: per-sample scores for a list of sample ids, through the on-disk cache."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from ..data.samples import DatasetSpec
+from ..errors import CacheError, Cancelled, ParameterError
+from ..model.architectures import neuron_definition
+from ..model.loading import LoadedModel
+from ..model.neurons import NeuronGrid
+from ..progress import Progress, report
+from .score_store import ScoreStore
+from .scorers import ScoreConfig, score_batch
+
+
+@dataclass
+class ScoreTable:
+    """Scores of n samples: [n, layers, width] float16, in the order of sample_ids."""
+
+    sample_ids: list[str]
+    scores: torch.Tensor
+    gold_logprob: torch.Tensor
+    grid: NeuronGrid
+    record: dict
+    key: str
+    computed: int = 0
+    reused: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def score_record(lm: LoadedModel, dataset: DatasetSpec, cfg: ScoreConfig) -> dict:
+    """Everything that determines a sample's scores: the cache key is its hash."""
+    return {
+        "model": lm.spec.name, "model_revision": lm.spec.revision, "weights": lm.fingerprint,
+        "dtype": lm.dtype, "quantization": lm.quantization, "neuron": neuron_definition(lm.model_type),
+        "grid": {"n_layers": lm.grid.n_layers, "width": lm.grid.width},
+        "dataset": dataset.name, "dataset_content": dataset.fingerprint(), "prompt_format": dataset.prompt_format,
+        "score": cfg.key_params(),
+    }
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def collect_scores(
+    lm: LoadedModel, dataset: DatasetSpec, sample_ids: Sequence[str], cfg: ScoreConfig, *,
+    batch_size: int = 8, use_cache: bool = True, progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> ScoreTable:
+    """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard."""
+    if not sample_ids:
+        raise ParameterError("No samples to score.")
+    rows = dataset.by_id()
+    unknown = [i for i in sample_ids if i not in rows]
+    if unknown:
+        raise ParameterError(f"{len(unknown)} sample ids are not in dataset '{dataset.name}' (e.g. {unknown[0]}).")
+    store = ScoreStore(score_record(lm, dataset, cfg))
+    notes: list[str] = []
+    found: dict[str, tuple[torch.Tensor, float]] = {}
+    if use_cache:
+        try:
+            store.ensure()
+            found = store.load(sample_ids)
+        except CacheError as exc:
+            notes.append(str(exc))
+            use_cache = False
+        notes.extend(store.problems)
+    reused = len(found)
+    todo = [rows[i] for i in dict.fromkeys(sample_ids) if i not in found]
+    # Longest first: batches of like length waste little on padding, and the largest batch (the
+    # memory peak, and any out-of-memory error) comes first instead of hours in.
+    todo.sort(key=lambda s: cfg.length(lm.tokenizer, s), reverse=True)
+    total, done = len(todo), 0
+    report(progress, 0, total, f"{dataset.name}: {reused} samples from the cache, {total} to compute")
+    while done < total:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"Cancelled after {done} of {total} samples of {dataset.name}; "
+                            "they are cached and reused next time.")
+        chunk = todo[done : done + batch_size]
+        try:
+            scores, gold = score_batch(lm, chunk, cfg)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_oom(exc) or batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            notes.append(f"Out of memory: retrying with batch size {batch_size}.")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        scores16 = scores.to(torch.float16)
+        ids = [s.id for s in chunk]
+        for sid, row, g in zip(ids, scores16, gold.tolist()):
+            found[sid] = (row, g)
+        if use_cache:
+            try:
+                store.write_shard(ids, scores16, gold)
+            except CacheError as exc:
+                notes.append(str(exc))
+                use_cache = False
+        done += len(chunk)
+        report(progress, done, total, f"{dataset.name}: scored {done}/{total}")
+    ordered = list(sample_ids)
+    return ScoreTable(
+        sample_ids=ordered,
+        scores=torch.stack([found[i][0] for i in ordered]),
+        gold_logprob=torch.tensor([found[i][1] for i in ordered]),
+        grid=NeuronGrid(lm.grid.n_layers, lm.grid.width), record=store.record, key=store.key,
+        computed=total, reused=reused, notes=notes,
+    )

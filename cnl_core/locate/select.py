@@ -1,0 +1,88 @@
+"""From per-sample scores to a located neuron set: per-sample selection, then commonality.
+
+Works on cached scores alone, so changing tau, p or the rule never touches the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import ParameterError
+from ..model.neurons import NeuronGrid, NeuronSet
+from ..options import RULES
+
+
+@dataclass(frozen=True)
+class LocateParams:
+    """Selection per sample (rule + tau/top_k/sigma), then keep neurons selected in >= p of samples."""
+
+    rule: str = RULES[0]  # relative: score >= tau * sample max; topk: k best; zscore: z >= sigma
+    tau: float = 0.2
+    top_k: int = 100
+    sigma: float = 3.0
+    p: float = 0.5
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ParameterError(f"Selection rule must be one of {', '.join(RULES)}.")
+        if not 0.0 < self.tau <= 1.0:
+            raise ParameterError(f"tau must be in (0, 1], got {self.tau}.")
+        if not 0.0 < self.p <= 1.0:
+            raise ParameterError(f"p must be in (0, 1], got {self.p}.")
+        if self.top_k < 1:
+            raise ParameterError("top-k must be at least 1.")
+        if not 0.0 <= self.sigma <= 100.0:
+            raise ParameterError("sigma must be between 0 and 100.")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> "LocateParams":
+        """Thresholds read back from a result file (missing fields take their defaults)."""
+        known = {k: data[k] for k in ("rule", "tau", "top_k", "sigma", "p") if k in data}
+        try:
+            return LocateParams(**known)
+        except TypeError as exc:
+            raise ParameterError(f"The locate thresholds are malformed ({exc}).") from exc
+
+
+def select_per_sample(scores: torch.Tensor, params: LocateParams) -> torch.Tensor:
+    """[n, layers, width] scores -> [n, layers*width] bool: the neurons each sample selects."""
+    flat = scores.reshape(scores.shape[0], -1).float()
+    if params.rule == "relative":
+        top = flat.max(dim=1, keepdim=True).values
+        return (flat >= params.tau * top) & (top > 0)
+    if params.rule == "topk":
+        k = min(params.top_k, flat.shape[1])
+        chosen = torch.zeros_like(flat, dtype=torch.bool)
+        chosen.scatter_(1, flat.topk(k, dim=1).indices, True)
+        return chosen
+    mean, std = flat.mean(dim=1, keepdim=True), flat.std(dim=1, keepdim=True).clamp(min=1e-12)
+    return (flat - mean) / std >= params.sigma
+
+
+def selection_counts(scores: torch.Tensor, params: LocateParams, chunk: int = 256) -> torch.Tensor:
+    """[layers*width] int: in how many samples each neuron was selected (chunked: bounded memory)."""
+    counts = torch.zeros(scores.shape[1] * scores.shape[2], dtype=torch.int32)
+    for start in range(0, scores.shape[0], chunk):
+        counts += select_per_sample(scores[start : start + chunk], params).sum(0, dtype=torch.int32)
+    return counts
+
+
+def locate(scores: torch.Tensor, params: LocateParams) -> NeuronSet:
+    """Neurons selected in at least a fraction p of the samples."""
+    if scores.ndim != 3 or scores.shape[0] == 0:
+        raise ParameterError("Scores must be [samples, layers, width] with at least one sample.")
+    grid = NeuronGrid(scores.shape[1], scores.shape[2])
+    counts = selection_counts(scores, params)
+    needed = params.p * scores.shape[0]
+    return NeuronSet.from_flat(grid, torch.nonzero(counts >= needed - 1e-9).flatten().numpy())
+
+
+def neuron_prominence(scores: torch.Tensor, params: LocateParams) -> torch.Tensor:
+    """[layers, width] fraction of samples selecting each neuron: what the heatmap shows."""
+    counts = selection_counts(scores, params).float() / scores.shape[0]
+    return counts.view(scores.shape[1], scores.shape[2])

@@ -1,0 +1,96 @@
+"""What a "neuron" is, per architecture: the adapter table, one line per model type.
+
+A neuron is one unit of the FFN intermediate activation: the *input* of the FFN's down
+projection (after the non-linearity and gating), addressed as (layer, index). Supporting a new
+architecture is one line in `ADAPTERS`: where its down and up projections sit in a decoder layer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .neurons import NeuronGrid
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where a model type keeps its FFN, relative to one decoder layer."""
+
+    down: str  # module whose input is the neuron vector
+    up: tuple[str, ...]  # modules whose outputs produce the neurons (rows/columns trained by fine-tuning)
+    fused_up: bool = False  # phi3: gate and up stacked in one projection of 2 x width outputs
+
+
+_LLAMA_LIKE = Adapter(down="mlp.down_proj", up=("mlp.gate_proj", "mlp.up_proj"))
+
+ADAPTERS: dict[str, Adapter] = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
+    "phi3": Adapter(down="mlp.down_proj", up=("mlp.gate_up_proj",), fused_up=True),
+    "gpt2": Adapter(down="mlp.c_proj", up=("mlp.c_fc",)),
+    "gptj": Adapter(down="mlp.fc_out", up=("mlp.fc_in",)),
+    "gpt_neox": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",)),
+    "opt": Adapter(down="fc2", up=("fc1",)),
+    "falcon": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",)),
+}
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(ADAPTERS))
+
+
+def neuron_definition(model_type: str) -> str:
+    """A short, stable text naming the neuron vector; it is part of every cache key."""
+    return f"input of {adapter_for(model_type).down}"
+
+
+def adapter_for(model_type: str) -> Adapter:
+    if model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"Model type '{model_type}' is not supported for neuron localization. "
+            f"Supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    return ADAPTERS[model_type]
+
+
+def _layer_modules(model: nn.Module, suffix: str) -> list[nn.Module]:
+    pattern = re.compile(rf"^(?:.+\.)?(\d+)\.{re.escape(suffix)}$")
+    found: dict[int, nn.Module] = {}
+    for name, module in model.named_modules():
+        m = pattern.match(name)
+        if m:
+            found[int(m.group(1))] = module
+    return [found[i] for i in sorted(found)]
+
+
+def _in_width(module: nn.Module) -> int:
+    if hasattr(module, "in_features"):
+        return int(module.in_features)
+    if hasattr(module, "nf"):  # transformers' Conv1D: weight is [in, out]
+        return int(module.weight.shape[0])
+    raise UnsupportedModelError(f"Cannot tell the input width of {type(module).__name__}.")
+
+
+class FFNAccess:
+    """The down projections (and up projections) of one model, in layer order."""
+
+    def __init__(self, model: nn.Module, model_type: str):
+        self.adapter = adapter_for(model_type)
+        self.down = _layer_modules(model, self.adapter.down)
+        if not self.down:
+            raise UnsupportedModelError(
+                f"No '{self.adapter.down}' modules found in this {model_type} model."
+            )
+        self.up = {s: _layer_modules(model, s) for s in self.adapter.up}
+        widths = {_in_width(m) for m in self.down}
+        if len(widths) != 1:
+            raise UnsupportedModelError("FFN widths differ between layers; not supported.")
+        self.grid = NeuronGrid(len(self.down), widths.pop())

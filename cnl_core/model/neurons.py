@@ -1,0 +1,103 @@
+"""Neurons as data: a grid of layers x width, and immutable sets of (layer, index) on it."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import NeuronSetError
+
+MAX_GRID_NEURONS = 10**9  # no supported model comes near; a grid over this is a corrupt file
+
+
+@dataclass(frozen=True)
+class NeuronGrid:
+    """layers x width neurons; flat id = layer * width + index."""
+
+    n_layers: int
+    width: int
+
+    @property
+    def total(self) -> int:
+        return self.n_layers * self.width
+
+    def as_dict(self) -> dict:
+        return {"n_layers": self.n_layers, "width": self.width, "total": self.total}
+
+    @staticmethod
+    def from_json(data: object) -> "NeuronGrid":
+        """A grid read from a result file: two positive integers whose product is a plausible model."""
+        if not isinstance(data, dict):
+            raise NeuronSetError("The result file has no valid 'grid' (n_layers, width).")
+        n_layers, width = data.get("n_layers"), data.get("width")
+        if not (_whole(n_layers) and _whole(width)):
+            raise NeuronSetError("The grid's n_layers and width must be whole numbers.")
+        if n_layers < 1 or width < 1 or n_layers * width > MAX_GRID_NEURONS:
+            raise NeuronSetError(f"A grid of {n_layers} x {width} neurons is impossible "
+                                 f"(each must be at least 1, and at most {MAX_GRID_NEURONS:,} neurons in all).")
+        return NeuronGrid(n_layers, width)
+
+
+@dataclass(frozen=True)
+class NeuronSet:
+    """An immutable set of neurons on a grid, stored as sorted flat ids."""
+
+    grid: NeuronGrid
+    flat: np.ndarray  # int64, sorted, unique
+
+    @staticmethod
+    def from_flat(grid: NeuronGrid, flat: Sequence[int] | np.ndarray) -> "NeuronSet":
+        arr = np.unique(np.asarray(flat, dtype=np.int64))
+        if arr.size and (arr[0] < 0 or arr[-1] >= grid.total):
+            raise NeuronSetError(f"Neuron ids out of range for a {grid.n_layers} x {grid.width} grid.")
+        return NeuronSet(grid, arr)
+
+    @staticmethod
+    def from_pairs(grid: NeuronGrid, pairs: Sequence[Sequence[int]]) -> "NeuronSet":
+        """Build from [layer, index] pairs, rejecting any the grid does not have."""
+        if not isinstance(pairs, (list, tuple)):
+            raise NeuronSetError("Neurons must be a list of [layer, index] pairs.")
+        flat = []
+        for pair in pairs:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
+                    _whole(v) for v in pair):
+                raise NeuronSetError(f"A neuron must be a [layer, index] pair of whole numbers, got {str(pair)[:40]}.")
+            layer, index = int(pair[0]), int(pair[1])
+            if not (0 <= layer < grid.n_layers):
+                raise NeuronSetError(f"Layer {layer} does not exist (the model has layers 0..{grid.n_layers - 1}).")
+            if not (0 <= index < grid.width):
+                raise NeuronSetError(f"Neuron index {index} does not exist (layers have {grid.width} neurons).")
+            flat.append(layer * grid.width + index)
+        return NeuronSet.from_flat(grid, flat)
+
+    @staticmethod
+    def from_mask(mask: torch.Tensor) -> "NeuronSet":
+        grid = NeuronGrid(*mask.shape)
+        return NeuronSet(grid, torch.nonzero(mask.flatten()).flatten().cpu().numpy().astype(np.int64))
+
+    def __len__(self) -> int:
+        return int(self.flat.size)
+
+    def pairs(self) -> list[list[int]]:
+        return [[int(f // self.grid.width), int(f % self.grid.width)] for f in self.flat]
+
+    def by_layer(self) -> dict[int, np.ndarray]:
+        layers = self.flat // self.grid.width
+        return {int(l): self.flat[layers == l] % self.grid.width for l in np.unique(layers)}
+
+    def per_layer_counts(self) -> list[int]:
+        return np.bincount(self.flat // self.grid.width, minlength=self.grid.n_layers).tolist()
+
+    def mask(self) -> torch.Tensor:
+        m = torch.zeros(self.grid.total, dtype=torch.bool)
+        m[torch.from_numpy(self.flat)] = True
+        return m.view(self.grid.n_layers, self.grid.width)
+
+
+def _whole(value: object) -> bool:
+    """An integer (Python's or numpy's), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

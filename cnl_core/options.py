@@ -1,0 +1,43 @@
+"""Every choice list and every run-level default, defined once.
+
+The library's config dataclasses (`ModelSpec`, `ScoreConfig`, `LocateParams`, `EvalConfig`) take
+their defaults from here or hold them as field defaults; the CLI and the dashboard read both, so a
+default changes in one place. Scoring-method names come from the scorer registry
+(`cnl_core.locate.scorers.scorer_names`), dataset names from the dataset registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "smollm2-135m"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+QUANTIZATIONS = ("none", "8bit", "4bit", "auto")  # auto: the lightest precision that fits ("quantize if needed")
+RULES = ("relative", "topk", "zscore")  # per-sample selection rules
+INTERVENTION_MODES = ("zero", "amplify")
+POSITIONS = ("all", "answer")  # token positions an intervention edits
+TASK_KINDS = ("generate_number", "choice", "loglik")  # how accuracy is scored
+UPLOAD_KINDS = ("auto", *TASK_KINDS)
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """Sizes and seeds of a run that no config object owns."""
+
+    dataset: str = "gsm8k"
+    n: int = 20  # samples per split
+    splits: int = 2
+    seed: int = 0
+    batch_size: int = 8
+    eval_n: int = 10  # evaluation samples per tested dataset
+    control_draws: int = 2
+    amplify_factor: float = 2.0
+    sweep_taus: tuple[float, ...] = (0.05, 0.1, 0.2)
+    sweep_ps: tuple[float, ...] = (0.3, 0.5, 0.7)
+    finetune_steps: int = 20
+    finetune_lr: float = 1e-3
+    finetune_train_n: int = 16
+
+
+DEFAULTS = RunDefaults()

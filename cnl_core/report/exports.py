@@ -1,0 +1,106 @@
+"""Downloadable files from typed results: CSV that spreadsheets open safely, JSON, and charts.
+
+`write_exports` writes everything of a session (or of a CLI `export`) into one folder, so the
+dashboard's Export tab and `python -m cnl_core export` produce the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from ..experiments.eval_results import EvalResult, MatrixResult
+from ..experiments.locate_result import LocateResult
+from . import charts
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Prefix text that a spreadsheet would run as a formula (CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value  # a plain negative number
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def to_safe_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    df.map(safe_cell).to_csv(path, index=False)
+    return Path(path)
+
+
+def safe_stem(label: str, limit: int = 80) -> str:
+    """A file-name stem from a set label: letters, digits, '-', '_' and '.', at most `limit` characters."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "set"
+    return stem[:limit]
+
+
+def pairwise_table(result: LocateResult) -> pd.DataFrame:
+    cols = ["a", "b", "size_a", "size_b", "intersection", "overlap_rate", "iou", "chance_iou", "p_value"]
+    return pd.DataFrame([{k: p.to_json()[k] for k in cols} for p in result.pairwise], columns=cols)
+
+
+def neurons_table(result: LocateResult) -> pd.DataFrame:
+    return pd.DataFrame([vars(t) for t in result.top_neurons], columns=["layer", "index", "mean_score"])
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def evaluation_table(results: Sequence[EvalResult]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        for part, s in r.conditions().items():
+            d = s.deltas
+            rows.append({
+                "dataset": r.dataset, "condition": part, "n": r.n,
+                "accuracy": s.accuracy, "accuracy_ci": _ci(s.accuracy_ci),
+                "gold_loglik": s.gold_loglik, "gold_loglik_ci": _ci(s.gold_loglik_ci),
+                "delta_accuracy": d and d.delta_accuracy, "delta_gold_loglik": d and d.delta_gold_loglik,
+                "delta_gold_loglik_ci": _ci(d and d.delta_gold_loglik_ci),
+            })
+    return pd.DataFrame(rows)
+
+
+def examples_table(results: Sequence[EvalResult]) -> pd.DataFrame:
+    rows = [{"dataset": r.dataset, "id": e.id, "target": e.target, "before": e.before, "after": e.after or ""}
+            for r in results for e in r.examples]
+    return pd.DataFrame(rows, columns=["dataset", "id", "target", "before", "after"])
+
+
+def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, torch.Tensor | None]],
+                  evals: Sequence[EvalResult] = (), matrix: MatrixResult | None = None) -> list[Path]:
+    """Every result as files in `folder`: located sets (JSON, CSV, heatmap PNG/SVG), evaluations, the matrix.
+
+    `located` maps a label to (result, per-neuron prominence or None for a re-loaded set).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    for label, (result, prominence) in located.items():
+        stem = safe_stem(label)
+        files.append(result.write(folder / f"located_{stem}.json"))
+        files.append(to_safe_csv(pairwise_table(result), folder / f"splits_{stem}.csv"))
+        files.append(to_safe_csv(neurons_table(result), folder / f"top_neurons_{stem}.csv"))
+        heat = charts.located_heatmap(label, result, prominence)
+        files += [Path(charts.save_chart(heat, str(folder / f"heatmap_{stem}.{fmt}"), fmt)) for fmt in ("png", "svg")]
+    if evals:
+        files.append(to_safe_csv(evaluation_table(evals), folder / "evaluation.csv"))
+        files.append(to_safe_csv(examples_table(evals), folder / "examples.csv"))
+        (folder / "evaluation.json").write_text(json.dumps([e.to_json() for e in evals], indent=2))
+        files.append(folder / "evaluation.json")
+        _, ll_chart = charts.evaluation_charts(list(evals))
+        files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt)) for fmt in ("png", "svg")]
+    if matrix is not None:
+        (folder / "cross_dataset_matrix.json").write_text(json.dumps(matrix.to_json(), indent=2))
+        files.append(folder / "cross_dataset_matrix.json")
+    return files

@@ -1,0 +1,39 @@
+"""The app follows Gradio's conventions: server name/port from the environment (flags win), and old files go."""
+
+import os
+import time
+
+import dashboard
+
+
+def test_server_name_and_port_come_from_the_environment_and_flags_win(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
+    args = dashboard.parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 8123)
+    args = dashboard.parse_args(["--host", "127.0.0.1", "--port", "9000"])
+    assert (args.host, args.port) == ("127.0.0.1", 9000)
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    monkeypatch.delenv("GRADIO_SERVER_PORT")
+    assert (dashboard.parse_args([]).host, dashboard.parse_args([]).port) == ("127.0.0.1", 7860)
+
+
+def test_matplotlib_config_stays_under_the_cache_folder():
+    assert os.environ["MPLCONFIGDIR"].startswith(str(dashboard.cache_root()))
+
+
+def test_old_uploads_and_exports_are_cleaned_and_new_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    old_upload, new_upload = tmp_path / "gradio" / "a" / "x.csv", tmp_path / "gradio" / "b" / "y.csv"
+    old_export = tmp_path / "exports" / "session1" / "e.json"
+    for f in (old_upload, new_upload, old_export):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    past = time.time() - 3 * 24 * 3600
+    for folder in (old_upload.parent, old_export.parent):
+        os.utime(folder, (past, past))
+    assert dashboard.clean_old_files() == 2
+    assert new_upload.exists() and not old_upload.exists() and not old_export.exists()

@@ -1,0 +1,72 @@
+"""Typed results: JSON round trips, and every malformed field refused at load with a sentence."""
+
+import copy
+import json
+
+import pytest
+
+from cnl_core.compare.overlap import compare_sets
+from cnl_core.errors import NeuronSetError
+from cnl_core.experiments.locate_result import LocateResult, SplitPair, SplitResult, TopNeuron
+from cnl_core.model.neurons import NeuronGrid, NeuronSet
+
+GRID = NeuronGrid(3, 10)
+
+
+def result() -> LocateResult:
+    a, b = NeuronSet.from_flat(GRID, [1, 2, 12]), NeuronSet.from_flat(GRID, [2, 12, 29])
+    return LocateResult(model="m", dataset="d", neurons=NeuronSet.from_flat(GRID, [2, 12]), n=3, k=2, seed=1,
+                        splits=[SplitResult(["d/1", "d/2", "d/3"], a), SplitResult(["d/4", "d/5", "d/6"], b)],
+                        pairwise=[SplitPair(0, 1, compare_sets(a, b))], top_neurons=[TopNeuron(0, 2, 0.5)])
+
+
+def test_round_trip_is_exact_and_agreement_is_the_mean_over_pairs():
+    r = result()
+    data = json.loads(json.dumps(r.to_json()))
+    back = LocateResult.from_json(data)
+    assert back.to_json() == r.to_json()
+    assert back.located_sample_ids() == ["d/1", "d/2", "d/3", "d/4", "d/5", "d/6"]
+    assert back.agreement().iou == pytest.approx(2 / 4) and back.n_located == 2
+
+
+def _broken(path: list, value):
+    data = copy.deepcopy(result().to_json())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("path,value,words", [
+    (["grid", "n_layers"], -3, "impossible"),
+    (["grid", "width"], 10**12, "impossible"),
+    (["grid", "width"], "10", "whole numbers"),
+    (["neurons"], [[3, 0]], "Layer 3 does not exist"),
+    (["neurons"], [[0, 10]], "index 10 does not exist"),
+    (["neurons"], [[0, 1.5]], "pair of whole numbers"),
+    (["neurons"], "all of them", "list of [layer, index]"),
+    (["dataset"], "x" * 300, "300 characters"),
+    (["model"], 5, "'model' name"),
+    (["pairwise"], {"a": 0}, "'pairwise' must be a list"),
+    (["pairwise", 0, "iou"], "high", "'iou' must be a finite number"),
+    (["pairwise", 0, "iou"], 7.0, "outside 0..1"),
+    (["pairwise", 0, "b"], 5, "below 2"),
+    (["splits", 0, "sample_ids"], [1, 2], "list of strings"),
+    (["params", "locate", "tau"], 9.0, "tau must be in"),
+    (["params", "score", "method"], "magic", "Unknown scoring method"),
+])
+def test_malformed_fields_are_refused_with_a_sentence(path, value, words):
+    with pytest.raises(NeuronSetError, match=words.replace("[", r"\[")):
+        LocateResult.from_json(_broken(path, value))
+
+
+def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(NeuronSetError, match="nested too deeply|JSON object"):
+        LocateResult.read(deep)
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({"grid": {"n_layers": 3, "width": 10}, "neurons": [], "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}))
+    with pytest.raises(NeuronSetError, match="nested too deeply"):
+        LocateResult.read(nested)

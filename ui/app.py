@@ -1,0 +1,76 @@
+"""The dashboard's layout and wiring: each tab builds its own components; this file connects them."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from cnl_core.data.samples import list_datasets
+
+from .session import new_session, session
+from .tabs import compare_tab, data_tab, export_tab, intervene_tab, locate_tab, model_tab
+
+HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
+TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
+         "by switching them off or up. *Commonality Neuron Localization (CNL), Huang et al., ICLR 2025.*")
+
+
+def _labels(state):
+    labels = session(state).labels()
+    return gr.update(choices=labels, value=labels[-1] if labels else None)
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="Capability Neuron Lab") as demo:
+        state = gr.State(None)
+        gr.Markdown(TITLE)
+        with gr.Tab("1 · Model"):
+            model = model_tab.build()
+        with gr.Tab("2 · Data"):
+            data = data_tab.build()
+        with gr.Tab("3 · Locate"):
+            loc = locate_tab.build()
+        with gr.Tab("4 · Compare"):
+            cmp = compare_tab.build()
+        with gr.Tab("5 · Intervene"):
+            iv = intervene_tab.build([d.name for d in list_datasets()])
+        with gr.Tab("6 · Export"):
+            exp = export_tab.build()
+
+        heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
+        model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state], **heavy)
+
+        data.preview_btn.click(data_tab.preview_splits, [data.datasets, data.n, data.k, data.seed], data.split_rows)
+        data.upload.upload(data_tab.inspect_upload, [data.upload, state],
+                           [data.prompt_col, data.answer_col, data.upload_preview, state])
+        data.add_btn.click(data_tab.add_upload, [data.up_name, data.prompt_col, data.answer_col, data.labels,
+                                                 data.template, data.datasets, state],
+                           [data.upload_msg, data.datasets, iv.targets, state])
+
+        show_compare = (lambda s: compare_tab.outputs(session(s)), state, cmp.outputs)
+        locate_ev = loc.locate_btn.click(
+            locate_tab.locate_ui, [data.datasets, data.n, data.k, data.seed, loc.method, loc.ig_steps, loc.batch,
+                                   *loc.thresholds, state], [loc.summary, state], **heavy)
+        chain = locate_ev
+        for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):
+            chain = chain.success(*step)
+        loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
+        rule, tau, p, top_k, sigma = loc.thresholds
+        for ev in (tau.release, p.release, rule.change, top_k.submit, sigma.submit, top_k.blur, sigma.blur):
+            ev(locate_tab.relocalize_ui, [*loc.thresholds, state], [loc.summary, state]).success(*show_compare)
+        cmp.pick.change(compare_tab.compare_ui, [cmp.pick, state], cmp.outputs)
+
+        iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
+                                 [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,
+                                  iv.fewshot, iv.max_new, state], [*iv.outputs, state], **heavy)
+        mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, [iv.mode, iv.factor, iv.targets, iv.n, iv.seed,
+                                                              iv.fewshot, iv.max_new, iv.metric, state],
+                                    [iv.matrix_plot, state], **heavy)
+        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev], queue=False)
+
+        exp.export_btn.click(export_tab.export_ui, state, exp.files)
+        exp.reload_file.upload(export_tab.reload_ui, [exp.reload_file, state],
+                               [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
+        demo.load(new_session, None, state).then(  # show the built-in model's grid without any input
+            model_tab.load_model_ui, [*model.inputs, state], [model.info, state], **heavy)
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo

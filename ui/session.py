@@ -1,0 +1,66 @@
+"""One visitor's state: their model choice, located sets, evaluations and uploads (never shared)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+
+from cnl_core.experiments.eval_results import EvalResult, MatrixResult
+from cnl_core.experiments.locate import LocateRun
+from cnl_core.experiments.locate_result import LocateResult
+from cnl_core.model.loading import LoadedModel, ModelSpec
+from cnl_core.model.model_cache import MODELS
+from cnl_core.model.neurons import NeuronGrid, NeuronSet
+
+
+@dataclass
+class Located:
+    """A located set: its result and, unless it was re-loaded from a file, the run with its scores."""
+
+    result: LocateResult
+    run: LocateRun | None = None
+
+    def prominence(self) -> torch.Tensor | None:
+        """Share of samples selecting each neuron under the result's thresholds; None for a re-loaded set."""
+        return None if self.run is None else self.run.prominence(self.result.params)
+
+
+@dataclass
+class Session:
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    located: dict[str, Located] = field(default_factory=dict)
+    evals: list[EvalResult] = field(default_factory=list)
+    matrix: MatrixResult | None = None
+    uploads: list[str] = field(default_factory=list)
+    pending_upload: list[dict] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def model(self) -> LoadedModel:
+        return MODELS.get(self.spec)
+
+    def labels(self) -> list[str]:
+        return list(self.located)
+
+    def sets_on(self, grid: NeuronGrid) -> dict[str, NeuronSet]:
+        """Every located set on this grid, and each of its splits, by name."""
+        sets = {}
+        for label, entry in self.located.items():
+            if entry.result.grid != grid:
+                continue
+            sets[f"{label}/all"] = entry.result.neurons
+            for i, split in enumerate(entry.result.splits):
+                sets[f"{label}/split{i}"] = split.neurons
+        return sets
+
+
+def new_session() -> Session:
+    return Session()
+
+
+def session(state: Session | None) -> Session:
+    """The visitor's session (a fresh one if the page has none yet)."""
+    return state if isinstance(state, Session) else Session()

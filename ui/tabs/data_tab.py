@@ -1,0 +1,112 @@
+"""Tab 2: pick datasets and k disjoint seeded subsamples; add a CSV/JSONL file of one's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from cnl_core.data.samples import get_dataset, list_datasets
+from cnl_core.data.splits import make_splits
+from cnl_core.data.uploads import columns_of, dataset_from_records, read_table
+from cnl_core.errors import DatasetError
+from cnl_core.options import DEFAULTS
+
+from ..errors import shows_errors
+from ..session import session
+
+HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
+        "subsamples of n rows** and locates neurons on each: if the capability is localized, the splits agree. "
+        "Upload your own CSV/JSONL to test another capability.")
+
+
+def dataset_table() -> pd.DataFrame:
+    rows = []
+    for d in list_datasets():
+        ok, why = d.available()
+        n = len(d.rows()) if ok and not d.hub else d.expected_rows
+        rows.append({"dataset": d.name, "task": d.kind, "rows": n, "available": "yes" if ok else "no",
+                     "source": d.source, "what": d.description})
+    return pd.DataFrame(rows)
+
+
+def builtin_names() -> list[str]:
+    return [d.name for d in list_datasets() if d.source != "upload"]
+
+
+def build() -> SimpleNamespace:
+    gr.Markdown(HELP)
+    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets")
+    with gr.Row():
+        n = gr.Number(DEFAULTS.n, precision=0, minimum=1, maximum=5000, label="n per split")
+        k = gr.Number(DEFAULTS.splits, precision=0, minimum=1, maximum=20, label="splits (k)")
+        seed = gr.Number(DEFAULTS.seed, precision=0, label="seed")
+        preview_btn = gr.Button("Show chosen rows")
+    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows")
+    with gr.Accordion("All datasets", open=False):
+        gr.Dataframe(dataset_table(), wrap=True)
+    with gr.Accordion("Upload your own CSV / JSONL", open=False):
+        upload = gr.File(label="CSV or JSONL file (max 50 MiB)", file_types=[".csv", ".jsonl", ".json", ".tsv"],
+                         elem_id="upload-file")
+        with gr.Row():
+            prompt_col = gr.Dropdown([], label="prompt column")
+            answer_col = gr.Dropdown([], label="answer column")
+            labels = gr.Textbox("", label="labels (comma-separated, for classification)")
+        with gr.Row():
+            up_name = gr.Textbox("my-data", label="name")
+            template = gr.Textbox("{prompt}", label="prompt template (must contain {prompt})")
+            add_btn = gr.Button("Add dataset")
+        upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
+        upload_msg = gr.Markdown()
+    return SimpleNamespace(datasets=datasets, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
+                           upload=upload, prompt_col=prompt_col, answer_col=answer_col, labels=labels,
+                           up_name=up_name, template=template, add_btn=add_btn, upload_preview=upload_preview,
+                           upload_msg=upload_msg)
+
+
+@shows_errors
+def inspect_upload(file, state):
+    state = session(state)
+    if file is None:
+        return gr.update(choices=[]), gr.update(choices=[]), pd.DataFrame(), state
+    path = Path(file if isinstance(file, str) else file.name)
+    records = read_table(path.read_bytes(), path.name)
+    cols = columns_of(records)
+    if not cols:
+        raise DatasetError("The file has no columns.")
+    state.pending_upload = records
+    preview = pd.DataFrame(records[:5]).map(lambda v: v[:120] if isinstance(v, str) else v)
+    answer_guess = next((c for c in cols if c.lower() in ("answer", "label", "target", "output")), cols[-1])
+    return gr.update(choices=cols, value=cols[0]), gr.update(choices=cols, value=answer_guess), preview, state
+
+
+@shows_errors
+def add_upload(name, prompt_col, answer_col, labels, template, chosen, state):
+    state = session(state)
+    if not state.pending_upload:
+        raise DatasetError("Upload a CSV or JSONL file first.")
+    safe_name = "".join(ch for ch in (name or "my-data") if ch.isalnum() or ch in "-_")[:40] or "my-data"
+    spec, report = dataset_from_records(state.pending_upload, f"upload-{safe_name}-{state.id[:6]}", prompt_col,
+                                        answer_col, labels=list((labels or "").split(",")),
+                                        prompt_template=template or "{prompt}")
+    state.uploads.append(spec.name)
+    msg = (f"Added **{spec.name}** ({spec.kind}): {report['rows_used']} rows used of {report['rows_in_file']}; "
+           f"{report['missing']} missing a prompt/answer, {report['duplicates']} duplicates, "
+           f"{report['unknown_label']} with an unknown label were skipped.")
+    choices = builtin_names() + state.uploads
+    return msg, gr.update(choices=choices, value=list(chosen or []) + [spec.name]), gr.update(choices=choices), state
+
+
+@shows_errors
+def preview_splits(datasets, n, k, seed):
+    rows = []
+    for name in datasets or []:
+        spec = get_dataset(name)
+        by_id = spec.by_id()
+        for s_idx, ids in enumerate(make_splits(spec, int(n), int(k), int(seed))):
+            for sid in ids[:5]:
+                rows.append({"dataset": name, "split": s_idx, "id": sid,
+                             "prompt": by_id[sid].prompt[:160], "gold": by_id[sid].target[:40]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,53 @@
+"""Tab 6: download everything (JSON, CSV, PNG/SVG) and re-load a located set from a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core.errors import ParameterError
+from cnl_core.experiments.locate_result import LocateResult
+from cnl_core.paths import cache_root
+from cnl_core.report.exports import write_exports
+
+from ..errors import shows_errors
+from ..session import Located, session
+
+HELP = ("Download everything: located neurons and full parameters as JSON (reload them later), tables as CSV, "
+        "charts as PNG/SVG.")
+
+
+def build() -> SimpleNamespace:
+    gr.Markdown(HELP)
+    export_btn = gr.Button("Prepare downloads", variant="primary")
+    files = gr.File(label="Files", file_count="multiple")
+    reload_file = gr.File(label="Re-load a located-neurons JSON", file_types=[".json"])
+    reload_msg = gr.Markdown()
+    return SimpleNamespace(export_btn=export_btn, files=files, reload_file=reload_file, reload_msg=reload_msg)
+
+
+@shows_errors
+def export_ui(state) -> list[str]:
+    """Write every result of this session under cache/exports/<session>/ and offer them for download."""
+    state = session(state)
+    if not state.located and not state.evals:
+        raise ParameterError("Nothing to export yet.")
+    located = {label: (e.result, e.prominence()) for label, e in state.located.items()}
+    files = write_exports(cache_root() / "exports" / state.id, located, state.evals, state.matrix)
+    return [str(f) for f in files]
+
+
+@shows_errors
+def reload_ui(file, state):
+    """Re-load a located-neurons JSON (from the CLI or an earlier export) into this session; all or nothing."""
+    state = session(state)
+    if file is None:
+        return "", state, gr.update(), gr.update()
+    result = LocateResult.read(Path(file if isinstance(file, str) else file.name))
+    label = f"{result.model}:{result.dataset} (reloaded)"
+    state.located[label] = Located(result)
+    choices = state.labels()
+    return (f"Reloaded **{label}**: {result.n_located} neurons.", state,
+            gr.update(choices=choices, value=label), gr.update(choices=choices, value=label))

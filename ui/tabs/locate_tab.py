@@ -1,0 +1,100 @@
+"""Tab 3: score the chosen datasets' splits (cached) and locate neurons; thresholds re-localize at once."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core.errors import ParameterError
+from cnl_core.experiments.locate import run_locate
+from cnl_core.locate.scorers import ScoreConfig, scorer_names
+from cnl_core.locate.select import LocateParams
+from cnl_core.options import DEFAULTS, RULES
+
+from ..errors import progress_reporter, shows_errors
+from ..session import Located, Session, session
+
+HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
+        "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
+        "a fraction p of the samples select it. Scores are cached on disk, so moving a slider re-localizes at once.")
+_SCORE, _PARAMS = ScoreConfig(), LocateParams()
+EMPTY = "No located neurons yet: press **Locate neurons**."
+
+
+def build() -> SimpleNamespace:
+    gr.Markdown(HELP)
+    with gr.Row():
+        method = gr.Radio(list(scorer_names()), value=_SCORE.method,
+                          label="score method (integrated gradients: the paper's, slow on CPU)")
+        ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m")
+        batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size")
+    with gr.Row():
+        rule = gr.Radio(list(RULES), value=_PARAMS.rule, label="per-sample selection")
+        tau = gr.Slider(0.01, 1.0, _PARAMS.tau, step=0.01, label="tau (x sample max)")
+        p = gr.Slider(0.05, 1.0, _PARAMS.p, step=0.05, label="p (share of samples)")
+        top_k = gr.Number(_PARAMS.top_k, precision=0, minimum=1, label="top-k")
+        sigma = gr.Number(_PARAMS.sigma, minimum=0, label="z-score sigma")
+    with gr.Row():
+        locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
+        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="locate-cancel")
+    summary = gr.Markdown(EMPTY, elem_id="locate-summary")
+    return SimpleNamespace(method=method, ig_steps=ig_steps, batch=batch, thresholds=[rule, tau, p, top_k, sigma],
+                           locate_btn=locate_btn, cancel_btn=cancel_btn, summary=summary)
+
+
+def params_from(rule, tau, p, top_k, sigma) -> LocateParams:
+    try:
+        return LocateParams(rule=rule, tau=float(tau), p=float(p), top_k=int(top_k), sigma=float(sigma))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParameterError(f"Thresholds: every box needs a number ({exc}).") from exc
+
+
+@shows_errors
+def locate_ui(datasets, n, k, seed, method, ig_steps, batch_size, rule, tau, p, top_k, sigma, state,
+              progress=gr.Progress()):
+    """Locate on every chosen dataset; returns (summary, session)."""
+    state = session(state)
+    state.cancel.clear()
+    if not datasets:
+        raise ParameterError("Pick at least one dataset on the Data tab.")
+    params = params_from(rule, tau, p, top_k, sigma)
+    cfg = ScoreConfig(method=method, ig_steps=int(ig_steps))
+    lm = state.model()
+    for name in datasets:
+        run = run_locate(lm, name, int(n), int(k), int(seed), cfg, params, batch_size=int(batch_size),
+                         progress=progress_reporter(progress), cancel=state.cancel)
+        state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
+    return summary(state), state
+
+
+@shows_errors
+def relocalize_ui(rule, tau, p, top_k, sigma, state):
+    """Threshold change: every located set anew from the in-memory scores (no model call)."""
+    state = session(state)
+    params = params_from(rule, tau, p, top_k, sigma)
+    for entry in state.located.values():
+        if entry.run is not None:
+            entry.result = entry.run.relocalize(params)
+    return summary(state), state
+
+
+def cancel_ui(state):
+    if isinstance(state, Session):
+        state.cancel.set()
+    return "Cancelling… finished batches stay cached and are reused next time."
+
+
+def summary(state: Session) -> str:
+    if not state.located:
+        return EMPTY
+    lines = ["| model : dataset | located | % of neurons | split overlap | split IoU | chance IoU | p-value | cache |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, entry in state.located.items():
+        r = entry.result
+        agree = r.agreement()
+        lines.append(f"| {label} | **{r.n_located}** | {100 * r.fraction_located:.3f}% | "
+                     f"**{agree.overlap_rate:.3f}** | **{agree.iou:.3f}** | {agree.chance_iou:.5f} | "
+                     f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed |")
+    notes = [n for e in state.located.values() for n in e.result.cache.notes]
+    return "\n".join(lines) + ("\n\n" + "\n".join(f"- note: {n}" for n in notes) if notes else "")
