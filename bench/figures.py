@@ -358,17 +358,18 @@ def generation(gpu: bool) -> list:
 def _gold_pass(lm, samples, prefix: str, where: str) -> list:
     """The evaluator's gold log-likelihood pass: few-shot context run once and shared, vs full passes."""
     from cnl_core.evaluate import accuracy as evaluation
+    from cnl_core.model import forward
     from cnl_core.model.hooks import InterventionHandle
 
     cfg = evaluation.EvalConfig()
-    shared_fn = evaluation._shared_context
+    shared_fn = forward.shared_context_length
 
     def run(shared: bool):
-        evaluation._shared_context = shared_fn if shared else (lambda batch, least=16: 0)
+        forward.shared_context_length = shared_fn if shared else (lambda batch, least=16: 0)
         try:
             return evaluation._gold_loglik(lm, InterventionHandle(), samples, prefix, cfg)
         finally:
-            evaluation._shared_context = shared_fn
+            forward.shared_context_length = shared_fn
 
     same = max(abs(a - b) for a, b in zip(run(True), run(False))) < 1e-3
     t_full, t_shared = _best(lambda: run(False), repeat=2), _best(lambda: run(True), repeat=2)

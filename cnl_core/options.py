@@ -15,6 +15,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("none", "8bit", "4bit", "auto")  # auto: the lightest precision that fits ("quantize if needed")
 RULES = ("relative", "topk", "zscore")  # per-sample selection rules
+SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on: KN keeps positive ones only
+IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m
 INTERVENTION_MODES = ("zero", "amplify")
 POSITIONS = ("all", "answer")  # token positions an intervention edits
 TASK_KINDS = ("generate_number", "choice", "loglik")  # how accuracy is scored

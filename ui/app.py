@@ -7,7 +7,7 @@ import gradio as gr
 from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
-from .tabs import compare_tab, data_tab, export_tab, intervene_tab, locate_tab, model_tab
+from .tabs import compare_tab, data_tab, export_tab, intervene_tab, locate_tab, model_tab, studies_tab
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -33,7 +33,9 @@ def build_app() -> gr.Blocks:
             cmp = compare_tab.build()
         with gr.Tab("5 · Intervene"):
             iv = intervene_tab.build([d.name for d in list_datasets()])
-        with gr.Tab("6 · Export"):
+        with gr.Tab("6 · Studies"):
+            std = studies_tab.build([d.name for d in list_datasets()])
+        with gr.Tab("7 · Export"):
             exp = export_tab.build()
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
@@ -46,26 +48,33 @@ def build_app() -> gr.Blocks:
                                                  data.template, data.datasets, state],
                            [data.upload_msg, data.datasets, iv.targets, state])
 
-        show_compare = (lambda s: compare_tab.outputs(session(s)), state, cmp.outputs)
+        show_compare = (compare_tab.refresh_ui, state, cmp.outputs)
         locate_ev = loc.locate_btn.click(
-            locate_tab.locate_ui, [data.datasets, data.n, data.k, data.seed, loc.method, loc.ig_steps, loc.batch,
-                                   *loc.thresholds, state], [loc.summary, state], **heavy)
+            locate_tab.locate_ui, [data.datasets, data.n, data.k, data.seed, *loc.scoring, *loc.thresholds, state],
+            [loc.summary, state], **heavy)
         chain = locate_ev
         for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):
             chain = chain.success(*step)
         loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
-        rule, tau, p, top_k, sigma = loc.thresholds
-        for ev in (tau.release, p.release, rule.change, top_k.submit, sigma.submit, top_k.blur, sigma.blur):
+        rule, tau, p, top_k, sigma, sign = loc.thresholds
+        for ev in (tau.release, p.release, rule.change, sign.change, top_k.change, sigma.change):
             ev(locate_tab.relocalize_ui, [*loc.thresholds, state], [loc.summary, state]).success(*show_compare)
+        loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
         cmp.pick.change(compare_tab.compare_ui, [cmp.pick, state], cmp.outputs)
 
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
                                  [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,
-                                  iv.fewshot, iv.max_new, state], [*iv.outputs, state], **heavy)
+                                  iv.fewshot, iv.max_new, iv.overlap, state], [*iv.outputs, state], **heavy)
         mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, [iv.mode, iv.factor, iv.targets, iv.n, iv.seed,
                                                               iv.fewshot, iv.max_new, iv.metric, state],
                                     [iv.matrix_plot, state], **heavy)
         iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev], queue=False)
+
+        std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
+                               std.decouple_outputs, **heavy)
+        std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
+        std.specific_btn.click(studies_tab.specificity_ui, [*std.specific_inputs, iv.fewshot, iv.max_new, state],
+                               std.specific_outputs, **heavy)
 
         exp.export_btn.click(export_tab.export_ui, state, exp.files)
         exp.reload_file.upload(export_tab.reload_ui, [exp.reload_file, state],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -46,7 +46,7 @@ class Session:
         return list(self.located)
 
     def sets_on(self, grid: NeuronGrid) -> dict[str, NeuronSet]:
-        """Every located set on this grid, and each of its splits, by name."""
+        """Every located set on this grid, each of its splits, and the set its negative scores select, by name."""
         sets = {}
         for label, entry in self.located.items():
             if entry.result.grid != grid:
@@ -54,6 +54,8 @@ class Session:
             sets[f"{label}/all"] = entry.result.neurons
             for i, split in enumerate(entry.result.splits):
                 sets[f"{label}/split{i}"] = split.neurons
+            if entry.run is not None and entry.result.params.sign == "positive":
+                sets[f"{label}/negative"] = entry.run.relocalize(replace(entry.result.params, sign="negative")).neurons
         return sets
 
 

@@ -15,11 +15,13 @@ from typing import Sequence
 import tomllib
 
 from ..errors import CNLError, ParameterError
+from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..options import DEFAULTS
 from . import arguments as A
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
+from .study_commands import cmd_decouple, cmd_specificity
 
-_STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "export")
+_STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity", "export")
 
 
 def cmd_cache(args) -> dict:
@@ -56,8 +58,9 @@ def cmd_run(args) -> list:
         config = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
         raise ParameterError(f"Could not read config {path}: {exc}") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("steps", []), list):
-        raise ParameterError(f"Config {path.name} needs a list of 'steps'.")
+    if not isinstance(config, dict) or not isinstance(config.get("steps", []), list) or \
+            not all(isinstance(s, dict) for s in config.get("steps", [])) or not isinstance(config.get("model", {}), dict):
+        raise ParameterError(f"Config {path.name} needs a 'model' table and a list of 'steps' (tables).")
     model = config.get("model", {})
     steps = [dict(s) for s in config.get("steps", [])]
     for i, step in enumerate(steps):  # every step is checked before the first one runs
@@ -72,7 +75,7 @@ def cmd_run(args) -> list:
     return outputs
 
 
-_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune")
+_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune", "decouple", "specificity")
 
 
 def _to_argv(options: dict) -> list[str]:
@@ -120,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", help="locate result JSON")
     p.add_argument("--control-draws", type=int, default=DEFAULTS.control_draws)
     p.add_argument("--allow-overlap", action="store_true", help="allow evaluation samples used for localization")
+    p.add_argument("--control-may-overlap", action="store_true",
+                   help="let the random control include located neurons (default: it avoids them)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("matrix", help="cross-dataset matrix: neurons of each file x datasets tested")
@@ -138,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-n", type=int, default=DEFAULTS.finetune_train_n,
                    help="training samples when the neurons come from another dataset")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks")
+    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    p.add_argument("--other", required=True, help="the dataset B's replaceable part comes from in the 'other' curve")
+    p.add_argument("--fractions", type=float, nargs="+", default=list(DEFAULT_FRACTIONS))
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_decouple)
+
+    p = sub.add_parser("specificity", help="neurons shared by all located sets vs specific to one; specificity index")
+    A.add_model(p), A.add_evaluation(p)
+    p.add_argument("files", nargs="+", help="locate result JSON files, one per dataset")
+    p.add_argument("--metric", default="gold_loglik", choices=["gold_loglik", "accuracy"])
+    p.add_argument("--no-eval", action="store_true", help="only split the sets (no model, no interventions)")
+    p.set_defaults(func=cmd_specificity)
 
     p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
     p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")

@@ -17,7 +17,18 @@ from ..experiments.locate_result import LocateResult
 from ..locate.scorers import ScoreConfig, scorer_names
 from ..locate.select import LocateParams
 from ..model.loading import ModelSpec
-from ..options import DEFAULTS, DEVICES, DTYPES, INTERVENTION_MODES, POSITIONS, QUANTIZATIONS, RULES, UPLOAD_KINDS
+from ..options import (
+    DEFAULTS,
+    DEVICES,
+    DTYPES,
+    IG_RULES,
+    INTERVENTION_MODES,
+    POSITIONS,
+    QUANTIZATIONS,
+    RULES,
+    SIGNS,
+    UPLOAD_KINDS,
+)
 
 _SPEC, _SCORE, _LOCATE, _EVAL = ModelSpec(), ScoreConfig(), LocateParams(), EvalConfig()
 
@@ -46,10 +57,20 @@ def add_splits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=DEFAULTS.n, help="samples per split")
     p.add_argument("--splits", type=int, default=DEFAULTS.splits)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    add_scoring(p)
+    add_dataset_file(p)
+
+
+def add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=_SCORE.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=int, default=_SCORE.ig_steps)
+    p.add_argument("--ig-rule", default=_SCORE.ig_rule, choices=IG_RULES,
+                   help="IG steps: right = alpha k/m as Dai et al.; midpoint = (k - 1/2)/m")
+    p.add_argument("--max-prompt-tokens", type=int, default=_SCORE.max_prompt_tokens,
+                   help="default: the length that covers 99%% of the dataset's prompts")
+    p.add_argument("--max-answer-tokens", type=int, default=_SCORE.max_answer_tokens,
+                   help="default: the length that covers 99%% of the dataset's gold answers")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    add_dataset_file(p)
 
 
 def add_thresholds(p: argparse.ArgumentParser) -> None:
@@ -58,6 +79,8 @@ def add_thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=_LOCATE.top_k)
     p.add_argument("--sigma", type=float, default=_LOCATE.sigma)
     p.add_argument("--p", type=float, default=_LOCATE.p)
+    p.add_argument("--sign", default=_LOCATE.sign, choices=SIGNS,
+                   help="select on positive scores (KN's convention), negative ones, or magnitudes")
 
 
 def add_evaluation(p: argparse.ArgumentParser) -> None:
@@ -82,11 +105,12 @@ def model_spec(args) -> ModelSpec:
 
 
 def score_config(args) -> ScoreConfig:
-    return ScoreConfig(method=args.method, ig_steps=args.ig_steps)
+    return ScoreConfig(method=args.method, ig_steps=args.ig_steps, ig_rule=args.ig_rule,
+                       max_prompt_tokens=args.max_prompt_tokens, max_answer_tokens=args.max_answer_tokens)
 
 
 def locate_params(args) -> LocateParams:
-    return LocateParams(rule=args.rule, tau=args.tau, top_k=args.top_k, sigma=args.sigma, p=args.p)
+    return LocateParams(rule=args.rule, tau=args.tau, top_k=args.top_k, sigma=args.sigma, p=args.p, sign=args.sign)
 
 
 def eval_config(args) -> EvalConfig:

@@ -72,7 +72,9 @@ def cmd_locate(args) -> dict:
         s = pair.stats
         print(f"  split {pair.a} vs {pair.b}: overlap {s.overlap_rate:.4f}  IoU {s.iou:.4f}  "
               f"(chance IoU {s.chance_iou:.6f}, p = {s.p_value:.3g}; sizes {s.size_a}/{s.size_b})")
-    for note in res.cache.notes:
+    print(f"  token limits: prompts {res.score.max_prompt_tokens}, answers {res.score.max_answer_tokens} "
+          f"({res.truncated_prompts} prompts and {res.truncated_answers} answers cut); sign: {res.params.sign}")
+    for note in [*res.cache.notes, *res.warnings()]:
         print(f"  note: {note}")
     out = res.to_json()
     _write(args.out, out)
@@ -125,6 +127,7 @@ def cmd_evaluate(args) -> dict:
     bar, update = _progress_bar("evaluate")
     with bar:
         res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
+                           control_may_overlap=args.control_may_overlap,
                            located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
                            cfg=cfg, progress=update)
     print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
@@ -185,12 +188,17 @@ def cmd_export(args) -> dict:
     """The dashboard's Export files, from result files: located sets and evaluations."""
     located, evals = {}, []
     for f in args.files:
-        data = read_json(f)
-        if data.get("kind") == "cnl.evaluate":
+        data = read_json(f, allow_list=True)
+        if isinstance(data, list):  # the dashboard's evaluation.json: a list of evaluations
+            evals += [EvalResult.from_json(d) if isinstance(d, dict) else EvalResult.from_json({}) for d in data]
+        elif data.get("kind") == "cnl.evaluate":
             evals.append(EvalResult.from_json(data))
-        else:
+        elif data.get("kind", "cnl.locate") == "cnl.locate":
             res = LocateResult.from_json(data, Path(f).name)
             located[f"{res.model}_{res.dataset}_{Path(f).stem}"] = (res, None)
+        else:
+            raise ParameterError(f"{Path(f).name} is a {str(data.get('kind'))[:40]} file; export takes locate and "
+                                 "evaluate results.")
     files = write_exports(args.out_dir, located, evals)
     for f in files:
         print(f"wrote {f}")

@@ -25,6 +25,24 @@ def bootstrap_ci(values: np.ndarray, draws: int, seed: int, level: float = 0.95)
     return [float(lo), float(hi)]
 
 
+def two_level_bootstrap_ci(matrix: np.ndarray, draws: int, seed: int, level: float = 0.95) -> CI:
+    """Percentile CI of the grand mean of [control draws, samples], resampling draws and samples both.
+
+    The control's uncertainty has two sources: which random neurons were drawn, and which samples were
+    tested. Resampling only samples (of the mean over draws) hides the first; this keeps both.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    if draws == 0 or matrix.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    k, n = matrix.shape
+    means = np.empty(draws)
+    for b in range(draws):
+        means[b] = matrix[rng.integers(0, k, size=k)][:, rng.integers(0, n, size=n)].mean()
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
 @dataclass
 class Deltas:
     """Paired differences (after - before) on the same samples, with bootstrap CIs."""
@@ -71,15 +89,33 @@ class ControlSummary(Summary):
 
 
 def _known(cls, data: dict) -> dict:
-    names = {f.name for f in fields(cls)} - {"deltas"}
-    if not isinstance(data.get("gold_loglik"), (int, float)):
+    """The fields of cls in data, each checked: numbers (or None), intervals as [low, high] (or None)."""
+    if not isinstance(data, dict) or not _is_number(data.get("gold_loglik")):
         raise ValueError("a summary needs a numeric 'gold_loglik'")
-    return {k: v for k, v in data.items() if k in names}
+    out = {}
+    for f in fields(cls):
+        if f.name == "deltas" or f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "draws":
+            ok = isinstance(value, list) and all(isinstance(d, dict) for d in value)
+        elif f.name.endswith("_ci"):
+            ok = value is None or (isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)))
+        else:
+            ok = value is None or _is_number(value)
+        if not ok:
+            raise ValueError(f"'{f.name}' has the wrong type")
+        out[f.name] = value
+    return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _deltas(data: dict) -> Deltas | None:
     keys = {f.name for f in fields(Deltas)}
-    return Deltas(**{k: data[k] for k in keys if k in data}) if keys & set(data) else None
+    return Deltas(**_known(Deltas, {"gold_loglik": 0.0, **data})) if keys & set(data) else None
 
 
 def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:
@@ -124,17 +160,25 @@ def compared(after: Sequence[SampleResult], before: Sequence[SampleResult], draw
 
 def control_summary(draws: list[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
                     seed: int) -> ControlSummary | None:
-    """Mean and spread over the control draws; CIs and deltas of the per-sample mean over draws."""
+    """Mean and spread over the control draws; CIs resample both the draws and the samples."""
     if not draws:
         return None
     per_draw = [summarize(d, 0, seed) for d in draws]
-    mats = [per_sample_metrics(d) for d in draws]
-    mean_ps = {m: np.mean([x[m] for x in mats], axis=0) for m in METRICS}
+    mats = {m: np.stack([per_sample_metrics(d)[m] for d in draws]) for m in METRICS}  # [draws, samples]
+    base = per_sample_metrics(before)
     out: dict = {"draws": [{"accuracy": d.accuracy, "gold_loglik": d.gold_loglik} for d in per_draw]}
+    deltas = Deltas()
     for metric in METRICS:
         vals = [getattr(d, metric) for d in per_draw if getattr(d, metric) is not None]
         out[metric] = float(np.mean(vals)) if vals else None
         out[f"{metric}_std"] = float(np.std(vals)) if vals else None
-        col = mean_ps[metric]
-        out[f"{metric}_ci"] = None if np.isnan(col).all() else bootstrap_ci(col[~np.isnan(col)], boot, seed)
-    return ControlSummary(**out, deltas=paired_deltas(mean_ps, per_sample_metrics(before), boot, seed))
+        mat = mats[metric]
+        if np.isnan(mat).all():
+            out[f"{metric}_ci"] = None
+            continue
+        keep = ~np.isnan(mat).any(0)
+        out[f"{metric}_ci"] = two_level_bootstrap_ci(mat[:, keep], boot, seed)
+        diff = mat[:, keep] - base[metric][keep]
+        setattr(deltas, f"delta_{metric}", float(diff.mean()))
+        setattr(deltas, f"delta_{metric}_ci", two_level_bootstrap_ci(diff, boot, seed))
+    return ControlSummary(**out, deltas=deltas)

@@ -74,20 +74,48 @@ class EvalResult:
             if data.get("kind") != "cnl.evaluate":
                 raise ValueError("its kind is not cnl.evaluate")
             return EvalResult(
-                model=str(data["model"]), dataset=str(data["dataset"]), task_kind=str(data["task_kind"]),
-                n=int(data["n"]), seed=int(data["seed"]), sample_ids=list(data["sample_ids"]),
-                fewshot_ids=list(data.get("fewshot_ids", [])), eval_config=EvalConfig.from_json(data["eval_config"]),
-                baseline=Summary.from_json(data["baseline"]), intervention=data.get("intervention"),
+                model=_text(data["model"]), dataset=_text(data["dataset"]), task_kind=_text(data["task_kind"]),
+                n=_whole(data["n"]), seed=_whole(data["seed"]), sample_ids=_texts(data["sample_ids"]),
+                fewshot_ids=_texts(data.get("fewshot_ids", [])), eval_config=EvalConfig.from_json(data["eval_config"]),
+                baseline=Summary.from_json(data["baseline"]), intervention=_object(data.get("intervention")),
                 intervened=Summary.from_json(data["intervened"]) if data.get("intervened") else None,
-                control=ControlSummary.from_json(data["control"]) if data.get("control") else None,
-                examples=[Example(**e) for e in data.get("examples", [])], located_on=data.get("located_on"),
-                created=data.get("created"), versions=data.get("versions") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise NeuronSetError(f"Not a valid evaluation result ({exc}).") from exc
+                # files of earlier versions wrote {"draws": []} when no control was run
+                control=ControlSummary.from_json(data["control"]) if (data.get("control") or {}).get("draws") else None,
+                examples=[Example(**{k: _text(v) if v is not None else None for k, v in e.items()})
+                          for e in data.get("examples", [])],
+                located_on=data.get("located_on") if isinstance(data.get("located_on"), str) else None,
+                created=data.get("created") if isinstance(data.get("created"), str) else None,
+                versions=_object(data.get("versions")) or {})
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise NeuronSetError(f"Not a valid evaluation result ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
     @staticmethod
     def read(path: str | Path) -> "EvalResult":
         return EvalResult.from_json(read_json(path, "evaluation file"))
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _texts(value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of texts")
+    return value
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r:.40}")
+    return value
+
+
+def _object(value) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected an object")
+    return value
 
 
 @dataclass

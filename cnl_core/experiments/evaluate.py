@@ -40,13 +40,15 @@ def eval_samples(dataset: str, n: int, cfg: EvalConfig, seed: int,
 
 def run_evaluate(
     lm: LoadedModel, dataset: str, n: int, seed: int = 0, intervention: Intervention | None = None, *,
-    control_draws: int = DEFAULTS.control_draws, located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
+    control_draws: int = DEFAULTS.control_draws, control_may_overlap: bool = False,
+    located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
     n_examples: int = 3, progress: Progress | None = None, cancel: threading.Event | None = None,
 ) -> EvalResult:
     """Accuracy and gold log-likelihood before/after the intervention and under random controls.
 
     Evaluation samples avoid `located_ids` (the samples the neurons were located on). Each control
-    is the intervention applied to a random set with the same count per layer (seeded draws).
+    is the intervention applied to a random set with the same count per layer (seeded draws) that
+    avoids the intervened neurons unless `control_may_overlap`.
     """
     cfg = cfg or EvalConfig()
     if not 0 <= control_draws <= MAX_CONTROL_DRAWS:
@@ -55,7 +57,9 @@ def run_evaluate(
     runs: list[tuple[str, Intervention | None]] = [("baseline", None)]
     if intervention is not None:
         runs.append(("intervened", intervention))
-        runs += [(f"control_{d}", replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d)))
+        avoid = None if control_may_overlap else intervention.neurons
+        runs += [(f"control_{d}",
+                  replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
                  for d in range(control_draws)]
     total = len(runs) * len(samples)
     results: dict[str, list[SampleResult]] = {}
@@ -71,7 +75,7 @@ def run_evaluate(
                      versions=provenance["versions"])
     after = results.get("intervened")
     if intervention is not None:
-        out.intervention = intervention.describe()
+        out.intervention = {**intervention.describe(), "control_avoids_located": not control_may_overlap}
         out.intervened = compared(after, base, cfg.bootstrap, seed)
         out.control = control_summary([results[name] for name, _ in runs[2:]], base, cfg.bootstrap, seed)
     out.examples = [Example(s.id, s.prompt, s.target, b.output, None if after is None else after[i].output)
@@ -91,6 +95,8 @@ def run_matrix(
     row's neurons were located on. Every row must change its neurons the same way (mode and factor).
     """
     cfg = cfg or EvalConfig()
+    if not rows or not targets:
+        raise ParameterError("The matrix needs at least one located set that fits the loaded model, and a dataset.")
     kinds = {(iv.mode, iv.scale, iv.positions) for iv, _ in rows.values()}
     if len(kinds) != 1:
         raise ParameterError("Every row of the matrix must use the same intervention (mode, factor, positions).")

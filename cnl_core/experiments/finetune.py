@@ -44,7 +44,7 @@ def run_finetune(
     train = [rows[i] for i in train_ids]
     base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
     arms = {}
-    for step, (name, chosen) in enumerate((("located", neurons), ("random", random_like(neurons, seed + 2000)))):
+    for step, (name, chosen) in enumerate((("located", neurons), ("random", random_like(neurons, seed + 2000, neurons)))):
         with finetuned(lm, chosen, train, steps=steps, lr=lr, cancel=cancel) as losses:
             after = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
         summary = compared(after, base, cfg.bootstrap, seed)

@@ -11,8 +11,8 @@ MAX_RESULT_BYTES = 50 * 2**20
 MAX_DEPTH = 32  # result files nest a few levels; anything deeper is not one of ours
 
 
-def read_json(path: str | Path, what: str = "result file") -> dict:
-    """A JSON object from a file, or NeuronSetError naming what is wrong with it."""
+def read_json(path: str | Path, what: str = "result file", allow_list: bool = False) -> dict | list:
+    """A JSON object (or, if allowed, a list) from a file, or NeuronSetError naming what is wrong with it."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_RESULT_BYTES:
@@ -20,9 +20,9 @@ def read_json(path: str | Path, what: str = "result file") -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except RecursionError as exc:
         raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or a number too long
         raise NeuronSetError(f"Could not read the {what} {path.name}: {exc}.") from exc
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) and not (allow_list and isinstance(data, list)):
         raise NeuronSetError(f"The {what} {path.name} must hold a JSON object.")
     if _depth(data) > MAX_DEPTH:
         raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.")

@@ -13,6 +13,8 @@ from ..data.samples import get_dataset
 from ..data.splits import make_splits
 from ..errors import ParameterError
 from ..locate.collect import ScoreTable, collect_scores
+from ..locate.completeness import SAMPLES as COMPLETENESS_SAMPLES
+from ..locate.completeness import Completeness, ig_completeness
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams, locate, neuron_prominence
 from ..model.loading import LoadedModel
@@ -36,6 +38,7 @@ class LocateRun:
     splits: list[list[str]]
     table: ScoreTable
     params: LocateParams = field(default_factory=LocateParams)
+    completeness: Completeness | None = None  # integrated gradients only
 
     def relocalize(self, params: LocateParams) -> LocateResult:
         """Located sets and comparisons for other thresholds, from the in-memory scores only."""
@@ -55,11 +58,13 @@ class LocateRun:
         provenance = stamp()
         return LocateResult(
             model=self.model_info.get("name"), dataset=self.dataset, neurons=all_set, n=self.n, k=self.k,
-            seed=self.seed, score=self.score_cfg, params=params, model_info=self.model_info,
+            seed=self.seed, score=self.table.cfg or self.score_cfg, params=params, model_info=self.model_info,
             splits=[SplitResult(ids, s) for ids, s in zip(self.splits, split_sets)], pairwise=pairwise,
             top_neurons=[TopNeuron(f // width, f % width, float(mean_scores[f])) for f in top],
             cache=CacheInfo(self.table.key, self.table.computed, self.table.reused, list(self.table.notes)),
             mean_gold_logprob=float(self.table.gold_logprob.mean()),
+            truncated_prompts=self.table.truncated_prompts, truncated_answers=self.table.truncated_answers,
+            ig_completeness=None if self.completeness is None else self.completeness.to_json(),
             created=provenance["created"], versions=provenance["versions"],
         )
 
@@ -82,7 +87,12 @@ def run_locate(
     ids = [i for s in splits for i in s]
     table = collect_scores(lm, spec, ids, score_cfg, batch_size=batch_size, use_cache=use_cache,
                            progress=progress, cancel=cancel)
-    return LocateRun(lm.info(), dataset, n, k, seed, score_cfg, splits, table, params or LocateParams())
+    completeness = None
+    if table.cfg.method == "integrated_gradients":
+        rows = spec.by_id()
+        checked = table.sample_ids[:COMPLETENESS_SAMPLES]
+        completeness = ig_completeness(lm, [rows[i] for i in checked], table.cfg, table.scores[:len(checked)])
+    return LocateRun(lm.info(), dataset, n, k, seed, score_cfg, splits, table, params or LocateParams(), completeness)
 
 
 @dataclass(frozen=True)

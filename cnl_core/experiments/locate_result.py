@@ -21,6 +21,7 @@ from .json_io import read_json, write_json
 KIND = "cnl.locate"
 UNNAMED = "unnamed"
 MAX_NAME_CHARS = 200
+SMALL_SET = 20  # fewer located neurons than this: an intervention's effect is mostly noise
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class LocateResult:
     top_neurons: list[TopNeuron] = field(default_factory=list)
     cache: CacheInfo = field(default_factory=CacheInfo)
     mean_gold_logprob: float | None = None
+    truncated_prompts: int = 0  # located-on samples whose prompt was cut to score.max_prompt_tokens
+    truncated_answers: int = 0  # located-on samples whose gold answer was cut to score.max_answer_tokens
+    ig_completeness: dict | None = None  # integrated gradients: per-layer sum of IG / effect of zeroing the layer
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -119,6 +123,21 @@ class LocateResult:
         return Agreement(mean("overlap_rate"), mean("iou"), mean("chance_iou"),
                          max((x.p_value for x in pw), default=float("nan")))
 
+    def warnings(self) -> list[str]:
+        """What a reader of these numbers should know: a tiny set, answers cut short, incomplete IG."""
+        out = []
+        if self.n_located < SMALL_SET:
+            out.append(f"Only {self.n_located} neurons located: zeroing or amplifying so few moves little, and the "
+                       "effect is mostly noise. Lower tau or p (the threshold sweep shows the trade-off).")
+        if self.truncated_answers:
+            out.append(f"{self.truncated_answers} of {len(self.located_sample_ids())} gold answers were cut to "
+                       f"{self.score.max_answer_tokens} tokens.")
+        gap = (self.ig_completeness or {}).get("worst_gap")
+        if isinstance(gap, float) and math.isfinite(gap) and gap > 0.1:
+            out.append(f"Integrated gradients are {100 * gap:.0f}% off completeness in some layer: raise the IG "
+                       "steps (or use the midpoint rule) before comparing layers.")
+        return out
+
     def to_json(self) -> dict:
         grid = self.grid
         return {
@@ -128,7 +147,8 @@ class LocateResult:
             "dataset": self.dataset,
             "method": self.method,
             "params": {"n": self.n, "splits": self.k, "seed": self.seed, "score": self.score.to_json(),
-                       "locate": self.params.as_dict()},
+                       "locate": self.params.as_dict(), "max_prompt_tokens": self.score.max_prompt_tokens,
+                       "max_answer_tokens": self.score.max_answer_tokens, "sign": self.params.sign},
             "grid": grid.as_dict(),
             "n_neurons_total": grid.total,
             "neurons": self.neurons.pairs(),
@@ -140,6 +160,9 @@ class LocateResult:
             "pairwise": [p.to_json() for p in self.pairwise],
             "cache": vars(self.cache),
             "mean_gold_logprob": self.mean_gold_logprob,
+            "truncated_prompts": self.truncated_prompts,
+            "truncated_answers": self.truncated_answers,
+            "ig_completeness": self.ig_completeness,
             "created": self.created,
             "versions": self.versions,
         }
@@ -158,8 +181,9 @@ class LocateResult:
             return _parse(data)
         except CNLError as exc:
             raise NeuronSetError(f"{source} was not loaded: {exc}") from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise NeuronSetError(f"{source} was not loaded: it is not a valid locate result ({exc}).") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+            raise NeuronSetError(f"{source} was not loaded: it is not a valid locate result "
+                                 f"({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 def _parse(data: dict) -> LocateResult:
@@ -179,7 +203,8 @@ def _parse(data: dict) -> LocateResult:
               for s in _list(data.get("splits", []), "splits")]
     pairwise = [_pair(_dict(p, "a pairwise entry"), len(splits)) for p in _list(data.get("pairwise", []), "pairwise")]
     top = [TopNeuron(_int(t["layer"], "top neuron layer", grid.n_layers), _int(t["index"], "top neuron index", grid.width),
-                     _number(t["mean_score"], "mean_score")) for t in _list(data.get("top_neurons", []), "top_neurons")]
+                     _number(t["mean_score"], "mean_score", finite=False))
+           for t in _list(data.get("top_neurons", []), "top_neurons")]
     cache = _dict(data.get("cache", {}), "cache")
     gold = data.get("mean_gold_logprob")
     return LocateResult(
@@ -191,7 +216,10 @@ def _parse(data: dict) -> LocateResult:
         model_info=_dict(data.get("model_info", {}), "model_info"), splits=splits, pairwise=pairwise, top_neurons=top,
         cache=CacheInfo(str(cache.get("key", "")), _int(cache.get("computed", 0), "cache computed"),
                         _int(cache.get("reused", 0), "cache reused"), _str_list(cache.get("notes", []), "notes")),
-        mean_gold_logprob=None if gold is None else _number(gold, "mean_gold_logprob"),
+        mean_gold_logprob=None if gold is None else _number(gold, "mean_gold_logprob", finite=False),
+        truncated_prompts=_int(data.get("truncated_prompts", 0), "truncated_prompts"),
+        truncated_answers=_int(data.get("truncated_answers", 0), "truncated_answers"),
+        ig_completeness=_dict(data["ig_completeness"], "ig_completeness") if data.get("ig_completeness") else None,
         created=data.get("created") if isinstance(data.get("created"), str) else None,
         versions=_dict(data.get("versions", {}), "versions"),
     )
@@ -233,7 +261,12 @@ def _int(value, what: str, below: int | None = None) -> int:
     return value
 
 
-def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NeuronSetError(f"'{what}' must be a finite number.")
-    return float(value)
+def _number(value, what: str, finite: bool = True) -> float:
+    """A number; finite unless a field may hold a score that overflowed (inf) or an empty mean (NaN)."""
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    except OverflowError:
+        number = None
+    if number is None or (finite and not math.isfinite(number)):
+        raise NeuronSetError(f"'{what}' must be a{' finite' if finite else ''} number.")
+    return number

@@ -16,6 +16,7 @@ from ..model.neurons import NeuronGrid
 from ..progress import Progress, report
 from .score_store import ScoreStore
 from .scorers import ScoreConfig, score_batch
+from .token_limits import count_cut
 
 
 @dataclass
@@ -31,6 +32,9 @@ class ScoreTable:
     computed: int = 0
     reused: int = 0
     notes: list[str] = field(default_factory=list)
+    cfg: ScoreConfig | None = None  # the settings with the token limits resolved for this dataset
+    truncated_prompts: int = 0  # samples whose prompt was cut (from the left) to max_prompt_tokens
+    truncated_answers: int = 0  # samples whose gold answer was cut (at the end) to max_answer_tokens
 
 
 def score_record(lm: LoadedModel, dataset: DatasetSpec, cfg: ScoreConfig) -> dict:
@@ -60,6 +64,9 @@ def collect_scores(
     unknown = [i for i in sample_ids if i not in rows]
     if unknown:
         raise ParameterError(f"{len(unknown)} sample ids are not in dataset '{dataset.name}' (e.g. {unknown[0]}).")
+    cfg = cfg.resolved(lm.tokenizer, dataset)
+    cut_prompts, cut_answers = count_cut(lm.tokenizer, [rows[i] for i in dict.fromkeys(sample_ids)],
+                                         cfg.max_prompt_tokens, cfg.max_answer_tokens)
     store = ScoreStore(score_record(lm, dataset, cfg))
     notes: list[str] = []
     found: dict[str, tuple[torch.Tensor, float]] = {}
@@ -111,5 +118,6 @@ def collect_scores(
         scores=torch.stack([found[i][0] for i in ordered]),
         gold_logprob=torch.tensor([found[i][1] for i in ordered]),
         grid=NeuronGrid(lm.grid.n_layers, lm.grid.width), record=store.record, key=store.key,
-        computed=total, reused=reused, notes=notes,
+        computed=total, reused=reused, notes=notes, cfg=cfg, truncated_prompts=cut_prompts,
+        truncated_answers=cut_answers,
     )

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from ..errors import CacheError
 from ..paths import cache_root
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: token limits cover the dataset (resolved numbers in the record)
 
 
 def scores_root() -> Path:

@@ -6,7 +6,9 @@ the dashboard and the cache key pick it up. Methods (see shared paper notes):
 - `activation`: mean activation over the answer positions (forward only).
 - `grad_x_act`: activation x gradient of the gold-answer log-probability (one backward pass).
 - `integrated_gradients`: Knowledge-Neurons style; one layer's activations at the answer positions
-  are scaled by alpha = k/m (k = 1..m), the gradients averaged and multiplied by the activation.
+  are scaled by alpha = k/m (k = 1..m: the right-endpoint rule of Dai et al.; `ig_rule="midpoint"` uses
+  (k - 1/2)/m, which is closer to the integral at small m), the gradients averaged and multiplied by
+  the activation. `locate.completeness` says how far a layer's sum of IG is from the change it explains.
   The (layer, alpha) pairs of a sample are packed as rows of one batch, so a sample costs about
   layers x m / batch_rows passes instead of layers x m.
 
@@ -15,16 +17,19 @@ the dashboard and the cache key pick it up. Methods (see shared paper notes):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import numbers
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
 
-from ..data.samples import Sample
+from ..data.samples import DatasetSpec, Sample
 from ..errors import ParameterError
 from ..model.forward import EncodedBatch, encode_teacher_forced, encoded_length, gold_logprob, pass_groups
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
+from ..options import IG_RULES
+from .token_limits import CEILING, dataset_limits
 
 Scorer = Callable[[LoadedModel, Sequence[Sample], "ScoreConfig"], tuple[torch.Tensor, torch.Tensor]]
 _SCORERS: dict[str, tuple[Scorer, tuple[str, ...]]] = {}
@@ -44,7 +49,7 @@ def scorer_names() -> tuple[str, ...]:
     return tuple(_SCORERS)
 
 
-_METHOD_ONLY_FIELDS = ("ig_steps",)  # fields that matter only to the scorers that declare them
+_METHOD_ONLY_FIELDS = ("ig_steps", "ig_rule")  # fields that matter only to the scorers that declare them
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,30 @@ class ScoreConfig:
 
     method: str = "grad_x_act"
     ig_steps: int = 20
-    max_prompt_tokens: int = 384
-    max_answer_tokens: int = 128
+    ig_rule: str = IG_RULES[0]  # right: alpha = k/m, k = 1..m (Dai et al.); midpoint: alpha = (k - 1/2)/m
+    max_prompt_tokens: int | None = None  # None: the length covering 99% of the dataset's prompts
+    max_answer_tokens: int | None = None  # None: the length covering 99% of the dataset's gold answers
 
     def __post_init__(self):
         if self.method not in _SCORERS:
             raise ParameterError(f"Unknown scoring method '{self.method}'. Choose one of: {', '.join(_SCORERS)}.")
-        if not 1 <= self.ig_steps <= 200:
-            raise ParameterError("Integrated-gradient steps must be between 1 and 200.")
-        if self.max_prompt_tokens < 1 or self.max_answer_tokens < 1:
-            raise ParameterError("Token limits must be positive.")
+        if not _whole(self.ig_steps) or not 1 <= self.ig_steps <= 200:
+            raise ParameterError("Integrated-gradient steps: a whole number between 1 and 200.")
+        if self.ig_rule not in IG_RULES:
+            raise ParameterError(f"The IG step rule must be one of {', '.join(IG_RULES)}.")
+        for name in ("max_prompt_tokens", "max_answer_tokens"):
+            value = getattr(self, name)
+            if value is not None and (not _whole(value) or not 1 <= value <= CEILING):
+                raise ParameterError(f"{name.replace('_', ' ')}: a whole number from 1 to {CEILING}, or empty for "
+                                     "the length that covers 99% of the dataset.")
+
+    def resolved(self, tokenizer, dataset: DatasetSpec) -> "ScoreConfig":
+        """These settings with automatic token limits replaced by the dataset's 99%-coverage lengths."""
+        if self.max_prompt_tokens is not None and self.max_answer_tokens is not None:
+            return self
+        limits = dataset_limits(tokenizer, dataset)
+        return replace(self, max_prompt_tokens=self.max_prompt_tokens or limits.prompt,
+                       max_answer_tokens=self.max_answer_tokens or limits.answer)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -70,7 +89,8 @@ class ScoreConfig:
     @staticmethod
     def from_json(data: dict) -> "ScoreConfig":
         """Settings read back from a result file (missing fields take their defaults)."""
-        known = {k: data[k] for k in ("method", "ig_steps", "max_prompt_tokens", "max_answer_tokens") if k in data}
+        known = {k: data[k] for k in ("method", "ig_steps", "ig_rule", "max_prompt_tokens", "max_answer_tokens")
+                 if k in data}
         try:
             return ScoreConfig(**known)
         except TypeError as exc:
@@ -83,11 +103,18 @@ class ScoreConfig:
 
     def length(self, tokenizer, sample: Sample) -> int:
         """Tokens the sample takes in a teacher-forced batch under these limits."""
-        return encoded_length(tokenizer, sample.prompt, sample.answer, self.max_prompt_tokens, self.max_answer_tokens)
+        return encoded_length(tokenizer, sample.prompt, sample.answer, self.max_prompt_tokens or CEILING,
+                              self.max_answer_tokens or CEILING)
 
     def encode(self, lm: LoadedModel, samples: Sequence[Sample]) -> EncodedBatch:
-        return encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in samples], self.max_prompt_tokens,
-                                     self.max_answer_tokens, lm.input_device)
+        """A teacher-forced batch; an automatic limit not yet resolved cuts nothing below the ceiling."""
+        return encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in samples],
+                                     self.max_prompt_tokens or CEILING, self.max_answer_tokens or CEILING,
+                                     lm.input_device)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def score_batch(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,13 +181,14 @@ def ig_rows_per_pass(cfg: ScoreConfig, n_layers: int) -> int:
     return max(cfg.ig_steps, min(n_layers * cfg.ig_steps, 4 * cfg.ig_steps))
 
 
-@register_scorer("integrated_gradients", uses=("ig_steps",))
+@register_scorer("integrated_gradients", uses=("ig_steps", "ig_rule"))
 def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
     n_layers, width, m = lm.grid.n_layers, lm.grid.width, cfg.ig_steps
     scores = torch.zeros(len(samples), n_layers, width)
     golds = []
     rows_per_pass = ig_rows_per_pass(cfg, n_layers)
-    alphas_all = torch.arange(1, m + 1, dtype=torch.float32) / m
+    offset = 0.5 if cfg.ig_rule == "midpoint" else 0.0
+    alphas_all = (torch.arange(1, m + 1, dtype=torch.float32) - offset) / m
     for s_idx, sample in enumerate(samples):
         single = cfg.encode(lm, [sample])
         with torch.no_grad():

@@ -1,6 +1,12 @@
 """From per-sample scores to a located neuron set: per-sample selection, then commonality.
 
-Works on cached scores alone, so changing tau, p or the rule never touches the model.
+Works on cached scores alone, so changing tau, p, the rule or the sign never touches the model.
+
+Sign: about half of grad x act scores are negative, and the most negative is about as large as the
+top one. The knowledge-neurons convention, our default (`sign="positive"`), selects on the scores as
+they are: a neuron that lowers the gold answer's probability is never selected, and a sample whose
+largest score is not positive selects nothing under the relative rule. `negative` selects on the
+negated scores (neurons that work against the gold answer), `absolute` on their magnitude.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import torch
 
 from ..errors import ParameterError
 from ..model.neurons import NeuronGrid, NeuronSet
-from ..options import RULES
+from ..options import RULES, SIGNS
 
 
 @dataclass(frozen=True)
@@ -23,10 +29,19 @@ class LocateParams:
     top_k: int = 100
     sigma: float = 3.0
     p: float = 0.5
+    sign: str = SIGNS[0]  # positive (KN's convention) | negative | absolute
 
     def __post_init__(self):
         if self.rule not in RULES:
             raise ParameterError(f"Selection rule must be one of {', '.join(RULES)}.")
+        if self.sign not in SIGNS:
+            raise ParameterError(f"Sign must be one of {', '.join(SIGNS)}.")
+        for name in ("tau", "p", "sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ParameterError(f"{name} must be a number, got {value!r:.40}.")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            raise ParameterError(f"top-k must be a whole number, got {self.top_k!r:.40}.")
         if not 0.0 < self.tau <= 1.0:
             raise ParameterError(f"tau must be in (0, 1], got {self.tau}.")
         if not 0.0 < self.p <= 1.0:
@@ -42,7 +57,7 @@ class LocateParams:
     @staticmethod
     def from_json(data: dict) -> "LocateParams":
         """Thresholds read back from a result file (missing fields take their defaults)."""
-        known = {k: data[k] for k in ("rule", "tau", "top_k", "sigma", "p") if k in data}
+        known = {k: data[k] for k in ("rule", "tau", "top_k", "sigma", "p", "sign") if k in data}
         try:
             return LocateParams(**known)
         except TypeError as exc:
@@ -52,6 +67,10 @@ class LocateParams:
 def select_per_sample(scores: torch.Tensor, params: LocateParams) -> torch.Tensor:
     """[n, layers, width] scores -> [n, layers*width] bool: the neurons each sample selects."""
     flat = scores.reshape(scores.shape[0], -1).float()
+    if params.sign == "negative":
+        flat = -flat
+    elif params.sign == "absolute":
+        flat = flat.abs()
     if params.rule == "relative":
         top = flat.max(dim=1, keepdim=True).values
         return (flat >= params.tau * top) & (top > 0)

@@ -99,5 +99,7 @@ class NeuronSet:
 
 
 def _whole(value: object) -> bool:
-    """An integer (Python's or numpy's), and not a bool."""
+    """An integer (Python's or numpy's, or a float with nothing after the point), and not a bool."""
+    if isinstance(value, float):
+        return value.is_integer()
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

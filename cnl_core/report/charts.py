@@ -6,7 +6,9 @@ import altair as alt
 import pandas as pd
 import torch
 
+from ..experiments.decouple import DecoupleResult
 from ..experiments.eval_results import EvalResult, MatrixResult
+from ..experiments.locate import SweepRow
 from ..experiments.locate_result import LocateResult
 
 
@@ -116,3 +118,55 @@ def located_heatmap(label: str, result: LocateResult, prominence: torch.Tensor |
     if prominence is None:
         return neuron_heatmap(result.neurons.mask().float(), title=f"{label}: located neurons (re-loaded mask)")
     return neuron_heatmap(prominence, title=f"{label}: share of samples selecting each neuron")
+
+
+def sweep_chart(rows: list[SweepRow]) -> alt.VConcatChart:
+    """Threshold choice with eyes open: located count and split IoU against tau, one line per p."""
+    df = pd.DataFrame([vars(r) for r in rows])
+    df["p"] = df["p"].map(lambda v: f"p = {v:g}")
+    base = alt.Chart(df).encode(x=alt.X("tau:Q", title="tau (share of the sample's top score)"),
+                                color=alt.Color("p:N", title=None))
+    count = base.mark_line(point=True).encode(
+        y=alt.Y("n_located:Q", title="neurons located", scale=alt.Scale(type="symlog")),
+        tooltip=["tau", "p", "n_located"]).properties(width=380, height=200, title="Located set size")
+    iou = base.mark_line(point=True).encode(
+        y=alt.Y("iou:Q", title="split IoU", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["tau", "p", alt.Tooltip("iou:Q", format=".3f"), alt.Tooltip("chance_iou:Q", format=".2e")],
+    ).properties(width=380, height=200, title="Agreement between splits")
+    return alt.hconcat(count, iou)
+
+
+def decouple_chart(result: DecoupleResult) -> alt.LayerChart:
+    """The paper's Figure 3: IoU against the shared fraction, one line per source of the replaceable part."""
+    df = pd.DataFrame(result.mean_curve())
+    df["replaceable part from"] = df["replaceable"].map({"same": result.dataset, "other": result.other})
+    x = alt.X("fraction:Q", title="shared fraction of the two subsamples", scale=alt.Scale(domain=[0, 1]))
+    color = alt.Color("replaceable part from:N")
+    band = alt.Chart(df).mark_area(opacity=0.2).encode(x=x, y="iou_min:Q", y2="iou_max:Q", color=color)
+    line = alt.Chart(df).mark_line(point=True).encode(
+        x=x, y=alt.Y("iou:Q", title="IoU of the located sets", scale=alt.Scale(domain=[0, 1])), color=color,
+        tooltip=["fraction", "replaceable part from", alt.Tooltip("iou:Q", format=".3f"),
+                 alt.Tooltip("chance_iou:Q", format=".2e")])
+    chance = alt.Chart(df).mark_line(strokeDash=[4, 4], color="#6b7280").encode(x=x, y="chance_iou:Q")
+    return (band + line + chance).properties(
+        width=520, height=260, title=f"Decoupling: {result.dataset} (n = {result.n}); dashed = chance")
+
+
+def sharing_bars(counts: dict[str, int]) -> alt.Chart:
+    """UpSet-style bars: neurons held by exactly each combination of located sets."""
+    df = pd.DataFrame([{"held by exactly": k, "neurons": v, "sets": k.count("&") + 1} for k, v in counts.items()])
+    return alt.Chart(df, title="Located neurons by the sets that hold them").mark_bar().encode(
+        x=alt.X("neurons:Q"), y=alt.Y("held by exactly:N", sort="-x", title=None),
+        color=alt.Color("sets:O", title="sets", scale=alt.Scale(scheme="blues")),
+        tooltip=["held by exactly", "neurons"]).properties(width=480, height=max(120, 26 * len(df)))
+
+
+def specificity_bars(index: dict[str, dict], metric: str) -> alt.LayerChart:
+    """Specificity index per dataset with its 95% interval: own effect minus the mean effect on the others."""
+    df = pd.DataFrame([{"dataset": k, "index": v["value"], "lo": v["ci"][0], "hi": v["ci"][1]}
+                       for k, v in index.items() if v["value"] is not None])
+    y = alt.Y("dataset:N", title=None)
+    bars = alt.Chart(df).mark_bar().encode(x=alt.X("index:Q", title=f"specificity index (change of {metric})"), y=y,
+                                           tooltip=["dataset", alt.Tooltip("index:Q", format="+.3g")])
+    err = alt.Chart(df).mark_errorbar().encode(x="lo:Q", x2="hi:Q", y=y)
+    return (bars + err).properties(width=420, height=max(100, 34 * len(df)), title="Specificity index")

@@ -7,7 +7,7 @@ import pytest
 
 from cnl_core.paths import cache_root
 from ui.session import new_session
-from ui.tabs import compare_tab, export_tab, locate_tab
+from ui.tabs import compare_tab, export_tab, locate_tab, studies_tab
 
 
 def _quiet(*args, **kwargs):
@@ -17,8 +17,8 @@ def _quiet(*args, **kwargs):
 @pytest.fixture()
 def located_state(lm, score_cache):
     state = new_session()
-    md, state = locate_tab.locate_ui(["arithmetic"], 2, 2, 0, "grad_x_act", 20, 4, "relative", 0.1, 0.5, 100, 3.0,
-                                     state, progress=_quiet)
+    md, state = locate_tab.locate_ui(["arithmetic"], 2, 2, 0, "grad_x_act", 20, "right", None, None, 4, "relative",
+                                     0.1, 0.5, 100, 3.0, "positive", state, progress=_quiet)
     assert "arithmetic" in md
     return state
 
@@ -27,7 +27,7 @@ def test_relocalize_export_and_reload(located_state):
     state = located_state
     label = "smollm2-135m:arithmetic"
     before = state.located[label].result
-    md, state = locate_tab.relocalize_ui("relative", 0.05, 0.5, 100, 3.0, state)
+    md, state = locate_tab.relocalize_ui("relative", 0.05, 0.5, 100, 3.0, "positive", state)
     after = state.located[label].result
     assert after.n_located >= before.n_located and after.params.tau == 0.05 and before.params.tau == 0.1
     files = export_tab.export_ui(state)
@@ -63,3 +63,19 @@ def test_a_hand_made_set_without_names_reloads(tmp_path):
     msg, state, *_ = export_tab.reload_ui(str(f), new_session())
     (entry,) = state.located.values()
     assert "2 neurons" in msg and entry.result.dataset == "unnamed" and entry.prominence() is None
+
+
+def test_sweep_negative_set_and_decoupling_from_the_dashboard(located_state):
+    state = located_state
+    sweep = locate_tab.sweep_ui(state).to_dict()
+    assert len(sweep["hconcat"]) == 2 and len(sweep["datasets"][next(iter(sweep["datasets"]))]) == 9
+    names = state.sets_on(state.model().grid)
+    assert "smollm2-135m:arithmetic/negative" in names and "smollm2-135m:arithmetic/split1" in names
+    md, state = locate_tab.relocalize_ui("relative", 0.1, 0.5, 100, 3.0, "negative", state)
+    assert "sign negative" in md
+    plot, table = studies_tab.decouple_ui("arithmetic", "imdb", 2, "0 1", 1, "grad_x_act", 20, "right", None, None,
+                                          4, "relative", 0.1, 0.5, 100, 3.0, "positive", state, progress=_quiet)
+    full = table[table["shared fraction f"] == 1.0]
+    assert len(table) == 4 and (full["iou"] == 1.0).all()
+    with pytest.raises(gr.Error, match="at least two datasets"):
+        studies_tab.sharing_ui(state)

@@ -86,9 +86,8 @@ def test_unwritable_cache_goes_on_without_caching(lm, tmp_path, monkeypatch):
 def test_gold_logprob_on_answer_positions_equals_the_full_logits_computation(lm):
     from cnl_core.model.forward import answer_logprob, encode_teacher_forced, gold_logprob
 
-    cfg = ScoreConfig()
     pairs = [(s.prompt, s.answer) for s in get_dataset("gsm8k").rows()[:3]]
-    batch = encode_teacher_forced(lm.tokenizer, pairs, cfg.max_prompt_tokens, cfg.max_answer_tokens, lm.input_device)
+    batch = encode_teacher_forced(lm.tokenizer, pairs, 384, 128, lm.input_device)
     seen = []
     spy = lm.model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
     with torch.no_grad():

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from cnl_core.locate.score_store import ScoreStore, clear_cache, list_cache
+from cnl_core.locate.score_store import SCHEMA_VERSION, ScoreStore, clear_cache, list_cache
 
 RECORD = {"model": "m", "dataset": "d", "grid": {"n_layers": 2, "width": 3}, "score": {"method": "activation"}}
 
@@ -22,7 +22,7 @@ def test_round_trip_and_key_depends_on_record(score_cache):
     assert set(got) == {"b"} and torch.equal(got["b"][0].float(), scores[1])
     assert ScoreStore({**RECORD, "dataset": "other"}).key != store.key
     rec = json.loads((store.folder / "record.json").read_text())
-    assert rec["schema"] == 1 and rec["model"] == "m"
+    assert rec["schema"] == SCHEMA_VERSION == 2 and rec["model"] == "m"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])

@@ -2,11 +2,13 @@
 
 import copy
 import json
+import math
 
 import pytest
 
 from cnl_core.compare.overlap import compare_sets
 from cnl_core.errors import NeuronSetError
+from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.locate_result import LocateResult, SplitPair, SplitResult, TopNeuron
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
 
@@ -70,3 +72,45 @@ def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
     nested.write_text(json.dumps({"grid": {"n_layers": 3, "width": 10}, "neurons": [], "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}))
     with pytest.raises(NeuronSetError, match="nested too deeply"):
         LocateResult.read(nested)
+
+
+def test_numbers_json_allows_but_python_cannot_hold_are_refused(tmp_path):
+    data = result().to_json()
+    data["top_neurons"][0]["mean_score"] = 10**400
+    with pytest.raises(NeuronSetError, match="mean_score"):
+        LocateResult.from_json(data)
+    long = tmp_path / "long.json"
+    long.write_text('{"grid": {"n_layers": 3, "width": 10}, "neurons": [], "n": ' + "9" * 5000 + "}")
+    with pytest.raises(NeuronSetError, match="Could not read"):
+        LocateResult.read(long)
+    data = result().to_json()
+    data["mean_gold_logprob"] = float("nan")  # an empty mean is written as NaN and must read back
+    assert math.isnan(LocateResult.from_json(json.loads(json.dumps(data))).mean_gold_logprob)
+
+
+def _evaluation() -> dict:
+    part = {"accuracy": 0.5, "accuracy_ci": [0.0, 1.0], "gold_loglik": -1.0, "gold_loglik_ci": [-1.5, -0.5]}
+    return {"kind": "cnl.evaluate", "model": "m", "dataset": "d", "task_kind": "choice", "n": 2, "seed": 0,
+            "sample_ids": ["d/1", "d/2"], "eval_config": {}, "baseline": part,
+            "intervened": {**part, "delta_gold_loglik": 0.1, "delta_gold_loglik_ci": [0.0, 0.2]},
+            "control": {**part, "draws": [{"accuracy": 0.5, "gold_loglik": -1.0}]}}
+
+
+@pytest.mark.parametrize("key,value", [("n", float("inf")), ("n", "2"), ("sample_ids", "d/1"),
+                                       (("baseline", "accuracy_ci"), "wide"), (("baseline", "accuracy_ci"), [1]),
+                                       (("intervened", "delta_gold_loglik_ci"), {"lo": 0}), ("intervention", [1])])
+def test_evaluation_files_are_checked_field_by_field(key, value):
+    data = _evaluation()
+    assert EvalResult.from_json(copy.deepcopy(data)).intervened.deltas.delta_gold_loglik == 0.1
+    if isinstance(key, tuple):
+        data[key[0]][key[1]] = value
+    else:
+        data[key] = value
+    with pytest.raises(NeuronSetError, match="Not a valid evaluation result"):
+        EvalResult.from_json(data)
+
+
+def test_an_old_evaluation_without_controls_reads_back():
+    data = _evaluation()
+    data["control"] = {"draws": []}  # what earlier versions wrote for --control-draws 0
+    assert EvalResult.from_json(data).control is None

@@ -53,3 +53,9 @@ def outputs(state: Session, selected: str | None = None) -> tuple:
 @shows_errors
 def compare_ui(selected, state):
     return outputs(session(state), selected)
+
+
+@shows_errors
+def refresh_ui(state):
+    """The Compare tab after a locate, a threshold change or a re-load."""
+    return outputs(session(state))

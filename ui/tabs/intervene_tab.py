@@ -36,6 +36,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         draws = gr.Number(DEFAULTS.control_draws, precision=0, minimum=0, maximum=20, label="random-control draws")
         fewshot = gr.Number(-1, precision=0, minimum=-1, maximum=16, label="few-shot (-1: task default)")
         max_new = gr.Number(_EVAL.max_new_tokens, precision=0, minimum=1, maximum=2048, label="max new tokens")
+        overlap = gr.Checkbox(False, label="controls may include located neurons (default: they avoid them)")
     with gr.Row():
         run_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")
         cancel_btn = gr.Button("Cancel", variant="stop")
@@ -49,7 +50,8 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
         matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
     return SimpleNamespace(located_on=located_on, mode=mode, factor=factor, positions=positions, targets=targets,
-                           n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, run_btn=run_btn,
+                           n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
+                           run_btn=run_btn,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
 
@@ -63,7 +65,7 @@ def eval_config(fewshot, max_new_tokens) -> EvalConfig:
 
 
 @shows_errors
-def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new_tokens, state,
+def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new_tokens, overlap, state,
                  progress=gr.Progress()):
     state = session(state)
     state.cancel.clear()
@@ -80,6 +82,7 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
     results = []
     for target in targets:
         res = run_evaluate(lm, target, int(n), int(seed), iv, control_draws=int(draws),
+                           control_may_overlap=bool(overlap),
                            located_ids=located.located_sample_ids() if target == located.dataset else [], cfg=cfg,
                            progress=progress_reporter(progress), cancel=state.cancel)
         res.located_on = label

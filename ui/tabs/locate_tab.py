@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import gradio as gr
 
 from cnl_core.errors import ParameterError
-from cnl_core.experiments.locate import run_locate
+from cnl_core.experiments.locate import run_locate, threshold_sweep
 from cnl_core.locate.scorers import ScoreConfig, scorer_names
 from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, RULES
+from cnl_core.options import DEFAULTS, IG_RULES, RULES, SIGNS
+from cnl_core.report import charts
 
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
@@ -27,39 +28,62 @@ def build() -> SimpleNamespace:
     with gr.Row():
         method = gr.Radio(list(scorer_names()), value=_SCORE.method,
                           label="score method (integrated gradients: the paper's, slow on CPU)")
-        ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m")
+        ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m", visible=False)
+        ig_rule = gr.Radio(list(IG_RULES), value=_SCORE.ig_rule, visible=False,
+                           label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)")
         batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size")
     with gr.Row():
+        max_prompt = gr.Number(0, precision=0, minimum=0, label="max prompt tokens (0: covers 99% of the prompts)")
+        max_answer = gr.Number(0, precision=0, minimum=0,
+                               label="max answer tokens (0: covers 99% of the gold answers)")
+    with gr.Row():
         rule = gr.Radio(list(RULES), value=_PARAMS.rule, label="per-sample selection")
+        sign = gr.Radio(list(SIGNS), value=_PARAMS.sign, label="sign (positive: KN's convention)")
         tau = gr.Slider(0.01, 1.0, _PARAMS.tau, step=0.01, label="tau (x sample max)")
         p = gr.Slider(0.05, 1.0, _PARAMS.p, step=0.05, label="p (share of samples)")
-        top_k = gr.Number(_PARAMS.top_k, precision=0, minimum=1, label="top-k")
-        sigma = gr.Number(_PARAMS.sigma, minimum=0, label="z-score sigma")
+        top_k = gr.Number(_PARAMS.top_k, precision=0, minimum=1, label="top-k", visible=False)
+        sigma = gr.Number(_PARAMS.sigma, minimum=0, label="z-score sigma", visible=False)
     with gr.Row():
         locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="locate-cancel")
     summary = gr.Markdown(EMPTY, elem_id="locate-summary")
-    return SimpleNamespace(method=method, ig_steps=ig_steps, batch=batch, thresholds=[rule, tau, p, top_k, sigma],
-                           locate_btn=locate_btn, cancel_btn=cancel_btn, summary=summary)
+    with gr.Accordion("Threshold sweep: located-set size and split agreement for several tau and p", open=False):
+        sweep_btn = gr.Button("Sweep thresholds (from the cached scores of the last located set)")
+        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+    method.change(lambda m: [gr.update(visible=m == "integrated_gradients")] * 2, method, [ig_steps, ig_rule])
+    rule.change(lambda r: (gr.update(visible=r == "relative"), gr.update(visible=r == "topk"),
+                           gr.update(visible=r == "zscore")), rule, [tau, top_k, sigma])
+    return SimpleNamespace(scoring=[method, ig_steps, ig_rule, max_prompt, max_answer, batch],
+                           thresholds=[rule, tau, p, top_k, sigma, sign], locate_btn=locate_btn,
+                           cancel_btn=cancel_btn, summary=summary, sweep_btn=sweep_btn, sweep_plot=sweep_plot)
 
 
-def params_from(rule, tau, p, top_k, sigma) -> LocateParams:
+def params_from(rule, tau, p, top_k, sigma, sign) -> LocateParams:
     try:
-        return LocateParams(rule=rule, tau=float(tau), p=float(p), top_k=int(top_k), sigma=float(sigma))
+        return LocateParams(rule=rule, tau=float(tau), p=float(p), top_k=int(top_k), sigma=float(sigma), sign=sign)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ParameterError(f"Thresholds: every box needs a number ({exc}).") from exc
 
 
+def score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer) -> ScoreConfig:
+    try:
+        return ScoreConfig(method=method, ig_steps=int(ig_steps), ig_rule=ig_rule,
+                           max_prompt_tokens=int(max_prompt) if max_prompt else None,
+                           max_answer_tokens=int(max_answer) if max_answer else None)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParameterError(f"Scoring settings: whole numbers, please ({exc}).") from exc
+
+
 @shows_errors
-def locate_ui(datasets, n, k, seed, method, ig_steps, batch_size, rule, tau, p, top_k, sigma, state,
-              progress=gr.Progress()):
+def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size, rule, tau, p,
+              top_k, sigma, sign, state, progress=gr.Progress()):
     """Locate on every chosen dataset; returns (summary, session)."""
     state = session(state)
     state.cancel.clear()
     if not datasets:
         raise ParameterError("Pick at least one dataset on the Data tab.")
-    params = params_from(rule, tau, p, top_k, sigma)
-    cfg = ScoreConfig(method=method, ig_steps=int(ig_steps))
+    params = params_from(rule, tau, p, top_k, sigma, sign)
+    cfg = score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer)
     lm = state.model()
     for name in datasets:
         run = run_locate(lm, name, int(n), int(k), int(seed), cfg, params, batch_size=int(batch_size),
@@ -69,10 +93,10 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, batch_size, rule, tau, p, 
 
 
 @shows_errors
-def relocalize_ui(rule, tau, p, top_k, sigma, state):
+def relocalize_ui(rule, tau, p, top_k, sigma, sign, state):
     """Threshold change: every located set anew from the in-memory scores (no model call)."""
     state = session(state)
-    params = params_from(rule, tau, p, top_k, sigma)
+    params = params_from(rule, tau, p, top_k, sigma, sign)
     for entry in state.located.values():
         if entry.run is not None:
             entry.result = entry.run.relocalize(params)
@@ -96,5 +120,17 @@ def summary(state: Session) -> str:
         lines.append(f"| {label} | **{r.n_located}** | {100 * r.fraction_located:.3f}% | "
                      f"**{agree.overlap_rate:.3f}** | **{agree.iou:.3f}** | {agree.chance_iou:.5f} | "
                      f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed |")
-    notes = [n for e in state.located.values() for n in e.result.cache.notes]
-    return "\n".join(lines) + ("\n\n" + "\n".join(f"- note: {n}" for n in notes) if notes else "")
+    notes = [n for e in state.located.values() for n in [*e.result.cache.notes, *e.result.warnings()]]
+    limits = [f"{label}: prompts up to {e.result.score.max_prompt_tokens} tokens, answers up to "
+              f"{e.result.score.max_answer_tokens} ({e.result.truncated_answers} cut), sign {e.result.params.sign}"
+              for label, e in state.located.items()]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in [*limits, *(f"note: {n}" for n in notes)])
+
+
+@shows_errors
+def sweep_ui(state):
+    state = session(state)
+    runs = [e.run for e in state.located.values() if e.run is not None]
+    if not runs:
+        raise ParameterError("Locate neurons first: the sweep re-uses the scores of the last located set.")
+    return charts.sweep_chart(threshold_sweep(runs[-1], DEFAULTS.sweep_taus, DEFAULTS.sweep_ps))

@@ -1,0 +1,104 @@
+"""Tab 6: the paper's decoupling experiment, and specificity across capabilities (what critics ask)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from cnl_core.errors import ParameterError
+from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, run_decouple
+from cnl_core.experiments.specificity import run_specificity, split_by_sharing
+from cnl_core.options import DEFAULTS, INTERVENTION_MODES
+from cnl_core.report import charts
+
+from ..errors import progress_reporter, shows_errors
+from ..session import session
+from .intervene_tab import eval_config
+from .locate_tab import params_from, score_config_from
+
+HELP_DECOUPLE = (
+    "**Decoupling (paper Figure 3).** Two subsamples of n samples share a fraction f of their samples; the rest "
+    "differs. Subsample A's rest comes from the dataset, B's from the **same** dataset or from **another** one. If "
+    "the located sets agree because of the capability, the IoU stays high as f shrinks when B's rest comes from "
+    "the same dataset, and falls when it comes from another. At f = 1 the subsamples are identical (IoU = 1). "
+    "Uses the scoring and threshold settings of the Locate tab.")
+HELP_SPECIFIC = (
+    "**Specificity.** A located set may mix neurons every task uses (a backbone) with neurons specific to the "
+    "capability. The bars count neurons held by exactly each combination of located sets. The interventions "
+    "change each dataset's **specific** neurons and the **shared-by-all** ones; the specificity index is the "
+    "effect on the dataset's own test samples minus the mean effect on the others (95% interval).")
+
+
+def build(dataset_names: list[str]) -> SimpleNamespace:
+    gr.Markdown(HELP_DECOUPLE)
+    with gr.Row():
+        dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
+        other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
+        n = gr.Number(DEFAULTS.n, precision=0, minimum=1, label="n per subsample")
+        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f")
+        repeats = gr.Number(1, precision=0, minimum=1, maximum=20, label="repeats")
+    decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
+    decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
+    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True)
+    gr.Markdown(HELP_SPECIFIC)
+    sharing_btn = gr.Button("Count shared and specific neurons of the located sets")
+    sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
+    with gr.Row():
+        mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
+        metric = gr.Radio(["gold_loglik", "accuracy"], value="gold_loglik", label="effect measured on")
+        eval_n = gr.Number(DEFAULTS.eval_n, precision=0, minimum=1, label="n test samples per dataset")
+    specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
+    specific_plot = gr.Plot(show_label=False)
+    specific_table = gr.Dataframe(label="Specificity index", wrap=True)
+    return SimpleNamespace(decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
+                           decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
+                           sharing_plot=sharing_plot, specific_inputs=[mode, metric, eval_n], specific_btn=specific_btn,
+                           specific_outputs=[specific_plot, specific_table])
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in (text or "").replace(",", " ").split()]
+    except ValueError as exc:
+        raise ParameterError("Shared fractions: numbers between 0 and 1, separated by spaces.") from exc
+    if not values:
+        raise ParameterError("Shared fractions: give at least one number between 0 and 1.")
+    return values
+
+
+@shows_errors
+def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch,
+                rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
+    state = session(state)
+    state.cancel.clear()
+    res = run_decouple(state.model(), dataset, other, int(n), _fractions(fractions), int(repeats), DEFAULTS.seed,
+                       score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
+                       params_from(rule, tau, p, top_k, sigma, sign), batch_size=int(batch),
+                       progress=progress_reporter(progress), cancel=state.cancel)
+    table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
+    return charts.decouple_chart(res), table.round(4)
+
+
+@shows_errors
+def sharing_ui(state):
+    state = session(state)
+    located = {e.result.dataset: e.result.neurons for e in state.located.values()}
+    if len(located) < 2:
+        raise ParameterError("Locate neurons on at least two datasets first (Data and Locate tabs).")
+    return charts.sharing_bars(split_by_sharing(located).counts)
+
+
+@shows_errors
+def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progress=gr.Progress()):
+    state = session(state)
+    state.cancel.clear()
+    located = {e.result.dataset: e.result for e in state.located.values()}
+    res = run_specificity(state.model(), located, int(eval_n), DEFAULTS.seed, mode=mode, metric=metric,
+                          cfg=eval_config(fewshot, max_new_tokens), progress=progress_reporter(progress),
+                          cancel=state.cancel)
+    table = pd.DataFrame([{"dataset": k, "specific neurons": len(res.split.specific[k]), "index": v["value"],
+                           "95% interval": v["ci"], "own effect": v["own"], "mean effect on others": v["others"]}
+                          for k, v in res.index.items()])
+    return charts.specificity_bars(res.index, metric), table
