@@ -7,7 +7,7 @@ import gradio as gr
 from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
-from .tabs import compare_tab, data_tab, export_tab, intervene_tab, locate_tab, model_tab, studies_tab
+from .tabs import compare_tab, data_tab, demo_panel, export_tab, intervene_tab, locate_tab, model_tab, studies_tab
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -23,6 +23,7 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="Capability Neuron Lab") as demo:
         state = gr.State(None)
         gr.Markdown(TITLE)
+        intro = demo_panel.build()
         with gr.Tab("1 · Model"):
             model = model_tab.build()
         with gr.Tab("2 · Data"):
@@ -39,7 +40,9 @@ def build_app() -> gr.Blocks:
             exp = export_tab.build()
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
-        model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state], **heavy)
+        intro.button.click(demo_panel.demo_ui, state, intro.outputs, **heavy)
+        model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
+                             concurrency_id="model-info", concurrency_limit=4)
 
         data.preview_btn.click(data_tab.preview_splits, [data.datasets, data.n, data.k, data.seed], data.split_rows)
         data.upload.upload(data_tab.inspect_upload, [data.upload, state],
@@ -68,7 +71,9 @@ def build_app() -> gr.Blocks:
         mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, [iv.mode, iv.factor, iv.targets, iv.n, iv.seed,
                                                               iv.fewshot, iv.max_new, iv.metric, state],
                                     [iv.matrix_plot, state], **heavy)
-        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev], queue=False)
+        dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, [iv.located_on, iv.targets, iv.n, iv.seed, iv.fewshot,
+                                                            iv.max_new, state], iv.dose_plot, **heavy)
+        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev, dose_ev], queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
                                std.decouple_outputs, **heavy)
@@ -79,7 +84,10 @@ def build_app() -> gr.Blocks:
         exp.export_btn.click(export_tab.export_ui, state, exp.files)
         exp.reload_file.upload(export_tab.reload_ui, [exp.reload_file, state],
                                [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
-        demo.load(new_session, None, state).then(  # show the built-in model's grid without any input
-            model_tab.load_model_ui, [*model.inputs, state], [model.info, state], **heavy)
+        # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
+        # visitors' long jobs, which hold the model's own lock only while they compute.
+        demo.load(new_session, None, state).then(
+            model_tab.load_model_ui, [*model.inputs, state], [model.info, state], concurrency_id="model-info",
+            concurrency_limit=4)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -24,8 +24,8 @@ def shows_errors(fn):
         except gr.Error:
             raise
         except CNLError as exc:
-            log.info("refused: %s", exc)
-            raise gr.Error(str(exc), duration=None) from exc
+            log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
+            raise gr.Error(str(exc), duration=None, print_exception=False) from exc
         except Exception as exc:  # noqa: BLE001 - a bug: shown briefly, logged in full
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}", duration=None) from exc

@@ -33,11 +33,16 @@ class Session:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     spec: ModelSpec = field(default_factory=ModelSpec)
     located: dict[str, Located] = field(default_factory=dict)
-    evals: list[EvalResult] = field(default_factory=list)
+    history: list[list[EvalResult]] = field(default_factory=list)  # every Intervene run, oldest first
     matrix: MatrixResult | None = None
     uploads: list[str] = field(default_factory=list)
     pending_upload: list[dict] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def evals(self) -> list[EvalResult]:
+        """Every evaluation of the session, run after run (what Export writes)."""
+        return [r for run in self.history for r in run]
 
     def model(self) -> LoadedModel:
         return MODELS.get(self.spec)

@@ -16,10 +16,11 @@ import tomllib
 
 from ..errors import CNLError, ParameterError
 from ..experiments.decouple import DEFAULT_FRACTIONS
+from ..experiments.demo import DEMO
 from ..options import DEFAULTS
 from . import arguments as A
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
-from .study_commands import cmd_decouple, cmd_specificity
+from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
 _STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity", "export")
 
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", nargs="+", required=True)
     p.add_argument("--targets", nargs="+", required=True, help="dataset names or CSV/JSONL files")
     p.add_argument("--metric", default="gold_loglik", choices=["accuracy", "gold_loglik"])
+    p.add_argument("--no-controls", action="store_true", help="skip the random-control row under each set")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("finetune", help="fine-tune only the located neurons vs random neurons")
@@ -143,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-n", type=int, default=DEFAULTS.finetune_train_n,
                    help="training samples when the neurons come from another dataset")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("demo", help="locate a capability the model has, then zero and amplify it (about a minute)")
+    A.add_model(p)
+    p.add_argument("--seed", type=int, default=DEMO.seed, help="the preset was chosen on seed 1")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks")
     A.add_model(p), A.add_splits(p), A.add_thresholds(p)

@@ -156,7 +156,8 @@ def cmd_matrix(args) -> dict:
             (Intervention(_on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
     bar, update = _progress_bar("matrix")
     with bar:
-        res = run_matrix(lm, rows, targets, args.n, args.seed, cfg=cfg, progress=update)
+        res = run_matrix(lm, rows, targets, args.n, args.seed, with_controls=not args.no_controls, cfg=cfg,
+                         progress=update)
     metric = "delta_accuracy" if args.metric == "accuracy" else "delta_gold_loglik"
     print(f"\n{metric} (rows: neurons {args.intervention}, columns: dataset tested)")
     print(" " * 16 + "".join(f"{t[:12]:>14}" for t in res.targets))

@@ -1,10 +1,12 @@
-"""The CLI's studies beyond locate/evaluate: the paper's decoupling curve, and specificity across capabilities."""
+"""The CLI's studies beyond locate/evaluate: the demo, the paper's decoupling curve, and specificity."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..experiments.decouple import run_decouple
+from ..experiments.demo import CONDITIONS, DEMO, run_demo
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
 from . import arguments as A
@@ -57,6 +59,23 @@ def cmd_specificity(args) -> dict:
     for name, ix in res.index.items():
         value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {_fmt_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def cmd_demo(args) -> dict:
+    preset = replace(DEMO, seed=args.seed)
+    lm = _model(args)
+    bar, update = _progress_bar("demo")
+    with bar:
+        res = run_demo(lm, preset, progress=update)
+    print(res.headline())
+    print("| condition | accuracy | 95% interval | gold log-likelihood / token |\n|---|---|---|---|")
+    for key in CONDITIONS:
+        s = res.conditions[key]
+        print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
+    print(f"({res.seconds:.0f} s)")
     out = res.to_json()
     _write(args.out, out)
     return out

@@ -3,7 +3,7 @@
 Importing it registers the built-in and Hub datasets.
 """
 
-from . import builtin, hub  # noqa: F401  (registration)
+from . import builtin, generated, hub  # noqa: F401  (registration)
 from .samples import DatasetSpec, Sample, get_dataset, list_datasets, register_dataset
 
 __all__ = ["DatasetSpec", "Sample", "get_dataset", "list_datasets", "register_dataset"]

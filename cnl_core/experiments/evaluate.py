@@ -85,7 +85,7 @@ def run_evaluate(
 
 def run_matrix(
     lm: LoadedModel, rows: Mapping[str, tuple[Intervention, Sequence[str]]], targets: Sequence[str], n: int,
-    seed: int = 0, *, cfg: EvalConfig | None = None, progress: Progress | None = None,
+    seed: int = 0, *, with_controls: bool = False, cfg: EvalConfig | None = None, progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> MatrixResult:
     """The cross-dataset matrix: rows = whose neurons are changed (an intervention and the ids they were
@@ -93,6 +93,8 @@ def run_matrix(
 
     Each cell is (changed - unmodified) on the same evaluation samples, which avoid every sample any
     row's neurons were located on. Every row must change its neurons the same way (mode and factor).
+    With `with_controls`, each row gets a control row ("<row> · random"): as many random neurons per layer,
+    none of them in the row's set, changed the same way.
     """
     cfg = cfg or EvalConfig()
     if not rows or not targets:
@@ -101,6 +103,10 @@ def run_matrix(
     if len(kinds) != 1:
         raise ParameterError("Every row of the matrix must use the same intervention (mode, factor, positions).")
     (mode, scale, _), = kinds
+    if with_controls:
+        controls = {f"{name} · random": (replace(iv, neurons=random_like(iv.neurons, seed + 3000 + k, iv.neurons)), ids)
+                    for k, (name, (iv, ids)) in enumerate(rows.items())}
+        rows = {**rows, **controls}
     excluded = [i for _, ids in rows.values() for i in ids]
     total, done = len(targets) * (1 + len(rows)), 0
     out = MatrixResult(model=lm.spec.name, mode=mode, factor=scale, n=n, seed=seed, sources=list(rows),

@@ -7,9 +7,10 @@ for the long ones, and it knows nothing of the few-shot prefix that every prompt
   prefix apart changes the tokens where it meets the question: "\\n\\n" + "Question" merges
   differently, and the answers then differ);
 - the longest token prefix common to the batch runs once, batch 1, and its KV cache is shared;
-- the tails run after it, on a CPU one by one (a padded position costs as much as a real one there)
-  and on a GPU in one left-padded pass; either way the batch cache has the pads between prefix and
-  tail, where the attention mask hides them and explicit position ids continue across them;
+- the tails run after it, on a CPU one by one when their padding would cost more than the extra passes
+  (a padded position costs as much as a real one there), otherwise in one left-padded pass (always on
+  a GPU); either way the batch cache has the pads between prefix and tail, where the attention mask
+  hides them and explicit position ids continue across them;
 - each decoding step runs only the rows still going: a row that emits EOS or a stop string leaves
   the batch and the cache, and each step writes into KV space reserved up front instead of
   copying the whole cache;
@@ -63,7 +64,7 @@ def greedy_generate(
 
     with lm.lock, torch.no_grad(), _small_batch_linears(model, device):
         cache = prefix_cache(lm, rows[0][:plen], handle) if plen else None
-        if _one_by_one(cache, device):
+        if _one_by_one(cache, device, tails):
             cache, last = _prefill_tails_one_by_one(lm, cache, tails, plen, width, keep_last)
         else:
             cache, last = _prefill_tails_padded(lm, cache, tails, mask, positions[:, plen:], keep_last)
@@ -204,9 +205,21 @@ def _weight_first_linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return y if m.bias is None else y + m.bias
 
 
-def _one_by_one(cache, device: torch.device) -> bool:
-    """Tails one by one where a padded position costs as much as a real one and the cache can be stitched."""
-    return cache is not None and device.type == "cpu" and _plain_dynamic(cache)
+# On a 2-core CPU a pass of SmolLM2-135M costs about 50 padded tokens' worth of work before its first
+# token (30 layers of Python and kernel launches): short tails are cheaper padded into one pass.
+PASS_COST_IN_TOKENS = 50
+
+
+def _one_by_one(cache, device: torch.device, tails: list[list[int]]) -> bool:
+    """Tails one by one where padding costs more than the extra passes, and the cache can be stitched.
+
+    On a CPU a padded position costs as much as a real one: GSM8K tails of mixed length (hundreds of
+    tokens) waste more on padding than a pass costs. Short tails (a one-line question) do the opposite.
+    """
+    if cache is None or device.type != "cpu" or not _plain_dynamic(cache):
+        return False
+    pads = len(tails) * max(map(len, tails)) - sum(map(len, tails))
+    return pads > PASS_COST_IN_TOKENS * (len(tails) - 1)
 
 
 def _plain_dynamic(cache) -> bool:

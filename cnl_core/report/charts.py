@@ -7,12 +7,15 @@ import pandas as pd
 import torch
 
 from ..experiments.decouple import DecoupleResult
+from ..experiments.demo import DemoResult
+from ..experiments.dose import DosePoint
 from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.locate import SweepRow
 from ..experiments.locate_result import LocateResult
 
 
-def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Located neurons") -> alt.Chart:
+def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Located neurons",
+                   legend: str = "share of samples") -> alt.Chart:
     """The paper's Figure 4: layers x neurons, neighbouring neurons pooled (max), darker = more prominent."""
     n_layers, width = prominence.shape
     bin_size = max(1, -(-width // bins))
@@ -20,49 +23,72 @@ def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Locat
     padded = torch.nn.functional.pad(prominence.float(), (0, pad))
     pooled = padded.view(n_layers, bins, bin_size).amax(-1)
     rows = [{"layer": l, "neurons": f"{b * bin_size}-{min(width, (b + 1) * bin_size) - 1}", "bin": b,
-             "prominence": float(pooled[l, b])} for l in range(n_layers) for b in range(bins)]
+             "first": b * bin_size, "prominence": float(pooled[l, b])} for l in range(n_layers) for b in range(bins)]
+    ticks = list(range(0, bins, max(1, bins // 8)))
+    label = "{" + ",".join(f'"{b}": "{b * bin_size}"' for b in ticks) + "}"
     return alt.Chart(pd.DataFrame(rows), title=title).mark_rect().encode(
-        x=alt.X("bin:O", title=f"neuron index (bins of {bin_size})", axis=alt.Axis(labels=False, ticks=False)),
+        x=alt.X("bin:O", title=f"neuron index (each cell: {bin_size} neighbouring neurons, the strongest shown)",
+                axis=alt.Axis(values=ticks, labelExpr=f"{label}[datum.value]", labelAngle=0)),
         y=alt.Y("layer:O", title="layer", sort="descending"),
-        color=alt.Color("prominence:Q", title="share of samples",
-                        scale=alt.Scale(range=["#f7fbff", "#08306b"], domain=[0, 1])),
-        tooltip=["layer", "neurons", alt.Tooltip("prominence:Q", format=".2f")],
+        color=alt.Color("prominence:Q", title=legend, scale=alt.Scale(range=["#f7fbff", "#08306b"], domain=[0, 1])),
+        tooltip=["layer", "neurons", alt.Tooltip("prominence:Q", format=".2f", title=legend)],
     ).properties(width=880, height=360)
 
 
 def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
     rows = [{"set": name, "layer": l, "neurons": c} for name, counts in per_layer.items() for l, c in enumerate(counts)]
     return alt.Chart(pd.DataFrame(rows), title="Located neurons per layer").mark_bar().encode(
-        x=alt.X("layer:O"), y=alt.Y("neurons:Q"), color=alt.Color("set:N"), xOffset="set:N",
-        tooltip=["set", "layer", "neurons"],
+        x=alt.X("layer:O"), y=alt.Y("neurons:Q", title="located neurons"), color=alt.Color("set:N"),
+        xOffset="set:N", tooltip=["set", "layer", "neurons"],
     ).properties(width=880, height=240)
 
 
+def short_label(name: str, limit: int = 18) -> str:
+    """A label that fits an axis; the full name stays in the tooltip."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def matrix_heatmap(names: list[str], values: list[list[float]], title: str, fmt: str = ".3f",
-                   scheme: str = "greens", domain: list[float] | None = None) -> alt.Chart:
-    rows = [{"row": a, "column": b, "value": values[i][j]} for i, a in enumerate(names) for j, b in enumerate(names)]
+                   scheme: str = "greens", domain: list[float] | None = None,
+                   chance: list[list[float]] | None = None) -> alt.Chart:
+    """A square matrix of named sets; short axis labels, full names and the chance level on hover."""
+    rows = [{"row": a, "column": b, "value": values[i][j],
+             **({"chance": chance[i][j]} if chance is not None else {})}
+            for i, a in enumerate(names) for j, b in enumerate(names)]
+    if chance is not None:
+        off = [chance[i][j] for i in range(len(names)) for j in range(len(names)) if i != j]
+        title = f"{title} (chance at most {max(off, default=0):.1e})"
     return _matrix(pd.DataFrame(rows), names, names, title, fmt, scheme, domain)
 
 
 def _matrix(df: pd.DataFrame, rows: list[str], cols: list[str], title: str, fmt: str, scheme: str,
-            domain: list[float] | None) -> alt.Chart:
+            domain: list[float] | None, x_title: str | None = None, y_title: str | None = None) -> alt.Chart:
     scale = alt.Scale(scheme=scheme, domain=domain) if domain else alt.Scale(scheme=scheme)
-    base = alt.Chart(df, title=title).encode(x=alt.X("column:N", sort=cols, title=None),
-                                             y=alt.Y("row:N", sort=rows, title=None))
-    rect = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, title=None),
-                                   tooltip=["row", "column", alt.Tooltip("value:Q", format=fmt)])
-    text = base.mark_text(fontSize=12).encode(text=alt.Text("value:Q", format=fmt))
-    return (rect + text).properties(width=max(200, 70 * len(cols)), height=max(160, 40 * len(rows)))
+    df = df.assign(row_label=df["row"].map(short_label), column_label=df["column"].map(short_label))
+    base = alt.Chart(df, title=title).encode(
+        x=alt.X("column_label:N", sort=[short_label(c) for c in cols], title=x_title, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("row_label:N", sort=[short_label(r) for r in rows], title=y_title))
+    tips = ["row", "column", alt.Tooltip("value:Q", format=fmt)] + (
+        [alt.Tooltip("chance:Q", format=".2e")] if "chance" in df else [])
+    rect = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, title=None), tooltip=tips)
+    text = base.mark_text(fontSize=11 if len(cols) < 8 else 8).encode(text=alt.Text("value:Q", format=fmt))
+    size = max(26, min(70, 700 // max(1, len(cols))))
+    return (rect + text).properties(width=max(200, size * len(cols)), height=max(160, size * len(rows) * 0.6))
 
 
 def cross_matrix_heatmap(result: MatrixResult, metric: str = "delta_gold_loglik") -> alt.Chart:
-    """The paper's Figure 5: rows = neurons changed, columns = dataset tested, cell = change vs unmodified."""
+    """The paper's Figure 5: rows = neurons changed, columns = dataset tested, cell = change vs unmodified.
+
+    The colour scale is symmetric around 0 and covers every value: red = worse than the unmodified model.
+    """
     rows = [{"row": s, "column": t, "value": result.cell(s, t, metric)}
             for s in result.sources for t in result.targets if result.cell(s, t, metric) is not None]
     df = pd.DataFrame(rows)
     extent = max(1e-9, df["value"].abs().max()) if len(df) else 1.0
-    return _matrix(df, result.sources, result.targets, f"{metric} ({result.mode})", "+.3f", "redblue",
-                   [-extent, extent])
+    how = "zeroed" if result.mode == "zero" else f"amplified x{result.factor:g}"
+    what = "accuracy" if metric == "delta_accuracy" else "gold log-likelihood / token"
+    return _matrix(df, result.sources, result.targets, f"Change of {what} with each set's neurons {how}", "+.3f",
+                   "redblue", [-extent, extent], x_title="dataset tested", y_title="neurons located on")
 
 
 def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
@@ -106,17 +132,43 @@ def save_chart(chart: alt.Chart, path: str, fmt: str) -> str:
     return path
 
 
+def loglik_change_bars(result: EvalResult) -> alt.LayerChart:
+    """The change of gold log-likelihood from the unmodified model per condition (higher = better), with CIs."""
+    rows = [{"condition": "baseline", "value": 0.0, "lo": 0.0, "hi": 0.0}]
+    for part, summary in result.conditions().items():
+        d = summary.deltas
+        if part != "baseline" and d is not None and d.delta_gold_loglik is not None:
+            ci = d.delta_gold_loglik_ci or [d.delta_gold_loglik] * 2
+            rows.append({"condition": part, "value": d.delta_gold_loglik, "lo": ci[0], "hi": ci[1]})
+    df = pd.DataFrame(rows)
+    order = ["baseline", "intervened", "control"]
+    title = "change of gold log-likelihood / token"
+    iv = result.intervention or {}
+    how = "" if not iv else (" (zeroed)" if iv.get("mode") == "zero" else f" (amplified x{iv.get('factor', 0):g})")
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=title),
+        color=alt.Color("condition:N", sort=order, legend=None,
+                        scale=alt.Scale(domain=order, range=["#9ca3af", "#dc2626", "#2563eb"])),
+        tooltip=["condition", alt.Tooltip("value:Q", format="+.3f"), alt.Tooltip("lo:Q", format="+.3f"),
+                 alt.Tooltip("hi:Q", format="+.3f")])
+    errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order), y=alt.Y("lo:Q", title=title),
+                                                  y2="hi:Q")
+    return (bars + errors).properties(width=220, height=240,
+                                      title=f"{result.dataset}{how}: vs unmodified (higher = better)")
+
+
 def evaluation_charts(results: list[EvalResult]) -> tuple[alt.HConcatChart | None, alt.HConcatChart | None]:
-    """(accuracy bars, gold log-likelihood bars) side by side for each tested dataset; None when empty."""
+    """(accuracy bars, change of gold log-likelihood) side by side for each tested dataset; None when empty."""
     acc = [evaluation_bars(r, "accuracy") for r in results if r.baseline.accuracy is not None]
-    ll = [evaluation_bars(r, "gold_loglik") for r in results]
+    ll = [loglik_change_bars(r) for r in results]
     return (alt.hconcat(*acc) if acc else None), (alt.hconcat(*ll) if ll else None)
 
 
 def located_heatmap(label: str, result: LocateResult, prominence: torch.Tensor | None) -> alt.Chart:
     """The heatmap of a located set: the share of samples selecting each neuron, or a re-loaded set's mask."""
     if prominence is None:
-        return neuron_heatmap(result.neurons.mask().float(), title=f"{label}: located neurons (re-loaded mask)")
+        return neuron_heatmap(result.neurons.mask().float(), title=f"{label}: located neurons (re-loaded set)",
+                              legend="located (1) or not (0)")
     return neuron_heatmap(prominence, title=f"{label}: share of samples selecting each neuron")
 
 
@@ -170,3 +222,53 @@ def specificity_bars(index: dict[str, dict], metric: str) -> alt.LayerChart:
                                            tooltip=["dataset", alt.Tooltip("index:Q", format="+.3g")])
     err = alt.Chart(df).mark_errorbar().encode(x="lo:Q", x2="hi:Q", y=y)
     return (bars + err).properties(width=420, height=max(100, 34 * len(df)), title="Specificity index")
+
+
+_DEMO_COLORS = {"baseline": "#9ca3af", "zeroed": "#dc2626", "amplified": "#16a34a",
+                "control_zeroed": "#fca5a5", "control_amplified": "#86efac"}
+_DEMO_LABELS = {"baseline": "unmodified", "zeroed": "located zeroed", "amplified": "located amplified",
+                "control_zeroed": "random zeroed", "control_amplified": "random amplified"}
+
+
+def demo_chart(result: DemoResult) -> alt.HConcatChart:
+    """The demo at a glance: accuracy per condition, and the change of gold log-likelihood (higher = better)."""
+    rows = []
+    for key, s in result.conditions.items():
+        d = s.deltas
+        ci = s.accuracy_ci or [s.accuracy, s.accuracy]
+        dci = (d.delta_gold_loglik_ci if d and d.delta_gold_loglik_ci else [0.0, 0.0])
+        rows.append({"condition": _DEMO_LABELS[key], "key": key, "accuracy": s.accuracy, "lo": ci[0], "hi": ci[1],
+                     "change": d.delta_gold_loglik if d and d.delta_gold_loglik is not None else 0.0,
+                     "clo": dci[0], "chi": dci[1]})
+    df = pd.DataFrame(rows)
+    order = [_DEMO_LABELS[k] for k in _DEMO_COLORS]
+    color = alt.Color("condition:N", sort=order, legend=None,
+                      scale=alt.Scale(domain=order, range=list(_DEMO_COLORS.values())))
+    x = alt.X("condition:N", sort=order, title=None, axis=alt.Axis(labelAngle=-20))
+    acc = (alt.Chart(df).mark_bar().encode(x=x, y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]),
+                                                        axis=alt.Axis(format="%"), title="accuracy"), color=color,
+                                          tooltip=["condition", alt.Tooltip("accuracy:Q", format=".0%")])
+           + alt.Chart(df).mark_errorbar().encode(x=x, y=alt.Y("lo:Q", title="accuracy"), y2="hi:Q")
+           ).properties(width=330, height=260, title=f"{result.preset.dataset}: accuracy on held-out problems")
+    change = (alt.Chart(df).mark_bar().encode(x=x, y=alt.Y("change:Q", title="change of gold log-likelihood"),
+                                             color=color, tooltip=["condition", alt.Tooltip("change:Q", format="+.3f")])
+              + alt.Chart(df).mark_errorbar().encode(x=x, y=alt.Y("clo:Q", title="change of gold log-likelihood"),
+                                                     y2="chi:Q")
+              ).properties(width=330, height=260, title="vs the unmodified model (higher = better)")
+    return alt.hconcat(acc, change)
+
+
+def dose_chart(points: list[DosePoint], dataset: str) -> alt.HConcatChart:
+    """Accuracy and the change of gold log-likelihood against the factor (0 = zeroed, 1 = unmodified)."""
+    df = pd.DataFrame([vars(p) for p in points])
+    x = alt.X("factor:Q", title="factor on the located neurons (0 = zeroed, 1 = unmodified)")
+    panels = [alt.Chart(df).mark_line(point=True).encode(
+        x=x, y=alt.Y("delta_gold_loglik:Q", title="change of gold log-likelihood (higher = better)"),
+        tooltip=["factor", alt.Tooltip("delta_gold_loglik:Q", format="+.3f")]).properties(
+        width=330, height=240, title=f"{dataset}: log-likelihood by dose")]
+    if df["accuracy"].notna().any():
+        panels.insert(0, alt.Chart(df).mark_line(point=True).encode(
+            x=x, y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            tooltip=["factor", alt.Tooltip("accuracy:Q", format=".0%")]).properties(
+            width=330, height=240, title=f"{dataset}: accuracy by dose"))
+    return alt.hconcat(*panels)

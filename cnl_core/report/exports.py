@@ -71,10 +71,41 @@ def evaluation_table(results: Sequence[EvalResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _sig(value, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.3g}" if signed else f"{value:.3g}"
+
+
+def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFrame:
+    """Every intervention run of a session, newest first, with 3 significant digits and plain headers."""
+    rows = []
+    for number, results in reversed(list(enumerate(runs, 1))):
+        for r in results:
+            iv = r.intervention or {}
+            how = "" if not iv else ("zero" if iv.get("mode") == "zero" else f"amplify x{iv.get('factor', 0):g}")
+            for part, s in r.conditions().items():
+                d = s.deltas
+                rows.append({
+                    "run": number, "neurons": f"{r.located_on or ''} ({iv.get('n_neurons', 0)}) {how}".strip(),
+                    "tested on": r.dataset, "condition": part, "n": r.n,
+                    "accuracy": _sig(s.accuracy), "95% CI": _ci(s.accuracy_ci).replace(".0000", ".0"),
+                    "gold log-lik / token": _sig(s.gold_loglik),
+                    "change vs unmodified": _sig(d and d.delta_gold_loglik, signed=True),
+                    "change 95% CI": _ci(d and d.delta_gold_loglik_ci),
+                })
+    return pd.DataFrame(rows)
+
+
 def examples_table(results: Sequence[EvalResult]) -> pd.DataFrame:
-    rows = [{"dataset": r.dataset, "id": e.id, "target": e.target, "before": e.before, "after": e.after or ""}
+    """Example outputs with their prompt (its end, on one line); an empty output is shown as (empty)."""
+    def shown(text: str | None) -> str:
+        return text if text and text.strip() else "(empty)"
+
+    rows = [{"dataset": r.dataset, "id": e.id, "prompt": " ".join(e.prompt.split())[-160:],
+             "gold": e.target, "before": shown(e.before), "after": shown(e.after) if e.after is not None else ""}
             for r in results for e in r.examples]
-    return pd.DataFrame(rows, columns=["dataset", "id", "target", "before", "after"])
+    return pd.DataFrame(rows, columns=["dataset", "id", "prompt", "gold", "before", "after"])
 
 
 def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, torch.Tensor | None]],

@@ -99,6 +99,6 @@ def intervene(page, n: int, draws: int, fewshot: int, max_new_tokens: int) -> st
     set_number(page, "n test samples", n)
     set_number(page, "random-control draws", draws)
     set_number(page, "few-shot (-1: task default)", fewshot)
-    set_number(page, "max new tokens", max_new_tokens)
+    set_number(page, "max new tokens (0: the task's own)", max_new_tokens)
     page.locator("#intervene-btn").click()
     return wait_for_text(page.locator("#eval-table"), ["\nbaseline\n", "\nintervened\n", "\ncontrol\n"], timeout=900)

@@ -61,3 +61,11 @@ def test_cancel_stops_a_long_locate_and_the_next_run_goes_through(page):
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()  # queued behind the cancelled run, which must stop within a batch
     wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=180)  # replaces "Cancelling…"
+
+
+def test_the_demo_button_runs_end_to_end_and_draws_its_charts(page, tmp_path):
+    page.locator("#demo-btn").click()
+    text = wait_for_text(page.locator("#demo-summary"), ["Demo result", "neurons located", "zeroed"], timeout=600)
+    assert "Accuracy" in text
+    page.locator("#demo-plot canvas.marks").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)

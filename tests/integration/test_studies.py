@@ -66,3 +66,19 @@ def test_default_limits_cover_the_whole_gsm8k_answer(lm, score_cache):
     assert res.to_json()["params"]["max_answer_tokens"] == limits.answer
     old = run_locate(lm, "gsm8k", 2, 1, seed=0, score_cfg=ScoreConfig(method="activation", max_answer_tokens=128))
     assert old.table.key != run_locate(lm, "gsm8k", 2, 1, seed=0, score_cfg=ScoreConfig(method="activation")).table.key
+
+
+def test_demo_reports_every_condition_with_intervals(lm, score_cache):
+    from dataclasses import replace
+
+    from cnl_core.experiments.demo import DEMO, run_demo
+
+    res = run_demo(lm, replace(DEMO, n=3, eval_n=6, control_draws=1))
+    data = res.to_json()
+    for key in ("model", "dataset", "n_located", "split_iou", "chance_iou", "seconds"):
+        assert key in data
+    for key in ("baseline", "zeroed", "amplified", "control_zeroed", "control_amplified"):
+        assert {"accuracy", "accuracy_ci", "gold_loglik"} <= set(data[key])
+        assert 0.0 <= data[key]["accuracy"] <= 1.0
+    assert not set(data["sample_ids"]) & set(data["located_ids"])
+    assert data["n_located"] == len(data["neurons"]) and "neurons located" in res.headline()

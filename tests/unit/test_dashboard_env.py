@@ -37,3 +37,21 @@ def test_old_uploads_and_exports_are_cleaned_and_new_ones_kept(tmp_path, monkeyp
         os.utime(folder, (past, past))
     assert dashboard.clean_old_files() == 2
     assert new_upload.exists() and not old_upload.exists() and not old_export.exists()
+
+
+def test_a_user_error_is_shown_as_is_and_logged_as_one_line(caplog):
+    import gradio as gr
+    import pytest
+
+    from cnl_core.errors import DatasetError
+    from ui.errors import shows_errors
+
+    @shows_errors
+    def handler():
+        raise DatasetError("Asked for 10000 rows but only 1319 are available.")
+
+    with caplog.at_level("INFO", logger="cnl.dashboard"), pytest.raises(gr.Error) as err:
+        handler()
+    assert str(err.value.message) == "Asked for 10000 rows but only 1319 are available."
+    assert err.value.print_exception is False  # Gradio prints no traceback for it
+    assert [r.getMessage() for r in caplog.records] == ["refused: Asked for 10000 rows but only 1319 are available."]

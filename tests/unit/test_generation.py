@@ -62,8 +62,10 @@ def test_shared_prefix_length_leaves_every_row_a_token():
 @pytest.mark.parametrize("tails", ["one_by_one", "padded"])
 @pytest.mark.parametrize("model_type", TYPES)
 def test_batched_generation_equals_one_prompt_at_a_time(model_type, tails, monkeypatch):
-    if tails == "padded":  # the GPU strategy, run here on the CPU
-        monkeypatch.setattr(generation, "_one_by_one", lambda cache, device: False)
+    if tails == "padded":  # the GPU strategy (and the CPU's for short tails)
+        monkeypatch.setattr(generation, "_one_by_one", lambda cache, device, tails: False)
+    else:  # the CPU strategy for long tails of mixed length
+        monkeypatch.setattr(generation, "_one_by_one", lambda cache, device, tails: generation._plain_dynamic(cache))
     lm = tiny_lm(model_type)
     batched = greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=())
     assert batched == [reference(lm, p, 6) for p in PROMPTS]
@@ -87,3 +89,13 @@ def test_an_existing_instance_forward_is_left_in_place():
     head.forward = wrapped
     greedy_generate(lm, PROMPTS[:2], max_new_tokens=2, stop_strings=())
     assert vars(head)["forward"] is wrapped
+
+
+def test_short_tails_share_one_padded_pass_and_long_mixed_ones_run_alone():
+    from transformers.cache_utils import DynamicCache
+
+    cache = DynamicCache()
+    cpu = torch.device("cpu")
+    assert not generation._one_by_one(cache, cpu, [[1] * 10, [1] * 14, [1] * 12])  # 10 pads < two passes
+    assert generation._one_by_one(cache, cpu, [[1] * 40, [1] * 300, [1] * 120])  # 440 pads > two passes
+    assert not generation._one_by_one(None, cpu, [[1] * 40, [1] * 300])  # nothing shared: one pass

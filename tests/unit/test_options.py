@@ -28,7 +28,7 @@ def test_dashboard_defaults_and_choices_are_the_library_ones():
 
     app = build_app()
     by_label = {getattr(b, "label", None): b for b in app.blocks.values()}
-    assert by_label["max new tokens"].value == EvalConfig().max_new_tokens
+    assert EvalConfig().max_new_tokens is None and by_label["max new tokens (0: the task's own)"].value == 0
     assert by_label["n per split"].value == DEFAULTS.n and by_label["n test samples"].value == DEFAULTS.eval_n
     assert by_label["random-control draws"].value == DEFAULTS.control_draws
     quant = by_label["quantization (GPU)"]

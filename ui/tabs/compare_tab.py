@@ -15,7 +15,8 @@ from ..session import Session, session
 
 HELP = ("The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pooled bins); darker = selected by more "
         "samples. **Overlap** = |A∩B| / min(|A|,|B|), **IoU** = |A∩B| / |A∪B|. The chance level is what random sets "
-        "of the same sizes would give: a large gap means the location is not luck.")
+        "of the same sizes would give: a large gap means the location is not luck.\n\n"
+        "*Next: **5 · Intervene**, switch them off and see what the model loses.*")
 
 
 def build() -> SimpleNamespace:
@@ -43,7 +44,7 @@ def outputs(state: Session, selected: str | None = None) -> tuple:
                                   if e.result.grid == grid})
     mat = comparison_matrix(state.sets_on(grid))
     overlap = charts.matrix_heatmap(mat.names, mat.overlap_rate, "Overlap rate", domain=[0, 1])
-    iou = charts.matrix_heatmap(mat.names, mat.iou, "IoU", domain=[0, 1])
+    iou = charts.matrix_heatmap(mat.names, mat.iou, "IoU", domain=[0, 1], chance=mat.chance_iou)
     chance = pd.DataFrame([{"set A": mat.names[i], "set B": mat.names[j], "IoU": round(mat.iou[i][j], 4),
                             "chance IoU": round(mat.chance_iou[i][j], 6)}
                            for i in range(len(mat.names)) for j in range(i + 1, len(mat.names))])

@@ -19,7 +19,7 @@ from ..session import session
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
         "subsamples of n rows** and locates neurons on each: if the capability is localized, the splits agree. "
-        "Upload your own CSV/JSONL to test another capability.")
+        "Upload your own CSV/JSONL to test another capability.\n\n*Next: **3 · Locate**, press Locate neurons.*")
 
 
 def dataset_table() -> pd.DataFrame:

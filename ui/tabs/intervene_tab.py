@@ -8,6 +8,7 @@ import gradio as gr
 
 from cnl_core.errors import ParameterError
 from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.experiments.dose import DEFAULT_FACTORS, run_dose_response
 from cnl_core.experiments.evaluate import run_evaluate, run_matrix
 from cnl_core.model.hooks import Intervention
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, POSITIONS
@@ -18,7 +19,8 @@ from ..session import Session, session
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
-        "gold-answer log-likelihood moves even where a small model's accuracy is near 0.")
+        "gold-answer log-likelihood moves even where a small model's accuracy is near 0.\n\n"
+        "*Next: **6 · Studies** (is it the capability, and only it?) or **7 · Export**.*")
 _EVAL = EvalConfig()
 
 
@@ -35,7 +37,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         seed = gr.Number(DEFAULTS.seed, precision=0, label="seed")
         draws = gr.Number(DEFAULTS.control_draws, precision=0, minimum=0, maximum=20, label="random-control draws")
         fewshot = gr.Number(-1, precision=0, minimum=-1, maximum=16, label="few-shot (-1: task default)")
-        max_new = gr.Number(_EVAL.max_new_tokens, precision=0, minimum=1, maximum=2048, label="max new tokens")
+        max_new = gr.Number(0, precision=0, minimum=0, maximum=2048, label="max new tokens (0: the task's own)")
         overlap = gr.Checkbox(False, label="controls may include located neurons (default: they avoid them)")
     with gr.Row():
         run_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")
@@ -43,8 +45,11 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         acc_plot = gr.Plot(label="Accuracy", show_label=False)
         ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
-    table = gr.Dataframe(label="Before / after", wrap=True, elem_id="eval-table")
-    examples = gr.Dataframe(label="Example generations, before and after", wrap=True)
+    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table")
+    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True)
+    with gr.Accordion("Dose-response: the located neurons scaled by 0, 0.5, 1, 2 and 4", open=False):
+        dose_btn = gr.Button("Run dose-response on the first dataset to test")
+        dose_plot = gr.Plot(show_label=False, elem_id="dose-plot")
     with gr.Accordion("Cross-dataset matrix (paper Figure 5)", open=False):
         metric = gr.Radio(["delta_gold_loglik", "delta_accuracy"], value="delta_gold_loglik", label="cell")
         matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
@@ -53,13 +58,14 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
                            n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
                            run_btn=run_btn,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
+                           dose_btn=dose_btn, dose_plot=dose_plot,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
 
 
 def eval_config(fewshot, max_new_tokens) -> EvalConfig:
     try:
         return EvalConfig(num_fewshot=None if fewshot is None or int(fewshot) < 0 else int(fewshot),
-                          max_new_tokens=int(max_new_tokens))
+                          max_new_tokens=int(max_new_tokens) or None)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ParameterError(f"few-shot and max new tokens: whole numbers, please ({exc}).") from exc
 
@@ -87,13 +93,29 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
                            progress=progress_reporter(progress), cancel=state.cancel)
         res.located_on = label
         results.append(res)
-    state.evals = results
+    state.history.append(results)
     return (*evaluation_outputs(state), state)
 
 
 def evaluation_outputs(state: Session) -> tuple:
-    acc, ll = charts.evaluation_charts(state.evals)
-    return acc, ll, exports.evaluation_table(state.evals).round(4), exports.examples_table(state.evals)
+    """Charts and examples of the last run; the table of every run."""
+    last = state.history[-1] if state.history else []
+    acc, ll = charts.evaluation_charts(last)
+    return acc, ll, exports.readable_evaluation_table(state.history), exports.examples_table(last)
+
+
+@shows_errors
+def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr.Progress()):
+    state = session(state)
+    state.cancel.clear()
+    if label not in state.located or not targets:
+        raise ParameterError("Pick a located set and a dataset to test.")
+    located = state.located[label].result
+    target = list(targets)[0]
+    points = run_dose_response(state.model(), target, located.neurons, DEFAULT_FACTORS, int(n), int(seed),
+                               located.located_sample_ids() if target == located.dataset else [],
+                               eval_config(fewshot, max_new_tokens), progress_reporter(progress), state.cancel)
+    return charts.dose_chart(points, target)
 
 
 @shows_errors
@@ -105,7 +127,8 @@ def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, s
     lm = state.model()
     rows = {e.result.dataset: (Intervention(e.result.neurons, mode, float(factor)), e.result.located_sample_ids())
             for e in state.located.values() if e.result.grid == lm.grid}
-    res = run_matrix(lm, rows, list(targets), int(n), int(seed), cfg=eval_config(fewshot, max_new_tokens),
+    res = run_matrix(lm, rows, list(targets), int(n), int(seed), with_controls=True,
+                     cfg=eval_config(fewshot, max_new_tokens),
                      progress=progress_reporter(progress), cancel=state.cancel)
     state.matrix = res
     return charts.cross_matrix_heatmap(res, metric), state

@@ -18,7 +18,11 @@ from ..session import Located, Session, session
 
 HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
         "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
-        "a fraction p of the samples select it. Scores are cached on disk, so moving a slider re-localizes at once.")
+        "a fraction p of the samples select it. Scores are cached on disk, so moving a slider re-localizes at once. "
+        "**Sign**: *positive* (the default, the knowledge-neurons convention) selects neurons that raise the gold "
+        "answer's probability; *negative* those that lower it (about half of all scores); *absolute* either. "
+        "Token limits left at 0 cover 99% of the dataset's prompts and gold answers.\n\n"
+        "*Next: **4 · Compare**, see where they are and whether the splits agree.*")
 _SCORE, _PARAMS = ScoreConfig(), LocateParams()
 EMPTY = "No located neurons yet: press **Locate neurons**."
 

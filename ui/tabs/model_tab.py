@@ -14,7 +14,8 @@ from ..session import session
 
 HELP = ("Pick the model whose neurons you want to study. The built-in **SmolLM2-135M** works offline on a laptop "
         "CPU. Any Hugging Face causal LM works by Hub id or local folder; on a GPU choose 8/4-bit or *auto* to fit "
-        "big models. A **neuron** is one unit of the FFN activation entering the down projection.")
+        "big models. A **neuron** is one unit of the FFN activation entering the down projection.\n\n"
+        "*Next: **2 · Data**, pick the capability to study.*")
 _SPEC = ModelSpec()
 
 
