@@ -23,6 +23,7 @@ class Adapter:
     down: str  # module whose input is the neuron vector
     up: tuple[str, ...]  # modules whose outputs produce the neurons (rows/columns trained by fine-tuning)
     fused_up: bool = False  # phi3: gate and up stacked in one projection of 2 x width outputs
+    final_norm: str = "model.norm"  # the norm before the unembedding (a full module path, for vocabulary projection)
 
 
 _LLAMA_LIKE = Adapter(down="mlp.down_proj", up=("mlp.gate_proj", "mlp.up_proj"))
@@ -37,11 +38,11 @@ ADAPTERS: dict[str, Adapter] = {
     "gemma3": _LLAMA_LIKE,
     "gemma3_text": _LLAMA_LIKE,
     "phi3": Adapter(down="mlp.down_proj", up=("mlp.gate_up_proj",), fused_up=True),
-    "gpt2": Adapter(down="mlp.c_proj", up=("mlp.c_fc",)),
-    "gptj": Adapter(down="mlp.fc_out", up=("mlp.fc_in",)),
-    "gpt_neox": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",)),
-    "opt": Adapter(down="fc2", up=("fc1",)),
-    "falcon": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",)),
+    "gpt2": Adapter(down="mlp.c_proj", up=("mlp.c_fc",), final_norm="transformer.ln_f"),
+    "gptj": Adapter(down="mlp.fc_out", up=("mlp.fc_in",), final_norm="transformer.ln_f"),
+    "gpt_neox": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",), final_norm="gpt_neox.final_layer_norm"),
+    "opt": Adapter(down="fc2", up=("fc1",), final_norm="model.decoder.final_layer_norm"),
+    "falcon": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",), final_norm="transformer.ln_f"),
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(ADAPTERS))
@@ -90,6 +91,7 @@ class FFNAccess:
                 f"No '{self.adapter.down}' modules found in this {model_type} model."
             )
         self.up = {s: _layer_modules(model, s) for s in self.adapter.up}
+        self.final_norm = dict(model.named_modules()).get(self.adapter.final_norm)
         widths = {_in_width(m) for m in self.down}
         if len(widths) != 1:
             raise UnsupportedModelError("FFN widths differ between layers; not supported.")

@@ -138,3 +138,24 @@ def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_pa
     assert {f"located_{stem}.json", f"splits_{stem}.csv", f"top_neurons_{stem}.csv", f"heatmap_{stem}.png",
             f"heatmap_{stem}.svg"} <= names
     assert json.loads((tmp_path / "exp" / f"located_{stem}.json").read_text())["neurons"] == res["neurons"]
+
+
+def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
+    out = tmp_path / "n.json"
+    r = cli("inspect", "--neuron", "12:100", "--dataset", "add1", "--dataset", "imdb", "--n", 2, "--out", out,
+            cache=cli_cache)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert (data["layer"], data["index"]) == (12, 100) and set(data["stats"]) == {"add1", "imdb"}
+    assert len(data["vocab_top"]) >= 10 and data["top_examples"][0]["tokens"]
+    bad = cli("inspect", "--neuron", "40:1", "--dataset", "add1", cache=cli_cache)
+    assert bad.returncode == 2 and "Neuron 40:1 does not exist" in bad.stderr
+    typo = cli("inspect", "--neuron", "12/100", "--model", "/no/such/model", cache=cli_cache)
+    assert typo.returncode == 2 and "LAYER:INDEX" in typo.stderr  # refused before any model loads
+    neurons = tmp_path / "set.json"
+    neurons.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[12, i] for i in range(40)]}))
+    s = cli("steer", "--prompt", "Question: What is 2 + 2?\nAnswer:", "--neurons", neurons, "--max-new-tokens", 3,
+            "--out", tmp_path / "s.json", cache=cli_cache)
+    assert s.returncode == 0, s.stderr
+    steered = json.loads((tmp_path / "s.json").read_text())
+    assert {"baseline", "intervened", "control"} <= set(steered) and len(steered["baseline"]["logprobs"]) == 3

@@ -109,3 +109,22 @@ def test_gold_logprob_runs_the_head_on_answer_positions_only(model_type):
     batch = EncodedBatch(ids, torch.ones_like(ids), answer, torch.randint(3, 64, (2, 7)))
     with torch.no_grad():
         torch.testing.assert_close(gold_logprob(lm, batch), answer_logprob(model(ids).logits, batch))
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_vocabulary_projection_runs_on_every_architecture(model_type):
+    from cnl_core.inspect.neuron import output_direction, vocab_projection
+    from cnl_core.model.loading import LoadedModel, ModelSpec
+
+    model = tiny_model(model_type)
+
+    class Tok:
+        def decode(self, ids):
+            return f"<{ids[0]}>"
+
+    lm = LoadedModel(ModelSpec(model_type), model, Tok(), model_type, FFNAccess(model, model_type), "float32", "none", "")
+    assert lm.ffn.final_norm is not None
+    direction = output_direction(lm, 1, 3)
+    assert direction.shape == (model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd,)
+    top, bottom = vocab_projection(lm, 1, 3, k=5)
+    assert len(top) == 5 and top[0].logit >= top[-1].logit >= bottom[-1].logit >= bottom[0].logit

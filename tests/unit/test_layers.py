@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "cnl_core"
-ORDER = ["", "model", "data", "locate", "compare", "evaluate", "experiments", "report", "cli"]  # "" = top-level modules
+ORDER = ["", "model", "data", "locate", "compare", "inspect", "evaluate", "experiments", "report", "cli"]  # "" = top-level modules
 
 
 def _part(module: str) -> str:

@@ -1,0 +1,79 @@
+"""The CLI's neuron-level commands: inspect one neuron, and steer a prompt with a located set on and off."""
+
+from __future__ import annotations
+
+from ..evaluate.controls import random_like
+from ..evaluate.steer import steer
+from ..experiments.locate_result import LocateResult
+from ..inspect.neuron import check_neuron, inspect_neuron, parse_neuron
+from ..model.hooks import Intervention
+from ..options import DEFAULTS
+from . import arguments as A
+from .commands import _model, _on_model, _write
+
+
+def cmd_inspect(args) -> dict:
+    layer, index = parse_neuron(args.neuron)
+    A.positive(args.n, "n samples")
+    datasets = [A.dataset(args, name) for name in (args.dataset or [DEFAULTS.dataset])]
+    located = [LocateResult.read(f) for f in args.neurons or []]
+    lm = _model(args)
+    check_neuron(lm, layer, index)
+    sets = {f"{r.model}:{r.dataset}": (_on_model(r, lm), [(t.layer, t.index) for t in r.top_neurons]) for r in located}
+    rep = inspect_neuron(lm, layer, index, datasets, args.n, args.seed, args.top, sets)
+    print(f"neuron {layer}:{index} of {rep.model}")
+    print("  promotes: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_top[:10]))
+    print("  suppresses: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_bottom[:10]))
+    for name, st in rep.stats.items():
+        print(f"  {name}: fires on {100 * st.firing_rate:.1f}% of {st.tokens} tokens; mean {st.mean:+.4f}, "
+              f"p99 {st.quantiles['p99']:+.4f}, max {st.max:+.4f}")
+    for ex in rep.top_examples:
+        peak = ex.activations.index(ex.max_activation)
+        print(f"  {ex.sample_id}: max {ex.max_activation:+.3f} at {ex.tokens[peak]!r}")
+    for name, r in rep.ranks.items():
+        print(f"  in {name}: rank {r['rank'] or '>' + str(r['listed'])} of {r['of']}")
+    out = rep.to_json()
+    _write(args.out, out)
+    return out
+
+
+def cmd_steer(args) -> dict:
+    located = LocateResult.read(args.neurons)
+    lm = _model(args)
+    neurons = _on_model(located, lm)
+    iv = Intervention(neurons, args.intervention, args.factor)
+    control = Intervention(random_like(neurons, args.seed + 1000, neurons), args.intervention, args.factor)
+    res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
+    for name, answer in res.answers.items():
+        print(f"--- {name}: {answer.text!r}")
+    changes = res.to_json()["baseline_tokens_logprob_change"]
+    if changes.get("intervened"):
+        print("log-probability change of the baseline's tokens when intervened: " +
+              " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"])))
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("inspect", help="one neuron: activations per dataset, top examples, vocabulary projection")
+    A.add_model(p), A.add_dataset_file(p)
+    p.add_argument("--neuron", required=True, help="LAYER:INDEX, e.g. 12:345")
+    p.add_argument("--dataset", action="append", help="a dataset name or CSV/JSONL file (repeat for several)")
+    p.add_argument("--n", type=int, default=DEFAULTS.n, help="samples per dataset")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--top", type=int, default=5, help="top activating samples to keep")
+    p.add_argument("--neurons", nargs="*", help="locate results: the neuron's rank in each")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("steer", help="a prompt answered with the located neurons on, off/up, and a random control")
+    A.add_model(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--neurons", required=True, help="a locate result JSON")
+    p.add_argument("--intervention", default="zero", choices=["zero", "amplify"])
+    p.add_argument("--factor", type=float, default=DEFAULTS.amplify_factor)
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="the random control's draw")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_steer)

@@ -1,0 +1,99 @@
+"""Ask the model with neurons on and off: one prompt answered by the unmodified model, with the located set
+zeroed or amplified, and with a same-size random control; every token's log-probability under each.
+
+`steer_stream` yields the three answers as they grow, token by token (what the dashboard shows live);
+`steer` returns the finished comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import torch
+
+from ..model.hooks import Intervention, intervene
+from ..model.loading import LoadedModel
+
+CONDITIONS = ("baseline", "intervened", "control")
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    tokens: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # of each generated token, under its own condition
+
+
+@dataclass
+class SteerResult:
+    prompt: str
+    answers: dict[str, Answer]
+    baseline_under: dict[str, list[float]] = field(default_factory=dict)  # the baseline's tokens, scored per condition
+    intervention: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {"kind": "cnl.steer", "prompt": self.prompt, "intervention": self.intervention,
+               **{k: asdict(v) for k, v in self.answers.items()}, "baseline_tokens_logprob_under": self.baseline_under}
+        out["baseline_tokens_logprob_change"] = {
+            k: [b - a for a, b in zip(self.baseline_under["baseline"], v)] for k, v in self.baseline_under.items()
+            if k != "baseline"} if "baseline" in self.baseline_under else {}
+        return out
+
+
+def _next_token(lm: LoadedModel, ids: list[int]) -> tuple[int, float]:
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids], device=lm.input_device), use_cache=False).logits[0, -1].float()
+    logp = torch.log_softmax(logits, -1)
+    token = int(logp.argmax())
+    return token, float(logp[token])
+
+
+def token_logprobs(lm: LoadedModel, prompt_ids: list[int], continuation: list[int],
+                   iv: Intervention | None) -> list[float]:
+    """Log-probability of each continuation token after the prompt, under the intervention."""
+    if not continuation:
+        return []
+    with intervene(lm, iv), torch.no_grad():
+        ids = torch.tensor([prompt_ids + continuation], device=lm.input_device)
+        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1:-1].float()
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(continuation, device=logits.device)[:, None]) \
+        .view(-1).cpu().tolist()
+
+
+def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
+                 max_new_tokens: int = 32) -> Iterator[dict[str, Answer]]:
+    """Greedy answers of every condition, one token at a time each (a full recompute per token: short answers)."""
+    prompt_ids = lm.tokenizer(prompt)["input_ids"]
+    answers = {name: Answer() for name in conditions}
+    eos = lm.tokenizer.eos_token_id
+    done: set[str] = set()
+    for _ in range(max_new_tokens):
+        for name, iv in conditions.items():
+            if name in done:
+                continue
+            with intervene(lm, iv):
+                token, logp = _next_token(lm, prompt_ids + answers[name].token_ids)
+            a = answers[name]
+            a.token_ids.append(token)
+            a.tokens.append(lm.tokenizer.decode([token]))
+            a.logprobs.append(logp)
+            a.text = lm.tokenizer.decode(a.token_ids, skip_special_tokens=True)
+            if token == eos:
+                done.add(name)
+        yield answers
+        if len(done) == len(conditions):
+            break
+
+
+def steer(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
+          max_new_tokens: int = 32) -> SteerResult:
+    answers: dict[str, Answer] = {}
+    for answers in steer_stream(lm, prompt, conditions, max_new_tokens):
+        pass
+    prompt_ids = lm.tokenizer(prompt)["input_ids"]
+    base = answers.get("baseline")
+    under = {name: token_logprobs(lm, prompt_ids, base.token_ids, iv) for name, iv in conditions.items()} if base else {}
+    iv = conditions.get("intervened")
+    return SteerResult(prompt, answers, under, iv.describe() if iv is not None else {})

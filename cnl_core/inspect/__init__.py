@@ -1,0 +1,1 @@
+"""Looking inside neurons: what one neuron does (activations, vocabulary projection, ranks)."""
