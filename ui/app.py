@@ -7,7 +7,8 @@ import gradio as gr
 from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
-from .tabs import compare_tab, data_tab, demo_panel, export_tab, intervene_tab, locate_tab, model_tab, studies_tab
+from .tabs import (compare_tab, data_tab, demo_panel, export_tab, inspector_panel, intervene_tab, locate_tab,
+                   model_tab, steer_panel, studies_tab)
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -31,7 +32,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("3 · Locate"):
             loc = locate_tab.build()
         with gr.Tab("4 · Compare"):
-            cmp = compare_tab.build()
+            cmp = compare_tab.build([d.name for d in list_datasets()])
         with gr.Tab("5 · Intervene"):
             iv = intervene_tab.build([d.name for d in list_datasets()])
         with gr.Tab("6 · Studies"):
@@ -64,6 +65,11 @@ def build_app() -> gr.Blocks:
             ev(locate_tab.relocalize_ui, [*loc.thresholds, state], [loc.summary, state]).success(*show_compare)
         loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
         cmp.pick.change(compare_tab.compare_ui, [cmp.pick, state], cmp.outputs)
+        insp = cmp.inspector
+        inspect = (inspector_panel.inspect_ui, [insp.neuron, insp.datasets, insp.n, state], insp.outputs)
+        insp.click_map.select(inspector_panel.pick_from_map, [cmp.pick, state], insp.neuron).success(*inspect, **heavy)
+        cmp.top.select(inspector_panel.pick_from_table, cmp.top, insp.neuron).success(*inspect, **heavy)
+        insp.button.click(*inspect, **heavy)
 
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
                                  [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,
@@ -71,9 +77,12 @@ def build_app() -> gr.Blocks:
         mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, [iv.mode, iv.factor, iv.targets, iv.n, iv.seed,
                                                               iv.fewshot, iv.max_new, iv.metric, state],
                                     [iv.matrix_plot, state], **heavy)
+        st = iv.steering
+        iv_steer = st.button.click(steer_panel.steer_ui, [iv.located_on, iv.mode, iv.factor, st.prompt, st.max_new, state],
+                                   st.outputs, **heavy)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, [iv.located_on, iv.targets, iv.n, iv.seed, iv.fewshot,
                                                             iv.max_new, state], iv.dose_plot, **heavy)
-        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev, dose_ev], queue=False)
+        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev, dose_ev, iv_steer], queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
                                std.decouple_outputs, **heavy)

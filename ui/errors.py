@@ -7,6 +7,7 @@ else is a bug: it is shown briefly and logged with its traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import gradio as gr
@@ -16,19 +17,34 @@ from cnl_core.errors import CNLError
 log = logging.getLogger("cnl.dashboard")
 
 
+def _shown(fn, exc: Exception) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, CNLError):
+        log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
+        return gr.Error(str(exc), duration=None, print_exception=False)
+    log.exception("unexpected error in %s", fn.__name__)  # a bug: shown briefly, logged in full
+    return gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}", duration=None)
+
+
 def shows_errors(fn):
+    """Wrap a handler (plain or streaming) so errors reach the visitor as sentences."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                raise _shown(fn, exc) from exc
+
+        return streaming
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except CNLError as exc:
-            log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
-            raise gr.Error(str(exc), duration=None, print_exception=False) from exc
-        except Exception as exc:  # noqa: BLE001 - a bug: shown briefly, logged in full
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}", duration=None) from exc
+        except Exception as exc:  # noqa: BLE001
+            raise _shown(fn, exc) from exc
 
     return wrapper
 

@@ -32,6 +32,10 @@ def test_whole_path_locate_compare_intervene(page, tmp_path):
     assert 0.0 <= iou <= overlap <= 1.0
     page.get_by_role("tab", name="4 · Compare").click()
     page.locator("#heatmap canvas.marks").first.wait_for(timeout=60_000)
+    page.get_by_text("Inspect a neuron").first.click()  # open the inspector, click a cell of the map
+    page.locator("#click-map img").first.click(position={"x": 40, "y": 20})
+    summary = wait_for_text(page.locator("#inspector-summary"), ["Neuron", "Vocabulary projection"], timeout=180)
+    assert ":" in summary.splitlines()[0]
     table = intervene(page, n=2, draws=1, fewshot=1, max_new_tokens=12)
     assert "gsm8k" in table
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

@@ -7,7 +7,7 @@ import pytest
 
 from cnl_core.paths import cache_root
 from ui.session import new_session
-from ui.tabs import compare_tab, export_tab, locate_tab, studies_tab
+from ui.tabs import compare_tab, export_tab, inspector_panel, locate_tab, studies_tab
 
 
 def _quiet(*args, **kwargs):
@@ -42,8 +42,8 @@ def test_relocalize_export_and_reload(located_state):
     reloaded = next(iter(fresh.located.values())).result
     assert reloaded.to_json()["neurons"] == json.loads(open(located).read())["neurons"]
     assert reloaded.to_json() == after.to_json()  # the file reads back to the very same result
-    heat, bars, overlap, iou, chance, top = compare_tab.outputs(fresh)
-    assert heat is not None and len(top) > 0
+    heat, bars, overlap, iou, chance, top, click_map = compare_tab.outputs(fresh)
+    assert heat is not None and len(top) > 0 and click_map.shape == (30 * 12, 48 * 16, 3)
 
 
 @pytest.mark.parametrize("content", ['{"neurons": [[99, 0]], "grid": {"n_layers": 30, "width": 1536}}', "not json",
@@ -79,3 +79,32 @@ def test_sweep_negative_set_and_decoupling_from_the_dashboard(located_state):
     assert len(table) == 4 and (full["iou"] == 1.0).all()
     with pytest.raises(gr.Error, match="at least two datasets"):
         studies_tab.sharing_ui(state)
+
+
+def test_the_click_map_opens_the_strongest_neuron_of_a_cell_and_the_inspector_describes_it(located_state):
+    state = located_state
+    entry = next(iter(state.located.values()))
+    layer, index = entry.result.neurons.pairs()[0]
+    values = entry.prominence()
+    x = (index // 32) * 16 + 5  # bins of 32 neurons, 16 px wide
+    y = (29 - layer) * 12 + 5  # last layer on top, 12 px high
+    picked = inspector_panel.neuron_at(state, x, y)
+    pl, pi = (int(v) for v in picked.split(":"))
+    assert pl == layer and pi // 32 == index // 32
+    assert values[pl, pi] == values[layer, (index // 32) * 32:(index // 32 + 1) * 32].max()
+    summary, promoted, suppressed, stats, highlighted = inspector_panel.inspect_ui(picked, ["arithmetic"], 2, state)
+    assert f"Neuron {picked}" in summary and "rank" in summary
+    assert len(promoted) >= 10 and list(stats["dataset"]) == ["arithmetic"] and highlighted
+
+
+def test_the_steering_playground_streams_three_answers(located_state):
+    from ui.tabs import steer_panel
+
+    state = located_state
+    label = next(iter(state.located))
+    frames = list(steer_panel.steer_ui(label, "zero", 2.0, "Question: What is 2 + 5?\nAnswer:", 3, state))
+    assert len(frames) >= 2 and frames[-1][3] is not None  # answers grow, then the per-token change comes
+    base, changed, control, diff = frames[-1]
+    assert base and 1 <= len(diff) <= 3 and len(frames) == len(diff) + 1  # one frame per token, then the change
+    with pytest.raises(gr.Error, match="Type a prompt"):
+        list(steer_panel.steer_ui(label, "zero", 2.0, "  ", 3, state))

@@ -12,6 +12,7 @@ from cnl_core.report import charts, exports
 
 from ..errors import shows_errors
 from ..session import Session, session
+from . import inspector_panel
 
 HELP = ("The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pooled bins); darker = selected by more "
         "samples. **Overlap** = |A∩B| / min(|A|,|B|), **IoU** = |A∩B| / |A∪B|. The chance level is what random sets "
@@ -19,7 +20,7 @@ HELP = ("The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pool
         "*Next: **5 · Intervene**, switch them off and see what the model loses.*")
 
 
-def build() -> SimpleNamespace:
+def build(dataset_names: list[str]) -> SimpleNamespace:
     gr.Markdown(HELP)
     pick = gr.Dropdown([], label="Located set for the heatmap")
     heatmap = gr.Plot(label="Neuron heatmap", show_label=False, elem_id="heatmap")
@@ -28,14 +29,16 @@ def build() -> SimpleNamespace:
         overlap = gr.Plot(label="Overlap rate", show_label=False)
         iou = gr.Plot(label="IoU", show_label=False)
     chance = gr.Dataframe(label="IoU against chance", wrap=True)
-    top = gr.Dataframe(label="Top located neurons (mean score)")
-    return SimpleNamespace(pick=pick, outputs=[heatmap, layer_bars, overlap, iou, chance, top])
+    top = gr.Dataframe(label="Top located neurons (mean score; click a row to inspect it)", elem_id="top-neurons")
+    insp = inspector_panel.build(dataset_names)
+    return SimpleNamespace(pick=pick, top=top, inspector=insp,
+                           outputs=[heatmap, layer_bars, overlap, iou, chance, top, insp.click_map])
 
 
 def outputs(state: Session, selected: str | None = None) -> tuple:
     """Heatmap, per-layer bars, overlap and IoU matrices, chance table and top neurons."""
     if not state.located:
-        return None, None, None, None, pd.DataFrame(), pd.DataFrame()
+        return None, None, None, None, pd.DataFrame(), pd.DataFrame(), None
     label = selected if selected in state.located else state.labels()[-1]
     entry = state.located[label]
     grid = entry.result.grid
@@ -48,7 +51,8 @@ def outputs(state: Session, selected: str | None = None) -> tuple:
     chance = pd.DataFrame([{"set A": mat.names[i], "set B": mat.names[j], "IoU": round(mat.iou[i][j], 4),
                             "chance IoU": round(mat.chance_iou[i][j], 6)}
                            for i in range(len(mat.names)) for j in range(i + 1, len(mat.names))])
-    return heat, bars, overlap, iou, chance, exports.neurons_table(entry.result).head(30)
+    return (heat, bars, overlap, iou, chance, exports.neurons_table(entry.result).head(30),
+            inspector_panel.click_map(state, label))
 
 
 @shows_errors

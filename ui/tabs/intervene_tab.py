@@ -16,6 +16,7 @@ from cnl_core.report import charts, exports
 
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
+from . import steer_panel
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
@@ -47,6 +48,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
     table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table")
     examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True)
+    steering = steer_panel.build()
     with gr.Accordion("Dose-response: the located neurons scaled by 0, 0.5, 1, 2 and 4", open=False):
         dose_btn = gr.Button("Run dose-response on the first dataset to test")
         dose_plot = gr.Plot(show_label=False, elem_id="dose-plot")
@@ -58,7 +60,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
                            n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
                            run_btn=run_btn,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
-                           dose_btn=dose_btn, dose_plot=dose_plot,
+                           dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
 
 

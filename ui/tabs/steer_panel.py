@@ -1,0 +1,61 @@
+"""The steering playground, inside the Intervene tab: one prompt, answered with the located set on, off or up."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core.errors import ParameterError
+from cnl_core.evaluate.controls import random_like
+from cnl_core.evaluate.steer import steer_stream, token_logprobs
+from cnl_core.model.hooks import Intervention
+
+from ..errors import shows_errors
+from ..session import session
+
+HELP = ("**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
+        "changed (the intervention and factor above), and with as many random neurons changed the same way; the "
+        "answers grow token by token. Below: how much each of the unmodified answer's tokens loses (red) or gains "
+        "(green) in log-probability when the located neurons are changed.")
+
+
+def build() -> SimpleNamespace:
+    with gr.Accordion("Steering playground: ask with the neurons on and off", open=False):
+        gr.Markdown(HELP)
+        with gr.Row():
+            prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3)
+            max_new = gr.Number(16, precision=0, minimum=1, maximum=128, label="new tokens")
+            button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
+        with gr.Row():
+            base = gr.Textbox(label="unmodified model", lines=4, elem_id="steer-baseline")
+            changed = gr.Textbox(label="located neurons changed", lines=4, elem_id="steer-intervened")
+            control = gr.Textbox(label="as many random neurons changed", lines=4)
+        diff = gr.HighlightedText(label="The unmodified answer's tokens: change of log-probability when intervened",
+                                  show_legend=False, combine_adjacent=False)
+    return SimpleNamespace(prompt=prompt, max_new=max_new, button=button, outputs=[base, changed, control, diff])
+
+
+@shows_errors
+def steer_ui(label, mode, factor, prompt, max_new, state):
+    state = session(state)
+    if label not in state.located:
+        raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+    if not (prompt or "").strip():
+        raise ParameterError("Type a prompt to ask the model.")
+    lm = state.model()
+    neurons = state.located[label].result.neurons
+    if neurons.grid != lm.grid:
+        raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+    iv = Intervention(neurons, mode, float(factor))
+    conditions = {"baseline": None, "intervened": iv,
+                  "control": Intervention(random_like(neurons, 1000, neurons), mode, float(factor))}
+    answers = {}
+    for answers in steer_stream(lm, prompt, conditions, int(max_new)):
+        yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
+    ids = lm.tokenizer(prompt)["input_ids"]
+    base = answers["baseline"]
+    before = token_logprobs(lm, ids, base.token_ids, None)
+    after = token_logprobs(lm, ids, base.token_ids, iv)
+    diff = [(tok, max(-1.0, min(1.0, b - a))) for tok, a, b in zip(base.tokens, before, after)]
+    yield base.text, answers["intervened"].text, answers["control"].text, diff
