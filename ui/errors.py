@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 
 import gradio as gr
 
@@ -50,9 +51,12 @@ def shows_errors(fn):
 
 
 def progress_reporter(progress):
-    """The library's Progress callback, drawn on a gr.Progress bar."""
+    """The library's Progress callback, drawn on a gr.Progress bar, with the time left once it can be told."""
+    start = time.monotonic()
 
     def update(done: int, total: int, message: str) -> None:
-        progress((done, max(total, 1)), desc=message)
+        elapsed = time.monotonic() - start
+        left = f" · about {elapsed / done * (total - done):.0f} s left" if 0 < done < total and elapsed > 1 else ""
+        progress((done, max(total, 1)), desc=message + left)
 
     return update

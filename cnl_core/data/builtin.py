@@ -12,20 +12,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import DatasetError
-from .samples import (
-    CHOICE,
-    GENERATE_NUMBER,
-    LOGLIK,
-    NUMBER,
-    QA_FORMAT,
-    DatasetSpec,
-    Sample,
-    cut_text,
-    package_file,
-    qa_prompt,
-    read_jsonl,
-    register_dataset,
-)
+from .samples import (CHOICE, GENERATE_NUMBER, LOGLIK, NUMBER, QA_FORMAT, DatasetSpec, Sample, cut_text,
+                      package_file, qa_prompt, read_jsonl, register_dataset)
 
 
 def _gsm8k() -> list[Sample]:

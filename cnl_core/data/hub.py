@@ -9,18 +9,8 @@ import re
 from typing import Callable
 
 from ..errors import DatasetError
-from .samples import (
-    CHOICE,
-    GENERATE_NUMBER,
-    LOGLIK,
-    NUMBER,
-    QA_FORMAT,
-    DatasetSpec,
-    Sample,
-    cut_text,
-    qa_prompt,
-    register_dataset,
-)
+from .samples import (CHOICE, GENERATE_NUMBER, LOGLIK, NUMBER, QA_FORMAT, DatasetSpec, Sample, cut_text, qa_prompt,
+                      register_dataset)
 
 EMOTION_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
 
