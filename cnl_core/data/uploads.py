@@ -56,7 +56,13 @@ def read_table(data: bytes, filename: str) -> list[dict]:
                 raise DatasetError(f"Line {n} is not valid JSON: {exc.msg}.") from exc
             if not isinstance(rec, dict):
                 raise DatasetError(f"Line {n} must be a JSON object with named fields.")
+            nested = next((k for k, v in rec.items() if isinstance(v, (dict, list))), None)
+            if nested is not None:
+                raise DatasetError(f"Line {n}: field '{str(nested)[:40]}' holds a nested object or list; every field "
+                                   "must be text or a number (flatten the file first).")
             records.append({str(k): "" if v is None else str(v) for k, v in rec.items()})
+        if not records:
+            raise DatasetError("The file has no rows.")
         return records
     if suffix in (".csv", ".tsv", ".txt"):
         try:
@@ -66,6 +72,8 @@ def read_table(data: bytes, filename: str) -> list[dict]:
             raise DatasetError(f"The CSV file could not be parsed: {exc}.") from exc
         if not reader.fieldnames:
             raise DatasetError("The CSV file has no header row.")
+        if not records:
+            raise DatasetError(f"The file has a header ({', '.join(reader.fieldnames)[:120]}) but no rows.")
         return records
     raise DatasetError(f"Unsupported file type '{suffix or filename}'; upload .csv or .jsonl.")
 
@@ -118,7 +126,9 @@ def dataset_from_records(
                 continue
             samples.append(Sample(f"{name}/{i:06d}", text, f" {answer}", f" {answer}", choices))
         else:
-            samples.append(Sample(f"{name}/{i:06d}", text, f" {answer}", answer.replace(",", "").strip()))
+            # a number's thousands separators go; free text keeps its commas
+            target = answer.replace(",", "").strip() if kind == GENERATE_NUMBER else answer
+            samples.append(Sample(f"{name}/{i:06d}", text, f" {answer}", target))
     if not samples:
         raise DatasetError(f"No usable rows: {report['missing']} missing a prompt or answer, "
                            f"{report['unknown_label']} with an answer outside the labels.")

@@ -129,6 +129,9 @@ class LocateResult:
         if self.n_located < SMALL_SET:
             out.append(f"Only {self.n_located} neurons located: zeroing or amplifying so few moves little, and the "
                        "effect is mostly noise. Lower tau or p (the threshold sweep shows the trade-off).")
+        if self.fraction_located > 0.05:
+            out.append(f"{100 * self.fraction_located:.0f}% of all neurons are located: that is not a localized "
+                       "capability. Raise tau or p, or lower top-k.")
         if self.truncated_answers:
             out.append(f"{self.truncated_answers} of {len(self.located_sample_ids())} gold answers were cut to "
                        f"{self.score.max_answer_tokens} tokens.")

@@ -56,8 +56,10 @@ class Intervention:
             raise ParameterError(f"Intervention must be one of {', '.join(INTERVENTION_MODES)}.")
         if self.positions not in POSITIONS:
             raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}.")
-        if not (0.0 <= self.factor <= 100.0):
-            raise ParameterError("The amplification factor must be between 0 and 100.")
+        if not isinstance(self.factor, (int, float)) or not (0.0 <= self.factor <= 100.0):
+            raise ParameterError("Amplify factor: a number between 0 and 100.")
+        if self.mode == "amplify" and self.factor == 0:
+            raise ParameterError("Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead.")
 
     @property
     def scale(self) -> float:

@@ -18,12 +18,19 @@ from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.locate_result import LocateResult
 from . import charts
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width forms
 
 
 def safe_cell(value):
-    """Prefix text that a spreadsheet would run as a formula (CSV injection)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    """Text a spreadsheet would run as a formula gets a leading apostrophe (OWASP's CSV-injection advice).
+
+    A trigger counts also after leading spaces or line breaks, and in its full-width form (＝ ＋ － ＠);
+    a plain number (e.g. -0.25) stays a number.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    stripped = value.lstrip(" \n")
+    if value.startswith(("\t", "\r")) or stripped.startswith(_FORMULA_START):
         try:
             float(value)
             return value  # a plain negative number

@@ -55,3 +55,21 @@ def test_a_user_error_is_shown_as_is_and_logged_as_one_line(caplog):
     assert str(err.value.message) == "Asked for 10000 rows but only 1319 are available."
     assert err.value.print_exception is False  # Gradio prints no traceback for it
     assert [r.getMessage() for r in caplog.records] == ["refused: Asked for 10000 rows but only 1319 are available."]
+
+
+def test_a_failed_upload_clears_the_preview_and_the_column_pickers(tmp_path):
+    import warnings
+
+    from ui.session import new_session
+    from ui.tabs import data_tab
+
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("question,answer\nWhat is 2 + 2?,4\n")
+    bad.write_text("question,answer\n")
+    state = new_session()
+    prompt, answer, preview, state = data_tab.inspect_upload(str(good), state)
+    assert prompt["choices"] and len(preview) == 1 and state.pending_upload
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prompt, answer, preview, state = data_tab.inspect_upload(str(bad), state)
+    assert prompt["choices"] == [] and answer["value"] is None and preview.empty and state.pending_upload is None

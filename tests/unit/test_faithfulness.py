@@ -69,3 +69,14 @@ def test_decoupling_subsamples_share_exactly_the_main_part():
         assert sum(i.startswith("e/") for i in b_other) == 10 - round(f * 10)
     a, b = subsamples(d, e, 10, 1.0, seed=3)["other"]
     assert a == b  # at f = 1 both subsamples are the same samples
+
+
+def test_amplifying_by_zero_is_refused_and_a_huge_set_warned():
+    from cnl_core.experiments.locate_result import LocateResult
+    from cnl_core.model.hooks import Intervention
+
+    grid = NeuronGrid(2, 10)
+    with pytest.raises(ParameterError, match="choose the 'zero' intervention"):
+        Intervention(NeuronSet.from_flat(grid, [1]), "amplify", 0.0)
+    everything = LocateResult("m", "d", NeuronSet.from_flat(grid, range(20)))
+    assert any("not a localized capability" in w for w in everything.warnings())

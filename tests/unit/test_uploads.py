@@ -69,3 +69,24 @@ def test_fuzzed_bytes_never_crash_with_anything_but_a_dataset_error(data, name):
         dataset_from_records(records, "fuzz", "text", "label")
     except DatasetError:
         pass
+
+
+def test_header_only_nested_values_and_commas_in_free_text(tmp_path):
+    with pytest.raises(DatasetError, match="no rows"):
+        read_table(b"question,answer\n", "x.csv")
+    with pytest.raises(DatasetError, match="field 'meta' holds a nested object"):
+        read_table(b'{"q": "a", "meta": {"k": 1}}\n', "x.jsonl")
+    records = [{"q": f"Describe item {i}", "a": f"red, round, and sweet {i}"} for i in range(3)]
+    spec, _ = dataset_from_records(records, "commas", "q", "a", kind="loglik")
+    assert spec.rows()[0].target == "red, round, and sweet 0"  # free text keeps its commas
+    spec, _ = dataset_from_records([{"q": "How many?", "a": "1,234"}], "numbers", "q", "a")
+    assert spec.rows()[0].target == "1234"  # a number loses its thousands separator
+
+
+@pytest.mark.parametrize("cell,escaped", [("=1+1", True), ("  =HYPERLINK(x)", True), ("\n@SUM(A1)", True),
+                                          ("＝1+1", True), ("－2+3", True), ("\tcmd", True), ("-0.25", False),
+                                          ("plain text", False), (" spaced text", False)])
+def test_every_spreadsheet_formula_trigger_is_neutralised(cell, escaped):
+    from cnl_core.report.exports import safe_cell
+
+    assert (safe_cell(cell) == "'" + cell) is escaped

@@ -68,14 +68,20 @@ def build() -> SimpleNamespace:
 
 @shows_errors
 def inspect_upload(file, state):
+    """Columns and a preview of an uploaded file; a file that cannot be read clears both and says why."""
     state = session(state)
+    cleared = gr.update(choices=[], value=None), gr.update(choices=[], value=None), pd.DataFrame()
     if file is None:
-        return gr.update(choices=[]), gr.update(choices=[]), pd.DataFrame(), state
+        state.pending_upload = None
+        return (*cleared, state)
     path = Path(file if isinstance(file, str) else file.name)
-    records = read_table(path.read_bytes(), path.name)
+    try:
+        records = read_table(path.read_bytes(), path.name)
+    except DatasetError as exc:
+        state.pending_upload = None
+        gr.Warning(str(exc), duration=None)
+        return (*cleared, state)
     cols = columns_of(records)
-    if not cols:
-        raise DatasetError("The file has no columns.")
     state.pending_upload = records
     preview = pd.DataFrame(records[:5]).map(lambda v: v[:120] if isinstance(v, str) else v)
     answer_guess = next((c for c in cols if c.lower() in ("answer", "label", "target", "output")), cols[-1])
