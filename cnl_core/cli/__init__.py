@@ -14,6 +14,7 @@ from typing import Sequence
 
 import tomllib
 
+from .. import fields as F
 from ..errors import CNLError, ParameterError
 from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
@@ -110,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="split agreement for a grid of thresholds (from cached scores)")
     A.add_model(p), A.add_splits(p)
-    p.add_argument("--taus", type=float, nargs="+", default=list(DEFAULTS.sweep_taus))
-    p.add_argument("--ps", type=float, nargs="+", default=list(DEFAULTS.sweep_ps))
+    p.add_argument("--taus", type=F.TAU.arg, nargs="+", default=list(DEFAULTS.sweep_taus))
+    p.add_argument("--ps", type=F.P.arg, nargs="+", default=list(DEFAULTS.sweep_ps))
     p.add_argument("--out")
     p.set_defaults(func=cmd_sweep)
 
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     A.add_model(p), A.add_evaluation(p), A.add_positions(p), A.add_dataset_file(p)
     p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
     p.add_argument("--neurons", help="locate result JSON")
-    p.add_argument("--control-draws", type=int, default=DEFAULTS.control_draws)
+    p.add_argument("--control-draws", type=F.CONTROL_DRAWS.arg, default=DEFAULTS.control_draws)
     p.add_argument("--allow-overlap", action="store_true", help="allow evaluation samples used for localization")
     p.add_argument("--control-may-overlap", action="store_true",
                    help="let the random control include located neurons (default: it avoids them)")
@@ -142,23 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
     p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
     p.add_argument("--neurons", required=True)
-    p.add_argument("--steps", type=int, default=DEFAULTS.finetune_steps)
-    p.add_argument("--lr", type=float, default=DEFAULTS.finetune_lr)
-    p.add_argument("--train-n", type=int, default=DEFAULTS.finetune_train_n,
+    p.add_argument("--steps", type=F.FT_STEPS.arg, default=DEFAULTS.finetune_steps)
+    p.add_argument("--lr", type=F.FT_LR.arg, default=DEFAULTS.finetune_lr)
+    p.add_argument("--train-n", type=F.FT_TRAIN_N.arg, default=DEFAULTS.finetune_train_n,
                    help="training samples when the neurons come from another dataset")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("demo", help="locate a capability the model has, then zero and amplify it (about a minute)")
     A.add_model(p)
-    p.add_argument("--seed", type=int, default=DEMO.seed, help="the preset was chosen on seed 1")
+    p.add_argument("--seed", type=F.SEED.arg, default=DEMO.seed, help="the preset was chosen on seed 1")
     p.add_argument("--out")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks")
     A.add_model(p), A.add_splits(p), A.add_thresholds(p)
     p.add_argument("--other", required=True, help="the dataset B's replaceable part comes from in the 'other' curve")
-    p.add_argument("--fractions", type=float, nargs="+", default=list(DEFAULT_FRACTIONS))
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--fractions", type=F.FRACTION.arg, nargs="+", default=list(DEFAULT_FRACTIONS))
+    p.add_argument("--repeats", type=F.REPEATS.arg, default=1)
     p.add_argument("--out")
     p.set_defaults(func=cmd_decouple)
 

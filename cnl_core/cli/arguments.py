@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from .. import fields as F
 from ..data.samples import DatasetSpec
 from ..data.uploads import FileColumns, resolve_dataset
-from ..errors import DatasetError, ParameterError
+from ..errors import DatasetError
 from ..evaluate.accuracy import EvalConfig
 from ..experiments.locate_result import LocateResult
 from ..locate.scorers import ScoreConfig, scorer_names
@@ -54,44 +55,44 @@ def add_dataset_file(p: argparse.ArgumentParser) -> None:
 
 def add_splits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
-    p.add_argument("--n", type=int, default=DEFAULTS.n, help="samples per split")
-    p.add_argument("--splits", type=int, default=DEFAULTS.splits)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--n", type=F.N_SPLIT.arg, default=DEFAULTS.n, help="samples per split")
+    p.add_argument("--splits", type=F.SPLITS.arg, default=DEFAULTS.splits)
+    p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
     add_scoring(p)
     add_dataset_file(p)
 
 
 def add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=_SCORE.method, choices=scorer_names())
-    p.add_argument("--ig-steps", type=int, default=_SCORE.ig_steps)
+    p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_SCORE.ig_steps)
     p.add_argument("--ig-rule", default=_SCORE.ig_rule, choices=IG_RULES,
                    help="IG steps: right = alpha k/m as Dai et al.; midpoint = (k - 1/2)/m")
-    p.add_argument("--max-prompt-tokens", type=int, default=_SCORE.max_prompt_tokens,
+    p.add_argument("--max-prompt-tokens", type=F.MAX_PROMPT.arg, default=_SCORE.max_prompt_tokens,
                    help="default: the length that covers 99%% of the dataset's prompts")
-    p.add_argument("--max-answer-tokens", type=int, default=_SCORE.max_answer_tokens,
+    p.add_argument("--max-answer-tokens", type=F.MAX_ANSWER.arg, default=_SCORE.max_answer_tokens,
                    help="default: the length that covers 99%% of the dataset's gold answers")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=DEFAULTS.batch_size)
 
 
 def add_thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", default=_LOCATE.rule, choices=RULES)
-    p.add_argument("--tau", type=float, default=_LOCATE.tau)
-    p.add_argument("--top-k", type=int, default=_LOCATE.top_k)
-    p.add_argument("--sigma", type=float, default=_LOCATE.sigma)
-    p.add_argument("--p", type=float, default=_LOCATE.p)
+    p.add_argument("--tau", type=F.TAU.arg, default=_LOCATE.tau)
+    p.add_argument("--top-k", type=F.TOP_K.arg, default=_LOCATE.top_k)
+    p.add_argument("--sigma", type=F.SIGMA.arg, default=_LOCATE.sigma)
+    p.add_argument("--p", type=F.P.arg, default=_LOCATE.p)
     p.add_argument("--sign", default=_LOCATE.sign, choices=SIGNS,
                    help="select on positive scores (KN's convention), negative ones, or magnitudes")
 
 
 def add_evaluation(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=DEFAULTS.eval_n, help="evaluation samples per dataset")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--n", type=F.EVAL_N.arg, default=DEFAULTS.eval_n, help="evaluation samples per dataset")
+    p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
-    p.add_argument("--factor", type=float, default=DEFAULTS.amplify_factor, help="amplify factor")
-    p.add_argument("--fewshot", type=int, default=_EVAL.num_fewshot, help="few-shot examples (default: per task)")
-    p.add_argument("--max-new-tokens", type=int, default=_EVAL.max_new_tokens)
-    p.add_argument("--batch-size", type=int, default=_EVAL.batch_size)
-    p.add_argument("--bootstrap", type=int, default=_EVAL.bootstrap)
+    p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor, help="amplify factor")
+    p.add_argument("--fewshot", type=F.FEWSHOT.arg, default=_EVAL.num_fewshot, help="few-shot examples (default or -1: per task)")
+    p.add_argument("--max-new-tokens", type=F.MAX_NEW.arg, default=_EVAL.max_new_tokens, help="default or 0: per task")
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=_EVAL.batch_size)
+    p.add_argument("--bootstrap", type=F.BOOTSTRAP.arg, default=_EVAL.bootstrap)
     p.add_argument("--out")
 
 
@@ -128,12 +129,6 @@ def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:
         if need > rows:
             raise DatasetError(f"'{spec.name}' has {rows} rows; this run needs {need}.")
     return spec
-
-
-def positive(value: int, what: str) -> int:
-    if value < 1:
-        raise ParameterError(f"{what}: must be at least 1, got {value}.")
-    return value
 
 
 def neuron_file(path: str | None) -> LocateResult | None:

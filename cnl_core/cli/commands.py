@@ -57,7 +57,6 @@ def _fmt_ci(ci) -> str:
 
 def cmd_locate(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
-    A.positive(args.n, "n samples"), A.positive(args.splits, "splits")
     spec = A.dataset(args, need=args.n * args.splits)
     lm = _model(args)
     bar, update = _progress_bar("locate")

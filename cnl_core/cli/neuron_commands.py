@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from .. import fields as F
 from ..evaluate.controls import random_like
 from ..evaluate.steer import steer
 from ..experiments.locate_result import LocateResult
 from ..inspect.neuron import check_neuron, inspect_neuron, parse_neuron
 from ..model.hooks import Intervention
-from ..options import DEFAULTS
+from ..options import DEFAULTS, INTERVENTION_MODES
 from . import arguments as A
 from .commands import _model, _on_model, _write
 
 
 def cmd_inspect(args) -> dict:
     layer, index = parse_neuron(args.neuron)
-    A.positive(args.n, "n samples")
     datasets = [A.dataset(args, name) for name in (args.dataset or [DEFAULTS.dataset])]
     located = [LocateResult.read(f) for f in args.neurons or []]
     lm = _model(args)
@@ -60,9 +60,9 @@ def add_parsers(sub) -> None:
     A.add_model(p), A.add_dataset_file(p)
     p.add_argument("--neuron", required=True, help="LAYER:INDEX, e.g. 12:345")
     p.add_argument("--dataset", action="append", help="a dataset name or CSV/JSONL file (repeat for several)")
-    p.add_argument("--n", type=int, default=DEFAULTS.n, help="samples per dataset")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--top", type=int, default=5, help="top activating samples to keep")
+    p.add_argument("--n", type=F.INSPECT_N.arg, default=DEFAULTS.n, help="samples per dataset")
+    p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
+    p.add_argument("--top", type=F.TOP_EXAMPLES.arg, default=5, help="top activating samples to keep")
     p.add_argument("--neurons", nargs="*", help="locate results: the neuron's rank in each")
     p.add_argument("--out")
     p.set_defaults(func=cmd_inspect)
@@ -71,9 +71,9 @@ def add_parsers(sub) -> None:
     A.add_model(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--neurons", required=True, help="a locate result JSON")
-    p.add_argument("--intervention", default="zero", choices=["zero", "amplify"])
-    p.add_argument("--factor", type=float, default=DEFAULTS.amplify_factor)
-    p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="the random control's draw")
+    p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
+    p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor)
+    p.add_argument("--max-new-tokens", type=F.STEER_TOKENS.arg, default=24)
+    p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed, help="the random control's draw")
     p.add_argument("--out")
     p.set_defaults(func=cmd_steer)

@@ -15,7 +15,6 @@ from .commands import _fmt_ci, _model, _progress_bar, _write
 
 def cmd_decouple(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
-    A.positive(args.n, "n samples"), A.positive(args.repeats, "repeats")
     spec = A.dataset(args, need=2 * args.n)
     other = A.dataset(args, args.other, need=args.n)
     lm = _model(args)

@@ -14,6 +14,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import ParameterError
 from ..model.forward import teacher_forced_logprob
@@ -33,12 +34,10 @@ class EvalConfig:
     bootstrap: int = 1000
 
     def __post_init__(self):
-        if self.num_fewshot is not None and not 0 <= self.num_fewshot <= 16:
-            raise ParameterError("Few-shot examples must be between 0 and 16.")
-        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 2048:
-            raise ParameterError("max_new_tokens must be between 1 and 2048.")
-        if self.batch_size < 1 or self.bootstrap < 0:
-            raise ParameterError("Batch size must be >= 1 and bootstrap draws >= 0.")
+        F.FEWSHOT.typed(self.num_fewshot)
+        F.MAX_NEW.typed(self.max_new_tokens)
+        F.BATCH.typed(self.batch_size)
+        F.BOOTSTRAP.typed(self.bootstrap)
 
     def to_json(self) -> dict:
         return asdict(self)

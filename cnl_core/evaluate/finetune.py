@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .. import fields as F
 from ..data.samples import Sample
 from ..errors import ParameterError
 from ..locate.scorers import ScoreConfig
@@ -49,8 +50,8 @@ def finetuned(
     batch_size: int = 4, cancel: threading.Event | None = None,
 ) -> Iterator[list[float]]:
     """Train only the given neurons on samples for `steps` steps; yields the losses; restores on exit."""
-    if not 1 <= steps <= 10000 or not 0 < lr <= 1:
-        raise ParameterError("Steps must be 1..10000 and the learning rate in (0, 1].")
+    F.FT_STEPS.typed(steps)
+    F.FT_LR.typed(lr)
     if len(neurons) == 0:
         raise ParameterError("The neuron set is empty: nothing to fine-tune.")
     with lm.lock:

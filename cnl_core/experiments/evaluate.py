@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
@@ -18,8 +19,6 @@ from ..options import DEFAULTS
 from ..progress import Progress, report
 from ..provenance import stamp
 from .eval_results import EvalResult, Example, MatrixResult
-
-MAX_CONTROL_DRAWS = 50
 
 
 def eval_split(dataset: str, n: int, shots: int, seed: int, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -51,8 +50,7 @@ def run_evaluate(
     avoids the intervened neurons unless `control_may_overlap`.
     """
     cfg = cfg or EvalConfig()
-    if not 0 <= control_draws <= MAX_CONTROL_DRAWS:
-        raise ParameterError(f"Control draws must be between 0 and {MAX_CONTROL_DRAWS}.")
+    F.CONTROL_DRAWS.typed(control_draws)
     spec, samples, shots = eval_samples(dataset, n, cfg, seed, located_ids)
     runs: list[tuple[str, Intervention | None]] = [("baseline", None)]
     if intervention is not None:

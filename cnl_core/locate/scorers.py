@@ -17,12 +17,12 @@ the dashboard and the cache key pick it up. Methods (see shared paper notes):
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
 
+from .. import fields as F
 from ..data.samples import DatasetSpec, Sample
 from ..errors import ParameterError
 from ..model.forward import EncodedBatch, encode_teacher_forced, encoded_length, gold_logprob, pass_groups
@@ -65,15 +65,11 @@ class ScoreConfig:
     def __post_init__(self):
         if self.method not in _SCORERS:
             raise ParameterError(f"Unknown scoring method '{self.method}'. Choose one of: {', '.join(_SCORERS)}.")
-        if not _whole(self.ig_steps) or not 1 <= self.ig_steps <= 200:
-            raise ParameterError("Integrated-gradient steps: a whole number between 1 and 200.")
+        F.IG_STEPS.typed(self.ig_steps)
         if self.ig_rule not in IG_RULES:
             raise ParameterError(f"The IG step rule must be one of {', '.join(IG_RULES)}.")
-        for name in ("max_prompt_tokens", "max_answer_tokens"):
-            value = getattr(self, name)
-            if value is not None and (not _whole(value) or not 1 <= value <= CEILING):
-                raise ParameterError(f"{name.replace('_', ' ')}: a whole number from 1 to {CEILING}, or empty for "
-                                     "the length that covers 99% of the dataset.")
+        F.MAX_PROMPT.typed(self.max_prompt_tokens)
+        F.MAX_ANSWER.typed(self.max_answer_tokens)
 
     def resolved(self, tokenizer, dataset: DatasetSpec) -> "ScoreConfig":
         """These settings with automatic token limits replaced by the dataset's 99%-coverage lengths."""
@@ -111,10 +107,6 @@ class ScoreConfig:
         return encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in samples],
                                      self.max_prompt_tokens or CEILING, self.max_answer_tokens or CEILING,
                                      lm.input_device)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def score_batch(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .. import fields as F
 from ..errors import ParameterError
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..options import RULES, SIGNS
@@ -36,20 +37,10 @@ class LocateParams:
             raise ParameterError(f"Selection rule must be one of {', '.join(RULES)}.")
         if self.sign not in SIGNS:
             raise ParameterError(f"Sign must be one of {', '.join(SIGNS)}.")
-        for name in ("tau", "p", "sigma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise ParameterError(f"{name} must be a number, got {value!r:.40}.")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
-            raise ParameterError(f"top-k must be a whole number, got {self.top_k!r:.40}.")
-        if not 0.0 < self.tau <= 1.0:
-            raise ParameterError(f"tau must be in (0, 1], got {self.tau}.")
-        if not 0.0 < self.p <= 1.0:
-            raise ParameterError(f"p must be in (0, 1], got {self.p}.")
-        if self.top_k < 1:
-            raise ParameterError("top-k must be at least 1.")
-        if not 0.0 <= self.sigma <= 100.0:
-            raise ParameterError("sigma must be between 0 and 100.")
+        for field, value in ((F.TAU, self.tau), (F.P, self.p), (F.SIGMA, self.sigma), (F.TOP_K, self.top_k)):
+            field.typed(value)
+        if not isinstance(self.top_k, int):
+            raise ParameterError(f"{F.TOP_K.label}: {self.top_k!r:.20} is not a whole number; {F.TOP_K.span()}.")
 
     def as_dict(self) -> dict:
         return asdict(self)

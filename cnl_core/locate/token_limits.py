@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..data.samples import DatasetSpec, Sample
+from ..fields import TOKEN_CEILING
 
 COVERAGE = 0.99
-CEILING = 2048  # tokens; above it a sample is cut whatever the coverage says
+CEILING = TOKEN_CEILING  # tokens; above it a sample is cut whatever the coverage says
 MEASURED_ROWS = 5000
 
 _MEMO: dict[tuple, "TokenLimits"] = {}

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from .. import fields as F
 from ..errors import ParameterError
 from ..options import DEFAULTS, INTERVENTION_MODES, POSITIONS
 from .architectures import FFNAccess
@@ -56,10 +57,14 @@ class Intervention:
             raise ParameterError(f"Intervention must be one of {', '.join(INTERVENTION_MODES)}.")
         if self.positions not in POSITIONS:
             raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}.")
-        if not isinstance(self.factor, (int, float)) or not (0.0 <= self.factor <= 100.0):
-            raise ParameterError("Amplify factor: a number between 0 and 100.")
-        if self.mode == "amplify" and self.factor == 0:
-            raise ParameterError("Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead.")
+        if self.mode == "amplify":
+            F.FACTOR.typed(self.factor)
+
+    @staticmethod
+    def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = "all") -> "Intervention":
+        """From a form or the command line: the factor may be text, and is read only when amplifying."""
+        return Intervention(neurons, mode, F.FACTOR.check(factor) if mode == "amplify" else DEFAULTS.amplify_factor,
+                            positions)
 
     @property
     def scale(self) -> float:

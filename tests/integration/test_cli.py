@@ -93,16 +93,16 @@ def test_run_from_config_file(tmp_path, cli_cache):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["locate", "--tau", "3"], "tau must be in"),
+    (["locate", "--tau", "3"], "argument --tau: 3 is out of range"),
     (["locate", "--dataset", "nope"], "Unknown dataset"),
     (["locate", "--model", "../../no-such-model"], "neither an existing folder"),
     (["compare", "/nonexistent.json", "/nonexistent2.json"], "Could not read"),
     # the dataset and the numbers are checked before the model: this model does not exist either
     (["locate", "--model", "/no/such/model", "--dataset", "nope"], "Unknown dataset"),
-    (["locate", "--model", "/no/such/model", "--n", "0"], "n samples: must be at least 1"),
+    (["locate", "--model", "/no/such/model", "--n", "0"], "argument --n: 0 is out of range"),
     (["locate", "--model", "/no/such/model", "--dataset", "/no/such/file.csv"], "No dataset file"),
     (["evaluate", "--model", "/no/such/model", "--neurons", "/nonexistent.json"], "Could not read"),
-    (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "0"], "max_new_tokens must be between"),
+    (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "1e4"], "argument --max-new-tokens: 10000 is out"),
 ])
 def test_bad_input_is_a_one_line_error(args, message, cli_cache):
     r = cli(*args, cache=cli_cache)

@@ -55,7 +55,7 @@ def _broken(path: list, value):
     (["pairwise", 0, "iou"], 7.0, "outside 0..1"),
     (["pairwise", 0, "b"], 5, "below 2"),
     (["splits", 0, "sample_ids"], [1, 2], "list of strings"),
-    (["params", "locate", "tau"], 9.0, "tau must be in"),
+    (["params", "locate", "tau"], 9.0, "tau: 9 is out of range"),
     (["params", "score", "method"], "magic", "Unknown scoring method"),
 ])
 def test_malformed_fields_are_refused_with_a_sentence(path, value, words):

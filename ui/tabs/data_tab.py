@@ -16,6 +16,7 @@ from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
 from ..session import session
+from .locate_tab import split_numbers
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
         "subsamples of n rows** and locates neurons on each: if the capability is localized, the splits agree. "
@@ -40,9 +41,9 @@ def build() -> SimpleNamespace:
     gr.Markdown(HELP)
     datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets")
     with gr.Row():
-        n = gr.Number(DEFAULTS.n, precision=0, minimum=1, maximum=5000, label="n per split")
-        k = gr.Number(DEFAULTS.splits, precision=0, minimum=1, maximum=20, label="splits (k)")
-        seed = gr.Number(DEFAULTS.seed, precision=0, label="seed")
+        n = gr.Number(DEFAULTS.n, label="n per split")
+        k = gr.Number(DEFAULTS.splits, label="splits (k)")
+        seed = gr.Number(DEFAULTS.seed, label="seed")
         preview_btn = gr.Button("Show chosen rows")
     split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows")
     with gr.Accordion("All datasets", open=False):
@@ -111,7 +112,7 @@ def preview_splits(datasets, n, k, seed):
     for name in datasets or []:
         spec = get_dataset(name)
         by_id = spec.by_id()
-        for s_idx, ids in enumerate(make_splits(spec, int(n), int(k), int(seed))):
+        for s_idx, ids in enumerate(make_splits(spec, *split_numbers(n, k, seed))):
             for sid in ids[:5]:
                 rows.append({"dataset": name, "split": s_idx, "id": sid,
                              "prompt": by_id[sid].prompt[:160], "gold": by_id[sid].target[:40]})

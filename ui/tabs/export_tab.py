@@ -9,6 +9,7 @@ import gradio as gr
 
 from cnl_core.errors import ParameterError
 from cnl_core.experiments.locate_result import LocateResult
+from cnl_core.model.model_cache import MODELS
 from cnl_core.paths import cache_root
 from cnl_core.report.exports import write_exports
 
@@ -49,5 +50,9 @@ def reload_ui(file, state):
     label = f"{result.model}:{result.dataset} (reloaded)"
     state.located[label] = Located(result)
     choices = state.labels()
-    return (f"Reloaded **{label}**: {result.n_located} neurons.", state,
+    lm = MODELS.peek(state.spec)
+    note = "" if lm is None or lm.grid == result.grid else (
+        f" They are on a grid of {result.grid.n_layers} x {result.grid.width} neurons; the loaded model has "
+        f"{lm.grid.n_layers} x {lm.grid.width}: compare them freely, and load their model before Intervene.")
+    return (f"Reloaded **{label}**: {result.n_located} neurons.{note}", state,
             gr.update(choices=choices, value=label), gr.update(choices=choices, value=label))

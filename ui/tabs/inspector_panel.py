@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cnl_core import fields as F
 from cnl_core.data.uploads import resolve_dataset
 from cnl_core.errors import ParameterError
 from cnl_core.inspect.neuron import inspect_neuron, parse_neuron
@@ -31,7 +32,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         with gr.Row():
             neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box")
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
-            n = gr.Number(12, precision=0, minimum=1, maximum=500, label="samples per dataset")
+            n = gr.Number(12, label="samples per dataset")
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-btn")
         summary = gr.Markdown(elem_id="inspector-summary")
         with gr.Row():
@@ -119,7 +120,8 @@ def inspect_ui(neuron, datasets, n, state):
     lm = state.model()
     sets = {label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
             for label, e in state.located.items() if e.result.grid == lm.grid}
-    rep = inspect_neuron(lm, layer, index, [resolve_dataset(d) for d in datasets], int(n), sets=sets)
+    rep = inspect_neuron(lm, layer, index, [resolve_dataset(d) for d in datasets], F.INSPECT_N.check(n),
+                         sets=sets)
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""
     summary = f"### Neuron {layer}:{index}\n{where or 'Not in any located set of this session.'}{shared}\n\n" \

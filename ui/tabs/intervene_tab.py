@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.evaluate.accuracy import EvalConfig
 from cnl_core.experiments.dose import DEFAULT_FACTORS, run_dose_response
@@ -34,11 +35,11 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
     targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on")
     with gr.Row():
-        n = gr.Number(DEFAULTS.eval_n, precision=0, minimum=1, maximum=2000, label="n test samples")
-        seed = gr.Number(DEFAULTS.seed, precision=0, label="seed")
-        draws = gr.Number(DEFAULTS.control_draws, precision=0, minimum=0, maximum=20, label="random-control draws")
-        fewshot = gr.Number(-1, precision=0, minimum=-1, maximum=16, label="few-shot (-1: task default)")
-        max_new = gr.Number(0, precision=0, minimum=0, maximum=2048, label="max new tokens (0: the task's own)")
+        n = gr.Number(DEFAULTS.eval_n, label="n test samples")
+        seed = gr.Number(DEFAULTS.seed, label="seed")
+        draws = gr.Number(DEFAULTS.control_draws, label="random-control draws")
+        fewshot = gr.Number(-1, label="few-shot (-1: task default)")
+        max_new = gr.Number(0, label="max new tokens (0: the task's own)")
         overlap = gr.Checkbox(False, label="controls may include located neurons (default: they avoid them)")
     with gr.Row():
         run_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")
@@ -65,11 +66,11 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
 
 
 def eval_config(fewshot, max_new_tokens) -> EvalConfig:
-    try:
-        return EvalConfig(num_fewshot=None if fewshot is None or int(fewshot) < 0 else int(fewshot),
-                          max_new_tokens=int(max_new_tokens) or None)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ParameterError(f"few-shot and max new tokens: whole numbers, please ({exc}).") from exc
+    return EvalConfig(num_fewshot=F.FEWSHOT.read(fewshot), max_new_tokens=F.MAX_NEW.read(max_new_tokens))
+
+
+def eval_numbers(n, seed) -> tuple[int, int]:
+    return F.EVAL_N.check(n), F.SEED.check(seed)
 
 
 @shows_errors
@@ -81,15 +82,16 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
         raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
-    lm = state.model()
     located = state.located[label].result
+    iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
+    cfg, numbers = eval_config(fewshot, max_new_tokens), eval_numbers(n, seed)
+    control_draws = F.CONTROL_DRAWS.check(draws)
+    lm = state.model()  # every number is checked before the model is loaded
     if located.grid != lm.grid:
         raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
-    iv = Intervention(located.neurons, mode, float(factor), positions)
-    cfg = eval_config(fewshot, max_new_tokens)
     results = []
     for target in targets:
-        res = run_evaluate(lm, target, int(n), int(seed), iv, control_draws=int(draws),
+        res = run_evaluate(lm, target, *numbers, iv, control_draws=control_draws,
                            control_may_overlap=bool(overlap),
                            located_ids=located.located_sample_ids() if target == located.dataset else [], cfg=cfg,
                            progress=progress_reporter(progress), cancel=state.cancel)
@@ -114,9 +116,10 @@ def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr
         raise ParameterError("Pick a located set and a dataset to test.")
     located = state.located[label].result
     target = list(targets)[0]
-    points = run_dose_response(state.model(), target, located.neurons, DEFAULT_FACTORS, int(n), int(seed),
-                               located.located_sample_ids() if target == located.dataset else [],
-                               eval_config(fewshot, max_new_tokens), progress_reporter(progress), state.cancel)
+    numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
+    points = run_dose_response(state.model(), target, located.neurons, DEFAULT_FACTORS, *numbers,
+                               located.located_sample_ids() if target == located.dataset else [], cfg,
+                               progress_reporter(progress), state.cancel)
     return charts.dose_chart(points, target)
 
 
@@ -126,11 +129,12 @@ def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, s
     state.cancel.clear()
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
+    numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
+    rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor), e.result.located_sample_ids())
+            for e in state.located.values()}
     lm = state.model()
-    rows = {e.result.dataset: (Intervention(e.result.neurons, mode, float(factor)), e.result.located_sample_ids())
-            for e in state.located.values() if e.result.grid == lm.grid}
-    res = run_matrix(lm, rows, list(targets), int(n), int(seed), with_controls=True,
-                     cfg=eval_config(fewshot, max_new_tokens),
+    rows = {k: v for k, v in rows.items() if v[0].neurons.grid == lm.grid}
+    res = run_matrix(lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg,
                      progress=progress_reporter(progress), cancel=state.cancel)
     state.matrix = res
     return charts.cross_matrix_heatmap(res, metric), state

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.experiments.locate import run_locate, threshold_sweep
 from cnl_core.locate.scorers import ScoreConfig, scorer_names
@@ -37,16 +38,16 @@ def build() -> SimpleNamespace:
                            label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)")
         batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size")
     with gr.Row():
-        max_prompt = gr.Number(0, precision=0, minimum=0, label="max prompt tokens (0: covers 99% of the prompts)")
-        max_answer = gr.Number(0, precision=0, minimum=0,
+        max_prompt = gr.Number(0, label="max prompt tokens (0: covers 99% of the prompts)")
+        max_answer = gr.Number(0,
                                label="max answer tokens (0: covers 99% of the gold answers)")
     with gr.Row():
         rule = gr.Radio(list(RULES), value=_PARAMS.rule, label="per-sample selection")
         sign = gr.Radio(list(SIGNS), value=_PARAMS.sign, label="sign (positive: KN's convention)")
         tau = gr.Slider(0.01, 1.0, _PARAMS.tau, step=0.01, label="tau (x sample max)")
         p = gr.Slider(0.05, 1.0, _PARAMS.p, step=0.05, label="p (share of samples)")
-        top_k = gr.Number(_PARAMS.top_k, precision=0, minimum=1, label="top-k", visible=False)
-        sigma = gr.Number(_PARAMS.sigma, minimum=0, label="z-score sigma", visible=False)
+        top_k = gr.Number(_PARAMS.top_k, label="top-k", visible=False)
+        sigma = gr.Number(_PARAMS.sigma, label="z-score sigma", visible=False)
     with gr.Row():
         locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="locate-cancel")
@@ -63,19 +64,18 @@ def build() -> SimpleNamespace:
 
 
 def params_from(rule, tau, p, top_k, sigma, sign) -> LocateParams:
-    try:
-        return LocateParams(rule=rule, tau=float(tau), p=float(p), top_k=int(top_k), sigma=float(sigma), sign=sign)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ParameterError(f"Thresholds: every box needs a number ({exc}).") from exc
+    return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=F.TOP_K.check(top_k),
+                        sigma=F.SIGMA.check(sigma), sign=sign)
 
 
 def score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer) -> ScoreConfig:
-    try:
-        return ScoreConfig(method=method, ig_steps=int(ig_steps), ig_rule=ig_rule,
-                           max_prompt_tokens=int(max_prompt) if max_prompt else None,
-                           max_answer_tokens=int(max_answer) if max_answer else None)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ParameterError(f"Scoring settings: whole numbers, please ({exc}).") from exc
+    return ScoreConfig(method=method, ig_steps=F.IG_STEPS.check(ig_steps), ig_rule=ig_rule,
+                       max_prompt_tokens=F.MAX_PROMPT.read(max_prompt), max_answer_tokens=F.MAX_ANSWER.read(max_answer))
+
+
+def split_numbers(n, k, seed) -> tuple[int, int, int]:
+    """The Data tab's numbers, checked: samples per split, splits, seed."""
+    return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
 @shows_errors
@@ -88,9 +88,10 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
         raise ParameterError("Pick at least one dataset on the Data tab.")
     params = params_from(rule, tau, p, top_k, sigma, sign)
     cfg = score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer)
-    lm = state.model()
+    numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
+    lm = state.model()  # every number is checked before the model is loaded
     for name in datasets:
-        run = run_locate(lm, name, int(n), int(k), int(seed), cfg, params, batch_size=int(batch_size),
+        run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size,
                          progress=progress_reporter(progress), cancel=state.cancel)
         state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
     return summary(state), state

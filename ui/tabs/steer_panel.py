@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.evaluate.controls import random_like
 from cnl_core.evaluate.steer import steer_stream, token_logprobs
@@ -25,7 +26,7 @@ def build() -> SimpleNamespace:
         gr.Markdown(HELP)
         with gr.Row():
             prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3)
-            max_new = gr.Number(16, precision=0, minimum=1, maximum=128, label="new tokens")
+            max_new = gr.Number(16, label="new tokens")
             button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
         with gr.Row():
             base = gr.Textbox(label="unmodified model", lines=4, elem_id="steer-baseline")
@@ -47,11 +48,11 @@ def steer_ui(label, mode, factor, prompt, max_new, state):
     neurons = state.located[label].result.neurons
     if neurons.grid != lm.grid:
         raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
-    iv = Intervention(neurons, mode, float(factor))
+    iv = Intervention.from_inputs(neurons, mode, factor)
     conditions = {"baseline": None, "intervened": iv,
-                  "control": Intervention(random_like(neurons, 1000, neurons), mode, float(factor))}
+                  "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
     answers = {}
-    for answers in steer_stream(lm, prompt, conditions, int(max_new)):
+    for answers in steer_stream(lm, prompt, conditions, F.STEER_TOKENS.check(max_new)):
         yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
     ids = lm.tokenizer(prompt)["input_ids"]
     base = answers["baseline"]

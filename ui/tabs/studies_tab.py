@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, run_decouple
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
@@ -36,9 +37,9 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
-        n = gr.Number(DEFAULTS.n, precision=0, minimum=1, label="n per subsample")
+        n = gr.Number(DEFAULTS.n, label="n per subsample")
         fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f")
-        repeats = gr.Number(1, precision=0, minimum=1, maximum=20, label="repeats")
+        repeats = gr.Number(1, label="repeats")
     decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
     decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True)
@@ -48,7 +49,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         metric = gr.Radio(["gold_loglik", "accuracy"], value="gold_loglik", label="effect measured on")
-        eval_n = gr.Number(DEFAULTS.eval_n, precision=0, minimum=1, label="n test samples per dataset")
+        eval_n = gr.Number(DEFAULTS.eval_n, label="n test samples per dataset")
     specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
     specific_plot = gr.Plot(show_label=False)
     specific_table = gr.Dataframe(label="Specificity index", wrap=True)
@@ -59,10 +60,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
 
 
 def _fractions(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in (text or "").replace(",", " ").split()]
-    except ValueError as exc:
-        raise ParameterError("Shared fractions: numbers between 0 and 1, separated by spaces.") from exc
+    values = [F.FRACTION.check(x) for x in (text or "").replace(",", " ").split()]
     if not values:
         raise ParameterError("Shared fractions: give at least one number between 0 and 1.")
     return values
@@ -73,9 +71,10 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
                 rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
     state = session(state)
     state.cancel.clear()
-    res = run_decouple(state.model(), dataset, other, int(n), _fractions(fractions), int(repeats), DEFAULTS.seed,
-                       score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
-                       params_from(rule, tau, p, top_k, sigma, sign), batch_size=int(batch),
+    inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
+              score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
+              params_from(rule, tau, p, top_k, sigma, sign))
+    res = run_decouple(state.model(), dataset, other, *inputs, batch_size=F.BATCH.check(batch),
                        progress=progress_reporter(progress), cancel=state.cancel)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
     return charts.decouple_chart(res), table.round(4)
@@ -95,8 +94,8 @@ def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progres
     state = session(state)
     state.cancel.clear()
     located = {e.result.dataset: e.result for e in state.located.values()}
-    res = run_specificity(state.model(), located, int(eval_n), DEFAULTS.seed, mode=mode, metric=metric,
-                          cfg=eval_config(fewshot, max_new_tokens), progress=progress_reporter(progress),
+    eval_n, cfg = F.EVAL_N.check(eval_n), eval_config(fewshot, max_new_tokens)
+    res = run_specificity(state.model(), located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=progress_reporter(progress),
                           cancel=state.cancel)
     table = pd.DataFrame([{"dataset": k, "specific neurons": len(res.split.specific[k]), "index": v["value"],
                            "95% interval": v["ci"], "own effect": v["own"], "mean effect on others": v["others"]}

@@ -1,0 +1,135 @@
+"""Every number a user can type, with its range and its name, defined once.
+
+The library's parameter objects, the CLI's flags and the dashboard's number boxes all check their
+numbers here, so a bad value gets the same sentence everywhere and the sentence names the field
+("n per split: 2.5 is not a whole number; ..."), never a bare "Value -5 is less than minimum value 1."
+(Gradio) or "invalid int value" (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+MAX_SEED = 2**31 - 1
+TOKEN_CEILING = 2048  # longest prompt, answer or generation the library accepts
+
+
+@dataclass(frozen=True)
+class NumberField:
+    """One typed number: its name as shown, its CLI flag, its range, and an optional 'unset' value.
+
+    `unset` is the number a dashboard box uses for "the default" (0 or -1): `read` turns it into None.
+    `open_low` makes the lower bound exclusive (tau and p in (0, 1]).
+    """
+
+    label: str
+    flag: str
+    low: float
+    high: float
+    whole: bool = True
+    open_low: bool = False
+    unset: float | None = None
+    note: str = ""
+
+    def span(self) -> str:
+        if self.whole:
+            span = f"give a whole number from {int(self.low)} to {int(self.high)}"
+        elif self.open_low:
+            span = f"give a number above {self.low:g} and at most {self.high:g}"
+        else:
+            span = f"give a number from {self.low:g} to {self.high:g}"
+        return f"{span} {self.note}" if self.note else span
+
+    def problem(self, value) -> str | None:
+        """What is wrong with the value, in words (without the field's name); None when it is fine."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"empty; {self.span()}."
+        if isinstance(value, bool):
+            return f"{value} is not a number; {self.span()}."
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return f"{str(value)[:20]!r} is not a number; {self.span()}."
+        if not math.isfinite(number):
+            return f"{str(value)[:20]} is not a finite number; {self.span()}."
+        if self.whole and number != int(number):
+            return f"{number:g} is not a whole number; {self.span()}."
+        too_low = number <= self.low if self.open_low else number < self.low
+        if too_low or number > self.high:
+            return f"{number:g} is out of range; {self.span()}."
+        return None
+
+    def check(self, value) -> int | float:
+        """The value as a number in range, or ParameterError naming the field. Accepts numbers and numeric text."""
+        problem = self.problem(value)
+        if problem:
+            raise ParameterError(f"{self.label}: {problem}")
+        number = float(value)
+        return int(number) if self.whole else number
+
+    def read(self, value) -> int | float | None:
+        """A dashboard box: the checked number, or None where the box holds the 'unset' value or is empty."""
+        if self.unset is not None and (value is None or (isinstance(value, str) and not value.strip())):
+            return None
+        number = self.check(value)
+        return None if self.unset is not None and number == self.unset else number
+
+    def typed(self, value) -> int | float | None:
+        """A library parameter: numbers only (text is refused), checked; None stands for 'unset' where there is one."""
+        if value is None and self.unset is not None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"{self.label}: {str(value)[:20]!r} is not a number; {self.span()}.")
+        number = self.check(value)
+        if self.whole and not isinstance(value, int):
+            raise ParameterError(f"{self.label}: {value!r:.20} is not a whole number (an int); {self.span()}.")
+        if self.unset is not None and number == self.unset:
+            raise ParameterError(f"{self.label}: pass None, not {number:g}, for the default.")
+        return number
+
+    def arg(self, text: str) -> int | float:
+        """argparse `type=`: a refused value becomes argparse's "argument --flag: ..." message."""
+        problem = self.problem(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return self.read(text)
+
+
+_TOKENS = dict(low=1, high=TOKEN_CEILING)
+
+N_SPLIT = NumberField("n per split", "--n", 1, 5000)
+SPLITS = NumberField("splits (k)", "--splits", 1, 20)
+SEED = NumberField("seed", "--seed", 0, MAX_SEED)
+BATCH = NumberField("batch size", "--batch-size", 1, 256)
+IG_STEPS = NumberField("IG steps m", "--ig-steps", 1, 200)
+MAX_PROMPT = NumberField("max prompt tokens (0: covers 99% of the prompts)", "--max-prompt-tokens", 0, TOKEN_CEILING,
+                         unset=0)
+MAX_ANSWER = NumberField("max answer tokens (0: covers 99% of the gold answers)", "--max-answer-tokens", 0,
+                         TOKEN_CEILING, unset=0)
+TAU = NumberField("tau", "--tau", 0.0, 1.0, whole=False, open_low=True)
+P = NumberField("p (share of samples)", "--p", 0.0, 1.0, whole=False, open_low=True)
+TOP_K = NumberField("top-k", "--top-k", 1, 100_000)
+SIGMA = NumberField("z-score sigma", "--sigma", 0.0, 100.0, whole=False)
+EVAL_N = NumberField("n test samples", "--n", 1, 2000)
+CONTROL_DRAWS = NumberField("random-control draws", "--control-draws", 0, 50)
+FACTOR = NumberField("amplify factor", "--factor", 0.0, 100.0, whole=False, open_low=True,
+                     note="(x0 would switch the neurons off: that is the zero intervention)")
+FEWSHOT = NumberField("few-shot (-1: the task's own)", "--fewshot", -1, 16, unset=-1)
+MAX_NEW = NumberField("max new tokens (0: the task's own)", "--max-new-tokens", 0, TOKEN_CEILING, unset=0)
+BOOTSTRAP = NumberField("bootstrap draws", "--bootstrap", 0, 100_000)
+FT_STEPS = NumberField("fine-tuning steps", "--steps", 1, 10_000)
+FT_LR = NumberField("learning rate", "--lr", 0.0, 1.0, whole=False, open_low=True)
+FT_TRAIN_N = NumberField("training samples", "--train-n", 1, 5000)
+REPEATS = NumberField("repeats", "--repeats", 1, 20)
+FRACTION = NumberField("shared fraction", "--fractions", 0.0, 1.0, whole=False)
+INSPECT_N = NumberField("samples per dataset", "--n", 1, 500)
+TOP_EXAMPLES = NumberField("top examples", "--top", 1, 50)
+STEER_TOKENS = NumberField("new tokens", "--max-new-tokens", 1, 128)
+
+ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
+       FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,
+       STEER_TOKENS)
