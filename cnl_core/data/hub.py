@@ -9,8 +9,19 @@ import re
 from typing import Callable
 
 from ..errors import DatasetError
-from .samples import (CHOICE, GENERATE_NUMBER, LOGLIK, NUMBER, QA_FORMAT, DatasetSpec, Sample, cut_text, qa_prompt,
-                      register_dataset)
+from ..hub_status import hub_status
+from .samples import (
+    CHOICE,
+    GENERATE_NUMBER,
+    LOGLIK,
+    NUMBER,
+    QA_FORMAT,
+    DatasetSpec,
+    Sample,
+    cut_text,
+    qa_prompt,
+    register_dataset,
+)
 
 EMOTION_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
 
@@ -39,6 +50,9 @@ def imdb_full_sample(i: int, r: dict) -> Sample | None:
 
 def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None], data_files: str | None = None) -> list[Sample]:
     """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead."""
+    status = hub_status(datasets=True)
+    if data_files is None and not status.reachable:
+        raise DatasetError(f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}).")
     try:
         import datasets
 

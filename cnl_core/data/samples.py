@@ -11,13 +11,13 @@ import gzip
 import hashlib
 import importlib.util
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import DatasetError
+from ..hub_status import hub_status
 from ..options import TASK_KINDS
 
 # Task kinds decide how accuracy is scored (see evaluate/accuracy.py).
@@ -67,9 +67,10 @@ class DatasetSpec:
     def available(self) -> tuple[bool, str]:
         """Whether rows can be had right now, and why not."""
         if self.hub:
-            if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-                return False, "needs the Hugging Face Hub, and offline mode is on"
-            return True, "fetched from the Hugging Face Hub when first used (needs network)"
+            status = hub_status(datasets=True)
+            if not status.reachable:
+                return False, f"needs the Hugging Face Hub, which is out of reach here: {status.why}"
+            return True, "fetched from the Hugging Face Hub when first used"
         try:
             self.rows()
         except DatasetError as exc:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError
+from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
@@ -111,7 +112,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
     cuda = _cuda_wanted(spec)
     dtype = _pick_dtype(spec.dtype, cuda)
     quant = _pick_quantization(spec, config, dtype, cuda)
-    kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype}
+    kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
+                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable}
     if quant != "none":
         from transformers import BitsAndBytesConfig
 
@@ -123,7 +125,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
         kwargs["device_map"] = "auto" if spec.device_map_auto else {"": 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                                  local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     if cuda and "device_map" not in kwargs:
@@ -165,12 +168,18 @@ def _resolve_source(spec: ModelSpec) -> str:
 def _load_config(spec: ModelSpec, source: str):
     from transformers import AutoConfig
 
+    hub = None if os.path.isdir(source) else hub_status()
     try:
-        return AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+        return AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                          local_files_only=hub is not None and not hub.reachable)
     except OSError as exc:
         text = str(exc)
-        if os.path.isdir(source):
+        if hub is None:
             raise ModelLoadError(f"The folder '{source}' holds no model config (config.json).") from exc
+        if not hub.reachable:
+            raise ModelLoadError(
+                f"The Hugging Face Hub is out of reach here ({hub.why}), and '{spec.name}' is not in the local "
+                "Hugging Face cache. Use the built-in model 'smollm2-135m' or a local folder.") from exc
         if any(k in text.lower() for k in ("connect", "offline", "network", "resolve", "timed out")):
             raise ModelLoadError(
                 f"Cannot reach the Hugging Face Hub to fetch '{spec.name}' (no network?), and it is not in the "

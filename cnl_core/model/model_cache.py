@@ -16,19 +16,40 @@ class ModelCache:
     def __init__(self, capacity: int = 2):
         self.capacity = capacity
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts only, never held during a load
+        self._loading: dict[ModelSpec, threading.Lock] = {}
 
     def get(self, spec: ModelSpec | str) -> LoadedModel:
+        """The loaded model for spec, loading it if needed.
+
+        A load (seconds to minutes, or a slow Hub look-up) holds only that spec's own lock, so other
+        visitors reach the models already loaded at once; two visitors asking for the same new model
+        wait for one load."""
         spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
         with self._lock:
             if spec in self._models:
                 self._models.move_to_end(spec)
                 return self._models[spec]
-            lm = load_model(spec)
-            self._models[spec] = lm
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
+            loading = self._loading.setdefault(spec, threading.Lock())
+        with loading:
+            with self._lock:
+                if spec in self._models:
+                    return self._models[spec]
+            try:
+                lm = load_model(spec)
+            finally:
+                with self._lock:
+                    self._loading.pop(spec, None)
+            with self._lock:
+                self._models[spec] = lm
+                while len(self._models) > self.capacity:
+                    self._models.popitem(last=False)
             return lm
+
+    def peek(self, spec: ModelSpec) -> LoadedModel | None:
+        """The model if it is loaded already; never loads."""
+        with self._lock:
+            return self._models.get(spec)
 
     def loaded(self) -> list[ModelSpec]:
         return list(self._models)

@@ -65,6 +65,16 @@ def test_a_hand_made_set_without_names_reloads(tmp_path):
     assert "2 neurons" in msg and entry.result.dataset == "unnamed" and entry.prominence() is None
 
 
+def test_a_set_of_another_models_grid_reloads_with_a_note(located_state, tmp_path):
+    other, same = tmp_path / "other.json", tmp_path / "same.json"
+    other.write_text('{"grid": {"n_layers": 3, "width": 10}, "neurons": [[0, 1]]}')
+    same.write_text('{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1]]}')
+    msg, state, *_ = export_tab.reload_ui(str(other), located_state)
+    assert "3 x 10" in msg and "30 x 1536" in msg and "load their model before Intervene" in msg
+    msg, state, *_ = export_tab.reload_ui(str(same), state)
+    assert "grid" not in msg
+
+
 def test_sweep_negative_set_and_decoupling_from_the_dashboard(located_state):
     state = located_state
     sweep = locate_tab.sweep_ui(state).to_dict()

@@ -21,7 +21,7 @@ def test_path_tricks_and_invalid_ids(name):
 
 
 def test_no_network_for_a_hub_id():
-    with pytest.raises(ModelLoadError, match="Cannot reach the Hugging Face Hub"):
+    with pytest.raises(ModelLoadError, match="Hugging Face Hub is out of reach here"):
         load_model("someone/some-model")
 
 
