@@ -40,7 +40,7 @@ def intervene_speed(gpu: bool) -> list:
     neurons = NeuronSet.from_pairs(lm.grid, [[layer, i] for layer in (5, 12, 20) for i in range(0, 30, 3)])
     iv = Intervention(neurons, "zero")
     rows = []
-    for dataset in ("add1", "imdb", "arithmetic"):
+    for dataset in ("add1", "imdb", "arithmetic", "gsm8k", "asdiv"):  # GSM8K/asdiv: 5-shot, 256 new tokens
         start = time.perf_counter()
         run_evaluate(lm, dataset, 8, 0, iv, control_draws=2, cfg=EvalConfig())
         t = time.perf_counter() - start
@@ -65,3 +65,49 @@ def intervene_speed(gpu: bool) -> list:
                  f"{t_new:.0f} s vs {t_old:.0f} s; same answers: {same}", f"{ratio:.2f}x", ">= 3x, same numbers",
                  _verdict(ratio >= 3 and same)))
     return rows
+
+
+def dashboard_overhead(gpu: bool) -> list:
+    """The dashboard's Intervene (through a running app and its HTTP API, as a browser calls it) against the
+    library call with the same settings (add1, n = 8, 2 control draws), each run twice, alternating; the best
+    of each is compared: target <= 1.1x."""
+    import socket
+
+    from gradio_client import Client
+
+    from cnl_core.evaluate.accuracy import EvalConfig
+    from cnl_core.experiments.evaluate import run_evaluate
+    from cnl_core.experiments.locate import run_locate
+    from cnl_core.locate.select import LocateParams
+    from cnl_core.model.hooks import Intervention
+    from cnl_core.model.model_cache import MODELS
+    from ui.app import build_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(["add1"], 12, 2, 0, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.1, 0.5, 100, 3.0,
+                       "positive", api_name="/locate_ui")
+        client.predict(api_name="/_labels_1")  # what the browser runs next: the Intervene picker's choices
+        lm = MODELS.get("smollm2-135m")
+        located = run_locate(lm, "add1", 12, 2, 0, params=LocateParams(tau=0.1)).result()
+        iv = Intervention(located.neurons, "zero")
+        times: dict[str, list[float]] = {"library": [], "dashboard": []}
+        for _ in range(2):
+            start = time.perf_counter()
+            run_evaluate(lm, "add1", 8, 0, iv, control_draws=2, located_ids=located.located_sample_ids(),
+                         cfg=EvalConfig())
+            times["library"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            client.predict("smollm2-135m:add1", "zero", 2.0, "all", ["add1"], 8, 0, 2, -1, 0, False,
+                           api_name="/intervene_ui")
+            times["dashboard"].append(time.perf_counter() - start)
+    finally:
+        app.close()
+    lib, dash = min(times["library"]), min(times["dashboard"])
+    return [("dashboard Intervene vs the library call (add1, n = 8, 2 draws; best of 2 each)",
+             f"{dash:.1f} s vs {lib:.1f} s", f"{dash / lib:.2f}x", "<= 1.1x", _verdict(dash / lib <= 1.1))]

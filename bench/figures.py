@@ -400,6 +400,7 @@ ALL = {
     "alternatives": alternatives,
     "demo": lambda gpu: _classroom().demo_time(gpu),
     "intervene": lambda gpu: _classroom().intervene_speed(gpu),
+    "dashboard": lambda gpu: _classroom().dashboard_overhead(gpu),
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).
