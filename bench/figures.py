@@ -390,6 +390,12 @@ def _classroom():
     return classroom
 
 
+def _distributed():
+    from bench import distributed
+
+    return distributed
+
+
 ALL = {
     "model_load": model_load,
     "collection": collection_overhead,
@@ -400,6 +406,7 @@ ALL = {
     "alternatives": alternatives,
     "demo": lambda gpu: _classroom().demo_time(gpu),
     "intervene": lambda gpu: _classroom().intervene_speed(gpu),
+    "processes": lambda gpu: _distributed().scoring_processes(gpu),
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).
