@@ -8,7 +8,8 @@ resumes); evaluation rows travel through the process group. Outside torchrun `la
 and nothing here runs: a run is the single process it always was.
 
 Batches, not samples, are dealt out: every batch holds the same samples as in a single-process run,
-so the numbers are the same; each process takes every N-th batch of a longest-first order, so the
+so the numbers are the same (to the last bit with the same threads per process; a thread count changes
+the order of float additions). They are dealt back and forth over a longest-first order, so the
 shares take about as long as each other. accelerate's `PartialState` is not used: on a CPU it saw
 one process where torchrun had started two.
 """
@@ -44,9 +45,12 @@ class Launch:
         return self.rank == 0
 
     def batches(self, n_items: int, batch_size: int) -> list[range]:
-        """Positions of the batches this process does: every world_size-th batch, from its rank on."""
-        starts = range(0, n_items, batch_size)[self.rank :: self.world_size]
-        return [range(s, min(s + batch_size, n_items)) for s in starts]
+        """Positions of the batches this process does. Batches are dealt back and forth (0 1 1 0 0 1 ...
+        for two processes): in a longest-first order every process gets as many long ones as short ones."""
+        starts = range(0, n_items, batch_size)
+        w = self.world_size
+        mine = [s for b, s in enumerate(starts) if min(b % (2 * w), 2 * w - 1 - b % (2 * w)) == self.rank]
+        return [range(s, min(s + batch_size, n_items)) for s in mine]
 
     def share(self, items: Sequence[T], batch_size: int) -> list[T]:
         """This process's items: its batches of `batch_size` consecutive items, in order."""

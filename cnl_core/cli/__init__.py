@@ -2,7 +2,7 @@
 
 The parser is built from the library's defaults and choice lists (arguments.py); the commands are
 in commands.py. A user error prints one line, `error: ...`, and exits with status 2. Under
-`torchrun --nproc_per_node N -m cnl_core locate|evaluate|matrix ...` the processes share the work
+`torchrun --nproc_per_node N -m cnl_core -- locate|sweep|evaluate|matrix ...` the processes share the work
 (cnl_core/parallel.py) and the main one prints and writes the result.
 """
 
@@ -27,7 +27,7 @@ from . import neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
-SPREAD_COMMANDS = ("locate", "evaluate", "matrix")  # the commands torchrun's processes can share
+SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 _STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
                   "inspect", "steer", "export")
 

@@ -97,10 +97,12 @@ def cmd_sweep(args) -> dict:
     score_cfg = A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
     lm = _model(args)
-    bar, update = _progress_bar("scores")
+    bar, update = _progress_bar("scores", args)
     with bar:
         run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
-                         progress=update)
+                         progress=update, launch=args.launch)
+    if _helper(args):
+        return {}
     rows = threshold_sweep(run, args.taus, args.ps)
     print("| tau | p | located | split overlap | split IoU | chance IoU |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -70,7 +70,7 @@ def collect_scores(
 ) -> ScoreTable:
     """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard.
 
-    Under torchrun (`launch`) each process computes every N-th batch and writes its shards; once all
+    Under torchrun (`launch`) each process computes its share of the batches and writes its shards; once all
     have written, each reads the others' shards from the cache, so the cache must be on and writable.
     """
     if not sample_ids:

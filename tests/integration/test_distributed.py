@@ -84,7 +84,7 @@ def test_what_cannot_be_shared_is_refused_before_any_process_waits(tmp_path):
     alone = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}  # as torchrun would set, with no partner
     r = _run([*LOCATE, "--no-cache"], cache, env=alone)
     assert r.returncode == 2 and "--no-cache cannot be used under torchrun" in r.stderr
-    r = _run(["sweep", "--dataset", "add1", "--n", 2], cache, env=alone)
+    r = _run(["decouple", "--dataset", "add1", "--other", "add2", "--n", 2], cache, env=alone)
     assert r.returncode == 2 and "runs as one process" in r.stderr
 
 
@@ -94,8 +94,17 @@ def test_every_item_is_dealt_to_exactly_one_process_in_whole_batches(n_items, ba
     shares = [Launch(r, world, r).share(items, batch) for r in range(world)]
     assert sorted(x for s in shares for x in s) == items
     batches = [items[i : i + batch] for i in range(0, n_items, batch)]
-    for r, share in enumerate(shares):
-        assert share == [x for b in batches[r::world] for x in b]
+    dealt = [b for share in shares for b in (share[i : i + batch] for i in range(0, len(share), batch))]
+    assert sorted(dealt) == sorted(batches)  # whole batches, as one process would run them
+    counts = [sum(len(b) for b in (share[i : i + batch] for i in range(0, len(share), batch))) for share in shares]
+    assert max(counts) - min(counts) <= batch
+
+
+def test_batches_are_dealt_back_and_forth():
+    owner = {b: r for r in range(2) for b in Launch(r, 2, 0).share(list(range(8)), 1)}
+    assert [owner[b] for b in range(8)] == [0, 1, 1, 0, 0, 1, 1, 0]
+    owner = {b: r for r in range(3) for b in Launch(r, 3, 0).share(list(range(7)), 1)}
+    assert [owner[b] for b in range(7)] == [0, 1, 2, 2, 1, 0, 0]
 
 
 def test_one_process_is_left_alone(monkeypatch):
