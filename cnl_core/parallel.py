@@ -29,7 +29,7 @@ from .errors import ParameterError
 T = TypeVar("T")
 R = TypeVar("R")
 
-WAIT_LIMIT = timedelta(hours=12)  # how long a process waits for the others' shares (the slowest batch, not the run)
+WAIT_LIMIT = timedelta(hours=12)  # the longest a process waits for the others at a meeting point (their lag)
 
 
 @dataclass(frozen=True)
