@@ -66,6 +66,19 @@ def test_two_processes_resume_from_the_cache(located):
     assert res["cache"]["computed"] == 0 and res["cache"]["reused"] == 8 and res["neurons"] == one["neurons"]
 
 
+def test_two_processes_compute_only_what_the_cache_lacks(located):
+    """A larger run over the cache of a smaller one (a killed run leaves the same): the 8 scored samples are
+    read, the 4 new ones split between the processes, and the result is still the one-process result."""
+    tmp, cache, _, _, _ = located
+    more = [*LOCATE[:4], 6, *LOCATE[5:]]
+    r2 = _run([*more, "--out", tmp / "more2.json"], cache, processes=2)
+    r1 = _run([*more, "--out", tmp / "more1.json"], _cache(tmp, "fresh"))
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    two, one = (json.loads((tmp / f).read_text()) for f in ("more2.json", "more1.json"))
+    assert two["cache"]["reused"] == 8 and two["cache"]["computed"] == 4
+    assert two["neurons"] == one["neurons"] and two["pairwise"] == one["pairwise"]
+
+
 def test_two_processes_evaluate_as_one(located):
     tmp, cache, _, _, _ = located
     args = ["evaluate", "--dataset", "add1", "--n", 6, "--neurons", tmp / "one.json", "--control-draws", 1,
