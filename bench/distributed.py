@@ -45,7 +45,9 @@ def _locate(processes: int, cache: Path, child: Path, threads: int | None = None
     (cache / "models").symlink_to(_smol_folder().parent)
     outer = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "OMP_NUM_THREADS")}
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": path, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    env = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": path}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     head = [sys.executable] if processes == 1 else \
         [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(processes)]
     out = subprocess.run([*head, str(child), DATASET, str(N), str(BATCH)], capture_output=True, text=True, env=env,

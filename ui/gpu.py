@@ -70,40 +70,41 @@ def _located(state) -> int:
     return max(1, len(getattr(state, "located", {}) or {}))
 
 
-def locate_seconds(datasets, n, k, seed, method, ig_steps, *_rest) -> float:
+def locate_seconds(datasets, n, k, seed, method, ig_steps, *_rest, **_kw) -> float:
     passes = 2 * int(ig_steps) + 1 if method == "integrated_gradients" else 1  # IG: batched (layer, step) rows
     return START_S + _count(datasets) * int(n) * int(k) * passes * PASS_S
 
 
-def demo_seconds(*_inputs) -> float:
+def demo_seconds(*_inputs, **_kw) -> float:
     return 60.0  # the preset: 24 samples located, 40 held out x 4 conditions, 8 new tokens
 
 
-def inspect_seconds(neuron, datasets, n, *_rest) -> float:
+def inspect_seconds(neuron, datasets, n, *_rest, **_kw) -> float:
     return START_S + _count(datasets) * int(n) * PASS_S
 
 
-def intervene_seconds(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, *_rest) -> float:
+def intervene_seconds(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, *_rest,
+                      **_kw) -> float:
     return _evaluations(_count(targets) * int(n) * (2 + int(draws)), max_new, fewshot)
 
 
-def dose_seconds(label, targets, n, seed, fewshot, max_new, *_rest) -> float:
+def dose_seconds(label, targets, n, seed, fewshot, max_new, *_rest, **_kw) -> float:
     return _evaluations(int(n) * (1 + len(DEFAULT_FACTORS)), max_new, fewshot)
 
 
-def matrix_seconds(mode, factor, targets, n, seed, fewshot, max_new, metric, state, *_rest) -> float:
+def matrix_seconds(mode, factor, targets, n, seed, fewshot, max_new, metric, state, *_rest, **_kw) -> float:
     return _evaluations(_count(targets) * int(n) * (1 + 2 * _located(state)), max_new, fewshot)
 
 
-def steer_seconds(label, mode, factor, prompt, max_new, *_rest) -> float:
+def steer_seconds(label, mode, factor, prompt, max_new, *_rest, **_kw) -> float:
     return START_S + 3 * int(max_new) * STEP_S + 2 * PASS_S  # three answers, then two scoring passes
 
 
-def decouple_seconds(dataset, other, n, fractions, repeats, method, ig_steps, *_rest) -> float:
+def decouple_seconds(dataset, other, n, fractions, repeats, method, ig_steps, *_rest, **_kw) -> float:
     curves = 2 * len(str(fractions).replace(",", " ").split()) * int(repeats)  # "same" and "other" per fraction
     return locate_seconds([dataset], n, 2, 0, method, ig_steps) + curves * 0.1  # most samples come from the cache
 
 
-def specificity_seconds(mode, metric, eval_n, fewshot, max_new, state, *_rest) -> float:
+def specificity_seconds(mode, metric, eval_n, fewshot, max_new, state, *_rest, **_kw) -> float:
     sets = _located(state)
     return _evaluations(sets * sets * 2 * int(eval_n), max_new, fewshot)  # every dataset x (shared, specific)

@@ -77,6 +77,7 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     small = seconds(["add1"], 20, 2, 0, "grad_x_act", 20)
     bigger = seconds(["add1", "gsm8k"], 60, 2, 0, "grad_x_act", 20)
     assert gpu.MIN_S <= small < bigger <= gpu.MAX_S
+    assert seconds(["add1"], 20, 2, 0, "grad_x_act", 20, progress=object()) == small  # gradio's extra inputs
     assert seconds(["gsm8k"], 100, 2, 0, "integrated_gradients", 20) == gpu.MAX_S
     assert seconds(["add1"], None, 2, 0, "grad_x_act", 20) == gpu.FALLBACK_S  # the handler reports the empty box
     iv = intervene_tab.intervene_ui.gpu_seconds
