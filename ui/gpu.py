@@ -4,7 +4,8 @@ On a ZeroGPU Space (the `spaces` package is installed there and SPACES_ZERO_GPU 
 attached only while a function decorated with `spaces.GPU` runs, for at most the seconds it asked
 for: too few and the run is cut off, too many and the visitor waits longer in the queue. So
 `on_gpu` asks for what the handler's own inputs call for (samples x passes, tokens to generate),
-estimated for a 7B model in bfloat16 on a ZeroGPU slice and capped. Anywhere else (a laptop, a CPU
+capped. The per-sample costs below are rough guesses for a 7B model in bfloat16 on a ZeroGPU slice,
+not measurements (no ZeroGPU hardware was at hand); the built-in model needs far less. Anywhere else (a laptop, a CPU
 Space, the tests) it hands back the handler itself. `spaces` is not a dependency of this project.
 
 The handler's inputs and outputs cross a process boundary there (pickled): the Session travels
