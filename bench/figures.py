@@ -390,6 +390,12 @@ def _classroom():
     return classroom
 
 
+def _distributed():
+    from bench import distributed
+
+    return distributed
+
+
 ALL = {
     "model_load": model_load,
     "collection": collection_overhead,
@@ -401,6 +407,7 @@ ALL = {
     "demo": lambda gpu: _classroom().demo_time(gpu),
     "intervene": lambda gpu: _classroom().intervene_speed(gpu),
     "dashboard": lambda gpu: _classroom().dashboard_overhead(gpu),
+    "processes": lambda gpu: _distributed().scoring_processes(gpu),
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).

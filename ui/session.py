@@ -39,6 +39,13 @@ class Session:
     pending_upload: list[dict] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    def __getstate__(self) -> dict:
+        """On ZeroGPU a handler's inputs and outputs are pickled: the session travels without its cancel event."""
+        return {k: v for k, v in self.__dict__.items() if k != "cancel"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, cancel=threading.Event())
+
     @property
     def evals(self) -> list[EvalResult]:
         """Every evaluation of the session, run after run (what Export writes)."""

@@ -1,7 +1,9 @@
 """Command line: `python -m cnl_core <command> ...`: the same library calls the dashboard makes.
 
 The parser is built from the library's defaults and choice lists (arguments.py); the commands are
-in commands.py. A user error prints one line, `error: ...`, and exits with status 2.
+in commands.py. A user error prints one line, `error: ...`, and exits with status 2. Under
+`torchrun --nproc_per_node N -m cnl_core -- locate|sweep|evaluate|matrix ...` the processes share the work
+(cnl_core/parallel.py) and the main one prints and writes the result.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 import tomllib
+import torch
 
 from .. import fields as F
+from .. import parallel
 from ..errors import CNLError, ParameterError
 from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
@@ -24,6 +28,7 @@ from . import neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
+SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 _STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
                   "inspect", "steer", "export")
 
@@ -191,10 +196,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_launch(args) -> parallel.Launch | None:
+    """Under torchrun: check the command can be shared, then join the other processes."""
+    launch = parallel.launched()
+    if launch is None:
+        return None
+    if args.command not in SPREAD_COMMANDS:
+        raise ParameterError(f"'{args.command}' runs as one process; torchrun can share {', '.join(SPREAD_COMMANDS)}.")
+    if getattr(args, "no_cache", False):
+        raise ParameterError("--no-cache cannot be used under torchrun: the processes share their scores "
+                             "through the cache.")
+    if args.device_map_auto:
+        raise ParameterError("--device-map-auto spreads one model over every GPU; under torchrun each process "
+                             "has its own GPU and its own copy of the model.")
+    parallel.join(launch, cuda=args.device == "cuda" or args.device == "auto" and torch.cuda.is_available())
+    return launch
+
+
 def main(argv: Sequence[str] | None = None, exit_on_error: bool = True):
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args.launch = _join_launch(args)
+        try:
+            return args.func(args)
+        finally:
+            parallel.leave()
     except CNLError as exc:
         if not exit_on_error:
             raise

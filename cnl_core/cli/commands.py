@@ -7,6 +7,7 @@ typo fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from tqdm import tqdm
@@ -33,7 +34,10 @@ def _model(args) -> LoadedModel:
     return MODELS.get(spec)
 
 
-def _progress_bar(desc: str):
+def _progress_bar(desc: str, args=None):
+    """A tqdm bar and its Progress callback; no bar in the processes torchrun started besides the main one."""
+    if _helper(args):
+        return nullcontext(), None
     bar = tqdm(total=0, desc=desc, unit="sample", dynamic_ncols=True, file=sys.stderr)
 
     def update(done: int, total: int, message: str) -> None:
@@ -43,6 +47,12 @@ def _progress_bar(desc: str):
         bar.refresh()
 
     return bar, update
+
+
+def _helper(args) -> bool:
+    """True in a process torchrun started that only helps: it does its share and returns without output."""
+    launch = getattr(args, "launch", None)
+    return launch is not None and not launch.is_main
 
 
 def _write(path: str | None, data: dict) -> None:
@@ -59,10 +69,12 @@ def cmd_locate(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
     lm = _model(args)
-    bar, update = _progress_bar("locate")
+    bar, update = _progress_bar("locate", args)
     with bar:
         run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, params,
-                         batch_size=args.batch_size, use_cache=not args.no_cache, progress=update)
+                         batch_size=args.batch_size, use_cache=not args.no_cache, progress=update, launch=args.launch)
+    if _helper(args):
+        return {}
     res = run.result()
     print(f"{res.model} / {res.dataset} / {res.method}: {res.n_located} neurons located "
           f"({100 * res.fraction_located:.3f}% of {res.grid.total}); "
@@ -84,10 +96,12 @@ def cmd_sweep(args) -> dict:
     score_cfg = A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
     lm = _model(args)
-    bar, update = _progress_bar("scores")
+    bar, update = _progress_bar("scores", args)
     with bar:
         run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
-                         progress=update)
+                         progress=update, launch=args.launch)
+    if _helper(args):
+        return {}
     rows = threshold_sweep(run, args.taus, args.ps)
     print("| tau | p | located | split overlap | split IoU | chance IoU |\n|---|---|---|---|---|---|")
     for r in rows:
@@ -123,12 +137,14 @@ def cmd_evaluate(args) -> dict:
     iv = None
     if located is not None:
         iv = Intervention(_on_model(located, lm), args.intervention, args.factor, args.positions)
-    bar, update = _progress_bar("evaluate")
+    bar, update = _progress_bar("evaluate", args)
     with bar:
         res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
                            control_may_overlap=args.control_may_overlap,
                            located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
-                           cfg=cfg, progress=update)
+                           cfg=cfg, progress=update, launch=args.launch)
+    if _helper(args):
+        return {}
     print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
     for name, r in res.conditions().items():
         acc = "n/a" if r.accuracy is None else f"{r.accuracy:.3f} {_fmt_ci(r.accuracy_ci)}"
@@ -153,10 +169,12 @@ def cmd_matrix(args) -> dict:
     lm = _model(args)
     rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
             (Intervention(_on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
-    bar, update = _progress_bar("matrix")
+    bar, update = _progress_bar("matrix", args)
     with bar:
         res = run_matrix(lm, rows, targets, args.n, args.seed, with_controls=not args.no_controls, cfg=cfg,
-                         progress=update)
+                         progress=update, launch=args.launch)
+    if _helper(args):
+        return {}
     metric = "delta_accuracy" if args.metric == "accuracy" else "delta_gold_loglik"
     print(f"\n{metric} (rows: neurons {args.intervention}, columns: dataset tested)")
     print(" " * 16 + "".join(f"{t[:12]:>14}" for t in res.targets))

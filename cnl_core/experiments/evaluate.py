@@ -16,6 +16,7 @@ from ..evaluate.stats import compared, control_summary, summarize
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..options import DEFAULTS
+from ..parallel import Launch, spread
 from ..progress import Progress, report
 from ..provenance import stamp
 from .eval_results import EvalResult, Example, MatrixResult
@@ -42,12 +43,14 @@ def run_evaluate(
     control_draws: int = DEFAULTS.control_draws, control_may_overlap: bool = False,
     located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
     n_examples: int = 3, progress: Progress | None = None, cancel: threading.Event | None = None,
+    launch: Launch | None = None,
 ) -> EvalResult:
     """Accuracy and gold log-likelihood before/after the intervention and under random controls.
 
     Evaluation samples avoid `located_ids` (the samples the neurons were located on). Each control
     is the intervention applied to a random set with the same count per layer (seeded draws) that
-    avoids the intervened neurons unless `control_may_overlap`.
+    avoids the intervened neurons unless `control_may_overlap`. Under torchrun (`launch`) each condition's
+    batches are spread over the processes, and every process gets the whole result.
     """
     cfg = cfg or EvalConfig()
     F.CONTROL_DRAWS.typed(control_draws)
@@ -64,7 +67,8 @@ def run_evaluate(
     for step, (name, iv) in enumerate(runs):
         def sub(done, _total, _msg, _base=step * len(samples), _name=name):
             report(progress, _base + done, total, f"{dataset} {_name}: {done}/{len(samples)}")
-        results[name] = evaluate_samples(lm, spec, samples, shots, cfg, iv, progress=sub, cancel=cancel)
+        results[name] = spread(launch, samples, cfg.batch_size, lambda part: evaluate_samples(
+            lm, spec, part, shots, cfg, iv, progress=sub, cancel=cancel))
     base = results["baseline"]
     provenance = stamp()
     out = EvalResult(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=len(samples), seed=seed,
@@ -84,7 +88,7 @@ def run_evaluate(
 def run_matrix(
     lm: LoadedModel, rows: Mapping[str, tuple[Intervention, Sequence[str]]], targets: Sequence[str], n: int,
     seed: int = 0, *, with_controls: bool = False, cfg: EvalConfig | None = None, progress: Progress | None = None,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | None = None, launch: Launch | None = None,
 ) -> MatrixResult:
     """The cross-dataset matrix: rows = whose neurons are changed (an intervention and the ids they were
     located on), columns = dataset tested.
@@ -92,7 +96,8 @@ def run_matrix(
     Each cell is (changed - unmodified) on the same evaluation samples, which avoid every sample any
     row's neurons were located on. Every row must change its neurons the same way (mode and factor).
     With `with_controls`, each row gets a control row ("<row> · random"): as many random neurons per layer,
-    none of them in the row's set, changed the same way.
+    none of them in the row's set, changed the same way. Under torchrun (`launch`) each cell's batches are
+    spread over the processes.
     """
     cfg = cfg or EvalConfig()
     if not rows or not targets:
@@ -111,12 +116,16 @@ def run_matrix(
                        targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg, **stamp())
     for target in targets:
         spec, samples, shots = eval_samples(target, n, cfg, seed, excluded)
-        base = evaluate_samples(lm, spec, samples, shots, cfg, None, cancel=cancel)
+        def evaluated(iv: Intervention | None) -> list[SampleResult]:
+            return spread(launch, samples, cfg.batch_size,
+                          lambda part: evaluate_samples(lm, spec, part, shots, cfg, iv, cancel=cancel))
+
+        base = evaluated(None)
         out.baseline[target] = summarize(base, cfg.bootstrap, seed)
         done += 1
         report(progress, done, total, f"baseline {target}")
         for source, (iv, _) in rows.items():
-            after = evaluate_samples(lm, spec, samples, shots, cfg, iv, cancel=cancel)
+            after = evaluated(iv)
             out.cells[source][target] = compared(after, base, cfg.bootstrap, seed, ci_draws=0)
             done += 1
             report(progress, done, total, f"{source} -> {target}")

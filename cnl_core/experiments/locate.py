@@ -18,6 +18,7 @@ from ..locate.completeness import Completeness, ig_completeness
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams, locate, neuron_prominence
 from ..model.loading import LoadedModel
+from ..parallel import Launch
 from ..progress import Progress
 from ..provenance import stamp
 from .locate_result import CacheInfo, LocateResult, SplitPair, SplitResult, TopNeuron
@@ -76,9 +77,12 @@ class LocateRun:
 def run_locate(
     lm: LoadedModel, dataset: str, n: int, k: int = 2, seed: int = 0, score_cfg: ScoreConfig | None = None,
     params: LocateParams | None = None, *, batch_size: int = 8, use_cache: bool = True,
-    progress: Progress | None = None, cancel: threading.Event | None = None,
+    progress: Progress | None = None, cancel: threading.Event | None = None, launch: Launch | None = None,
 ) -> LocateRun:
-    """Draw k disjoint splits of n samples, score them (through the cache) and locate neurons."""
+    """Draw k disjoint splits of n samples, score them (through the cache) and locate neurons.
+
+    Under torchrun (`launch`) the scoring is spread over the processes; every process gets the whole run.
+    """
     if n < 1 or k < 1:
         raise ParameterError("n and the number of splits must be at least 1.")
     spec = get_dataset(dataset)
@@ -86,9 +90,9 @@ def run_locate(
     splits = make_splits(spec, n, k, seed)
     ids = [i for s in splits for i in s]
     table = collect_scores(lm, spec, ids, score_cfg, batch_size=batch_size, use_cache=use_cache,
-                           progress=progress, cancel=cancel)
+                           progress=progress, cancel=cancel, launch=launch)
     completeness = None
-    if table.cfg.method == "integrated_gradients":
+    if table.cfg.method == "integrated_gradients" and (launch is None or launch.is_main):
         rows = spec.by_id()
         checked = table.sample_ids[:COMPLETENESS_SAMPLES]
         completeness = ig_completeness(lm, [rows[i] for i in checked], table.cfg, table.scores[:len(checked)])

@@ -13,6 +13,7 @@ from ..errors import CacheError, Cancelled, ParameterError
 from ..model.architectures import neuron_definition
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid
+from ..parallel import Launch
 from ..progress import Progress, report
 from .score_store import ScoreStore
 from .scorers import ScoreConfig, score_batch
@@ -52,14 +53,31 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def _read_the_others(launch: Launch, store: ScoreStore, todo: Sequence, found: dict) -> None:
+    """Wait for every process's shards, then read the samples the others scored."""
+    launch.wait_for_all()
+    found.update(store.load([s.id for s in todo if s.id not in found]))
+    missing = [s.id for s in todo if s.id not in found]
+    if missing:
+        raise CacheError(f"{len(missing)} samples scored by other processes are not in the cache at {store.folder} "
+                         f"(e.g. {missing[0]}); is it on a filesystem every process shares? Run again to resume.")
+
+
 def collect_scores(
     lm: LoadedModel, dataset: DatasetSpec, sample_ids: Sequence[str], cfg: ScoreConfig, *,
     batch_size: int = 8, use_cache: bool = True, progress: Progress | None = None,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | None = None, launch: Launch | None = None,
 ) -> ScoreTable:
-    """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard."""
+    """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard.
+
+    Under torchrun (`launch`) each process computes its share of the batches and writes its shards; once all
+    have written, each reads the others' shards from the cache, so the cache must be on and writable.
+    """
     if not sample_ids:
         raise ParameterError("No samples to score.")
+    if launch is not None and not use_cache:
+        raise ParameterError("Processes started by torchrun share their scores through the cache: "
+                             "run without --no-cache (use_cache=False).")
     rows = dataset.by_id()
     unknown = [i for i in sample_ids if i not in rows]
     if unknown:
@@ -75,6 +93,8 @@ def collect_scores(
             store.ensure()
             found = store.load(sample_ids)
         except CacheError as exc:
+            if launch is not None:
+                raise
             notes.append(str(exc))
             use_cache = False
         notes.extend(store.problems)
@@ -83,13 +103,18 @@ def collect_scores(
     # Longest first: batches of like length waste little on padding, and the largest batch (the
     # memory peak, and any out-of-memory error) comes first instead of hours in.
     todo.sort(key=lambda s: cfg.length(lm.tokenizer, s), reverse=True)
-    total, done = len(todo), 0
-    report(progress, 0, total, f"{dataset.name}: {reused} samples from the cache, {total} to compute")
+    mine = todo
+    if launch is not None:
+        launch.wait_for_all()  # every process has read the cache before any writes: all share out the same list
+        mine = launch.share(todo, batch_size)
+    total, done = len(mine), 0
+    shared = "" if launch is None else f" (this process's share of {len(todo)})"
+    report(progress, 0, total, f"{dataset.name}: {reused} samples from the cache, {total} to compute{shared}")
     while done < total:
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"Cancelled after {done} of {total} samples of {dataset.name}; "
                             "they are cached and reused next time.")
-        chunk = todo[done : done + batch_size]
+        chunk = mine[done : done + batch_size]
         try:
             scores, gold = score_batch(lm, chunk, cfg)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -108,16 +133,20 @@ def collect_scores(
             try:
                 store.write_shard(ids, scores16, gold)
             except CacheError as exc:
+                if launch is not None:
+                    raise
                 notes.append(str(exc))
                 use_cache = False
         done += len(chunk)
         report(progress, done, total, f"{dataset.name}: scored {done}/{total}")
+    if launch is not None:
+        _read_the_others(launch, store, todo, found)
     ordered = list(sample_ids)
     return ScoreTable(
         sample_ids=ordered,
         scores=torch.stack([found[i][0] for i in ordered]),
         gold_logprob=torch.tensor([found[i][1] for i in ordered]),
         grid=NeuronGrid(lm.grid.n_layers, lm.grid.width), record=store.record, key=store.key,
-        computed=total, reused=reused, notes=notes, cfg=cfg, truncated_prompts=cut_prompts,
+        computed=len(todo), reused=reused, notes=notes, cfg=cfg, truncated_prompts=cut_prompts,
         truncated_answers=cut_answers,
     )

@@ -122,7 +122,7 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
             else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         )
     if spec.device_map_auto or quant != "none":
-        kwargs["device_map"] = "auto" if spec.device_map_auto else {"": 0}
+        kwargs["device_map"] = "auto" if spec.device_map_auto else {"": torch.cuda.current_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,

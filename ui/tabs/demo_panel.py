@@ -9,6 +9,7 @@ import gradio as gr
 from cnl_core.experiments.demo import DEMO, run_demo
 from cnl_core.report import charts
 
+from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 
@@ -27,6 +28,7 @@ def build() -> SimpleNamespace:
     return SimpleNamespace(button=button, outputs=[summary, plot])
 
 
+@gpu.on_gpu(gpu.demo_seconds)
 @shows_errors
 def demo_ui(state, progress=gr.Progress()):
     state = session(state)

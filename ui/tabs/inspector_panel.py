@@ -15,6 +15,7 @@ from cnl_core.errors import ParameterError
 from cnl_core.inspect.neuron import inspect_neuron, parse_neuron
 from cnl_core.options import DEFAULTS
 
+from .. import gpu
 from ..errors import shows_errors
 from ..session import Session, session
 
@@ -111,6 +112,7 @@ def pick_from_table(table, evt: gr.SelectData):
     return f"{int(table.iloc[row]['layer'])}:{int(table.iloc[row]['index'])}"
 
 
+@gpu.on_gpu(gpu.inspect_seconds)
 @shows_errors
 def inspect_ui(neuron, datasets, n, state):
     state = session(state)

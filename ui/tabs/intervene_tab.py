@@ -15,6 +15,7 @@ from cnl_core.model.hooks import Intervention
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, POSITIONS
 from cnl_core.report import charts, exports
 
+from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
 from . import steer_panel
@@ -73,6 +74,7 @@ def eval_numbers(n, seed) -> tuple[int, int]:
     return F.EVAL_N.check(n), F.SEED.check(seed)
 
 
+@gpu.on_gpu(gpu.intervene_seconds)
 @shows_errors
 def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new_tokens, overlap, state,
                  progress=gr.Progress()):
@@ -108,6 +110,7 @@ def evaluation_outputs(state: Session) -> tuple:
     return acc, ll, exports.readable_evaluation_table(state.history), exports.examples_table(last)
 
 
+@gpu.on_gpu(gpu.dose_seconds)
 @shows_errors
 def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr.Progress()):
     state = session(state)
@@ -123,6 +126,7 @@ def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr
     return charts.dose_chart(points, target)
 
 
+@gpu.on_gpu(gpu.matrix_seconds)
 @shows_errors
 def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, state, progress=gr.Progress()):
     state = session(state)

@@ -14,6 +14,7 @@ from cnl_core.locate.select import LocateParams
 from cnl_core.options import DEFAULTS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 
+from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
 
@@ -78,6 +79,7 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
+@gpu.on_gpu(gpu.locate_seconds)
 @shows_errors
 def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size, rule, tau, p,
               top_k, sigma, sign, state, progress=gr.Progress()):

@@ -12,6 +12,7 @@ from cnl_core.evaluate.controls import random_like
 from cnl_core.evaluate.steer import steer_stream, token_logprobs
 from cnl_core.model.hooks import Intervention
 
+from .. import gpu
 from ..errors import shows_errors
 from ..session import session
 
@@ -37,6 +38,7 @@ def build() -> SimpleNamespace:
     return SimpleNamespace(prompt=prompt, max_new=max_new, button=button, outputs=[base, changed, control, diff])
 
 
+@gpu.on_gpu(gpu.steer_seconds)
 @shows_errors
 def steer_ui(label, mode, factor, prompt, max_new, state):
     state = session(state)

@@ -14,6 +14,7 @@ from cnl_core.experiments.specificity import run_specificity, split_by_sharing
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES
 from cnl_core.report import charts
 
+from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from .intervene_tab import eval_config
@@ -66,6 +67,7 @@ def _fractions(text: str) -> list[float]:
     return values
 
 
+@gpu.on_gpu(gpu.decouple_seconds)
 @shows_errors
 def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch,
                 rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
@@ -89,6 +91,7 @@ def sharing_ui(state):
     return charts.sharing_bars(split_by_sharing(located).counts)
 
 
+@gpu.on_gpu(gpu.specificity_seconds)
 @shows_errors
 def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progress=gr.Progress()):
     state = session(state)
