@@ -7,6 +7,7 @@ dashboard's Export tab and `python -m cnl_core export` produce the same files.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -79,7 +80,7 @@ def evaluation_table(results: Sequence[EvalResult]) -> pd.DataFrame:
 
 
 def _sig(value, signed: bool = False) -> str:
-    if value is None:
+    if value is None or math.isnan(value):  # NaN: not measured (harness tasks have no gold log-likelihood)
         return ""
     return f"{value:+.3g}" if signed else f"{value:.3g}"
 
