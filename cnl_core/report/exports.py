@@ -138,7 +138,9 @@ def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, 
         (folder / "evaluation.json").write_text(json.dumps([e.to_json() for e in evals], indent=2))
         files.append(folder / "evaluation.json")
         _, ll_chart = charts.evaluation_charts(list(evals))
-        files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt)) for fmt in ("png", "svg")]
+        if ll_chart is not None:  # None when every evaluation is an lm-eval harness run (no gold log-likelihood)
+            files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt))
+                      for fmt in ("png", "svg")]
     if matrix is not None:
         (folder / "cross_dataset_matrix.json").write_text(json.dumps(matrix.to_json(), indent=2))
         files.append(folder / "cross_dataset_matrix.json")

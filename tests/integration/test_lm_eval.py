@@ -153,6 +153,11 @@ def test_dashboard_runs_a_harness_task_into_the_same_charts_and_history(lm, task
     assert acc_plot is not None and ll_plot is None  # the harness gives no gold log-likelihood
     assert list(table["tested on"].unique()) == [f"lm-eval:{TASK} [acc,none]"]
     assert list(table["condition"]) == ["baseline", "intervened"] and table["gold log-lik / token"].eq("").all()
+    from ui.tabs import export_tab
+
+    files = export_tab.export_ui(state)  # Export writes the harness rows with the built-in ones
+    csv = next(f for f in files if f.endswith("evaluation.csv"))
+    assert f"lm-eval:{TASK}" in Path(csv).read_text()
     with pytest.raises(Exception, match="Unknown lm-eval task"):
         harness_panel.harness_ui("hand", "zero", 2.0, "all", "no_such_task_xyz", str(task_dir), 3, 0, 0, -1, 0,
                                  False, state, progress=lambda *a, **k: None)
