@@ -1,8 +1,12 @@
 # Capability Neuron Lab — the two commands: `make run` and `make test`.
-.PHONY: run test bench screenshot setup
+.PHONY: run test bench screenshot setup lm-eval
 
 setup:
 	bash scripts/setup.sh
+
+# The optional lm-evaluation-harness extra (`python -m cnl_core lm-eval`, the Intervene tab's task field).
+lm-eval:
+	bash scripts/setup.sh lm-eval
 
 run: setup
 	.venv/bin/python dashboard.py

@@ -17,9 +17,11 @@ the same calls as this public API.
 
 from .errors import CNLError
 from .evaluate.accuracy import EvalConfig
+from .evaluate.harness import HarnessSettings
 from .experiments.eval_results import EvalResult, FinetuneResult, MatrixResult
 from .experiments.evaluate import run_evaluate, run_matrix
 from .experiments.finetune import run_finetune
+from .experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from .experiments.locate import LocateRun, run_locate
 from .experiments.locate_result import LocateResult
 from .locate.scorers import ScoreConfig, register_scorer
@@ -31,8 +33,9 @@ from .model.neurons import NeuronGrid, NeuronSet
 from .options import DEFAULT_MODEL, DEFAULTS
 
 __all__ = [
-    "CNLError", "DEFAULTS", "DEFAULT_MODEL", "EvalConfig", "EvalResult", "FinetuneResult", "Intervention",
+    "CNLError", "DEFAULTS", "DEFAULT_MODEL", "EvalConfig", "EvalResult", "FinetuneResult", "HarnessEvalResult",
+    "HarnessSettings", "Intervention",
     "LocateParams", "LocateResult", "LocateRun", "MODELS", "MatrixResult", "ModelSpec", "NeuronGrid", "NeuronSet",
     "ScoreConfig", "intervene", "load_model", "register_scorer", "run_evaluate", "run_finetune", "run_locate",
-    "run_matrix",
+    "run_harness_eval", "run_matrix",
 ]

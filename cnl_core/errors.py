@@ -36,3 +36,7 @@ class NeuronSetError(CNLError):
 
 class Cancelled(CNLError):
     """The user cancelled a run; what was finished (cached score shards, earlier results) is kept."""
+
+
+class HarnessError(CNLError):
+    """lm-evaluation-harness is not installed, a task is unknown, or the harness could not run it."""

@@ -43,3 +43,17 @@ class RunDefaults:
 
 
 DEFAULTS = RunDefaults()
+
+
+@dataclass(frozen=True)
+class HarnessDefaults:
+    """lm-evaluation-harness runs (`lm-eval` command, Intervene tab): the optional extra and its run sizes."""
+
+    requirements: str = "requirements-lmeval.txt"
+    install: str = "make lm-eval  (or: .venv/bin/pip install -r requirements-lmeval.txt)"
+    batch_size: int = 8
+    bootstrap_iters: int = 1000  # the harness's own default (100000) is slow for bootstrapped metrics on CPU
+    control_draws: int = 1  # each draw is one more full harness run
+
+
+HARNESS = HarnessDefaults()

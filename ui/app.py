@@ -7,8 +7,8 @@ import gradio as gr
 from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
-from .tabs import (compare_tab, data_tab, demo_panel, export_tab, inspector_panel, intervene_tab, locate_tab,
-                   model_tab, steer_panel, studies_tab)
+from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
+                   locate_tab, model_tab, steer_panel, studies_tab)
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -82,7 +82,15 @@ def build_app() -> gr.Blocks:
                                    st.outputs, **heavy)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, [iv.located_on, iv.targets, iv.n, iv.seed, iv.fewshot,
                                                             iv.max_new, state], iv.dose_plot, **heavy)
-        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=[iv_ev, mx_ev, dose_ev, iv_steer], queue=False)
+        iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]
+        if iv.harness.available:  # the optional lm-evaluation-harness: results join the same charts and history
+            hp = iv.harness
+            hp_ev = hp.button.click(harness_panel.harness_ui,
+                                    [iv.located_on, iv.mode, iv.factor, iv.positions, hp.tasks, hp.include, iv.n,
+                                     iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.overlap, state], state, **heavy)
+            hp_ev.success(lambda s: intervene_tab.evaluation_outputs(session(s)), state, iv.outputs)
+            iv_events.append(hp_ev)
+        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=iv_events, queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
                                std.decouple_outputs, **heavy)

@@ -24,13 +24,13 @@ from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
 from ..options import DEFAULTS
 from . import arguments as A
-from . import neuron_commands
+from . import harness_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
 SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 _STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
-                  "inspect", "steer", "export")
+                  "inspect", "steer", "lm-eval", "export")
 
 
 def cmd_cache(args) -> dict:
@@ -84,7 +84,8 @@ def cmd_run(args) -> list:
     return outputs
 
 
-_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune", "decouple", "specificity", "inspect", "steer")
+_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune", "decouple", "specificity", "inspect", "steer",
+                   "lm-eval")
 
 
 def _to_argv(options: dict) -> list[str]:
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_specificity)
 
     neuron_commands.add_parsers(sub)
+    harness_commands.add_parsers(sub)
 
     p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
     p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 import torch
@@ -160,7 +162,7 @@ def loglik_change_bars(result: EvalResult) -> alt.LayerChart:
 def evaluation_charts(results: list[EvalResult]) -> tuple[alt.HConcatChart | None, alt.HConcatChart | None]:
     """(accuracy bars, change of gold log-likelihood) side by side for each tested dataset; None when empty."""
     acc = [evaluation_bars(r, "accuracy") for r in results if r.baseline.accuracy is not None]
-    ll = [loglik_change_bars(r) for r in results]
+    ll = [loglik_change_bars(r) for r in results if math.isfinite(r.baseline.gold_loglik)]  # harness tasks: NaN
     return (alt.hconcat(*acc) if acc else None), (alt.hconcat(*ll) if ll else None)
 
 

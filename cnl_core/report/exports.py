@@ -7,6 +7,7 @@ dashboard's Export tab and `python -m cnl_core export` produce the same files.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -79,7 +80,7 @@ def evaluation_table(results: Sequence[EvalResult]) -> pd.DataFrame:
 
 
 def _sig(value, signed: bool = False) -> str:
-    if value is None:
+    if value is None or math.isnan(value):  # NaN: not measured (harness tasks have no gold log-likelihood)
         return ""
     return f"{value:+.3g}" if signed else f"{value:.3g}"
 
@@ -137,7 +138,9 @@ def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, 
         (folder / "evaluation.json").write_text(json.dumps([e.to_json() for e in evals], indent=2))
         files.append(folder / "evaluation.json")
         _, ll_chart = charts.evaluation_charts(list(evals))
-        files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt)) for fmt in ("png", "svg")]
+        if ll_chart is not None:  # None when every evaluation is an lm-eval harness run (no gold log-likelihood)
+            files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt))
+                      for fmt in ("png", "svg")]
     if matrix is not None:
         (folder / "cross_dataset_matrix.json").write_text(json.dumps(matrix.to_json(), indent=2))
         files.append(folder / "cross_dataset_matrix.json")

@@ -18,7 +18,7 @@ from cnl_core.report import charts, exports
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
-from . import steer_panel
+from . import harness_panel, steer_panel
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
@@ -35,6 +35,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         factor = gr.Slider(0.0, 10.0, DEFAULTS.amplify_factor, step=0.5, label="amplify factor")
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
     targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on")
+    harness = harness_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.eval_n, label="n test samples")
         seed = gr.Number(DEFAULTS.seed, label="seed")
@@ -60,7 +61,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
     return SimpleNamespace(located_on=located_on, mode=mode, factor=factor, positions=positions, targets=targets,
                            n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
-                           run_btn=run_btn,
+                           run_btn=run_btn, harness=harness,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
                            dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)

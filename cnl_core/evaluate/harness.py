@@ -1,0 +1,227 @@
+"""Bridge to EleutherAI's lm-evaluation-harness: its tasks and metrics, on the model we already hold.
+
+Researchers judge a model change on the harness, not on a tool's own scorer. Here the harness's own
+HF model class (`HFLM`) wraps the loaded model and tokenizer (no second load), its own
+`simple_evaluate` scores the tasks, and the neuron interventions are this library's context manager
+around that call: nothing is patched into the harness. The harness is an optional extra
+(requirements-lmeval.txt); without it every entry point says how to install it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..errors import HarnessError, ParameterError
+from ..model.hooks import Intervention, intervene
+from ..model.loading import LoadedModel
+from ..options import HARNESS
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+_NOT_METRICS = {"alias", "name", "sample_len", "samples"}
+
+
+def harness_available() -> tuple[bool, str]:
+    """(installed, a sentence for the user): the sentence says how to install it when it is not."""
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        return False, (f"lm-evaluation-harness is not installed. Install the optional extra with: {HARNESS.install}.")
+    return True, f"lm-evaluation-harness {harness_version()} is installed."
+
+
+def harness_version() -> str | None:
+    try:
+        return metadata.version("lm_eval")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def require_harness() -> None:
+    ok, why = harness_available()
+    if not ok:
+        raise HarnessError(why)
+
+
+def parse_tasks(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Task names from "a,b" (or a list), stripped, each checked to be a plain task name."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = tuple(dict.fromkeys(t.strip() for t in items if t and t.strip()))
+    if not names:
+        raise ParameterError("Name at least one lm-eval task (comma-separated, e.g. arc_easy,hellaswag).")
+    bad = [t for t in names if not _TASK_NAME.match(t)]
+    if bad:
+        raise ParameterError(f"Not an lm-eval task name: {bad[0]!r} (letters, digits, '_', '-' and '.' only).")
+    return names
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    """What the harness runs: tasks, where extra task YAMLs live, and the harness's own run settings."""
+
+    tasks: tuple[str, ...]
+    include_path: str | None = None  # a folder of the user's own task YAMLs (the harness's --include_path)
+    limit: int | None = None  # samples per task (None: all)
+    num_fewshot: int | None = None  # None: each task's own
+    max_gen_toks: int | None = None  # None: each generation task's own
+    batch_size: int = HARNESS.batch_size
+    bootstrap_iters: int = HARNESS.bootstrap_iters
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", parse_tasks(self.tasks))
+        for name, value, low in (("limit", self.limit, 1), ("num_fewshot", self.num_fewshot, 0),
+                                 ("max_gen_toks", self.max_gen_toks, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ParameterError(f"{name}: a whole number of at least {low}, or left out.")
+        if self.batch_size < 1 or self.bootstrap_iters < 0:
+            raise ParameterError("Harness batch size must be >= 1 and bootstrap iterations >= 0.")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "tasks": list(self.tasks)}
+
+    @staticmethod
+    def from_json(data: dict) -> "HarnessSettings":
+        if not isinstance(data, dict):
+            raise ValueError("the harness settings must be an object")
+        keys = ("tasks", "include_path", "limit", "num_fewshot", "max_gen_toks", "batch_size", "bootstrap_iters")
+        return HarnessSettings(**{k: data[k] for k in keys if k in data})
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of one task as the harness reports it, with the harness's standard error (None: it gives none)."""
+
+    value: float
+    stderr: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskScores:
+    """A task's (or group's) metrics; names are the harness's "metric,filter" keys, e.g. "acc,none"."""
+
+    task: str
+    metrics: dict[str, Metric]
+    n: int | None = None  # samples scored (None for a group of tasks)
+    num_fewshot: int | None = None
+    higher_is_better: dict[str, bool] | None = None
+
+    def primary(self) -> str | None:
+        """The metric a chart shows: the first the harness lists (acc before acc_norm, strict before flexible)."""
+        return next(iter(self.metrics), None)
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "n": self.n, "num_fewshot": self.num_fewshot,
+                "metrics": {k: {"value": m.value, "stderr": m.stderr} for k, m in self.metrics.items()},
+                "higher_is_better": self.higher_is_better}
+
+    @staticmethod
+    def from_json(data: dict) -> "TaskScores":
+        metrics = {}
+        for key, m in data["metrics"].items():
+            if not isinstance(key, str) or not _is_number(m["value"]) or not (m["stderr"] is None or
+                                                                              _is_number(m["stderr"])):
+                raise ValueError(f"metric {key!r} must hold a numeric value and stderr (or null)")
+            metrics[key] = Metric(float(m["value"]), None if m["stderr"] is None else float(m["stderr"]))
+        hib = data.get("higher_is_better")
+        if hib is not None and not (isinstance(hib, dict) and all(isinstance(v, bool) for v in hib.values())):
+            raise ValueError("higher_is_better must map metric names to true/false")
+        return TaskScores(task=_text(data["task"]), metrics=metrics, n=_whole_or_none(data.get("n")),
+                          num_fewshot=_whole_or_none(data.get("num_fewshot")), higher_is_better=hib)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _whole_or_none(value) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"expected a whole number, got {value!r:.40}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a harness value; "N/A", NaN and the like give None."""
+    return float(value) if _is_number(value) and math.isfinite(value) else None
+
+
+def parse_results(out: dict) -> dict[str, TaskScores]:
+    """The harness's `simple_evaluate` output as typed scores per task and group, in the harness's order."""
+    scores = {}
+    for task, row in out["results"].items():
+        metrics = {}
+        for key, value in row.items():
+            name, _, filt = key.partition(",")
+            if name in _NOT_METRICS or name.endswith("_stderr") or _number(value) is None:
+                continue
+            metrics[key] = Metric(_number(value), _number(row.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")))
+        samples = out.get("n-samples", {}).get(task, {})
+        shots = out.get("n-shot", {}).get(task)
+        scores[task] = TaskScores(task=task, metrics=metrics, n=samples.get("effective"),
+                                  num_fewshot=shots if isinstance(shots, int) else None,
+                                  higher_is_better=out.get("higher_is_better", {}).get(task))
+    return scores
+
+
+def task_manager(settings: HarnessSettings):
+    """The harness's TaskManager for these tasks, every name checked. Built before any model is loaded.
+
+    When every task is in the include path, the harness's own task catalogue (thousands of YAML files,
+    seconds to index) is not read.
+    """
+    require_harness()
+    from lm_eval.tasks import TaskManager
+
+    if settings.include_path is not None and not Path(settings.include_path).is_dir():
+        raise ParameterError(f"The include path {settings.include_path!r} is not a folder of task YAML files.")
+    if settings.include_path is not None:
+        local = TaskManager(include_path=settings.include_path, include_defaults=False)
+        if set(settings.tasks) <= set(local.all_tasks):
+            return local
+    manager = TaskManager(include_path=settings.include_path)
+    known = set(manager.all_tasks)
+    unknown = [t for t in settings.tasks if t not in known]
+    if unknown:
+        where = f" or in {settings.include_path}" if settings.include_path else " (give your own with --include-path)"
+        raise HarnessError(f"Unknown lm-eval task {unknown[0]!r}: not in the harness's catalogue{where}. "
+                           "List the catalogue with: lm-eval ls tasks")
+    return manager
+
+
+class Harness:
+    """The harness ready to score one loaded model on fixed tasks, unmodified or under an intervention."""
+
+    def __init__(self, lm: LoadedModel, settings: HarnessSettings, manager=None):
+        require_harness()
+        from lm_eval.models.huggingface import HFLM
+
+        self.lm, self.settings = lm, settings
+        self.manager = manager if manager is not None else task_manager(settings)
+        # The harness's own model class around our model and tokenizer: nothing is loaded again.
+        self.model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=settings.batch_size)
+
+    def evaluate(self, iv: Intervention | None = None, log_samples: bool = False) -> tuple[dict[str, TaskScores], dict]:
+        """(typed scores per task, the harness's raw output) with `iv` applied to every forward pass."""
+        from lm_eval import simple_evaluate
+
+        s = self.settings
+        try:
+            with intervene(self.lm, iv):
+                out = simple_evaluate(model=self.model, tasks=list(s.tasks), task_manager=self.manager,
+                                      num_fewshot=s.num_fewshot, limit=s.limit, bootstrap_iters=s.bootstrap_iters,
+                                      gen_kwargs={"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
+                                      log_samples=log_samples)
+        except (OSError, ValueError, KeyError, ImportError) as exc:  # a dataset out of reach, a task's extra package
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise HarnessError(f"lm-evaluation-harness could not run {', '.join(s.tasks)}: "
+                               f"{type(exc).__name__}: {first}") from exc
+        return parse_results(out), out

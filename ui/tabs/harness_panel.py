@@ -1,0 +1,66 @@
+"""lm-evaluation-harness tasks in the Intervene tab, next to the built-in datasets.
+
+The harness's own tasks and metrics, scored with the located neurons changed as chosen above and with
+the random-control draws; results join the same charts and history as built-in datasets. Where the
+optional harness is not installed, the panel says how to install it.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core.errors import ParameterError
+from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
+from cnl_core.experiments.harness_eval import run_harness_eval
+from cnl_core.model.hooks import Intervention
+
+from ..errors import progress_reporter, shows_errors
+from ..session import session
+
+HELP = ("**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
+        "own prompts and metrics, with the located neurons changed as set above and the random-control draws. "
+        "'n test samples' is the harness's limit per task; bars are ±1.96 harness standard errors. Public tasks "
+        "download their data from the Hugging Face Hub the first time.")
+
+
+def build() -> SimpleNamespace:
+    ok, why = harness_available()
+    if not ok:
+        gr.Markdown(f"**lm-evaluation-harness tasks:** {why}")
+        return SimpleNamespace(available=False)
+    gr.Markdown(HELP)
+    with gr.Row():
+        tasks = gr.Textbox(label="lm-eval tasks (comma-separated)", placeholder="arc_easy,hellaswag", scale=2,
+                           elem_id="lm-eval-tasks")
+        include = gr.Textbox(label="folder of your own task YAMLs (optional)", scale=2)
+        button = gr.Button("Run on lm-eval tasks", elem_id="lm-eval-btn")
+    return SimpleNamespace(available=True, tasks=tasks, include=include, button=button)
+
+
+@shows_errors
+def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new_tokens, overlap,
+               state, progress=gr.Progress()):
+    """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
+    state = session(state)
+    state.cancel.clear()
+    if label not in state.located:
+        raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+    try:
+        settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None, limit=int(n),
+                                   num_fewshot=None if fewshot is None or int(fewshot) < 0 else int(fewshot),
+                                   max_gen_toks=int(max_new_tokens or 0) or None)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParameterError(f"n, few-shot and max new tokens: whole numbers, please ({exc}).") from exc
+    manager = task_manager(settings)  # an unknown task is refused before any model work
+    lm = state.model()
+    located = state.located[label].result
+    if located.grid != lm.grid:
+        raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+    iv = Intervention(located.neurons, mode, float(factor), positions)
+    res = run_harness_eval(lm, settings, iv, control_draws=int(draws), control_may_overlap=bool(overlap),
+                           seed=int(seed), manager=manager, located_on=label, progress=progress_reporter(progress),
+                           cancel=state.cancel)
+    state.history.append(res.as_eval_results())
+    return state
