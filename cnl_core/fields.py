@@ -129,7 +129,12 @@ FRACTION = NumberField("shared fraction", "--fractions", 0.0, 1.0, whole=False)
 INSPECT_N = NumberField("samples per dataset", "--n", 1, 500)
 TOP_EXAMPLES = NumberField("top examples", "--top", 1, 50)
 STEER_TOKENS = NumberField("new tokens", "--max-new-tokens", 1, 128)
+HARNESS_LIMIT = NumberField("samples per task (limit)", "--limit", 1, 10_000_000)
+HARNESS_FEWSHOT = NumberField("few-shot examples", "--num-fewshot", 0, 64)
+HARNESS_GEN_TOKS = NumberField("new tokens for generation tasks", "--max-gen-toks", 1, 8 * TOKEN_CEILING)
+HARNESS_DRAWS = NumberField("random-control draws (each a full harness run)", "--control-draws", 0, 20)
+BOOTSTRAP_ITERS = NumberField("bootstrap iterations", "--bootstrap-iters", 0, 100_000)
 
 ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
        FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,
-       STEER_TOKENS)
+       STEER_TOKENS, HARNESS_LIMIT, HARNESS_FEWSHOT, HARNESS_GEN_TOKS, HARNESS_DRAWS, BOOTSTRAP_ITERS)

@@ -31,7 +31,7 @@ from cnl_core.data.uploads import dataset_from_records, read_table  # noqa: E402
 from cnl_core.errors import CNLError  # noqa: E402
 from cnl_core.experiments.eval_results import EvalResult  # noqa: E402
 from cnl_core.experiments.locate_result import LocateResult  # noqa: E402
-from tests.unit.test_fields import NUMERIC_FLAGS  # noqa: E402
+from tests.unit.test_fields import NUMERIC_FLAGS, REQUIRED  # noqa: E402
 from tests.unit.test_result_fuzzing import _snapshot, _state  # noqa: E402
 from tests.unit.test_results import _evaluation, result  # noqa: E402
 
@@ -95,10 +95,7 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
 
     def flag(command, option, text):
         with contextlib.redirect_stderr(io.StringIO()):
-            extra = {"compare": ["a.json"], "specificity": ["a.json"], "export": ["a.json", "--out-dir", "x"],
-                     "finetune": ["--neurons", "a"], "decouple": ["--other", "imdb"], "inspect": ["--neuron", "0:0"],
-                     "steer": ["--prompt", "x", "--neurons", "a"], "matrix": ["--neurons", "a", "--targets", "b"]}
-            parser.parse_args([command, *extra.get(command, []), f"{option}={text}"])
+            parser.parse_args([command, *REQUIRED.get(command, []), f"{option}={text}"])
     out["numbers given to a CLI flag"] = Counter(
         _classify(lambda f=rng.choice(NUMERIC_FLAGS), v=_value(rng): flag(f[0], f[1], str(v))) for _ in range(per_kind))
     locate_doc, eval_doc = result().to_json(), _evaluation()

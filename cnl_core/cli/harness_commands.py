@@ -6,6 +6,7 @@ checked before the model is loaded.
 
 from __future__ import annotations
 
+from .. import fields as F
 from ..evaluate.harness import HarnessSettings, require_harness, task_manager
 from ..experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from ..model.hooks import Intervention
@@ -71,17 +72,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--include-path", help="a folder of your own task YAML files (the harness's --include_path)")
     p.add_argument("--neurons", required=True, help="a locate result JSON")
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
-    p.add_argument("--factor", type=float, default=DEFAULTS.amplify_factor, help="amplify factor")
-    p.add_argument("--control-draws", type=int, default=HARNESS.control_draws,
+    p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor, help="amplify factor")
+    p.add_argument("--control-draws", type=F.HARNESS_DRAWS.arg, default=HARNESS.control_draws,
                    help="random same-size controls (each is one more full harness run)")
     p.add_argument("--control-may-overlap", action="store_true",
                    help="let the random controls include located neurons (default: they avoid them)")
-    p.add_argument("--limit", type=int, help="samples per task (default: all; the harness's --limit)")
-    p.add_argument("--num-fewshot", type=int, help="few-shot examples (default: each task's own)")
-    p.add_argument("--max-gen-toks", type=int, help="new tokens for generation tasks (default: each task's own)")
-    p.add_argument("--batch-size", type=int, default=HARNESS.batch_size)
-    p.add_argument("--bootstrap-iters", type=int, default=HARNESS.bootstrap_iters,
+    p.add_argument("--limit", type=F.HARNESS_LIMIT.arg, help="samples per task (default: all; the harness's --limit)")
+    p.add_argument("--num-fewshot", type=F.HARNESS_FEWSHOT.arg, help="few-shot examples (default: each task's own)")
+    p.add_argument("--max-gen-toks", type=F.HARNESS_GEN_TOKS.arg, help="new tokens for generation tasks (default: each task's own)")
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=HARNESS.batch_size)
+    p.add_argument("--bootstrap-iters", type=F.BOOTSTRAP_ITERS.arg, default=HARNESS.bootstrap_iters,
                    help="the harness's bootstrap draws for stderrs without a closed form (0: no stderr)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="the random controls' draws")
+    p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed, help="the random controls' draws")
     p.add_argument("--out")
     p.set_defaults(func=cmd_lm_eval)

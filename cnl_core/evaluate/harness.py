@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .. import fields as F
 from ..errors import HarnessError, ParameterError
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
@@ -73,12 +74,12 @@ class HarnessSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", parse_tasks(self.tasks))
-        for name, value, low in (("limit", self.limit, 1), ("num_fewshot", self.num_fewshot, 0),
-                                 ("max_gen_toks", self.max_gen_toks, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ParameterError(f"{name}: a whole number of at least {low}, or left out.")
-        if self.batch_size < 1 or self.bootstrap_iters < 0:
-            raise ParameterError("Harness batch size must be >= 1 and bootstrap iterations >= 0.")
+        for field, value in ((F.HARNESS_LIMIT, self.limit), (F.HARNESS_FEWSHOT, self.num_fewshot),
+                             (F.HARNESS_GEN_TOKS, self.max_gen_toks)):
+            if value is not None:
+                field.typed(value)
+        F.BATCH.typed(self.batch_size)
+        F.BOOTSTRAP_ITERS.typed(self.bootstrap_iters)
 
     def to_json(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks)}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fields as F
 from ..errors import NeuronSetError, ParameterError
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.controls import random_like
@@ -30,7 +31,6 @@ from .eval_results import EvalResult
 from .json_io import read_json
 
 KIND = "cnl.lm_eval"
-MAX_CONTROL_DRAWS = 20
 Z95 = 1.959964
 
 
@@ -174,8 +174,7 @@ def run_harness_eval(
     Each control changes as many random neurons per layer the same way (draw d: seed + 1000 + d, as the
     built-in evaluation), none of them located ones unless `control_may_overlap`.
     """
-    if not 0 <= control_draws <= MAX_CONTROL_DRAWS:
-        raise ParameterError(f"Control draws must be between 0 and {MAX_CONTROL_DRAWS}.")
+    F.HARNESS_DRAWS.typed(control_draws)
     if intervention is not None and intervention.positions != "all":
         raise ParameterError("Harness tasks change the neurons at every token position (positions 'all').")
     harness = Harness(lm, settings, manager)

@@ -84,6 +84,10 @@ def _numeric_flags() -> list[tuple[str, str, F.NumberField]]:
 
 
 NUMERIC_FLAGS = _numeric_flags()
+REQUIRED = {"compare": ["a.json"], "specificity": ["a.json"], "export": ["a.json", "--out-dir", "x"],  # what each
+            "finetune": ["--neurons", "a.json"], "decouple": ["--other", "imdb"], "inspect": ["--neuron", "0:0"],
+            "steer": ["--prompt", "x", "--neurons", "a.json"], "matrix": ["--neurons", "a", "--targets", "b"],
+            "lm-eval": ["--tasks", "t", "--neurons", "a.json"]}  # command needs besides the flag under test
 
 
 def test_every_numeric_flag_of_the_cli_is_checked_by_a_field():
@@ -98,10 +102,7 @@ def test_every_numeric_flag_of_the_cli_is_checked_by_a_field():
 def test_any_text_for_a_numeric_flag_parses_in_range_or_exits_naming_the_flag(flag, text):
     command, option, field = flag
     parser = build_parser()
-    extra = {"compare": ["a.json"], "specificity": ["a.json"], "export": ["a.json", "--out-dir", "x"],
-             "finetune": ["--neurons", "a.json"], "decouple": ["--other", "imdb"], "inspect": ["--neuron", "0:0"],
-             "steer": ["--prompt", "x", "--neurons", "a.json"], "matrix": ["--neurons", "a", "--targets", "b"]}
-    argv = [command, *extra.get(command, []), f"{option}={text}"]
+    argv = [command, *REQUIRED.get(command, []), f"{option}={text}"]
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
