@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import ParameterError
@@ -20,20 +21,18 @@ TOKEN_CEILING = 2048  # longest prompt, answer or generation the library accepts
 
 @dataclass(frozen=True)
 class NumberField:
-    """One typed number: its name as shown, its CLI flag, its range, and an optional 'unset' value.
+    """One typed number: its name as shown, its range, and an optional 'unset' value.
 
     `unset` is the number a dashboard box uses for "the default" (0 or -1): `read` turns it into None.
     `open_low` makes the lower bound exclusive (tau and p in (0, 1]).
     """
 
     label: str
-    flag: str
     low: float
     high: float
     whole: bool = True
     open_low: bool = False
     unset: float | None = None
-    note: str = ""
 
     def span(self) -> str:
         if self.whole:
@@ -42,7 +41,7 @@ class NumberField:
             span = f"give a number above {self.low:g} and at most {self.high:g}"
         else:
             span = f"give a number from {self.low:g} to {self.high:g}"
-        return f"{span} {self.note}" if self.note else span
+        return span
 
     def problem(self, value) -> str | None:
         """What is wrong with the value, in words (without the field's name); None when it is fine."""
@@ -52,7 +51,9 @@ class NumberField:
             return f"{value} is not a number; {self.span()}."
         try:
             number = float(value)
-        except (TypeError, ValueError, OverflowError):
+        except OverflowError:  # an int too large for a float
+            return f"{str(value)[:20]}... is out of range; {self.span()}."
+        except (TypeError, ValueError):
             return f"{str(value)[:20]!r} is not a number; {self.span()}."
         if not math.isfinite(number):
             return f"{str(value)[:20]} is not a finite number; {self.span()}."
@@ -82,13 +83,13 @@ class NumberField:
         """A library parameter: numbers only (text is refused), checked; None stands for 'unset' where there is one."""
         if value is None and self.unset is not None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy numbers are Real too
             raise ParameterError(f"{self.label}: {str(value)[:20]!r} is not a number; {self.span()}.")
         number = self.check(value)
-        if self.whole and not isinstance(value, int):
+        if self.whole and not isinstance(value, numbers.Integral):
             raise ParameterError(f"{self.label}: {value!r:.20} is not a whole number (an int); {self.span()}.")
         if self.unset is not None and number == self.unset:
-            raise ParameterError(f"{self.label}: pass None, not {number:g}, for the default.")
+            raise ParameterError(f"{self.label}: in the library, leave it None (not {number:g}) for the default.")
         return number
 
     def arg(self, text: str) -> int | float:
@@ -99,41 +100,36 @@ class NumberField:
         return self.read(text)
 
 
-_TOKENS = dict(low=1, high=TOKEN_CEILING)
-
-N_SPLIT = NumberField("n per split", "--n", 1, 5000)
-SPLITS = NumberField("splits (k)", "--splits", 1, 20)
-SEED = NumberField("seed", "--seed", 0, MAX_SEED)
-BATCH = NumberField("batch size", "--batch-size", 1, 256)
-IG_STEPS = NumberField("IG steps m", "--ig-steps", 1, 200)
-MAX_PROMPT = NumberField("max prompt tokens (0: covers 99% of the prompts)", "--max-prompt-tokens", 0, TOKEN_CEILING,
-                         unset=0)
-MAX_ANSWER = NumberField("max answer tokens (0: covers 99% of the gold answers)", "--max-answer-tokens", 0,
-                         TOKEN_CEILING, unset=0)
-TAU = NumberField("tau", "--tau", 0.0, 1.0, whole=False, open_low=True)
-P = NumberField("p (share of samples)", "--p", 0.0, 1.0, whole=False, open_low=True)
-TOP_K = NumberField("top-k", "--top-k", 1, 100_000)
-SIGMA = NumberField("z-score sigma", "--sigma", 0.0, 100.0, whole=False)
-EVAL_N = NumberField("n test samples", "--n", 1, 2000)
-CONTROL_DRAWS = NumberField("random-control draws", "--control-draws", 0, 50)
-FACTOR = NumberField("amplify factor", "--factor", 0.0, 100.0, whole=False, open_low=True,
-                     note="(x0 would switch the neurons off: that is the zero intervention)")
-FEWSHOT = NumberField("few-shot (-1: the task's own)", "--fewshot", -1, 16, unset=-1)
-MAX_NEW = NumberField("max new tokens (0: the task's own)", "--max-new-tokens", 0, TOKEN_CEILING, unset=0)
-BOOTSTRAP = NumberField("bootstrap draws", "--bootstrap", 0, 100_000)
-FT_STEPS = NumberField("fine-tuning steps", "--steps", 1, 10_000)
-FT_LR = NumberField("learning rate", "--lr", 0.0, 1.0, whole=False, open_low=True)
-FT_TRAIN_N = NumberField("training samples", "--train-n", 1, 5000)
-REPEATS = NumberField("repeats", "--repeats", 1, 20)
-FRACTION = NumberField("shared fraction", "--fractions", 0.0, 1.0, whole=False)
-INSPECT_N = NumberField("samples per dataset", "--n", 1, 500)
-TOP_EXAMPLES = NumberField("top examples", "--top", 1, 50)
-STEER_TOKENS = NumberField("new tokens", "--max-new-tokens", 1, 128)
-HARNESS_LIMIT = NumberField("samples per task (limit)", "--limit", 1, 10_000_000)
-HARNESS_FEWSHOT = NumberField("few-shot examples", "--num-fewshot", 0, 64)
-HARNESS_GEN_TOKS = NumberField("new tokens for generation tasks", "--max-gen-toks", 1, 8 * TOKEN_CEILING)
-HARNESS_DRAWS = NumberField("random-control draws (each a full harness run)", "--control-draws", 0, 20)
-BOOTSTRAP_ITERS = NumberField("bootstrap iterations", "--bootstrap-iters", 0, 100_000)
+N_SPLIT = NumberField("n per split", 1, 1_000_000)  # the dataset's size is checked where it is known
+SPLITS = NumberField("splits (k)", 1, 20)
+SEED = NumberField("seed", 0, MAX_SEED)
+BATCH = NumberField("batch size", 1, 4096)
+IG_STEPS = NumberField("IG steps m", 1, 200)
+MAX_PROMPT = NumberField("max prompt tokens (0: covers 99% of the prompts)", 0, TOKEN_CEILING, unset=0)
+MAX_ANSWER = NumberField("max answer tokens (0: covers 99% of the gold answers)", 0, TOKEN_CEILING, unset=0)
+TAU = NumberField("tau", 0.0, 1.0, whole=False, open_low=True)
+P = NumberField("p (share of samples)", 0.0, 1.0, whole=False, open_low=True)
+TOP_K = NumberField("top-k", 1, 10_000_000)
+SIGMA = NumberField("z-score sigma", 0.0, 100.0, whole=False)
+EVAL_N = NumberField("n test samples", 1, 1_000_000)
+CONTROL_DRAWS = NumberField("random-control draws", 0, 50)
+FACTOR = NumberField("amplify factor", 0.0, 100.0, whole=False)  # x0 is refused by Intervention: it is zeroing
+FEWSHOT = NumberField("few-shot (-1: the task's own)", -1, 16, unset=-1)
+MAX_NEW = NumberField("max new tokens (0: the task's own)", 0, TOKEN_CEILING, unset=0)
+BOOTSTRAP = NumberField("bootstrap draws", 0, 100_000)
+FT_STEPS = NumberField("fine-tuning steps", 1, 10_000)
+FT_LR = NumberField("learning rate", 0.0, 1.0, whole=False, open_low=True)
+FT_TRAIN_N = NumberField("training samples", 1, 1_000_000)
+REPEATS = NumberField("repeats", 1, 20)
+FRACTION = NumberField("shared fraction", 0.0, 1.0, whole=False)
+INSPECT_N = NumberField("samples per dataset", 1, 2000)
+TOP_EXAMPLES = NumberField("top examples", 1, 50)
+STEER_TOKENS = NumberField("new tokens", 1, 128)
+HARNESS_LIMIT = NumberField("samples per task (limit)", 1, 10_000_000)
+HARNESS_FEWSHOT = NumberField("few-shot examples", 0, 64)
+HARNESS_GEN_TOKS = NumberField("new tokens for generation tasks", 1, 8 * TOKEN_CEILING)
+HARNESS_DRAWS = NumberField("random-control draws (each a full harness run)", 0, 20)
+BOOTSTRAP_ITERS = NumberField("bootstrap iterations", 0, 100_000)
 
 ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
        FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,

@@ -21,6 +21,7 @@ import torch
 
 from ..data.samples import DatasetSpec
 from ..data.splits import draw_disjoint
+from .. import fields as F
 from ..errors import NeuronSetError, ParameterError
 from ..model.forward import encode_teacher_forced
 from ..model.hooks import neuron_hooks
@@ -172,8 +173,7 @@ def inspect_neuron(lm: LoadedModel, layer: int, index: int, datasets: Sequence[D
                    sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]] | None = None) -> NeuronReport:
     """The neuron's vocabulary projection, its activations on n samples of each dataset, and its ranks."""
     check_neuron(lm, layer, index)
-    if not 1 <= n <= 2000:
-        raise ParameterError("n samples: between 1 and 2000.")
+    F.INSPECT_N.typed(n)
     top, bottom = vocab_projection(lm, layer, index)
     report = NeuronReport(lm.spec.name, layer, index, top, bottom)
     examples: list[Example] = []

@@ -39,8 +39,6 @@ class LocateParams:
             raise ParameterError(f"Sign must be one of {', '.join(SIGNS)}.")
         for field, value in ((F.TAU, self.tau), (F.P, self.p), (F.SIGMA, self.sigma), (F.TOP_K, self.top_k)):
             field.typed(value)
-        if not isinstance(self.top_k, int):
-            raise ParameterError(f"{F.TOP_K.label}: {self.top_k!r:.20} is not a whole number; {F.TOP_K.span()}.")
 
     def as_dict(self) -> dict:
         return asdict(self)

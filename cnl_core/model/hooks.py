@@ -59,6 +59,8 @@ class Intervention:
             raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}.")
         if self.mode == "amplify":
             F.FACTOR.typed(self.factor)
+            if self.factor == 0:
+                raise ParameterError("Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead.")
 
     @staticmethod
     def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = "all") -> "Intervention":

@@ -76,7 +76,7 @@ def test_amplifying_by_zero_is_refused_and_a_huge_set_warned():
     from cnl_core.model.hooks import Intervention
 
     grid = NeuronGrid(2, 10)
-    with pytest.raises(ParameterError, match="x0 would switch the neurons off"):
+    with pytest.raises(ParameterError, match="choose the 'zero' intervention"):
         Intervention(NeuronSet.from_flat(grid, [1]), "amplify", 0.0)
     everything = LocateResult("m", "d", NeuronSet.from_flat(grid, range(20)))
     assert any("not a localized capability" in w for w in everything.warnings())

@@ -41,11 +41,11 @@ ANY_VALUE = st.one_of(
     (lambda: params_from("topk", 0.2, 0.5, 1e9, 3.0, "positive"), "top-k: 1e+09 is out of range"),
     (lambda: eval_config(1.5, 0), "few-shot"),
     (lambda: eval_config(-1, float("nan")), "max new tokens"),
-    (lambda: Intervention.from_inputs(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), "amplify", 0), "x0 would switch"),
+    (lambda: Intervention.from_inputs(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), "amplify", 0), "choose the 'zero' intervention"),
     (lambda: Intervention.from_inputs(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), "amplify", -1e9), "amplify factor"),
     (lambda: LocateParams(tau=float("nan")), "tau: nan is not a finite number"),
     (lambda: EvalConfig(batch_size=0), "batch size: 0 is out of range"),
-    (lambda: ScoreConfig(max_prompt_tokens=0), "max prompt tokens .*: pass None"),
+    (lambda: ScoreConfig(max_prompt_tokens=0), "max prompt tokens .*: in the library, leave it None"),
 ])
 def test_bad_numbers_name_their_field(call, words):
     with pytest.raises(ParameterError, match=words.replace("(", r"\(").replace("+", r"\+")):

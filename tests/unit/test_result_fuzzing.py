@@ -80,6 +80,11 @@ def test_any_json_document_is_a_result_or_refused(doc):
     _reads_or_refuses(EvalResult.from_json, doc)
 
 
+def _refused(exc: gr.Error) -> bool:
+    """A refusal is the library's own error shown as a sentence; any other exception is a bug (a crash)."""
+    return isinstance(exc.__cause__, CNLError)
+
+
 def _snapshot(state) -> tuple:
     return (state.id, state.spec, {k: v.result.to_json() for k, v in state.located.items()}, len(state.history),
             state.matrix, list(state.uploads), state.pending_upload)
@@ -100,7 +105,8 @@ def test_a_refused_reload_leaves_the_session_as_it_was(tmp_path_factory, content
     before = _snapshot(state)
     try:
         export_tab.reload_ui(str(path), state)
-    except gr.Error:
+    except gr.Error as exc:
+        assert _refused(exc), exc
         assert _snapshot(state) == before
 
 
@@ -127,24 +133,25 @@ def test_bad_threshold_numbers_leave_the_located_sets_as_they_were(numbers):
     before = _snapshot(state)
     try:
         locate_tab.relocalize_ui("topk", tau, p, top_k, sigma, "positive", state)
-    except gr.Error:
+    except gr.Error as exc:
+        assert _refused(exc), exc
         assert _snapshot(state) == before
 
 
 @FUZZ
-@given(st.tuples(NUMBER, NUMBER, NUMBER, NUMBER, NUMBER))
+@given(st.tuples(NUMBER, NUMBER, NUMBER, NUMBER, NUMBER, NUMBER))
 def test_bad_evaluation_numbers_are_refused_before_any_model_work(numbers):
-    factor, n, seed, draws, shots = numbers
+    factor, n, seed, draws, shots, max_new = numbers
     state = _state()
+    state.model = lambda: pytest.fail("the model was asked for before the numbers were checked")
     before = _snapshot(state)
     try:
-        intervene_tab.eval_numbers(n, seed), intervene_tab.eval_config(shots, 0)
-        intervene_tab.Intervention.from_inputs(result().neurons, "amplify", factor)
+        intervene_tab.Intervention.from_inputs(result().neurons, "amplify", factor)  # in the handler's order
+        intervene_tab.eval_config(shots, max_new), intervene_tab.eval_numbers(n, seed)
         intervene_tab.F.CONTROL_DRAWS.check(draws)
-    except CNLError:
-        assert _snapshot(state) == before
-        try:  # and the handler says the same, before loading the model (none is loaded in this test)
-            intervene_tab.intervene_ui("m:d", "amplify", factor, "all", ["d"], n, seed, draws, shots, 0, False, state)
-        except gr.Error:
-            pass
+    except CNLError as expected:
+        with pytest.raises(gr.Error) as shown:
+            intervene_tab.intervene_ui("m:d", "amplify", factor, "all", ["d"], n, seed, draws, shots, max_new, False,
+                                       state)
+        assert _refused(shown.value) and shown.value.message == str(expected)
         assert _snapshot(state) == before

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
 from cnl_core.experiments.harness_eval import run_harness_eval
@@ -47,20 +48,18 @@ def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, f
     state.cancel.clear()
     if label not in state.located:
         raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
-    try:
-        settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None, limit=int(n),
-                                   num_fewshot=None if fewshot is None or int(fewshot) < 0 else int(fewshot),
-                                   max_gen_toks=int(max_new_tokens or 0) or None)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ParameterError(f"n, few-shot and max new tokens: whole numbers, please ({exc}).") from exc
+    settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None,
+                               limit=F.EVAL_N.check(n), num_fewshot=F.FEWSHOT.read(fewshot),
+                               max_gen_toks=F.MAX_NEW.read(max_new_tokens))
+    located = state.located[label].result
+    iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
+    draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work
     lm = state.model()
-    located = state.located[label].result
     if located.grid != lm.grid:
         raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
-    iv = Intervention(located.neurons, mode, float(factor), positions)
-    res = run_harness_eval(lm, settings, iv, control_draws=int(draws), control_may_overlap=bool(overlap),
-                           seed=int(seed), manager=manager, located_on=label, progress=progress_reporter(progress),
+    res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
+                           seed=seed, manager=manager, located_on=label, progress=progress_reporter(progress),
                            cancel=state.cancel)
     state.history.append(res.as_eval_results())
     return state

@@ -119,11 +119,11 @@ def inspect_ui(neuron, datasets, n, state):
     layer, index = parse_neuron(neuron)
     if not datasets:
         raise ParameterError("Pick at least one dataset to look at the neuron's activations.")
-    lm = state.model()
+    n = F.INSPECT_N.check(n)
+    lm = state.model()  # every input is checked before the model is loaded
     sets = {label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
             for label, e in state.located.items() if e.result.grid == lm.grid}
-    rep = inspect_neuron(lm, layer, index, [resolve_dataset(d) for d in datasets], F.INSPECT_N.check(n),
-                         sets=sets)
+    rep = inspect_neuron(lm, layer, index, [resolve_dataset(d) for d in datasets], n, sets=sets)
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""
     summary = f"### Neuron {layer}:{index}\n{where or 'Not in any located set of this session.'}{shared}\n\n" \

@@ -46,15 +46,15 @@ def steer_ui(label, mode, factor, prompt, max_new, state):
         raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
     if not (prompt or "").strip():
         raise ParameterError("Type a prompt to ask the model.")
-    lm = state.model()
     neurons = state.located[label].result.neurons
+    iv, max_new = Intervention.from_inputs(neurons, mode, factor), F.STEER_TOKENS.check(max_new)
+    lm = state.model()  # every input is checked before the model is loaded
     if neurons.grid != lm.grid:
         raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
-    iv = Intervention.from_inputs(neurons, mode, factor)
     conditions = {"baseline": None, "intervened": iv,
                   "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
     answers = {}
-    for answers in steer_stream(lm, prompt, conditions, F.STEER_TOKENS.check(max_new)):
+    for answers in steer_stream(lm, prompt, conditions, max_new):
         yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
     ids = lm.tokenizer(prompt)["input_ids"]
     base = answers["baseline"]

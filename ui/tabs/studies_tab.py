@@ -76,7 +76,8 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
     inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
               score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
               params_from(rule, tau, p, top_k, sigma, sign))
-    res = run_decouple(state.model(), dataset, other, *inputs, batch_size=F.BATCH.check(batch),
+    batch = F.BATCH.check(batch)
+    res = run_decouple(state.model(), dataset, other, *inputs, batch_size=batch,
                        progress=progress_reporter(progress), cancel=state.cancel)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
     return charts.decouple_chart(res), table.round(4)
