@@ -14,6 +14,7 @@ from ..model.architectures import neuron_definition
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid
 from ..progress import Progress, report
+from .batch_fit import fitting_batch_size
 from .score_store import ScoreStore
 from .scorers import ScoreConfig, score_batch
 from .token_limits import count_cut
@@ -54,10 +55,13 @@ def _is_oom(exc: BaseException) -> bool:
 
 def collect_scores(
     lm: LoadedModel, dataset: DatasetSpec, sample_ids: Sequence[str], cfg: ScoreConfig, *,
-    batch_size: int = 8, use_cache: bool = True, progress: Progress | None = None,
+    batch_size: int | None = None, use_cache: bool = True, progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> ScoreTable:
-    """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard."""
+    """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard.
+
+    batch_size None: the default, or fewer rows where the memory estimate says the default would not fit.
+    """
     if not sample_ids:
         raise ParameterError("No samples to score.")
     rows = dataset.by_id()
@@ -69,6 +73,9 @@ def collect_scores(
                                          cfg.max_prompt_tokens, cfg.max_answer_tokens)
     store = ScoreStore(score_record(lm, dataset, cfg))
     notes: list[str] = []
+    if batch_size is None:
+        batch_size, note = fitting_batch_size(lm, cfg)
+        notes.extend([note] if note else [])
     found: dict[str, tuple[torch.Tensor, float]] = {}
     if use_cache:
         try:

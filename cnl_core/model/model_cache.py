@@ -10,6 +10,7 @@ import threading
 from collections import OrderedDict
 
 from .loading import LoadedModel, ModelSpec, load_model
+from .memory import Workload
 
 
 class ModelCache:
@@ -18,13 +19,14 @@ class ModelCache:
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, spec: ModelSpec | str) -> LoadedModel:
+    def get(self, spec: ModelSpec | str, work: Workload | None = None) -> LoadedModel:
+        """The model of spec; a first load plans its memory for `work` (see load_model)."""
         spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
         with self._lock:
             if spec in self._models:
                 self._models.move_to_end(spec)
                 return self._models[spec]
-            lm = load_model(spec)
+            lm = load_model(spec, work)
             self._models[spec] = lm
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
