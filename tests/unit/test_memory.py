@@ -83,3 +83,11 @@ def test_default_batch_is_lowered_only_when_the_estimate_says_it_would_not_fit(t
     monkeypatch.setattr(batch_fit, "free_ram_bytes", lambda: int(two / 0.9) + 1)
     rows, note = batch_fit.fitting_batch_size(lm, cfg)
     assert rows == 2 and "Batch size 2 instead of 8" in note
+
+
+def test_dashboard_shows_the_estimate_before_loading_and_a_sentence_for_a_bad_name():
+    from ui.tabs.model_tab import estimate_ui
+
+    text = estimate_ui("smollm2-135m", "auto", "cpu", "4bit", False, False)
+    assert text.startswith("**Memory estimate** (before loading)") and "nf4" in text and "free RAM" in text
+    assert "neither an existing folder" in estimate_ui("bad id!", "auto", "cpu", "none", False, False)
