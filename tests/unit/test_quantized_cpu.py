@@ -35,6 +35,17 @@ def test_loads_quantized_on_a_cpu_and_the_estimate_matches_the_footprint(models,
     assert lm.fingerprint != full.fingerprint  # quantized scores never share the float model's cache entries
 
 
+@pytest.mark.parametrize("quant", QUANTS)
+def test_the_float_weights_file_is_let_go_after_a_quantized_load(tiny_model_folder, tmp_path, quant):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_folder, tmp_path / "copy")  # a file no float model here maps
+    lm = load_model(ModelSpec(str(folder), device="cpu", quantization=quant))
+    with open("/proc/self/maps") as fh:  # its pages no longer count against the RAM
+        assert not [line for line in fh if str(folder) in line], "the weights file is still mapped"
+    assert lm.model.lm_head.weight is lm.model.model.embed_tokens.weight  # still tied after the copy
+
+
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([a.flatten().float(), b.flatten().float()]))[0, 1])
 
