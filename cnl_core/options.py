@@ -14,7 +14,7 @@ DEFAULT_MODEL = "smollm2-135m"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("none", "8bit", "4bit", "auto")  # auto: the lightest precision that fits ("quantize if needed")
-QUANTIZATION_NOTE = "8/4-bit saves memory, not time (on a CPU it is no faster than float32)"
+QUANTIZATION_NOTE = "8/4-bit saves memory, not time: on a CPU it is no faster than float32"
 RULES = ("relative", "topk", "zscore")  # per-sample selection rules
 SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on: KN keeps positive ones only
 IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m

@@ -91,3 +91,20 @@ def test_dashboard_shows_the_estimate_before_loading_and_a_sentence_for_a_bad_na
     text = estimate_ui("smollm2-135m", "auto", "cpu", "4bit", False, False)
     assert text.startswith("**Memory estimate** (before loading)") and "nf4" in text and "free RAM" in text
     assert "neither an existing folder" in estimate_ui("bad id!", "auto", "cpu", "none", False, False)
+
+
+def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch, capsys):
+    from cnl_core.cli import arguments as A
+    from cnl_core.cli import build_parser, commands
+
+    parse = build_parser().parse_args
+    ig = A.workload(parse(["locate", "--method", "integrated_gradients", "--ig-steps", "5"]))
+    assert (ig.rows, ig.backward) == (20, True)
+    assert A.workload(parse(["locate", "--batch-size", "3"])).rows == 3
+    assert not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
+    loaded = []
+    monkeypatch.setattr(commands.MODELS, "get", lambda spec, work: loaded.append((spec, work)) or "lm")
+    assert commands._model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
+    err = capsys.readouterr().err
+    assert err.startswith("memory estimate: 135M parameters in nf4") and "activation, 8 x 256 tokens" in err
+    assert loaded[0][1].method == "activation" and not loaded[0][1].backward
