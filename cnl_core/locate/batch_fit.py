@@ -23,7 +23,7 @@ def scoring_workload(cfg: ScoreConfig, batch_size: int | None = None, n_layers: 
     tokens = (cfg.max_prompt_tokens or 0) + (cfg.max_answer_tokens or 0) \
         if cfg.max_prompt_tokens and cfg.max_answer_tokens else DEFAULTS.estimate_tokens
     if cfg.method == "integrated_gradients":
-        return Workload(cfg.method, ig_rows_per_pass(cfg, n_layers), tokens, True)
+        return Workload(cfg.method, ig_rows_per_pass(cfg, n_layers), tokens, True, fixed_rows=True)
     return Workload(cfg.method, batch_size or DEFAULTS.batch_size, tokens, cfg.method not in FORWARD_ONLY)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ModelLoadError
@@ -70,6 +70,11 @@ class Workload:
     rows: int = DEFAULTS.batch_size
     tokens: int = DEFAULTS.estimate_tokens
     backward: bool = True
+    fixed_rows: bool = False  # the rows do not follow the batch size (integrated gradients)
+
+    def smallest(self) -> "Workload":
+        """The least this run can do: one row per pass, unless its rows are fixed."""
+        return self if self.fixed_rows else replace(self, rows=1)
 
     def describe(self) -> str:
         return f"{self.method}, {self.rows} x {self.tokens} tokens"
@@ -185,20 +190,24 @@ class LoadPlan:
 def plan_load(name: str, size: ModelSize, requested: str, dtype: str, dtype_bytes: int, work: Workload, *,
               gpu_free: int | None, ram_free: int, spread: bool) -> LoadPlan:
     """The lightest precision the run fits in (requested='auto': none, then 8-bit, then nf4; else only the one
-    asked for), on the GPU, or on the CPU when gpu_free is None. On a GPU where even that does not fit (auto or
-    none), the model's dtype spread over GPU and RAM with device_map='auto'. ModelLoadError when nothing fits."""
+    asked for), on the GPU, or on the CPU when gpu_free is None: with the full batch if any precision allows
+    it, else with one row. On a GPU where even that does not fit (auto or none), the model's dtype spread over
+    GPU and RAM with device_map='auto'. ModelLoadError when nothing fits."""
     choices = ["none", "8bit", "4bit"] if requested == "auto" else [requested]
     if gpu_free is None:
         free, where = ram_free, "RAM"
     else:
         free, where = (gpu_free + ram_free, "GPU + RAM") if spread else (gpu_free, "GPU")
-    for quant in choices:
-        est = estimate(size, quant, dtype, dtype_bytes, work, free, where)
-        if est.fits:
-            return LoadPlan(quant, spread, est)
+    # First the full batch in each precision, then one row (the batch size is lowered to fit after loading).
+    for w in dict.fromkeys([work, work.smallest()]):
+        for quant in choices:
+            est = estimate(size, quant, dtype, dtype_bytes, w, free, where)
+            if est.fits:
+                return LoadPlan(quant, spread, est)
     if gpu_free is None or spread or requested not in ("auto", "none"):
         raise _too_big(name, est, gpu_free is not None)
-    offload = estimate(size, "none", dtype, dtype_bytes, work, gpu_free + ram_free, "GPU + RAM (CPU offload)")
+    offload = estimate(size, "none", dtype, dtype_bytes, work.smallest(), gpu_free + ram_free,
+                       "GPU + RAM (CPU offload)")
     gpu_for_weights = int(gpu_free * MARGIN) - offload.peak_bytes
     if not offload.fits or gpu_for_weights <= 0:
         raise _too_big(name, est, True)

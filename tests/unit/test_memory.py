@@ -108,3 +108,15 @@ def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("memory estimate: 135M parameters in nf4") and "activation, 8 x 256 tokens" in err
     assert loaded[0][1].method == "activation" and not loaded[0][1].backward
+
+
+def test_a_batch_that_does_not_fit_lowers_the_batch_before_it_refuses_a_precision():
+    big = Workload("grad_x_act", 8, 256, True)
+    one_row = peak_bytes(SEVEN_B, big.smallest(), 2) + weight_bytes(SEVEN_B, "none", 2)
+    assert one_row < 20 * GIB * 0.9 < weight_bytes(SEVEN_B, "none", 2) + peak_bytes(SEVEN_B, big, 2)
+    plan = plan_load("7b", SEVEN_B, "none", "bfloat16", 2, big, gpu_free=20 * GIB, ram_free=64 * GIB, spread=False)
+    assert plan.quantization == "none" and plan.estimate.work.rows == 1  # refused before; now batch 1
+    auto = plan_load("7b", SEVEN_B, "auto", "bfloat16", 2, big, gpu_free=20 * GIB, ram_free=64 * GIB, spread=False)
+    assert auto.quantization == "8bit" and auto.estimate.work.rows == 8  # auto: quantize rather than shrink
+    ig = Workload("integrated_gradients", 80, 256, True, fixed_rows=True)
+    assert ig.smallest() is ig
