@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 
 import torch
 from torch import nn
+
+
+# bitsandbytes warns at import, on every run, that the `kernels` package is missing for a kernel not used here.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
 
 
 def keep_4bit_differentiable(model: nn.Module) -> None:
