@@ -384,6 +384,12 @@ def alternatives(gpu: bool) -> list:
     return alt.alternatives(gpu)
 
 
+def _quantized(gpu: bool) -> list:
+    from bench import quantized
+
+    return quantized.quantized_cpu(gpu)
+
+
 def _classroom():
     from bench import classroom
 
@@ -408,6 +414,7 @@ ALL = {
     "intervene": lambda gpu: _classroom().intervene_speed(gpu),
     "dashboard": lambda gpu: _classroom().dashboard_overhead(gpu),
     "processes": lambda gpu: _distributed().scoring_processes(gpu),
+    "quantized": _quantized,
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).

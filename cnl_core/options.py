@@ -14,6 +14,7 @@ DEFAULT_MODEL = "smollm2-135m"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("none", "8bit", "4bit", "auto")  # auto: the lightest precision that fits ("quantize if needed")
+QUANTIZATION_NOTE = "8/4-bit saves memory, not time: on a CPU it is no faster than float32"
 RULES = ("relative", "topk", "zscore")  # per-sample selection rules
 SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on: KN keeps positive ones only
 IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m
@@ -32,6 +33,7 @@ class RunDefaults:
     splits: int = 2
     seed: int = 0
     batch_size: int = 8
+    estimate_tokens: int = 256  # tokens per sample the memory estimate assumes before a dataset is chosen
     eval_n: int = 10  # evaluation samples per tested dataset
     control_draws: int = 2
     amplify_factor: float = 2.0

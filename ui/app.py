@@ -44,6 +44,9 @@ def build_app() -> gr.Blocks:
         intro.button.click(demo_panel.demo_ui, state, intro.outputs, **heavy)
         model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
                              concurrency_id="model-info", concurrency_limit=4)
+        name_box, *pickers = model.inputs
+        for ev in (name_box.submit, name_box.blur, *(p.change for p in pickers)):
+            ev(model_tab.estimate_ui, model.inputs, model.estimate, queue=False)
 
         data.preview_btn.click(data_tab.preview_splits, [data.datasets, data.n, data.k, data.seed], data.split_rows)
         data.upload.upload(data_tab.inspect_upload, [data.upload, state],
@@ -103,6 +106,7 @@ def build_app() -> gr.Blocks:
                                [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
+        demo.load(model_tab.estimate_ui, model.inputs, model.estimate, queue=False)
         demo.load(new_session, None, state).then(
             model_tab.load_model_ui, [*model.inputs, state], [model.info, state], concurrency_id="model-info",
             concurrency_limit=4)

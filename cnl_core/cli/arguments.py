@@ -15,9 +15,11 @@ from ..data.uploads import FileColumns, resolve_dataset
 from ..errors import DatasetError
 from ..evaluate.accuracy import EvalConfig
 from ..experiments.locate_result import LocateResult
+from ..locate.batch_fit import scoring_workload
 from ..locate.scorers import ScoreConfig, scorer_names
 from ..locate.select import LocateParams
 from ..model.loading import ModelSpec
+from ..model.memory import Workload
 from ..options import (
     DEFAULTS,
     DEVICES,
@@ -25,6 +27,7 @@ from ..options import (
     IG_RULES,
     INTERVENTION_MODES,
     POSITIONS,
+    QUANTIZATION_NOTE,
     QUANTIZATIONS,
     RULES,
     SIGNS,
@@ -40,7 +43,9 @@ def add_model(p: argparse.ArgumentParser) -> None:
     g.add_argument("--revision", default=_SPEC.revision)
     g.add_argument("--dtype", default=_SPEC.dtype, choices=DTYPES)
     g.add_argument("--device", default=_SPEC.device, choices=DEVICES)
-    g.add_argument("--quantization", default=_SPEC.quantization, choices=QUANTIZATIONS)
+    g.add_argument("--quantization", default=_SPEC.quantization, choices=QUANTIZATIONS,
+                   help=f"bitsandbytes 8-bit or nf4, on a GPU or a CPU ({QUANTIZATION_NOTE}); auto: the lightest "
+                        "precision in which the memory estimate fits (printed before loading)")
     g.add_argument("--device-map-auto", action="store_true", help="spread a large model over GPUs/CPU")
     g.add_argument("--trust-remote-code", action="store_true", help="run the model repo's own code (only if you trust it)")
 
@@ -71,7 +76,8 @@ def add_scoring(p: argparse.ArgumentParser) -> None:
                    help="default: the length that covers 99%% of the dataset's prompts")
     p.add_argument("--max-answer-tokens", type=F.MAX_ANSWER.arg, default=_SCORE.max_answer_tokens,
                    help="default: the length that covers 99%% of the dataset's gold answers")
-    p.add_argument("--batch-size", type=F.BATCH.arg, default=DEFAULTS.batch_size)
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=None,
+                   help=f"default: {DEFAULTS.batch_size}, or fewer where the memory estimate says it would not fit")
 
 
 def add_thresholds(p: argparse.ArgumentParser) -> None:
@@ -103,6 +109,14 @@ def add_positions(p: argparse.ArgumentParser) -> None:
 def model_spec(args) -> ModelSpec:
     return ModelSpec(args.model, args.revision, args.dtype, args.device, args.quantization, args.device_map_auto,
                      args.trust_remote_code)
+
+
+def workload(args) -> Workload:
+    """The largest pass the command makes: what the memory estimate printed before loading plans for."""
+    if hasattr(args, "ig_steps"):
+        return scoring_workload(score_config(args), args.batch_size)
+    rows = getattr(args, "batch_size", None) or _EVAL.batch_size
+    return Workload(args.command, rows, DEFAULTS.estimate_tokens, backward=args.command == "finetune")
 
 
 def score_config(args) -> ScoreConfig:

@@ -21,7 +21,7 @@ from ..experiments.json_io import read_json, write_json
 from ..experiments.locate import run_locate, threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..model.hooks import Intervention
-from ..model.loading import LoadedModel
+from ..model.loading import LoadedModel, memory_plan
 from ..model.model_cache import MODELS
 from ..report.exports import write_exports
 from . import arguments as A
@@ -31,7 +31,10 @@ def _model(args) -> LoadedModel:
     spec = A.model_spec(args)
     if spec.trust_remote_code:
         print("warning: trust_remote_code is on: code from the model's repository will run.", file=sys.stderr)
-    return MODELS.get(spec)
+    work = A.workload(args)
+    if spec not in MODELS.loaded():
+        print(f"memory estimate: {memory_plan(spec, work).estimate.describe()}", file=sys.stderr)
+    return MODELS.get(spec, work)
 
 
 def _progress_bar(desc: str, args=None):

@@ -100,7 +100,7 @@ def subsamples(d_ids: Sequence[str], e_ids: Sequence[str], n: int, fraction: flo
 def run_decouple(
     lm: LoadedModel, dataset: str, other: str, n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
     repeats: int = 1, seed: int = 0, score_cfg: ScoreConfig | None = None, params: LocateParams | None = None, *,
-    batch_size: int = 8, use_cache: bool = True, progress: Progress | None = None,
+    batch_size: int | None = None, use_cache: bool = True, progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> DecoupleResult:
     """The decoupling curve: overlap and IoU of A's and B's located sets for each shared fraction and source."""

@@ -76,7 +76,7 @@ class LocateRun:
 
 def run_locate(
     lm: LoadedModel, dataset: str, n: int, k: int = 2, seed: int = 0, score_cfg: ScoreConfig | None = None,
-    params: LocateParams | None = None, *, batch_size: int = 8, use_cache: bool = True,
+    params: LocateParams | None = None, *, batch_size: int | None = None, use_cache: bool = True,
     progress: Progress | None = None, cancel: threading.Event | None = None, launch: Launch | None = None,
 ) -> LocateRun:
     """Draw k disjoint splits of n samples, score them (through the cache) and locate neurons.

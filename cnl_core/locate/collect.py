@@ -13,8 +13,10 @@ from ..errors import CacheError, Cancelled, ParameterError
 from ..model.architectures import neuron_definition
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid
+from ..options import DEFAULTS
 from ..parallel import Launch
 from ..progress import Progress, report
+from .batch_fit import fitting_batch_size
 from .score_store import ScoreStore
 from .scorers import ScoreConfig, score_batch
 from .token_limits import count_cut
@@ -65,11 +67,12 @@ def _read_the_others(launch: Launch, store: ScoreStore, todo: Sequence, found: d
 
 def collect_scores(
     lm: LoadedModel, dataset: DatasetSpec, sample_ids: Sequence[str], cfg: ScoreConfig, *,
-    batch_size: int = 8, use_cache: bool = True, progress: Progress | None = None,
+    batch_size: int | None = None, use_cache: bool = True, progress: Progress | None = None,
     cancel: threading.Event | None = None, launch: Launch | None = None,
 ) -> ScoreTable:
     """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard.
 
+    batch_size None: the default, or fewer rows where the memory estimate says the default would not fit.
     Under torchrun (`launch`) each process computes its share of the batches and writes its shards; once all
     have written, each reads the others' shards from the cache, so the cache must be on and writable.
     """
@@ -87,6 +90,11 @@ def collect_scores(
                                          cfg.max_prompt_tokens, cfg.max_answer_tokens)
     store = ScoreStore(score_record(lm, dataset, cfg))
     notes: list[str] = []
+    if batch_size is None and launch is not None:
+        batch_size = DEFAULTS.batch_size  # every process must deal out the same batches: no per-process estimate
+    elif batch_size is None:
+        batch_size, note = fitting_batch_size(lm, cfg)
+        notes.extend([note] if note else [])
     found: dict[str, tuple[torch.Tensor, float]] = {}
     if use_cache:
         try:

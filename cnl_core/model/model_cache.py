@@ -10,6 +10,7 @@ import threading
 from collections import OrderedDict
 
 from .loading import LoadedModel, ModelSpec, load_model
+from .memory import Workload
 
 
 class ModelCache:
@@ -19,12 +20,14 @@ class ModelCache:
         self._lock = threading.Lock()  # guards the two dicts only, never held during a load
         self._loading: dict[ModelSpec, threading.Lock] = {}
 
-    def get(self, spec: ModelSpec | str) -> LoadedModel:
-        """The loaded model for spec, loading it if needed.
+    def get(self, spec: ModelSpec | str, work: Workload | None = None) -> LoadedModel:
+        """The model of spec, loading it if needed; a first load plans its memory for `work` (see load_model).
 
         A load (seconds to minutes, or a slow Hub look-up) holds only that spec's own lock, so other
-        visitors reach the models already loaded at once; two visitors asking for the same new model
-        wait for one load."""
+        visitors reach the models already loaded at once; visitors asking for the same new model wait
+        for one load. The spec's lock leaves `_loading` only in the step that stores the model, so no
+        newcomer can start a second load of it (after a failed load the lock stays: the next try waits
+        its turn)."""
         spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
         with self._lock:
             if spec in self._models:
@@ -34,14 +37,12 @@ class ModelCache:
         with loading:
             with self._lock:
                 if spec in self._models:
+                    self._models.move_to_end(spec)
                     return self._models[spec]
-            try:
-                lm = load_model(spec)
-            finally:
-                with self._lock:
-                    self._loading.pop(spec, None)
+            lm = load_model(spec, work)
             with self._lock:
                 self._models[spec] = lm
+                self._loading.pop(spec, None)
                 while len(self._models) > self.capacity:
                     self._models.popitem(last=False)
             return lm
@@ -52,7 +53,8 @@ class ModelCache:
             return self._models.get(spec)
 
     def loaded(self) -> list[ModelSpec]:
-        return list(self._models)
+        with self._lock:
+            return list(self._models)
 
 
 MODELS = ModelCache()

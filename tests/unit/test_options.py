@@ -15,6 +15,7 @@ def test_cli_defaults_are_the_library_defaults():
     loc = build_parser().parse_args(["locate"])
     assert (loc.n, loc.splits, loc.seed, loc.dataset) == (DEFAULTS.n, DEFAULTS.splits, DEFAULTS.seed, DEFAULTS.dataset)
     assert (loc.method, loc.ig_steps) == (ScoreConfig().method, ScoreConfig().ig_steps)
+    assert loc.batch_size is None  # the library's default batch, lowered only where the memory estimate says so
     p = LocateParams()
     assert (loc.rule, loc.tau, loc.top_k, loc.sigma, loc.p) == (p.rule, p.tau, p.top_k, p.sigma, p.p)
     ev = build_parser().parse_args(["evaluate"])
@@ -31,7 +32,7 @@ def test_dashboard_defaults_and_choices_are_the_library_ones():
     assert EvalConfig().max_new_tokens is None and by_label["max new tokens (0: the task's own)"].value == 0
     assert by_label["n per split"].value == DEFAULTS.n and by_label["n test samples"].value == DEFAULTS.eval_n
     assert by_label["random-control draws"].value == DEFAULTS.control_draws
-    quant = by_label["quantization (GPU)"]
+    quant = by_label["quantization (saves memory, not time)"]
     assert isinstance(quant, gr.Dropdown) and [c[0] for c in quant.choices] == list(QUANTIZATIONS)
     assert [c[0] for c in by_label["score method (integrated gradients: the paper's, slow on CPU)"].choices] == \
         list(scorer_names())
