@@ -6,7 +6,8 @@ The loaders are real; tests feed them a local file of the same shape (`data_file
 from __future__ import annotations
 
 import re
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from ..errors import DatasetError
 from ..hub_status import hub_status
@@ -49,18 +50,42 @@ def imdb_full_sample(i: int, r: dict) -> Sample | None:
 
 
 def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None], data_files: str | None = None) -> list[Sample]:
-    """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead."""
-    status = hub_status(datasets=True)
-    if data_files is None and not status.reachable:
-        raise DatasetError(f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}).")
-    try:
-        import datasets
+    """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead.
 
-        ds = datasets.load_dataset("json", data_files=data_files, split="train") if data_files else datasets.load_dataset(path, split=split)
+    With the Hub out of reach, a copy in the local `datasets` cache is still used (read in offline mode,
+    so no retries); without one the message says so at once."""
+    import datasets
+
+    status = hub_status(datasets=True)
+    try:
+        if data_files:
+            ds = datasets.load_dataset("json", data_files=data_files, split="train")
+        elif status.reachable:
+            ds = datasets.load_dataset(path, split=split)
+        else:
+            with _cache_only():
+                ds = datasets.load_dataset(path, split=split)
     except Exception as exc:  # the datasets library raises many types for network/missing data
+        if not data_files and not status.reachable:
+            raise DatasetError(f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}), "
+                               "and there is no copy in the local cache.") from exc
         raise DatasetError(f"Could not load '{path}' from the Hugging Face Hub (no network?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     out = [mapper(i, r) for i, r in enumerate(ds)]
     return [s for s in out if s is not None]
+
+
+@contextmanager
+def _cache_only() -> Iterator[None]:
+    """`datasets` and `huggingface_hub` in offline mode for one load: the local cache or nothing, no retries."""
+    import datasets
+    import huggingface_hub
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
 def _hub(name: str, path: str, split: str, mapper, kind: str, description: str, rows: int, fmt: str) -> DatasetSpec:

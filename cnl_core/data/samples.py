@@ -69,7 +69,7 @@ class DatasetSpec:
         if self.hub:
             status = hub_status(datasets=True)
             if not status.reachable:
-                return False, f"needs the Hugging Face Hub, which is out of reach here: {status.why}"
+                return False, f"needs the Hugging Face Hub, out of reach here ({status.why}); a cached copy is still used"
             return True, "fetched from the Hugging Face Hub when first used"
         try:
             self.rows()

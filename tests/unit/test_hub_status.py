@@ -16,6 +16,8 @@ def endpoint(monkeypatch):
     """Point the Hub at a local port: closed (out of reach) or listening (reachable)."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     monkeypatch.setattr(hs, "_cached", None)
 
     def point(listening: bool) -> socket.socket:
@@ -48,7 +50,7 @@ def test_reachable_hub_and_offline_switch(endpoint, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     assert not get_dataset("emotion").available()[0] and hs.hub_status().reachable  # models may still come
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert hs.hub_status().why == "offline mode is on (HF_HUB_OFFLINE)"
+    assert hs.hub_status().why == "offline mode is on: HF_HUB_OFFLINE=1"
     sock.close()
 
 
@@ -60,4 +62,38 @@ def test_the_answer_is_kept_so_the_hub_is_asked_once(endpoint, monkeypatch):
     for _ in range(5):
         hs.hub_status()
     assert len(calls) == 1
+    sock.close()
+
+
+def test_behind_a_proxy_the_hub_is_not_refused_and_a_no_is_kept_briefly(endpoint, monkeypatch):
+    sock = endpoint(listening=False)
+    assert not hs.hub_status().reachable
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(hs, "_cached", None)
+    status = hs.hub_status()
+    assert status.reachable and "proxy.example" in status.why  # huggingface_hub would go through the proxy
+    assert hs.KEEP_NO_S < hs.KEEP_S
+    sock.close()
+
+
+def test_a_cached_hub_dataset_is_read_from_the_local_cache_when_the_hub_is_out_of_reach(endpoint, monkeypatch):
+    import datasets
+
+    from cnl_core.data import hub
+
+    sock = endpoint(listening=False)
+    seen, offline_before = [], datasets.config.HF_HUB_OFFLINE
+
+    def cached_only(path, split=None, **kwargs):
+        seen.append((path, datasets.config.HF_HUB_OFFLINE))
+        if path == "dair-ai/emotion":
+            return [{"text": "what a day", "label": 1}]
+        raise FileNotFoundError(f"{path} is not in the cache")
+
+    monkeypatch.setattr(datasets, "load_dataset", cached_only)
+    rows = hub.load_hub_rows("dair-ai/emotion", "test", hub.emotion_sample)
+    assert rows[0].target == " joy" and seen == [("dair-ai/emotion", True)]  # asked for the cache only
+    with pytest.raises(DatasetError, match="out of reach .* no copy in the local cache"):
+        hub.load_hub_rows("stanfordnlp/imdb", "test", hub.imdb_full_sample)
+    assert seen[-1] == ("stanfordnlp/imdb", True) and datasets.config.HF_HUB_OFFLINE is offline_before  # restored
     sock.close()
