@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import figures  # noqa: E402
+from bench import registry  # noqa: E402
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
         os.environ["CNL_CACHE_DIR_BENCH"] = tmp
         rows = []
         started = time.perf_counter()
-        for name, fn in figures.ALL.items():
-            if args.only and name not in args.only or args.gpu and name not in figures.ON_GPU:
+        for name, fn in registry.ALL.items():
+            if args.only and name not in args.only or args.gpu and name not in registry.ON_GPU:
                 continue
             try:
                 rows.extend(fn(gpu=args.gpu))
