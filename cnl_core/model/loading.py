@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import threading
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -265,11 +266,28 @@ def weight_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+_CONVERTING = threading.Lock()  # one conversion at a time in a process (the model panel's estimate and a load race)
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+
+
 def _builtin_folder(name: str) -> Path:
-    """The built-in model as safetensors in cache/models/, converted from its GGUF once."""
+    """The built-in model as safetensors in cache/models/, converted from its GGUF once.
+
+    Threads of one process convert one at a time; processes (torchrun) each write a private folder and the
+    first to finish puts it in place, atomically: a folder in use is never removed or rewritten."""
     folder = cache_root() / "models" / name
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+    if _complete(folder):
         return folder
+    with _CONVERTING:
+        if _complete(folder):
+            return folder
+        return _convert_builtin(name, folder)
+
+
+def _convert_builtin(name: str, folder: Path) -> Path:
     package, filename = _BUILTIN_GGUF[name]
     spec = importlib.util.find_spec(package)  # locate without importing (its __init__ imports other packages)
     if spec is None or not spec.submodule_search_locations:
@@ -287,11 +305,14 @@ def _builtin_folder(name: str) -> Path:
     delattr(model.config, "quantization_config")
     model.hf_quantizer = None
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = folder.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "cnl_source.json").write_text(json.dumps({"package": package, "gguf_file": filename}))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)  # atomic: a killed conversion never leaves a half folder in place
+    if folder.exists() and not _complete(folder):  # a half folder from an old, killed version: set aside
+        folder.rename(folder.with_name(f".{name}.stale-{uuid.uuid4().hex[:8]}"))
+    try:
+        os.rename(tmp, folder)  # atomic: a killed conversion never leaves a half folder in place
+    except OSError:  # another process put its (identical) conversion in place first: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -37,3 +37,27 @@ def test_zeroing_neurons_changes_logits_and_is_undone(lm):
     assert (before - edited).abs().max() > 1e-3
     assert torch.equal(before, after)
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+
+def test_two_visitors_at_once_convert_the_builtin_model_once_and_both_load(tmp_path, monkeypatch):
+    """The model panel's memory estimate and the first load both reach a fresh cache together (a real race)."""
+    import threading
+
+    from cnl_core.model.loading import load_model
+
+    monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path))
+    grids, errors = [], []
+
+    def visit():
+        try:
+            grids.append(load_model("smollm2-135m").grid)
+        except Exception as exc:  # noqa: BLE001  # recorded, asserted below
+            errors.append(exc)
+
+    visitors = [threading.Thread(target=visit) for _ in range(2)]
+    for v in visitors:
+        v.start()
+    for v in visitors:
+        v.join(300)
+    assert errors == [] and [(g.n_layers, g.width) for g in grids] == [(30, 1536)] * 2
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["smollm2-135m"]  # no temporary left
