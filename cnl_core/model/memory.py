@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from ..errors import ModelLoadError
 from ..options import DEFAULTS
 
@@ -41,14 +43,15 @@ class ModelSize:
 
 def model_size(config) -> ModelSize:
     """Parameter counts and layer sizes of the model a config describes, without allocating weights."""
-    from accelerate import init_empty_weights
     from torch import nn
     from transformers import AutoModelForCausalLM
 
-    with init_empty_weights(), warnings.catch_warnings():
+    # torch.device("meta") is a per-thread default; accelerate's init_empty_weights patches nn.Module for every
+    # thread, so a visitor's model loading beside this count would get weights without data.
+    with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_config(config)
-    model.tie_weights()  # a tied LM head shares the embedding's memory (left untied inside init_empty_weights)
+    model.tie_weights()  # a tied LM head shares the embedding's memory
     head = model.get_output_embeddings()
     quantizable = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear) and m is not head)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config

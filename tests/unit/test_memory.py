@@ -128,3 +128,36 @@ def test_the_loaded_models_table_shows_the_estimate_it_was_planned_with(tiny_mod
     md, _state = load_model_ui(tiny_model_folder, "auto", "cpu", "4bit", False, False, None)
     assert "| dtype / quantization | float32 / 4bit |" in md
     assert "| memory estimate |" in md and "in nf4: weights" in md and "free RAM: fits" in md
+
+
+def test_counting_a_model_never_gives_another_threads_weights_no_data():
+    """The Model tab counts parameters while another visitor's model loads: the count must stay in its thread
+    (accelerate's init_empty_weights patched every thread, and two overlapping counts left it patched)."""
+    import threading
+
+    import torch
+    from transformers import LlamaConfig
+
+    from cnl_core.model.memory import model_size
+
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4)
+    done, devices = threading.Event(), set()
+
+    def build():
+        while not done.is_set():
+            devices.add(torch.nn.Linear(8, 8).weight.device.type)
+
+    def count():
+        for _ in range(20):
+            model_size(config)
+
+    builder, counters = threading.Thread(target=build), [threading.Thread(target=count) for _ in range(2)]
+    builder.start()
+    for c in counters:
+        c.start()
+    for c in counters:
+        c.join()
+    done.set()
+    builder.join()
+    assert devices == {"cpu"} and torch.nn.Linear(2, 2).weight.device.type == "cpu"
