@@ -28,6 +28,7 @@ from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
+from .build_lock import BUILD_LOCK
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
@@ -151,7 +152,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     elif quant != "none":
         kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}  # torchrun: this process's GPU
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        with BUILD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                                   local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
@@ -266,9 +268,6 @@ def weight_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-_CONVERTING = threading.Lock()  # one conversion at a time in a process (the model panel's estimate and a load race)
-
-
 def _complete(folder: Path) -> bool:
     return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
@@ -276,12 +275,12 @@ def _complete(folder: Path) -> bool:
 def _builtin_folder(name: str) -> Path:
     """The built-in model as safetensors in cache/models/, converted from its GGUF once.
 
-    Threads of one process convert one at a time; processes (torchrun) each write a private folder and the
-    first to finish puts it in place, atomically: a folder in use is never removed or rewritten."""
+    Threads of one process convert one at a time (BUILD_LOCK); processes (torchrun) each write a private folder
+    and the first to finish puts it in place, atomically: a folder in use is never removed or rewritten."""
     folder = cache_root() / "models" / name
     if _complete(folder):
         return folder
-    with _CONVERTING:
+    with BUILD_LOCK:
         if _complete(folder):
             return folder
         return _convert_builtin(name, folder)

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ModelLoadError
 from ..options import DEFAULTS
+from .build_lock import BUILD_LOCK
 
 MARGIN = 0.9  # use at most this share of the free memory
 GIB = 2**30
@@ -48,7 +49,7 @@ def model_size(config) -> ModelSize:
 
     # torch.device("meta") is a per-thread default; accelerate's init_empty_weights patches nn.Module for every
     # thread, so a visitor's model loading beside this count would get weights without data.
-    with torch.device("meta"), warnings.catch_warnings():
+    with BUILD_LOCK, torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_config(config)
     model.tie_weights()  # a tied LM head shares the embedding's memory
