@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from cnl_core.errors import ParameterError
 from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.locate import LocateRun
 from cnl_core.experiments.locate_result import LocateResult
@@ -53,6 +54,19 @@ class Session:
 
     def model(self) -> LoadedModel:
         return MODELS.get(self.spec)
+
+    def located_set(self, label: str | None) -> LocateResult:
+        """The located set picked by label, or the sentence that says where sets come from."""
+        if label not in self.located:
+            raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+        return self.located[label].result
+
+    def model_for(self, grid: NeuronGrid) -> LoadedModel:
+        """The session's model (loaded if needed), refused when it does not have the neurons' grid."""
+        lm = self.model()
+        if grid != lm.grid:
+            raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+        return lm
 
     def labels(self) -> list[str]:
         return list(self.located)

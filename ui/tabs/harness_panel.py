@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import gradio as gr
 
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
 from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
 from cnl_core.experiments.harness_eval import run_harness_eval
 from cnl_core.model.hooks import Intervention
@@ -46,18 +45,14 @@ def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, f
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
     state.cancel.clear()
-    if label not in state.located:
-        raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+    located = state.located_set(label)
     settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None,
                                limit=F.EVAL_N.check(n), num_fewshot=F.FEWSHOT.read(fewshot),
                                max_gen_toks=F.MAX_NEW.read(max_new_tokens))
-    located = state.located[label].result
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work
-    lm = state.model()
-    if located.grid != lm.grid:
-        raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+    lm = state.model_for(located.grid)
     res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
                            seed=seed, manager=manager, located_on=label, progress=progress_reporter(progress),
                            cancel=state.cancel)

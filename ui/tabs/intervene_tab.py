@@ -81,17 +81,13 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
                  progress=gr.Progress()):
     state = session(state)
     state.cancel.clear()
-    if label not in state.located:
-        raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+    located = state.located_set(label)
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
-    located = state.located[label].result
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     cfg, numbers = eval_config(fewshot, max_new_tokens), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
-    lm = state.model()  # every number is checked before the model is loaded
-    if located.grid != lm.grid:
-        raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+    lm = state.model_for(located.grid)  # every number is checked before the model is loaded
     results = []
     for target in targets:
         res = run_evaluate(lm, target, *numbers, iv, control_draws=control_draws,

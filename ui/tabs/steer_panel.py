@@ -42,15 +42,11 @@ def build() -> SimpleNamespace:
 @shows_errors
 def steer_ui(label, mode, factor, prompt, max_new, state):
     state = session(state)
-    if label not in state.located:
-        raise ParameterError("Locate neurons first (Locate tab), or reload a result (Export tab).")
+    neurons = state.located_set(label).neurons
     if not (prompt or "").strip():
         raise ParameterError("Type a prompt to ask the model.")
-    neurons = state.located[label].result.neurons
     iv, max_new = Intervention.from_inputs(neurons, mode, factor), F.STEER_TOKENS.check(max_new)
-    lm = state.model()  # every input is checked before the model is loaded
-    if neurons.grid != lm.grid:
-        raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+    lm = state.model_for(neurons.grid)  # every input is checked before the model is loaded
     conditions = {"baseline": None, "intervened": iv,
                   "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
     answers = {}
