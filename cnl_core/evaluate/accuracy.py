@@ -18,7 +18,8 @@ from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import ParameterError
 from ..model.forward import teacher_forced_logprob
-from ..model.generation import greedy_generate
+from ..model.generation import decode, greedy_generate
+from ..model.kv_cache import Prompted
 from ..model.hooks import Intervention, InterventionHandle, intervene
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
@@ -76,40 +77,84 @@ def evaluate_samples(
     iv: Intervention | None = None, progress: Progress | None = None, cancel: threading.Event | None = None,
 ) -> list[SampleResult]:
     """Score each sample under the intervention (None: the unmodified model)."""
-    prefix = fewshot_prefix(shots)
-    out: list[SampleResult] = []
-    report(progress, 0, len(samples), f"{dataset.name}: evaluating {len(samples)} samples")
-    with intervene(lm, iv) as handle:
-        for start in range(0, len(samples), cfg.batch_size):
-            check_cancel(cancel, len(out), len(samples), f"samples of {dataset.name}")
-            chunk = samples[start : start + cfg.batch_size]
-            if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
-                for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)):
-                    out.append(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip()))
-                continue
-            gold = _gold_loglik(lm, handle, chunk, prefix, cfg)
-            if dataset.kind == GENERATE_NUMBER:
-                texts = _generate(lm, handle, prefix, [s.prompt for s in chunk], cfg, cfg.new_tokens_for(dataset))
-                for s, text, g in zip(chunk, texts, gold):
-                    out.append(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
-                                            is_correct(extract_strict(text), s.target)))
-            else:
-                out.extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
-            report(progress, len(out), len(samples), f"{dataset.name}: evaluated {len(out)}/{len(samples)}")
+    return evaluate_conditions(lm, dataset, samples, shots, cfg, [iv], progress=progress, cancel=cancel)[0]
+
+
+def evaluate_conditions(
+    lm: LoadedModel, dataset: DatasetSpec, samples: Sequence[Sample], shots: Sequence[Sample], cfg: EvalConfig,
+    ivs: Sequence[Intervention | None], labels: Sequence[str] | None = None, progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> list[list[SampleResult]]:
+    """Score each sample under each intervention (None: the unmodified model): results[condition][sample].
+
+    Numeric tasks, per batch of samples: each condition's gold-answer pass also leaves the prompts' keys and
+    values and each first answer token, so the prompts run once per condition, not twice; then the rows of
+    every condition decode as one batch, each under its own condition's neurons (model/generation.decode).
+    Progress counts a sample once for its gold pass and once for its answer.
+    """
+    labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
+    prefix, steps = fewshot_prefix(shots), 2 if dataset.kind == GENERATE_NUMBER else 1
+    total, done = steps * len(ivs) * len(samples), 0
+    out: list[list[SampleResult]] = [[] for _ in ivs]
+    report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
+    for start in range(0, len(samples), cfg.batch_size):
+        chunk, golds, parts = samples[start : start + cfg.batch_size], [], []
+        for c, iv in enumerate(ivs):
+            check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
+            with intervene(lm, iv) as handle:
+                if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
+                    out[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
+                                  for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)))
+                else:
+                    gold, prompted = _gold_loglik(lm, handle, chunk, prefix, cfg, dataset.kind == GENERATE_NUMBER)
+                    golds.append(gold)
+                    parts.append(prompted)
+                    if dataset.kind != GENERATE_NUMBER:
+                        out[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
+            done += len(chunk)
+            report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
+                   + (" (gold answers)" if steps == 2 else ""))
+        if dataset.kind == GENERATE_NUMBER:
+            check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
+            report(progress, done, total, f"{dataset.name}: answering {len(chunk)} questions x {len(ivs)} condition(s)")
+            texts = _answers(lm, parts, ivs, prefix, chunk, cfg, cfg.new_tokens_for(dataset))
+            for c in range(len(ivs)):
+                out[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
+                                           is_correct(extract_strict(text), s.target))
+                              for s, text, g in zip(chunk, texts[c], golds[c]))
+            done += len(ivs) * len(chunk)
+            report(progress, done, total, f"{dataset.name}: answered {start + len(chunk)}/{len(samples)}")
     return out
 
 
-def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[float]:
-    total, count = teacher_forced_logprob(lm, handle, [prefix + s.prompt for s in chunk], [s.answer for s in chunk],
-                                          cfg.max_context_tokens)
-    return (total / count.clamp(min=1)).tolist()
+def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,
+                 keep_prompts: bool = False) -> tuple[list[float], Prompted | None]:
+    tf = teacher_forced_logprob(lm, handle, [prefix + s.prompt for s in chunk], [s.answer for s in chunk],
+                                cfg.max_context_tokens, keep_prompts=keep_prompts)
+    return (tf.total / tf.count.clamp(min=1)).tolist(), tf.prompted
+
+
+def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Intervention | None], prefix: str,
+             chunk: Sequence[Sample], cfg: EvalConfig, max_new_tokens: int) -> list[list[str]]:
+    """Greedy answers per condition, cut at the first stop string: decoded from the gold passes' prompts where
+    they could be kept, else generated again, one condition at a time."""
+    if all(p is not None for p in parts):
+        with lm.lock:
+            new = decode(lm, parts, max_new_tokens, STOP_STRINGS, ivs)
+        return [[cut_at_stop(t) for t in lm.tokenizer.batch_decode(rows, skip_special_tokens=True)] for rows in new]
+    out = []
+    for iv in ivs:
+        with intervene(lm, iv) as handle:
+            out.append(_generate(lm, handle, prefix, [s.prompt for s in chunk], cfg, max_new_tokens))
+    return out
 
 
 def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[tuple[int, float]]:
     """(index of the most likely choice, mean per-token log-prob of the gold choice) per sample."""
     prompts = [prefix + s.prompt for s in chunk for _ in s.choices]
     options = [c for s in chunk for c in s.choices]
-    total, count = teacher_forced_logprob(lm, handle, prompts, options, cfg.max_context_tokens)
+    tf = teacher_forced_logprob(lm, handle, prompts, options, cfg.max_context_tokens)
+    total, count = tf.total, tf.count
     out, pos = [], 0
     for s in chunk:
         part, gold = total[pos : pos + len(s.choices)], pos + s.choices.index(s.target)

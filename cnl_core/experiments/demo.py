@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_samples
+from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
 from ..evaluate.controls import random_like
 from ..evaluate.stats import ControlSummary, Summary, compared, control_summary, summarize
 from ..locate.scorers import ScoreConfig
@@ -92,11 +92,11 @@ def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress |
     plan = [("baseline", None), ("zeroed", zero), ("amplified", amplify)]
     plan += [(f"control_zeroed_{d}", replace(zero, neurons=c)) for d, c in enumerate(controls)]
     plan += [(f"control_amplified_{d}", replace(amplify, neurons=c)) for d, c in enumerate(controls)]
-    results: dict[str, list[SampleResult]] = {}
-    for step, (name, iv) in enumerate(plan):
-        report(progress, step, len(plan), f"demo: {name.replace('_', ' ')} on {len(samples)} held-out problems")
-        results[name] = evaluate_samples(lm, spec, samples, shots, cfg, iv, cancel=cancel)
-    report(progress, len(plan), len(plan), "demo: done")
+    labels = [name.replace("_", " ") for name, _ in plan]
+    evaluated = evaluate_conditions(lm, spec, samples, shots, cfg, [iv for _, iv in plan], labels=labels,
+                                    progress=lambda d, t, m: report(progress, d, t, f"demo: {m}"), cancel=cancel)
+    results: dict[str, list[SampleResult]] = {name: rows for (name, _), rows in zip(plan, evaluated)}
+    report(progress, 1, 1, "demo: done")
     base = results["baseline"]
     conditions: dict[str, Summary | ControlSummary] = {"baseline": summarize(base, cfg.bootstrap, preset.seed)}
     for name in ("zeroed", "amplified"):

@@ -10,12 +10,12 @@ import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..evaluate.accuracy import EvalConfig, evaluate_samples
+from ..evaluate.accuracy import EvalConfig, evaluate_conditions
 from ..evaluate.stats import compared, summarize
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
-from ..progress import Progress, check_cancel, report
+from ..progress import Progress, report
 from .evaluate import eval_samples
 
 DEFAULT_FACTORS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -37,18 +37,19 @@ def run_dose_response(lm: LoadedModel, dataset: str, neurons: NeuronSet, factors
     """One point per factor, on the same held-out samples (factor 1 is the unmodified model, run once)."""
     cfg = cfg or EvalConfig()
     spec, samples, shots = eval_samples(dataset, n, cfg, seed, located_ids)
-    base = evaluate_samples(lm, spec, samples, shots, cfg, None, cancel=cancel)
+    changed = {f: Intervention(neurons, "zero") if f == 0 else Intervention(neurons, "amplify", float(f))
+               for f in factors if f != 1.0}
+    evaluated = evaluate_conditions(lm, spec, samples, shots, cfg, [None, *changed.values()],
+                                    labels=["factor 1", *(f"factor {f:g}" for f in changed)], progress=progress,
+                                    cancel=cancel)
+    base, after_by_factor = evaluated[0], dict(zip(changed, evaluated[1:]))
     points = []
-    for step, factor in enumerate(factors):
-        check_cancel(cancel, step, len(factors), "factors")
-        report(progress, step, len(factors), f"{dataset}: factor {factor:g}")
+    for factor in factors:
         if factor == 1.0:
-            after, s = base, summarize(base, cfg.bootstrap, seed)
+            s = summarize(base, cfg.bootstrap, seed)
             delta, delta_ci = 0.0, [0.0, 0.0]
         else:
-            iv = Intervention(neurons, "zero") if factor == 0 else Intervention(neurons, "amplify", float(factor))
-            after = evaluate_samples(lm, spec, samples, shots, cfg, iv, cancel=cancel)
-            s = compared(after, base, cfg.bootstrap, seed)
+            s = compared(after_by_factor[factor], base, cfg.bootstrap, seed)
             delta, delta_ci = s.deltas.delta_gold_loglik, s.deltas.delta_gold_loglik_ci
         points.append(DosePoint(float(factor), s.accuracy, s.accuracy_ci, s.gold_loglik, delta, delta_ci))
     report(progress, len(factors), len(factors), f"{dataset}: done")

@@ -10,7 +10,7 @@ from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
-from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_samples
+from ..evaluate.accuracy import EvalConfig, evaluate_conditions
 from ..evaluate.controls import random_like
 from ..evaluate.stats import compared, control_summary, summarize
 from ..model.hooks import Intervention
@@ -62,13 +62,10 @@ def run_evaluate(
         runs += [(f"control_{d}",
                   replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
                  for d in range(control_draws)]
-    total = len(runs) * len(samples)
-    results: dict[str, list[SampleResult]] = {}
-    for step, (name, iv) in enumerate(runs):
-        def sub(done, _total, _msg, _base=step * len(samples), _name=name):
-            report(progress, _base + done, total, f"{dataset} {_name}: {done}/{len(samples)}")
-        results[name] = spread(launch, samples, cfg.batch_size, lambda part: evaluate_samples(
-            lm, spec, part, shots, cfg, iv, progress=sub, cancel=cancel))
+    names, ivs = [name for name, _ in runs], [iv for _, iv in runs]
+    per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
+        lm, spec, part, shots, cfg, ivs, labels=[x.replace("_", " ") for x in names], progress=progress, cancel=cancel))))
+    results = {name: [row[c] for row in per_sample] for c, name in enumerate(names)}
     base = results["baseline"]
     provenance = stamp()
     out = EvalResult(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=len(samples), seed=seed,
@@ -111,22 +108,19 @@ def run_matrix(
                     for k, (name, (iv, ids)) in enumerate(rows.items())}
         rows = {**rows, **controls}
     excluded = [i for _, ids in rows.values() for i in ids]
-    total, done = len(targets) * (1 + len(rows)), 0
     out = MatrixResult(model=lm.spec.name, mode=mode, factor=scale, n=n, seed=seed, sources=list(rows),
                        targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg, **stamp())
-    for target in targets:
+    ivs = [None, *(iv for iv, _ in rows.values())]
+    for k, target in enumerate(targets):
         spec, samples, shots = eval_samples(target, n, cfg, seed, excluded)
-        def evaluated(iv: Intervention | None) -> list[SampleResult]:
-            return spread(launch, samples, cfg.batch_size,
-                          lambda part: evaluate_samples(lm, spec, part, shots, cfg, iv, cancel=cancel))
 
-        base = evaluated(None)
+        def sub(done: int, total: int, message: str, _k: int = k) -> None:  # each target a share of 1000 steps
+            report(progress, round(1000 * (_k + done / max(total, 1))), 1000 * len(targets), message)
+
+        per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
+            lm, spec, part, shots, cfg, ivs, labels=["unmodified", *rows], progress=sub, cancel=cancel))))
+        base, *changed = ([row[c] for row in per_sample] for c in range(len(ivs)))
         out.baseline[target] = summarize(base, cfg.bootstrap, seed)
-        done += 1
-        report(progress, done, total, f"baseline {target}")
-        for source, (iv, _) in rows.items():
-            after = evaluated(iv)
+        for source, after in zip(rows, changed):
             out.cells[source][target] = compared(after, base, cfg.bootstrap, seed, ci_draws=0)
-            done += 1
-            report(progress, done, total, f"{source} -> {target}")
     return out

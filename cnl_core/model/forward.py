@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from .hooks import InterventionHandle
+from .kv_cache import Prompted, plain_dynamic
 from .loading import LoadedModel
 
 
@@ -107,6 +109,11 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tens
     its fast causal path. Pad positions compute garbage that no answer position ever reads. With a
     `cache` (a shared context already run, one row per batch row), the batch holds what comes after it.
     """
+    return _gold_sum(answer_logits(lm, batch, cache), batch)
+
+
+def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tensor:
+    """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob)."""
     head = lm.model.get_output_embeddings()
     taken: list[bool] = []
 
@@ -123,7 +130,7 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tens
     finally:
         if hook is not None:
             hook.remove()
-    return _gold_sum(logits[0], batch) if taken else answer_logprob(logits, batch)
+    return logits[0] if taken else logits[batch.answer_mask.to(logits.device)]
 
 
 def like_length_groups(lengths: Sequence[int], max_waste: float = 0.1) -> list[list[int]]:
@@ -167,15 +174,32 @@ def shared_context_length(batch: EncodedBatch, least: int = 16) -> int:
     return n if n >= least else 0
 
 
+@dataclass
+class TeacherForced:
+    total: torch.Tensor  # [rows] sum of the answer tokens' log-probabilities
+    count: torch.Tensor  # [rows] answer tokens
+    prompted: Prompted | None = None  # the prompts' keys and values, ready to decode (when asked and possible)
+
+
 def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts: list[str], answers: list[str],
-                           max_context_tokens: int, max_answer_tokens: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum log-prob of each answer after its prompt, and its token count."""
+                           max_context_tokens: int, max_answer_tokens: int = 512,
+                           keep_prompts: bool = False) -> TeacherForced:
+    """Sum log-prob of each answer after its prompt, and its token count.
+
+    With `keep_prompts`, also what greedy decoding after each prompt needs, so generation does not run the
+    prompts again: the shared context's keys and values, each row's own prompt keys and values, and the
+    greedy first token (the logits at the last prompt position, which the gold pass computes anyway). Not
+    for caches that cannot be cut by hand (a sliding window): `prompted` is then None.
+    """
     batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
                                   lm.input_device)
     shared = shared_context_length(batch)
+    own: list = [None] * len(prompts)
+    first = torch.zeros(len(prompts), dtype=torch.long)
     try:
         with torch.no_grad():
             cache = prefix_cache(lm, batch.input_ids[0, :shared].tolist(), handle) if shared else None
+            context = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
             tail = batch.after(shared)
             groups = pass_groups(lm, tail.attention_mask.sum(-1).tolist())
             total = torch.empty(len(prompts))
@@ -184,11 +208,34 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
                 if cache is not None:
                     rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
                     rows_cache.batch_repeat_interleave(len(idx))
+                elif keep_prompts:
+                    rows_cache = DynamicCache(config=lm.model.config)
                 handle.answer_mask = part.answer_mask
-                total[idx] = gold_logprob(lm, part, cache=rows_cache).cpu()
+                at_answers = answer_logits(lm, part, rows_cache)
+                total[idx] = _gold_sum(at_answers, part).cpu()
+                if keep_prompts and plain_dynamic(rows_cache):
+                    _keep_prompts(part, idx, at_answers, rows_cache, shared, own, first)
     finally:
         handle.answer_mask = None
-    return total, batch.answer_mask.sum(-1).cpu()
+    prompted = None
+    if keep_prompts and all(row is not None for row in own):
+        ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
+        ids = [batch.input_ids[i, : int(ends[i])].tolist() for i in range(len(prompts))]
+        prompted = Prompted(context, own, first.tolist(), ids)
+    return TeacherForced(total, batch.answer_mask.sum(-1).cpu(), prompted)
+
+
+def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, cache, shared: int, own: list,
+                  first: torch.Tensor) -> None:
+    """Each row's prompt keys and values after the shared context (copied out of the pass's cache), and its
+    greedy first token (the logits at its first answer position, which is its last prompt position)."""
+    prompt_ends = part.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
+    starts = torch.cumsum(part.answer_mask.sum(-1), 0) - part.answer_mask.sum(-1)
+    first[idx] = at_answers[starts.to(at_answers.device)].argmax(-1).cpu()
+    for j, i in enumerate(idx):
+        end = shared + int(prompt_ends[j])
+        own[i] = [(layer.keys[j, :, shared:end].clone(), layer.values[j, :, shared:end].clone())
+                  for layer in cache.layers]
 
 
 def prefix_cache(lm: LoadedModel, prefix: Sequence[int], handle: InterventionHandle | None = None):

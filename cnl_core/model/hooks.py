@@ -115,3 +115,47 @@ def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[Intervention
 
         with neuron_hooks(lm.ffn, hook, layers=sorted(index)):
             yield handle
+
+
+class RowScales:
+    """Per-row neuron factors for a batch whose rows run under different interventions, one layer each:
+    [rows, width], 1 where nothing changes. Rows that leave the batch leave these too (`keep`)."""
+
+    def __init__(self, by_layer: dict[int, torch.Tensor]):
+        self.by_layer = by_layer
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.by_layer = {layer: t[rows.to(t.device)] for layer, t in self.by_layer.items()}
+
+
+@contextmanager
+def intervene_rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: Sequence[int]) -> Iterator[RowScales]:
+    """Decoding steps where the first sizes[0] rows run under ivs[0], the next sizes[1] under ivs[1], and so on.
+
+    Every position is changed, whatever the intervention's `positions`: a decoding step's token predicts
+    an answer token. This is `intervene` for several interventions side by side in one batch.
+    """
+    with lm.lock:
+        grid, rows = lm.grid, sum(sizes)
+        scales: dict[int, torch.Tensor] = {}
+        start = 0
+        for iv, n in zip(ivs, sizes):
+            if iv is not None and len(iv.neurons):
+                if iv.neurons.grid != grid:
+                    raise ParameterError("The neuron set was located on a different model grid.")
+                for layer, idx in iv.neurons.by_layer().items():
+                    if layer not in scales:
+                        scales[layer] = torch.ones((rows, grid.width), device=lm.ffn.down[layer].weight.device)
+                    scales[layer][start : start + n, torch.from_numpy(idx).to(scales[layer].device)] = iv.scale
+            start += n
+        state = RowScales(scales)
+        if not scales:
+            yield state
+            return
+
+        def hook(layer: int, x: torch.Tensor):
+            factor = state.by_layer[layer].to(device=x.device, dtype=x.dtype)
+            return x * factor[:, None, :]
+
+        with neuron_hooks(lm.ffn, hook, layers=sorted(scales)):
+            yield state

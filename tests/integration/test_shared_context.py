@@ -37,7 +37,7 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
 
     def gold():
         with intervene(lm, iv) as handle:
-            return torch.tensor(evaluation._gold_loglik(lm, handle, chunk, PREFIX, EvalConfig()))
+            return torch.tensor(evaluation._gold_loglik(lm, handle, chunk, PREFIX, EvalConfig())[0])
 
     batch = forward.encode_teacher_forced(lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512,
                                           lm.input_device)
@@ -45,3 +45,21 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
     shared = gold()
     monkeypatch.setattr(forward, "shared_context_length", lambda batch, least=16: 0)
     torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("positions", ["all", "answer"])
+def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch, positions):
+    """The evaluator's fast path (the gold pass keeps the prompts' keys and values; every condition's rows decode
+    in one batch over shared contexts) gives the answers and log-likelihoods of generating each condition
+    afresh, on the real model."""
+    spec = get_dataset("gsm8k")
+    neurons = some_neurons(lm)
+    ivs = [None, Intervention(neurons, "zero", positions=positions), Intervention(neurons, "amplify", 3.0, positions)]
+    cfg = EvalConfig(max_new_tokens=40)
+    fast = evaluation.evaluate_conditions(lm, spec, ROWS[:3], ROWS[10:12], cfg, ivs)
+    monkeypatch.setattr(forward, "plain_dynamic", lambda cache: False)  # no prompts kept: generate each afresh
+    slow = [evaluation.evaluate_samples(lm, spec, ROWS[:3], ROWS[10:12], cfg, iv) for iv in ivs]
+    assert [[r.output for r in c] for c in fast] == [[r.output for r in c] for c in slow]
+    assert [r.output for r in fast[0]] != [r.output for r in fast[2]]  # the conditions differ
+    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in fast]),
+                               torch.tensor([[r.gold_loglik for r in c] for c in slow]), atol=1e-5, rtol=1e-5)

@@ -8,10 +8,12 @@ answers are checked in tests/integration/test_shared_context.py.
 import pytest
 import torch
 
-from cnl_core.model import generation
+from cnl_core.model import decoding, generation, shared_prefix
 from cnl_core.model.architectures import FFNAccess
 from cnl_core.model.generation import greedy_generate, shared_prefix_length
+from cnl_core.model.hooks import Intervention, intervene
 from cnl_core.model.loading import LoadedModel, ModelSpec
+from cnl_core.model.neurons import NeuronSet
 
 from .test_architectures import TYPES, tiny_model
 
@@ -65,7 +67,7 @@ def test_batched_generation_equals_one_prompt_at_a_time(model_type, tails, monke
     if tails == "padded":  # the GPU strategy (and the CPU's for short tails)
         monkeypatch.setattr(generation, "_one_by_one", lambda cache, device, tails: False)
     else:  # the CPU strategy for long tails of mixed length
-        monkeypatch.setattr(generation, "_one_by_one", lambda cache, device, tails: generation._plain_dynamic(cache))
+        monkeypatch.setattr(generation, "_one_by_one", lambda cache, device, tails: generation.plain_dynamic(cache))
     lm = tiny_lm(model_type)
     batched = greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=())
     assert batched == [reference(lm, p, 6) for p in PROMPTS]
@@ -99,3 +101,97 @@ def test_short_tails_share_one_padded_pass_and_long_mixed_ones_run_alone():
     assert not generation._one_by_one(cache, cpu, [[1] * 10, [1] * 14, [1] * 12])  # 10 pads < two passes
     assert generation._one_by_one(cache, cpu, [[1] * 40, [1] * 300, [1] * 120])  # 440 pads > two passes
     assert not generation._one_by_one(None, cpu, [[1] * 40, [1] * 300])  # nothing shared: one pass
+
+
+def gqa_llama() -> LoadedModel:
+    """Four query heads reading two key/value heads, as SmolLM2 and most current models do."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=2)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.generation_config.eos_token_id = EOS
+    return LoadedModel(ModelSpec("llama"), model, CharTokenizer(), "llama", FFNAccess(model, "llama"), "float32",
+                       "none", "tiny")
+
+
+@pytest.mark.parametrize("shared_context", [True, False])
+def test_grouped_query_heads_decode_as_one_prompt_at_a_time(shared_context, monkeypatch):
+    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    lm = gqa_llama()
+    assert greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=()) == [reference(lm, p, 6) for p in PROMPTS]
+
+
+def test_shared_context_attention_is_used_where_it_applies():
+    assert shared_prefix.eligible(gqa_llama().model)
+    assert not shared_prefix.eligible(tiny_lm("gpt2").model)  # not verified for it: contexts are copied per row
+    assert not shared_prefix.eligible(tiny_lm("gemma2").model)  # sliding windows and soft-capping
+
+
+@pytest.mark.parametrize("shared_context", [True, False])
+def test_conditions_decoded_together_equal_each_decoded_alone(shared_context, monkeypatch):
+    """Rows of several interventions in one decoding batch, each with its own neurons changed, give what each
+    intervention gives alone (the evaluator decodes baseline, intervened and controls this way)."""
+    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    lm = gqa_llama()
+    width = lm.grid.width
+    ivs = [None, Intervention(NeuronSet.from_pairs(lm.grid, [[0, i] for i in range(0, width, 2)]), "zero"),
+           Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(width // 2)]), "amplify", 4.0)]
+    rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
+    alone, parts = [], []
+    for iv in ivs:
+        with intervene(lm, iv) as handle:
+            alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=8, stop_strings=()))
+            with torch.no_grad():
+                parts.append(generation.prompt_pass(lm, rows, handle))
+    assert alone[0] != alone[1] and alone[0] != alone[2]  # the interventions change the answers
+    assert generation.decode(lm, parts, 8, (), ivs) == alone
+
+
+def test_parts_share_a_decoding_batch_up_to_the_row_limit(monkeypatch):
+    monkeypatch.setattr(generation, "MAX_DECODE_ROWS", 20)
+    assert generation._decode_batches([8, 8, 8, 8], together=True) == [slice(0, 2), slice(2, 4)]
+    assert generation._decode_batches([30, 8], together=True) == [slice(0, 1), slice(1, 2)]  # a big part alone
+    assert generation._decode_batches([4, 4, 4], together=False) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert generation._decode_batches([4], together=False) == [slice(0, 1)]
+
+
+def test_guessed_tokens_are_the_row_own_earlier_continuation():
+    assert decoding._draft([5, 6, 7, 8, 9, 1, 5, 6, 7]) == [8, 9, 1, 5, 6]  # after the last "5 6 7"
+    assert decoding._draft([1, 2, 3, 4, 2]) == [3, 4, 2]  # "7 ... 2" never seen: the last token alone
+    assert decoding._draft([1, 2, 3]) == []
+
+
+@pytest.mark.parametrize("shared_context", [True, False])
+def test_checked_guesses_save_passes_and_change_nothing(shared_context, monkeypatch):
+    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    lm = gqa_llama()
+    passes = []
+    lm.model.get_output_embeddings().register_forward_hook(lambda *a: passes.append(1))
+
+    def run():
+        passes.clear()
+        return greedy_generate(lm, PROMPTS[:2], max_new_tokens=24, stop_strings=()), len(passes)
+
+    guessed, with_guesses = run()
+    monkeypatch.setattr(decoding, "DRAFT_ROWS", 0)
+    plain, without = run()
+    assert guessed == plain == [reference(lm, p, 24) for p in PROMPTS[:2]]
+    assert with_guesses < without  # guesses were kept: fewer passes for the same tokens
+
+
+def test_guesses_under_an_answer_position_intervention_change_nothing(monkeypatch):
+    """Every token a decoding step checks predicts an answer token: the intervention applies to all of them."""
+    lm = gqa_llama()
+    iv = Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(lm.grid.width // 2)]), "amplify", 4.0,
+                      positions="answer")
+
+    def run():
+        with intervene(lm, iv) as handle:
+            return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), handle=handle)
+
+    guessed = run()
+    monkeypatch.setattr(decoding, "DRAFT_ROWS", 0)
+    assert guessed == run()
