@@ -52,6 +52,7 @@ class DatasetSpec:
     hub: bool = False
     expected_rows: int | None = None
     max_new_tokens: int = 256  # greedy generation length that fits this task's answers (numeric tasks)
+    cached: Callable[[], bool] | None = field(default=None, repr=False)  # Hub datasets: is a local copy there?
     _rows: list[Sample] | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
@@ -69,7 +70,9 @@ class DatasetSpec:
         if self.hub:
             status = hub_status(datasets=True)
             if not status.reachable:
-                return False, f"needs the Hugging Face Hub, out of reach here ({status.why}); a cached copy is still used"
+                if self.cached is not None and self.cached():
+                    return True, f"the Hugging Face Hub is out of reach here ({status.why}); the local cached copy is used"
+                return False, f"needs the Hugging Face Hub, out of reach here ({status.why}), and no copy is cached here"
             return True, "fetched from the Hugging Face Hub when first used"
         try:
             self.rows()

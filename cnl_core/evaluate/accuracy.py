@@ -16,9 +16,9 @@ from typing import Sequence
 
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
-from ..errors import ParameterError
+from ..errors import Cancelled, ParameterError
 from ..model.forward import teacher_forced_logprob
-from ..model.generation import decode, greedy_generate
+from ..model.generation import MAX_DECODE_ROWS, decode, greedy_generate
 from ..model.kv_cache import Prompted
 from ..model.hooks import Intervention, InterventionHandle, intervene
 from ..model.loading import LoadedModel
@@ -89,40 +89,58 @@ def evaluate_conditions(
 
     Numeric tasks, per batch of samples: each condition's gold-answer pass also leaves the prompts' keys and
     values and each first answer token, so the prompts run once per condition, not twice; then the rows of
-    every condition decode as one batch, each under its own condition's neurons (model/generation.decode).
-    Progress counts a sample once for its gold pass and once for its answer.
+    every condition decode as one batch, each under its own condition's neurons (model/generation.decode), as
+    many conditions at a time as fit MAX_DECODE_ROWS rows (what is kept stays bounded). The model's lock is
+    held for a batch's conditions. Progress counts a sample once for its gold pass and once for its answer.
     """
     labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
-    prefix, steps = fewshot_prefix(shots), 2 if dataset.kind == GENERATE_NUMBER else 1
+    numeric = dataset.kind == GENERATE_NUMBER
+    prefix, steps = fewshot_prefix(shots), 2 if numeric else 1
     total, done = steps * len(ivs) * len(samples), 0
     out: list[list[SampleResult]] = [[] for _ in ivs]
+
+    def stop_if_asked() -> None:
+        check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
+
     report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
     for start in range(0, len(samples), cfg.batch_size):
-        chunk, golds, parts = samples[start : start + cfg.batch_size], [], []
-        for c, iv in enumerate(ivs):
-            check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
-            with intervene(lm, iv) as handle:
-                if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
-                    out[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
-                                  for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)))
-                else:
-                    gold, prompted = _gold_loglik(lm, handle, chunk, prefix, cfg, dataset.kind == GENERATE_NUMBER)
-                    golds.append(gold)
-                    parts.append(prompted)
-                    if dataset.kind != GENERATE_NUMBER:
-                        out[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
-            done += len(chunk)
-            report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
-                   + (" (gold answers)" if steps == 2 else ""))
-        if dataset.kind == GENERATE_NUMBER:
-            check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
-            report(progress, done, total, f"{dataset.name}: answering {len(chunk)} questions x {len(ivs)} condition(s)")
-            texts = _answers(lm, parts, ivs, prefix, chunk, cfg, cfg.new_tokens_for(dataset))
-            for c in range(len(ivs)):
+        chunk = samples[start : start + cfg.batch_size]
+        per_decode = max(1, MAX_DECODE_ROWS // len(chunk)) if numeric else len(ivs)  # kept prompts: bounded
+        for first in range(0, len(ivs), per_decode):
+            group = list(range(first, min(first + per_decode, len(ivs))))
+            golds, parts = [], []
+            with lm.lock:  # the conditions of a batch see the same weights
+                for c in group:
+                    stop_if_asked()
+                    with intervene(lm, ivs[c]) as handle:
+                        if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
+                            out[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
+                                          for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)))
+                        else:
+                            gold, prompted = _gold_loglik(lm, handle, chunk, prefix, cfg, numeric)
+                            golds.append(gold)
+                            parts.append(prompted)
+                            if not numeric:
+                                out[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
+                    done += len(chunk)
+                    report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
+                           + (" (gold answers)" if numeric else ""))
+                if not numeric:
+                    continue
+                stop_if_asked()
+                report(progress, done, total, f"{dataset.name}: answering {len(chunk)} questions x {len(group)} "
+                       f"condition(s)")
+                try:
+                    texts = _answers(lm, parts, [ivs[c] for c in group], prefix, chunk, cfg,
+                                     cfg.new_tokens_for(dataset), cancel)
+                except Cancelled:
+                    stop_if_asked()
+                    raise
+            for c, answers, gold in zip(group, texts, golds):
                 out[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
                                            is_correct(extract_strict(text), s.target))
-                              for s, text, g in zip(chunk, texts[c], golds[c]))
-            done += len(ivs) * len(chunk)
+                              for s, text, g in zip(chunk, answers, gold))
+            done += len(group) * len(chunk)
             report(progress, done, total, f"{dataset.name}: answered {start + len(chunk)}/{len(samples)}")
     return out
 
@@ -135,12 +153,13 @@ def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConf
 
 
 def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Intervention | None], prefix: str,
-             chunk: Sequence[Sample], cfg: EvalConfig, max_new_tokens: int) -> list[list[str]]:
+             chunk: Sequence[Sample], cfg: EvalConfig, max_new_tokens: int,
+             cancel: threading.Event | None = None) -> list[list[str]]:
     """Greedy answers per condition, cut at the first stop string: decoded from the gold passes' prompts where
     they could be kept, else generated again, one condition at a time."""
     if all(p is not None for p in parts):
         with lm.lock:
-            new = decode(lm, parts, max_new_tokens, STOP_STRINGS, ivs)
+            new = decode(lm, parts, max_new_tokens, STOP_STRINGS, ivs, cancel=cancel)
         return [[cut_at_stop(t) for t in lm.tokenizer.batch_decode(rows, skip_special_tokens=True)] for rows in new]
     out = []
     for iv in ivs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
@@ -89,8 +90,11 @@ class ControlSummary(Summary):
 
 
 def _known(cls, data: dict) -> dict:
-    """The fields of cls in data, each checked: numbers (or None), intervals as [low, high] (or None)."""
-    if not isinstance(data, dict) or not _is_number(data.get("gold_loglik")):
+    """The fields of cls in data, each checked: numbers (or None), intervals as [low, high] (or None).
+    Files are strict JSON, where a number that is not finite is null: a gold log-likelihood or an interval
+    end written as null reads back as NaN (a harness task's gold log-likelihood is not measured)."""
+    if not isinstance(data, dict) or not (_is_number(data.get("gold_loglik")) or
+                                          ("gold_loglik" in data and data["gold_loglik"] is None)):
         raise ValueError("a summary needs a numeric 'gold_loglik'")
     out = {}
     for f in fields(cls):
@@ -99,13 +103,15 @@ def _known(cls, data: dict) -> dict:
         value = data[f.name]
         if f.name == "draws":
             ok = isinstance(value, list) and all(isinstance(d, dict) for d in value)
-        elif f.name.endswith("_ci"):
-            ok = value is None or (isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)))
+        elif f.name.endswith("_ci"):  # an end written as null was not finite
+            ok = value is None or (isinstance(value, list) and len(value) == 2
+                                   and all(v is None or _is_number(v) for v in value))
+            value = value if value is None else [math.nan if v is None else v for v in value]
         else:
             ok = value is None or _is_number(value)
         if not ok:
             raise ValueError(f"'{f.name}' has the wrong type")
-        out[f.name] = value
+        out[f.name] = math.nan if f.name == "gold_loglik" and value is None else value
     return out
 
 

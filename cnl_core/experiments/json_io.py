@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..errors import NeuronSetError
@@ -29,11 +30,27 @@ def read_json(path: str | Path, what: str = "result file", allow_list: bool = Fa
     return data
 
 
-def write_json(path: str | Path, data: dict) -> Path:
+def write_json(path: str | Path, data: dict | list) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    path.write_text(dumps(data), encoding="utf-8")
     return path
+
+
+def dumps(data: dict | list) -> str:
+    """Strict JSON: a number that is not finite (a measure not taken, such as a harness task's gold
+    log-likelihood) is written as null, which every JSON parser reads; Python's default "NaN" is not JSON."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _depth(value, level: int = 0) -> int:

@@ -17,6 +17,7 @@ positions carry on from the last kept token. On GSM8K's rambling answers this ha
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from functools import partial
 from typing import Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..errors import Cancelled
 from .hooks import InterventionHandle
 from .loading import LoadedModel
 
@@ -34,23 +36,27 @@ NGRAM = 3  # the last tokens looked up (fewer where they never occurred before)
 
 def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Tensor, first: torch.Tensor,
                 max_new_tokens: int, stop_strings: Sequence[str], followers: list,
-                histories: list[list[int]] | None = None, handle: InterventionHandle | None = None) -> list[list[int]]:
+                histories: list[list[int]] | None = None, handle: InterventionHandle | None = None,
+                cancel: threading.Event | None = None) -> list[list[int]]:
     """New tokens per row, from each row's first token, up to and including the one that ended it.
 
     `mask` [rows, cache columns] marks the real columns; `positions` [rows, 1] is the position of each row's
     next token. With `histories` (each row's prompt token ids) few remaining rows check guessed tokens; the
     cache must then be a plain growing one (a sliding window would count rejected guesses). An intervention
     `handle` learns that every token of a step predicts an answer token (for interventions at answer positions).
+    A set `cancel` stops the loop at the next step (Cancelled).
     """
     model, device = lm.model, lm.input_device
     stops = StopCheck(lm.tokenizer, model, stop_strings)
     active, generated = list(range(len(first))), [[] for _ in range(len(first))]
     pending = [[t] for t in first.tolist()]
-    with _small_batch_linears(model, device):
+    with small_batch_linears(model, device):
         while True:
             keep = [j for j, row in enumerate(active) if _take(generated[row], pending[j], stops, max_new_tokens)]
             if not keep:
                 return generated
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Cancelled while answering.")
             nxt = [pending[j][-1] for j in keep]
             if len(keep) < len(active):  # finished rows leave the batch and the cache
                 idx = torch.tensor(keep, device=device)
@@ -106,7 +112,7 @@ def _draft(tokens: list[int]) -> list[int]:
 
 
 @contextmanager
-def _small_batch_linears(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
+def small_batch_linears(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
     """On a CPU, compute float32 linears of 2-8 rows as weight @ x.T while decoding.
 
     Measured with MKL on a 2-core AVX-512 CPU: `x @ W.T` for 2-8 rows takes 1.5-3x as long as one row
@@ -130,8 +136,6 @@ def _weight_first_linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, m.weight, m.bias)
     y = (m.weight @ x.reshape(rows, -1).T).T.contiguous().reshape(*x.shape[:-1], m.weight.shape[0])
     return y if m.bias is None else y + m.bias
-
-
 
 
 class StopCheck:

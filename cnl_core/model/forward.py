@@ -208,8 +208,9 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
                 if cache is not None:
                     rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
                     rows_cache.batch_repeat_interleave(len(idx))
-                elif keep_prompts:
+                elif keep_prompts:  # a cache to keep the prompts from, where one can be cut by hand
                     rows_cache = DynamicCache(config=lm.model.config)
+                    rows_cache = rows_cache if plain_dynamic(rows_cache) else None
                 handle.answer_mask = part.answer_mask
                 at_answers = answer_logits(lm, part, rows_cache)
                 total[idx] = _gold_sum(at_answers, part).cpu()

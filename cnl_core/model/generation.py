@@ -6,10 +6,12 @@ for the long ones, and it knows nothing of the few-shot prefix that every prompt
 - each prompt is tokenized whole, exactly as a one-prompt-at-a-time loop would (tokenizing the
   prefix apart changes the tokens where it meets the question: "\\n\\n" + "Question" merges
   differently, and the answers then differ);
-- the longest token prefix common to the batch runs once, batch 1 (`prompt_pass`);
-- the tails run after it, on a CPU one by one when their padding would cost more than the extra passes
+- `prompt_pass` (for `greedy_generate`): the longest token prefix common to the batch runs once, batch 1;
+  the tails run after it, on a CPU one by one when their padding would cost more than the extra passes
   (a padded position costs as much as a real one there), otherwise in one left-padded pass (always on
-  a GPU); what is left is a `Prompted`: the shared context's keys and values once, and each row's own;
+  a GPU); what is left is a `Prompted`: the shared context's keys and values once, and each row's own.
+  Evaluation gets its `Prompted` from the gold-answer pass instead (forward.teacher_forced_logprob), so
+  its prompts run once;
 - `decode` puts the rows of one or several `Prompted` (the same questions under several interventions,
   each row with its own neurons changed) into one batch: where the model's attention allows, each
   shared context is read once per step for all its rows (shared_prefix.py), else each row gets a copy;
@@ -21,12 +23,13 @@ GPU the decoding steps are memory-bound, so the batch itself does.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import torch
 
 from . import shared_prefix
-from .decoding import _small_batch_linears, decode_loop
+from .decoding import small_batch_linears, decode_loop
 from .forward import last_logits_only, prefix_cache
 from .hooks import Intervention, InterventionHandle, intervene_rows
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
@@ -61,7 +64,7 @@ def prompt_pass(lm: LoadedModel, rows: list[list[int]], handle: InterventionHand
     plen = shared_prefix_length(rows) if len(rows) > 1 else 0
     tails = [r[plen:] for r in rows]
     keep_last = last_logits_only(lm)
-    with _small_batch_linears(lm.model, lm.input_device):
+    with small_batch_linears(lm.model, lm.input_device):
         cache = prefix_cache(lm, rows[0][:plen], handle) if plen else None
         context = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
         if _one_by_one(cache, lm.input_device, tails):
@@ -78,19 +81,21 @@ def prompt_pass(lm: LoadedModel, rows: list[list[int]], handle: InterventionHand
 
 
 def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop_strings: Sequence[str],
-           ivs: Sequence[Intervention | None] | None = None,
-           handle: InterventionHandle | None = None) -> list[list[list[int]]]:
+           ivs: Sequence[Intervention | None] | None = None, handle: InterventionHandle | None = None,
+           cancel: threading.Event | None = None) -> list[list[list[int]]]:
     """Greedy new tokens for every row of every part, decoded as one batch: per part, per row.
 
     With `ivs`, part g's rows run under ivs[g] (None: unmodified) at every step; without, under whatever
     hooks are active (`handle`, theirs, is told that every token of a step predicts an answer token). Parts
     decode together where the model reads shared contexts once (shared_prefix.py); elsewhere each row would
-    carry a copy of its context, so parts decode one after another. The caller holds the model's lock.
+    carry a copy of its context, so parts decode one after another. A set `cancel` stops at the next step.
+    The caller holds the model's lock.
     """
     parts, ivs = list(parts), list(ivs or [None] * len(parts))
     batches = _decode_batches([len(p.own) for p in parts], shared_prefix.eligible(lm.model))
     if len(batches) > 1:
-        return [rows for b in batches for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], handle)]
+        return [rows for b in batches
+                for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], handle, cancel)]
     sizes = [len(p.own) for p in parts]
     positions = torch.tensor([q for p in parts for q in p.next_positions()], device=lm.input_device)[:, None]
     first = torch.tensor([t for p in parts for t in p.first], device=lm.input_device)
@@ -102,11 +107,11 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
             group = torch.repeat_interleave(torch.arange(len(parts)), torch.tensor(sizes))
             with shared_prefix.shared_context_decoding(lm.model, shared):
                 flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings,
-                                   [scales, _GroupFollower(shared, group)], histories, handle)
+                                   [scales, _GroupFollower(shared, group)], histories, handle, cancel)
         else:
             cache, mask = copied_context_batch(list(parts), max_new_tokens)
             flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [scales], histories,
-                               handle)
+                               handle, cancel)
     out, start = [], 0
     for n in sizes:
         out.append(flat[start : start + n])

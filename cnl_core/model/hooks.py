@@ -154,8 +154,10 @@ def intervene_rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: S
             return
 
         def hook(layer: int, x: torch.Tensor):
-            factor = state.by_layer[layer].to(device=x.device, dtype=x.dtype)
-            return x * factor[:, None, :]
+            # float32 factors (a bfloat16 1.3 would be 1.297); rows first, whatever the layer's shape (OPT flattens)
+            factor = state.by_layer[layer]
+            rows = x.reshape(factor.shape[0], -1, x.shape[-1])
+            return (rows.float() * factor[:, None, :]).to(x.dtype).reshape(x.shape)
 
         with neuron_hooks(lm.ffn, hook, layers=sorted(scales)):
             yield state

@@ -48,12 +48,10 @@ class ReservedLayer(DynamicLayer):
     CPU decoding step); for a 7B model of Llama-2's shape with 1,000 tokens, about 4 GB a step.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, extra: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        """Over buffers [batch, heads, capacity, dim] whose first `length` positions are filled."""
         super().__init__()
-        length = keys.shape[-2]
-        self._k = keys.new_empty((*keys.shape[:-2], length + extra, keys.shape[-1]))
-        self._v = values.new_empty((*values.shape[:-2], length + extra, values.shape[-1]))
-        self._k[..., :length, :], self._v[..., :length, :] = keys, values
+        self._k, self._v = keys, values
         self.device, self.is_initialized, self._length = keys.device, True, length
         self._expose()
 
@@ -62,31 +60,35 @@ class ReservedLayer(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n = key_states.shape[-2]
-        if self._length + n > self._k.shape[-2]:  # out of reserved space: grow like DynamicLayer
-            self._k = torch.cat([self._k[..., : self._length, :], key_states], dim=-2)
-            self._v = torch.cat([self._v[..., : self._length, :], value_states], dim=-2)
-        else:
-            self._k[..., self._length : self._length + n, :] = key_states
-            self._v[..., self._length : self._length + n, :] = value_states
+        if self._length + n > self._k.shape[-2]:  # out of reserved space (checked guesses use some): double it
+            self._k, self._v = (_grown(t, self._length, max(2 * t.shape[-2], self._length + n)) for t in (self._k, self._v))
+        self._k[..., self._length : self._length + n, :] = key_states
+        self._v[..., self._length : self._length + n, :] = value_states
         self._length += n
         self._expose()
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        indices = indices.to(self._k.device)  # layers may sit on different GPUs (device_map="auto")
         self._k, self._v = self._k[indices], self._v[indices]
         self._expose()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        raise NotImplementedError("A reserved decoding cache is built for its batch; it is not repeated.")
+
+    def crop(self, max_length: int) -> None:
+        raise NotImplementedError("A reserved decoding cache is not cropped (rejected guesses are masked instead).")
+
+
+def _grown(buffer: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    out = buffer.new_empty((*buffer.shape[:-2], capacity, buffer.shape[-1]))
+    out[..., :length, :] = buffer[..., :length, :]
+    return out
 
 
 def plain_dynamic(cache) -> bool:
     """Only plain growing caches can be cut and stitched by hand (a sliding window drops old tokens)."""
     return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
-
-
-def reserved_cache(layers: list[KV], extra: int) -> DynamicCache:
-    """A cache holding these keys and values, with room for `extra` more tokens per layer."""
-    cache = DynamicCache()
-    cache.layers = [ReservedLayer(k, v, extra) for k, v in layers]
-    return cache
 
 
 def own_tokens_batch(parts: list[Prompted], extra: int) -> tuple[DynamicCache, torch.Tensor]:
@@ -106,18 +108,20 @@ def copied_context_batch(parts: list[Prompted], extra: int) -> tuple[DynamicCach
 
 
 def _left_padded_cache(rows: list[list[KV]], extra: int) -> tuple[DynamicCache, torch.Tensor]:
+    """Rows right-aligned in buffers with room for `extra` more tokens, written once (no padded copy first)."""
     lengths = [row[0][0].shape[-2] for row in rows]
     width = max(lengths)
     mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0][0][0].device)
-    layers = []
-    for layer in range(len(rows[0])):
-        k0, v0 = rows[0][layer]
-        k = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[-1]))
-        v = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[-1]))
-        for b, row in enumerate(rows):
-            k[b, :, width - lengths[b]:] = row[layer][0]
-            v[b, :, width - lengths[b]:] = row[layer][1]
-        layers.append((k, v))
     for b, n in enumerate(lengths):
         mask[b, width - n:] = 1
-    return reserved_cache(layers, extra), mask
+    cache = DynamicCache()
+    cache.layers = []
+    for layer in range(len(rows[0])):
+        k0, v0 = rows[0][layer]
+        k = k0.new_zeros((len(rows), k0.shape[0], width + extra, k0.shape[-1]))
+        v = v0.new_zeros((len(rows), v0.shape[0], width + extra, v0.shape[-1]))
+        for b, row in enumerate(rows):
+            k[b, :, width - lengths[b]:width] = row[layer][0]
+            v[b, :, width - lengths[b]:width] = row[layer][1]
+        cache.layers.append(ReservedLayer(k, v, width))
+    return cache, mask

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 NAME = "cnl_shared_prefix"
 # Verified against ordinary attention on tiny models of each type (tests/unit/test_generation.py).
@@ -98,19 +100,15 @@ def _attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tens
     return out.transpose(1, 2).contiguous(), None
 
 
-def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, _attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the own tokens' padding
+# Registered once, at import (transformers' registries are process-wide): the function, and sdpa's mask
+# (padding and causal order among the own tokens).
+AttentionInterface.register(NAME, _attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
 @contextmanager
 def shared_context_decoding(model: torch.nn.Module, shared: SharedPrefix) -> Iterator[None]:
     """Decoding steps inside the block read each group's context from `shared`; the caller holds the model's lock."""
-    _register()
     config = model.config
     before = config._attn_implementation
     token = _ACTIVE.set(shared)

@@ -6,7 +6,6 @@ dashboard's Export tab and `python -m cnl_core export` produce the same files.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 import torch
 
 from ..experiments.eval_results import EvalResult, MatrixResult
+from ..experiments.json_io import write_json
 from ..experiments.locate_result import LocateResult
 from . import charts
 
@@ -135,13 +135,13 @@ def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, 
     if evals:
         files.append(to_safe_csv(evaluation_table(evals), folder / "evaluation.csv"))
         files.append(to_safe_csv(examples_table(evals), folder / "examples.csv"))
-        (folder / "evaluation.json").write_text(json.dumps([e.to_json() for e in evals], indent=2))
+        write_json(folder / "evaluation.json", [e.to_json() for e in evals])
         files.append(folder / "evaluation.json")
         _, ll_chart = charts.evaluation_charts(list(evals))
         if ll_chart is not None:  # None when every evaluation is an lm-eval harness run (no gold log-likelihood)
             files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt))
                       for fmt in ("png", "svg")]
     if matrix is not None:
-        (folder / "cross_dataset_matrix.json").write_text(json.dumps(matrix.to_json(), indent=2))
+        write_json(folder / "cross_dataset_matrix.json", matrix.to_json())
         files.append(folder / "cross_dataset_matrix.json")
     return files

@@ -31,7 +31,12 @@ def test_gsm8k_gold_answer_is_the_number_after_hashes():
     assert s.prompt.startswith("Question: ") and s.prompt.endswith("\nAnswer:")
 
 
-def test_hub_datasets_are_listed_and_unavailable_offline():
+def test_hub_datasets_are_listed_and_unavailable_offline(monkeypatch, tmp_path):
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))  # nothing cached
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     names = {d.name for d in list_datasets() if d.hub}
     assert names == {"metamath", "code25k", "emotion", "imdb_full"}
     assert get_dataset("emotion").available()[0] is False

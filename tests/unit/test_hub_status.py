@@ -1,6 +1,7 @@
 """Hub items without a Hub: marked unavailable at once (one quick connection), never an error 20 s later."""
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,13 @@ from ui.tabs.data_tab import dataset_table
 
 
 @pytest.fixture()
-def endpoint(monkeypatch):
-    """Point the Hub at a local port: closed (out of reach) or listening (reachable)."""
+def endpoint(monkeypatch, tmp_path):
+    """Point the Hub at a local port: closed (out of reach) or listening (reachable); empty dataset caches."""
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
@@ -96,4 +102,17 @@ def test_a_cached_hub_dataset_is_read_from_the_local_cache_when_the_hub_is_out_o
     with pytest.raises(DatasetError, match="out of reach .* no copy in the local cache"):
         hub.load_hub_rows("stanfordnlp/imdb", "test", hub.imdb_full_sample)
     assert seen[-1] == ("stanfordnlp/imdb", True) and datasets.config.HF_HUB_OFFLINE is offline_before  # restored
+    sock.close()
+
+
+def test_a_cached_hub_dataset_is_listed_as_available_while_the_hub_is_out_of_reach(endpoint):
+    import datasets
+
+    sock = endpoint(listening=False)
+    (Path(datasets.config.HF_DATASETS_CACHE) / "dair-ai___emotion").mkdir(parents=True)  # left by a first load
+    table = dataset_table().set_index("dataset")
+    assert table.loc["emotion", "available"] == "yes" and table.loc["imdb_full", "available"] == "no"
+    ok, why = get_dataset("emotion").available()
+    assert ok and "out of reach" in why and "cached copy is used" in why
+    assert "no copy is cached" in get_dataset("imdb_full").available()[1]
     sock.close()

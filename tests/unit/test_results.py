@@ -114,3 +114,21 @@ def test_an_old_evaluation_without_controls_reads_back():
     data = _evaluation()
     data["control"] = {"draws": []}  # what earlier versions wrote for --control-draws 0
     assert EvalResult.from_json(data).control is None
+
+
+def test_a_measure_not_taken_is_written_as_null_and_read_back_as_nan(tmp_path):
+    """Harness tasks have no gold log-likelihood (NaN); result files stay strict JSON that any parser reads."""
+    from cnl_core.evaluate.stats import ControlSummary, Summary
+    from cnl_core.experiments.json_io import write_json
+
+    control = ControlSummary(gold_loglik=math.nan, accuracy=0.25, draws=[{"accuracy": 0.25, "gold_loglik": math.nan}])
+    path = write_json(tmp_path / "r.json", {"baseline": Summary(gold_loglik=math.nan, accuracy=0.5).to_json(),
+                                            "control": control.to_json()})
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert data["control"]["draws"][0]["gold_loglik"] is None
+    back = Summary.from_json(data["baseline"])
+    assert math.isnan(back.gold_loglik) and back.accuracy == 0.5
+    wide = Summary.from_json(json.loads(write_json(tmp_path / "w.json", Summary(-1.0, [-math.inf, 0.5]).to_json())
+                                        .read_text()))
+    assert math.isnan(wide.gold_loglik_ci[0]) and wide.gold_loglik_ci[1] == 0.5
+    assert math.isnan(ControlSummary.from_json(data["control"]).gold_loglik)

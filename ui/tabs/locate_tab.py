@@ -37,7 +37,8 @@ def build() -> SimpleNamespace:
         ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m", visible=False)
         ig_rule = gr.Radio(list(IG_RULES), value=_SCORE.ig_rule, visible=False,
                            label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)")
-        batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size")
+        batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size",
+                          info=f"at {DEFAULTS.batch_size}, fewer rows where the memory estimate says they would not fit")
     with gr.Row():
         max_prompt = gr.Number(0, label="max prompt tokens (0: covers 99% of the prompts)")
         max_answer = gr.Number(0,
@@ -91,6 +92,8 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
     params = params_from(rule, tau, p, top_k, sigma, sign)
     cfg = score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer)
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
+    if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
+        batch_size = None
     lm = state.model()  # every number is checked before the model is loaded
     for name in datasets:
         run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size,
