@@ -367,7 +367,7 @@ def _gold_pass(lm, samples, prefix: str, where: str) -> list:
     def run(shared: bool):
         forward.shared_context_length = shared_fn if shared else (lambda batch, least=16: 0)
         try:
-            return evaluation._gold_loglik(lm, InterventionHandle(), samples, prefix, cfg)
+            return evaluation._gold_loglik(lm, InterventionHandle(), samples, prefix, cfg)[0]
         finally:
             forward.shared_context_length = shared_fn
 

@@ -197,7 +197,10 @@ def test_guesses_under_an_answer_position_intervention_change_nothing(monkeypatc
     assert guessed == run()
 
 
-@pytest.mark.parametrize("model_type", TYPES)
+SLIDING = ("gemma2", "gemma3_text", "mistral")  # sliding-window caches are not cut by hand: generated per condition
+
+
+@pytest.mark.parametrize("model_type", [t for t in TYPES if t not in SLIDING])
 def test_every_architecture_decodes_conditions_together_as_alone(model_type):
     """Per-row neuron factors whatever shape a layer hands its down projection (OPT flattens rows and tokens)."""
     lm = tiny_lm(model_type)
@@ -209,6 +212,5 @@ def test_every_architecture_decodes_conditions_together_as_alone(model_type):
             alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=(), handle=handle))
             with torch.no_grad():
                 parts.append(generation.prompt_pass(lm, rows, handle))
-    if not isinstance(parts[0], generation.Prompted):
-        pytest.skip("sliding-window caches are not cut by hand: each condition generates on its own")
+    assert isinstance(parts[0], generation.Prompted)
     assert generation.decode(lm, parts, 6, (), ivs) == alone
