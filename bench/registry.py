@@ -23,6 +23,7 @@ ALL: dict[str, Callable[[bool], list]] = {
     "demo": _lazy("classroom", "demo_time"),
     "intervene": _lazy("classroom", "intervene_speed"),
     "dashboard": _lazy("classroom", "dashboard_overhead"),
+    "bfloat16": _lazy("classroom", "bfloat16_speed"),
     "processes": _lazy("distributed", "scoring_processes"),
     "quantized": _lazy("quantized", "quantized_cpu"),
 }
