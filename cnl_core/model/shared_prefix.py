@@ -26,7 +26,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 NAME = "cnl_shared_prefix"
-# Verified against ordinary attention on tiny models of each type (tests/unit/test_generation.py).
+# Each checked against one-prompt-at-a-time generation on tiny models of its type (tests/unit/test_generation.py).
 MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 
 _ACTIVE: contextvars.ContextVar["SharedPrefix | None"] = contextvars.ContextVar("cnl_shared_prefix", default=None)

@@ -214,3 +214,19 @@ def test_every_architecture_decodes_conditions_together_as_alone(model_type):
                 parts.append(generation.prompt_pass(lm, rows, handle))
     assert isinstance(parts[0], generation.Prompted)
     assert generation.decode(lm, parts, 6, (), ivs) == alone
+
+
+def test_mistral_without_a_sliding_window_reads_shared_contexts_once_and_matches():
+    """Mistral's later releases have no sliding window: the shared-context attention applies and must agree."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    config = MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=None,
+                           pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(2)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.generation_config.eos_token_id = EOS
+    lm = LoadedModel(ModelSpec("mistral"), model, CharTokenizer(), "mistral", FFNAccess(model, "mistral"), "float32",
+                     "none", "tiny")
+    assert shared_prefix.eligible(model)
+    assert greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=()) == [reference(lm, p, 6) for p in PROMPTS]
