@@ -9,6 +9,9 @@ import time
 
 from bench.figures import _verdict
 
+# The neurons every Intervene figure changes: 10 in each of three layers (a located set's size, not its place).
+NEURONS = [[layer, i] for layer in (5, 12, 20) for i in range(0, 30, 3)]
+
 
 def demo_time(gpu: bool) -> list:
     """The demo end to end (locate, split agreement, zero/amplify vs controls), cache empty: target <= 90 s."""
@@ -37,8 +40,7 @@ def intervene_speed(gpu: bool) -> list:
     from bench.reference_eval import REFERENCE, run_reference
 
     lm = load_model("smollm2-135m")
-    pairs = [[layer, i] for layer in (5, 12, 20) for i in range(0, 30, 3)]
-    iv = Intervention(NeuronSet.from_pairs(lm.grid, pairs), "zero")
+    iv = Intervention(NeuronSet.from_pairs(lm.grid, NEURONS), "zero")
     rows = []
     for dataset in ("add1", "imdb", "arithmetic", "gsm8k", "asdiv"):  # GSM8K/asdiv: 5-shot, 256 new tokens
         start = time.perf_counter()
@@ -52,7 +54,7 @@ def intervene_speed(gpu: bool) -> list:
         new = run_evaluate(lm, "gsm8k", 8, 0, iv, control_draws=2, cfg=EvalConfig(num_fewshot=5, max_new_tokens=96),
                            control_may_overlap=True)  # the reference's controls could overlap the set: same draws
         times.append(time.perf_counter() - start)
-    old = run_reference(pairs, repeat=2)
+    old = run_reference(NEURONS, repeat=2)
     t_new, t_old, same = min(times), old["seconds"], _same_numbers(new, old["result"])
     ratio = t_old / t_new
     rows.append((f"GSM8K Intervene (n = 8, 5-shot, 96 tokens, 2 draws; best of 2) vs the code of {REFERENCE}, "
@@ -133,8 +135,7 @@ def bfloat16_speed(gpu: bool) -> list:
     runs = {}
     for dtype in ("float32", "bfloat16"):
         lm = load_model(ModelSpec("smollm2-135m", dtype=dtype))
-        iv = Intervention(NeuronSet.from_pairs(lm.grid, [[layer, i] for layer in (5, 12, 20) for i in range(0, 30, 3)]),
-                          "zero")
+        iv = Intervention(NeuronSet.from_pairs(lm.grid, NEURONS), "zero")
         times = []
         for _ in range(2):
             start = time.perf_counter()

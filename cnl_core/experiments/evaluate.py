@@ -10,7 +10,7 @@ from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
-from ..evaluate.accuracy import EvalConfig, evaluate_conditions
+from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
 from ..evaluate.controls import random_like
 from ..evaluate.stats import compared, control_summary, summarize
 from ..model.hooks import Intervention
@@ -62,10 +62,10 @@ def run_evaluate(
         runs += [(f"control_{d}",
                   replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
                  for d in range(control_draws)]
-    names, ivs = [name for name, _ in runs], [iv for _, iv in runs]
-    per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
-        lm, spec, part, shots, cfg, ivs, labels=[x.replace("_", " ") for x in names], progress=progress, cancel=cancel))))
-    results = {name: [row[c] for row in per_sample] for c, name in enumerate(names)}
+    names = [name for name, _ in runs]
+    evaluated = _conditions(launch, lm, spec, samples, shots, cfg, [iv for _, iv in runs],
+                            [x.replace("_", " ") for x in names], progress, cancel)
+    results = dict(zip(names, evaluated))
     base = results["baseline"]
     provenance = stamp()
     out = EvalResult(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=len(samples), seed=seed,
@@ -117,10 +117,18 @@ def run_matrix(
         def sub(done: int, total: int, message: str, _k: int = k) -> None:  # each target a share of 1000 steps
             report(progress, round(1000 * (_k + done / max(total, 1))), 1000 * len(targets), message)
 
-        per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
-            lm, spec, part, shots, cfg, ivs, labels=["unmodified", *rows], progress=sub, cancel=cancel))))
-        base, *changed = ([row[c] for row in per_sample] for c in range(len(ivs)))
+        base, *changed = _conditions(launch, lm, spec, samples, shots, cfg, ivs, ["unmodified", *rows], sub, cancel)
         out.baseline[target] = summarize(base, cfg.bootstrap, seed)
         for source, after in zip(rows, changed):
             out.cells[source][target] = compared(after, base, cfg.bootstrap, seed, ci_draws=0)
     return out
+
+
+def _conditions(launch: Launch | None, lm: LoadedModel, spec: DatasetSpec, samples: list[Sample], shots: list[Sample],
+                cfg: EvalConfig, ivs: list[Intervention | None], labels: list[str], progress: Progress | None,
+                cancel: threading.Event | None) -> list[list[SampleResult]]:
+    """evaluate_conditions, under torchrun batch-wise over the processes (`spread` deals out samples, so each
+    sample's results travel together and are put back per condition)."""
+    per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
+        lm, spec, part, shots, cfg, ivs, labels=labels, progress=progress, cancel=cancel))))
+    return [[row[c] for row in per_sample] for c in range(len(ivs))]

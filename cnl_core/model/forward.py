@@ -194,6 +194,7 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
     batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
                                   lm.input_device)
     shared = shared_context_length(batch)
+    ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
     own: list = [None] * len(prompts)
     first = torch.zeros(len(prompts), dtype=torch.long)
     try:
@@ -215,26 +216,25 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
                 at_answers = answer_logits(lm, part, rows_cache)
                 total[idx] = _gold_sum(at_answers, part).cpu()
                 if keep_prompts and plain_dynamic(rows_cache):
-                    _keep_prompts(part, idx, at_answers, rows_cache, shared, own, first)
+                    _keep_prompts(part, idx, at_answers, rows_cache, shared, ends, own, first)
     finally:
         handle.answer_mask = None
     prompted = None
     if keep_prompts and all(row is not None for row in own):
-        ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
         ids = [batch.input_ids[i, : int(ends[i])].tolist() for i in range(len(prompts))]
         prompted = Prompted(context, own, first.tolist(), ids)
     return TeacherForced(total, batch.answer_mask.sum(-1).cpu(), prompted)
 
 
-def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, cache, shared: int, own: list,
-                  first: torch.Tensor) -> None:
-    """Each row's prompt keys and values after the shared context (copied out of the pass's cache), and its
-    greedy first token (the logits at its first answer position, which is its last prompt position)."""
-    prompt_ends = part.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
-    starts = torch.cumsum(part.answer_mask.sum(-1), 0) - part.answer_mask.sum(-1)
-    first[idx] = at_answers[starts.to(at_answers.device)].argmax(-1).cpu()
+def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, cache, shared: int,
+                  ends: torch.Tensor, own: list, first: torch.Tensor) -> None:
+    """Each row's prompt keys and values after the shared context, up to its prompt's end (copied out of the
+    pass's cache, which holds the context first), and its greedy first token (the logits at its first answer
+    position, which is its last prompt position)."""
+    counts = part.answer_mask.sum(-1)
+    first[idx] = at_answers[(torch.cumsum(counts, 0) - counts).to(at_answers.device)].argmax(-1).cpu()
     for j, i in enumerate(idx):
-        end = shared + int(prompt_ends[j])
+        end = int(ends[i])
         own[i] = [(layer.keys[j, :, shared:end].clone(), layer.values[j, :, shared:end].clone())
                   for layer in cache.layers]
 

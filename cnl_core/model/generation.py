@@ -92,24 +92,23 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
     The caller holds the model's lock.
     """
     parts, ivs = list(parts), list(ivs or [None] * len(parts))
-    batches = _decode_batches([len(p.own) for p in parts], shared_prefix.eligible(lm.model))
+    sizes, together = [len(p.own) for p in parts], shared_prefix.eligible(lm.model)
+    batches = _decode_batches(sizes, together)
     if len(batches) > 1:
         return [rows for b in batches
                 for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], handle, cancel)]
-    sizes = [len(p.own) for p in parts]
     positions = torch.tensor([q for p in parts for q in p.next_positions()], device=lm.input_device)[:, None]
     first = torch.tensor([t for p in parts for t in p.first], device=lm.input_device)
     histories = [ids for p in parts for ids in p.ids]
     with torch.no_grad(), intervene_rows(lm, ivs, sizes) as scales:
-        if shared_prefix.eligible(lm.model):
-            cache, mask = own_tokens_batch(list(parts), max_new_tokens)
-            shared = shared_prefix.SharedPrefix(list(sizes), [p.context for p in parts])
-            group = torch.repeat_interleave(torch.arange(len(parts)), torch.tensor(sizes))
+        if together:
+            cache, mask = own_tokens_batch(parts, max_new_tokens)
+            shared = shared_prefix.SharedPrefix(sizes, [p.context for p in parts])
             with shared_prefix.shared_context_decoding(lm.model, shared):
                 flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings,
-                                   [scales, _GroupFollower(shared, group)], histories, handle, cancel)
+                                   [scales, shared], histories, handle, cancel)
         else:
-            cache, mask = copied_context_batch(list(parts), max_new_tokens)
+            cache, mask = copied_context_batch(parts, max_new_tokens)
             flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [scales], histories,
                                handle, cancel)
     out, start = [], 0
@@ -135,17 +134,6 @@ def _decode_batches(sizes: list[int], together: bool) -> list[slice]:
         rows += n
     out.append(slice(start, len(sizes)))
     return out
-
-
-class _GroupFollower:
-    """Keeps the shared contexts' row counts in step with the rows left in the batch."""
-
-    def __init__(self, shared: shared_prefix.SharedPrefix, group: torch.Tensor):
-        self.shared, self.group = shared, group
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.group = self.group[rows.cpu()]
-        self.shared.keep(self.group)
 
 
 def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, keep_last: dict):

@@ -76,6 +76,11 @@ class Intervention:
         return {"mode": self.mode, "factor": self.scale, "positions": self.positions, "n_neurons": len(self.neurons)}
 
 
+def _check_grid(lm: LoadedModel, iv: Intervention) -> None:
+    if iv.neurons.grid != lm.grid:
+        raise ParameterError("The neuron set was located on a different model grid.")
+
+
 class InterventionHandle:
     """Lets the evaluator say which positions are answer positions for the next forward pass."""
 
@@ -91,8 +96,7 @@ def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[Intervention
         if iv is None or len(iv.neurons) == 0:
             yield handle
             return
-        if iv.neurons.grid != lm.grid:
-            raise ParameterError("The neuron set was located on a different model grid.")
+        _check_grid(lm, iv)
         index = {layer: torch.from_numpy(idx) for layer, idx in iv.neurons.by_layer().items()}
         scale = iv.scale
 
@@ -141,8 +145,7 @@ def intervene_rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: S
         start = 0
         for iv, n in zip(ivs, sizes):
             if iv is not None and len(iv.neurons):
-                if iv.neurons.grid != grid:
-                    raise ParameterError("The neuron set was located on a different model grid.")
+                _check_grid(lm, iv)
                 for layer, idx in iv.neurons.by_layer().items():
                     if layer not in scales:
                         scales[layer] = torch.ones((rows, grid.width), device=lm.ffn.down[layer].weight.device)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -32,16 +31,18 @@ MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 _ACTIVE: contextvars.ContextVar["SharedPrefix | None"] = contextvars.ContextVar("cnl_shared_prefix", default=None)
 
 
-@dataclass
 class SharedPrefix:
     """The context each group of consecutive rows shares: K and V per layer, [1, kv heads, tokens, dim]."""
 
-    sizes: list[int]  # rows per group, in row order
-    contexts: list[list[tuple[torch.Tensor, torch.Tensor]] | None]  # [group][layer]; None: the group shares nothing
+    def __init__(self, sizes: list[int], contexts: list[list[tuple[torch.Tensor, torch.Tensor]] | None]):
+        self.sizes = list(sizes)  # rows per group, in row order
+        self.contexts = contexts  # [group][layer]; None: the group shares nothing
+        self._group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))  # each row's group
 
-    def keep(self, group_of_row: torch.Tensor) -> None:
-        """Rows left the batch: recount each group's rows from the group number of each remaining row."""
-        self.sizes = torch.bincount(group_of_row, minlength=len(self.sizes)).tolist()
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only these rows stay in the batch (the decoding loop's followers): recount each group's rows."""
+        self._group = self._group[rows.cpu()]
+        self.sizes = torch.bincount(self._group, minlength=len(self.sizes)).tolist()
 
 
 def eligible(model: torch.nn.Module) -> bool:
