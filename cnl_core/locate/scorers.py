@@ -9,8 +9,7 @@ the dashboard and the cache key pick it up. Methods (see shared paper notes):
   are scaled by alpha = k/m (k = 1..m: the right-endpoint rule of Dai et al.; `ig_rule="midpoint"` uses
   (k - 1/2)/m, which is closer to the integral at small m), the gradients averaged and multiplied by
   the activation. `locate.completeness` says how far a layer's sum of IG is from the change it explains.
-  The (layer, alpha) pairs of a sample are packed as rows of one batch, so a sample costs about
-  layers x m / batch_rows passes instead of layers x m.
+  `locate.integrated_gradients` says how a sample's layers x m gradients share their work.
 
 "Answer positions" are the positions whose next-token prediction is a gold answer token.
 """
@@ -29,6 +28,7 @@ from ..model.forward import EncodedBatch, encode_teacher_forced, encoded_length,
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
 from ..options import IG_RULES
+from .integrated_gradients import integrated_gradients
 from .token_limits import CEILING, dataset_limits
 
 Scorer = Callable[[LoadedModel, Sequence[Sample], "ScoreConfig"], tuple[torch.Tensor, torch.Tensor]]
@@ -137,15 +137,19 @@ def _grouped(one_pass: Callable[[LoadedModel, EncodedBatch], tuple[torch.Tensor,
 
 def _activation_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     per_layer: list[torch.Tensor | None] = [None] * lm.grid.n_layers
+    mean_weights: dict[tuple, torch.Tensor] = {}  # [batch, 1, tokens], once per device and dtype, not per layer
 
     def hook(layer: int, x: torch.Tensor):
-        weights = batch.answer_mask.to(x.device, x.dtype)
-        weights = (weights / weights.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)  # [batch, 1, tokens]
-        per_layer[layer] = torch.bmm(weights, x).squeeze(1).float().cpu()  # masked mean without a [b, t, w] temporary
+        weights = mean_weights.get((x.device, x.dtype))
+        if weights is None:
+            weights = batch.answer_mask.to(x.device, x.dtype)
+            weights = mean_weights[(x.device, x.dtype)] = (weights / weights.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+        per_layer[layer] = torch.bmm(weights, x).squeeze(1).float()  # masked mean without a [b, t, w] temporary
 
     with neuron_hooks(lm.ffn, hook), torch.inference_mode():
         gold = gold_logprob(lm, batch)
-    return torch.stack(per_layer, dim=1), gold.detach().cpu()
+    # Copied to the CPU after the pass: a copy inside a hook would make a GPU wait for it mid-pass, every layer.
+    return torch.stack([t.cpu() for t in per_layer], dim=1), gold.detach().cpu()
 
 
 def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,58 +172,4 @@ register_scorer("activation")(_grouped(_activation_pass))
 register_scorer("grad_x_act")(_grouped(_grad_x_act_pass))
 
 
-def ig_rows_per_pass(cfg: ScoreConfig, n_layers: int) -> int:
-    """Rows (one layer at one alpha) packed into one forward+backward: at least all steps of a layer."""
-    return max(cfg.ig_steps, min(n_layers * cfg.ig_steps, 4 * cfg.ig_steps))
-
-
-@register_scorer("integrated_gradients", uses=("ig_steps", "ig_rule"))
-def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    n_layers, width, m = lm.grid.n_layers, lm.grid.width, cfg.ig_steps
-    scores = torch.zeros(len(samples), n_layers, width)
-    golds = []
-    rows_per_pass = ig_rows_per_pass(cfg, n_layers)
-    offset = 0.5 if cfg.ig_rule == "midpoint" else 0.0
-    alphas_all = (torch.arange(1, m + 1, dtype=torch.float32) - offset) / m
-    for s_idx, sample in enumerate(samples):
-        single = cfg.encode(lm, [sample])
-        with torch.no_grad():
-            golds.append(gold_logprob(lm, single)[0].cpu())
-        plan = [(layer, a) for layer in range(n_layers) for a in alphas_all.tolist()]
-        for start in range(0, len(plan), rows_per_pass):
-            rows = plan[start : start + rows_per_pass]
-            scores[s_idx] += _ig_rows(lm, single.repeat(len(rows)), rows, m)
-    return scores, torch.stack(golds)
-
-
-def _ig_rows(lm: LoadedModel, batch: EncodedBatch, rows: list[tuple[int, float]], m: int) -> torch.Tensor:
-    """[layers, width] IG contributions of the rows, one (layer, alpha) per row of an identical batch."""
-    row_layer = torch.tensor([r[0] for r in rows])
-    row_alpha = torch.tensor([r[1] for r in rows])
-    r = len(rows)
-    targeted = sorted(set(row_layer.tolist()))
-    scaled: dict[int, torch.Tensor] = {}
-    originals: dict[int, torch.Tensor] = {}
-
-    def hook(layer: int, x: torch.Tensor):
-        if layer not in targeted:
-            return None
-        on = (row_layer == layer).to(x.device, x.dtype).view(r, 1, 1) * _mask3(batch.answer_mask, x)
-        alpha = row_alpha.to(x.device, x.dtype).view(r, 1, 1)
-        x_scaled = x * (1 + (alpha - 1) * on)
-        if not x_scaled.requires_grad:
-            x_scaled.requires_grad_(True)
-        originals[layer] = x.detach()
-        scaled[layer] = x_scaled
-        return x_scaled
-
-    with neuron_hooks(lm.ffn, hook), torch.enable_grad():
-        gold = gold_logprob(lm, batch)
-        grads = torch.autograd.grad(gold.sum(), [scaled[l] for l in targeted])
-    out = torch.zeros(lm.grid.n_layers, lm.grid.width)
-    for layer, g in zip(targeted, grads):
-        sel = (row_layer == layer).nonzero().flatten().to(g.device)
-        x0 = originals[layer].index_select(0, sel).float()
-        mask = _mask3(batch.answer_mask, x0)[: len(sel)]
-        out[layer] += ((x0 * g.index_select(0, sel).float() * mask).sum(dim=(0, 1)) / m).cpu()
-    return out
+register_scorer("integrated_gradients", uses=("ig_steps", "ig_rule"))(integrated_gradients)
