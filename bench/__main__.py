@@ -10,11 +10,19 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import registry  # noqa: E402
+
+
+HEADER = "\n| figure | measured | ratio | target | result |\n|---|---|---|---|---|"
+
+
+def _line(row: tuple) -> str:
+    return "| " + " | ".join(str(c) for c in row) + " |"
 
 
 def main() -> None:
@@ -26,16 +34,20 @@ def main() -> None:
         os.environ["CNL_CACHE_DIR_BENCH"] = tmp
         rows = []
         started = time.perf_counter()
+        print(HEADER, flush=True)  # each figure's rows as soon as it is measured: a run cut short keeps them
         for name, fn in registry.ALL.items():
             if args.only and name not in args.only or args.gpu and name not in registry.ON_GPU:
                 continue
             try:
-                rows.extend(fn(gpu=args.gpu))
-            except Exception as exc:  # a broken benchmark is a row, not a crash
-                rows.append((name, f"error: {type(exc).__name__}: {exc}"[:80], "", "", "ERROR"))
-    print("\n| figure | measured | ratio | target | result |\n|---|---|---|---|---|")
+                new = fn(gpu=args.gpu)
+            except Exception as exc:  # a broken benchmark is a row, not a crash (its traceback on stderr)
+                traceback.print_exc()
+                new = [(name, f"error: {type(exc).__name__}: {exc}"[:160], "", "", "ERROR")]
+            rows.extend(new)
+            print("\n".join(_line(row) for row in new), flush=True)
+    print("\nAll figures:" + HEADER)
     for row in rows:
-        print("| " + " | ".join(str(c) for c in row) + " |")
+        print(_line(row))
     info = sum(r[-1] == "info" for r in rows)  # figures reported without a target
     print(f"\n{sum(r[-1] == 'pass' for r in rows)} passed, {sum(r[-1] not in ('pass', 'info') for r in rows)} failed"
           + (f", {info} reported" if info else "") + f" ({time.perf_counter() - started:.0f} s)")

@@ -43,8 +43,10 @@ def alternatives(gpu: bool) -> list:
                 saved.append(wrapped.model.layers[i].mlp.down_proj.input.save())
         return torch.stack([(x.float() * mask).sum(1).cpu() / mask.sum(1).cpu() for x in saved], 1)
 
+    tol = 1e-3 if lm.dtype == "float32" else 3e-2  # bf16: another attention kernel (theirs passes a mask) rounds apart
+
     def close(a, b):
-        return float((a.float() - b.float()).abs().max() / b.float().abs().max()) < 1e-3
+        return float((a.float() - b.float()).abs().max() / b.float().abs().max()) < tol
 
     rows = []
     one = _samples(8)

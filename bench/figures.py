@@ -49,6 +49,7 @@ def _random_7b(quant: str, dtype: torch.dtype = torch.bfloat16):
     # Llama-2-7B's shape, with the vocabulary of the tokenizer at hand (49,152 rows instead of 32,000).
     config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                          num_key_value_heads=32, vocab_size=len(tok), max_position_embeddings=4096)
+    torch.manual_seed(0)  # the same weights in every process: the memory figure's runs share one cache entry
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     if quant == "4bit":
@@ -149,58 +150,90 @@ def collection_overhead(gpu: bool) -> list:
         for name, base, mine in (("activation vs forward", plain_forward, ours("activation")),
                                  ("grad_x_act vs forward+backward", plain_backward, ours("grad_x_act"))):
             t_base, t_mine = _best(base), _best(mine)
-            ratio = t_base / t_mine
-            rows.append((f"collection speed, {name} ({tag}, batch 8)", f"{t_mine * 1e3:.0f} ms vs {t_base * 1e3:.0f} ms",
-                         f"{ratio:.2f}x", ">= 0.9x", _verdict(ratio >= 0.9)))
+            ratio = t_mine / t_base
+            limit = 1.05 if gpu else 1 / 0.9  # the GPU issue's target; the CPU's from the first performance issue
+            rows.append((f"collection time, {name} ({tag}, batch 8)", f"{t_mine * 1e3:.0f} ms vs {t_base * 1e3:.0f} ms",
+                         f"{ratio:.2f}x the time", f"<= {limit:.2f}x", _verdict(ratio <= limit)))
     return rows
 
 
 def integrated_gradients(gpu: bool) -> list:
-    """Batched (layer, alpha) rows vs the naive one-pass-per-(layer, step) loop, equal results."""
-    from cnl_core.locate.scorers import ScoreConfig, ig_rows_per_pass, score_batch
+    """IG with shared work (locate/integrated_gradients.py) vs the plain loop, one full pass per (layer, alpha),
+    equal results; and on a GPU the time per sample at m = 20 for 256 tokens."""
+    from cnl_core.locate.scorers import ScoreConfig, score_batch
     from cnl_core.model.forward import answer_logprob
     from cnl_core.model.hooks import neuron_hooks
 
-    lm = _model(gpu)
+    # float32 for the comparison (bf16 rounds each pass's sums apart by a few percent on a random 7B)
+    lm = _random_7b("none", torch.float32) if gpu else _model(False)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     sample = _samples(1, "arithmetic")
     cfg = ScoreConfig(method="integrated_gradients", ig_steps=4)
+    score_batch(lm, sample, cfg)  # warm-up
+    sync()
     t0 = time.perf_counter()
-    batched, _ = score_batch(lm, sample, cfg)
-    t_batched = time.perf_counter() - t0
+    shared, _ = score_batch(lm, sample, cfg)
+    sync()
+    t_shared = time.perf_counter() - t0
 
     n_layers, m = lm.grid.n_layers, cfg.ig_steps
     batch = cfg.encode(lm, sample)
-    naive = torch.zeros_like(batched[0])
+    mask = batch.answer_mask.to(lm.model.dtype).unsqueeze(-1)
+    naive = torch.zeros_like(shared[0])
     t0 = time.perf_counter()
     for layer in range(n_layers):
         for k in range(1, m + 1):
-            alpha, store = k / m, {}
+            store = {}
 
-            def hook(l, x):
-                if l != layer:
-                    return None
-                mask = batch.answer_mask.to(x.dtype).unsqueeze(-1)
-                xs = (x * (1 + (alpha - 1) * mask)).requires_grad_(True)
-                store["x0"], store["xs"] = x.detach(), xs
-                return xs
+            def hook(_l, x, alpha=k / m):
+                store["x0"], store["xs"] = x.detach(), (x * (1 + (alpha - 1) * mask)).requires_grad_(True)
+                return store["xs"]
 
-            with neuron_hooks(lm.ffn, hook), torch.enable_grad():
-                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+            with neuron_hooks(lm.ffn, hook, layers=[layer]), torch.enable_grad():
+                logits = lm.model(input_ids=batch.input_ids, use_cache=False).logits
                 (g,) = torch.autograd.grad(answer_logprob(logits, batch).sum(), store["xs"])
-            mask = batch.answer_mask.to(g.dtype).unsqueeze(-1)
             naive[layer] += (store["x0"] * g * mask).sum((0, 1)).float().cpu() / m
+    sync()
     t_naive = time.perf_counter() - t0
-    passes_naive = n_layers * m
-    passes_batched = -(-n_layers * m // ig_rows_per_pass(cfg, n_layers)) + 1
-    err = float((naive - batched[0]).abs().max() / naive.abs().max())
-    speed = t_naive / t_batched
-    return [
-        ("IG model passes per sample (m=4)", f"{passes_batched} vs {passes_naive} naive", f"{passes_naive / passes_batched:.1f}x fewer",
-         "far fewer than layers x m", _verdict(passes_batched * 4 <= passes_naive)),
-        ("IG time per sample, batched vs naive loop", f"{t_batched:.1f} s vs {t_naive:.1f} s", f"{speed:.2f}x",
-         "faster, equal results", _verdict(speed > 1.0 and err < 1e-3)),
-        ("IG batched vs naive, max relative difference", f"{err:.1e}", "", "< 1e-3", _verdict(err < 1e-3)),
+    err = float((naive - shared[0]).abs().max() / naive.abs().max())
+    tol = 1e-3
+    tokens = batch.input_ids.shape[1]
+    speed = t_naive / t_shared
+    rows = [
+        (f"IG per sample (m=4, {tokens} tokens), shared work vs one pass per layer and alpha ({n_layers} x {m} passes)",
+         f"{t_shared:.2f} s vs {t_naive:.2f} s", f"{speed:.1f}x", "faster, equal results",
+         _verdict(speed > 1.0 and err < tol)),
+        ("IG shared work vs plain loop, max difference relative to the largest score", f"{err:.1e}", "",
+         f"< {tol:g} ({lm.dtype})", _verdict(err < tol)),
     ]
+    if gpu:
+        del lm, naive, shared
+        torch.cuda.empty_cache()
+        rows.append(_ig_256(_model(gpu), sync))
+    return rows
+
+
+def _ig_256(lm, sync) -> tuple:
+    """Integrated gradients at m = 20 on one 256-token sample: a 2-shot GSM8K prompt cut from the left, and the
+    gold answer of the third question (up to 128 tokens)."""
+    from cnl_core.data.samples import Sample
+    from cnl_core.locate.scorers import ScoreConfig, score_batch
+
+    rows = _samples(3)
+    prompt = "".join(f"{s.prompt}{s.answer}\n\n" for s in rows[:2]) + rows[2].prompt
+    sample = [Sample("ig-256", prompt, rows[2].answer, rows[2].target)]
+    answer = min(128, len(lm.tokenizer(rows[2].answer, add_special_tokens=False)["input_ids"]))
+    cfg = ScoreConfig(method="integrated_gradients", ig_steps=20, max_prompt_tokens=256 - answer,
+                      max_answer_tokens=answer)
+    tokens = cfg.encode(lm, sample).input_ids.shape[1]
+    score_batch(lm, sample, cfg)
+    sync()
+    t0 = time.perf_counter()
+    score_batch(lm, sample, cfg)
+    sync()
+    t = time.perf_counter() - t0
+    return (f"IG per sample, m=20, {tokens} tokens ({answer} of them answer), GPU 7B-shape {lm.dtype}",
+            f"{t:.2f} s", "", "<= 2 s", _verdict(t <= 2.0))
 
 
 _MEMORY_CHILD = """
