@@ -31,23 +31,28 @@ def score_cache(tmp_path, monkeypatch):
     return folder
 
 
+def save_tiny_llama(folder, tokenizer, **shape) -> str:
+    """A random Llama with the tokenizer's vocabulary, saved with it: loads through load_model like any folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **shape)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_folder(tmp_path_factory):
     """A tiny random Llama (2 layers x 256 neurons) saved with the built-in tokenizer: loads through
     load_model like any folder, in float32, 8-bit or nf4 (bitsandbytes runs on a CPU), in a second."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from cnl_core.model.loading import _builtin_folder
     from cnl_core.options import DEFAULT_MODEL
 
-    tokenizer = AutoTokenizer.from_pretrained(_builtin_folder(DEFAULT_MODEL))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), AutoTokenizer.from_pretrained(_builtin_folder(DEFAULT_MODEL)),
+                           hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=4, max_position_embeddings=512)

@@ -8,12 +8,13 @@ download. Its tokenizer is the built-in model's, or the copy scripts/gpu_bench_p
 import os
 
 import pytest
-import torch
+
+from tests.conftest import save_tiny_llama
 
 
 @pytest.fixture(scope="session")
 def gpu_model_folder(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     carried = os.environ.get("CNL_BENCH_TOKENIZER")
     if carried:
@@ -23,15 +24,9 @@ def gpu_model_folder(tmp_path_factory):
         from cnl_core.options import DEFAULT_MODEL
 
         tokenizer = AutoTokenizer.from_pretrained(_builtin_folder(DEFAULT_MODEL))
-    torch.manual_seed(0)
     # Wide FFNs and tied embeddings: the layers outweigh the 49,152-row embedding, so that device_map='auto' with
     # half the weights' memory on the GPU places some layers there and the rest in RAM (accelerate keeps room on
     # the GPU for the largest module, here the embedding, and fills the GPU in module order).
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=4096, num_hidden_layers=8,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    folder = tmp_path_factory.mktemp("gpu-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(tmp_path_factory.mktemp("gpu-llama"), tokenizer, hidden_size=256, intermediate_size=4096,
+                           num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=1024)
