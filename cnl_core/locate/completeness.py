@@ -50,7 +50,8 @@ def layer_zeroing_effects(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> 
         keep = torch.ones(n_layers + 1, 1, 1, dtype=x.dtype, device=x.device)
         keep[layer + 1] = 0  # row layer + 1 zeroes this layer
         answer = batch.answer_mask.to(x.device, x.dtype).unsqueeze(-1)
-        return x * (1 - answer * (1 - keep))
+        rows = x.view(n_layers + 1, -1, x.shape[-1])  # OPT hands its FFN rows x tokens flat
+        return (rows * (1 - answer * (1 - keep))).view(x.shape)
 
     with lm.lock, neuron_hooks(lm.ffn, hook), torch.no_grad():
         gold = gold_logprob(lm, batch).float().cpu()
