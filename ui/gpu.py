@@ -72,7 +72,7 @@ def _located(state) -> int:
 
 
 def locate_seconds(datasets, n, k, seed, method, ig_steps, *_rest, **_kw) -> float:
-    passes = 2 * int(ig_steps) + 1 if method == "integrated_gradients" else 1  # IG: batched (layer, step) rows
+    passes = 2 * int(ig_steps) + 1 if method == "integrated_gradients" else 1  # IG: an upper bound of its work
     return START_S + _count(datasets) * int(n) * int(k) * passes * PASS_S
 
 

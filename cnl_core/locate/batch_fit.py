@@ -1,8 +1,8 @@
 """The largest pass a scoring method makes, for the memory estimate, and a batch size that fits.
 
 Why here: the model layer can estimate any pass (rows x tokens, with or without a backward pass), but
-only the scorers know how many rows a method packs into one pass (integrated gradients packs the
-m steps of one layer as rows, whatever the batch size) and which methods run a backward pass.
+only the scorers know how many rows a method packs into one pass (integrated gradients packs up to
+four layers x m steps as rows, whatever the batch size) and which methods run a backward pass.
 """
 
 from __future__ import annotations

@@ -3,21 +3,25 @@
 For one layer, the activations at the answer positions are scaled by alpha = k/m (k = 1..m; the
 `midpoint` rule uses (k - 1/2)/m), the gradient of the gold answer's log-probability is taken at each
 step, averaged, and multiplied by the activation. A sample needs layers x m such gradients. Two facts
-make most of that work shared, so each (layer, alpha) row computes only what its scaling changes:
+make most of that work shared, so each (layer, alpha) row computes little more than its scaling changes:
 
 - The positions before the first answer position never see the scaling (attention is causal): the
   prompt (all but its last token) runs once, and its KV cache serves every row. Only the suffix, from
   the last prompt token on, runs per row.
-- The layers below the scaled one see no scaling either: a pass for layer l runs one row up to layer l,
-  and there the scaled activation of m rows (one per alpha) takes the place of the one-row activation.
-  From then on the residual stream has m rows (a one-row residual plus an m-row FFN output broadcasts),
-  so the layers below l run once per layer instead of once per row, and the backward pass stops at l.
+- The layers below a scaled one see no scaling either. A pass covers a group of consecutive layers: it
+  runs one row up to the group's first layer l, and there the rows take over, one per (layer of the
+  group, alpha), each scaled at its own layer only (a one-row residual plus a many-row FFN output
+  broadcasts). So the layers below l run once per pass instead of once per row, and the backward pass
+  stops at l. A group of one layer wastes nothing but re-runs the one-row layers below it in every pass;
+  a group of four runs rows through up to three layers they could skip, in a quarter as many passes
+  (`layers_per_pass` weighs the two).
 
 A sample then costs about m x suffix x layers / 2 token-layers forward and as much backward, where
 repeating the whole sequence in every row costs m x tokens x layers forward. Architectures that
 flatten the rows inside a layer (OPT) cannot broadcast: there every row runs from the start, with the
 shared prompt still run once. The result is the same up to float rounding (tests/unit/test_integrated_gradients.py
-checks it against the plain one-pass-per-(layer, alpha) loop).
+checks it against the plain one-pass-per-(layer, alpha) loop). The prompt's keys and values are copied
+for every row of a pass, as the cache appends each row's own.
 """
 
 from __future__ import annotations
@@ -33,12 +37,30 @@ from ..model.hooks import neuron_hooks
 from ..model.kv_cache import plain_dynamic
 from ..model.loading import LoadedModel
 
-ROWS_FROM_START = ("opt",)  # model types whose layers flatten rows: an m-row FFN output cannot join a one-row residual
+ROWS_FROM_START = ("opt",)  # model types whose layers flatten rows: a many-row FFN output cannot join a one-row residual
+MAX_LAYERS_PER_PASS = 4
+ONE_ROW_COST = {"cpu": 1.0, "cuda": 10.0}  # one row through a layer, in rows of a many-row pass (see layers_per_pass)
 
 
 def ig_rows_per_pass(ig_steps: int) -> int:
-    """Rows (one layer at one alpha each) in one forward+backward: the m steps of one layer."""
-    return ig_steps
+    """The most rows (one layer at one alpha each) in one forward+backward: m for each layer of a group."""
+    return MAX_LAYERS_PER_PASS * ig_steps
+
+
+def layers_per_pass(lm: LoadedModel, ig_steps: int) -> int:
+    """How many layers a pass covers: the k that makes the least work, 1 to MAX_LAYERS_PER_PASS.
+
+    Over a model of L layers, passes of k layers re-run the one-row layers below each group (about c L^2 / 2k
+    row-layers, c = what one row through a layer costs in rows of a many-row pass) and run each row through up
+    to k - 1 layers it could skip (about m L (k - 1) / 2): least at k = sqrt(c L / m). On a CPU c is about 1
+    (compute-bound); on a GPU one row is launch-bound, and the H100 run's profile (bench/RESULTS.md) puts a
+    one-row layer at about 10 rows' worth of a 20-row one. With layers offloaded to RAM every pass streams
+    their weights: as few passes as can be."""
+    device_map = getattr(lm.model, "hf_device_map", None) or {}
+    if {"cpu", "disk"} & set(map(str, device_map.values())) and lm.input_device.type != "cpu":
+        return MAX_LAYERS_PER_PASS
+    c = ONE_ROW_COST.get(lm.input_device.type, ONE_ROW_COST["cuda"])
+    return max(1, min(MAX_LAYERS_PER_PASS, round((c * lm.grid.n_layers / ig_steps) ** 0.5)))
 
 
 def alphas(ig_steps: int, rule: str) -> torch.Tensor:
@@ -48,16 +70,18 @@ def alphas(ig_steps: int, rule: str) -> torch.Tensor:
 
 def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores [samples, layers, width] float32 on CPU, gold log-prob [samples]) by integrated gradients."""
-    scores = torch.zeros(len(samples), lm.grid.n_layers, lm.grid.width)
+    n_layers = lm.grid.n_layers
+    scores = torch.zeros(len(samples), n_layers, lm.grid.width)
     golds = torch.empty(len(samples))
     steps = alphas(cfg.ig_steps, cfg.ig_rule)
+    per_pass = layers_per_pass(lm, cfg.ig_steps)
     for i, sample in enumerate(samples):
-        single = cfg.encode(lm, [sample])
-        prefix, suffix = _split(lm, single)
+        prefix, suffix = _split(lm, cfg.encode(lm, [sample]))
         with torch.no_grad():
             golds[i] = gold_logprob(lm, suffix, _cache(prefix, 1, 0)).cpu()[0]
-        for layer in range(lm.grid.n_layers):
-            scores[i, layer] = _layer_pass(lm, prefix, suffix, layer, steps)
+        for first in range(0, n_layers, per_pass):
+            group = list(range(first, min(first + per_pass, n_layers)))
+            scores[i, group] = _group_pass(lm, prefix, suffix, group, steps)
     return scores, golds
 
 
@@ -66,7 +90,7 @@ def _split(lm: LoadedModel, single: EncodedBatch) -> tuple[list | None, EncodedB
 
     None and the whole batch where the cache cannot be cut by hand (sliding windows) or nothing precedes."""
     start = int(single.answer_mask[0].int().argmax())
-    if start == 0:
+    if start == 0 or not plain_dynamic(DynamicCache(config=lm.model.config)):
         return None, single
     with torch.no_grad():
         cache = prefix_cache(lm, single.input_ids[0, :start].tolist())
@@ -83,21 +107,28 @@ def _cache(prefix: list | None, rows: int, from_layer: int) -> DynamicCache | No
                          for layer, (k, v) in enumerate(prefix)])
 
 
-def _layer_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, layer: int,
+def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, group: list[int],
                 steps: torch.Tensor) -> torch.Tensor:
-    """[width] integrated gradients of one layer: one row per alpha from that layer on, one backward pass."""
-    r, m = len(steps), len(steps)
+    """[layers of the group, width] integrated gradients: one row per (layer, alpha) from the group's first layer
+    on, one backward pass. Row j * m + k is scaled by alpha k at the group's layer j and by 1 elsewhere."""
+    m = len(steps)
+    r = len(group) * m
     from_start = lm.model_type in ROWS_FROM_START
     batch = suffix.repeat(r) if from_start else suffix
     tokens = suffix.input_ids.shape[1]
+    on = suffix.answer_mask[0].view(1, -1, 1)  # [1, tokens, 1]
     scaled: list[torch.Tensor] = []
     original: list[torch.Tensor] = []
 
-    def hook(_layer: int, x: torch.Tensor):
+    def hook(layer: int, x: torch.Tensor):
         rows = x.view(-1, tokens, x.shape[-1])  # [1 or r, tokens, width] (OPT hands its FFN rows x tokens flat)
-        on = suffix.answer_mask[0].to(x.device, x.dtype).view(1, -1, 1)  # [1, tokens, 1]
-        alpha = steps.to(x.device, x.dtype).view(r, 1, 1)
-        x_scaled = (rows * (1 + (alpha - 1) * on)).requires_grad_(True)  # [r, tokens, width], one-row x broadcast
+        j = group.index(layer)
+        alpha = torch.ones(r, device=x.device)
+        alpha[j * m : (j + 1) * m] = steps.to(x.device)
+        factor = 1 + (alpha.view(r, 1, 1) - 1) * on.to(x.device, torch.float32)  # float32, rounded once to x's dtype
+        x_scaled = rows * factor.to(x.dtype)  # [r, tokens, width]: a one-row x broadcasts
+        if not x_scaled.requires_grad:  # the group's first layer: nothing upstream needs gradients
+            x_scaled.requires_grad_(True)
         original.append(rows.detach())
         scaled.append(x_scaled)
         return x_scaled if x.dim() == 3 else x_scaled.view(-1, x.shape[-1])
@@ -107,20 +138,27 @@ def _layer_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, laye
     taken: list[bool] = []
 
     def answers_only(_module, args):  # the LM head on the answer columns only: [r, answers, hidden]
+        if not args:
+            return None
         taken.append(True)
         return (args[0][:, cols.to(args[0].device)], *args[1:])
 
-    cache = _cache(prefix, r, 0 if from_start else layer + 1)  # layer l attends before its FFN: one row
+    cache = _cache(prefix, r, 0 if from_start else group[0] + 1)  # the first layer attends before its FFN: one row
     handle = head.register_forward_pre_hook(answers_only) if head is not None else None
     try:
-        with neuron_hooks(lm.ffn, hook, layers=[layer]), torch.enable_grad():
+        with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
             logits = lm.model(input_ids=batch.input_ids, cache=cache, use_cache=cache is not None).logits
             chosen = (logits if taken else logits[:, cols.to(logits.device)]).float()  # [r, answers, vocab]
             targets = suffix.targets[0, cols].to(chosen.device).view(1, -1, 1).expand(chosen.shape[0], -1, 1)
             gold = (chosen.gather(-1, targets).squeeze(-1) - torch.logsumexp(chosen, dim=-1)).sum()
-            (grad,) = torch.autograd.grad(gold, scaled)
+            grads = torch.autograd.grad(gold, scaled)
     finally:
         if handle is not None:
             handle.remove()
-    on = suffix.answer_mask[0].to(grad.device, torch.float32).view(1, -1, 1)
-    return ((original[0].float() * grad.float() * on).sum(dim=(0, 1)) / m).cpu()
+    out = torch.empty(len(group), lm.grid.width)
+    for j, (x, g) in enumerate(zip(original, grads)):
+        block = slice(j * m, (j + 1) * m)
+        x = x if x.shape[0] == 1 else x[block]  # the group's first layer saw one row
+        mask = on.to(g.device, torch.float32)
+        out[j] = ((x.float() * g[block].float() * mask).sum(dim=(0, 1)) / m).cpu()
+    return out

@@ -50,8 +50,10 @@ def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> torch.Tenso
     return out
 
 
+@pytest.mark.parametrize("layers_per_pass", [1, 2])
 @pytest.mark.parametrize("model_type", TYPES)
-def test_shared_work_gives_the_plain_loops_scores(model_type):
+def test_shared_work_gives_the_plain_loops_scores(model_type, layers_per_pass, monkeypatch):
+    monkeypatch.setattr(ig, "layers_per_pass", lambda lm, m: layers_per_pass)
     lm = tiny_lm(model_type)
     cfg = ScoreConfig(method="integrated_gradients", ig_steps=3, ig_rule="midpoint", max_prompt_tokens=64,
                       max_answer_tokens=16)
@@ -68,7 +70,9 @@ def test_shared_work_gives_the_plain_loops_scores(model_type):
     assert len(lm.model.get_output_embeddings()._forward_pre_hooks) == 0
 
 
-def test_the_layers_below_the_scaled_one_run_one_row():
+@pytest.mark.parametrize("layers_per_pass, expected", [(1, [1, 5, 1, 1]), (2, [1, 10])])
+def test_the_layers_below_a_group_run_one_row(layers_per_pass, expected, monkeypatch):
+    monkeypatch.setattr(ig, "layers_per_pass", lambda lm, m: layers_per_pass)
     lm = tiny_lm("llama")
     rows = []
 
@@ -81,6 +85,39 @@ def test_the_layers_below_the_scaled_one_run_one_row():
     finally:
         for h in hooks:
             h.remove()
-    # prompt pass: 1, 1; gold pass: 1, 1; layer 0's pass: 1, then 5 rows; layer 1's pass: 1, 1 (it widens after
-    # its FFN, where no layer is left)
-    assert rows == [1, 1, 1, 1, 1, 5, 1, 1]
+    # the prompt pass and the gold pass: one row through both layers; then each group's pass: one row up to the
+    # group's first layer, whose FFN widens the residual to a row per (layer of the group, alpha)
+    assert rows == [1, 1, 1, 1] + expected
+
+
+def test_a_sliding_window_model_skips_the_prompt_pass(monkeypatch):
+    lm = tiny_lm("mistral")
+    lm.model.config.sliding_window = 4
+    seen = []
+    monkeypatch.setattr(ig, "prefix_cache", lambda *a: seen.append(a) or None)
+    prefix, suffix = ig._split(lm, ScoreConfig().encode(lm, SAMPLES[:1]))
+    assert prefix is None and seen == [] and suffix.input_ids.shape[1] == len(SAMPLES[0].prompt + SAMPLES[0].answer)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "opt"])
+def test_completeness_zeroes_one_layer_per_row(model_type):
+    """Row l + 1 zeroes layer l at the answer positions (OPT flattens its rows: the check must not break there)."""
+    from cnl_core.locate.completeness import layer_zeroing_effects
+
+    lm = tiny_lm(model_type)
+    cfg = ScoreConfig(method="integrated_gradients", max_prompt_tokens=64, max_answer_tokens=16)
+    effects = layer_zeroing_effects(lm, SAMPLES[0], cfg)
+    batch = cfg.encode(lm, SAMPLES[:1])
+    for layer in range(lm.grid.n_layers):
+        with torch.no_grad():
+            base = answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]
+            with neuron_hooks(lm.ffn, lambda _l, x: x * (1 - batch.answer_mask.to(x.dtype).view(*x.shape[:-1], 1)),
+                              layers=[layer]):
+                zeroed = answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]
+        assert float(effects[layer]) == pytest.approx(float(base - zeroed), rel=1e-4, abs=1e-6)
+
+
+def test_layers_per_pass_weighs_repeated_rows_against_skippable_layers():
+    lm = tiny_lm("llama")
+    lm.ffn.grid = type(lm.grid)(32, lm.grid.width)  # a 32-layer model's count, for the formula only
+    assert [ig.layers_per_pass(lm, m) for m in (2, 8, 20, 40)] == [4, 2, 1, 1]  # sqrt(32 / m) on a CPU, 1 to 4

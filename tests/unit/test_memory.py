@@ -67,7 +67,7 @@ def test_scoring_workload_per_method():
     assert scoring_workload(ScoreConfig("grad_x_act"), 4).rows == 4
     ig = ScoreConfig("integrated_gradients", ig_steps=5, max_prompt_tokens=60, max_answer_tokens=4)
     work = scoring_workload(ig, 4)
-    assert work.rows == 5 and work.tokens == 64 and work.backward and work.fixed_rows  # the steps of one layer
+    assert work.rows == 20 and work.tokens == 64 and work.backward and work.fixed_rows  # at most 4 layers x 5 steps
 
 
 def test_default_batch_is_lowered_only_when_the_estimate_says_it_would_not_fit(tiny_model_folder, monkeypatch):
@@ -99,7 +99,7 @@ def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch
 
     parse = build_parser().parse_args
     ig = A.workload(parse(["locate", "--method", "integrated_gradients", "--ig-steps", "5"]))
-    assert (ig.rows, ig.backward) == (5, True)  # the 5 steps of one layer per pass
+    assert (ig.rows, ig.backward) == (20, True)  # at most 4 layers x 5 steps per pass
     assert A.workload(parse(["locate", "--batch-size", "3"])).rows == 3
     assert not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
     loaded = []
