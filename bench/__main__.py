@@ -42,7 +42,8 @@ def main() -> None:
                 new = fn(gpu=args.gpu)
             except Exception as exc:  # a broken benchmark is a row, not a crash (its traceback on stderr)
                 traceback.print_exc()
-                new = [(name, f"error: {type(exc).__name__}: {exc}"[:160], "", "", "ERROR")]
+                text = " ".join(f"error: {type(exc).__name__}: {exc}".split()).replace("|", "/")  # one table cell
+                new = [(name, text[:160], "", "", "ERROR")]
             rows.extend(new)
             print("\n".join(_line(row) for row in new), flush=True)
     print("\nAll figures:" + HEADER)

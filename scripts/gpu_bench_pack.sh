@@ -32,7 +32,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d "$out/whl" "transformers==$(version transformers)" \
   "bitsandbytes==$(version bitsandbytes)" "$(grep '^nnsight' bench/requirements.txt)" \
-  pydantic pydantic-core annotated-types typing-inspection typing-extensions greenlet
+  $(for p in pydantic pydantic-core annotated-types typing-inspection typing-extensions greenlet; do
+      echo "$p==$(version $p)"; done)  # the versions that work together here (pydantic pins pydantic-core)
 bnb=$(ls "$out"/whl/bitsandbytes-*.whl)
 tmp=$(mktemp -d)
 (cd "$tmp" && unzip -q "$OLDPWD/$bnb" && find bitsandbytes -name 'libbitsandbytes_*.so' \
