@@ -37,7 +37,7 @@ from ..model.hooks import neuron_hooks
 from ..model.kv_cache import plain_dynamic
 from ..model.loading import LoadedModel
 
-ROWS_FROM_START = ("opt",)  # model types whose layers flatten rows: a many-row FFN output cannot join a one-row residual
+ROWS_FROM_START = ("opt",)  # types whose layers flatten rows: a many-row FFN output cannot join a one-row residual
 MAX_LAYERS_PER_PASS = 4
 ONE_ROW_COST = {"cpu": 1.0, "cuda": 10.0}  # one row through a layer, in rows of a many-row pass (see layers_per_pass)
 
@@ -133,28 +133,10 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
         scaled.append(x_scaled)
         return x_scaled if x.dim() == 3 else x_scaled.view(-1, x.shape[-1])
 
-    cols = suffix.answer_mask[0].nonzero().flatten()
-    head = lm.model.get_output_embeddings()
-    taken: list[bool] = []
-
-    def answers_only(_module, args):  # the LM head on the answer columns only: [r, answers, hidden]
-        if not args:
-            return None
-        taken.append(True)
-        return (args[0][:, cols.to(args[0].device)], *args[1:])
-
     cache = _cache(prefix, r, 0 if from_start else group[0] + 1)  # the first layer attends before its FFN: one row
-    handle = head.register_forward_pre_hook(answers_only) if head is not None else None
-    try:
-        with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
-            logits = lm.model(input_ids=batch.input_ids, cache=cache, use_cache=cache is not None).logits
-            chosen = (logits if taken else logits[:, cols.to(logits.device)]).float()  # [r, answers, vocab]
-            targets = suffix.targets[0, cols].to(chosen.device).view(1, -1, 1).expand(chosen.shape[0], -1, 1)
-            gold = (chosen.gather(-1, targets).squeeze(-1) - torch.logsumexp(chosen, dim=-1)).sum()
-            grads = torch.autograd.grad(gold, scaled)
-    finally:
-        if handle is not None:
-            handle.remove()
+    with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
+        gold = gold_logprob(lm, batch, cache, widen=None if from_start else r).sum()
+        grads = torch.autograd.grad(gold, scaled)
     out = torch.empty(len(group), lm.grid.width)
     for j, (x, g) in enumerate(zip(original, grads)):
         block = slice(j * m, (j + 1) * m)

@@ -95,7 +95,7 @@ def _gold_sum(at_answers: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
     return torch.zeros(mask.shape[0], device=chosen.device, dtype=picked.dtype).index_add(0, rows, picked)
 
 
-def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tensor:
+def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | None = None) -> torch.Tensor:
     """Teacher-forced forward pass; the LM head runs on the answer positions and nowhere else.
 
     A pre-hook hands the output layer only the answer positions' hidden states, [1, answer tokens,
@@ -108,12 +108,18 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tens
     (and positions count from 0 in every row): no attention mask is passed, which lets attention take
     its fast causal path. Pad positions compute garbage that no answer position ever reads. With a
     `cache` (a shared context already run, one row per batch row), the batch holds what comes after it.
+    With `widen`, a one-row batch whose hidden states a hook widens to that many rows inside the model
+    (integrated gradients): one sum per row it became.
     """
-    return _gold_sum(answer_logits(lm, batch, cache), batch)
+    scored = batch if widen is None else batch.repeat(widen)
+    return _gold_sum(answer_logits(lm, batch, cache, scored.answer_mask), scored)
 
 
-def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Tensor:
-    """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob)."""
+def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
+                  answer_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob); `answer_mask`, where
+    the rows reaching the LM head are not the batch's own (default: the batch's mask)."""
+    mask = batch.answer_mask if answer_mask is None else answer_mask
     head = lm.model.get_output_embeddings()
     taken: list[bool] = []
 
@@ -122,7 +128,7 @@ def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Ten
             return None
         taken.append(True)
         hidden = args[0]
-        return (hidden[batch.answer_mask.to(hidden.device)].unsqueeze(0), *args[1:])
+        return (hidden[mask.to(hidden.device)].unsqueeze(0), *args[1:])
 
     hook = head.register_forward_pre_hook(take_answers) if head is not None else None
     try:
@@ -130,7 +136,7 @@ def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None) -> torch.Ten
     finally:
         if hook is not None:
             hook.remove()
-    return logits[0] if taken else logits[batch.answer_mask.to(logits.device)]
+    return logits[0] if taken else logits[mask.to(logits.device)]
 
 
 def like_length_groups(lengths: Sequence[int], max_waste: float = 0.1) -> list[list[int]]:
