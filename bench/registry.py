@@ -15,7 +15,7 @@ def _lazy(module: str, function: str) -> Callable[[bool], list]:
 ALL: dict[str, Callable[[bool], list]] = {
     "model_load": figures.model_load,
     "collection": figures.collection_overhead,
-    "integrated_gradients": figures.integrated_gradients,
+    "integrated_gradients": _lazy("ig", "integrated_gradients"),
     "memory": figures.memory,
     "cache": figures.cache_speed,
     "generation": figures.generation,
