@@ -154,6 +154,36 @@ def collection_overhead(gpu: bool) -> list:
             limit = 1.05 if gpu else 1 / 0.9  # the GPU issue's target; the CPU's from the first performance issue
             rows.append((f"collection time, {name} ({tag}, batch 8)", f"{t_mine * 1e3:.0f} ms vs {t_base * 1e3:.0f} ms",
                          f"{ratio:.2f}x the time", f"<= {limit:.2f}x", _verdict(ratio <= limit)))
+        if gpu and quant == "none":
+            rows.extend(_batch_sizes(lm))
+    return rows
+
+
+def _batch_sizes(lm, n: int = 64) -> list:
+    """collect_scores on n GSM8K samples (no cache) with batches of 16 and 32 against 8: how much of the launch-bound
+    overhead at batch 8 a larger GPU batch takes away. Reported, no target."""
+    from cnl_core.locate.collect import collect_scores
+    from cnl_core.locate.scorers import ScoreConfig
+
+    data = _dataset("gsm8k")
+    ids = [s.id for s in data.rows()[:n]]
+    rows = []
+    for method in ("activation", "grad_x_act"):
+        cfg = ScoreConfig(method=method)
+
+        said: set[str] = set()  # an out-of-memory retry at a smaller batch says so in the table's notes
+
+        def run(size: int) -> None:
+            said.update(collect_scores(lm, data, ids, cfg, batch_size=size, use_cache=False).notes)
+            torch.cuda.synchronize()
+
+        times = {size: _best(lambda: run(size), repeat=2) for size in (8, 16, 32)}
+        notes = "; ".join(sorted(said))
+        for size in (16, 32):
+            rows.append((f"{method} scores of {len(ids)} GSM8K samples, batch {size} vs 8 (GPU 7B-shape bf16)"
+                         + (f" ({notes})" if notes else ""),
+                         f"{times[size] / len(ids) * 1e3:.1f} vs {times[8] / len(ids) * 1e3:.1f} ms a sample",
+                         f"{times[8] / times[size]:.2f}x", "reported", "info"))
     return rows
 
 

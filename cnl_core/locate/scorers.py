@@ -117,18 +117,17 @@ def score_batch(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) ->
         return _SCORERS[cfg.method][0](lm, samples, cfg)
 
 
-def _mask3(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.to(like.device, like.dtype).unsqueeze(-1)
-
-
 def _grouped(one_pass: Callable[[LoadedModel, EncodedBatch], tuple[torch.Tensor, torch.Tensor]]) -> Scorer:
     """A batch scored one pass per group of `pass_groups` (rows of like length on a CPU)."""
 
     def scorer(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
         batch = cfg.encode(lm, samples)
+        groups = pass_groups(lm, batch.attention_mask.sum(-1).tolist())
+        if len(groups) == 1 and groups[0] == list(range(len(samples))):  # one pass in order (a GPU): nothing to place
+            return one_pass(lm, batch)
         scores = torch.empty(len(samples), lm.grid.n_layers, lm.grid.width)
         gold = torch.empty(len(samples))
-        for idx in pass_groups(lm, batch.attention_mask.sum(-1).tolist()):
+        for idx in groups:
             scores[idx], gold[idx] = one_pass(lm, batch.select(idx))
         return scores, gold
 
@@ -148,8 +147,8 @@ def _activation_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
 
     with neuron_hooks(lm.ffn, hook), torch.inference_mode():
         gold = gold_logprob(lm, batch)
-    # Copied to the CPU after the pass: a copy inside a hook would make a GPU wait for it mid-pass, every layer.
-    return torch.stack([t.cpu() for t in per_layer], dim=1), gold.detach().cpu()
+    # One copy to the CPU after the pass: a copy inside a hook, or one per layer, makes a GPU wait each time.
+    return _to_cpu(per_layer), gold.detach().cpu()
 
 
 def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,9 +162,25 @@ def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
     with neuron_hooks(lm.ffn, hook), torch.enable_grad():
         gold = gold_logprob(lm, batch)
         grads = torch.autograd.grad(gold.sum(), acts)
-    per_layer = [(x.detach().float() * g.float() * _mask3(batch.answer_mask, x)).sum(1).cpu()
-                 for x, g in zip(acts, grads)]
-    return torch.stack(per_layer, dim=1), gold.detach().cpu()
+    weights = {}  # [batch, 1, tokens] float32 answer mask, once per device
+
+    def masked_sum(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """[batch, width] sum over the answer positions of x * g, in float32: one copy, one in-place product, one
+        batched product with the mask (fewer passes over the [batch, tokens, width] tensors than mask-and-sum)."""
+        w = weights.get(x.device)
+        if w is None:
+            w = weights[x.device] = batch.answer_mask.to(x.device, torch.float32).unsqueeze(1)
+        return torch.bmm(w, x.detach().to(torch.float32, copy=True).mul_(g)).squeeze(1)
+
+    per_layer = [masked_sum(x, g) for x, g in zip(acts, grads)]
+    return _to_cpu(per_layer), gold.detach().cpu()
+
+
+def _to_cpu(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """[batch, layers, width] on the CPU, in one copy: stacked on the first layer's device (layers on other GPUs
+    move there without a wait), so the host waits once, not once per layer."""
+    first = per_layer[0].device
+    return torch.stack([t.to(first) for t in per_layer], dim=1).cpu()
 
 
 register_scorer("activation")(_grouped(_activation_pass))

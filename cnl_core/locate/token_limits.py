@@ -16,6 +16,7 @@ from typing import Sequence
 
 from ..data.samples import DatasetSpec, Sample
 from ..fields import TOKEN_CEILING
+from ..model.tokens import token_ids
 
 COVERAGE = 0.99
 CEILING = TOKEN_CEILING  # tokens; above it a sample is cut whatever the coverage says
@@ -36,8 +37,8 @@ def token_lengths(tokenizer, samples: Sequence[Sample]) -> tuple[list[int], list
     """(prompt tokens, gold-answer tokens) per sample, tokenized as the teacher-forced encoder does."""
     if not samples:
         return [], []
-    prompts = tokenizer([s.prompt for s in samples], add_special_tokens=True)["input_ids"]
-    answers = tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"]
+    prompts = token_ids(tokenizer, [s.prompt for s in samples], add_special_tokens=True)
+    answers = token_ids(tokenizer, [s.answer for s in samples], add_special_tokens=False)
     return [len(p) for p in prompts], [max(1, len(a)) for a in answers]
 
 

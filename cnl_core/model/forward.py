@@ -21,6 +21,7 @@ from transformers.cache_utils import DynamicCache
 from .hooks import InterventionHandle
 from .kv_cache import Prompted, plain_dynamic
 from .loading import LoadedModel
+from .tokens import token_ids
 
 
 @dataclass
@@ -47,9 +48,18 @@ class EncodedBatch:
 def prompt_and_answer_ids(tokenizer, prompt: str, answer: str, max_prompt_tokens: int,
                           max_answer_tokens: int) -> tuple[list[int], list[int]]:
     """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"][-max_prompt_tokens:]
-    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens]
-    return prompt_ids, answer_ids or [tokenizer.eos_token_id]
+    return _token_ids(tokenizer, [(prompt, answer)], max_prompt_tokens, max_answer_tokens)[0]
+
+
+def _token_ids(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
+               max_answer_tokens: int) -> list[tuple[list[int], list[int]]]:
+    """prompt_and_answer_ids for many pairs (tokenized as two batches, and each text once: model/tokens.py)."""
+    if not pairs:
+        return []
+    prompts = token_ids(tokenizer, [p for p, _ in pairs], add_special_tokens=True)
+    answers = token_ids(tokenizer, [a for _, a in pairs], add_special_tokens=False)
+    return [(p[-max_prompt_tokens:], a[:max_answer_tokens] or [tokenizer.eos_token_id])
+            for p, a in zip(prompts, answers)]
 
 
 def encoded_length(tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int) -> int:
@@ -62,8 +72,7 @@ def encode_teacher_forced(tokenizer, pairs: Sequence[tuple[str, str]], max_promp
                           max_answer_tokens: int, device: torch.device | str = "cpu") -> EncodedBatch:
     """(prompt, gold answer) pairs, right-padded; a prompt is cut from the left if too long."""
     seqs, starts = [], []
-    for prompt, answer in pairs:
-        p, a = prompt_and_answer_ids(tokenizer, prompt, answer, max_prompt_tokens, max_answer_tokens)
+    for p, a in _token_ids(tokenizer, pairs, max_prompt_tokens, max_answer_tokens):
         seqs.append(p + a)
         starts.append(len(p))
     width = max(len(x) for x in seqs)

@@ -20,8 +20,9 @@ SAMPLES = [Sample("0", "q: what comes after abc? a:", " d, then e", "d"), Sample
 class CharTokenizer:
     pad_token_id, eos_token_id = 0, 2
 
-    def __call__(self, text: str, **_) -> dict:
-        return {"input_ids": [3 + ord(c) % 60 for c in text]}
+    def __call__(self, text: str | list[str], **_) -> dict:  # one text or a batch, as a Hugging Face tokenizer
+        ids = lambda t: [3 + ord(c) % 60 for c in t]  # noqa: E731
+        return {"input_ids": ids(text) if isinstance(text, str) else [ids(t) for t in text]}
 
 
 def tiny_lm(model_type: str) -> LoadedModel:
