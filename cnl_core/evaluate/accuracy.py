@@ -18,10 +18,11 @@ from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
 from ..model.forward import teacher_forced_logprob
-from ..model.generation import MAX_DECODE_ROWS, decode, greedy_generate
+from ..model.generation import decode, greedy_generate, parts_that_fit
 from ..model.kv_cache import Prompted
 from ..model.hooks import Intervention, InterventionHandle, intervene
 from ..model.loading import LoadedModel
+from ..model.tokens import token_ids
 from ..progress import Progress, check_cancel, report
 from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict, is_correct
 
@@ -90,8 +91,8 @@ def evaluate_conditions(
     Numeric tasks, per batch of samples: each condition's gold-answer pass also leaves the prompts' keys and
     values and each first answer token, so the prompts run once per condition, not twice; then the rows of
     every condition decode as one batch, each under its own condition's neurons (model/generation.decode), as
-    many conditions at a time as fit MAX_DECODE_ROWS rows (what is kept stays bounded). The model's lock is
-    held for a batch's conditions. Progress counts a sample once for its gold pass and once for its answer.
+    many conditions at a time as MAX_DECODE_ROWS rows and the free memory allow (_conditions_at_once). The
+    model's lock is held for a batch's conditions. Progress counts a sample once for its gold pass and once for its answer.
     """
     labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
     numeric = dataset.kind == GENERATE_NUMBER
@@ -105,7 +106,7 @@ def evaluate_conditions(
     report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
     for start in range(0, len(samples), cfg.batch_size):
         chunk = samples[start : start + cfg.batch_size]
-        per_decode = max(1, MAX_DECODE_ROWS // len(chunk)) if numeric else len(ivs)  # kept prompts: bounded
+        per_decode = _conditions_at_once(lm, prefix, chunk, cfg, cfg.new_tokens_for(dataset)) if numeric else len(ivs)
         for first in range(0, len(ivs), per_decode):
             group = list(range(first, min(first + per_decode, len(ivs))))
             golds, parts = [], []
@@ -143,6 +144,16 @@ def evaluate_conditions(
             done += len(group) * len(chunk)
             report(progress, done, total, f"{dataset.name}: answered {start + len(chunk)}/{len(samples)}")
     return out
+
+
+def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], cfg: EvalConfig,
+                        new_tokens: int) -> int:
+    """Conditions whose prompts are kept and decoded together: what MAX_DECODE_ROWS rows and the free memory allow
+    (generation.parts_that_fit), from the token counts of the few-shot context and of the longest question."""
+    context = len(token_ids(lm.tokenizer, [prefix], add_special_tokens=True)[0]) if prefix else 0
+    prompts = token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)
+    own = max(min(len(p), cfg.max_context_tokens) for p in prompts) - min(context, cfg.max_context_tokens)
+    return parts_that_fit(lm, len(chunk), context, max(own, 1), new_tokens)
 
 
 def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,

@@ -143,12 +143,12 @@ def _activation_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
         if weights is None:
             weights = batch.answer_mask.to(x.device, x.dtype)
             weights = mean_weights[(x.device, x.dtype)] = (weights / weights.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
-        per_layer[layer] = torch.bmm(weights, x).squeeze(1).float()  # masked mean without a [b, t, w] temporary
+        per_layer[layer] = torch.bmm(weights, x)  # [b, 1, w] masked mean without a [b, t, w] temporary
 
     with neuron_hooks(lm.ffn, hook), torch.inference_mode():
         gold = gold_logprob(lm, batch)
     # One copy to the CPU after the pass: a copy inside a hook, or one per layer, makes a GPU wait each time.
-    return _to_cpu(per_layer), gold.detach().cpu()
+    return _to_cpu(per_layer), gold.cpu().clone()  # clone: a plain tensor, not the pass's inference tensor
 
 
 def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,17 +170,18 @@ def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
         w = weights.get(x.device)
         if w is None:
             w = weights[x.device] = batch.answer_mask.to(x.device, torch.float32).unsqueeze(1)
-        return torch.bmm(w, x.detach().to(torch.float32, copy=True).mul_(g)).squeeze(1)
+        return torch.bmm(w, x.detach().to(torch.float32, copy=True).mul_(g))  # [b, 1, w]
 
     per_layer = [masked_sum(x, g) for x, g in zip(acts, grads)]
     return _to_cpu(per_layer), gold.detach().cpu()
 
 
 def _to_cpu(per_layer: list[torch.Tensor]) -> torch.Tensor:
-    """[batch, layers, width] on the CPU, in one copy: stacked on the first layer's device (layers on other GPUs
-    move there without a wait), so the host waits once, not once per layer."""
+    """[batch, layers, width] float32 on the CPU from per-layer [batch, 1, width], in one copy: joined and cast on
+    the first layer's device (layers on other GPUs move there without a wait), so the host waits once, not once
+    per layer, and the hooks launch nothing but their product (at batch 8 a 7B pass on a GPU is launch-bound)."""
     first = per_layer[0].device
-    return torch.stack([t.to(first) for t in per_layer], dim=1).cpu()
+    return torch.cat([t.to(first) for t in per_layer], dim=1).float().cpu()
 
 
 register_scorer("activation")(_grouped(_activation_pass))

@@ -34,6 +34,7 @@ from .forward import last_logits_only, prefix_cache
 from .hooks import Intervention, InterventionHandle, intervene_rows
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
+from .memory import MARGIN, free_bytes, kv_bytes_per_token
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -121,6 +122,20 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
 # Rows decoded in one batch at most, where parts can share a batch: beyond this a CPU gains nothing (its steps
 # are compute-bound from a few dozen rows) and the batch's own keys and values grow with every row.
 MAX_DECODE_ROWS = 64
+
+
+def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: int, max_new_tokens: int) -> int:
+    """How many parts of `rows` rows each (conditions over one batch of questions) can be kept and decoded at once:
+    MAX_DECODE_ROWS rows at most, and as many as the keys and values they keep fit in the free memory (a part keeps
+    its context once, or once per row where contexts are copied, and each row its own prompt and new tokens).
+
+    Why: for a 7B model every token keeps 0.5 MB of keys and values, so 64 GSM8K rows of 400 tokens would want
+    13 GB beside the weights: more than a 24 GB GPU has left. At least one part, whatever the memory says."""
+    copied = not shared_prefix.eligible(lm.model)
+    dtype_bytes = torch.finfo(lm.model.dtype).bits // 8 if lm.model.dtype.is_floating_point else 2
+    tokens = rows * (own_tokens + max_new_tokens + (context_tokens if copied else 0)) + context_tokens
+    fit = int(free_bytes(lm.input_device) * MARGIN) // max(1, tokens * kv_bytes_per_token(lm.model.config, dtype_bytes))
+    return max(1, min(MAX_DECODE_ROWS // max(1, rows), fit))
 
 
 def _decode_batches(sizes: list[int], together: bool) -> list[slice]:

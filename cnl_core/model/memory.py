@@ -167,9 +167,26 @@ def free_ram_bytes() -> int:
 
 
 def free_gpu_bytes() -> int:
-    import torch
+    """Free memory of every GPU, with what PyTorch's allocator holds unused (this process can reuse it)."""
+    return sum(torch.cuda.mem_get_info(i)[0] + torch.cuda.memory_reserved(i) - torch.cuda.memory_allocated(i)
+               for i in range(torch.cuda.device_count()))
 
-    return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+
+def free_bytes(device: torch.device) -> int:
+    """Free memory where a model on `device` keeps its tensors: the GPUs', or the RAM."""
+    return free_gpu_bytes() if device.type == "cuda" else free_ram_bytes()
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Bytes of keys and values that one token keeps in a KV cache, over all layers (grouped-query attention:
+    fewer key/value heads than query heads)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = int(getattr(text, "num_attention_heads", 0) or getattr(text, "n_head", 0) or 1)
+    hidden = int(getattr(text, "hidden_size", 0) or getattr(text, "n_embd", 0))
+    kv_heads = int(getattr(text, "num_key_value_heads", 0) or heads)
+    head_dim = int(getattr(text, "head_dim", 0) or hidden // heads)
+    layers = int(getattr(text, "num_hidden_layers", 0) or getattr(text, "n_layer", 0))
+    return layers * 2 * kv_heads * head_dim * dtype_bytes
 
 
 def largest_rows(size: ModelSize, work: Workload, dtype_bytes: int, free: int) -> int:

@@ -2,9 +2,11 @@
 
 Why: a locate run tokenizes every sample three times: to count what the token limits cut, to sort the
 samples by length, and to encode each batch. On a GPU the last one sits between two passes, with the GPU
-waiting: for a batch of 8 GSM8K samples about 4 ms, 7% of a 7B model's pass on an H100 (bench/RESULTS.md).
-With this memo only the first tokenizes. It is bounded by the ids it holds (the oldest texts go first),
-and keyed by the tokenizer object and its vocabulary size, so a tokenizer given new tokens starts afresh.
+waiting: 3.5-4.7 ms for a batch of 8 GSM8K samples, 5-7% of a 7B model's pass on an H100 (bench/RESULTS.md).
+With this memo only the first tokenizes, as long as a run's texts fit its bound (MEMO_TOKENS ids per
+tokenizer; the least recently used texts go first). It is keyed by the tokenizer object and its vocabulary
+size, so a tokenizer given new tokens starts afresh; a change that keeps the size (a new normalizer, another
+`add_bos_token`) is not seen: call `forget(tokenizer)` after one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _lock = threading.Lock()
 
 
 class _Memo(OrderedDict):
-    tokens = 0
+    tokens = 0  # ids held, for the bound
 
 
 def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
@@ -33,7 +35,11 @@ def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list
             memo = _memos.setdefault(tokenizer, _Memo())
         except TypeError:  # a tokenizer that cannot be weakly referenced: no memo
             memo = _Memo()
-        found = {t: memo[key, t] for t in texts if (key, t) in memo}
+        found = {}
+        for t in texts:
+            if (key, t) in memo:
+                memo.move_to_end((key, t))
+                found[t] = memo[key, t]
     missing = [t for t in dict.fromkeys(texts) if t not in found]
     if missing:
         ids = tokenizer(missing, add_special_tokens=add_special_tokens)["input_ids"]
@@ -41,8 +47,15 @@ def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list
         found.update(fresh)
         with _lock:
             for t, i in fresh.items():
-                memo[key, t] = i
-                memo.tokens += len(i)
+                if (key, t) not in memo:  # another thread may have stored it meanwhile
+                    memo[key, t] = i
+                    memo.tokens += len(i)
             while memo.tokens > MEMO_TOKENS and memo:
                 memo.tokens -= len(memo.popitem(last=False)[1])
     return [found[t].tolist() for t in texts]
+
+
+def forget(tokenizer) -> None:
+    """Drop what the memo holds for this tokenizer (after changing how it tokenizes)."""
+    with _lock:
+        _memos.pop(tokenizer, None)

@@ -108,3 +108,29 @@ def test_a_batch_is_tokenized_as_each_pair_alone_with_the_same_cuts(lm):
                   tok(a, add_special_tokens=False)["input_ids"][:cut_a] or [tok.eos_token_id]) for p, a in pairs]
         assert _token_ids(tok, pairs, cut_p, cut_a) == alone
     assert alone[-1][1] == [tok.eos_token_id] and len(alone[0][0]) == 40
+
+
+def test_activation_and_grad_x_act_equal_their_definitions_on_full_logits(lm):
+    """Scores from score_batch against the definitions, computed plainly: the mean activation over the answer
+    positions, and the sum over them of activation x gradient of the gold log-probability (full logits)."""
+    from cnl_core.model.forward import answer_logprob
+    from cnl_core.model.hooks import neuron_hooks
+
+    rows = get_dataset("gsm8k").rows()[:2]
+    cfg = ScoreConfig(max_prompt_tokens=200, max_answer_tokens=40)
+    batch = cfg.encode(lm, rows)
+    mask = batch.answer_mask.unsqueeze(-1).float()
+    acts = [None] * lm.grid.n_layers
+
+    def keep(layer, x):
+        acts[layer] = x.requires_grad_(True) if not x.requires_grad else x
+
+    with neuron_hooks(lm.ffn, keep), torch.enable_grad():
+        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        grads = torch.autograd.grad(answer_logprob(logits, batch).sum(), acts)
+    mean = torch.stack([(x.detach() * mask).sum(1) / mask.sum(1) for x in acts], 1)
+    gxa = torch.stack([(x.detach() * g * mask).sum(1) for x, g in zip(acts, grads)], 1)
+    for method, expected in (("activation", mean), ("grad_x_act", gxa)):
+        scores, _ = score_batch(lm, rows, ScoreConfig(method, max_prompt_tokens=200, max_answer_tokens=40))
+        assert scores.dtype == torch.float32 and scores.shape == expected.shape
+        torch.testing.assert_close(scores, expected, atol=1e-4 * float(expected.abs().max()), rtol=1e-3)

@@ -7,7 +7,7 @@ from cnl_core.data.samples import get_dataset
 from cnl_core.evaluate import accuracy as evaluation
 from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
 from cnl_core.evaluate.answers import STOP_STRINGS
-from cnl_core.model import forward
+from cnl_core.model import forward, generation
 from cnl_core.model.generation import greedy_generate
 from cnl_core.model.hooks import Intervention, intervene
 
@@ -63,3 +63,20 @@ def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch, pos
     assert [r.output for r in fast[0]] != [r.output for r in fast[2]]  # the conditions differ
     torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in fast]),
                                torch.tensor([[r.gold_loglik for r in c] for c in slow]), atol=1e-5, rtol=1e-5)
+
+
+def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_results(lm, monkeypatch):
+    """Where the free memory holds one condition's keys and values, conditions are kept and decoded one at a time
+    (at least one, whatever the memory says), and every answer and log-likelihood is as when all fit together."""
+    spec, cfg = get_dataset("gsm8k"), EvalConfig(max_new_tokens=16)
+    ivs = [None, Intervention(some_neurons(lm), "amplify", 3.0)]
+    parts_per_decode = []
+    real_decode = evaluation.decode
+    monkeypatch.setattr(evaluation, "decode", lambda lm_, parts, *a, **k: parts_per_decode.append(len(parts))
+                        or real_decode(lm_, parts, *a, **k))
+    together = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
+    monkeypatch.setattr(generation, "free_bytes", lambda device: 1)
+    apart = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
+    assert parts_per_decode == [2, 1, 1]
+    assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [[(r.output, r.gold_loglik) for r in c]
+                                                                        for c in together]

@@ -161,3 +161,31 @@ def test_counting_a_model_never_gives_another_threads_weights_no_data():
     done.set()
     builder.join()
     assert devices == {"cpu"} and torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_kv_bytes_per_token_counts_key_value_heads_and_layers():
+    from transformers import GPT2Config, LlamaConfig
+
+    from cnl_core.model.memory import kv_bytes_per_token
+
+    seven_b = LlamaConfig(hidden_size=4096, num_attention_heads=32, num_hidden_layers=32)
+    assert kv_bytes_per_token(seven_b, 2) == 32 * 2 * 4096 * 2  # 0.5 MiB a token in bf16
+    grouped = LlamaConfig(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)
+    assert kv_bytes_per_token(grouped, 4) == 3 * 2 * (2 * 32) * 4
+    assert kv_bytes_per_token(GPT2Config(n_embd=64, n_head=4, n_layer=2), 4) == 2 * 2 * 64 * 4
+
+
+def test_decoding_parts_are_bounded_by_rows_and_by_the_free_memory(tiny_model_folder, monkeypatch):
+    import cnl_core.model.generation as generation
+    from cnl_core.model.loading import ModelSpec, load_model
+    from cnl_core.model.memory import MARGIN, kv_bytes_per_token
+
+    lm = load_model(ModelSpec(tiny_model_folder, device="cpu"))
+    per_token = kv_bytes_per_token(lm.model.config, 4)
+    one_part = (8 * (50 + 20) + 300) * per_token  # 8 rows of 50 own + 20 new tokens, one 300-token context
+    monkeypatch.setattr(generation, "free_bytes", lambda device: 10**15)
+    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == generation.MAX_DECODE_ROWS // 8
+    monkeypatch.setattr(generation, "free_bytes", lambda device: int(3 * one_part / MARGIN) + 1)
+    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == 3
+    monkeypatch.setattr(generation, "free_bytes", lambda device: 0)
+    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == 1  # at least one part

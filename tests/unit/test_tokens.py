@@ -36,3 +36,19 @@ def test_a_new_vocabulary_starts_afresh_and_the_memo_is_bounded(monkeypatch):
     tok.seen.clear()
     assert tokens.token_ids(tok, ["b b b", "a a a"], True) == [[1, 1, 1, 1]] * 2
     assert tok.seen == ["a a a"]
+
+
+def test_threads_tokenizing_the_same_texts_count_each_once_and_forget_starts_afresh():
+    import threading
+
+    tok = CountingTokenizer()
+    threads = [threading.Thread(target=tokens.token_ids, args=(tok, ["p q r s"], True)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tokens._memos[tok].tokens == 5  # one entry of 5 ids, however many threads stored it
+    tokens.forget(tok)
+    tok.seen.clear()
+    tokens.token_ids(tok, ["p q r s"], True)
+    assert tok.seen == ["p q r s"]
