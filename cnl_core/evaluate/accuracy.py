@@ -17,8 +17,8 @@ from typing import Sequence
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
-from ..model.forward import teacher_forced_logprob
-from ..model.generation import decode, greedy_generate, parts_that_fit
+from ..model.forward import SHARED_CONTEXT_LEAST, teacher_forced_logprob
+from ..model.generation import decode, greedy_generate, parts_that_fit, shared_prefix_length
 from ..model.kv_cache import Prompted
 from ..model.hooks import Intervention, InterventionHandle, intervene
 from ..model.loading import LoadedModel
@@ -92,7 +92,8 @@ def evaluate_conditions(
     values and each first answer token, so the prompts run once per condition, not twice; then the rows of
     every condition decode as one batch, each under its own condition's neurons (model/generation.decode), as
     many conditions at a time as MAX_DECODE_ROWS rows and the free memory allow (_conditions_at_once). The
-    model's lock is held for a batch's conditions. Progress counts a sample once for its gold pass and once for its answer.
+    model's lock is held for a batch's conditions. Progress counts a sample once for its gold pass and once for
+    its answer.
     """
     labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
     numeric = dataset.kind == GENERATE_NUMBER
@@ -137,6 +138,7 @@ def evaluate_conditions(
                 except Cancelled:
                     stop_if_asked()
                     raise
+                parts.clear()  # their keys and values go before the next group measures the free memory
             for c, answers, gold in zip(group, texts, golds):
                 out[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
                                            is_correct(extract_strict(text), s.target))
@@ -149,11 +151,14 @@ def evaluate_conditions(
 def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], cfg: EvalConfig,
                         new_tokens: int) -> int:
     """Conditions whose prompts are kept and decoded together: what MAX_DECODE_ROWS rows and the free memory allow
-    (generation.parts_that_fit), from the token counts of the few-shot context and of the longest question."""
-    context = len(token_ids(lm.tokenizer, [prefix], add_special_tokens=True)[0]) if prefix else 0
-    prompts = token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)
-    own = max(min(len(p), cfg.max_context_tokens) for p in prompts) - min(context, cfg.max_context_tokens)
-    return parts_that_fit(lm, len(chunk), context, max(own, 1), new_tokens)
+    (generation.parts_that_fit), from the token counts the gold pass will see: prompts cut from the left to the
+    context limit, the context they share (as forward.shared_context_length finds it) and the longest answer."""
+    prompts = [p[-cfg.max_context_tokens:] for p in
+               token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)]
+    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    shared = shared if shared >= SHARED_CONTEXT_LEAST else 0
+    answer = max(map(len, token_ids(lm.tokenizer, [s.answer for s in chunk], add_special_tokens=False)))
+    return parts_that_fit(lm, len(chunk), shared, max(map(len, prompts)) - shared, answer, new_tokens)
 
 
 def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,

@@ -175,7 +175,10 @@ def pass_groups(lm: LoadedModel, lengths: Sequence[int]) -> list[list[int]]:
     return like_length_groups(lengths)
 
 
-def shared_context_length(batch: EncodedBatch, least: int = 16) -> int:
+SHARED_CONTEXT_LEAST = 16  # fewer shared leading tokens are not worth a pass of their own
+
+
+def shared_context_length(batch: EncodedBatch, least: int = SHARED_CONTEXT_LEAST) -> int:
     """Leading columns that every row has, token for token, and where no position predicts an answer.
 
     The few-shot prefix is the same for every prompt; its KV cache is computed once and shared. Fewer

@@ -34,7 +34,7 @@ from .forward import last_logits_only, prefix_cache
 from .hooks import Intervention, InterventionHandle, intervene_rows
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
-from .memory import MARGIN, free_bytes, kv_bytes_per_token
+from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -124,17 +124,25 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
 MAX_DECODE_ROWS = 64
 
 
-def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: int, max_new_tokens: int) -> int:
+def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: int, answer_tokens: int,
+                   max_new_tokens: int) -> int:
     """How many parts of `rows` rows each (conditions over one batch of questions) can be kept and decoded at once:
-    MAX_DECODE_ROWS rows at most, and as many as the keys and values they keep fit in the free memory (a part keeps
-    its context once, or once per row where contexts are copied, and each row its own prompt and new tokens).
+    MAX_DECODE_ROWS rows at most, and as many as their keys and values fit in the free memory.
 
-    Why: for a 7B model every token keeps 0.5 MB of keys and values, so 64 GSM8K rows of 400 tokens would want
-    13 GB beside the weights: more than a 24 GB GPU has left. At least one part, whatever the memory says."""
+    What each holds, in tokens of keys and values: a kept part its context once and each row's own prompt;
+    decoding copies each row's prompt and adds its new tokens (and the context per row, where contexts are
+    copied); a gold-answer pass, run while the earlier parts are kept, holds the context per row with the
+    prompt and the answer. k parts need k kept + the larger of one gold pass and k decodings. An estimate: it
+    leaves out temporaries (the gold pass's logits, a step's activations), which the 10% margin covers for
+    most models. Why: for Llama-2-7B every token keeps 0.5 MB, so 64 GSM8K rows of 400 tokens would want
+    13 GB beside the weights. At least one part, whatever the memory says."""
+    per_token = kv_bytes_per_token(lm.model.config, torch.finfo(lm.model.dtype).bits // 8)
     copied = not shared_prefix.eligible(lm.model)
-    dtype_bytes = torch.finfo(lm.model.dtype).bits // 8 if lm.model.dtype.is_floating_point else 2
-    tokens = rows * (own_tokens + max_new_tokens + (context_tokens if copied else 0)) + context_tokens
-    fit = int(free_bytes(lm.input_device) * MARGIN) // max(1, tokens * kv_bytes_per_token(lm.model.config, dtype_bytes))
+    kept = (context_tokens + rows * own_tokens) * per_token
+    decoding = rows * (own_tokens + max_new_tokens + (context_tokens if copied else 0)) * per_token
+    gold = rows * (context_tokens + own_tokens + answer_tokens) * per_token
+    free = int(free_bytes_for(lm.model) * MARGIN)
+    fit = min((free - gold) // max(1, kept), free // max(1, kept + decoding))
     return max(1, min(MAX_DECODE_ROWS // max(1, rows), fit))
 
 

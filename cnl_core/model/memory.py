@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -166,15 +167,19 @@ def free_ram_bytes() -> int:
     return max(0, free)
 
 
-def free_gpu_bytes() -> int:
-    """Free memory of every GPU, with what PyTorch's allocator holds unused (this process can reuse it)."""
+def free_gpu_bytes(devices: Iterable[int] | None = None) -> int:
+    """Free memory of these GPUs (default: every visible one), with what PyTorch's allocator holds unused
+    (this process can reuse it)."""
+    indices = range(torch.cuda.device_count()) if devices is None else devices
     return sum(torch.cuda.mem_get_info(i)[0] + torch.cuda.memory_reserved(i) - torch.cuda.memory_allocated(i)
-               for i in range(torch.cuda.device_count()))
+               for i in indices)
 
 
-def free_bytes(device: torch.device) -> int:
-    """Free memory where a model on `device` keeps its tensors: the GPUs', or the RAM."""
-    return free_gpu_bytes() if device.type == "cuda" else free_ram_bytes()
+def free_bytes_for(model: torch.nn.Module) -> int:
+    """Free memory where a loaded model keeps its tensors: on the GPUs that hold its weights (not every GPU of
+    the machine: under torchrun each process has one), else in RAM."""
+    gpus = {p.device.index for p in model.parameters() if p.device.type == "cuda"}
+    return free_gpu_bytes(sorted(gpus)) if gpus else free_ram_bytes()
 
 
 def kv_bytes_per_token(config, dtype_bytes: int) -> int:

@@ -75,7 +75,7 @@ def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_r
     monkeypatch.setattr(evaluation, "decode", lambda lm_, parts, *a, **k: parts_per_decode.append(len(parts))
                         or real_decode(lm_, parts, *a, **k))
     together = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
-    monkeypatch.setattr(generation, "free_bytes", lambda device: 1)
+    monkeypatch.setattr(generation, "free_bytes_for", lambda model: 1)
     apart = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
     assert parts_per_decode == [2, 1, 1]
     assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [[(r.output, r.gold_loglik) for r in c]

@@ -173,19 +173,53 @@ def test_kv_bytes_per_token_counts_key_value_heads_and_layers():
     grouped = LlamaConfig(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)
     assert kv_bytes_per_token(grouped, 4) == 3 * 2 * (2 * 32) * 4
     assert kv_bytes_per_token(GPT2Config(n_embd=64, n_head=4, n_layer=2), 4) == 2 * 2 * 64 * 4
+    explicit = LlamaConfig(hidden_size=128, num_attention_heads=4, head_dim=64, num_key_value_heads=1,
+                           num_hidden_layers=2)  # a head size of its own (as Gemma's), one key/value head
+    assert kv_bytes_per_token(explicit, 2) == 2 * 2 * 64 * 2
 
 
 def test_decoding_parts_are_bounded_by_rows_and_by_the_free_memory(tiny_model_folder, monkeypatch):
     import cnl_core.model.generation as generation
+    from cnl_core.model import shared_prefix
     from cnl_core.model.loading import ModelSpec, load_model
-    from cnl_core.model.memory import MARGIN, kv_bytes_per_token
+    from cnl_core.model.memory import kv_bytes_per_token
 
     lm = load_model(ModelSpec(tiny_model_folder, device="cpu"))
     per_token = kv_bytes_per_token(lm.model.config, 4)
-    one_part = (8 * (50 + 20) + 300) * per_token  # 8 rows of 50 own + 20 new tokens, one 300-token context
-    monkeypatch.setattr(generation, "free_bytes", lambda device: 10**15)
-    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == generation.MAX_DECODE_ROWS // 8
-    monkeypatch.setattr(generation, "free_bytes", lambda device: int(3 * one_part / MARGIN) + 1)
-    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == 3
-    monkeypatch.setattr(generation, "free_bytes", lambda device: 0)
-    assert generation.parts_that_fit(lm, 8, 300, 50, 20) == 1  # at least one part
+    copied = not shared_prefix.eligible(lm.model)
+    # 8 rows of 50 own prompt tokens, a 300-token shared context, answers of 30 tokens, 20 new tokens
+    kept = (300 + 8 * 50) * per_token
+    decoding = 8 * (50 + 20 + (300 if copied else 0)) * per_token
+    gold = 8 * (300 + 50 + 30) * per_token
+    monkeypatch.setattr(generation, "MARGIN", 1.0)
+
+    def parts(free: int) -> int:
+        monkeypatch.setattr(generation, "free_bytes_for", lambda model: free)
+        return generation.parts_that_fit(lm, 8, 300, 50, 30, 20)
+
+    assert parts(10**15) == generation.MAX_DECODE_ROWS // 8
+    three = 3 * kept + max(gold, 3 * decoding)  # 3 kept, and the larger of a gold pass and 3 decodings
+    assert parts(three) == 3 and parts(three - 1) == 2
+    assert parts(0) == 1  # at least one part
+
+
+def test_conditions_at_once_counts_what_the_gold_pass_will_see(monkeypatch):
+    from types import SimpleNamespace
+
+    from cnl_core.data.samples import Sample
+    from cnl_core.evaluate import accuracy
+
+    class Chars:  # a token per character, and one special token in front
+        def __call__(self, texts, add_special_tokens=True):
+            return {"input_ids": [([1] if add_special_tokens else []) + [ord(c) for c in t] for t in texts]}
+
+    asked = []
+    monkeypatch.setattr(accuracy, "parts_that_fit", lambda lm, *args: asked.append(args) or 1)
+    lm = SimpleNamespace(tokenizer=Chars())
+    prefix = "example " * 5  # 40 characters, shared by every prompt
+    chunk = [Sample("a", "Q: one?", "1 is the answer", "1"), Sample("b", "Q: three and a half?", "3.5", "3.5")]
+    accuracy._conditions_at_once(lm, prefix, chunk, accuracy.EvalConfig(), 7)
+    # shared: the special token, the prefix and "Q: " (44); own: the longest prompt's rest (17); answer: 15
+    assert asked[-1] == (2, 44, 17, 15, 7)
+    accuracy._conditions_at_once(lm, prefix, chunk, accuracy.EvalConfig(max_context_tokens=30), 7)
+    assert asked[-1] == (2, 0, 30, 15, 7)  # cut from the left, the prompts start apart: nothing is shared
