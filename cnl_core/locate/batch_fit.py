@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..model.loading import LoadedModel
-from ..model.memory import Workload, free_gpu_bytes, free_ram_bytes, largest_rows, model_size
+from ..model.memory import Workload, free_bytes_for, largest_rows, model_size
 from ..options import DEFAULTS
 from .integrated_gradients import ig_rows_per_pass
 from .scorers import ScoreConfig
@@ -35,8 +35,7 @@ def fitting_batch_size(lm: LoadedModel, cfg: ScoreConfig) -> tuple[int, str | No
     if cfg.method == "integrated_gradients":  # its pass size does not depend on the batch size
         return DEFAULTS.batch_size, None
     size = lm.plan.estimate.size if lm.plan is not None else model_size(lm.model.config)
-    cuda = lm.input_device.type == "cuda"
-    free = free_gpu_bytes() if cuda else free_ram_bytes()
+    free = free_bytes_for(lm.model)  # the GPUs holding the model (one per process under torchrun), or RAM
     dtype_bytes = torch.finfo(getattr(torch, lm.dtype)).bits // 8
     rows = largest_rows(size, work, dtype_bytes, free)
     if rows == work.rows:

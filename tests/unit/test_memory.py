@@ -80,7 +80,7 @@ def test_default_batch_is_lowered_only_when_the_estimate_says_it_would_not_fit(t
     cfg = ScoreConfig("grad_x_act", max_prompt_tokens=200, max_answer_tokens=56)
     assert batch_fit.fitting_batch_size(lm, cfg) == (DEFAULTS.batch_size, None)
     two = peak_bytes(lm.plan.estimate.size, Workload("grad_x_act", 2, 256, True), 4)
-    monkeypatch.setattr(batch_fit, "free_ram_bytes", lambda: int(two / 0.9) + 1)
+    monkeypatch.setattr(batch_fit, "free_bytes_for", lambda model: int(two / 0.9) + 1)
     rows, note = batch_fit.fitting_batch_size(lm, cfg)
     assert rows == 2 and "Batch size 2 instead of 8" in note
 
