@@ -14,6 +14,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+import torch
+
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
@@ -22,6 +24,7 @@ from ..model.generation import decode, greedy_generate, parts_that_fit, shared_p
 from ..model.kv_cache import Prompted
 from ..model.hooks import Intervention, InterventionHandle, intervene
 from ..model.loading import LoadedModel
+from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.tokens import token_ids
 from ..progress import Progress, check_cancel, report
 from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict, is_correct
@@ -92,8 +95,9 @@ def evaluate_conditions(
     values and each first answer token, so the prompts run once per condition, not twice; then the rows of
     every condition decode as one batch, each under its own condition's neurons (model/generation.decode), as
     many conditions at a time as MAX_DECODE_ROWS rows and the free memory allow (_conditions_at_once). The
-    model's lock is held for a batch's conditions. Progress counts a sample once for its gold pass and once for
-    its answer.
+    model's lock is held for a batch's conditions. A batch that runs out of GPU memory runs again in halves (its
+    results are kept only once it is done); a single sample that does not fit is a ParameterError. Progress
+    counts a sample once for its gold pass and once for its answer.
     """
     labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
     numeric = dataset.kind == GENERATE_NUMBER
@@ -104,9 +108,10 @@ def evaluate_conditions(
     def stop_if_asked() -> None:
         check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
 
-    report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
-    for start in range(0, len(samples), cfg.batch_size):
-        chunk = samples[start : start + cfg.batch_size]
+    def run_batch(start: int, chunk: Sequence[Sample]) -> list[list[SampleResult]]:
+        """Every condition's results for one batch of samples (kept apart until the batch is done)."""
+        nonlocal done
+        got: list[list[SampleResult]] = [[] for _ in ivs]
         per_decode = _conditions_at_once(lm, prefix, chunk, cfg, cfg.new_tokens_for(dataset)) if numeric else len(ivs)
         for first in range(0, len(ivs), per_decode):
             group = list(range(first, min(first + per_decode, len(ivs))))
@@ -116,14 +121,14 @@ def evaluate_conditions(
                     stop_if_asked()
                     with intervene(lm, ivs[c]) as handle:
                         if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
-                            out[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
+                            got[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
                                           for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)))
                         else:
                             gold, prompted = _gold_loglik(lm, handle, chunk, prefix, cfg, numeric)
                             golds.append(gold)
                             parts.append(prompted)
                             if not numeric:
-                                out[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
+                                got[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
                     done += len(chunk)
                     report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
                            + (" (gold answers)" if numeric else ""))
@@ -140,11 +145,33 @@ def evaluate_conditions(
                     raise
                 parts.clear()  # their keys and values go before the next group measures the free memory
             for c, answers, gold in zip(group, texts, golds):
-                out[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
+                got[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
                                            is_correct(extract_strict(text), s.target))
                               for s, text, g in zip(chunk, answers, gold))
             done += len(group) * len(chunk)
             report(progress, done, total, f"{dataset.name}: answered {start + len(chunk)}/{len(samples)}")
+        return got
+
+    report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
+    start, size = 0, cfg.batch_size
+    while start < len(samples):
+        chunk = samples[start : start + size]
+        try:
+            got = run_batch(start, chunk)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if size == 1:
+                raise ParameterError(
+                    f"Evaluating one sample of {dataset.name} ran out of memory. Load the model in 8-bit or 4-bit, or "
+                    "lower the few-shot examples, the context limit or the new tokens.") from exc
+            size, done = size // 2, steps * len(ivs) * start  # this batch again, in smaller ones
+            release_cached_memory()
+            report(progress, done, total, f"{dataset.name}: out of memory; batches of {size} from here")
+            continue
+        for c, rows in enumerate(got):
+            out[c].extend(rows)
+        start += len(chunk)
     return out
 
 

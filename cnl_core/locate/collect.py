@@ -12,6 +12,7 @@ from ..data.samples import DatasetSpec
 from ..errors import CacheError, Cancelled, ParameterError
 from ..model.architectures import neuron_definition
 from ..model.loading import LoadedModel
+from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.neurons import NeuronGrid
 from ..options import DEFAULTS
 from ..parallel import Launch
@@ -49,10 +50,6 @@ def score_record(lm: LoadedModel, dataset: DatasetSpec, cfg: ScoreConfig) -> dic
         "dataset": dataset.name, "dataset_content": dataset.fingerprint(), "prompt_format": dataset.prompt_format,
         "score": cfg.key_params(),
     }
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 def _read_the_others(launch: Launch, store: ScoreStore, todo: Sequence, found: dict) -> None:
@@ -126,12 +123,11 @@ def collect_scores(
         try:
             scores, gold = score_batch(lm, chunk, cfg)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_oom(exc) or batch_size == 1:
+            if not is_out_of_memory(exc) or batch_size == 1:
                 raise
             batch_size = max(1, batch_size // 2)
             notes.append(f"Out of memory: retrying with batch size {batch_size}.")
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release_cached_memory()
             continue
         scores16 = scores.to(torch.float16)
         ids = [s.id for s in chunk]

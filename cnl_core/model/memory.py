@@ -147,6 +147,17 @@ def estimate(size: ModelSize, quantization: str, dtype: str, dtype_bytes: int, w
                           peak_bytes(size, work, dtype_bytes), free, where)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an error from a pass is the device running out of memory (CUDA, or a backend that says so)."""
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def release_cached_memory() -> None:
+    """Give the GPU memory PyTorch holds unused back, before a retry in smaller batches."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def free_ram_bytes() -> int:
     """RAM this process can still use: MemAvailable, capped by a cgroup (container) limit if one is set."""
     free = None

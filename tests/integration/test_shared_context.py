@@ -6,6 +6,7 @@ import torch
 from cnl_core.data.samples import get_dataset
 from cnl_core.evaluate import accuracy as evaluation
 from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
+from cnl_core.errors import ParameterError
 from cnl_core.evaluate.answers import STOP_STRINGS
 from cnl_core.model import forward, generation
 from cnl_core.model.generation import greedy_generate
@@ -80,3 +81,37 @@ def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_r
     assert parts_per_decode == [2, 1, 1]
     assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [[(r.output, r.gold_loglik) for r in c]
                                                                         for c in together]
+
+
+def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_says_so_at_one(lm, monkeypatch):
+    """A batch that runs out of GPU memory is evaluated again in halves (nothing of it counted twice); where even
+    one sample does not fit, a sentence says what to change."""
+    spec, cfg = get_dataset("add1"), EvalConfig(batch_size=4)
+    rows, shots = spec.rows()[10:14], spec.rows()[:5]
+    ivs = [None, Intervention(some_neurons(lm), "zero")]
+    plain = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
+    real_gold, seen = evaluation._gold_loglik, []
+
+    def gold_that_fits_two(lm_, handle, chunk, *args):
+        seen.append(len(chunk))
+        if len(chunk) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_gold(lm_, handle, chunk, *args)
+
+    monkeypatch.setattr(evaluation, "_gold_loglik", gold_that_fits_two)
+    updates = []
+    halves = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs,
+                                            progress=lambda done, total, msg: updates.append((done, total, msg)))
+    assert seen == [4, 2, 2, 2, 2]  # the failed batch of 4, then halves: each condition's gold pass once
+    assert [[(r.id, r.output, r.correct) for r in c] for c in halves] == [[(r.id, r.output, r.correct) for r in c]
+                                                                           for c in plain]
+    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in halves]),
+                               torch.tensor([[r.gold_loglik for r in c] for c in plain]), atol=1e-5, rtol=1e-5)
+    assert any("out of memory; batches of 2" in msg for _, _, msg in updates)
+    assert updates[-1][0] == updates[-1][1] and all(done <= total for done, total, _ in updates)
+    def never_fits(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(evaluation, "_gold_loglik", never_fits)
+    with pytest.raises(ParameterError, match="one sample of add1 ran out of memory. Load the model in 8-bit"):
+        evaluation.evaluate_conditions(lm, spec, rows[:1], shots, cfg, ivs)
