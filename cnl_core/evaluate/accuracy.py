@@ -14,8 +14,6 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-import torch
-
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
@@ -95,9 +93,10 @@ def evaluate_conditions(
     values and each first answer token, so the prompts run once per condition, not twice; then the rows of
     every condition decode as one batch, each under its own condition's neurons (model/generation.decode), as
     many conditions at a time as MAX_DECODE_ROWS rows and the free memory allow (_conditions_at_once). The
-    model's lock is held for a batch's conditions. A batch that runs out of GPU memory runs again in halves (its
-    results are kept only once it is done); a single sample that does not fit is a ParameterError. Progress
-    counts a sample once for its gold pass and once for its answer.
+    model's lock is held for each group of conditions that decode together. A batch that runs out of GPU memory
+    in any pass runs again in halves, with half as many rows decoding together (its results are kept only once
+    it is done; later batches keep both sizes); one sample decoded alone that does not fit is a ParameterError.
+    Progress counts a sample once for its gold pass and once for its answer.
     """
     labels = list(labels or [f"condition {c + 1}" for c in range(len(ivs))])
     numeric = dataset.kind == GENERATE_NUMBER
@@ -110,9 +109,12 @@ def evaluate_conditions(
 
     def run_batch(start: int, chunk: Sequence[Sample]) -> list[list[SampleResult]]:
         """Every condition's results for one batch of samples (kept apart until the batch is done)."""
-        nonlocal done
+        nonlocal done, rows_together
         got: list[list[SampleResult]] = [[] for _ in ivs]
         per_decode = _conditions_at_once(lm, prefix, chunk, cfg, cfg.new_tokens_for(dataset)) if numeric else len(ivs)
+        if numeric and rows_cap is not None:
+            per_decode = max(1, min(per_decode, rows_cap // len(chunk)))
+        rows_together = per_decode * len(chunk) if numeric else len(chunk)
         for first in range(0, len(ivs), per_decode):
             group = list(range(first, min(first + per_decode, len(ivs))))
             golds, parts = [], []
@@ -154,18 +156,23 @@ def evaluate_conditions(
 
     report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
     start, size = 0, cfg.batch_size
+    rows_cap: int | None = None  # after running out of memory: the most rows that decode together
+    rows_together = 0  # what the last batch decoded together (samples in its pass, for tasks without decoding)
     while start < len(samples):
         chunk = samples[start : start + size]
         try:
             got = run_batch(start, chunk)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
             if not is_out_of_memory(exc):
                 raise
-            if size == 1:
+            if rows_together <= 1:
                 raise ParameterError(
-                    f"Evaluating one sample of {dataset.name} ran out of memory. Load the model in 8-bit or 4-bit, or "
-                    "lower the few-shot examples, the context limit or the new tokens.") from exc
-            size, done = size // 2, steps * len(ivs) * start  # this batch again, in smaller ones
+                    f"Evaluating one sample of {dataset.name} ran out of memory. Load the model in 8-bit or 4-bit, "
+                    "or lower the few-shot examples or the new tokens.") from exc
+            got = None
+        if got is None:  # out of the except block: the failed batch's tensors are free to go
+            size, rows_cap = max(1, min(size, len(chunk)) // 2), max(1, rows_together // 2)
+            done = steps * len(ivs) * start  # this batch again, in smaller ones
             release_cached_memory()
             report(progress, done, total, f"{dataset.name}: out of memory; batches of {size} from here")
             continue

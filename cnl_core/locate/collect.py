@@ -122,10 +122,12 @@ def collect_scores(
         chunk = mine[done : done + batch_size]
         try:
             scores, gold = score_batch(lm, chunk, cfg)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc) or batch_size == 1:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc) or len(chunk) == 1:
                 raise
-            batch_size = max(1, batch_size // 2)
+            scores = None
+        if scores is None:  # out of the except block: the failed pass's tensors are free to go
+            batch_size = max(1, min(batch_size, len(chunk)) // 2)
             notes.append(f"Out of memory: retrying with batch size {batch_size}.")
             release_cached_memory()
             continue

@@ -71,6 +71,9 @@ def test_out_of_memory_retries_with_a_smaller_batch(lm, score_cache, monkeypatch
     table = collect_scores(lm, ds, [s.id for s in ds.rows()[:4]], ScoreConfig(), batch_size=4)
     assert table.computed == 4 and calls[0] == 4 and max(calls[1:]) <= 2
     assert any("Out of memory" in n for n in table.notes)
+    calls.clear()  # a batch shorter than the batch size is halved from its own length, not from the size
+    collect_scores(lm, ds, [s.id for s in ds.rows()[4:7]], ScoreConfig(), batch_size=16, use_cache=False)
+    assert calls == [3, 1, 1, 1]
 
 
 def test_cancel_keeps_finished_batches_cached(lm, score_cache):

@@ -5,8 +5,8 @@ import torch
 
 from cnl_core.data.samples import get_dataset
 from cnl_core.evaluate import accuracy as evaluation
-from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
 from cnl_core.errors import ParameterError
+from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
 from cnl_core.evaluate.answers import STOP_STRINGS
 from cnl_core.model import forward, generation
 from cnl_core.model.generation import greedy_generate
@@ -84,31 +84,55 @@ def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_r
 
 
 def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_says_so_at_one(lm, monkeypatch):
-    """A batch that runs out of GPU memory is evaluated again in halves (nothing of it counted twice); where even
-    one sample does not fit, a sentence says what to change."""
+    """A batch that runs out of GPU memory is evaluated again in halves (nothing of it counted twice, its hooks
+    gone); running out while decoding also halves the rows that decode together; another error is not retried;
+    where one sample decoded alone does not fit, a sentence says what to change."""
     spec, cfg = get_dataset("add1"), EvalConfig(batch_size=4)
     rows, shots = spec.rows()[10:14], spec.rows()[:5]
     ivs = [None, Intervention(some_neurons(lm), "zero")]
     plain = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
-    real_gold, seen = evaluation._gold_loglik, []
 
-    def gold_that_fits_two(lm_, handle, chunk, *args):
+    def same(results):
+        assert [[(r.id, r.output, r.correct) for r in c] for c in results] == \
+            [[(r.id, r.output, r.correct) for r in c] for c in plain]
+        torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in results]),
+                                   torch.tensor([[r.gold_loglik for r in c] for c in plain]), atol=1e-5, rtol=1e-5)
+
+    real_gold, real_answers, seen = evaluation._gold_loglik, evaluation._answers, []
+
+    def gold_that_fits_two(lm_, handle, chunk, *args):  # the second condition's pass, under its hooks, fails
         seen.append(len(chunk))
-        if len(chunk) > 2:
+        if len(chunk) > 2 and len(seen) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_gold(lm_, handle, chunk, *args)
 
     monkeypatch.setattr(evaluation, "_gold_loglik", gold_that_fits_two)
     updates = []
     halves = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs,
-                                            progress=lambda done, total, msg: updates.append((done, total, msg)))
-    assert seen == [4, 2, 2, 2, 2]  # the failed batch of 4, then halves: each condition's gold pass once
-    assert [[(r.id, r.output, r.correct) for r in c] for c in halves] == [[(r.id, r.output, r.correct) for r in c]
-                                                                           for c in plain]
-    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in halves]),
-                               torch.tensor([[r.gold_loglik for r in c] for c in plain]), atol=1e-5, rtol=1e-5)
-    assert any("out of memory; batches of 2" in msg for _, _, msg in updates)
-    assert updates[-1][0] == updates[-1][1] and all(done <= total for done, total, _ in updates)
+                                            progress=lambda done, total, msg: updates.append((done, msg)))
+    assert seen == [4, 4, 2, 2, 2, 2]  # the batch of 4 failed at its second condition, then halves
+    same(halves)
+    assert [done for done, msg in updates if "out of memory; batches of 2" in msg] == [0]  # the failed batch uncounted
+    assert updates[-1][0] == 2 * len(ivs) * len(rows)
+    assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
+
+    decoded = []
+
+    def answers_that_fit_two_rows(lm_, parts, *args):
+        decoded.append(len(parts) * len(args[2]))  # conditions x questions decoding together
+        if decoded[-1] > 2:
+            raise RuntimeError("CUDA error: out of memory")
+        return real_answers(lm_, parts, *args)
+
+    monkeypatch.setattr(evaluation, "_gold_loglik", real_gold)
+    monkeypatch.setattr(evaluation, "_answers", answers_that_fit_two_rows)
+    same(evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs))
+    assert decoded == [8, 4, 2, 2, 2, 2]  # batches of 4, 2, then 1 with both conditions together
+
+    monkeypatch.setattr(evaluation, "_answers", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):  # not a memory error: not retried
+        evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
+
     def never_fits(*_):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
