@@ -35,6 +35,7 @@ from .hooks import Intervention, InterventionHandle, intervene_rows
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
 from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
+from .tokens import token_ids
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -51,7 +52,7 @@ def greedy_generate(
     max_context_tokens: int = 2048, handle: InterventionHandle | None = None,
 ) -> list[list[int]]:
     """New token ids per prompt, up to and including the token that completed EOS or a stop string."""
-    rows = [lm.tokenizer(p)["input_ids"][-max_context_tokens:] for p in prompts]
+    rows = [ids[-max_context_tokens:] for ids in token_ids(lm.tokenizer, prompts, add_special_tokens=True)]
     with lm.lock, torch.no_grad():
         ready = prompt_pass(lm, rows, handle)
         if isinstance(ready, Prompted):

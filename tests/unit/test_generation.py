@@ -25,8 +25,9 @@ class CharTokenizer:
 
     pad_token_id, eos_token_id = PAD, EOS
 
-    def __call__(self, text: str) -> dict:
-        return {"input_ids": [3 + ord(c) % 60 for c in text]}
+    def __call__(self, text: str | list[str], **_) -> dict:  # one text or a batch, as a Hugging Face tokenizer
+        ids = lambda t: [3 + ord(c) % 60 for c in t]  # noqa: E731
+        return {"input_ids": ids(text) if isinstance(text, str) else [ids(t) for t in text]}
 
     def decode(self, ids, skip_special_tokens=False) -> str:
         return "".join(chr(ord("a") + (i % 26)) for i in ids if not (skip_special_tokens and i in (PAD, EOS)))

@@ -13,16 +13,9 @@ from cnl_core.model.hooks import neuron_hooks
 from cnl_core.model.loading import LoadedModel, ModelSpec
 
 from .test_architectures import TYPES, tiny_model
+from .test_generation import CharTokenizer
 
 SAMPLES = [Sample("0", "q: what comes after abc? a:", " d, then e", "d"), Sample("1", "x", "yz", "yz")]  # the second: a one-token prompt
-
-
-class CharTokenizer:
-    pad_token_id, eos_token_id = 0, 2
-
-    def __call__(self, text: str | list[str], **_) -> dict:  # one text or a batch, as a Hugging Face tokenizer
-        ids = lambda t: [3 + ord(c) % 60 for c in t]  # noqa: E731
-        return {"input_ids": ids(text) if isinstance(text, str) else [ids(t) for t in text]}
 
 
 def tiny_lm(model_type: str) -> LoadedModel:
