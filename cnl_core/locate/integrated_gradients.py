@@ -26,6 +26,7 @@ for every row of a pass, as the cache appends each row's own.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -33,6 +34,7 @@ from transformers.cache_utils import DynamicCache
 
 from ..data.samples import Sample
 from ..model.forward import EncodedBatch, gold_logprob, prefix_cache
+from ..model.fused import fused_elementwise
 from ..model.hooks import neuron_hooks
 from ..model.kv_cache import plain_dynamic
 from ..model.loading import LoadedModel
@@ -40,6 +42,7 @@ from ..model.loading import LoadedModel
 ROWS_FROM_START = ("opt",)  # types whose layers flatten rows: a many-row FFN output cannot join a one-row residual
 MAX_LAYERS_PER_PASS = 4
 ONE_ROW_COST = {"cpu": 1.0, "cuda": 10.0}  # one row through a layer, in rows of a many-row pass (see layers_per_pass)
+FUSED = True  # compiled norms and gated activations on a GPU (model/fused.py), where the architecture has them
 
 
 def ig_rows_per_pass(ig_steps: int) -> int:
@@ -75,13 +78,14 @@ def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg) -> tup
     golds = torch.empty(len(samples))
     steps = alphas(cfg.ig_steps, cfg.ig_rule)
     per_pass = layers_per_pass(lm, cfg.ig_steps)
-    for i, sample in enumerate(samples):
-        prefix, suffix = _split(lm, cfg.encode(lm, [sample]))
-        with torch.no_grad():
-            golds[i] = gold_logprob(lm, suffix, _cache(prefix, 1, 0)).cpu()[0]
-        for first in range(0, n_layers, per_pass):
-            group = list(range(first, min(first + per_pass, n_layers)))
-            scores[i, group] = _group_pass(lm, prefix, suffix, group, steps)
+    with fused_elementwise(lm.model) if FUSED else nullcontext():
+        for i, sample in enumerate(samples):
+            prefix, suffix = _split(lm, cfg.encode(lm, [sample]))
+            with torch.no_grad():
+                golds[i] = gold_logprob(lm, suffix, _cache(prefix, 1, 0)).cpu()[0]
+            for first in range(0, n_layers, per_pass):
+                group = list(range(first, min(first + per_pass, n_layers)))
+                scores[i, group] = _group_pass(lm, prefix, suffix, group, steps)
     return scores, golds
 
 
@@ -116,17 +120,24 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
     from_start = lm.model_type in ROWS_FROM_START
     batch = suffix.repeat(r) if from_start else suffix
     tokens = suffix.input_ids.shape[1]
-    on = suffix.answer_mask[0].view(1, -1, 1)  # [1, tokens, 1]
+    on = suffix.answer_mask[0].view(1, -1, 1).float()  # [1, tokens, 1]
+    # Each layer's [r, tokens, 1] factors, made before the pass (a copy from the host inside it is a wait): row
+    # j * m + k is scaled by alpha k at answer positions of the group's layer j, by 1 elsewhere. float32, rounded
+    # once to the activations' dtype.
+    factors = {}
+    for j, layer in enumerate(group):
+        alpha = torch.ones(r)
+        alpha[j * m : (j + 1) * m] = steps
+        device = _device_of(lm, layer)
+        factor = 1 + (alpha.to(device).view(r, 1, 1) - 1) * on.to(device)
+        factors[layer] = factor if lm.model.dtype == torch.float32 else factor.to(lm.model.dtype)
     scaled: list[torch.Tensor] = []
     original: list[torch.Tensor] = []
 
     def hook(layer: int, x: torch.Tensor):
         rows = x.view(-1, tokens, x.shape[-1])  # [1 or r, tokens, width] (OPT hands its FFN rows x tokens flat)
-        j = group.index(layer)
-        alpha = torch.ones(r, device=x.device)
-        alpha[j * m : (j + 1) * m] = steps.to(x.device)
-        factor = 1 + (alpha.view(r, 1, 1) - 1) * on.to(x.device, torch.float32)  # float32, rounded once to x's dtype
-        x_scaled = rows * factor.to(x.dtype)  # [r, tokens, width]: a one-row x broadcasts
+        factor = factors[layer].to(x.device, x.dtype)  # no copy where the guess was right
+        x_scaled = rows * factor  # a one-row x broadcasts
         if not x_scaled.requires_grad:  # the group's first layer: nothing upstream needs gradients
             x_scaled.requires_grad_(True)
         original.append(rows.detach())
@@ -137,10 +148,16 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
     with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
         gold = gold_logprob(lm, batch, cache, widen=None if from_start else r).sum()
         grads = torch.autograd.grad(gold, scaled)
-    out = torch.empty(len(group), lm.grid.width)
+    out = torch.empty(len(group), lm.grid.width, device=original[0].device)
     for j, (x, g) in enumerate(zip(original, grads)):
         block = slice(j * m, (j + 1) * m)
         x = x if x.shape[0] == 1 else x[block]  # the group's first layer saw one row
-        mask = on.to(g.device, torch.float32)
-        out[j] = ((x.float() * g[block].float() * mask).sum(dim=(0, 1)) / m).cpu()
-    return out
+        out[j] = ((x.float() * g[block].float() * on.to(g.device)).sum(dim=(0, 1)) / m)
+    return out.cpu()
+
+
+def _device_of(lm: LoadedModel, layer: int) -> torch.device:
+    """Where a layer's activations will be: its weights' device (the input device for layers offloaded to RAM,
+    which run on it)."""
+    device = lm.ffn.down[layer].weight.device
+    return lm.input_device if device.type in ("meta", "cpu") and lm.input_device.type != "cpu" else device

@@ -89,19 +89,45 @@ def encode_teacher_forced(tokenizer, pairs: Sequence[tuple[str, str]], max_promp
     return EncodedBatch(ids.to(device), attn.to(device), answer_mask.to(device), targets.to(device))
 
 
+@dataclass(frozen=True)
+class AnswerPositions:
+    """Where a batch's answer positions sit, as index tensors found before a pass: `flat` indexes the batch's
+    [rows x tokens] positions row-major (the order a boolean mask picks them in), `rows` is each one's row and
+    `targets` its gold next token. A boolean-mask pick inside a pass makes the host wait for the device to learn
+    the count; these are found while the device is idle, so a GPU pass runs to its end without a wait."""
+
+    flat: torch.Tensor  # [answer tokens] long
+    rows: torch.Tensor  # [answer tokens] long
+    targets: torch.Tensor  # [answer tokens] long
+    n_rows: int
+
+    @staticmethod
+    def of(batch: "EncodedBatch", mask: torch.Tensor | None = None) -> "AnswerPositions":
+        """The positions of `mask` (default: the batch's answer mask; a widened batch's own), targets from it."""
+        mask = batch.answer_mask if mask is None else mask
+        flat = mask.reshape(-1).nonzero().squeeze(1)
+        targets = batch.targets.reshape(-1).index_select(0, flat)
+        return AnswerPositions(flat, torch.div(flat, mask.shape[1], rounding_mode="floor"), targets, mask.shape[0])
+
+    def pick(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[answer tokens, ...] from a [rows, tokens, ...] tensor (of any device)."""
+        flat = hidden.reshape(-1, *hidden.shape[2:])
+        return flat.index_select(0, self.flat.to(hidden.device))
+
+
 def answer_logprob(logits: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
     """[batch] sum of the gold answer tokens' log-probabilities, from logits at every position."""
-    return _gold_sum(logits[batch.answer_mask.to(logits.device)], batch)
+    where = AnswerPositions.of(batch)
+    return _gold_sum(where.pick(logits), where)
 
 
-def _gold_sum(at_answers: torch.Tensor, batch: EncodedBatch) -> torch.Tensor:
-    """[batch] sums from logits at the answer positions only ([answer tokens, vocab], row-major order)."""
-    mask = batch.answer_mask.to(at_answers.device)
-    targets = batch.targets.to(at_answers.device)[mask]
+def _gold_sum(at_answers: torch.Tensor, where: AnswerPositions) -> torch.Tensor:
+    """[rows] sums from logits at the answer positions only ([answer tokens, vocab], row-major order)."""
     chosen = at_answers.float()  # log-softmax only where it is needed
+    targets = where.targets.to(chosen.device)
     picked = chosen.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, dim=-1)
-    rows = mask.nonzero()[:, 0]
-    return torch.zeros(mask.shape[0], device=chosen.device, dtype=picked.dtype).index_add(0, rows, picked)
+    return torch.zeros(where.n_rows, device=chosen.device, dtype=picked.dtype).index_add(
+        0, where.rows.to(chosen.device), picked)
 
 
 def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | None = None) -> torch.Tensor:
@@ -121,14 +147,16 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | 
     (integrated gradients): one sum per row it became.
     """
     scored = batch if widen is None else batch.repeat(widen)
-    return _gold_sum(answer_logits(lm, batch, cache, scored.answer_mask), scored)
+    where = AnswerPositions.of(scored)
+    return _gold_sum(answer_logits(lm, batch, cache, where), where)
 
 
 def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
-                  answer_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob); `answer_mask`, where
-    the rows reaching the LM head are not the batch's own (default: the batch's mask)."""
-    mask = batch.answer_mask if answer_mask is None else answer_mask
+                  where: AnswerPositions | None = None) -> torch.Tensor:
+    """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob); `where`, found before
+    the pass (default: the batch's own answer positions; a widened batch's, where the rows reaching the LM head are
+    not the batch's own)."""
+    where = AnswerPositions.of(batch) if where is None else where
     head = lm.model.get_output_embeddings()
     taken: list[bool] = []
 
@@ -136,8 +164,7 @@ def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
         if not args:
             return None
         taken.append(True)
-        hidden = args[0]
-        return (hidden[mask.to(hidden.device)].unsqueeze(0), *args[1:])
+        return (where.pick(args[0]).unsqueeze(0), *args[1:])
 
     hook = head.register_forward_pre_hook(take_answers) if head is not None else None
     try:
@@ -145,7 +172,7 @@ def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
     finally:
         if hook is not None:
             hook.remove()
-    return logits[0] if taken else logits[mask.to(logits.device)]
+    return logits[0] if taken else where.pick(logits)
 
 
 def like_length_groups(lengths: Sequence[int], max_waste: float = 0.1) -> list[list[int]]:
@@ -231,8 +258,9 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
                     rows_cache = DynamicCache(config=lm.model.config)
                     rows_cache = rows_cache if plain_dynamic(rows_cache) else None
                 handle.answer_mask = part.answer_mask
-                at_answers = answer_logits(lm, part, rows_cache)
-                total[idx] = _gold_sum(at_answers, part).cpu()
+                where = AnswerPositions.of(part)
+                at_answers = answer_logits(lm, part, rows_cache, where)
+                total[idx] = _gold_sum(at_answers, where).cpu()
                 if keep_prompts and plain_dynamic(rows_cache):
                     _keep_prompts(part, idx, at_answers, rows_cache, shared, ends, own, first)
     finally:
