@@ -4,6 +4,7 @@ one full pass per (layer, alpha), with equal results; on a GPU, the time per sam
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -82,18 +83,71 @@ def _ig_256(lm, sync) -> list:
     tokens = cfg.encode(lm, sample).input_ids.shape[1]
     chosen = ig.layers_per_pass(lm, cfg.ig_steps)
 
-    def timed(per_pass: int) -> float:
-        """Best of 2 after a warm-up, with passes of `per_pass` layers (the module's choice swapped for the run)."""
-        pick, ig.layers_per_pass = ig.layers_per_pass, lambda *_: per_pass
+    @contextmanager
+    def settings(per_pass: int, fused: bool):
+        """Passes of `per_pass` layers (the module's choice swapped for the run), with or without the fused norms and
+        activations (model/fused.py)."""
+        pick, was = ig.layers_per_pass, ig.FUSED
+        ig.layers_per_pass, ig.FUSED = (lambda *_: per_pass), fused
         try:
-            return _best(lambda: (score_batch(lm, sample, cfg), sync()), repeat=2)
+            yield
         finally:
-            ig.layers_per_pass = pick
+            ig.layers_per_pass, ig.FUSED = pick, was
+
+    def run():
+        out = score_batch(lm, sample, cfg)[0]
+        sync()
+        return out
+
+    def timed(per_pass: int, fused: bool = True) -> float:
+        with settings(per_pass, fused):
+            return _best(run, repeat=2)  # best of 2 after a warm-up
 
     times = {k: timed(k) for k in sorted({1, 2, chosen})}
+    eager = timed(chosen, fused=False)
     t = times[chosen]
-    return [(f"IG per sample, m=20, {tokens} tokens ({answer} of them answer), GPU 7B-shape {lm.dtype}, "
-             f"{chosen} layers per pass (layers_per_pass)", f"{t:.2f} s", "", "<= 2 s", _verdict(t <= 2.0)),
-            (f"IG per sample as above, layers per pass {chosen} vs 1 (and 2: {times[2]:.2f} s)",
-             f"{t:.2f} s vs {times[1]:.2f} s", f"{times[1] / t:.2f}x", "the chosen size is the fastest measured",
-             _verdict(t <= min(times.values()) * 1.02))]
+    kinds, scores = [], {}
+    for fused, wall in ((True, t), (False, eager)):
+        with settings(chosen, fused):
+            kinds.append(_kernel_kinds(run, wall, "fused, " if fused else "eager, "))
+            scores[fused] = run()
+    err = float((scores[True] - scores[False]).abs().max() / scores[False].abs().max())
+    return kinds + [
+        (f"IG per sample, m=20, {tokens} tokens ({answer} of them answer), GPU 7B-shape {lm.dtype}, "
+         f"{chosen} layers per pass (layers_per_pass), fused norms and activations", f"{t:.2f} s", "", "<= 2 s",
+         _verdict(t <= 2.0)),
+        ("IG per sample as above, fused vs eager norms and activations (model/fused.py)",
+         f"{t:.2f} s vs {eager:.2f} s; scores differ by {err:.1e} of the largest ({lm.dtype})", f"{eager / t:.2f}x",
+         "faster", _verdict(t < eager)),
+        (f"IG per sample as above, layers per pass {chosen} vs 1 (and 2: {times[2]:.2f} s)",
+         f"{t:.2f} s vs {times[1]:.2f} s", f"{times[1] / t:.2f}x", "the chosen size is the fastest measured",
+         _verdict(t <= min(times.values()) * 1.02))]
+
+KERNEL_KINDS = (("matrix products", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "splitk")),
+                ("attention", ("flash", "fmha", "attention", "efficient", "sdpa")),
+                ("reductions and norms", ("reduce", "norm", "softmax", "logsumexp")))
+
+
+def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
+    """Where one IG sample's GPU time goes, by kernel kind (PyTorch's profiler; names matched to kinds), and how much
+    of the wall time the GPU was busy: what bounds the time per sample."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+    except Exception as exc:  # noqa: BLE001  # the timing rows stand without the breakdown
+        return ("IG per sample, GPU time by kernel kind", f"profiler failed: {type(exc).__name__}", "", "reported", "info")
+    kinds: dict[str, float] = {}
+    launches = 0
+    for event in prof.events():
+        if event.device_type.name != "CUDA":
+            continue
+        name = event.name.lower()
+        kind = next((k for k, words in KERNEL_KINDS if any(w in name for w in words)), "elementwise and copies")
+        kinds[kind] = kinds.get(kind, 0.0) + event.time_range.elapsed_us() / 1e6
+        launches += 1
+    busy = sum(kinds.values())
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return (f"IG per sample as below ({label}one run), GPU time by kernel kind ({launches} kernels)", f"{parts}; busy {busy:.2f} s",
+            f"{busy / wall:.2f} of the wall time", "reported", "info")

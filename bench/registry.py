@@ -15,6 +15,7 @@ def _lazy(module: str, function: str) -> Callable[[bool], list]:
 ALL: dict[str, Callable[[bool], list]] = {
     "model_load": figures.model_load,
     "collection": figures.collection_overhead,
+    "batch_sizes": figures.batch_sizes,
     "integrated_gradients": _lazy("ig", "integrated_gradients"),
     "memory": figures.memory,
     "cache": figures.cache_speed,
@@ -29,4 +30,4 @@ ALL: dict[str, Callable[[bool], list]] = {
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).
-ON_GPU = ("collection", "integrated_gradients", "memory", "generation", "alternatives")
+ON_GPU = ("collection", "batch_sizes", "integrated_gradients", "memory", "generation", "alternatives")
