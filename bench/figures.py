@@ -60,7 +60,8 @@ def _random_7b(quant: str, dtype: torch.dtype = torch.bfloat16):
         del model
         torch.cuda.empty_cache()
         model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16), device_map={"": 0})
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16), device_map={"": 0},
+            use_kernels=False)
     model.requires_grad_(False)
     return LoadedModel(ModelSpec("random-llama2-7b"), model, tok, "llama", FFNAccess(model, "llama"),
                        str(dtype).removeprefix("torch."), quant, weight_fingerprint(model))

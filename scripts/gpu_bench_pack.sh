@@ -26,14 +26,17 @@ for name, n in (("gsm8k", 64), ("arithmetic", 1)):
     (out / "samples" / f"{name}.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
 PY
 version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
-# What the GPU image lacks or holds in another version: our transformers, bitsandbytes, and nnsight with the
-# needs the image does not have (greenlet, pydantic and its needs; zstandard is only for nnsight's remote runs and is not imported).
+# What the GPU image lacks or holds in another version: our transformers with the huggingface-hub it needs,
+# bitsandbytes, and nnsight with the needs the image does not have (greenlet, pydantic and its needs; zstandard is
+# only for nnsight's remote runs and is not imported).
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d "$out/whl" "transformers==$(version transformers)" \
   "bitsandbytes==$(version bitsandbytes)" "$(grep '^nnsight' bench/requirements.txt)" \
-  $(for p in pydantic pydantic-core annotated-types typing-inspection typing-extensions greenlet; do
-      echo "$p==$(version $p)"; done)  # the versions that work together here (pydantic pins pydantic-core)
+  $(for p in pydantic pydantic-core annotated-types typing-inspection typing-extensions greenlet huggingface-hub \
+      hf-xet httpx2 httpcore2 truststore h11; do
+      echo "$p==$(version $p)"; done)  # the versions that work together here (pydantic pins pydantic-core; our
+                                      # transformers needs a newer huggingface-hub than the image's, with its needs)
 bnb=$(ls "$out"/whl/bitsandbytes-*.whl)
 tmp=$(mktemp -d)
 (cd "$tmp" && unzip -q "$OLDPWD/$bnb" && find bitsandbytes -name 'libbitsandbytes_*.so' \

@@ -51,6 +51,8 @@ def _mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 
 def _swappable(module: nn.Module) -> Callable | None:
+    if "forward" in vars(module):  # already wrapped (accelerate's hook that brings offloaded weights in): keep it
+        return None
     name = type(module).__name__
     if name in NORMS and hasattr(module, "variance_epsilon"):
         return _norm_forward

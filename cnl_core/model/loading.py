@@ -135,7 +135,11 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     spec, source, model_type, cuda, dtype, plan = _prepare(spec, work)
     quant = plan.quantization
     kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
-                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable}
+                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable,
+                    # transformers >= 5.25 swaps norms, activations and rotary embeddings for kernels fetched from
+                    # the Hub on a GPU by default: no download at load time, and the same numbers with or without
+                    # them (model/fused.py fuses what integrated gradients needs, under our own tests)
+                    "use_kernels": False}
     if quant != "none":
         from transformers import BitsAndBytesConfig
 

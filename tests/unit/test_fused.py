@@ -25,3 +25,17 @@ def test_changes_nothing_on_a_cpu(tiny_model_folder):
     with fused_elementwise(lm.model) as swapped:
         assert swapped == 0
         assert not any("forward" in vars(m) for m in lm.model.modules())
+
+
+def test_keeps_a_forward_another_library_wrapped(tiny_model_folder):
+    """accelerate wraps the forward of modules whose weights it offloads to RAM (the wrapper brings them in): such a
+    module keeps its wrapper (found on a GPU: a swapped norm saw its weights still on the meta device)."""
+    lm = load_model(tiny_model_folder)
+    norm = lm.model.model.layers[0].input_layernorm
+    norm.forward = lambda x: x  # as accelerate's add_hook_to_module does
+    assert _swappable(norm) is None
+
+
+def test_loads_without_hub_kernels(tiny_model_folder):
+    """transformers >= 5.25 would swap norms and activations for kernels fetched from the Hub on a GPU: not ours."""
+    assert load_model(tiny_model_folder).model.use_kernels is False
