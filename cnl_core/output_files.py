@@ -106,24 +106,32 @@ def _check_folders_above(target: Path, what: str) -> None:
     _probe(above, what, target)
 
 
-def check_output_file(path: str | Path, what: str = "--out") -> Path:
-    """Refuse, with a sentence naming the path, an output file that could not be written; creates nothing."""
+def _target(path: str | Path, what: str, noun: str) -> Path:
     text = str(path)
     if not text.strip() or "\0" in text:
-        raise OutputError(f"{what}: {text!r:.80} is not a file name.")
+        raise OutputError(f"{what}: {text!r:.80} is not a {noun} name.")
     target = Path(os.path.abspath(os.path.expanduser(text)))
+    try:
+        target.lstat()  # a name too long for the filesystem (or other trouble) says so here, not after the work
+    except (FileNotFoundError, NotADirectoryError):  # not there yet, or under a file: said below, in words
+        pass
+    except OSError as exc:
+        raise OutputError(f"{what}: {text[:200]} cannot be used ({_why(exc)}).") from exc
+    return target
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, with a sentence naming the path, an output file that could not be written; creates nothing."""
+    target = _target(path, what, "file")
     if target.is_dir():
-        raise OutputError(f"{what}: {path} is a folder; give a file name, such as {Path(text) / 'result.json'}.")
+        raise OutputError(f"{what}: {path} is a folder; give a file name, such as {Path(path) / 'result.json'}.")
     _check_folders_above(target, what)
     return target
 
 
 def check_output_folder(path: str | Path, what: str = "--out-dir") -> Path:
     """Refuse, with a sentence naming the path, an output folder that could not be created or written in."""
-    text = str(path)
-    if not text.strip() or "\0" in text:
-        raise OutputError(f"{what}: {text!r:.80} is not a folder name.")
-    target = Path(os.path.abspath(os.path.expanduser(text)))
+    target = _target(path, what, "folder")
     if target.exists() and not target.is_dir():
         raise OutputError(f"{what}: {path} is a file, not a folder.")
     if target.is_dir():
