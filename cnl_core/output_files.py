@@ -43,6 +43,20 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def sync_tree(folder: str | Path) -> None:
+    """Flush every file under `folder` and the folder itself to disk: before a whole folder is renamed into
+    place (the built-in model's conversion), so a crash after the rename never leaves empty files there."""
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_folder(folder)
+
+
 @contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
     """A temporary path to write the file at `path` to; on leaving the block it is synced and renamed over `path`.
