@@ -30,6 +30,10 @@ class CacheError(CNLError):
     """A cache file is corrupt or the cache folder cannot be used."""
 
 
+class OutputError(CNLError):
+    """A result file or folder cannot be written (the earlier file, if any, is kept)."""
+
+
 class NeuronSetError(CNLError):
     """A neuron set names layers or indices that the model does not have."""
 

@@ -1,7 +1,8 @@
 """Command line: `python -m cnl_core <command> ...`: the same library calls the dashboard makes.
 
 The parser is built from the library's defaults and choice lists (arguments.py); the commands are
-in commands.py. A user error prints one line, `error: ...`, and exits with status 2. Under
+in commands.py, a config file's steps in run_config.py. A user error prints one line, `error: ...`, and
+exits with status 2; output paths are checked before any command starts. Under
 `torchrun --nproc_per_node N -m cnl_core -- locate|sweep|evaluate|matrix ...` the processes share the work
 (cnl_core/parallel.py) and the main one prints and writes the result.
 """
@@ -9,12 +10,9 @@ in commands.py. A user error prints one line, `error: ...`, and exits with statu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
-import tomllib
 import torch
 
 from .. import fields as F
@@ -26,11 +24,10 @@ from ..options import DEFAULTS
 from . import arguments as A
 from . import harness_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
+from .run_config import cmd_run
 from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
 SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
-_STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
-                  "inspect", "steer", "lm-eval", "export")
 
 
 def cmd_cache(args) -> dict:
@@ -59,54 +56,10 @@ def cmd_datasets(args) -> dict:
     return {"datasets": out}
 
 
-def cmd_run(args) -> list:
-    """Run the steps of a JSON or TOML config file in order, sharing one loaded model."""
-    path = Path(args.config)
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"Could not read config {path}: {exc}") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("steps", []), list) or \
-            not all(isinstance(s, dict) for s in config.get("steps", [])) or not isinstance(config.get("model", {}), dict):
-        raise ParameterError(f"Config {path.name} needs a 'model' table and a list of 'steps' (tables).")
-    model = config.get("model", {})
-    steps = [dict(s) for s in config.get("steps", [])]
-    for i, step in enumerate(steps):  # every step is checked before the first one runs
-        if step.get("command") not in _STEP_COMMANDS:
-            raise ParameterError(f"Step {i + 1}: unknown command {step.get('command')!r}.")
-    outputs = []
-    for i, step in enumerate(steps):
-        command = step.pop("command")
-        argv = [command] + _to_argv({**model, **step} if command in _MODEL_COMMANDS else step)
-        print(f"\n== step {i + 1}: {' '.join(argv)}")
-        outputs.append(main(argv, exit_on_error=False))
-    return outputs
-
-
-_MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune", "decouple", "specificity", "inspect", "steer",
-                   "lm-eval")
-
-
-def _to_argv(options: dict) -> list[str]:
-    argv: list[str] = []
-    for key, value in options.items():
-        if key == "files":
-            argv += [str(v) for v in value]
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, list):
-            argv += [flag] + [str(v) for v in value]
-        elif value is not None and value is not False:
-            argv += [flag, str(value)]
-    return argv
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cnl_core",
-                                     description="Capability Neuron Lab: locate and test capability neurons.")
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The CLI's parser; `parser_class` (its sub-parsers too) is run_config's raising one when checking configs."""
+    parser = parser_class(prog="python -m cnl_core",
+                          description="Capability Neuron Lab: locate and test capability neurons.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("locate", help="locate the neurons of a dataset and compare splits")
@@ -186,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="list or clear the score cache")
     p.add_argument("action", choices=["list", "clear"])
-    p.add_argument("--key")
+    p.add_argument("--key", help="one entry of the score cache, as `cache list` shows its key")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("datasets", help="list datasets and whether they are available")
@@ -218,6 +171,7 @@ def _join_launch(args) -> parallel.Launch | None:
 def main(argv: Sequence[str] | None = None, exit_on_error: bool = True):
     args = build_parser().parse_args(argv)
     try:
+        A.check_outputs(args)
         args.launch = _join_launch(args)
         try:
             return args.func(args)

@@ -20,6 +20,7 @@ from ..locate.scorers import ScoreConfig, scorer_names
 from ..locate.select import LocateParams
 from ..model.loading import ModelSpec
 from ..model.memory import Workload
+from ..output_files import check_output_file, check_output_folder
 from ..options import (
     DEFAULTS,
     DEVICES,
@@ -104,6 +105,14 @@ def add_evaluation(p: argparse.ArgumentParser) -> None:
 
 def add_positions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--positions", default=POSITIONS[0], choices=POSITIONS)
+
+
+def check_outputs(args) -> None:
+    """--out and --out-dir can be written: checked first, so no run's result waits for an unwritable path."""
+    if getattr(args, "out", None) is not None:
+        check_output_file(args.out, "--out")
+    if getattr(args, "out_dir", None) is not None:
+        check_output_folder(args.out_dir, "--out-dir")
 
 
 def model_spec(args) -> ModelSpec:

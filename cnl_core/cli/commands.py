@@ -1,7 +1,8 @@
 """What each CLI command does: check every input, then load the model, run, print, write JSON.
 
-Each command reads its whole input (configs, datasets, neuron files) before the model loads, so a
-typo fails in a second, not after a minute of loading.
+Each command reads its whole input (configs, datasets, neuron files, output paths) before the model
+loads, and checks neurons against the grid the model's config describes, so a typo fails in a second,
+not after a minute of loading. Results are written atomically: a failed write keeps the earlier file.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Sequence
 
 from tqdm import tqdm
 
@@ -21,14 +23,25 @@ from ..experiments.json_io import read_json, write_json
 from ..experiments.locate import run_locate, threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..model.hooks import Intervention
+from ..inspect.neuron import check_neuron
+from ..model.config_grid import config_grid
 from ..model.loading import LoadedModel, memory_plan
 from ..model.model_cache import MODELS
+from ..model.neurons import NeuronGrid
 from ..report.exports import write_exports
 from . import arguments as A
 
 
-def _model(args) -> LoadedModel:
+def _model(args, sets: Sequence[LocateResult] = (), neuron: tuple[int, int] | None = None) -> LoadedModel:
+    """The model of the command, once the neuron sets and the neuron it will use are on its grid."""
     spec = A.model_spec(args)
+    if sets or neuron is not None:
+        loaded = MODELS.peek(spec)
+        grid = loaded.grid if loaded is not None else config_grid(spec)
+        for located in sets:
+            _on_grid(located, grid)
+        if neuron is not None:
+            check_neuron(grid, *neuron)
     if spec.trust_remote_code:
         print("warning: trust_remote_code is on: code from the model's repository will run.", file=sys.stderr)
     work = A.workload(args)
@@ -136,7 +149,7 @@ def cmd_evaluate(args) -> dict:
     cfg = A.eval_config(args)
     located = A.neuron_file(args.neurons)
     spec = A.dataset(args)
-    lm = _model(args)
+    lm = _model(args, [located] if located else [])
     iv = None
     if located is not None:
         iv = Intervention(_on_model(located, lm), args.intervention, args.factor, args.positions)
@@ -159,9 +172,13 @@ def cmd_evaluate(args) -> dict:
 
 def _on_model(located: LocateResult, lm: LoadedModel):
     """The located set, refused when it was located on a model of another shape."""
-    if located.grid != lm.grid:
+    return _on_grid(located, lm.grid)
+
+
+def _on_grid(located: LocateResult, grid: NeuronGrid):
+    if located.grid != grid:
         raise ParameterError(f"The neurons were located on a {located.grid.n_layers} x {located.grid.width} grid, "
-                             f"but this model has {lm.grid.n_layers} x {lm.grid.width}.")
+                             f"but this model has {grid.n_layers} x {grid.width}.")
     return located.neurons
 
 
@@ -169,7 +186,7 @@ def cmd_matrix(args) -> dict:
     cfg = A.eval_config(args)
     files = [(f, LocateResult.read(f)) for f in args.neurons]
     targets = [A.dataset(args, t).name for t in args.targets]
-    lm = _model(args)
+    lm = _model(args, [r for _, r in files])
     rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
             (Intervention(_on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
     bar, update = _progress_bar("matrix", args)
@@ -193,7 +210,7 @@ def cmd_finetune(args) -> dict:
     cfg = A.eval_config(args)
     located = A.neuron_file(args.neurons)
     spec = A.dataset(args)
-    lm = _model(args)
+    lm = _model(args, [located])
     ids = located.located_sample_ids()
     same_dataset = all(i.startswith(f"{spec.name}/") for i in ids)
     res = run_finetune(lm, spec.name, _on_model(located, lm), ids if same_dataset else None, args.n, args.seed,

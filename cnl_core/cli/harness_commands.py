@@ -23,7 +23,7 @@ def cmd_lm_eval(args) -> dict:
     located = A.neuron_file(args.neurons)
     Intervention(located.neurons, args.intervention, args.factor)  # a bad factor fails before the model loads
     manager = task_manager(settings)
-    lm = _model(args)
+    lm = _model(args, [located])
     iv = Intervention(_on_model(located, lm), args.intervention, args.factor)
     bar, update = _progress_bar("lm-eval runs")
     with bar:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .. import fields as F
+from ..errors import ParameterError
 from ..evaluate.controls import random_like
-from ..evaluate.steer import steer
+from ..evaluate.steer import check_prompt, steer
 from ..experiments.locate_result import LocateResult
-from ..inspect.neuron import check_neuron, inspect_neuron, parse_neuron
+from ..inspect.neuron import inspect_neuron, parse_neuron
 from ..model.hooks import Intervention
 from ..options import DEFAULTS, INTERVENTION_MODES
 from . import arguments as A
@@ -17,8 +20,7 @@ def cmd_inspect(args) -> dict:
     layer, index = parse_neuron(args.neuron)
     datasets = [A.dataset(args, name) for name in (args.dataset or [DEFAULTS.dataset])]
     located = [LocateResult.read(f) for f in args.neurons or []]
-    lm = _model(args)
-    check_neuron(lm, layer, index)
+    lm = _model(args, located, (layer, index))
     sets = {f"{r.model}:{r.dataset}": (_on_model(r, lm), [(t.layer, t.index) for t in r.top_neurons]) for r in located}
     rep = inspect_neuron(lm, layer, index, datasets, args.n, args.seed, args.top, sets)
     print(f"neuron {layer}:{index} of {rep.model}")
@@ -39,7 +41,7 @@ def cmd_inspect(args) -> dict:
 
 def cmd_steer(args) -> dict:
     located = LocateResult.read(args.neurons)
-    lm = _model(args)
+    lm = _model(args, [located])
     neurons = _on_model(located, lm)
     iv = Intervention(neurons, args.intervention, args.factor)
     control = Intervention(random_like(neurons, args.seed + 1000, neurons), args.intervention, args.factor)
@@ -53,6 +55,14 @@ def cmd_steer(args) -> dict:
     out = res.to_json()
     _write(args.out, out)
     return out
+
+
+def _prompt(text: str) -> str:
+    """argparse `type=` for --prompt: an empty prompt is refused while the command line is read."""
+    try:
+        return check_prompt(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_parsers(sub) -> None:
@@ -69,7 +79,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("steer", help="a prompt answered with the located neurons on, off/up, and a random control")
     A.add_model(p)
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", required=True, type=_prompt)
     p.add_argument("--neurons", required=True, help="a locate result JSON")
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
     p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor)

@@ -48,7 +48,7 @@ def cmd_specificity(args) -> dict:
         out = {"kind": "cnl.specificity", **split.to_json()}
         _write(args.out, out)
         return out
-    lm = _model(args)
+    lm = _model(args, list(located.values()))
     bar, update = _progress_bar("specificity")
     with bar:
         res = run_specificity(lm, located, args.n, args.seed, mode=args.intervention, factor=args.factor,

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import torch
 
+from ..errors import ParameterError
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
 
@@ -42,6 +43,13 @@ class SteerResult:
         return out
 
 
+def check_prompt(prompt: object) -> str:
+    """The prompt, or a sentence: an empty one has no last token to continue from (checked before any load)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ParameterError(f"The prompt is empty ({prompt!r:.40}); give the text the model should continue.")
+    return prompt
+
+
 def _next_token(lm: LoadedModel, ids: list[int]) -> tuple[int, float]:
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids], device=lm.input_device), use_cache=False).logits[0, -1].float()
@@ -65,6 +73,7 @@ def token_logprobs(lm: LoadedModel, prompt_ids: list[int], continuation: list[in
 def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
                  max_new_tokens: int = 32) -> Iterator[dict[str, Answer]]:
     """Greedy answers of every condition, one token at a time each (a full recompute per token: short answers)."""
+    check_prompt(prompt)
     prompt_ids = lm.tokenizer(prompt)["input_ids"]
     answers = {name: Answer() for name in conditions}
     eos = lm.tokenizer.eos_token_id

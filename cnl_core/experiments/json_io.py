@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import NeuronSetError
+from ..output_files import atomic_write
 
 MAX_RESULT_BYTES = 50 * 2**20
 MAX_DEPTH = 32  # result files nest a few levels; anything deeper is not one of ours
@@ -31,10 +32,8 @@ def read_json(path: str | Path, what: str = "result file", allow_list: bool = Fa
 
 
 def write_json(path: str | Path, data: dict | list) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(data), encoding="utf-8")
-    return path
+    """Write a result atomically (folders created as needed): a failed write keeps the earlier file whole."""
+    return atomic_write(path, dumps(data))
 
 
 def dumps(data: dict | list) -> str:

@@ -26,7 +26,7 @@ from ..errors import NeuronSetError, ParameterError
 from ..model.forward import encode_teacher_forced
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
-from ..model.neurons import NeuronSet
+from ..model.neurons import NeuronGrid, NeuronSet
 
 PROJECTION_METHOD = ("final_norm(W_down[:, index]) through the unembedding: the down projection applied to a "
                      "one-hot input minus its bias, then the final norm and the LM head (logit lens of the "
@@ -87,10 +87,11 @@ def parse_neuron(text: str) -> tuple[int, int]:
     return layer, index
 
 
-def check_neuron(lm: LoadedModel, layer: int, index: int) -> None:
-    if not 0 <= layer < lm.grid.n_layers or not 0 <= index < lm.grid.width:
-        raise NeuronSetError(f"Neuron {layer}:{index} does not exist: this model has layers 0..{lm.grid.n_layers - 1} "
-                             f"and indices 0..{lm.grid.width - 1}.")
+def check_neuron(grid: NeuronGrid, layer: int, index: int) -> None:
+    """On a model's grid (before loading: config_grid), so a neuron it does not have never waits for a load."""
+    if not 0 <= layer < grid.n_layers or not 0 <= index < grid.width:
+        raise NeuronSetError(f"Neuron {layer}:{index} does not exist: this model has layers 0..{grid.n_layers - 1} "
+                             f"and indices 0..{grid.width - 1}.")
 
 
 def output_direction(lm: LoadedModel, layer: int, index: int) -> torch.Tensor:
@@ -172,7 +173,7 @@ def inspect_neuron(lm: LoadedModel, layer: int, index: int, datasets: Sequence[D
                    seed: int = 0, top_k: int = 5,
                    sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]] | None = None) -> NeuronReport:
     """The neuron's vocabulary projection, its activations on n samples of each dataset, and its ranks."""
-    check_neuron(lm, layer, index)
+    check_neuron(lm.grid, layer, index)
     F.INSPECT_N.typed(n)
     top, bottom = vocab_projection(lm, layer, index)
     report = NeuronReport(lm.spec.name, layer, index, top, bottom)

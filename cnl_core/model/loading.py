@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import ModelLoadError
 from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
+from ..output_files import sync_tree
 from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
 from .build_lock import BUILD_LOCK
@@ -328,6 +329,7 @@ def _convert_builtin(name: str, folder: Path) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "cnl_source.json").write_text(json.dumps({"package": package, "gguf_file": filename}))
+    sync_tree(tmp)  # on disk before the rename makes it the model: a crash never leaves empty files in place
     if folder.exists() and not _complete(folder):  # a half folder from an old, killed version: set aside
         folder.rename(folder.with_name(f".{name}.stale-{uuid.uuid4().hex[:8]}"))
     try:

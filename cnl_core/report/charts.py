@@ -14,6 +14,7 @@ from ..experiments.dose import DosePoint
 from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.locate import SweepRow
 from ..experiments.locate_result import LocateResult
+from ..output_files import atomic_write
 
 
 def neuron_heatmap(prominence: torch.Tensor, bins: int = 48, title: str = "Located neurons",
@@ -129,8 +130,7 @@ def save_chart(chart: alt.Chart, path: str, fmt: str) -> str:
         data = vlc.vegalite_to_png(spec, scale=2)
     else:
         data = spec.encode()
-    with open(path, "wb") as fh:
-        fh.write(data)
+    atomic_write(path, data)
     return path
 
 

@@ -17,6 +17,7 @@ import torch
 from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.json_io import write_json
 from ..experiments.locate_result import LocateResult
+from ..output_files import atomic_write, check_output_folder
 from . import charts
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width forms
@@ -41,8 +42,7 @@ def safe_cell(value):
 
 
 def to_safe_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    df.map(safe_cell).to_csv(path, index=False)
-    return Path(path)
+    return atomic_write(path, df.map(safe_cell).to_csv(index=False))
 
 
 def safe_stem(label: str, limit: int = 80) -> str:
@@ -120,10 +120,11 @@ def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, 
                   evals: Sequence[EvalResult] = (), matrix: MatrixResult | None = None) -> list[Path]:
     """Every result as files in `folder`: located sets (JSON, CSV, heatmap PNG/SVG), evaluations, the matrix.
 
-    `located` maps a label to (result, per-neuron prominence or None for a re-loaded set).
+    `located` maps a label to (result, per-neuron prominence or None for a re-loaded set). The folder is
+    checked first; each file is written atomically, so a failure keeps the earlier export's files whole.
     """
+    check_output_folder(folder, "Export folder")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for label, (result, prominence) in located.items():
         stem = safe_stem(label)

@@ -159,3 +159,28 @@ def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
     assert s.returncode == 0, s.stderr
     steered = json.loads((tmp_path / "s.json").read_text())
     assert {"baseline", "intervened", "control"} <= set(steered) and len(steered["baseline"]["logprobs"]) == 3
+
+
+def test_a_full_disk_keeps_the_earlier_out_file_and_says_so(tmp_path):
+    """Issue #25: --out on a full disk replaced a good earlier result with truncated JSON, with a traceback."""
+    import resource
+
+    from tests.unit.test_results import result
+
+    files = [tmp_path / f"set{i}.json" for i in range(30)]
+    for f in files:
+        f.write_text(json.dumps(result().to_json()))
+    out = tmp_path / "cmp.json"
+    earlier = json.dumps({"kind": "cnl.compare", "earlier": "x" * 9000})
+    out.write_text(earlier)
+
+    def full_disk():  # writes past 4 KiB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    r = subprocess.run([sys.executable, "-m", "cnl_core", "compare", *map(str, files), "--out", str(out)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=full_disk)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: Could not write {out}" in r.stderr and "earlier file there is unchanged" in r.stderr
+    assert out.read_text() == earlier and {p.name for p in tmp_path.iterdir()} == {"cmp.json", *(f.name for f in files)}

@@ -157,3 +157,25 @@ def test_dashboard_writes_only_under_the_cache_folder():
     import dashboard
 
     assert Path(dashboard.os.environ["GRADIO_TEMP_DIR"]).is_relative_to(dashboard.cache_root())
+
+
+def test_a_cache_made_unwritable_mid_run_goes_on_without_caching(lm, score_cache, monkeypatch):
+    """Issue #25: safetensors' own error (a SafetensorError, not an OSError) crashed the run mid-way."""
+    import shutil
+
+    real, calls = collect_mod.score_batch, []
+
+    def then_the_cache_breaks(lm_, chunk, cfg):
+        calls.append(len(chunk))
+        if len(calls) == 2:  # the first shard is written; now the cache folder becomes a file
+            (folder,) = (score_cache / "scores").iterdir()
+            shutil.rmtree(folder)
+            folder.write_text("not a folder any more")
+        return real(lm_, chunk, cfg)
+
+    monkeypatch.setattr(collect_mod, "score_batch", then_the_cache_breaks)
+    ds = get_dataset("arithmetic")
+    table = collect_scores(lm, ds, [s.id for s in ds.rows()[:3]], ScoreConfig(), batch_size=1)
+    assert table.computed == 3 and table.scores.shape[0] == 3 and calls == [1, 1, 1]
+    notes = [n for n in table.notes if "going on without caching" in n]
+    assert len(notes) == 1 and "\n" not in notes[0]

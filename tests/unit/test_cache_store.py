@@ -81,3 +81,68 @@ def test_a_folder_whose_record_does_not_match_is_never_reused(score_cache):
     assert fresh.load(["a"]) == {}
     assert any("another setup" in p for p in fresh.problems)
     assert json.loads((fresh.folder / "record.json").read_text())["model"] == "m"
+
+
+def _rewrite(path, **meta_changes):
+    """The shard at path written again with the same tensors and its metadata changed as given."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = {**fh.metadata(), **meta_changes}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_a_changed_sample_id_is_caught_by_the_checksum(score_cache):
+    """Issue #25: the checksum covered the tensors only, so a changed id gave one sample another's scores."""
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a", "b"])
+    (path,) = store.folder.glob("shard-*.safetensors")
+    _rewrite(path, sample_ids=json.dumps(["a", "c"]))
+    fresh = ScoreStore(RECORD)
+    assert fresh.load(["a", "b", "c"]) == {}
+    assert len(fresh.problems) == 1 and "checksum" in fresh.problems[0] and "recomputed" in fresh.problems[0]
+    assert path.with_suffix(".corrupt").exists()
+
+
+@pytest.mark.parametrize("change", [{"schema": "9"}, {"extra": "x"}, {"checksum": "0" * 64}])
+def test_every_metadata_field_is_covered(score_cache, change):
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a"])
+    (path,) = store.folder.glob("shard-*.safetensors")
+    _rewrite(path, **change)
+    assert ScoreStore(RECORD).load(["a"]) == {}
+
+
+def test_shards_from_before_the_full_checksum_are_still_read_and_their_ids_checked(score_cache):
+    """Old shards carry only the tensors' digest: they are read, their ids checked against the file name."""
+    store = ScoreStore(RECORD)
+    store.ensure()
+    scores = _write(store, ["a", "b"])
+    (path,) = store.folder.glob("shard-*.safetensors")
+    _rewrite(path, checksum=None)  # as written by the previous version
+    got = ScoreStore(RECORD).load(["a", "b"])
+    assert set(got) == {"a", "b"} and torch.equal(got["b"][0].float(), scores[1])
+    _rewrite(path, sample_ids=json.dumps(["b", "a"]))  # swapped ids, same tensors: caught by the name
+    fresh = ScoreStore(RECORD)
+    assert fresh.load(["a", "b"]) == {} and "checksum" in fresh.problems[0]
+
+
+def test_a_cache_folder_gone_mid_run_is_one_cache_error_not_a_crash(score_cache):
+    """safetensors raises its own SafetensorError (not an OSError) when the folder has become a file."""
+    import shutil
+
+    from cnl_core.errors import CacheError
+
+    store = ScoreStore(RECORD)
+    store.ensure()
+    _write(store, ["a"])
+    shutil.rmtree(store.folder)
+    store.folder.write_text("a file where the folder was")
+    with pytest.raises(CacheError, match="going on without caching"):
+        _write(store, ["b"])
+    assert store.folder.read_text() == "a file where the folder was"
