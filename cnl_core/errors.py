@@ -34,6 +34,10 @@ class OutputError(CNLError):
     """A result file or folder cannot be written (the earlier file, if any, is kept)."""
 
 
+class ResultFileError(CNLError):
+    """A result file (or a cached result) is not what it claims: a field missing or of the wrong type."""
+
+
 class NeuronSetError(CNLError):
     """A neuron set names layers or indices that the model does not have."""
 

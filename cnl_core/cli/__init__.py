@@ -32,16 +32,28 @@ SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torc
 
 def cmd_cache(args) -> dict:
     from ..locate.score_store import clear_cache, list_cache
+    from ..result_cache import RESULTS
 
     if args.action == "clear":
+        if args.key is not None and RESULTS.remove(args.key):
+            print(f"removed the stored result {args.key}")
+            return {"removed": 1}
         n = clear_cache(args.key)
-        print(f"removed {n} cache folder(s)")
-        return {"removed": n}
+        if args.key is not None:
+            print(f"removed {n} score cache folder(s)")
+            return {"removed": n}
+        results = RESULTS.clear()
+        print(f"removed {n} score cache folder(s) and {results} stored result(s)")
+        return {"removed": n, "results_removed": results}
     entries = list_cache()
     for e in entries:
         print(f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {e['bytes'] / 2**20:.1f} MiB")
-    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
-    return {"entries": entries}
+    print(f"{len(entries)} score entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
+    results = RESULTS.entries()
+    for r in results:
+        print(f"{r['key']}  stored {r['kind']} result  {r['modified']}  {r['bytes'] / 1024:.1f} KiB")
+    print(f"{len(results)} stored results (evaluations, demos, studies... served again without the model)")
+    return {"entries": entries, "results": results}
 
 
 def cmd_datasets(args) -> dict:
@@ -137,9 +149,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("cache", help="list or clear the score cache")
+    p = sub.add_parser("cache", help="list or clear the score cache and the stored results")
     p.add_argument("action", choices=["list", "clear"])
-    p.add_argument("--key", help="one entry of the score cache, as `cache list` shows its key")
+    p.add_argument("--key", help="one entry of the score cache, or one stored result, as `cache list` shows its key")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("datasets", help="list datasets and whether they are available")
