@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from ..output_files import sync_tree
 from ..paths import cache_root
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
 from .build_lock import BUILD_LOCK
+from .fair_lock import FairLock
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
@@ -70,7 +70,7 @@ class LoadedModel:
     quantization: str
     fingerprint: str
     plan: LoadPlan | None = None  # the memory estimate the load was planned with
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    lock: FairLock = field(default_factory=FairLock, repr=False)  # first come, first served (fair_lock.py)
 
     @property
     def grid(self) -> NeuronGrid:
