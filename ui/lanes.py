@@ -29,7 +29,7 @@ DEFAULT_GUESS_S = 60.0
 POLL_S = 1.0  # how often a waiting visitor's place and Cancel are checked
 
 
-@dataclass
+@dataclass(eq=False)  # each ticket is itself: two waiting jobs of one kind are two places in line
 class _Ticket:
     kind: str
     started: float | None = None
