@@ -1,7 +1,9 @@
 """Loading causal LMs: the built-in offline model, a Hub id or a local folder.
 
-The config is read and checked (architecture supported, model fits in memory) before any
-weight is loaded, so a wrong choice fails in seconds with a plain message.
+The config is read and checked (shape, architecture supported, model fits in memory) before any
+weight is loaded, so a wrong choice fails in seconds with a plain message. Weights load from
+safetensors only (pickle runs code when loaded) unless the operator allows pickle, and what a shared
+dashboard's visitors may name is decided by `shared_mode`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import fields as F
+from .. import shared_mode
 from ..errors import ModelLoadError
 from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from ..paths import cache_root
+from ..progress import raise_if_cancelled
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
 from .build_lock import BUILD_LOCK
+from .config_check import check_shape, check_weight_files, config_error, config_values, read_config_file
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
@@ -109,6 +115,8 @@ def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = N
 
 def _prepare(spec: ModelSpec | str, work: Workload | None):
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
+    F.MODEL_NAME.check(spec.name)
+    shared_mode.current().check_model(spec.name, spec.trust_remote_code)
     if spec.quantization not in QUANTIZATIONS:
         raise ModelLoadError(f"Quantization must be one of {', '.join(QUANTIZATIONS)}.")
     if spec.dtype not in DTYPES:
@@ -134,8 +142,12 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
 
     spec, source, model_type, cuda, dtype, plan = _prepare(spec, work)
     quant = plan.quantization
+    safe_only = not shared_mode.current().allow_pickle
+    if safe_only:  # a Hub repo without safetensors is refused, not sent to the Hub's conversion service
+        os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
     kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
-                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable}
+                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable,
+                    "use_safetensors": True if safe_only else None}
     if quant != "none":
         from transformers import BitsAndBytesConfig
 
@@ -157,7 +169,14 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                                   local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
+        if safe_only and "safetensors" in str(exc):
+            raise ModelLoadError(
+                f"'{spec.name}' has no safetensors weights (pickle files only, and loading pickle can run code); this "
+                "tool reads safetensors only. Pick a model with safetensors, or allow pickle on your own machine for "
+                "weights you trust: CNL_ALLOW_PICKLE=1.") from exc
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
+    # Cancel (a button, a closed tab) stops a job at its next forward pass: a batch, a decoding step, a harness call.
+    model.register_forward_pre_hook(lambda _module, _args: raise_if_cancelled())
     if cuda and "device_map" not in kwargs:
         model.to("cuda")
     if quant != "none" and not cuda:
@@ -189,6 +208,7 @@ def _resolve_source(spec: ModelSpec) -> str:
     if os.path.isdir(spec.name):
         if not os.path.isfile(os.path.join(spec.name, "config.json")):
             raise ModelLoadError(f"The folder '{spec.name}' holds no model config (config.json).")
+        check_weight_files(spec.name, spec.name, shared_mode.current().allow_pickle)
         return spec.name
     if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
         raise ModelLoadError(
@@ -201,13 +221,15 @@ def _load_config(spec: ModelSpec, source: str):
     from transformers import AutoConfig
 
     hub = None if os.path.isdir(source) else hub_status()
+    if hub is None:
+        read_config_file(source, spec.name)  # size, binary, JSON and shape checked before transformers reads it
     try:
-        return AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-                                          local_files_only=hub is not None and not hub.reachable)
+        config = AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                            local_files_only=hub is not None and not hub.reachable)
     except OSError as exc:
         text = str(exc)
         if hub is None:
-            raise ModelLoadError(f"The folder '{source}' holds no model config (config.json).") from exc
+            raise config_error(exc, spec.name) from exc
         if not hub.reachable:
             raise ModelLoadError(
                 f"The Hugging Face Hub is out of reach here ({hub.why}), and '{spec.name}' is not in the local "
@@ -223,7 +245,11 @@ def _load_config(spec: ModelSpec, source: str):
             raise ModelLoadError(
                 f"'{spec.name}' needs its own code from the Hub. Turn on 'trust remote code' only if you trust its authors."
             ) from exc
-        raise ModelLoadError(f"Could not read the config of '{spec.name}': {_first_line(exc)}") from exc
+        raise config_error(exc, spec.name) from exc
+    except Exception as exc:  # noqa: BLE001  # transformers' strict config validation, a ZeroDivisionError...
+        raise config_error(exc, spec.name) from exc
+    check_shape(config_values(config), spec.name)
+    return config
 
 
 def _check_architecture(config) -> str:
