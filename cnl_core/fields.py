@@ -178,10 +178,12 @@ UPLOAD_ROWS = 200_000
 UPLOAD_COLUMNS = 200
 UPLOAD_CELL_CHARS = 100_000  # one CSV cell or JSONL line
 SESSION_UPLOADS = 4  # datasets one visitor keeps added at a time (the oldest goes)
+UPLOADS_IN_PROCESS = 16  # visitors' uploaded datasets the whole process keeps (the oldest goes)
 
 # lm-eval task folders: what a folder may hold before it is refused (`--include-path /` walked the disk).
 TASK_FOLDER_ENTRIES = 2000
 TASK_FILE_BYTES = 256 * 2**10
+TASK_UPLOAD_FILES = 20  # task YAMLs and data files uploaded at once
 
 # A model config: the largest shape accepted before any estimate (a config of 100,000 layers took 178 s and
 # 4.3 GB to be refused). Generous: today's largest open models have about 130 layers and 30,000 wide FFNs.

@@ -100,11 +100,15 @@ _OWNERS: dict[str, str] = {}  # dataset name -> the dashboard session that added
 
 def register_dataset(spec: DatasetSpec, owner: str | None = None) -> DatasetSpec:
     """Make a dataset known by name. An `owner` (a dashboard visitor's session) keeps it out of the public
-    list, and `forget_datasets(owner)` frees it when that session ends."""
+    list, `forget_datasets(owner)` frees it when that session ends, and at most fields.UPLOADS_IN_PROCESS
+    owned datasets are kept in all (the oldest goes)."""
     _REGISTRY[spec.name] = spec
     _OWNERS.pop(spec.name, None)  # a name registered again is the newest
     if owner is not None:
         _OWNERS[spec.name] = owner
+        for oldest in list(_OWNERS)[: max(0, len(_OWNERS) - F.UPLOADS_IN_PROCESS)]:  # memory stays bounded
+            _REGISTRY.pop(oldest, None)
+            _OWNERS.pop(oldest, None)
     return spec
 
 
