@@ -32,7 +32,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         click_map = gr.Image(label="Click map (darker = selected by more samples; ★ marks neurons in several sets)",
                              interactive=False, elem_id="click-map", type="numpy", height=30 * CELL_H + 10)
         with gr.Row():
-            neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box")
+            neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box", max_length=F.NEURON.max_chars)
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
             n = gr.Number(12, label="samples per dataset")
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-btn")

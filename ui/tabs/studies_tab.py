@@ -40,7 +40,8 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
         n = gr.Number(DEFAULTS.n, label="n per subsample")
-        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f")
+        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f",
+                               max_length=F.FRACTIONS.max_chars)
         repeats = gr.Number(1, label="repeats")
     decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
