@@ -28,7 +28,7 @@ from cnl_core.progress import cancel_scope
 from .session import Session
 
 log = logging.getLogger("cnl.dashboard")
-STOP_WAIT_S = 30.0  # how long a new job waits for the visitor's cancelled one to stop
+STOP_WAIT_S = 120.0  # how long a new job waits for the visitor's cancelled one to stop (a slow CPU's batch)
 
 
 @dataclass

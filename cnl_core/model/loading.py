@@ -175,8 +175,7 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
                 "tool reads safetensors only. Pick a model with safetensors, or allow pickle on your own machine for "
                 "weights you trust: CNL_ALLOW_PICKLE=1.") from exc
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
-    # Cancel (a button, a closed tab) stops a job at its next forward pass: a batch, a decoding step, a harness call.
-    model.register_forward_pre_hook(lambda _module, _args: raise_if_cancelled())
+    _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:
         model.to("cuda")
     if quant != "none" and not cuda:
@@ -190,6 +189,15 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
         dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model), plan=plan,
     )
+
+
+def _add_cancel_points(model: nn.Module, down: str) -> None:
+    """Cancel (a button, a closed tab) stops a job at its next model step: the model and each decoder layer check
+    the thread's cancel scope before they run (progress.py), so even one long forward pass stops within a layer."""
+    modules = dict(model.named_modules())
+    layers = [modules.get(name[: -len(down) - 1]) for name in modules if name.endswith("." + down)]
+    for module in [model, *(m for m in layers if m is not None)]:
+        module.register_forward_pre_hook(lambda _module, _args: raise_if_cancelled())
 
 
 def _first_line(exc: BaseException) -> str:
