@@ -67,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-model", action="append", default=[], metavar="HUB_ID",
                         help="shared mode: the Hub models visitors may load (repeatable; default: any; env "
                              "CNL_ALLOWED_MODELS, comma-separated)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="let model folders without safetensors load pickle weights (runs code if the weights "
+    parser.add_argument("--allow-pickled-weights", action="store_true",
+                        help="let model folders without safetensors load pickled weights (runs code if the weights "
                              "are hostile; env CNL_ALLOW_PICKLE=1)")
     return parser.parse_args(argv)
 
@@ -77,7 +77,7 @@ def policy_from(args: argparse.Namespace) -> shared_mode.Policy:
     """The shared-mode policy these flags and the environment give (flags first)."""
     return shared_mode.Policy.from_env(share=args.share, host=args.host, shared=args.shared,
                                        allowed_paths=tuple(args.allow_path), allowed_models=tuple(args.allow_model),
-                                       allow_pickle=args.allow_pickle)
+                                       allow_pickle=args.allow_pickled_weights)
 
 
 def launch_options(args: argparse.Namespace) -> dict:

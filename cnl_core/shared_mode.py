@@ -14,7 +14,7 @@ go around it. The CLI reads the same environment variables:
     CNL_SHARED=1|0          force shared mode on or off (default: on with SPACE_ID, --share or a public --host)
     CNL_ALLOWED_PATHS=a:b   folders whose models, dataset files and task YAMLs visitors may name
     CNL_ALLOWED_MODELS=x,y  Hub model ids visitors may load (default: any; the built-in model always)
-    CNL_ALLOW_PICKLE=1      let model folders without safetensors load their pickle weights (never by default)
+    CNL_ALLOW_PICKLE=1      let model folders without safetensors load their pickled weights (never by default)
 """
 
 from __future__ import annotations

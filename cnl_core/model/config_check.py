@@ -4,7 +4,7 @@ Why: a config is a stranger's file on a shared dashboard. Read as it was, a bina
 called "holds no model config", a string hidden size or zero heads gave a traceback, and a config
 of 100,000 layers took minutes and gigabytes before the memory estimate refused it. Here the file
 is read with a size bound, every shape number is checked against `fields.py` (the sentence names
-the key and the value), and a folder whose weights are pickle files only is refused: unpickling
+the key and the value), and a folder whose weights are pickled files only is refused: unpickling
 runs code, and this tool reads safetensors.
 """
 
@@ -89,7 +89,7 @@ def check_shape(get: Callable[[str], Any], name: str) -> None:
 
 
 def check_weight_files(folder: str | os.PathLike, name: str, allow_pickle: bool) -> None:
-    """Refuse a folder whose weights are pickle files only (unless the operator let pickle load)."""
+    """Refuse a folder whose weights are pickled files only (unless the operator allowed unpickling them)."""
     if allow_pickle:
         return
     files = [f.name for f in Path(folder).iterdir() if f.is_file()]
@@ -98,9 +98,9 @@ def check_weight_files(folder: str | os.PathLike, name: str, allow_pickle: bool)
     pickles = sorted(f for f in files if f.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise ModelLoadError(
-            f"The folder '{name}' holds its weights as pickle files only ({', '.join(pickles[:3])}); loading pickle "
+            f"The folder '{name}' holds its weights as pickled files only ({', '.join(pickles[:3])}); unpickling "
             "can run code, so this tool reads safetensors only. Convert them (model.save_pretrained(folder) saves "
-            "safetensors), or allow pickle on your own machine for weights you trust: CNL_ALLOW_PICKLE=1.")
+            "safetensors), or, on your own machine and for weights you trust, allow them: CNL_ALLOW_PICKLE=1.")
 
 
 def config_error(exc: BaseException, name: str) -> ModelLoadError:

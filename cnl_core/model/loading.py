@@ -2,7 +2,7 @@
 
 The config is read and checked (shape, architecture supported, model fits in memory) before any
 weight is loaded, so a wrong choice fails in seconds with a plain message. Weights load from
-safetensors only (pickle runs code when loaded) unless the operator allows pickle, and what a shared
+safetensors only (unpickling runs code) unless the operator allows pickled weights, and what a shared
 dashboard's visitors may name is decided by `shared_mode`.
 """
 
@@ -171,9 +171,9 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     except (OSError, ValueError) as exc:
         if safe_only and "safetensors" in str(exc):
             raise ModelLoadError(
-                f"'{spec.name}' has no safetensors weights (pickle files only, and loading pickle can run code); this "
-                "tool reads safetensors only. Pick a model with safetensors, or allow pickle on your own machine for "
-                "weights you trust: CNL_ALLOW_PICKLE=1.") from exc
+                f"'{spec.name}' has no safetensors weights (pickled files only, and unpickling can run code); this "
+                "tool reads safetensors only. Pick a model with safetensors, or, on your own machine and for weights "
+                "you trust, allow them: CNL_ALLOW_PICKLE=1.") from exc
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:

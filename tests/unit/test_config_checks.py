@@ -91,7 +91,7 @@ def test_a_pickle_only_folder_is_refused_unless_the_operator_allows_pickle(tiny_
         if f.is_file() and f.suffix != ".safetensors":
             (folder / f.name).write_bytes(f.read_bytes())
     torch.save(load_file(f"{tiny_model_folder}/model.safetensors"), folder / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match="pickle files only \\(pytorch_model.bin\\).*CNL_ALLOW_PICKLE=1"):
+    with pytest.raises(ModelLoadError, match="pickled files only \\(pytorch_model.bin\\).*CNL_ALLOW_PICKLE=1"):
         load_model(ModelSpec(str(folder), device="cpu"))
     monkeypatch.setattr(shared_mode, "_CURRENT", Policy(allow_pickle=True))  # the operator's explicit opt-in
     assert load_model(ModelSpec(str(folder), device="cpu")).grid.n_layers == 2
