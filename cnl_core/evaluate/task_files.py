@@ -183,9 +183,12 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def save_task_files(files: list[Path], folder: Path, allowed: Callable[[Path], bool] = lambda p: False) -> list[str]:
+def save_task_files(files: list[Path], folder: Path, allowed: Callable[[Path], bool] = lambda p: False,
+                    home: Path | None = None) -> list[str]:
     """Put uploaded task YAMLs (and the data files they name) into `folder`, each checked strictly first;
-    a data file named by its bare file name in `data_files` is pointed at its copy. Returns the task names."""
+    a data file named by its bare file name in `data_files` is pointed at its copy in `home` (where the folder
+    will be moved; default: the folder itself). Returns the task names."""
+    home = home or folder
     folder.mkdir(parents=True, exist_ok=True)
     uploads = {Path(f).name: Path(f) for f in files}
     for name in uploads:
@@ -198,8 +201,8 @@ def save_task_files(files: list[Path], folder: Path, allowed: Callable[[Path], b
             (folder / name).write_bytes(path.read_bytes())
             continue
         data = read_task_file(path, strict=True, shown=name)
-        data = _point_data_files(data, folder, set(uploads))
-        check_task_data(data, folder, name, allowed)
+        data = _point_data_files(data, home, set(uploads))
+        check_task_data(data, home, name, allowed)
         (folder / name).write_text(yaml.safe_dump(data, sort_keys=False))
         task = data.get("task")
         names += [task] if isinstance(task, str) else []

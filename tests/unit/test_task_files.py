@@ -136,3 +136,23 @@ def test_templates_render_in_a_sandbox_in_shared_mode(monkeypatch):
     assert lm_eval.utils.apply_template("{{ q | regex_replace('1', 'one') }}=", {"q": "1+1"}) == "one+one="
     with pytest.raises(SecurityError):
         lm_eval.utils.apply_template("{{ cycler.__init__.__globals__ }}", {})
+
+
+def test_the_dashboard_keeps_the_last_good_task_upload_when_the_next_is_refused(payload):
+    import gradio as gr
+
+    from ui.session import new_session
+    from ui.tabs import harness_panel
+
+    upload, marker = payload
+    (upload / "t.yaml").write_text(TASK.format(data="d.jsonl"))
+    (upload / "evil.yaml").write_text(TASK.format(data="d.jsonl") + "process_docs: !function x.fn\n")
+    state = new_session()
+    include, msg = harness_panel.take_task_files([str(upload / "t.yaml"), str(upload / "d.jsonl")], state)
+    assert "Checked and ready: my_sums" in msg and include == str(state.task_folder())
+    with pytest.raises(gr.Error, match="!function"):
+        harness_panel.take_task_files([str(upload / "evil.yaml")], state)
+    assert check_task_folder(Path(include), strict=True) == ["my_sums"]  # the good upload is still there
+    assert f"test: {include}/d.jsonl" in (Path(include) / "t.yaml").read_text()
+    state.end()
+    assert not Path(include).exists() and not marker.exists()

@@ -70,12 +70,14 @@ def take_task_files(files, state):
     if len(paths) > F.TASK_UPLOAD_FILES:
         raise HarnessError(f"{len(paths)} files at once; upload at most {F.TASK_UPLOAD_FILES}.")
     folder = state.task_folder()
-    shutil.rmtree(folder, ignore_errors=True)
+    staging = folder.with_name(f".{folder.name}-new")  # checked beside the last upload, which stays until then
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        names = save_task_files(paths, folder, allowed=shared_mode.current().allows_path)
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)  # all or nothing
-        raise
+        names = save_task_files(paths, staging, allowed=shared_mode.current().allows_path, home=folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # all or nothing
     return str(folder), (f"Checked and ready: {', '.join(names)}. Name them in the tasks box." if names else
                          "No task YAML among the files (a YAML's `task:` names it).")
 
