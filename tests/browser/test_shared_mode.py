@@ -60,3 +60,26 @@ def test_an_uploaded_task_yaml_with_function_is_refused(shared_app, tmp_path):
     evil.write_text("task: evil\ndataset_path: json\nprocess_docs: !function x.fn\n")
     page.locator("#lm-eval-files input[type=file]").set_input_files(str(evil))
     page.get_by_text("the tag !function could run code").first.wait_for(timeout=60_000)
+
+
+def test_a_closed_tab_stops_its_job_and_the_next_visitor_runs_at_once(shared_app):
+    """A visitor starts a long locate and closes the tab: the job stops (Gradio's unload, when the tab's
+    heartbeat ends) instead of holding the model for minutes, so another visitor's locate runs at once."""
+    from .flow import set_number
+
+    url, page, _ = shared_app
+    other = page.context.browser.new_context(viewport={"width": 1366, "height": 900})
+    leaving = other.new_page()
+    leaving.goto(url)
+    wait_for_text(leaving.locator("#model-info"), ["30 layers x 1536"], timeout=180)
+    leaving.get_by_role("tab", name="2 · Data").click()
+    set_number(leaving, "n per split", 300)  # 600 samples: many minutes if it ran on
+    leaving.get_by_role("tab", name="3 · Locate").click()
+    leaving.locator("#locate-btn").click()
+    leaving.wait_for_timeout(5000)
+    other.close()  # the tab (and its browser window) goes away
+    page.get_by_role("tab", name="2 · Data").click()
+    set_number(page, "n per split", 3)
+    page.get_by_role("tab", name="3 · Locate").click()
+    page.locator("#locate-btn").click()  # queued behind the closed tab's job, which must stop
+    wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=240)
