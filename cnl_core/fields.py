@@ -134,3 +134,64 @@ BOOTSTRAP_ITERS = NumberField("bootstrap iterations", 0, 100_000)
 ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
        FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,
        STEER_TOKENS, HARNESS_LIMIT, HARNESS_FEWSHOT, HARNESS_GEN_TOKS, HARNESS_DRAWS, BOOTSTRAP_ITERS)
+
+
+@dataclass(frozen=True)
+class TextField:
+    """One typed text: its name as shown and its longest length.
+
+    Every text box of a shared dashboard reaches the server through an API anyone can call, whatever
+    the box's own `max_length`: the length is checked here, before the text reaches a tokenizer, a
+    file system call or a model (a 100,000-character prompt held the model for minutes).
+    """
+
+    label: str
+    max_chars: int
+
+    def check(self, value) -> str:
+        """The text (None reads as empty), or ParameterError naming the field and the length."""
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ParameterError(f"{self.label}: expected text, got {type(value).__name__}.")
+        if len(value) > self.max_chars:
+            raise ParameterError(f"{self.label}: {len(value):,} characters is too long; the limit is "
+                                 f"{self.max_chars:,}.")
+        return value
+
+
+MODEL_NAME = TextField("model", 300)
+UPLOAD_NAME = TextField("dataset name", 100)
+LABELS = TextField("labels", 2000)
+TEMPLATE = TextField("prompt template", 2000)
+STEER_PROMPT = TextField("prompt", 4000)
+TASK_NAMES = TextField("lm-eval tasks", 1000)
+TASK_FOLDER = TextField("folder of task YAMLs", 1000)
+NEURON = TextField("neuron", 40)
+FRACTIONS = TextField("shared fractions", 200)
+TEXTS = (MODEL_NAME, UPLOAD_NAME, LABELS, TEMPLATE, STEER_PROMPT, TASK_NAMES, TASK_FOLDER, NEURON, FRACTIONS)
+
+# Uploaded tables: read row by row, never more than this (the bytes bound the time, the rows and columns the
+# memory: a 46 MB CSV of many short cells once took 3.3 GB as Python dicts).
+UPLOAD_BYTES = 50 * 2**20
+UPLOAD_ROWS = 200_000
+UPLOAD_COLUMNS = 200
+UPLOAD_CELL_CHARS = 100_000  # one CSV cell or JSONL line
+SESSION_UPLOADS = 4  # datasets one visitor keeps added at a time (the oldest goes)
+UPLOADS_IN_PROCESS = 16  # visitors' uploaded datasets the whole process keeps (the oldest goes)
+
+# lm-eval task folders: what a folder may hold before it is refused (`--include-path /` walked the disk).
+TASK_FOLDER_ENTRIES = 2000
+TASK_FILE_BYTES = 256 * 2**10
+TASK_UPLOAD_FILES = 20  # task YAMLs and data files uploaded at once
+
+# A model config: the largest shape accepted before any estimate (a config of 100,000 layers took 178 s and
+# 4.3 GB to be refused). Generous: today's largest open models have about 130 layers and 30,000 wide FFNs.
+CONFIG_BYTES = 2**20
+LAYERS = NumberField("num_hidden_layers", 1, 1024)
+HIDDEN = NumberField("hidden_size", 1, 131_072)
+INTERMEDIATE = NumberField("intermediate_size", 1, 2**20)
+HEADS = NumberField("num_attention_heads", 1, 1024)
+KV_HEADS = NumberField("num_key_value_heads", 1, 1024)
+HEAD_DIM = NumberField("head_dim", 1, 16_384)
+VOCAB = NumberField("vocab_size", 1, 2**22)

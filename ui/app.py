@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 
-from .session import new_session, session
+from .session import session
+from .visitors import start_session, state_deleted, tab_closed
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
                    locate_tab, model_tab, steer_panel, studies_tab)
 
@@ -21,9 +23,12 @@ def _labels(state):
 
 
 def build_app() -> gr.Blocks:
+    policy = shared_mode.current()
     with gr.Blocks(title="Capability Neuron Lab") as demo:
-        state = gr.State(None)
+        state = gr.State(None, delete_callback=state_deleted)  # Gradio drops a closed tab's state: free it
         gr.Markdown(TITLE)
+        if policy.shared:
+            gr.Markdown(f"*{policy.describe()}*", elem_id="shared-mode")
         intro = demo_panel.build()
         with gr.Tab("1 · Model"):
             model = model_tab.build()
@@ -45,8 +50,10 @@ def build_app() -> gr.Blocks:
         model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
                              concurrency_id="model-info", concurrency_limit=4)
         name_box, *pickers = model.inputs
+        # The estimate reads a config (maybe from the Hub): queued, two at a time, the latest input only.
+        estimate = {"concurrency_id": "estimate", "concurrency_limit": 2, "trigger_mode": "always_last"}
         for ev in (name_box.submit, name_box.blur, *(p.change for p in pickers)):
-            ev(model_tab.estimate_ui, model.inputs, model.estimate, queue=False)
+            ev(model_tab.estimate_ui, model.inputs, model.estimate, **estimate)
 
         data.preview_btn.click(data_tab.preview_splits, [data.datasets, data.n, data.k, data.seed], data.split_rows)
         data.upload.upload(data_tab.inspect_upload, [data.upload, state],
@@ -93,6 +100,7 @@ def build_app() -> gr.Blocks:
                                      iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.overlap, state], state, **heavy)
             hp_ev.success(lambda s: intervene_tab.evaluation_outputs(session(s)), state, iv.outputs)
             iv_events.append(hp_ev)
+            hp.files.upload(harness_panel.take_task_files, [hp.files, state], [hp.include, hp.files_msg])
         iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=iv_events, queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
@@ -106,9 +114,11 @@ def build_app() -> gr.Blocks:
                                [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
-        demo.load(model_tab.estimate_ui, model.inputs, model.estimate, queue=False)
-        demo.load(new_session, None, state).then(
+        demo.load(model_tab.estimate_ui, model.inputs, model.estimate, concurrency_id="estimate",
+                  concurrency_limit=2)
+        demo.load(start_session, None, state).then(
             model_tab.load_model_ui, [*model.inputs, state], [model.info, state], concurrency_id="model-info",
             concurrency_limit=4)
+        demo.unload(tab_closed)  # a closed tab's job stops at its next model step; its data is freed
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

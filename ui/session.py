@@ -1,14 +1,21 @@
-"""One visitor's state: their model choice, located sets, evaluations and uploads (never shared)."""
+"""One visitor's state: their model choice, located sets, evaluations and uploads (never shared).
+
+What a session holds is freed when it ends (`Session.end`: the tab closed, or Gradio dropped the state):
+its uploaded datasets leave the process's registry, its task files leave the disk.
+"""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
 
 import torch
 
+from cnl_core.data.samples import forget_datasets
 from cnl_core.errors import ParameterError
+from cnl_core.evaluate.task_files import uploads_root
 from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.locate import LocateRun
 from cnl_core.experiments.locate_result import LocateResult
@@ -29,6 +36,16 @@ class Located:
         return None if self.run is None else self.run.prominence(self.result.params)
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """An uploaded table between its preview and "Add dataset": where it is and what it holds, not its rows."""
+
+    path: str
+    filename: str
+    columns: list[str]
+    rows: int
+
+
 @dataclass
 class Session:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -37,7 +54,7 @@ class Session:
     history: list[list[EvalResult]] = field(default_factory=list)  # every Intervene run, oldest first
     matrix: MatrixResult | None = None
     uploads: list[str] = field(default_factory=list)
-    pending_upload: list[dict] | None = None
+    pending_upload: PendingUpload | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def __getstate__(self) -> dict:
@@ -46,6 +63,21 @@ class Session:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, cancel=threading.Event())
+
+    def task_folder(self):
+        """Where this session's checked lm-eval task files go."""
+        return uploads_root() / self.id
+
+    def end(self) -> None:
+        """The visitor left: a running job stops at its next model step, and what the session held is freed."""
+        self.cancel.set()
+        forget_datasets(self.id)
+        self.uploads.clear()
+        self.pending_upload = None
+        self.located.clear()
+        self.history.clear()
+        self.matrix = None
+        shutil.rmtree(self.task_folder(), ignore_errors=True)
 
     @property
     def evals(self) -> list[EvalResult]:

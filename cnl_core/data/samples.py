@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import fields as F
 from ..errors import DatasetError
 from ..hub_status import hub_status
 from ..options import TASK_KINDS
@@ -24,7 +25,7 @@ from ..options import TASK_KINDS
 GENERATE_NUMBER, CHOICE, LOGLIK = TASK_KINDS  # generation + numeric match | best verbalizer | log-likelihood only
 KINDS = TASK_KINDS
 
-MAX_UPLOAD_BYTES = 50 * 2**20
+MAX_UPLOAD_BYTES = F.UPLOAD_BYTES
 MAX_TEXT_CHARS = 2000  # long reviews/passages are cut so one sample stays cheap on a CPU
 
 
@@ -94,21 +95,43 @@ class DatasetSpec:
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
+_OWNERS: dict[str, str] = {}  # dataset name -> the dashboard session that added it
 
 
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+def register_dataset(spec: DatasetSpec, owner: str | None = None) -> DatasetSpec:
+    """Make a dataset known by name. An `owner` (a dashboard visitor's session) keeps it out of the public
+    list, `forget_datasets(owner)` frees it when that session ends, and at most fields.UPLOADS_IN_PROCESS
+    owned datasets are kept in all (the oldest goes)."""
     _REGISTRY[spec.name] = spec
+    _OWNERS.pop(spec.name, None)  # a name registered again is the newest
+    if owner is not None:
+        _OWNERS[spec.name] = owner
+        for oldest in list(_OWNERS)[: max(0, len(_OWNERS) - F.UPLOADS_IN_PROCESS)]:  # memory stays bounded
+            _REGISTRY.pop(oldest, None)
+            _OWNERS.pop(oldest, None)
     return spec
+
+
+def forget_datasets(owner: str, keep: int = 0) -> list[str]:
+    """Drop the datasets `owner` registered, all but its `keep` newest; returns the names dropped."""
+    owned = [name for name, who in _OWNERS.items() if who == owner]
+    dropped = owned[: max(0, len(owned) - keep)]
+    for name in dropped:
+        _REGISTRY.pop(name, None)
+        _OWNERS.pop(name, None)
+    return dropped
 
 
 def get_dataset(name: str) -> DatasetSpec:
     if name not in _REGISTRY:
-        raise DatasetError(f"Unknown dataset '{name}'. Known: {', '.join(sorted(_REGISTRY))}.")
+        known = sorted(n for n in _REGISTRY if n not in _OWNERS)
+        raise DatasetError(f"Unknown dataset '{str(name)[:100]}'. Known: {', '.join(known)}.")
     return _REGISTRY[name]
 
 
 def list_datasets() -> list[DatasetSpec]:
-    return list(_REGISTRY.values())
+    """The datasets every user sees (built-in, Hub, files of the CLI), not dashboard visitors' uploads."""
+    return [spec for name, spec in _REGISTRY.items() if name not in _OWNERS]
 
 
 def package_file(package: str, relative: str) -> Path:

@@ -1,81 +1,27 @@
 """A user's own CSV or JSONL file as a dataset.
 
-The file is only parsed, never executed or used as a path for anything else; every problem
-(encoding, size, columns, empty answers, labels) is reported as a DatasetError in plain words.
+The file is only parsed (tables.py reads it row by row, within a bound on bytes, rows and columns),
+never executed or used as a path for anything else; every problem (encoding, size, columns, empty
+answers, labels) is reported as a DatasetError in plain words. Only the two columns a dataset uses
+are kept. On a shared dashboard a file named by path must lie in a folder the operator allowed
+(shared_mode); visitors' own uploads reach this module through the dashboard, by their content.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
+from .. import shared_mode
 from ..errors import DatasetError
-from .samples import (
-    CHOICE,
-    GENERATE_NUMBER,
-    KINDS,
-    LOGLIK,
-    MAX_UPLOAD_BYTES,
-    DatasetSpec,
-    Sample,
-    get_dataset,
-    register_dataset,
-)
+from .samples import CHOICE, GENERATE_NUMBER, KINDS, LOGLIK, DatasetSpec, Sample, get_dataset, register_dataset
+from .tables import open_records, read_table, scan_table  # noqa: F401  # read_table: this module's reader before
 
 _NUMERIC = re.compile(r"^\s*-?[\d,]*\.?\d+\s*$")
-
-
-def read_table(data: bytes, filename: str) -> list[dict]:
-    """Parse CSV or JSONL bytes into records (dicts of strings)."""
-    if not data.strip():
-        raise DatasetError("The file is empty.")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise DatasetError(f"The file is {len(data) / 2**20:.1f} MiB; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB.")
-    if b"\x00" in data[:8192]:
-        raise DatasetError("The file looks binary; upload a CSV or JSONL text file.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"The file is not UTF-8 text (bad byte at position {exc.start}); save it as UTF-8.") from exc
-    suffix = Path(filename).suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"Line {n} is not valid JSON: {exc.msg}.") from exc
-            if not isinstance(rec, dict):
-                raise DatasetError(f"Line {n} must be a JSON object with named fields.")
-            nested = next((k for k, v in rec.items() if isinstance(v, (dict, list))), None)
-            if nested is not None:
-                raise DatasetError(f"Line {n}: field '{str(nested)[:40]}' holds a nested object or list; every field "
-                                   "must be text or a number (flatten the file first).")
-            records.append({str(k): "" if v is None else str(v) for k, v in rec.items()})
-        if not records:
-            raise DatasetError("The file has no rows.")
-        return records
-    if suffix in (".csv", ".tsv", ".txt"):
-        try:
-            reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-            records = [{str(k): "" if v is None else str(v) for k, v in r.items() if k is not None} for r in reader]
-        except csv.Error as exc:
-            raise DatasetError(f"The CSV file could not be parsed: {exc}.") from exc
-        if not reader.fieldnames:
-            raise DatasetError("The CSV file has no header row.")
-        if not records:
-            raise DatasetError(f"The file has a header ({', '.join(reader.fieldnames)[:120]}) but no rows.")
-        return records
-    raise DatasetError(f"Unsupported file type '{suffix or filename}'; upload .csv or .jsonl.")
 
 
 def columns_of(records: list[dict]) -> list[str]:
@@ -86,32 +32,37 @@ def columns_of(records: list[dict]) -> list[str]:
 
 
 def dataset_from_records(
-    records: list[dict],
+    records: Iterable[dict],
     name: str,
     prompt_column: str,
     answer_column: str,
     labels: Sequence[str] | None = None,
     kind: str = "auto",
     prompt_template: str = "{prompt}",
+    owner: str | None = None,
 ) -> tuple[DatasetSpec, dict]:
-    """Build (and register) a dataset; returns it with a report of dropped rows."""
-    cols = columns_of(records)
-    for col in (prompt_column, answer_column):
-        if col not in cols:
-            raise DatasetError(f"Column '{col}' is not in the file. Columns: {', '.join(cols) or '(none)'}.")
+    """Build (and register, for `owner` if given: see samples.forget_datasets) a dataset; returns it with a
+    report of dropped rows. `records` is read once, keeping only the prompt and answer columns."""
     if "{prompt}" not in prompt_template:
         raise DatasetError("The prompt template must contain {prompt}.")
     labels = [l.strip() for l in labels or [] if l.strip()]
-    kind = kind if kind != "auto" else _guess_kind(records, answer_column, labels)
-    if kind not in KINDS:
+    if kind != "auto" and kind not in KINDS:
         raise DatasetError(f"Task kind must be auto or one of {', '.join(KINDS)}.")
+    pairs, columns, rows = [], {}, 0
+    for rows, r in enumerate(records, 1):
+        if len(columns) < 1000:
+            columns.update(dict.fromkeys(r))
+        pairs.append(((r.get(prompt_column) or "").strip(), (r.get(answer_column) or "").strip()))
+    for col in (prompt_column, answer_column):
+        if col not in columns:
+            raise DatasetError(f"Column '{col}' is not in the file. Columns: {', '.join(columns) or '(none)'}.")
+    kind = kind if kind != "auto" else _guess_kind([a for _, a in pairs if a], labels)
     if kind == CHOICE and len(labels) < 2:
         raise DatasetError("A classification task needs at least two labels.")
-    report = {"rows_in_file": len(records), "missing": 0, "duplicates": 0, "unknown_label": 0}
+    report = {"rows_in_file": rows, "missing": 0, "duplicates": 0, "unknown_label": 0}
     seen, samples = set(), []
     choices = tuple(f" {l}" for l in labels)
-    for i, r in enumerate(records):
-        prompt, answer = (r.get(prompt_column) or "").strip(), (r.get(answer_column) or "").strip()
+    for i, (prompt, answer) in enumerate(pairs):
         if not prompt or not answer:
             report["missing"] += 1
             continue
@@ -135,7 +86,7 @@ def dataset_from_records(
     report["rows_used"] = len(samples)
     spec = DatasetSpec(name, f"Uploaded file ({len(samples)} rows)", "upload", kind, prompt_template + " {answer}",
                        lambda: samples, expected_rows=len(samples))
-    return register_dataset(spec), report
+    return register_dataset(spec, owner=owner), report
 
 
 def dataset_from_file(path: str | Path, prompt_column: str | None = None, answer_column: str | None = None,
@@ -143,26 +94,32 @@ def dataset_from_file(path: str | Path, prompt_column: str | None = None, answer
     """Read a CSV/JSONL file and register it under a name from its file name and content.
 
     Without column names, the file's columns called prompt/question/text and answer/label/target are used.
+    A shared dashboard opens only files under the folders its operator allowed (shared_mode).
     """
-    path = Path(path)
+    path = shared_mode.current().check_path(path, "dataset file")
     if not path.is_file():
         raise DatasetError(f"No dataset file at {path}.")
-    if path.stat().st_size > MAX_UPLOAD_BYTES:
-        raise DatasetError(f"The file is over the {MAX_UPLOAD_BYTES // 2**20} MiB limit.")
-    data = path.read_bytes()
-    records = read_table(data, path.name)
-    cols = columns_of(records)
-    prompt_column = prompt_column or _guess(cols, ("prompt", "question", "text", "input"), "prompt")
-    answer_column = answer_column or _guess(cols, ("answer", "label", "target", "output"), "answer")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem)[:40].strip("-") or "file"
-    name = kwargs.pop("name", None) or f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}"
-    return dataset_from_records(records, name, prompt_column, answer_column, **kwargs)
+    filename = kwargs.pop("filename", None) or path.name
+    if prompt_column is None or answer_column is None:
+        cols = scan_table(path, filename).columns
+        prompt_column = prompt_column or _guess(cols, ("prompt", "question", "text", "input"), "prompt")
+        answer_column = answer_column or _guess(cols, ("answer", "label", "target", "output"), "answer")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(filename).stem)[:40].strip("-") or "file"
+    name = kwargs.pop("name", None) or f"{stem}-{_file_hash(path)}"
+    return dataset_from_records(open_records(path, filename), name, prompt_column, answer_column, **kwargs)
 
 
-def _guess_kind(records: list[dict], answer_column: str, labels: list[str]) -> str:
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()[:8]
+
+
+def _guess_kind(answers: list[str], labels: list[str]) -> str:
     if labels:
         return CHOICE
-    answers = [r.get(answer_column, "") for r in records if r.get(answer_column)]
     return GENERATE_NUMBER if answers and all(_NUMERIC.match(a) for a in answers) else LOGLIK
 
 

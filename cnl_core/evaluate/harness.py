@@ -10,6 +10,7 @@ around that call: nothing is patched into the harness. The harness is an optiona
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import fields as F
+from .. import shared_mode
 from ..errors import HarnessError, ParameterError
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
 from ..options import HARNESS
+from .task_files import check_task_folder, uploads_root
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _NOT_METRICS = {"alias", "name", "sample_len", "samples"}
@@ -50,7 +53,7 @@ def require_harness() -> None:
 
 def parse_tasks(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Task names from "a,b" (or a list), stripped, each checked to be a plain task name."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+    items = F.TASK_NAMES.check(text).split(",") if isinstance(text, str) else list(text)
     names = tuple(dict.fromkeys(t.strip() for t in items if t and t.strip()))
     if not names:
         raise ParameterError("Name at least one lm-eval task (comma-separated, e.g. arc_easy,hellaswag).")
@@ -176,14 +179,26 @@ def parse_results(out: dict) -> dict[str, TaskScores]:
 def task_manager(settings: HarnessSettings):
     """The harness's TaskManager for these tasks, every name checked. Built before any model is loaded.
 
-    When every task is in the include path, the harness's own task catalogue (thousands of YAML files,
-    seconds to index) is not read.
+    An include path is checked first (task_files.py): on a shared dashboard it must be an operator's allowed
+    folder or the visitor's own checked uploads, and its YAMLs are read strictly (no tag that runs code, no
+    data outside it); anywhere, a folder too big to be a task folder or a malformed YAML is named. When every
+    task is in the include path, the harness's own task catalogue (thousands of YAML files, seconds to index)
+    is not read. On a shared dashboard templates render in Jinja's sandbox.
     """
     require_harness()
     from lm_eval.tasks import TaskManager
 
-    if settings.include_path is not None and not Path(settings.include_path).is_dir():
-        raise ParameterError(f"The include path {settings.include_path!r} is not a folder of task YAML files.")
+    policy = shared_mode.current()
+    if settings.include_path is not None:
+        folder = Path(F.TASK_FOLDER.check(settings.include_path))
+        uploads = Path(os.path.realpath(uploads_root()))
+        if policy.shared and not policy.allows_path(folder) and uploads not in Path(os.path.realpath(folder)).parents:
+            policy.check_path(folder, "task folder")
+        if not folder.is_dir():
+            raise ParameterError(f"The include path {settings.include_path!r} is not a folder of task YAML files.")
+        check_task_folder(folder, strict=policy.shared, allowed=policy.allows_path)
+    if policy.shared:
+        sandbox_templates()
     if settings.include_path is not None:
         local = TaskManager(include_path=settings.include_path, include_defaults=False)
         if set(settings.tasks) <= set(local.all_tasks):
@@ -196,6 +211,21 @@ def task_manager(settings: HarnessSettings):
         raise HarnessError(f"Unknown lm-eval task {unknown[0]!r}: not in the harness's catalogue{where}. "
                            "List the catalogue with: lm-eval ls tasks")
     return manager
+
+
+def sandbox_templates() -> None:
+    """Render the harness's Jinja templates (doc_to_text...) in Jinja's sandbox: a template of a visitor's task
+    file cannot reach Python through `__class__` and the like. Process-wide, once."""
+    import lm_eval.utils as harness_utils
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = harness_utils.env
+    if isinstance(env, SandboxedEnvironment):
+        return
+    sandboxed = SandboxedEnvironment(loader=env.loader, undefined=env.undefined,
+                                     keep_trailing_newline=env.keep_trailing_newline)
+    sandboxed.filters.update(env.filters)
+    harness_utils.env = sandboxed
 
 
 class Harness:

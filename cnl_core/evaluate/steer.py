@@ -7,6 +7,7 @@ zeroed or amplified, and with a same-size random control; every token's log-prob
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
@@ -15,6 +16,7 @@ import torch
 from ..errors import ParameterError
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
+from ..progress import check_cancel
 
 CONDITIONS = ("baseline", "intervened", "control")
 
@@ -71,17 +73,19 @@ def token_logprobs(lm: LoadedModel, prompt_ids: list[int], continuation: list[in
 
 
 def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
-                 max_new_tokens: int = 32) -> Iterator[dict[str, Answer]]:
-    """Greedy answers of every condition, one token at a time each (a full recompute per token: short answers)."""
+                 max_new_tokens: int = 32, cancel: threading.Event | None = None) -> Iterator[dict[str, Answer]]:
+    """Greedy answers of every condition, one token at a time each (a full recompute per token: short answers).
+    A set `cancel` stops before the next token (Cancelled), between the conditions too."""
     check_prompt(prompt)
     prompt_ids = lm.tokenizer(prompt)["input_ids"]
     answers = {name: Answer() for name in conditions}
     eos = lm.tokenizer.eos_token_id
     done: set[str] = set()
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         for name, iv in conditions.items():
             if name in done:
                 continue
+            check_cancel(cancel, step, max_new_tokens, "new tokens")
             with intervene(lm, iv):
                 token, logp = _next_token(lm, prompt_ids + answers[name].token_ids)
             a = answers[name]

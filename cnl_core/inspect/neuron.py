@@ -81,7 +81,7 @@ class NeuronReport:
 def parse_neuron(text: str) -> tuple[int, int]:
     """'12:345' -> (12, 345)."""
     try:
-        layer, index = (int(x) for x in str(text).split(":"))
+        layer, index = (int(x) for x in F.NEURON.check(str(text)).split(":"))
     except ValueError as exc:
         raise ParameterError(f"A neuron is written LAYER:INDEX, like 12:345 (got {text!r:.40}).") from exc
     return layer, index

@@ -1,7 +1,9 @@
 """Loading causal LMs: the built-in offline model, a Hub id or a local folder.
 
-The config is read and checked (architecture supported, model fits in memory) before any
-weight is loaded, so a wrong choice fails in seconds with a plain message.
+The config is read and checked (shape, architecture supported, model fits in memory) before any
+weight is loaded, so a wrong choice fails in seconds with a plain message. Weights load from
+safetensors only (unpickling runs code) unless the operator allows pickled weights, and what a shared
+dashboard's visitors may name is decided by `shared_mode`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import fields as F
+from .. import shared_mode
 from ..errors import ModelLoadError
 from ..hub_status import hub_status
 from ..options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATIONS
 from ..output_files import sync_tree
 from ..paths import cache_root
+from ..progress import raise_if_cancelled
 from .architectures import ADAPTERS, SUPPORTED_MODEL_TYPES, FFNAccess
 from .build_lock import BUILD_LOCK
+from .config_check import check_shape, check_weight_files, config_error, config_values, read_config_file
 from .fair_lock import FairLock
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
@@ -110,6 +116,8 @@ def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = N
 
 def _prepare(spec: ModelSpec | str, work: Workload | None):
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
+    F.MODEL_NAME.check(spec.name)
+    shared_mode.current().check_model(spec.name, spec.trust_remote_code)
     if spec.quantization not in QUANTIZATIONS:
         raise ModelLoadError(f"Quantization must be one of {', '.join(QUANTIZATIONS)}.")
     if spec.dtype not in DTYPES:
@@ -135,8 +143,12 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
 
     spec, source, model_type, cuda, dtype, plan = _prepare(spec, work)
     quant = plan.quantization
+    safe_only = not shared_mode.current().allow_pickle
+    if safe_only:  # a Hub repo without safetensors is refused, not sent to the Hub's conversion service
+        os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
     kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
                     "local_files_only": not os.path.isdir(source) and not hub_status().reachable,
+                    "use_safetensors": True if safe_only else None,
                     # transformers >= 5.25 swaps norms, activations and rotary embeddings for kernels fetched from
                     # the Hub on a GPU by default: no download at load time, and the same numbers with or without
                     # them (model/fused.py fuses what integrated gradients needs, under our own tests)
@@ -162,7 +174,13 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                                   local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
+        if safe_only and "safetensors" in str(exc):
+            raise ModelLoadError(
+                f"'{spec.name}' has no safetensors weights (pickled files only, and unpickling can run code); this "
+                "tool reads safetensors only. Pick a model with safetensors, or, on your own machine and for weights "
+                "you trust, allow them: CNL_ALLOW_PICKLE=1.") from exc
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
+    _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:
         model.to("cuda")
     if quant != "none" and not cuda:
@@ -176,6 +194,15 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
         dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model), plan=plan,
     )
+
+
+def _add_cancel_points(model: nn.Module, down: str) -> None:
+    """Cancel (a button, a closed tab) stops a job at its next model step: the model and each decoder layer check
+    the thread's cancel scope before they run (progress.py), so even one long forward pass stops within a layer."""
+    modules = dict(model.named_modules())
+    layers = [modules.get(name[: -len(down) - 1]) for name in modules if name.endswith("." + down)]
+    for module in [model, *(m for m in layers if m is not None)]:
+        module.register_forward_pre_hook(lambda _module, _args: raise_if_cancelled())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -194,6 +221,7 @@ def _resolve_source(spec: ModelSpec) -> str:
     if os.path.isdir(spec.name):
         if not os.path.isfile(os.path.join(spec.name, "config.json")):
             raise ModelLoadError(f"The folder '{spec.name}' holds no model config (config.json).")
+        check_weight_files(spec.name, spec.name, shared_mode.current().allow_pickle)
         return spec.name
     if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
         raise ModelLoadError(
@@ -206,13 +234,15 @@ def _load_config(spec: ModelSpec, source: str):
     from transformers import AutoConfig
 
     hub = None if os.path.isdir(source) else hub_status()
+    if hub is None:
+        read_config_file(source, spec.name)  # size, binary, JSON and shape checked before transformers reads it
     try:
-        return AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-                                          local_files_only=hub is not None and not hub.reachable)
+        config = AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                            local_files_only=hub is not None and not hub.reachable)
     except OSError as exc:
         text = str(exc)
         if hub is None:
-            raise ModelLoadError(f"The folder '{source}' holds no model config (config.json).") from exc
+            raise config_error(exc, spec.name) from exc
         if not hub.reachable:
             raise ModelLoadError(
                 f"The Hugging Face Hub is out of reach here ({hub.why}), and '{spec.name}' is not in the local "
@@ -228,7 +258,11 @@ def _load_config(spec: ModelSpec, source: str):
             raise ModelLoadError(
                 f"'{spec.name}' needs its own code from the Hub. Turn on 'trust remote code' only if you trust its authors."
             ) from exc
-        raise ModelLoadError(f"Could not read the config of '{spec.name}': {_first_line(exc)}") from exc
+        raise config_error(exc, spec.name) from exc
+    except Exception as exc:  # noqa: BLE001  # transformers' strict config validation, a ZeroDivisionError...
+        raise config_error(exc, spec.name) from exc
+    check_shape(config_values(config), spec.name)
+    return config
 
 
 def _check_architecture(config) -> str:

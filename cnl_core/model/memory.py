@@ -10,6 +10,7 @@ decisions it drives keep a 10% margin and the scorer still halves its batch on a
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -44,7 +45,41 @@ class ModelSize:
 
 
 def model_size(config) -> ModelSize:
-    """Parameter counts and layer sizes of the model a config describes, without allocating weights."""
+    """Parameter counts and layer sizes of the model a config describes, without allocating weights.
+
+    O(1) in the layer count: the model is built (on the meta device) with one and with two layers, and the
+    second layer's parameters are counted once for every layer (a config of 100,000 layers once took minutes
+    and gigabytes to build whole). Layers that differ from the second (a few mixture-of-experts layouts) make
+    this an estimate, as the rest of this module is."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = int(getattr(text, "num_hidden_layers", 0) or getattr(text, "n_layer", 0))
+    if layers <= 2:
+        params, quantizable = _count(config)
+    else:
+        (p1, q1), (p2, q2) = _count(_with_layers(config, layers, 1)), _count(_with_layers(config, layers, 2))
+        params, quantizable = p1 + (layers - 1) * (p2 - p1), q1 + (layers - 1) * (q2 - q1)
+    hidden = int(getattr(text, "hidden_size", 0) or getattr(text, "n_embd", 0))
+    return ModelSize(
+        params=params, quantizable=quantizable, n_layers=layers, hidden=hidden,
+        intermediate=int(getattr(text, "intermediate_size", 0) or getattr(text, "n_inner", 0) or 4 * hidden),
+        vocab=int(getattr(text, "vocab_size", 0)),
+        heads=int(getattr(text, "num_attention_heads", 0) or getattr(text, "n_head", 0) or 1),
+    )
+
+
+def _with_layers(config, layers: int, keep: int):
+    """A copy of the config with only `keep` layers; per-layer lists (layer_types...) cut to match."""
+    config = copy.deepcopy(config)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key, value in list(vars(text).items()):
+        if isinstance(value, (list, tuple)) and len(value) == layers:
+            setattr(text, key, type(value)(value[:keep]))
+    text.num_hidden_layers = keep
+    return config
+
+
+def _count(config) -> tuple[int, int]:
+    """(parameters, parameters in the decoder's linear layers) of the model the config builds, on the meta device."""
     from torch import nn
     from transformers import AutoModelForCausalLM
 
@@ -56,15 +91,7 @@ def model_size(config) -> ModelSize:
     model.tie_weights()  # a tied LM head shares the embedding's memory
     head = model.get_output_embeddings()
     quantizable = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear) and m is not head)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden = int(getattr(text, "hidden_size", 0) or getattr(text, "n_embd", 0))
-    return ModelSize(
-        params=sum(p.numel() for p in model.parameters()), quantizable=quantizable,
-        n_layers=int(getattr(text, "num_hidden_layers", 0) or getattr(text, "n_layer", 0)), hidden=hidden,
-        intermediate=int(getattr(text, "intermediate_size", 0) or getattr(text, "n_inner", 0) or 4 * hidden),
-        vocab=int(getattr(text, "vocab_size", 0)),
-        heads=int(getattr(text, "num_attention_heads", 0) or getattr(text, "n_head", 0) or 1),
-    )
+    return sum(p.numel() for p in model.parameters()), quantizable
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard(cache_dir: Path):
-    """Start dashboard.py on a free loopback port with its own score cache; yield its URL."""
+def dashboard(cache_dir: Path, *flags: str):
+    """Start dashboard.py (with these flags) on a free loopback port with its own score cache; yield its URL."""
     port = free_port()
     env = {**os.environ, "CNL_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port), *flags], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -90,3 +90,96 @@ def test_every_spreadsheet_formula_trigger_is_neutralised(cell, escaped):
     from cnl_core.report.exports import safe_cell
 
     assert (safe_cell(cell) == "'" + cell) is escaped
+
+
+# Issue #25: the files that were refused with misleading messages, or read wrongly, and the memory an upload takes.
+
+@pytest.mark.parametrize("data,name", [
+    (b"q,a\r1+1?,2\r2+2?,4\r", "cr-only.csv"),  # classic Mac line endings
+    ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-16"), "utf16.csv"),  # a spreadsheet's "Unicode text"
+    ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-32"), "utf32.csv"),
+    (b"\xef\xbb\xbfq,a\n1+1?,2\n2+2?,4\n", "bom.csv"),
+])
+def test_other_line_endings_and_unicode_encodings_are_read(data, name):
+    assert read_table(data, name) == [{"q": "1+1?", "a": "2"}, {"q": "2+2?", "a": "4"}]
+
+
+def test_line_and_paragraph_separators_inside_a_jsonl_string_are_text_not_line_breaks():
+    text = "first\u2028second\u0085third\u2029fourth"
+    data = (json.dumps({"q": text, "a": "1"}, ensure_ascii=False) + "\n").encode()
+    assert read_table(data, "x.jsonl") == [{"q": text, "a": "1"}]
+
+
+@pytest.mark.parametrize("data,name,words", [
+    (b"q,a,q\n1,2,3\n", "x.csv", "names the column 'q' twice \\(columns 1 and 3\\)"),
+    (b'{"q": 1, "q": 2, "a": 3}\n', "x.jsonl", "Line 1: the field 'q' is given twice"),
+    ("q,a\n1,2\n".encode("utf-16-le"), "x.csv", "UTF-16 text without a byte-order mark"),
+])
+def test_ambiguous_files_are_refused_naming_the_problem(data, name, words):
+    with pytest.raises(DatasetError, match=words):
+        read_table(data, name)
+
+
+def test_rows_and_columns_are_bounded(monkeypatch):
+    from cnl_core import fields as F
+
+    monkeypatch.setattr(F, "UPLOAD_ROWS", 3)
+    with pytest.raises(DatasetError, match="more than 3 rows"):
+        read_table(b"q,a\n" + b"x,1\n" * 4, "x.csv")
+    assert len(read_table(b"q,a\n" + b"x,1\n" * 3, "x.csv")) == 3
+    with pytest.raises(DatasetError, match="201 columns; the limit is 200"):
+        read_table((",".join(f"c{i}" for i in range(201)) + "\n" + "1," * 200 + "1\n").encode(), "x.csv")
+
+
+def test_an_upload_is_read_row_by_row_and_the_session_keeps_no_rows(tmp_path):
+    """A 46 MB CSV took 3.3 GB to parse; here a 5 MB one must stay far below its own size in Python objects."""
+    import pickle
+    import tracemalloc
+
+    from ui.session import new_session
+    from ui.tabs import data_tab
+
+    path = tmp_path / "big.csv"
+    with path.open("w") as fh:
+        fh.write("q,a,b,c,d,e\n")
+        for i in range(150_000):
+            fh.write(f"q{i},{i},b,c,d,e\n")
+    state = new_session()
+    tracemalloc.start()
+    try:
+        prompt, answer, preview, state = data_tab.inspect_upload(str(path), state)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert prompt["choices"] == ["q", "a", "b", "c", "d", "e"] and len(preview) == 5
+    assert peak < path.stat().st_size  # parsed whole, 150,000 dicts would take about 20 times the file
+    assert len(pickle.dumps(state)) < 100_000  # the session holds where the file is, not its rows
+    msg, *_, state = data_tab.add_upload("big", "q", "a", "", "{prompt}", [], state)
+    assert "150000 rows used" in msg
+
+
+def test_uploaded_datasets_belong_to_the_session_and_go_when_it_ends(tmp_path, monkeypatch):
+    from cnl_core import fields as F
+    from cnl_core.data.samples import get_dataset, list_datasets
+    from ui.session import new_session
+    from ui.tabs import data_tab
+
+    monkeypatch.setattr(F, "SESSION_UPLOADS", 2)
+    path = tmp_path / "u.csv"
+    path.write_text("q,a\nWhat is 1+1?,2\n")
+    state, other = new_session(), new_session()
+    for name in ("one", "two", "three"):
+        *_, state = data_tab.inspect_upload(str(path), state)
+        msg, choices, _, state = data_tab.add_upload(name, "q", "a", "", "{prompt}", [], state)
+    assert "Set aside to stay within 2 uploaded datasets" in msg and len(state.uploads) == 2
+    *_, other = data_tab.inspect_upload(str(path), other)
+    data_tab.add_upload("theirs", "q", "a", "", "{prompt}", [], other)
+    public = {d.name for d in list_datasets()}
+    assert not public & set(state.uploads + other.uploads)  # nobody else's list shows them
+    kept = list(state.uploads)
+    state.end()
+    for name in kept:
+        with pytest.raises(DatasetError, match="Unknown dataset"):
+            get_dataset(name)
+    assert get_dataset(other.uploads[0]).rows()  # another visitor's upload stays
+    other.end()

@@ -1,4 +1,9 @@
-"""Tab 2: pick datasets and k disjoint seeded subsamples; add a CSV/JSONL file of one's own."""
+"""Tab 2: pick datasets and k disjoint seeded subsamples; add a CSV/JSONL file of one's own.
+
+An upload is read row by row (cnl_core/data/tables.py): the preview keeps its columns and first rows,
+"Add dataset" reads it again for the two chosen columns only, and the dataset belongs to the visitor's
+session (at most fields.SESSION_UPLOADS of them; the process forgets them when the session ends).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,16 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from cnl_core.data.samples import get_dataset, list_datasets
+from cnl_core import fields as F
+from cnl_core.data.samples import forget_datasets, get_dataset, list_datasets
 from cnl_core.data.splits import make_splits
-from cnl_core.data.uploads import columns_of, dataset_from_records, read_table
+from cnl_core.data.tables import open_records, scan_table
+from cnl_core.data.uploads import dataset_from_records
 from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
-from ..session import session
+from ..session import PendingUpload, session
 from .locate_tab import split_numbers
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
@@ -54,10 +61,11 @@ def build() -> SimpleNamespace:
         with gr.Row():
             prompt_col = gr.Dropdown([], label="prompt column")
             answer_col = gr.Dropdown([], label="answer column")
-            labels = gr.Textbox("", label="labels (comma-separated, for classification)")
+            labels = gr.Textbox("", label="labels (comma-separated, for classification)", max_length=F.LABELS.max_chars)
         with gr.Row():
-            up_name = gr.Textbox("my-data", label="name")
-            template = gr.Textbox("{prompt}", label="prompt template (must contain {prompt})")
+            up_name = gr.Textbox("my-data", label="name", max_length=F.UPLOAD_NAME.max_chars)
+            template = gr.Textbox("{prompt}", label="prompt template (must contain {prompt})",
+                                  max_length=F.TEMPLATE.max_chars)
             add_btn = gr.Button("Add dataset")
         upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
         upload_msg = gr.Markdown()
@@ -72,19 +80,18 @@ def inspect_upload(file, state):
     """Columns and a preview of an uploaded file; a file that cannot be read clears both and says why."""
     state = session(state)
     cleared = gr.update(choices=[], value=None), gr.update(choices=[], value=None), pd.DataFrame()
+    state.pending_upload = None
     if file is None:
-        state.pending_upload = None
         return (*cleared, state)
     path = Path(file if isinstance(file, str) else file.name)
     try:
-        records = read_table(path.read_bytes(), path.name)
+        scan = scan_table(path)
     except DatasetError as exc:
-        state.pending_upload = None
         gr.Warning(str(exc), duration=None)
         return (*cleared, state)
-    cols = columns_of(records)
-    state.pending_upload = records
-    preview = pd.DataFrame(records[:5]).map(lambda v: v[:120] if isinstance(v, str) else v)
+    cols = scan.columns
+    state.pending_upload = PendingUpload(str(path), path.name, cols, scan.rows)
+    preview = pd.DataFrame(scan.preview).map(lambda v: v[:120] if isinstance(v, str) else v)
     answer_guess = next((c for c in cols if c.lower() in ("answer", "label", "target", "output")), cols[-1])
     return gr.update(choices=cols, value=cols[0]), gr.update(choices=cols, value=answer_guess), preview, state
 
@@ -92,18 +99,25 @@ def inspect_upload(file, state):
 @shows_errors
 def add_upload(name, prompt_col, answer_col, labels, template, chosen, state):
     state = session(state)
-    if not state.pending_upload:
+    pending = state.pending_upload
+    if not pending:
         raise DatasetError("Upload a CSV or JSONL file first.")
+    name, labels, template = F.UPLOAD_NAME.check(name), F.LABELS.check(labels), F.TEMPLATE.check(template)
     safe_name = "".join(ch for ch in (name or "my-data") if ch.isalnum() or ch in "-_")[:40] or "my-data"
-    spec, report = dataset_from_records(state.pending_upload, f"upload-{safe_name}-{state.id[:6]}", prompt_col,
-                                        answer_col, labels=list((labels or "").split(",")),
-                                        prompt_template=template or "{prompt}")
-    state.uploads.append(spec.name)
+    spec, report = dataset_from_records(open_records(pending.path, pending.filename),
+                                        f"upload-{safe_name}-{state.id[:6]}", prompt_col, answer_col,
+                                        labels=labels.split(","), prompt_template=template or "{prompt}",
+                                        owner=state.id)
+    dropped = forget_datasets(state.id, keep=F.SESSION_UPLOADS)  # the oldest go: one visitor's memory is bounded
+    state.uploads = [u for u in state.uploads if u != spec.name and u not in dropped] + [spec.name]
     msg = (f"Added **{spec.name}** ({spec.kind}): {report['rows_used']} rows used of {report['rows_in_file']}; "
            f"{report['missing']} missing a prompt/answer, {report['duplicates']} duplicates, "
            f"{report['unknown_label']} with an unknown label were skipped.")
+    if dropped:
+        msg += f" Set aside to stay within {F.SESSION_UPLOADS} uploaded datasets: {', '.join(dropped)}."
     choices = builtin_names() + state.uploads
-    return msg, gr.update(choices=choices, value=list(chosen or []) + [spec.name]), gr.update(choices=choices), state
+    kept = [c for c in chosen or [] if c in choices and c != spec.name]
+    return msg, gr.update(choices=choices, value=kept + [spec.name]), gr.update(choices=choices), state
 
 
 @shows_errors

@@ -12,6 +12,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..visitors import one_job
 
 INTRO = (f"**New here? Run the demo** (about a minute on a laptop): it locates the neurons the built-in model uses "
          f"for one-digit addition (`{DEMO.dataset}`), then zeroes and amplifies them on {DEMO.eval_n} held-out "
@@ -30,9 +31,9 @@ def build() -> SimpleNamespace:
 
 @gpu.on_gpu(gpu.demo_seconds)
 @shows_errors
+@one_job("Demo")
 def demo_ui(state, progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     res = run_demo(state.model(), DEMO, progress=progress_reporter(progress), cancel=state.cancel)
     text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons changed; pale bars: as many random "
             f"neurons (none of them located) changed the same way. Intervals: 95% bootstrap. Took {res.seconds:.0f} s.")

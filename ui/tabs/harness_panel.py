@@ -7,17 +7,23 @@ optional harness is not installed, the panel says how to install it.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
 from cnl_core import fields as F
+from cnl_core import shared_mode
+from cnl_core.errors import HarnessError
 from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
+from cnl_core.evaluate.task_files import DATA_SUFFIXES, TASK_SUFFIXES, save_task_files
 from cnl_core.experiments.harness_eval import run_harness_eval
 from cnl_core.model.hooks import Intervention
 
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..visitors import one_job
 
 HELP = ("**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
         "own prompts and metrics, with the located neurons changed as set above and the random-control draws. "
@@ -33,18 +39,55 @@ def build() -> SimpleNamespace:
     gr.Markdown(HELP)
     with gr.Row():
         tasks = gr.Textbox(label="lm-eval tasks (comma-separated)", placeholder="arc_easy,hellaswag", scale=2,
-                           elem_id="lm-eval-tasks")
-        include = gr.Textbox(label="folder of your own task YAMLs (optional)", scale=2)
+                           elem_id="lm-eval-tasks", max_length=F.TASK_NAMES.max_chars)
+        include = gr.Textbox(label=_include_label(shared_mode.current()), scale=2, elem_id="lm-eval-include",
+                             max_length=F.TASK_FOLDER.max_chars)
         button = gr.Button("Run on lm-eval tasks", elem_id="lm-eval-btn")
-    return SimpleNamespace(available=True, tasks=tasks, include=include, button=button)
+    with gr.Row():
+        files = gr.File(label="or upload task YAMLs and their data files (read as data: no !function)",
+                        file_count="multiple", file_types=list(TASK_SUFFIXES + DATA_SUFFIXES),
+                        elem_id="lm-eval-files")
+        files_msg = gr.Markdown(elem_id="lm-eval-files-msg")
+    return SimpleNamespace(available=True, tasks=tasks, include=include, button=button, files=files,
+                           files_msg=files_msg)
+
+
+def _include_label(policy: shared_mode.Policy) -> str:
+    if not policy.shared:
+        return "folder of your own task YAMLs (optional)"
+    folders = ", ".join(map(str, policy.allowed_paths)) or "none on this shared dashboard: upload them below"
+    return f"folder of task YAMLs (optional; under: {folders})"
 
 
 @shows_errors
+def take_task_files(files, state):
+    """Uploaded task YAMLs (and their data) checked as data and put in the session's task folder, which becomes
+    the include path; a new upload replaces the last."""
+    state = session(state)
+    paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
+    if not paths:
+        return gr.update(), ""
+    if len(paths) > F.TASK_UPLOAD_FILES:
+        raise HarnessError(f"{len(paths)} files at once; upload at most {F.TASK_UPLOAD_FILES}.")
+    folder = state.task_folder()
+    staging = folder.with_name(f".{folder.name}-new")  # checked beside the last upload, which stays until then
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        names = save_task_files(paths, staging, allowed=shared_mode.current().allows_path, home=folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # all or nothing
+    return str(folder), (f"Checked and ready: {', '.join(names)}. Name them in the tasks box." if names else
+                         "No task YAML among the files (a YAML's `task:` names it).")
+
+
+@shows_errors
+@one_job("lm-eval")
 def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new_tokens, overlap,
                state, progress=gr.Progress()):
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
-    state.cancel.clear()
     located = state.located_set(label)
     settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None,
                                limit=F.EVAL_N.check(n), num_fewshot=F.FEWSHOT.read(fewshot),

@@ -18,6 +18,7 @@ from cnl_core.options import DEFAULTS
 from .. import gpu
 from ..errors import shows_errors
 from ..session import Session, session
+from ..visitors import one_job
 
 BINS, CELL_W, CELL_H = 48, 16, 12  # the click map: one cell per (layer, bin of neighbouring neurons)
 HELP = ("**Inspect a neuron.** Click a cell of the map (its strongest neuron opens; rows are layers, top = last) or "
@@ -31,7 +32,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         click_map = gr.Image(label="Click map (darker = selected by more samples; ★ marks neurons in several sets)",
                              interactive=False, elem_id="click-map", type="numpy", height=30 * CELL_H + 10)
         with gr.Row():
-            neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box")
+            neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box", max_length=F.NEURON.max_chars)
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
             n = gr.Number(12, label="samples per dataset")
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-btn")
@@ -114,6 +115,7 @@ def pick_from_table(table, evt: gr.SelectData):
 
 @gpu.on_gpu(gpu.inspect_seconds)
 @shows_errors
+@one_job("Inspect")
 def inspect_ui(neuron, datasets, n, state):
     state = session(state)
     layer, index = parse_neuron(neuron)

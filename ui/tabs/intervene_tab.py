@@ -18,6 +18,7 @@ from cnl_core.report import charts, exports
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
+from ..visitors import one_job
 from . import harness_panel, steer_panel
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
@@ -77,10 +78,10 @@ def eval_numbers(n, seed) -> tuple[int, int]:
 
 @gpu.on_gpu(gpu.intervene_seconds)
 @shows_errors
+@one_job("Intervene")
 def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new_tokens, overlap, state,
                  progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     located = state.located_set(label)
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
@@ -109,9 +110,9 @@ def evaluation_outputs(state: Session) -> tuple:
 
 @gpu.on_gpu(gpu.dose_seconds)
 @shows_errors
+@one_job("Dose")
 def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     if label not in state.located or not targets:
         raise ParameterError("Pick a located set and a dataset to test.")
     located = state.located[label].result
@@ -125,9 +126,9 @@ def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr
 
 @gpu.on_gpu(gpu.matrix_seconds)
 @shows_errors
+@one_job("Matrix")
 def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, state, progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
     numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)

@@ -17,6 +17,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
+from ..visitors import one_job
 
 HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
         "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
@@ -82,11 +83,11 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
 
 @gpu.on_gpu(gpu.locate_seconds)
 @shows_errors
+@one_job("Locate")
 def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size, rule, tau, p,
               top_k, sigma, sign, state, progress=gr.Progress()):
     """Locate on every chosen dataset; returns (summary, session)."""
     state = session(state)
-    state.cancel.clear()
     if not datasets:
         raise ParameterError("Pick at least one dataset on the Data tab.")
     params = params_from(rule, tau, p, top_k, sigma, sign)

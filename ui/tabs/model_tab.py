@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import fields as F
+from cnl_core import shared_mode
 from cnl_core.errors import CNLError
 from cnl_core.model.loading import ModelSpec, memory_plan
 from cnl_core.options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATION_NOTE, QUANTIZATIONS
@@ -23,21 +25,32 @@ _SPEC = ModelSpec()
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
+    policy = shared_mode.current()
     with gr.Row():
-        name = gr.Textbox(DEFAULT_MODEL, label="Model (built-in name, Hub id or local folder)", scale=3)
+        name = gr.Textbox(DEFAULT_MODEL, label="Model (built-in name, Hub id or local folder)", scale=3,
+                          max_length=F.MODEL_NAME.max_chars, info=_allowed(policy))
         dtype = gr.Dropdown(list(DTYPES), value=_SPEC.dtype, label="dtype")
         device = gr.Dropdown(list(DEVICES), value=_SPEC.device, label="device")
         quant = gr.Dropdown(list(QUANTIZATIONS), value=_SPEC.quantization, label="quantization (saves memory, not time)",
                             info="8-bit / nf4 via bitsandbytes, on a GPU or a CPU; auto: only if needed")
     with gr.Row():
         dmap = gr.Checkbox(_SPEC.device_map_auto, label="device_map='auto' (spread a big model over GPUs/CPU)")
-        trust = gr.Checkbox(_SPEC.trust_remote_code,
+        trust = gr.Checkbox(_SPEC.trust_remote_code, visible=not policy.shared, interactive=not policy.shared,
                             label="trust_remote_code (runs the repo's code: only if you trust it)")
         load_btn = gr.Button("Load model", variant="primary")
     estimate = gr.Markdown(elem_id="memory-estimate")
     info = gr.Markdown("Loading the built-in model…", elem_id="model-info")
     return SimpleNamespace(inputs=[name, dtype, device, quant, dmap, trust], load_btn=load_btn, info=info,
                            estimate=estimate)
+
+
+def _allowed(policy: shared_mode.Policy) -> str | None:
+    """What the model box accepts on a shared dashboard (None locally: anything)."""
+    if not policy.shared:
+        return None
+    hub = ", ".join(policy.allowed_models) if policy.allowed_models else "any Hub id with safetensors weights"
+    folders = f"; folders under {', '.join(map(str, policy.allowed_paths))}" if policy.allowed_paths else ""
+    return f"Shared dashboard: {DEFAULT_MODEL}, {hub}{folders}. trust_remote_code stays off."
 
 
 def _spec(name, dtype, device, quant, device_map_auto, trust_remote_code) -> ModelSpec:

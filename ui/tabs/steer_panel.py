@@ -15,6 +15,7 @@ from cnl_core.model.hooks import Intervention
 from .. import gpu
 from ..errors import shows_errors
 from ..session import session
+from ..visitors import one_job
 
 HELP = ("**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
         "changed (the intervention and factor above), and with as many random neurons changed the same way; the "
@@ -26,7 +27,8 @@ def build() -> SimpleNamespace:
     with gr.Accordion("Steering playground: ask with the neurons on and off", open=False):
         gr.Markdown(HELP)
         with gr.Row():
-            prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3)
+            prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3,
+                                max_length=F.STEER_PROMPT.max_chars)
             max_new = gr.Number(16, label="new tokens")
             button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
         with gr.Row():
@@ -40,17 +42,21 @@ def build() -> SimpleNamespace:
 
 @gpu.on_gpu(gpu.steer_seconds)
 @shows_errors
+@one_job("Ask")
 def steer_ui(label, mode, factor, prompt, max_new, state):
     state = session(state)
     neurons = state.located_set(label).neurons
-    if not (prompt or "").strip():
+    if not F.STEER_PROMPT.check(prompt).strip():
         raise ParameterError("Type a prompt to ask the model.")
     iv, max_new = Intervention.from_inputs(neurons, mode, factor), F.STEER_TOKENS.check(max_new)
     lm = state.model_for(neurons.grid)  # every input is checked before the model is loaded
+    tokens = len(lm.tokenizer(prompt)["input_ids"])
+    if tokens > F.TOKEN_CEILING:
+        raise ParameterError(f"prompt: {tokens:,} tokens is too long; the limit is {F.TOKEN_CEILING:,}.")
     conditions = {"baseline": None, "intervened": iv,
                   "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
     answers = {}
-    for answers in steer_stream(lm, prompt, conditions, max_new):
+    for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
         yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
     ids = lm.tokenizer(prompt)["input_ids"]
     base = answers["baseline"]

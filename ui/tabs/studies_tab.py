@@ -17,6 +17,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..visitors import one_job
 from .intervene_tab import eval_config
 from .locate_tab import params_from, score_config_from
 
@@ -39,7 +40,8 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
         n = gr.Number(DEFAULTS.n, label="n per subsample")
-        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f")
+        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f",
+                               max_length=F.FRACTIONS.max_chars)
         repeats = gr.Number(1, label="repeats")
     decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
@@ -61,7 +63,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
 
 
 def _fractions(text: str) -> list[float]:
-    values = [F.FRACTION.check(x) for x in (text or "").replace(",", " ").split()]
+    values = [F.FRACTION.check(x) for x in F.FRACTIONS.check(text).replace(",", " ").split()]
     if not values:
         raise ParameterError("Shared fractions: give at least one number between 0 and 1.")
     return values
@@ -69,10 +71,10 @@ def _fractions(text: str) -> list[float]:
 
 @gpu.on_gpu(gpu.decouple_seconds)
 @shows_errors
+@one_job("Decouple")
 def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch,
                 rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
               score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
               params_from(rule, tau, p, top_k, sigma, sign))
@@ -94,9 +96,9 @@ def sharing_ui(state):
 
 @gpu.on_gpu(gpu.specificity_seconds)
 @shows_errors
+@one_job("Specificity")
 def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progress=gr.Progress()):
     state = session(state)
-    state.cancel.clear()
     located = {e.result.dataset: e.result for e in state.located.values()}
     eval_n, cfg = F.EVAL_N.check(eval_n), eval_config(fewshot, max_new_tokens)
     res = run_specificity(state.model(), located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=progress_reporter(progress),
