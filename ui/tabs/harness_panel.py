@@ -23,6 +23,7 @@ from cnl_core.model.hooks import Intervention
 
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..shared_work import in_lane
 from ..visitors import one_job
 
 HELP = ("**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
@@ -95,9 +96,9 @@ def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, f
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work
-    lm = state.model_for(located.grid)
-    res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
-                           seed=seed, manager=manager, located_on=label, progress=progress_reporter(progress),
-                           cancel=state.cancel)
+    lm, update = state.model_for(located.grid), progress_reporter(progress)
+    with in_lane("lm-eval", update, state.cancel):
+        res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
+                               seed=seed, manager=manager, located_on=label, progress=update, cancel=state.cancel)
     state.history.append(res.as_eval_results())
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
@@ -12,12 +13,13 @@ import torch
 from cnl_core import fields as F
 from cnl_core.data.uploads import resolve_dataset
 from cnl_core.errors import ParameterError
-from cnl_core.inspect.neuron import inspect_neuron, parse_neuron
+from cnl_core.inspect.neuron import NeuronReport, inspect_neuron, neuron_ranks, parse_neuron
 from cnl_core.options import DEFAULTS
 
 from .. import gpu
 from ..errors import shows_errors
 from ..session import Session, session
+from ..shared_work import data_identity, served
 from ..visitors import one_job
 
 BINS, CELL_W, CELL_H = 48, 16, 12  # the click map: one cell per (layer, bin of neighbouring neurons)
@@ -125,7 +127,11 @@ def inspect_ui(neuron, datasets, n, state):
     lm = state.model()  # every input is checked before the model is loaded
     sets = {label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
             for label, e in state.located.items() if e.result.grid == lm.grid}
-    rep = inspect_neuron(lm, layer, index, [resolve_dataset(d) for d in datasets], n, sets=sets)
+    specs = [resolve_dataset(d) for d in datasets]
+    params = {"neuron": [layer, index], "datasets": [data_identity(d) for d in specs], "n": n}
+    page = served("inspect", lm, params, NeuronReport, lambda: inspect_neuron(lm, layer, index, specs, n), None,
+                  state.cancel).value
+    rep = replace(page, ranks=neuron_ranks(sets, layer, index))  # where it ranks in this visitor's own sets
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""
     summary = f"### Neuron {layer}:{index}\n{where or 'Not in any located set of this session.'}{shared}\n\n" \

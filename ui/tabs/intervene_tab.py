@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
@@ -9,7 +10,8 @@ import gradio as gr
 from cnl_core import fields as F
 from cnl_core.errors import ParameterError
 from cnl_core.evaluate.accuracy import EvalConfig
-from cnl_core.experiments.dose import DEFAULT_FACTORS, run_dose_response
+from cnl_core.experiments.dose import DEFAULT_FACTORS, DosePoint, run_dose_response
+from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.evaluate import run_evaluate, run_matrix
 from cnl_core.model.hooks import Intervention
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, POSITIONS
@@ -18,6 +20,7 @@ from cnl_core.report import charts, exports
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
+from ..shared_work import data_identity, neurons_identity, served
 from ..visitors import one_job
 from . import harness_panel, steer_panel
 
@@ -89,14 +92,16 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
     cfg, numbers = eval_config(fewshot, max_new_tokens), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
-    results = []
+    update, results = progress_reporter(progress), []
     for target in targets:
-        res = run_evaluate(lm, target, *numbers, iv, control_draws=control_draws,
-                           control_may_overlap=bool(overlap),
-                           located_ids=located.located_sample_ids() if target == located.dataset else [], cfg=cfg,
-                           progress=progress_reporter(progress), cancel=state.cancel)
-        res.located_on = label
-        results.append(res)
+        ids = located.located_sample_ids() if target == located.dataset else []
+        params = {"dataset": data_identity(target), "neurons": neurons_identity(iv.neurons),
+                  "intervention": iv.describe(), "n": numbers[0], "seed": numbers[1], "control_draws": control_draws,
+                  "control_may_overlap": bool(overlap), "located_ids": ids, "eval": cfg.to_json()}
+        out = served("intervene", lm, params, EvalResult, lambda target=target, ids=ids: run_evaluate(
+            lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
+            cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel)
+        results.append(replace(out.value, located_on=label))  # a copy: the stored result is everyone's
     state.history.append(results)
     return (*evaluation_outputs(state), state)
 
@@ -118,10 +123,14 @@ def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr
     located = state.located[label].result
     target = list(targets)[0]
     numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
-    points = run_dose_response(state.model(), target, located.neurons, DEFAULT_FACTORS, *numbers,
-                               located.located_sample_ids() if target == located.dataset else [], cfg,
-                               progress_reporter(progress), state.cancel)
-    return charts.dose_chart(points, target)
+    ids = located.located_sample_ids() if target == located.dataset else []
+    lm, update = state.model_for(located.grid), progress_reporter(progress)
+    params = {"dataset": data_identity(target), "neurons": neurons_identity(located.neurons),
+              "factors": list(DEFAULT_FACTORS), "n": numbers[0], "seed": numbers[1], "located_ids": ids,
+              "eval": cfg.to_json()}
+    out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
+        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel), update, state.cancel)
+    return charts.dose_chart(out.value, target)
 
 
 @gpu.on_gpu(gpu.matrix_seconds)
@@ -134,9 +143,14 @@ def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, s
     numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
     rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor), e.result.located_sample_ids())
             for e in state.located.values()}
-    lm = state.model()
+    lm, update = state.model(), progress_reporter(progress)
     rows = {k: v for k, v in rows.items() if v[0].neurons.grid == lm.grid}
-    res = run_matrix(lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg,
-                     progress=progress_reporter(progress), cancel=state.cancel)
-    state.matrix = res
-    return charts.cross_matrix_heatmap(res, metric), state
+    params = {"rows": {k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(), "located_ids": list(ids)}
+                       for k, (iv, ids) in rows.items()},
+              "targets": [data_identity(t) for t in targets], "n": numbers[0], "seed": numbers[1],
+              "eval": cfg.to_json()}
+    out = served("matrix", lm, params, MatrixResult, lambda: run_matrix(
+        lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg, progress=update, cancel=state.cancel),
+        update, state.cancel)
+    state.matrix = out.value
+    return charts.cross_matrix_heatmap(out.value, metric), state

@@ -17,6 +17,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
+from ..shared_work import in_lane
 from ..visitors import one_job
 
 HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
@@ -95,11 +96,12 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
-    lm = state.model()  # every number is checked before the model is loaded
-    for name in datasets:
-        run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size,
-                         progress=progress_reporter(progress), cancel=state.cancel)
-        state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
+    lm, update = state.model(), progress_reporter(progress)  # every number is checked before the model is loaded
+    with in_lane("locate", update, state.cancel):
+        for name in datasets:
+            run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size, progress=update,
+                             cancel=state.cancel)
+            state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
     return summary(state), state
 
 

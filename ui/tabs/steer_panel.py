@@ -15,6 +15,7 @@ from cnl_core.model.hooks import Intervention
 from .. import gpu
 from ..errors import shows_errors
 from ..session import session
+from ..shared_work import in_lane
 from ..visitors import one_job
 
 HELP = ("**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
@@ -56,11 +57,12 @@ def steer_ui(label, mode, factor, prompt, max_new, state):
     conditions = {"baseline": None, "intervened": iv,
                   "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
     answers = {}
-    for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
-        yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
-    ids = lm.tokenizer(prompt)["input_ids"]
-    base = answers["baseline"]
-    before = token_logprobs(lm, ids, base.token_ids, None)
-    after = token_logprobs(lm, ids, base.token_ids, iv)
+    with in_lane("steer", None, state.cancel):
+        for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
+            yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
+        ids = lm.tokenizer(prompt)["input_ids"]
+        base = answers["baseline"]
+        before = token_logprobs(lm, ids, base.token_ids, None)
+        after = token_logprobs(lm, ids, base.token_ids, iv)
     diff = [(tok, max(-1.0, min(1.0, b - a))) for tok, a, b in zip(base.tokens, before, after)]
     yield base.text, answers["intervened"].text, answers["control"].text, diff

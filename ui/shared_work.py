@@ -1,0 +1,74 @@
+"""How a dashboard handler gets its model work done: once for everyone, in its lane.
+
+`served` is for work whose result depends only on its inputs (the demo, an evaluation, dose-response, an
+inspector page): the result cache (cnl_core/result_cache.py) answers from disk at once, or lets the visitor wait
+for the same run another visitor started, or computes it in the job's lane (lanes.py) and stores it. `in_lane` is
+for work that is the visitor's own (a locate with its scores, a study over their located sets): it only waits its
+turn in the lane. Every key names the model by its weights' fingerprint and precision, each dataset by its
+content, and neurons by their ids, so visitors with the same model, data and settings share, and nobody is
+served another model's or another upload's numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+from cnl_core.data.samples import DatasetSpec, get_dataset
+from cnl_core.model.loading import LoadedModel
+from cnl_core.model.neurons import NeuronSet
+from cnl_core.progress import Progress, report
+from cnl_core.result_cache import RESULTS, Served
+
+from .lanes import LANES
+
+T = TypeVar("T")
+
+
+def model_identity(lm: LoadedModel) -> dict:
+    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
+            "quantization": lm.quantization}
+
+
+def data_identity(dataset: DatasetSpec | str) -> dict:
+    spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return {"dataset": spec.name, "content": spec.fingerprint()}
+
+
+def neurons_identity(neurons: NeuronSet) -> str:
+    text = json.dumps([neurons.grid.n_layers, neurons.grid.width, neurons.flat.tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@contextmanager
+def in_lane(kind: str, progress: Progress | None, cancel: threading.Event | None) -> Iterator[None]:
+    """Wait for this kind of job's turn (the visitor sees their place), then run the block."""
+    with LANES.slot(kind, progress, cancel):
+        yield
+
+
+def served(kind: str, lm: LoadedModel, params: dict, result_type: type[T], compute: Callable[[], T],
+           progress: Progress | None, cancel: threading.Event | None) -> Served[T]:
+    """The result of this work: stored, shared with a visitor already running it, or computed in its lane."""
+    def run() -> T:
+        with in_lane(kind, progress, cancel):
+            return compute()
+
+    out = RESULTS.serve(kind, {"model": model_identity(lm), **params}, result_type, run, cancel)
+    if out.source != "computed":
+        report(progress, 1, 1, "The same work was " + ("done earlier: served from the stored result."
+                                                       if out.source == "stored" else "running for another "
+                                                       "visitor: its result is yours too."))
+    return out
+
+
+def source_note(out: Served) -> str:
+    """A line for the page: where this result came from."""
+    if out.source == "stored":
+        return "Served at once from the stored result of the same work (same model, data and settings)."
+    if out.source == "shared":
+        return "Another visitor was running the same work: you got its result when it finished."
+    return ""
