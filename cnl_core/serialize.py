@@ -7,7 +7,7 @@ expected a number, got text`), never a TypeError from deep inside. Types that kn
 (`to_json` / `from_json`: NeuronSet, EvalConfig, ...) keep it. Nothing is ever evaluated or imported: the data
 picks no type, the type hints do (so a file cannot ask for an object the code did not name).
 
-Used by the result cache (result_cache.py), which stores finished results and serves them again.
+Used by the result cache (experiments/result_cache.py), which stores finished results and serves them again.
 """
 
 from __future__ import annotations

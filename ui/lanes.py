@@ -2,7 +2,7 @@
 
 Why: every model job used to share one queue slot, so a 2-second Intervene or an inspector page waited behind
 another visitor's 10-minute locate, and a visitor saw no more than "queued". Now a job that must compute (a
-stored result is served without any lane: result_cache.py) runs in one of two lanes: `short` (the demo, an
+stored result is served without any lane: experiments/result_cache.py) runs in one of two lanes: `short` (the demo, an
 Intervene, dose-response, an inspector page, steering) or `long` (locate, matrices, studies, lm-eval tasks). Each
 lane runs one job at a time, in the order they came; the two lanes' running jobs take turns on the model, batch by
 batch (its lock is fair: model/fair_lock.py). So a short job waits at most for the short jobs ahead of it and

@@ -1,7 +1,7 @@
 """How a dashboard handler gets its model work done: once for everyone, in its lane.
 
 `served` is for work whose result depends only on its inputs (the demo, an evaluation, dose-response, an
-inspector page): the result cache (cnl_core/result_cache.py) answers from disk at once, or lets the visitor wait
+inspector page): the result cache (cnl_core/experiments/result_cache.py) answers from disk at once, or lets the visitor wait
 for the same run another visitor started, or computes it in the job's lane (lanes.py) and stores it. `in_lane` is
 for work that is the visitor's own (a locate with its scores, a study over their located sets): it only waits its
 turn in the lane. Every key names the model by its weights' fingerprint and precision, each dataset by its
@@ -21,7 +21,7 @@ from cnl_core.data.samples import DatasetSpec, get_dataset
 from cnl_core.model.loading import LoadedModel
 from cnl_core.model.neurons import NeuronSet
 from cnl_core.progress import Progress, report
-from cnl_core.result_cache import RESULTS, Served
+from cnl_core.experiments.result_cache import RESULTS, Served
 
 from .lanes import LANES
 

@@ -32,7 +32,7 @@ SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torc
 
 def cmd_cache(args) -> dict:
     from ..locate.score_store import clear_cache, list_cache
-    from ..result_cache import RESULTS
+    from ..experiments.result_cache import RESULTS
 
     if args.action == "clear":
         if args.key is not None and RESULTS.remove(args.key):

@@ -13,7 +13,7 @@ from cnl_core.evaluate.accuracy import EvalConfig
 from cnl_core.evaluate.stats import ControlSummary, Summary
 from cnl_core.experiments.demo import DEMO, DemoResult
 from cnl_core.experiments.eval_results import EvalResult, Example
-from cnl_core.result_cache import ResultCache, result_key
+from cnl_core.experiments.result_cache import ResultCache, result_key
 from cnl_core.serialize import from_fields, to_fields
 
 
@@ -136,7 +136,7 @@ def test_a_write_that_fails_is_a_note(tmp_path):
 
 
 def test_the_key_covers_every_parameter_and_the_code(monkeypatch):
-    import cnl_core.result_cache as rc
+    import cnl_core.experiments.result_cache as rc
 
     base = result_key("evaluate", {"neurons": [[1, 2]], "n": 8})
     assert base != result_key("evaluate", {"neurons": [[1, 3]], "n": 8}) != result_key("demo", {"n": 8})
@@ -157,7 +157,7 @@ def test_list_and_clear_stay_inside_the_cache(tmp_path):
 
 def test_cache_command_lists_and_clears_stored_results(tmp_path, monkeypatch, capsys):
     from cnl_core.cli import main
-    from cnl_core.result_cache import RESULTS
+    from cnl_core.experiments.result_cache import RESULTS
 
     monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path))
     RESULTS.serve("demo", {"seed": 1}, Inner, lambda: Inner("a", []))

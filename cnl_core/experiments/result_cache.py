@@ -29,11 +29,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
-from .errors import Cancelled, CNLError, ResultFileError
-from .experiments.json_io import dumps
-from .output_files import atomic_write
-from .paths import REPO_ROOT, cache_root
-from .serialize import from_fields, to_fields
+from ..errors import Cancelled, CNLError, ResultFileError
+from ..output_files import atomic_write
+from ..paths import REPO_ROOT, cache_root
+from ..serialize import from_fields, to_fields
+from .json_io import dumps
 
 T = TypeVar("T")
 log = logging.getLogger("cnl.results")
