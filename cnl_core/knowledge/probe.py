@@ -51,3 +51,36 @@ def answer_stats(lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: 
             misses = torch.zeros(n, device=logits.device).index_add(0, rows, 1 - hit)
             greedy.append((misses == 0).cpu())
     return AnswerStats(torch.cat(logps), torch.cat(greedy))
+
+
+@dataclass(frozen=True)
+class KnownCheck:
+    """Which facts the model knows: greedy (teacher-forced arg-max) correctness of each paraphrase."""
+
+    shots: int
+    min_share: float
+    correct: dict[str, bool]  # paraphrase id -> greedy decoding gives the answer
+    prob: dict[str, float]  # paraphrase id -> p(answer)
+    share: dict[str, float]  # fact id -> share of its paraphrases answered
+
+    @property
+    def known(self) -> list[str]:
+        """Facts answered on at least `min_share` of their paraphrases."""
+        return [f for f, s in self.share.items() if s >= self.min_share]
+
+    def to_json(self) -> dict:
+        return {"kind": "cnl.knowledge.known", "shots": self.shots, "min_share": self.min_share,
+                "rule": "greedy decoding (teacher-forced arg-max at every answer token) after the few-shot prompt",
+                "known": self.known, "share": self.share, "correct": self.correct, "prob": self.prob}
+
+
+def check_known(lm: LoadedModel, facts_set, min_share: float = 0.5) -> KnownCheck:
+    """Ask every paraphrase of every fact; a fact is known when most of its paraphrases get the answer."""
+    paras = [p for f in facts_set.facts for p in facts_set.paraphrases(f)]
+    stats = answer_stats(lm, [(p.text, p.answer) for p in paras])
+    correct = {p.id: bool(g) for p, g in zip(paras, stats.greedy)}
+    share: dict[str, list[bool]] = {}
+    for p in paras:
+        share.setdefault(p.fact_id, []).append(correct[p.id])
+    return KnownCheck(facts_set.shots, min_share, correct, {p.id: float(v) for p, v in zip(paras, stats.prob)},
+                      {f: sum(v) / len(v) for f, v in share.items()})
