@@ -24,7 +24,7 @@ from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
 from ..options import DEFAULTS
 from . import arguments as A
-from . import harness_commands, neuron_commands
+from . import harness_commands, knowledge_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
 
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     neuron_commands.add_parsers(sub)
     harness_commands.add_parsers(sub)
+    knowledge_commands.add_parsers(sub)
 
     p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
     p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")

@@ -52,7 +52,7 @@ class FidelityConfig:
     tau: float = 0.2
     sign: str = "positive"
     p: float = 0.5  # sets over several prompts: neurons selected by at least this share of them
-    capability: str = "add1"
+    capability: str = "add1_content"  # the demo's capability, scored on the digits only (no format token)
     draws: int = 20  # random split pairs per split group
     seed: int = 0
     bootstrap: int = 1000
