@@ -41,7 +41,7 @@ def build_app() -> gr.Blocks:
             exp = export_tab.build()
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
-        intro.button.click(demo_panel.demo_ui, state, intro.outputs, **heavy)
+        intro.button.click(demo_panel.demo_ui, [intro.scored, state], intro.outputs, **heavy)
         model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
                              concurrency_id="model-info", concurrency_limit=4)
         name_box, *pickers = model.inputs
