@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="locate a capability the model has, then zero and amplify it (about a minute)")
     A.add_model(p)
     p.add_argument("--seed", type=F.SEED.arg, default=DEMO.seed, help="the preset was chosen on seed 1")
+    p.add_argument("--answer", default="whole", choices=("whole", "content", "both"),
+                   help="score the whole answer (' 7': a space token, then the digit), its digits only (the space in "
+                        "the prompt), or both with the format token's probability (a format control)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_demo)
 

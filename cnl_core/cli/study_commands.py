@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..experiments.decouple import run_decouple
 from ..experiments.demo import CONDITIONS, DEMO, run_demo
+from ..experiments.format_control import FormatControlResult, run_format_control
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
 from . import arguments as A
@@ -28,6 +29,12 @@ def cmd_decouple(args) -> dict:
         source = res.dataset if p["replaceable"] == "same" else res.other
         print(f"| {p['fraction']:.2f} | {source} | {p['iou']:.3f} | {p['iou_min']:.3f}-{p['iou_max']:.3f} | "
               f"{p['chance_iou']:.5f} |")
+    null = res.empirical_null()
+    if null["iou"] is not None:
+        print(f"empirical null ({null['what']}): IoU {null['iou']:.3f} (range {null['iou_min']:.3f}-"
+              f"{null['iou_max']:.3f} over {null['repeats']} repeat(s))")
+    for w in res.warnings():
+        print(f"  warning: {w}")
     out = res.to_json()
     _write(args.out, out)
     return out
@@ -65,16 +72,30 @@ def cmd_specificity(args) -> dict:
 
 def cmd_demo(args) -> dict:
     preset = replace(DEMO, seed=args.seed)
+    if args.answer == "content":
+        preset = replace(preset, dataset=preset.dataset + "_content")
     lm = _model(args)
     bar, update = _progress_bar("demo")
     with bar:
-        res = run_demo(lm, preset, progress=update)
+        res = run_format_control(lm, preset, progress=update) if args.answer == "both" else run_demo(lm, preset, progress=update)
+    if isinstance(res, FormatControlResult):
+        _print_demo(res.with_format)
+        _print_demo(res.content_only)
+        print("p(' ') after the prompt (the format token), 95% interval over the test prompts:")
+        for name, v in res.format_token.items():
+            print(f"  {name:<16} {v['p']:.3f} {_fmt_ci(v['ci'])}")
+        print(f"neurons in both located sets: {res.shared_neurons}")
+    else:
+        _print_demo(res)
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def _print_demo(res) -> None:
     print(res.headline())
     print("| condition | accuracy | 95% interval | gold log-likelihood / token |\n|---|---|---|---|")
     for key in CONDITIONS:
         s = res.conditions[key]
         print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
     print(f"({res.seconds:.0f} s)")
-    out = res.to_json()
-    _write(args.out, out)
-    return out
