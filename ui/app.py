@@ -8,7 +8,7 @@ from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
-                   locate_tab, model_tab, steer_panel, studies_tab)
+                   locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -73,6 +73,7 @@ def build_app() -> gr.Blocks:
         insp.click_map.select(inspector_panel.pick_from_map, [cmp.pick, state], insp.neuron).success(*inspect, **heavy)
         cmp.top.select(inspector_panel.pick_from_table, cmp.top, insp.neuron).success(*inspect, **heavy)
         insp.button.click(*inspect, **heavy)
+        cmp.null.button.click(null_panel.null_ui, [cmp.pick, *cmp.null.inputs, state], cmp.null.output, **heavy)
 
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
                                  [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,

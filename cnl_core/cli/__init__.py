@@ -26,7 +26,7 @@ from ..options import DEFAULTS
 from . import arguments as A
 from . import harness_commands, knowledge_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
-from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
+from .study_commands import add_null_parser, cmd_decouple, cmd_demo, cmd_specificity
 
 SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 _STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     neuron_commands.add_parsers(sub)
     harness_commands.add_parsers(sub)
     knowledge_commands.add_parsers(sub)
+    add_null_parser(sub)
 
     p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
     p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from ..experiments.decouple import run_decouple
 from ..experiments.demo import CONDITIONS, DEMO, run_demo
+from ..experiments.empirical_null import NULL_KINDS, empirical_null
 from ..experiments.format_control import FormatControlResult, run_format_control
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
+from .. import fields as F
 from . import arguments as A
 from .commands import _fmt_ci, _model, _progress_bar, _write
 
@@ -99,3 +101,28 @@ def _print_demo(res) -> None:
         s = res.conditions[key]
         print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
     print(f"({res.seconds:.0f} s)")
+
+
+def add_null_parser(sub) -> None:
+    p = sub.add_parser("null", help="empirical null: IoU of sets located on unrelated data or on shuffled answers")
+    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
+    p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
+    p.add_argument("--draws", type=F.REPEATS.arg, default=3, help="subsamples per side (at most 10)")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_null)
+
+
+def cmd_null(args) -> dict:
+    spec = A.dataset(args, need=args.n * args.draws * (2 if args.null == "shuffled" else 1))
+    if args.null == "unrelated":
+        A.dataset(args, args.other, need=args.n * args.draws)
+    lm = _model(args)
+    bar, update = _progress_bar("null")
+    with bar:
+        res = empirical_null(lm, spec.name, args.null, args.other, args.n, args.draws, args.seed, A.score_config(args),
+                             A.locate_params(args), batch_size=args.batch_size, progress=update)
+    print(res.describe())
+    out = res.to_json()
+    _write(args.out, out)
+    return out
