@@ -8,7 +8,7 @@ from cnl_core.data.samples import list_datasets
 
 from .session import new_session, session
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
-                   locate_tab, model_tab, null_panel, steer_panel, studies_tab)
+                   knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
 HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
@@ -99,6 +99,8 @@ def build_app() -> gr.Blocks:
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
                                std.decouple_outputs, **heavy)
         std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
+        std.knowledge.button.click(knowledge_panel.knowledge_ui, [*std.knowledge.inputs, loc.thresholds[1], state],
+                                   std.knowledge.outputs, **heavy)
         std.specific_btn.click(studies_tab.specificity_ui, [*std.specific_inputs, iv.fewshot, iv.max_new, state],
                                std.specific_outputs, **heavy)
 

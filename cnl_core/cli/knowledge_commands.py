@@ -17,7 +17,7 @@ from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_fa
 from ..knowledge.fidelity import FidelityConfig, run_fidelity
 from ..knowledge.probe import check_known
 from ..knowledge.reliability import ReliabilityConfig, run_reliability
-from ..knowledge.study import StudyConfig, run_study, table
+from ..knowledge.study import PARTS, StudyConfig, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
 from ..options import SIGNS
@@ -109,7 +109,8 @@ def cmd_knowledge(args) -> dict:
         else:
             cfg = replace(_STUDY, seed=args.seed, method=args.method, tau=args.tau, p=args.p,
                           edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers)
-            study = run_study(lm, facts_set, cfg, edit=not args.no_edit, progress=update)
+            parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
+            study = run_study(lm, facts_set, cfg, parts=parts, progress=update)
             print("\n".join(table(study)))
             out = study.to_json()
     if args.action in ("fidelity", "reliability", "trace", "edit"):

@@ -17,6 +17,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from . import knowledge_panel
 from .intervene_tab import eval_config
 from .locate_tab import params_from, score_config_from
 
@@ -54,7 +55,8 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
     specific_plot = gr.Plot(show_label=False)
     specific_table = gr.Dataframe(label="Specificity index", wrap=True)
-    return SimpleNamespace(decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
+    knowledge = knowledge_panel.build()
+    return SimpleNamespace(knowledge=knowledge, decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
                            decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
                            sharing_plot=sharing_plot, specific_inputs=[mode, metric, eval_n], specific_btn=specific_btn,
                            specific_outputs=[specific_plot, specific_table])
