@@ -72,7 +72,9 @@ class EmpiricalNull:
                 f"{max(self.ious, default=0):.4f}); hypergeometric chance {self.chance_iou:.5f}")
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.empirical_null", **asdict(self), "mean": self.mean, "spread": self.spread,
+        data = asdict(self)
+        data["null"] = data.pop("kind")
+        return {"kind": "cnl.empirical_null", **data, "mean": self.mean, "spread": self.spread,
                 "mean_chance_iou": self.chance_iou}
 
 

@@ -4,7 +4,7 @@ On `add1` the first answer token is a bare space (the format) and the second the
 The demo's neurons are located on both and its accuracy needs both, so "48% -> 5%" may be a broken format
 rather than broken addition. This runs the demo on `add1` and on `add1_content` (the space in the prompt:
 only the digits are scored and generated), and measures what zeroing the `add1` set does to the format
-token itself: p(" ") after the prompt, unmodified, with the located neurons zeroed, and with as many
+token itself: p(" ") after the demo's few-shot test prompts, unmodified, with the located neurons zeroed, and with as many
 random ones zeroed.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..data.samples import get_dataset
+from ..evaluate.accuracy import EvalConfig, fewshot_prefix
 from ..evaluate.controls import random_like
 from ..evaluate.stats import bootstrap_ci
 from ..model.hooks import Intervention, intervene
@@ -23,6 +23,7 @@ from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..progress import Progress
 from .demo import DEMO, DemoPreset, DemoResult, run_demo
+from .evaluate import eval_samples
 
 
 @dataclass
@@ -58,8 +59,9 @@ def run_format_control(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: 
     content = run_demo(lm, replace(preset, dataset=preset.dataset + "_content"), progress=progress, cancel=cancel)
     grid = NeuronGrid(lm.grid.n_layers, lm.grid.width)
     located = NeuronSet.from_pairs(grid, with_format.neurons)
-    rows = get_dataset(preset.dataset).by_id()
-    prompts = [rows[i].prompt for i in with_format.sample_ids]
+    cfg = EvalConfig(num_fewshot=preset.fewshot, batch_size=preset.eval_n)  # the demo's own test prompts and shots
+    _, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, with_format.located_ids)
+    prompts = [fewshot_prefix(shots) + s.prompt for s in samples]
     control = random_like(located, preset.seed + 1000, located)
     fmt = format_token_probability(lm, prompts, " ", {"unmodified": None, "located zeroed": Intervention(located, "zero"),
                                                      "random zeroed": Intervention(control, "zero")}, seed=preset.seed)
