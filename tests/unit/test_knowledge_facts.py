@@ -132,3 +132,28 @@ def test_threshold_sweep_keeps_the_runs_sign():
                     LocateParams(sign="negative"))
     rows = threshold_sweep(run, [0.1], [0.5])
     assert rows[0].n_located == 2 and rows[0].iou == 1.0
+
+
+def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
+    from cnl_core.knowledge.editing import EditConfig, EditingResult, _summary
+    from cnl_core.knowledge.fidelity import PAIR_GROUPS, SPLIT_GROUPS, FidelityConfig, FidelityResult, GroupStat
+    from cnl_core.knowledge.reliability import ReliabilityConfig, ReliabilityResult
+    from cnl_core.report.knowledge_charts import editing_chart, fidelity_chart, reliability_chart
+
+    groups = [GroupStat(g, 0.1 * i, [0.05 * i, 0.15 * i], 0.0004, 10, 4, 30.0) for i, g in enumerate(PAIR_GROUPS)]
+    splits = [GroupStat(g, 0.2, [0.1, 0.3], 0.0001, 5, 5, 12.0) for g in SPLIT_GROUPS[:-1]]
+    splits.append(GroupStat(SPLIT_GROUPS[-1], None, None, None, 0, 0, 0.0))  # a group with no pairs is left out
+    fid = FidelityResult("m", "builtin", 2, FidelityConfig(), ["a", "b"], {}, groups, splits)
+    data = fidelity_chart(fid).to_dict()
+    assert len(data["datasets"][next(iter(data["datasets"]))]) == len(PAIR_GROUPS) + 3
+    summary = [{"mode": m, "neurons": w, "target": t, "facts": 2, "delta_logp": -1.0, "ci": [-2.0, 0.0], "erased": 0.5}
+               for m in ("zero",) for w in ("located", "random") for t in ("held-out paraphrases", "other facts")]
+    reliability_chart(ReliabilityResult("m", "b", ReliabilityConfig(modes=("zero",)), [], summary)).to_dict()
+    rows = [{"layer": l, "p_new_edit": 0.9, "success": True, "p_new_paraphrases": 0.5, "generalization": 0.5,
+             "other_facts_delta_logp": -0.1, "delta_norm": 1.0} for l in (0, 3)]
+    per_fact = [{"fact": "f", "new_answer": " x", "rows": rows,
+                 "trace": {s: {"peak_layer": 0, "effect": [0.5] * 4, "p_clean": 0.9, "p_corrupt": 0.1}
+                           for s in ("hidden", "mlp")}}]
+    result = EditingResult("m", "b", EditConfig(), [0, 3], per_fact, _summary(per_fact, [0, 3], EditConfig(bootstrap=10)))
+    assert result.summary[1]["traced_mlp"] == pytest.approx(0.5 / 0.8)
+    editing_chart(result).to_dict()
