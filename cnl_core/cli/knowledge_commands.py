@@ -35,7 +35,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--facts-csv", help="your facts: CSV with subject, relation, answer, templates (' | '-separated)")
     p.add_argument("--relations", nargs="+", choices=[r.name for r in BUILTIN_RELATIONS], help="built-in relations")
     p.add_argument("--shots", type=F.FEWSHOT.arg, default=2, help="demonstrations before each prompt (0 to 8)")
-    p.add_argument("--facts-per-relation", type=F.N_SPLIT.arg, default=None,
+    p.add_argument("--facts-per-relation", type=F.FACTS_PER_RELATION.arg, default=None,
                    help="first N known facts of each relation (default: the study's size for each part)")
     p.add_argument("--method", default=_FID.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_FID.ig_steps)
@@ -45,7 +45,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
     p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
-    p.add_argument("--layers", type=int, nargs="+", help="edit: layers (default: every third)")
+    p.add_argument("--layers", type=F.LAYER.arg, nargs="+", help="edit: layers (default: every third)")
     p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
     p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
     p.add_argument("--out")

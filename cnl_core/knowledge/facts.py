@@ -25,7 +25,9 @@ from ..errors import DatasetError
 
 SUBJECT = "{subject}"
 MIN_TEMPLATES = 2  # fidelity compares paraphrases: a fact needs at least two
-MAX_FACTS = 2000  # an uploaded file stays a small study
+MAX_FACTS = 500  # an uploaded file stays a small study (every fact's every paraphrase is asked)
+MAX_TEMPLATES = 12
+MAX_RELATIONS = 20
 MAX_CSV_BYTES = 2 * 2**20
 
 
@@ -89,6 +91,11 @@ class FactSet:
                                    f"{self.shots} demonstrations; add facts or lower the shots.")
             facts += [Fact(rel.name, s, _spaced(a)) for s, a in rel.pairs[self.shots:]]
         object.__setattr__(self, "facts", tuple(facts))
+
+    def head(self, per_relation: int) -> "FactSet":
+        """The same set with at most `per_relation` facts of each relation (after its demonstrations)."""
+        rels = tuple(Relation(r.name, r.templates, r.pairs[:self.shots + per_relation]) for r in self.relations)
+        return FactSet(rels, self.shots, self.name)
 
     def relation(self, name: str) -> Relation:
         return next(r for r in self.relations if r.name == name)
@@ -194,9 +201,13 @@ def read_facts_csv(text: str, shots: int = 2, name: str = "upload") -> FactSet:
         for t in given:
             if t.count(SUBJECT) < 1:
                 raise DatasetError(f"Row {line}: the template {t[:60]!r} has no {SUBJECT} to put the subject in.")
+        if len(given) > MAX_TEMPLATES:
+            raise DatasetError(f"Row {line}: {len(given)} templates; at most {MAX_TEMPLATES} per relation.")
         if given:
             templates[relation] = given
         elif relation not in templates:
             raise DatasetError(f"Row {line}: relation '{relation[:40]}' has no templates yet; give them in its first row.")
         pairs.setdefault(relation, []).append((subject, answer))
+        if len(pairs) > MAX_RELATIONS:
+            raise DatasetError(f"Row {line}: more than {MAX_RELATIONS} relations; a study compares a few.")
     return FactSet(tuple(Relation(r, templates[r], tuple(p)) for r, p in pairs.items()), shots, name)

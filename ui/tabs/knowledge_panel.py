@@ -83,10 +83,11 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr
     state.cancel.clear()
     if not parts:
         raise ParameterError("Pick at least one part of the study.")
-    k = F.N_SPLIT.check(per_relation)
+    k = F.FACTS_PER_RELATION.check(per_relation)
     cfg = replace(CLASSROOM, tau=F.TAU.check(tau), fidelity_facts=k, trace_facts=min(k, CLASSROOM.trace_facts),
                   reliability_facts=min(k, CLASSROOM.reliability_facts))
-    study = run_study(state.model(), _facts(relations, upload), cfg, parts=tuple(p for p in PARTS if p in parts),
+    facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
+    study = run_study(state.model(), facts, cfg, parts=tuple(p for p in PARTS if p in parts),
                       progress=progress_reporter(progress), cancel=state.cancel)
     text = "\n".join(table(study))
     return (text, knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
