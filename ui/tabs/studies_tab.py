@@ -81,7 +81,11 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
     batch = F.BATCH.check(batch)
     res = run_decouple(state.model(), dataset, other, *inputs, batch_size=batch,
                        progress=progress_reporter(progress), cancel=state.cancel)
+    for warning in res.warnings():  # two empty sets: IoU undefined
+        gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
+    # the measured null next to the hypergeometric chance: A's set vs a set of the other dataset alone (mean of repeats)
+    table["empirical null iou"] = res.empirical_null()["iou"]
     return charts.decouple_chart(res), table.round(4)
 
 
