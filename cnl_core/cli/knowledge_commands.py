@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_fa
 from ..knowledge.fidelity import FidelityConfig, run_fidelity
 from ..knowledge.probe import check_known
 from ..knowledge.reliability import ReliabilityConfig, run_reliability
-from ..knowledge.study import PARTS, StudyConfig, run_study, table
+from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
 from ..options import SIGNS
@@ -36,7 +35,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--relations", nargs="+", choices=[r.name for r in BUILTIN_RELATIONS], help="built-in relations")
     p.add_argument("--shots", type=F.FEWSHOT.arg, default=2, help="demonstrations before each prompt (0 to 8)")
     p.add_argument("--facts-per-relation", type=F.FACTS_PER_RELATION.arg, default=None,
-                   help="first N known facts of each relation (default: the study's size for each part)")
+                   help="first N known facts of each relation (default: the study's size: all for fidelity, "
+                        f"{_STUDY.trace_facts} traced, {_STUDY.reliability_facts} for reliability, "
+                        f"{_STUDY.edit_facts} edited)")
     p.add_argument("--method", default=_FID.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_FID.ig_steps)
     p.add_argument("--tau", type=F.TAU.arg, default=_FID.tau)
@@ -65,17 +66,6 @@ def _facts(args) -> FactSet:
     return builtin_facts(args.shots, tuple(args.relations) if args.relations else None)
 
 
-def _chosen(facts_set: FactSet, known: list[str], per_relation: int | None) -> list[str]:
-    if per_relation is None:
-        return known
-    out, count = [], {}
-    for f in facts_set.facts:
-        if f.id in known and count.get(f.relation, 0) < per_relation:
-            out.append(f.id)
-            count[f.relation] = count.get(f.relation, 0) + 1
-    return out
-
-
 def cmd_knowledge(args) -> dict:
     facts_set = _facts(args)
     if args.layers is not None and not args.layers:
@@ -84,7 +74,8 @@ def cmd_knowledge(args) -> dict:
     known = check_known(lm, facts_set)
     print(f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
           f"answer on at least half of their paraphrases)")
-    chosen = _chosen(facts_set, known.known, args.facts_per_relation)
+    sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
+    chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
     bar, update = _progress_bar(f"knowledge {args.action}")
     out: dict
     with bar:
@@ -109,6 +100,9 @@ def cmd_knowledge(args) -> dict:
         else:
             cfg = replace(_STUDY, seed=args.seed, method=args.method, tau=args.tau, p=args.p,
                           edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers)
+            if args.facts_per_relation is not None:  # every part on the same first known facts
+                k = args.facts_per_relation
+                cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
             parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
             study = run_study(lm, facts_set, cfg, parts=parts, progress=update)
             print("\n".join(table(study)))

@@ -66,7 +66,10 @@ class KnowledgeStudy:
         return out
 
 
-def _first(facts_set: FactSet, known: list[str], per_relation: int) -> list[str]:
+def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) -> list[str]:
+    """The first `per_relation` known facts of each relation, in the set's order (None: every known fact)."""
+    if per_relation is None:
+        return list(known)
     out, count = [], {}
     for f in facts_set.facts:
         if f.id in known and count.get(f.relation, 0) < per_relation:
@@ -82,19 +85,19 @@ def run_study(lm: LoadedModel, facts_set: FactSet, cfg: StudyConfig | None = Non
     study = KnowledgeStudy(check_known(lm, facts_set, cfg.known_share))
     known = study.known.known
     if "fidelity" in parts:
-        chosen = known if cfg.fidelity_facts is None else _first(facts_set, known, cfg.fidelity_facts)
+        chosen = first_known(facts_set, known, cfg.fidelity_facts)
         study.fidelity = run_fidelity(lm, facts_set, chosen, FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p,
                                       seed=cfg.seed), progress=progress, cancel=cancel)
     if "tracing" in parts:
-        traced = _first(facts_set, known, cfg.trace_facts)
+        traced = first_known(facts_set, known, cfg.trace_facts)
         study.tracing = {site: run_tracing(lm, facts_set, traced, site=site, draws=cfg.trace_draws, seed=cfg.seed,
                                            progress=progress, cancel=cancel) for site in ("hidden", "mlp")}
     if "reliability" in parts:
-        study.reliability = run_reliability(lm, facts_set, _first(facts_set, known, cfg.reliability_facts),
+        study.reliability = run_reliability(lm, facts_set, first_known(facts_set, known, cfg.reliability_facts),
                                             ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed),
                                             progress=progress, cancel=cancel)
     if "editing" in parts:
-        study.editing = run_editing(lm, facts_set, _first(facts_set, known, cfg.edit_facts),
+        study.editing = run_editing(lm, facts_set, first_known(facts_set, known, cfg.edit_facts),
                                     replace(EditConfig(), layers=cfg.edit_layers, steps=cfg.edit_steps, seed=cfg.seed),
                                     progress=progress, cancel=cancel)
     return study

@@ -49,9 +49,8 @@ def build() -> SimpleNamespace:
     button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")
     summary = gr.Markdown(elem_id="knowledge-summary")
     fidelity_plot = gr.Plot(show_label=False, elem_id="knowledge-fidelity-plot")
-    with gr.Row():
-        reliability_plot = gr.Plot(show_label=False)
-        editing_plot = gr.Plot(show_label=False)
+    reliability_plot = gr.Plot(show_label=False, elem_id="knowledge-reliability-plot")
+    editing_plot = gr.Plot(show_label=False, elem_id="knowledge-editing-plot")
     return SimpleNamespace(inputs=[relations, upload, per_relation, parts], button=button,
                            outputs=[summary, fidelity_plot, reliability_plot, editing_plot])
 
