@@ -14,7 +14,7 @@ from ..errors import DatasetError, ParameterError
 from ..knowledge.editing import EditConfig, located_vs_best, run_editing
 from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_facts_csv
 from ..knowledge.fidelity import FidelityConfig, run_fidelity
-from ..knowledge.probe import check_known
+from ..knowledge.probe import MAX_ANSWER_TOKENS, check_known
 from ..knowledge.reliability import ReliabilityConfig, run_reliability
 from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
@@ -24,6 +24,7 @@ from . import arguments as A
 from .commands import _model, _progress_bar, _write
 
 ACTIONS = ("facts", "fidelity", "trace", "reliability", "edit", "study")
+PLANNED_PROMPT_TOKENS = 96
 _FID, _STUDY = FidelityConfig(), StudyConfig()
 
 
@@ -40,6 +41,8 @@ def add_parsers(sub) -> None:
                         f"{_STUDY.edit_facts} edited)")
     p.add_argument("--method", default=_FID.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_FID.ig_steps)
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=None,
+                   help="prompts scored together (default: 8, or fewer where the memory estimate says so)")
     p.add_argument("--tau", type=F.TAU.arg, default=_FID.tau)
     p.add_argument("--p", type=F.P.arg, default=_FID.p)
     p.add_argument("--sign", default=_FID.sign, choices=SIGNS)
@@ -50,8 +53,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
     p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
     p.add_argument("--out")
-    p.set_defaults(func=cmd_knowledge, batch_size=None, ig_rule="right", max_prompt_tokens=None,
-                   max_answer_tokens=None)
+    # what the memory estimate plans for: a fact prompt with its demonstrations is 30 to 60 tokens, not 256
+    p.set_defaults(func=cmd_knowledge, ig_rule="right", max_prompt_tokens=PLANNED_PROMPT_TOKENS,
+                   max_answer_tokens=MAX_ANSWER_TOKENS)
 
 
 def _facts(args) -> FactSet:
@@ -85,14 +89,14 @@ def cmd_knowledge(args) -> dict:
             out = known.to_json()
         elif args.action == "fidelity":
             cfg = FidelityConfig(args.method, args.ig_steps, args.tau, args.sign, args.p, args.capability, seed=args.seed)
-            res = run_fidelity(lm, facts_set, chosen, cfg, progress=update)
+            res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
             out = res.to_json()
         elif args.action == "trace":
             res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
             out = res.to_json()
         elif args.action == "reliability":
             cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, seed=args.seed)
-            out = run_reliability(lm, facts_set, chosen, cfg, progress=update).to_json()
+            out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
         elif args.action == "edit":
             cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers, seed=args.seed)
             res = run_editing(lm, facts_set, chosen, cfg, progress=update)
