@@ -12,7 +12,8 @@ Then sets over several prompts, the commonality rule that CNL applies to a capab
 fraction p of the prompts select), compared at the same number of prompts per side:
 - fact split: one fact's paraphrases in two disjoint halves (same fact, other wordings);
 - relation split: two disjoint groups of facts of one relation in one wording (same relation, other facts);
-- capability split: CNL's own split agreement on a capability dataset (default add1), drawn many times;
+- capability split: CNL's own split agreement on a capability dataset (default add1_content, the digits of
+  one-digit sums: no shared format token, as facts have none), drawn many times;
 - capability vs unrelated: a capability set against a set from as many fact prompts (an empirical null).
 Every IoU comes with the hypergeometric chance IoU of sets of the same sizes.
 """
