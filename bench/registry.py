@@ -27,6 +27,7 @@ ALL: dict[str, Callable[[bool], list]] = {
     "bfloat16": _lazy("classroom", "bfloat16_speed"),
     "processes": _lazy("distributed", "scoring_processes"),
     "quantized": _lazy("quantized", "quantized_cpu"),
+    "workshop": _lazy("workshop", "workshop"),
 }
 
 # What GPU mode measures: the model-side figures (loading, the cache and re-localizing are CPU work).

@@ -121,6 +121,8 @@ FT_STEPS = NumberField("fine-tuning steps", 1, 10_000)
 FT_LR = NumberField("learning rate", 0.0, 1.0, whole=False, open_low=True)
 FT_TRAIN_N = NumberField("training samples", 1, 1_000_000)
 REPEATS = NumberField("repeats", 1, 20)
+FACTS_PER_RELATION = NumberField("facts per relation", 1, 50)
+LAYER = NumberField("layer", 0, 10_000)  # the model's own layer count is checked where the model is known
 FRACTION = NumberField("shared fraction", 0.0, 1.0, whole=False)
 INSPECT_N = NumberField("samples per dataset", 1, 2000)
 TOP_EXAMPLES = NumberField("top examples", 1, 50)
@@ -133,7 +135,8 @@ BOOTSTRAP_ITERS = NumberField("bootstrap iterations", 0, 100_000)
 
 ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
        FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,
-       STEER_TOKENS, HARNESS_LIMIT, HARNESS_FEWSHOT, HARNESS_GEN_TOKS, HARNESS_DRAWS, BOOTSTRAP_ITERS)
+       STEER_TOKENS, HARNESS_LIMIT, HARNESS_FEWSHOT, HARNESS_GEN_TOKS, HARNESS_DRAWS, BOOTSTRAP_ITERS,
+       FACTS_PER_RELATION, LAYER)
 
 
 @dataclass(frozen=True)

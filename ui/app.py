@@ -10,9 +10,12 @@ from cnl_core.data.samples import list_datasets
 from .session import session
 from .visitors import start_session, state_deleted, tab_closed
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
-                   locate_tab, model_tab, steer_panel, studies_tab)
+                   knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
-HEAVY = "model-work"  # all model computations share one queue slot: visitors wait their turn
+# Every model job's handler runs in this group, up to JOBS_AT_ONCE at a time: a stored result is served at once
+# (result_cache.py), and work that must be computed waits for its turn in lanes.py's short- or long-job line,
+# where the visitor sees their place. (One queue slot for all of them made a 2-second job wait for a locate.)
+JOBS, JOBS_AT_ONCE = "model-jobs", 16
 TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses for a whole capability — and prove it "
          "by switching them off or up. *Commonality Neuron Localization (CNL), Huang et al., ICLR 2025.*")
 
@@ -45,8 +48,8 @@ def build_app() -> gr.Blocks:
         with gr.Tab("7 · Export"):
             exp = export_tab.build()
 
-        heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
-        intro.button.click(demo_panel.demo_ui, state, intro.outputs, **heavy)
+        heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
+        intro.button.click(demo_panel.demo_ui, [intro.scored, state], intro.outputs, **heavy)
         model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
                              concurrency_id="model-info", concurrency_limit=4)
         name_box, *pickers = model.inputs
@@ -80,6 +83,7 @@ def build_app() -> gr.Blocks:
         insp.click_map.select(inspector_panel.pick_from_map, [cmp.pick, state], insp.neuron).success(*inspect, **heavy)
         cmp.top.select(inspector_panel.pick_from_table, cmp.top, insp.neuron).success(*inspect, **heavy)
         insp.button.click(*inspect, **heavy)
+        cmp.null.button.click(null_panel.null_ui, [cmp.pick, *cmp.null.inputs, state], cmp.null.output, **heavy)
 
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
                                  [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,
@@ -106,6 +110,8 @@ def build_app() -> gr.Blocks:
         std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
                                std.decouple_outputs, **heavy)
         std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
+        std.knowledge.button.click(knowledge_panel.knowledge_ui, [*std.knowledge.inputs, loc.thresholds[1], state],
+                                   std.knowledge.outputs, **heavy)
         std.specific_btn.click(studies_tab.specificity_ui, [*std.specific_inputs, iv.fewshot, iv.max_new, state],
                                std.specific_outputs, **heavy)
 

@@ -76,8 +76,9 @@ def locate_seconds(datasets, n, k, seed, method, ig_steps, *_rest, **_kw) -> flo
     return START_S + _count(datasets) * int(n) * int(k) * passes * PASS_S
 
 
-def demo_seconds(*_inputs, **_kw) -> float:
-    return 60.0  # the preset: 24 samples located, 40 held out x 4 conditions, 8 new tokens
+def demo_seconds(scored: str = "", *_inputs, **_kw) -> float:
+    # the preset: 24 samples located, 40 held out x 4 conditions, 8 new tokens; twice that for the format control
+    return 130.0 if str(scored).startswith("both") else 60.0
 
 
 def inspect_seconds(neuron, datasets, n, *_rest, **_kw) -> float:

@@ -22,10 +22,10 @@ from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
 from ..options import DEFAULTS
 from . import arguments as A
-from . import harness_commands, neuron_commands
+from . import harness_commands, knowledge_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .run_config import cmd_run
-from .study_commands import cmd_decouple, cmd_demo, cmd_specificity
+from .study_commands import add_null_parser, cmd_decouple, cmd_demo, cmd_specificity
 
 SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 
@@ -123,6 +123,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p = sub.add_parser("demo", help="locate a capability the model has, then zero and amplify it (about a minute)")
     A.add_model(p)
     p.add_argument("--seed", type=F.SEED.arg, default=DEMO.seed, help="the preset was chosen on seed 1")
+    p.add_argument("--answer", default="whole", choices=("whole", "content", "both"),
+                   help="score the whole answer (' 7': a space token, then the digit), its digits only (the space in "
+                        "the prompt), or both with the format token's probability (a format control)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_demo)
 
@@ -143,6 +146,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
 
     neuron_commands.add_parsers(sub)
     harness_commands.add_parsers(sub)
+    knowledge_commands.add_parsers(sub)
+    add_null_parser(sub)
 
     p = sub.add_parser("export", help="CSV tables and charts from result files (as the dashboard's Export tab)")
     p.add_argument("files", nargs="+", help="locate or evaluate result JSON files")

@@ -7,8 +7,11 @@ from pathlib import Path
 
 from ..experiments.decouple import run_decouple
 from ..experiments.demo import CONDITIONS, DEMO, run_demo
+from ..experiments.empirical_null import NULL_KINDS, empirical_null
+from ..experiments.format_control import FormatControlResult, run_format_control
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
+from .. import fields as F
 from . import arguments as A
 from .commands import _fmt_ci, _model, _progress_bar, _write
 
@@ -28,6 +31,12 @@ def cmd_decouple(args) -> dict:
         source = res.dataset if p["replaceable"] == "same" else res.other
         print(f"| {p['fraction']:.2f} | {source} | {p['iou']:.3f} | {p['iou_min']:.3f}-{p['iou_max']:.3f} | "
               f"{p['chance_iou']:.5f} |")
+    null = res.empirical_null()
+    if null["iou"] is not None:
+        print(f"empirical null ({null['what']}): IoU {null['iou']:.3f} (range {null['iou_min']:.3f}-"
+              f"{null['iou_max']:.3f} over {null['repeats']} repeat(s))")
+    for w in res.warnings():
+        print(f"  warning: {w}")
     out = res.to_json()
     _write(args.out, out)
     return out
@@ -65,16 +74,55 @@ def cmd_specificity(args) -> dict:
 
 def cmd_demo(args) -> dict:
     preset = replace(DEMO, seed=args.seed)
+    if args.answer == "content":
+        preset = replace(preset, dataset=preset.dataset + "_content")
     lm = _model(args)
     bar, update = _progress_bar("demo")
     with bar:
-        res = run_demo(lm, preset, progress=update)
+        res = run_format_control(lm, preset, progress=update) if args.answer == "both" else run_demo(lm, preset, progress=update)
+    if isinstance(res, FormatControlResult):
+        _print_demo(res.with_format)
+        _print_demo(res.content_only)
+        print("p(' ') after the prompt (the format token), 95% interval over the test prompts:")
+        for name, v in res.format_token.items():
+            print(f"  {name:<16} {v['p']:.3f} {_fmt_ci(v['ci'])}")
+        print(f"neurons in both located sets: {res.shared_neurons}")
+    else:
+        _print_demo(res)
+    out = res.to_json()
+    _write(args.out, out)
+    return out
+
+
+def _print_demo(res) -> None:
     print(res.headline())
     print("| condition | accuracy | 95% interval | gold log-likelihood / token |\n|---|---|---|---|")
     for key in CONDITIONS:
         s = res.conditions[key]
         print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
     print(f"({res.seconds:.0f} s)")
+
+
+def add_null_parser(sub) -> None:
+    p = sub.add_parser("null", help="empirical null: IoU of sets located on unrelated data or on shuffled answers")
+    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
+    p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
+    p.add_argument("--draws", type=F.REPEATS.arg, default=3, help="subsamples per side (at most 10)")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_null)
+
+
+def cmd_null(args) -> dict:
+    spec = A.dataset(args, need=args.n * args.draws * (2 if args.null == "shuffled" else 1))
+    if args.null == "unrelated":
+        A.dataset(args, args.other, need=args.n * args.draws)
+    lm = _model(args)
+    bar, update = _progress_bar("null")
+    with bar:
+        res = empirical_null(lm, spec.name, args.null, args.other, args.n, args.draws, args.seed, A.score_config(args),
+                             A.locate_params(args), batch_size=args.batch_size, progress=update)
+    print(res.describe())
     out = res.to_json()
     _write(args.out, out)
     return out

@@ -9,6 +9,11 @@ the two subsamples are the same samples, and the IoU is 1 by construction (a san
 
 The parts are nested: one shuffled pool per repeat serves every f, so the curve moves only with f.
 Scores are per sample, so every sample is scored once (through the cache) and re-used by every point.
+
+Next to the hypergeometric chance, an empirical null: the IoU of A's set with the set of n samples of E
+alone (B at f = 0 from the other dataset), per repeat; sets located on unrelated data overlap far more than
+uniformly random sets. Where both sets of a point are empty (tau or p too strict for n samples), the IoU
+is undefined: it is recorded as 0 with `empty` set, and a warning says so (also at f = 1).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class CurvePoint:
     chance_iou: float
     size_a: int
     size_b: int
+    empty: bool = False  # both sets empty: the IoU is undefined (recorded as 0)
 
 
 @dataclass
@@ -58,6 +64,8 @@ class DecoupleResult:
     score: ScoreConfig
     params: LocateParams
     curve: list[CurvePoint] = field(default_factory=list)
+    null_iou: list[float] = field(default_factory=list)  # per repeat: A's set vs a set of n samples of the other
+    other_score: ScoreConfig | None = None  # the other dataset's settings (its own token limits)
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -73,11 +81,28 @@ class DecoupleResult:
                                 "chance_iou": sum(p.chance_iou for p in pts) / len(pts)})
         return out
 
+    def empirical_null(self) -> dict:
+        """The IoU of sets located on the dataset and on the other one alone: mean and range over repeats."""
+        v = self.null_iou
+        return {"iou": sum(v) / len(v) if v else None, "iou_min": min(v, default=None), "iou_max": max(v, default=None),
+                "repeats": len(v), "what": f"a {self.dataset} subsample's set vs a {self.other} subsample's set"}
+
+    def warnings(self) -> list[str]:
+        empty = [p for p in self.curve if p.empty]
+        if not empty:
+            return []
+        where = ", ".join(sorted({f"f = {p.fraction:g} ({p.replaceable})" for p in empty}))
+        return [f"{len(empty)} point(s) had two empty located sets, where IoU is undefined (recorded as 0): {where}. "
+                "Lower tau or p, or raise n."]
+
     def to_json(self) -> dict:
+        score = {"score": self.score.to_json(), "locate": self.params.as_dict()}
+        if self.other_score is not None:
+            score["other_score"] = self.other_score.to_json()
         return {"kind": "cnl.decouple", "model": self.model, "dataset": self.dataset, "other": self.other,
                 "n": self.n, "fractions": self.fractions, "repeats": self.repeats, "seed": self.seed,
-                "params": {"score": self.score.to_json(), "locate": self.params.as_dict()},
-                "curve": [asdict(p) for p in self.curve], "created": self.created, "versions": self.versions}
+                "params": score, "curve": [asdict(p) for p in self.curve], "empirical_null": self.empirical_null(),
+                "warnings": self.warnings(), "created": self.created, "versions": self.versions}
 
 
 def subsamples(d_ids: Sequence[str], e_ids: Sequence[str], n: int, fraction: float,
@@ -112,7 +137,9 @@ def run_decouple(
     d_spec, e_spec = get_dataset(dataset), get_dataset(other)
     d_ids, e_ids = [s.id for s in d_spec.rows()], [s.id for s in e_spec.rows()]
     plan = [(r, f, subsamples(d_ids, e_ids, n, f, seed + r)) for r in range(repeats) for f in fractions]
+    nulls = [subsamples(d_ids, e_ids, n, 0.0, seed + r)["other"] for r in range(repeats)]  # A vs n samples of E
     needed = {i for _, _, parts in plan for a, b in parts.values() for i in (*a, *b)}
+    needed |= {i for a, b in nulls for i in (*a, *b)}
     tables = [collect_scores(lm, spec, [i for i in ids if i in needed], score_cfg, batch_size=batch_size,
                              use_cache=use_cache, progress=progress, cancel=cancel)
               for spec, ids in ((d_spec, d_ids), (e_spec, e_ids))]
@@ -127,6 +154,8 @@ def run_decouple(
             a, b = parts[source]
             stats = compare_sets(located(a), located(b))
             curve.append(CurvePoint(float(f), source, r, stats.overlap_rate, stats.iou, stats.chance_iou,
-                                    stats.size_a, stats.size_b))
+                                    stats.size_a, stats.size_b, empty=stats.size_a == 0 and stats.size_b == 0))
+    null_iou = [compare_sets(located(a), located(b)).iou for a, b in nulls]
     return DecoupleResult(model=lm.spec.name, dataset=dataset, other=other, n=n, fractions=[float(f) for f in fractions],
-                          repeats=repeats, seed=seed, score=score_cfg, params=params, curve=curve, **stamp())
+                          repeats=repeats, seed=seed, score=tables[0].cfg or score_cfg, params=params, curve=curve,
+                          null_iou=null_iou, other_score=tables[1].cfg, **stamp())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -110,11 +110,11 @@ class SweepRow:
 
 
 def threshold_sweep(run: LocateRun, taus: Sequence[float], ps: Sequence[float]) -> list[SweepRow]:
-    """Located-set size and split agreement for every (tau, p), from the in-memory scores."""
+    """Located-set size and split agreement for every (tau, p), from the in-memory scores, with the run's own sign."""
     rows = []
     for tau in taus:
         for p in ps:
-            res = run.relocalize(LocateParams(rule="relative", tau=tau, p=p))
+            res = run.relocalize(replace(run.params, rule="relative", tau=tau, p=p))
             agree = res.agreement()
             rows.append(SweepRow(tau, p, res.n_located, agree.overlap_rate, agree.iou, agree.chance_iou))
     return rows

@@ -157,7 +157,7 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
 
 
 def _device_of(lm: LoadedModel, layer: int) -> torch.device:
-    """Where a layer's activations will be: its weights' device (the input device for layers offloaded to RAM,
-    which run on it)."""
+    """Where a layer's activations will be: its weights' device, or for a layer whose weights accelerate offloads
+    (left on the meta device, brought in for each pass) the device it runs on, the input's."""
     device = lm.ffn.down[layer].weight.device
-    return lm.input_device if device.type in ("meta", "cpu") and lm.input_device.type != "cpu" else device
+    return lm.input_device if device.type == "meta" else device

@@ -202,8 +202,14 @@ def decouple_chart(result: DecoupleResult) -> alt.LayerChart:
         tooltip=["fraction", "replaceable part from", alt.Tooltip("iou:Q", format=".3f"),
                  alt.Tooltip("chance_iou:Q", format=".2e")])
     chance = alt.Chart(df).mark_line(strokeDash=[4, 4], color="#6b7280").encode(x=x, y="chance_iou:Q")
-    return (band + line + chance).properties(
-        width=520, height=260, title=f"Decoupling: {result.dataset} (n = {result.n}); dashed = chance")
+    layers = band + line + chance
+    null = result.empirical_null()
+    if null["iou"] is not None:  # the measured null: a set of the dataset vs a set of the other dataset alone
+        rule = pd.DataFrame([{"empirical null": null["iou"], "lo": null["iou_min"], "hi": null["iou_max"]}])
+        layers += alt.Chart(rule).mark_rule(strokeDash=[1, 3], color="#b45309").encode(
+            y="empirical null:Q", tooltip=[alt.Tooltip("empirical null:Q", format=".3f"), "lo", "hi"])
+    return layers.properties(width=520, height=260, title=f"Decoupling: {result.dataset} (n = {result.n}); "
+                                                          "dashed = hypergeometric chance, dotted = empirical null")
 
 
 def sharing_bars(counts: dict[str, int]) -> alt.Chart:

@@ -75,6 +75,9 @@ def test_run_evaluate_reports_baseline_intervention_and_control(lm):
         lo, hi = res[part]["gold_loglik_ci"]
         assert lo <= res[part]["gold_loglik"] <= hi
     assert len(res["control"]["draws"]) == 2
+    controls = res["intervention"]["control_neurons"]  # the control draws' own neurons, per draw
+    assert len(controls) == 2 and all(len(c) == len(neurons) for c in controls)
+    assert not {tuple(x) for c in controls for x in c} & {tuple(x) for x in neurons.pairs()}
     assert res["intervened"]["delta_gold_loglik"] == pytest.approx(
         res["intervened"]["gold_loglik"] - res["baseline"]["gold_loglik"], abs=1e-6)
     assert res["examples"] and "before" in res["examples"][0] and "after" in res["examples"][0]

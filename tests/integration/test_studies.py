@@ -28,6 +28,9 @@ def test_decoupling_curve_has_every_point_and_iou_one_at_full_sharing(lm, score_
             assert p.iou == 1.0  # the same samples give the same set
     data = res.to_json()
     assert data["curve"][0].keys() >= {"fraction", "replaceable", "overlap_rate", "iou", "chance_iou", "repeat"}
+    for score in (data["params"]["score"], data["params"]["other_score"]):  # the limits used, not null
+        assert score["max_answer_tokens"] and score["max_prompt_tokens"]
+    assert len(res.null_iou) == 1 and 0.0 <= data["empirical_null"]["iou"] <= 1.0
 
 
 def test_specificity_splits_sets_and_scores_each_dataset(lm):

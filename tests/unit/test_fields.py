@@ -87,7 +87,8 @@ NUMERIC_FLAGS = _numeric_flags()
 REQUIRED = {"compare": ["a.json"], "specificity": ["a.json"], "export": ["a.json", "--out-dir", "x"],  # what each
             "finetune": ["--neurons", "a.json"], "decouple": ["--other", "imdb"], "inspect": ["--neuron", "0:0"],
             "steer": ["--prompt", "x", "--neurons", "a.json"], "matrix": ["--neurons", "a", "--targets", "b"],
-            "lm-eval": ["--tasks", "t", "--neurons", "a.json"]}  # command needs besides the flag under test
+            "lm-eval": ["--tasks", "t", "--neurons", "a.json"],  # command needs besides the flag under test
+            "knowledge": ["facts"]}
 
 
 def test_every_numeric_flag_of_the_cli_is_checked_by_a_field():

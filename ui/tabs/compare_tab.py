@@ -12,7 +12,7 @@ from cnl_core.report import charts, exports
 
 from ..errors import shows_errors
 from ..session import Session, session
-from . import inspector_panel
+from . import inspector_panel, null_panel
 
 HELP = ("The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pooled bins); darker = selected by more "
         "samples. **Overlap** = |A∩B| / min(|A|,|B|), **IoU** = |A∩B| / |A∪B|. The chance level is what random sets "
@@ -29,9 +29,10 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         overlap = gr.Plot(label="Overlap rate", show_label=False)
         iou = gr.Plot(label="IoU", show_label=False)
     chance = gr.Dataframe(label="IoU against chance", wrap=True)
+    null = null_panel.build(dataset_names)
     top = gr.Dataframe(label="Top located neurons (mean score; click a row to inspect it)", elem_id="top-neurons")
     insp = inspector_panel.build(dataset_names)
-    return SimpleNamespace(pick=pick, top=top, inspector=insp,
+    return SimpleNamespace(pick=pick, top=top, inspector=insp, null=null,
                            outputs=[heatmap, layer_bars, overlap, iou, chance, top, insp.click_map])
 
 

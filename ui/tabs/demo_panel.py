@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core.experiments.demo import DEMO, run_demo
+from cnl_core.experiments.demo import DEMO, DemoResult, run_demo
+from cnl_core.experiments.format_control import FormatControlResult, run_format_control
 from cnl_core.report import charts
 
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..shared_work import served, source_note
 from ..visitors import one_job
 
 INTRO = (f"**New here? Run the demo** (about a minute on a laptop): it locates the neurons the built-in model uses "
@@ -20,21 +23,47 @@ INTRO = (f"**New here? Run the demo** (about a minute on a laptop): it locates t
          "4 Compare → 5 Intervene → 6 Studies → 7 Export**.")
 
 
+SCORED = ("whole answer", "digits only", "both (format control)")
+SCORED_INFO = ("the answer ' 7' is a space token, then the digit: 'digits only' puts the space in the prompt, so "
+               "neither locating nor accuracy rests on the answer's format")
+
+
 def build() -> SimpleNamespace:
     with gr.Row():
         gr.Markdown(INTRO, elem_id="demo-intro")
         button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn", scale=0, min_width=180)
+    scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO, elem_id="demo-scored")
     summary = gr.Markdown(elem_id="demo-summary")
     plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
-    return SimpleNamespace(button=button, outputs=[summary, plot])
+    content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
+    return SimpleNamespace(button=button, scored=scored, outputs=[summary, plot, content_plot])
 
 
 @gpu.on_gpu(gpu.demo_seconds)
 @shows_errors
 @one_job("Demo")
-def demo_ui(state, progress=gr.Progress()):
+def demo_ui(scored, state, progress=gr.Progress()):
+    """The demo, computed once per model and way of scoring (result_cache.py): the first visitor's press computes
+    it, everyone pressing meanwhile gets that run, everyone after gets the stored result at once."""
     state = session(state)
-    res = run_demo(state.model(), DEMO, progress=progress_reporter(progress), cancel=state.cancel)
+    report, lm = progress_reporter(progress), state.model()
+    hidden = gr.update(visible=False)
+    if scored == SCORED[2]:
+        out = served("demo", lm, {"preset": asdict(DEMO), "scored": "both"}, FormatControlResult,
+                     lambda: run_format_control(lm, DEMO, progress=report, cancel=state.cancel), report, state.cancel)
+        both, fmt = out.value, out.value.format_token
+        text = (f"### Demo, both ways\n**Whole answer:** {both.with_format.headline()}\n\n**Digits only:** "
+                f"{both.content_only.headline()}\n\nThe first answer token is a bare space: p(' ') after the prompt is "
+                f"{fmt['unmodified']['p']:.2f} unmodified, **{fmt['located zeroed']['p']:.2f}** with the whole-answer "
+                f"set zeroed, {fmt['random zeroed']['p']:.2f} with as many random neurons zeroed. The two located sets "
+                f"share {both.shared_neurons} neurons. Charts: whole answer, then digits only. {source_note(out)}")
+        return (text, gr.update(value=charts.demo_chart(both.with_format), visible=True),
+                gr.update(value=charts.demo_chart(both.content_only), visible=True))
+    preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
+    out = served("demo", lm, {"preset": asdict(preset)}, DemoResult,
+                 lambda: run_demo(lm, preset, progress=report, cancel=state.cancel), report, state.cancel)
+    res = out.value
     text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons changed; pale bars: as many random "
-            f"neurons (none of them located) changed the same way. Intervals: 95% bootstrap. Took {res.seconds:.0f} s.")
-    return text, gr.update(value=charts.demo_chart(res), visible=True)
+            f"neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
+            f"{source_note(out) or f'Took {res.seconds:.0f} s.'}")
+    return text, gr.update(value=charts.demo_chart(res), visible=True), hidden

@@ -17,7 +17,9 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..shared_work import in_lane
 from ..visitors import one_job
+from . import knowledge_panel
 from .intervene_tab import eval_config
 from .locate_tab import params_from, score_config_from
 
@@ -56,7 +58,8 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
     specific_plot = gr.Plot(show_label=False)
     specific_table = gr.Dataframe(label="Specificity index", wrap=True)
-    return SimpleNamespace(decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
+    knowledge = knowledge_panel.build()
+    return SimpleNamespace(knowledge=knowledge, decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
                            decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
                            sharing_plot=sharing_plot, specific_inputs=[mode, metric, eval_n], specific_btn=specific_btn,
                            specific_outputs=[specific_plot, specific_table])
@@ -79,9 +82,14 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
               score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
               params_from(rule, tau, p, top_k, sigma, sign))
     batch = F.BATCH.check(batch)
-    res = run_decouple(state.model(), dataset, other, *inputs, batch_size=batch,
-                       progress=progress_reporter(progress), cancel=state.cancel)
+    lm, update = state.model(), progress_reporter(progress)
+    with in_lane("decouple", update, state.cancel):
+        res = run_decouple(lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel)
+    for warning in res.warnings():  # two empty sets: IoU undefined
+        gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
+    # the measured null next to the hypergeometric chance: A's set vs a set of the other dataset alone (mean of repeats)
+    table["empirical null iou"] = res.empirical_null()["iou"]
     return charts.decouple_chart(res), table.round(4)
 
 
@@ -101,8 +109,10 @@ def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progres
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
     eval_n, cfg = F.EVAL_N.check(eval_n), eval_config(fewshot, max_new_tokens)
-    res = run_specificity(state.model(), located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=progress_reporter(progress),
-                          cancel=state.cancel)
+    lm, update = state.model(), progress_reporter(progress)
+    with in_lane("specificity", update, state.cancel):
+        res = run_specificity(lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update,
+                              cancel=state.cancel)
     table = pd.DataFrame([{"dataset": k, "specific neurons": len(res.split.specific[k]), "index": v["value"],
                            "95% interval": v["ci"], "own effect": v["own"], "mean effect on others": v["others"]}
                           for k, v in res.index.items()])

@@ -1,0 +1,137 @@
+"""The CLI's `knowledge` commands: the paper's first half (individual facts do not localize, or do they?).
+
+`python -m cnl_core knowledge facts|fidelity|trace|reliability|edit|study`: each reads the built-in facts
+(or --facts-csv), checks which the model knows, and runs one part of the study on the known ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .. import fields as F
+from ..errors import DatasetError, ParameterError
+from ..knowledge.editing import EditConfig, located_vs_best, run_editing
+from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_facts_csv
+from ..knowledge.fidelity import FidelityConfig, run_fidelity
+from ..knowledge.probe import MAX_ANSWER_TOKENS, check_known
+from ..knowledge.reliability import ReliabilityConfig, run_reliability
+from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
+from ..knowledge.tracing import SITES, run_tracing
+from ..locate.scorers import scorer_names
+from ..options import SIGNS
+from . import arguments as A
+from .commands import _model, _progress_bar, _write
+
+ACTIONS = ("facts", "fidelity", "trace", "reliability", "edit", "study")
+PLANNED_PROMPT_TOKENS = 96
+_FID, _STUDY = FidelityConfig(), StudyConfig()
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("knowledge", help="facts with paraphrases: fidelity, causal tracing, reliability, editing")
+    p.add_argument("action", choices=ACTIONS)
+    A.add_model(p)
+    p.add_argument("--facts-csv", help="your facts: CSV with subject, relation, answer, templates (' | '-separated)")
+    p.add_argument("--relations", nargs="+", choices=[r.name for r in BUILTIN_RELATIONS], help="built-in relations")
+    p.add_argument("--shots", type=F.FEWSHOT.arg, default=2, help="demonstrations before each prompt (0 to 8)")
+    p.add_argument("--facts-per-relation", type=F.FACTS_PER_RELATION.arg, default=None,
+                   help="first N known facts of each relation (default: the study's size: all for fidelity, "
+                        f"{_STUDY.trace_facts} traced, {_STUDY.reliability_facts} for reliability, "
+                        f"{_STUDY.edit_facts} edited)")
+    p.add_argument("--method", default=_FID.method, choices=scorer_names())
+    p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_FID.ig_steps)
+    p.add_argument("--batch-size", type=F.BATCH.arg, default=None,
+                   help="prompts scored together (default: 8, or fewer where the memory estimate says so)")
+    p.add_argument("--tau", type=F.TAU.arg, default=_FID.tau)
+    p.add_argument("--p", type=F.P.arg, default=_FID.p)
+    p.add_argument("--sign", default=_FID.sign, choices=SIGNS)
+    p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
+    p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
+    p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
+    p.add_argument("--layers", type=F.LAYER.arg, nargs="+", help="edit: layers (default: every third)")
+    p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
+    p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
+    p.add_argument("--out")
+    # what the memory estimate plans for: a fact prompt with its demonstrations is 30 to 60 tokens, not 256
+    p.set_defaults(func=cmd_knowledge, ig_rule="right", max_prompt_tokens=PLANNED_PROMPT_TOKENS,
+                   max_answer_tokens=MAX_ANSWER_TOKENS)
+
+
+def _facts(args) -> FactSet:
+    if args.shots is None or args.shots > 8:
+        raise ParameterError("--shots: give a whole number from 0 to 8.")
+    if args.facts_csv:
+        try:
+            text = Path(args.facts_csv).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"Could not read the facts file {args.facts_csv}: {exc}") from exc
+        return read_facts_csv(text, args.shots, Path(args.facts_csv).stem)
+    return builtin_facts(args.shots, tuple(args.relations) if args.relations else None)
+
+
+def cmd_knowledge(args) -> dict:
+    facts_set = _facts(args)
+    if args.layers is not None and not args.layers:
+        raise ParameterError("--layers: give at least one layer.")
+    lm = _model(args)
+    known = check_known(lm, facts_set)
+    print(f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
+          f"answer on at least half of their paraphrases)")
+    sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
+    chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
+    bar, update = _progress_bar(f"knowledge {args.action}")
+    out: dict
+    with bar:
+        if args.action == "facts":
+            for fact_id, share in known.share.items():
+                print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
+            out = known.to_json()
+        elif args.action == "fidelity":
+            cfg = FidelityConfig(args.method, args.ig_steps, args.tau, args.sign, args.p, args.capability, seed=args.seed)
+            res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
+            out = res.to_json()
+        elif args.action == "trace":
+            res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
+            out = res.to_json()
+        elif args.action == "reliability":
+            cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, seed=args.seed)
+            out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+        elif args.action == "edit":
+            cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers, seed=args.seed)
+            res = run_editing(lm, facts_set, chosen, cfg, progress=update)
+            out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
+        else:
+            cfg = replace(_STUDY, seed=args.seed, method=args.method, tau=args.tau, p=args.p,
+                          edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers)
+            if args.facts_per_relation is not None:  # every part on the same first known facts
+                k = args.facts_per_relation
+                cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
+            parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
+            study = run_study(lm, facts_set, cfg, parts=parts, progress=update)
+            print("\n".join(table(study)))
+            out = study.to_json()
+    if args.action in ("fidelity", "reliability", "trace", "edit"):
+        _print_part(args.action, out)
+    _write(args.out, out)
+    return out
+
+
+def _print_part(action: str, out: dict) -> None:
+    if action == "fidelity":
+        for g in out["pairs"] + out["splits"]:
+            print(f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
+                  f"chance {g['chance_iou']}")
+    elif action == "trace":
+        print(f"  peak agreement ({out['site']}):")
+        for k, v in out["agreement"].items():
+            if k != "prompts":
+                print(f"    {k:<36} {v['share']} {v['ci']}")
+    elif action == "reliability":
+        for r in out["summary"]:
+            print(f"  {r['mode']:<8} {r['neurons']:<8} {r['target']:<22} {r['delta_logp']:+.3f} {r['ci']}")
+    else:
+        for r in out["summary"]:
+            print(f"  layer {r['layer']:>2}: p(new) edit {r['p_new_edit']:.3f}, paraphrases {r['p_new_paraphrases']:.3f}")
+
+

@@ -1,0 +1,91 @@
+"""Neuron scores of every paraphrase, through the score cache, and the Knowledge-Neurons selection.
+
+A fact set becomes a dataset whose samples are its paraphrases (id "relation/subject#template"), so the
+cache, progress and cancel of `collect_scores` serve it as they serve any dataset, and the fidelity,
+reliability and capability comparisons read the same scores. The per-paraphrase set is the Knowledge
+Neurons rule: neurons whose score is at least tau times that prompt's largest score (`select_per_sample`
+with the relative rule); a fact's set over several paraphrases keeps the neurons at least a fraction p
+of them select (KN's refining step, the same commonality rule CNL applies to a dataset).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..data.samples import LOGLIK, DatasetSpec, Sample
+from ..locate.collect import collect_scores
+from ..locate.scorers import ScoreConfig
+from ..locate.select import LocateParams, select_per_sample
+from ..model.loading import LoadedModel
+from ..model.neurons import NeuronGrid, NeuronSet
+from ..progress import Progress
+from .facts import FactSet, Paraphrase
+from .probe import MAX_ANSWER_TOKENS, MAX_PROMPT_TOKENS
+
+PROMPT_FORMAT = "fact paraphrases: demonstrations + template with the subject"
+
+
+def paraphrase_dataset(facts: FactSet) -> DatasetSpec:
+    """The fact set's paraphrases as a dataset (not registered: it lives as long as the study)."""
+    rows = [Sample(p.id, p.text, p.answer, p.answer.strip()) for f in facts.facts for p in facts.paraphrases(f)]
+    name = f"facts-{facts.name}-{facts.shots}shot-" + "-".join(r.name for r in facts.relations)
+    return DatasetSpec(name[:120], "Facts with paraphrases", "generated (code)", LOGLIK, PROMPT_FORMAT, lambda: rows,
+                       expected_rows=len(rows))
+
+
+@dataclass(frozen=True)
+class ParaphraseScores:
+    """Scores [n, layers, width] of paraphrases (float16, in `ids` order) and their gold log-probabilities."""
+
+    ids: list[str]
+    scores: torch.Tensor
+    gold_logprob: torch.Tensor
+    grid: NeuronGrid
+    score_cfg: ScoreConfig  # with its token limits resolved
+
+    def rows(self, ids: Sequence[str]) -> torch.Tensor:
+        where = {i: k for k, i in enumerate(self.ids)}
+        return self.scores[[where[i] for i in ids]]
+
+
+def paraphrase_scores(lm: LoadedModel, facts: FactSet, paraphrases: Sequence[Paraphrase], method: str = "grad_x_act",
+                      ig_steps: int = 20, *, batch_size: int | None = None, use_cache: bool = True,
+                      progress: Progress | None = None, cancel: threading.Event | None = None) -> ParaphraseScores:
+    """Per-paraphrase neuron scores on the gold answer (teacher-forced), computed or read from the cache."""
+    cfg = ScoreConfig(method=method, ig_steps=ig_steps, max_prompt_tokens=MAX_PROMPT_TOKENS,
+                      max_answer_tokens=MAX_ANSWER_TOKENS)
+    table = collect_scores(lm, paraphrase_dataset(facts), [p.id for p in paraphrases], cfg, batch_size=batch_size,
+                           use_cache=use_cache, progress=progress, cancel=cancel)
+    return ParaphraseScores(table.sample_ids, table.scores, table.gold_logprob, table.grid, table.cfg or cfg)
+
+
+def kn_masks(scores: torch.Tensor, tau: float, sign: str = "positive") -> torch.Tensor:
+    """[n, layers*width] bool: each prompt's Knowledge-Neurons set (score >= tau x the prompt's largest score)."""
+    return select_per_sample(scores, LocateParams(rule="relative", tau=tau, sign=sign))
+
+
+def common_set(scores: torch.Tensor, tau: float, p: float, sign: str = "positive") -> NeuronSet:
+    """Neurons that at least a fraction p of these prompts select (KN's refinement; CNL's commonality)."""
+    grid = NeuronGrid(scores.shape[1], scores.shape[2])
+    counts = kn_masks(scores, tau, sign).sum(0)
+    return NeuronSet.from_flat(grid, torch.nonzero(counts >= p * scores.shape[0] - 1e-9).flatten().numpy())
+
+
+def iou_matrix(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IoU [n, n], hypergeometric chance IoU [n, n]) of every pair of sets given as [n, N] bool masks.
+
+    IoU of two empty sets is undefined; it is NaN here and left out of every mean (the caller counts them).
+    """
+    m = masks.float()
+    sizes = m.sum(1)
+    inter = m @ m.T
+    union = sizes[:, None] + sizes[None, :] - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.tensor(float("nan")))
+    expected = sizes[:, None] * sizes[None, :] / masks.shape[1]
+    chance_union = sizes[:, None] + sizes[None, :] - expected
+    chance = torch.where(chance_union > 0, expected / chance_union.clamp(min=1e-12), torch.tensor(float("nan")))
+    return iou, chance

@@ -1,0 +1,97 @@
+"""Studies tab: the paper's first half. Do individual facts localize, as capabilities do?
+
+Facts with paraphrases (built in, or the visitor's CSV), then any of: fidelity (per-paraphrase
+Knowledge-Neurons sets, against CNL's split agreement on a capability and two nulls), causal tracing
+(peak-layer agreement), reliability (zeroing/amplifying a fact's neurons) and per-layer editing next to the
+traced effect. Sizes default to a classroom run; the CLI's `knowledge study` runs the README's sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core import fields as F
+from cnl_core.errors import DatasetError, ParameterError
+from cnl_core.knowledge.facts import BUILTIN_RELATIONS, MAX_CSV_BYTES, builtin_facts, read_facts_csv
+from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
+from cnl_core.report import knowledge_charts
+
+from .. import gpu
+from ..errors import progress_reporter, shows_errors
+from ..session import session
+from ..shared_work import in_lane
+from ..visitors import one_job
+
+HELP = ("**Knowledge vs capability (the paper's first half).** The paper's title says capabilities can be "
+        "localized *rather than individual knowledge*. Here each fact is asked in several wordings (built-in: "
+        "capitals, opposites, languages, 2-shot; or your CSV with columns `subject, relation, answer, templates`, "
+        "templates separated by ` | ` and holding `{subject}`). **Fidelity**: do a fact's paraphrases select the "
+        "same neurons (Knowledge-Neurons rule, the Locate tab's tau), compared with CNL's split agreement on "
+        "`add1_content` and two nulls (uniform chance; sets of unrelated prompts)? **Tracing**: do its paraphrases "
+        "peak at one layer when the subject is corrupted and one layer restored? **Reliability**: does zeroing a "
+        "fact's neurons erase it on held-out paraphrases, and only it? **Editing**: a rank-one edit at each "
+        "layer: does editing work where tracing points?")
+CLASSROOM_SHOTS = 2  # demonstrations before each prompt (the built-in facts were checked 2-shot)
+CLASSROOM = StudyConfig(seed=0, fidelity_facts=4, trace_facts=2, trace_draws=1, reliability_facts=3, edit_facts=1,
+                        edit_layers=tuple(range(0, 30, 5)), edit_steps=15)
+
+
+def build() -> SimpleNamespace:
+    gr.Markdown(HELP)
+    with gr.Row():
+        relations = gr.CheckboxGroup([r.name for r in BUILTIN_RELATIONS], value=[r.name for r in BUILTIN_RELATIONS],
+                                     label="built-in relations")
+        upload = gr.File(label="or your facts (CSV)", file_types=[".csv"], type="filepath")
+        per_relation = gr.Number(CLASSROOM.fidelity_facts, label="facts per relation")
+        parts = gr.CheckboxGroup(list(PARTS), value=list(PARTS[:3]), label="parts (editing is the slowest)")
+    button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")
+    summary = gr.Markdown(elem_id="knowledge-summary")
+    fidelity_plot = gr.Plot(show_label=False, elem_id="knowledge-fidelity-plot")
+    reliability_plot = gr.Plot(show_label=False, elem_id="knowledge-reliability-plot")
+    editing_plot = gr.Plot(show_label=False, elem_id="knowledge-editing-plot")
+    return SimpleNamespace(inputs=[relations, upload, per_relation, parts], button=button,
+                           outputs=[summary, fidelity_plot, reliability_plot, editing_plot])
+
+
+def knowledge_seconds(relations, upload, per_relation, parts, *_rest, **_kw) -> float:
+    facts = max(1, len(relations or [])) * int(per_relation or 1)
+    return min(300.0, 30.0 + 4.0 * facts + (120.0 if "editing" in (parts or []) else 0.0))
+
+
+def _facts(relations, upload):
+    if upload:
+        path = Path(upload)
+        if path.stat().st_size > MAX_CSV_BYTES:
+            raise DatasetError(f"The facts file is over {MAX_CSV_BYTES // 2**20} MiB.")
+        try:
+            return read_facts_csv(path.read_text(encoding="utf-8"), CLASSROOM_SHOTS, "upload")
+        except UnicodeDecodeError as exc:
+            raise DatasetError("The facts file is not UTF-8 text.") from exc
+    if not relations:
+        raise ParameterError("Pick at least one relation, or upload your facts.")
+    return builtin_facts(CLASSROOM_SHOTS, tuple(relations))
+
+
+@gpu.on_gpu(knowledge_seconds)
+@shows_errors
+@one_job("Knowledge study")
+def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr.Progress()):
+    state = session(state)
+    if not parts:
+        raise ParameterError("Pick at least one part of the study.")
+    k = F.FACTS_PER_RELATION.check(per_relation)
+    cfg = replace(CLASSROOM, tau=F.TAU.check(tau), fidelity_facts=k, trace_facts=min(k, CLASSROOM.trace_facts),
+                  reliability_facts=min(k, CLASSROOM.reliability_facts))
+    facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
+    lm, update = state.model(), progress_reporter(progress)
+    with in_lane("knowledge", update, state.cancel):
+        study = run_study(lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update,
+                          cancel=state.cancel)
+    text = "\n".join(table(study))
+    return (text, knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
+            knowledge_charts.reliability_chart(study.reliability) if study.reliability else None,
+            knowledge_charts.editing_chart(study.editing) if study.editing else None)

@@ -1,0 +1,63 @@
+"""Compare tab: the empirical null next to the hypergeometric chance, for the picked located set.
+
+Uniformly random sets of the same sizes almost never overlap, so "N times chance" is easy to reach; sets
+located on unrelated data (or on the same prompts with shuffled answers) are the harder bar. This panel
+locates those with the picked set's own settings (dataset, n, seed, method, thresholds) and shows their
+IoU and spread beside the set's split agreement.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from cnl_core import fields as F
+from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
+from cnl_core.locate.scorers import ScoreConfig
+
+from .. import gpu
+from ..errors import progress_reporter, shows_errors
+from ..session import session
+from ..shared_work import in_lane
+from ..visitors import one_job
+
+HELP = ("**Empirical null.** The chance IoU above assumes uniformly random sets. Sets located on **unrelated** data "
+        "(or on the same prompts with **shuffled** answers) share far more than that, because some layers and neurons "
+        "are busy on every prompt. This locates such sets with the picked set's settings and shows their IoU.")
+
+
+def build(dataset_names: list[str]) -> SimpleNamespace:
+    with gr.Accordion("Empirical null (sets on unrelated data)", open=False):
+        gr.Markdown(HELP)
+        with gr.Row():
+            kind = gr.Radio(list(NULL_KINDS), value=NULL_KINDS[0], label="null")
+            other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None,
+                                label="unrelated dataset")
+            draws = gr.Number(2, label="draws per side")
+        button = gr.Button("Measure the empirical null", elem_id="null-btn")
+        text = gr.Markdown(elem_id="null-summary")
+    return SimpleNamespace(inputs=[kind, other, draws], button=button, output=text)
+
+
+def null_seconds(label, kind, other, draws, *_rest, **_kw) -> float:
+    return 30.0 + 60.0 * int(draws)
+
+
+@gpu.on_gpu(null_seconds)
+@shows_errors
+@one_job("Empirical null")
+def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
+    state = session(state)
+    res = state.located_set(label)
+    draws = F.REPEATS.check(draws)
+    score = ScoreConfig(method=res.score.method, ig_steps=res.score.ig_steps, ig_rule=res.score.ig_rule)
+    lm, update = state.model(), progress_reporter(progress)
+    with in_lane("null", update, state.cancel):
+        null = empirical_null(lm, res.dataset, kind, other, res.n, min(draws, 10), res.seed, score, res.params,
+                              progress=update, cancel=state.cancel)
+    agree = res.agreement()
+    times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"
+    times_chance = f"{agree.iou / agree.chance_iou:.0f} times" if agree.chance_iou > 0 else "against"
+    return (f"{null.describe()}.\n\nThis set's split IoU: **{agree.iou:.3f}** ({times_null}; {times_chance} the "
+            f"hypergeometric chance {agree.chance_iou:.5f}).")
