@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from cnl_core import shared_mode  # noqa: E402
 from ui.app import build_app  # noqa: E402
+from ui.tabs import demo_panel  # noqa: E402
 from ui.upload_guard import DataOnlyUploads  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
@@ -67,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-model", action="append", default=[], metavar="HUB_ID",
                         help="shared mode: the Hub models visitors may load (repeatable; default: any; env "
                              "CNL_ALLOWED_MODELS, comma-separated)")
+    parser.add_argument("--warm-demo", action=argparse.BooleanOptionalAction, default=None,
+                        help="compute the one-click demo at start-up, in the background, so every visitor gets it at "
+                             "once (default: on in shared mode, off on a laptop; env CNL_WARM_DEMO=1/0). With the "
+                             "cache on persistent storage (CNL_CACHE_DIR) it is computed once per model, ever")
     parser.add_argument("--allow-pickled-weights", action="store_true",
                         help="let model folders without safetensors load pickled weights (runs code if the weights "
                              "are hostile; env CNL_ALLOW_PICKLE=1)")
@@ -94,7 +100,28 @@ def main() -> None:
     policy = shared_mode.configure(policy_from(args))  # before the app is built: the tabs read it
     print(f"Capability Neuron Lab on http://{args.host}:{args.port}/ (add --share for a temporary public link)")
     print(policy.describe())
-    build_app().launch(**launch_options(args))
+    app = build_app()
+    if warm_wanted(args, policy):
+        threading.Thread(target=_warm, name="warm-demo", daemon=True).start()
+    app.launch(**launch_options(args))
+
+
+def warm_wanted(args: argparse.Namespace, policy: shared_mode.Policy) -> bool:
+    """--warm-demo / --no-warm-demo, else CNL_WARM_DEMO, else on in shared mode (a Space, a workshop)."""
+    if args.warm_demo is not None:
+        return args.warm_demo
+    env = os.environ.get("CNL_WARM_DEMO", "").strip().lower()
+    return env in ("1", "true", "yes") if env else policy.shared
+
+
+def _warm() -> None:
+    log = logging.getLogger("cnl.dashboard")
+    started = time.monotonic()
+    try:
+        demo_panel.warm_demo()
+        log.info("the demo is ready for every visitor (%.0f s)", time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001  # a visitor's press computes it instead
+        log.warning("warming the demo failed (%s); the first visitor's press computes it", exc)
 
 
 if __name__ == "__main__":

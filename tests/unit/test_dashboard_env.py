@@ -73,3 +73,17 @@ def test_a_failed_upload_clears_the_preview_and_the_column_pickers(tmp_path):
         warnings.simplefilter("ignore")
         prompt, answer, preview, state = data_tab.inspect_upload(str(bad), state)
     assert prompt["choices"] == [] and answer["value"] is None and preview.empty and state.pending_upload is None
+
+
+def test_the_demo_is_warmed_in_shared_mode_unless_told(monkeypatch):
+    import dashboard
+    from cnl_core.shared_mode import Policy
+
+    monkeypatch.delenv("CNL_WARM_DEMO", raising=False)
+    shared, local = Policy.from_env(shared=True), Policy.from_env(shared=False)
+    assert dashboard.warm_wanted(dashboard.parse_args([]), shared)
+    assert not dashboard.warm_wanted(dashboard.parse_args([]), local)
+    assert dashboard.warm_wanted(dashboard.parse_args(["--warm-demo"]), local)
+    assert not dashboard.warm_wanted(dashboard.parse_args(["--no-warm-demo"]), shared)
+    monkeypatch.setenv("CNL_WARM_DEMO", "1")
+    assert dashboard.warm_wanted(dashboard.parse_args([]), local)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from cnl_core.experiments.demo import DEMO, DemoResult, run_demo
 from cnl_core.experiments.format_control import FormatControlResult, run_format_control
+from cnl_core.experiments.result_cache import Served
 from cnl_core.report import charts
 
 from .. import gpu
@@ -39,18 +40,32 @@ def build() -> SimpleNamespace:
     return SimpleNamespace(button=button, scored=scored, outputs=[summary, plot, content_plot])
 
 
+def served_demo(lm, scored: str, report=None, cancel=None) -> Served:
+    """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
+    press meanwhile gets that run, every press after gets the stored result at once."""
+    if scored == SCORED[2]:
+        return served("demo", lm, {"preset": asdict(DEMO), "scored": "both"}, FormatControlResult,
+                      lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel), report, cancel)
+    preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
+    return served("demo", lm, {"preset": asdict(preset)}, DemoResult,
+                  lambda: run_demo(lm, preset, progress=report, cancel=cancel), report, cancel)
+
+
+def warm_demo() -> None:
+    """Compute (or find) the default demo before the first visitor asks: `dashboard.py --warm-demo`."""
+    from cnl_core.model.loading import ModelSpec
+    from cnl_core.model.model_cache import MODELS
+
+    served_demo(MODELS.get(ModelSpec()), SCORED[0])
+
+
 @gpu.on_gpu(gpu.demo_seconds)
 @shows_errors
 @one_job("Demo")
 def demo_ui(scored, state, progress=gr.Progress()):
-    """The demo, computed once per model and way of scoring (result_cache.py): the first visitor's press computes
-    it, everyone pressing meanwhile gets that run, everyone after gets the stored result at once."""
     state = session(state)
-    report, lm = progress_reporter(progress), state.model()
-    hidden = gr.update(visible=False)
+    out = served_demo(state.model(), scored, progress_reporter(progress), state.cancel)
     if scored == SCORED[2]:
-        out = served("demo", lm, {"preset": asdict(DEMO), "scored": "both"}, FormatControlResult,
-                     lambda: run_format_control(lm, DEMO, progress=report, cancel=state.cancel), report, state.cancel)
         both, fmt = out.value, out.value.format_token
         text = (f"### Demo, both ways\n**Whole answer:** {both.with_format.headline()}\n\n**Digits only:** "
                 f"{both.content_only.headline()}\n\nThe first answer token is a bare space: p(' ') after the prompt is "
@@ -59,11 +74,8 @@ def demo_ui(scored, state, progress=gr.Progress()):
                 f"share {both.shared_neurons} neurons. Charts: whole answer, then digits only. {source_note(out)}")
         return (text, gr.update(value=charts.demo_chart(both.with_format), visible=True),
                 gr.update(value=charts.demo_chart(both.content_only), visible=True))
-    preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
-    out = served("demo", lm, {"preset": asdict(preset)}, DemoResult,
-                 lambda: run_demo(lm, preset, progress=report, cancel=state.cancel), report, state.cancel)
     res = out.value
     text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons changed; pale bars: as many random "
             f"neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
             f"{source_note(out) or f'Took {res.seconds:.0f} s.'}")
-    return text, gr.update(value=charts.demo_chart(res), visible=True), hidden
+    return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)
