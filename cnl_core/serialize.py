@@ -19,7 +19,7 @@ import typing
 from functools import cache
 from typing import Any, TypeVar, Union
 
-from .errors import ResultFileError
+from .errors import CNLError, ResultFileError
 
 T = TypeVar("T")
 MAX_DEPTH = 64  # results nest a few levels; a deeper file is not one of ours
@@ -145,7 +145,7 @@ def _dataclass(kind: type, data: Any, where: str, depth: int) -> Any:
         values[f.name] = _read(hints[f.name], data[f.name], f"{where}.{f.name}", depth + 1)
     try:
         return kind(**values)
-    except (TypeError, ValueError) as exc:  # a type's own checks (__post_init__) refuse a value
+    except (TypeError, ValueError, CNLError) as exc:  # a type's own checks (__post_init__) refuse a value
         raise ResultFileError(f"{where}: {str(exc)[:300]}") from exc
 
 

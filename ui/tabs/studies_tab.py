@@ -9,7 +9,7 @@ import pandas as pd
 
 from cnl_core import fields as F
 from cnl_core.errors import ParameterError
-from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, run_decouple
+from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, DecoupleResult, run_decouple
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES
 from cnl_core.report import charts
@@ -17,7 +17,7 @@ from cnl_core.report import charts
 from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
-from ..shared_work import in_lane
+from ..shared_work import data_identity, in_lane, served
 from ..visitors import one_job
 from . import knowledge_panel
 from .intervene_tab import eval_config
@@ -83,8 +83,11 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
               params_from(rule, tau, p, top_k, sigma, sign))
     batch = F.BATCH.check(batch)
     lm, update = state.model(), progress_reporter(progress)
-    with in_lane("decouple", update, state.cancel):
-        res = run_decouple(lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel)
+    n, fractions, repeats, seed, cfg, params = inputs
+    key = {"datasets": [data_identity(dataset), data_identity(other)], "n": n, "fractions": fractions,
+           "repeats": repeats, "seed": seed, "score": cfg.to_json(), "params": params.as_dict()}
+    res = served("decouple", lm, key, DecoupleResult, lambda: run_decouple(
+        lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel), update, state.cancel).value
     for warning in res.warnings():  # two empty sets: IoU undefined
         gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
