@@ -11,7 +11,7 @@ import torch
 from cnl_core.model import decoding, generation, shared_prefix
 from cnl_core.model.architectures import FFNAccess
 from cnl_core.model.generation import greedy_generate, shared_prefix_length
-from cnl_core.model.hooks import Intervention, intervene
+from cnl_core.model.hooks import Edit, Intervention
 from cnl_core.model.loading import LoadedModel, ModelSpec
 from cnl_core.model.neurons import NeuronSet
 
@@ -143,10 +143,9 @@ def test_conditions_decoded_together_equal_each_decoded_alone(shared_context, mo
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
-        with intervene(lm, iv) as handle:
-            alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=8, stop_strings=()))
-            with torch.no_grad():
-                parts.append(generation.prompt_pass(lm, rows, handle))
+        alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=8, stop_strings=(), iv=iv))
+        with torch.no_grad():
+            parts.append(generation.prompt_pass(lm, rows, Edit.of(lm, iv)))
     assert alone[0] != alone[1] and alone[0] != alone[2]  # the interventions change the answers
     assert generation.decode(lm, parts, 8, (), ivs) == alone
 
@@ -190,8 +189,7 @@ def test_guesses_under_an_answer_position_intervention_change_nothing(monkeypatc
                       positions="answer")
 
     def run():
-        with intervene(lm, iv) as handle:
-            return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), handle=handle)
+        return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), iv=iv)
 
     guessed = run()
     monkeypatch.setattr(decoding, "DRAFT_ROWS", 0)
@@ -209,10 +207,9 @@ def test_every_architecture_decodes_conditions_together_as_alone(model_type):
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
-        with intervene(lm, iv) as handle:
-            alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=(), handle=handle))
-            with torch.no_grad():
-                parts.append(generation.prompt_pass(lm, rows, handle))
+        alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=(), iv=iv))
+        with torch.no_grad():
+            parts.append(generation.prompt_pass(lm, rows, Edit.of(lm, iv)))
     assert isinstance(parts[0], generation.Prompted)
     assert generation.decode(lm, parts, 6, (), ivs) == alone
 
