@@ -367,14 +367,14 @@ def _gold_pass(lm, samples, prefix: str, where: str) -> list:
     from cnl_core.model.hooks import NO_EDIT
 
     cfg = evaluation.EvalConfig()
-    shared_fn = forward.shared_context_length
+    shared_fn = forward.batch_context_length
 
     def run(shared: bool):
-        forward.shared_context_length = shared_fn if shared else (lambda batch, least=16: 0)
+        forward.batch_context_length = shared_fn if shared else (lambda batch, least=16: 0)
         try:
             return evaluation._gold_loglik(lm, NO_EDIT, samples, prefix, cfg)[0]
         finally:
-            forward.shared_context_length = shared_fn
+            forward.batch_context_length = shared_fn
 
     same = max(abs(a - b) for a, b in zip(run(True), run(False))) < 1e-3
     t_full, t_shared = _best(lambda: run(False), repeat=2), _best(lambda: run(True), repeat=2)

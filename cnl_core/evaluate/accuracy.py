@@ -18,7 +18,7 @@ from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
 from ..model.forward import SHARED_CONTEXT_LEAST, teacher_forced_logprob
-from ..model.generation import decode, greedy_generate, parts_that_fit, shared_prefix_length
+from ..model.generation import decode, greedy_generate, parts_that_fit, prompts_context_length
 from ..model.kv_cache import Prompted
 from ..model.hooks import Edit, Intervention
 from ..model.loading import LoadedModel
@@ -186,10 +186,10 @@ def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], c
                         new_tokens: int) -> int:
     """Conditions whose prompts are kept and decoded together: what MAX_DECODE_ROWS rows and the free memory allow
     (generation.parts_that_fit), from the token counts the gold pass will see: prompts cut from the left to the
-    context limit, the context they share (as forward.shared_context_length finds it) and the longest answer."""
+    context limit, the context they share (as forward.batch_context_length finds it) and the longest answer."""
     prompts = [p[-cfg.max_context_tokens:] for p in
                token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)]
-    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    shared = prompts_context_length(prompts) if len(prompts) > 1 else 0
     shared = shared if shared >= SHARED_CONTEXT_LEAST else 0
     answer = max(map(len, token_ids(lm.tokenizer, [s.answer for s in chunk], add_special_tokens=False)))
     return parts_that_fit(lm, len(chunk), shared, max(map(len, prompts)) - shared, answer, new_tokens)

@@ -205,8 +205,9 @@ def pass_groups(lm: LoadedModel, lengths: Sequence[int]) -> list[list[int]]:
 SHARED_CONTEXT_LEAST = 16  # fewer shared leading tokens are not worth a pass of their own
 
 
-def shared_context_length(batch: EncodedBatch, least: int = SHARED_CONTEXT_LEAST) -> int:
-    """Leading columns that every row has, token for token, and where no position predicts an answer.
+def batch_context_length(batch: EncodedBatch, least: int = SHARED_CONTEXT_LEAST) -> int:
+    """The context a teacher-forced batch shares: leading columns that every row has, token for token, and where no
+    position predicts an answer (generation.prompts_context_length finds the same in token lists).
 
     The few-shot prefix is the same for every prompt; its KV cache is computed once and shared. Fewer
     than `least` shared tokens, or a single row, are not worth the extra pass.
@@ -239,7 +240,7 @@ def teacher_forced_logprob(lm: LoadedModel, edit: Edit, prompts: list[str], answ
     """
     batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
                                   lm.input_device)
-    shared = shared_context_length(batch)
+    shared = batch_context_length(batch)
     ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
     own: list = [None] * len(prompts)
     first = torch.zeros(len(prompts), dtype=torch.long)

@@ -14,7 +14,7 @@ for the long ones, and it knows nothing of the few-shot prefix that every prompt
   its prompts run once;
 - `decode` puts the rows of one or several `Prompted` (the same questions under several interventions,
   each row with its own neurons changed) into one batch: where the model's attention allows, each
-  shared context is read once per step for all its rows (shared_prefix.py), else each row gets a copy;
+  shared context is read once per step for all its rows (context_attention.py), else each row gets a copy;
   the steps themselves are decoding.py's.
 
 On a CPU the prompt pass is compute-bound, so sharing the prefix is what makes batching pay; on a
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from . import shared_prefix
+from . import context_attention
 from .decoding import small_batch_linears, decode_loop
 from .forward import last_logits_only, prefix_cache
 from .hooks import Edit, Intervention, edited
@@ -38,8 +38,10 @@ from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
 from .tokens import token_ids
 
 
-def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens common to the start of every row, leaving each row at least one token of its own."""
+def prompts_context_length(rows: Sequence[Sequence[int]]) -> int:
+    """The context prompts share, given as token ids: the tokens common to the start of every row, leaving each
+    row at least one token of its own (its last, whose logits give the first answer token). The same columns as
+    forward.batch_context_length finds in a teacher-forced batch of these prompts, without its floor."""
     first, n = rows[0], min(map(len, rows)) - 1
     for i in range(n):
         if any(r[i] != first[i] for r in rows[1:]):
@@ -66,7 +68,7 @@ def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit):
     """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
     caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
     tokens)."""
-    plen = shared_prefix_length(rows) if len(rows) > 1 else 0
+    plen = prompts_context_length(rows) if len(rows) > 1 else 0
     tails = [r[plen:] for r in rows]
     keep_last = last_logits_only(lm)
     with small_batch_linears(lm.model, lm.input_device):
@@ -92,11 +94,11 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
 
     With `ivs`, part g's rows run under ivs[g] (None: unmodified) at every step, at every position (each token
     of a step predicts an answer token). Parts decode together where the model reads shared contexts once
-    (shared_prefix.py); elsewhere each row would carry a copy of its context, so parts decode one after
+    (context_attention.py); elsewhere each row would carry a copy of its context, so parts decode one after
     another. A set `cancel` stops at the next step. The caller holds the model's lock.
     """
     parts, ivs = list(parts), list(ivs or [None] * len(parts))
-    sizes, together = [len(p.own) for p in parts], shared_prefix.eligible(lm.model)
+    sizes, together = [len(p.own) for p in parts], context_attention.eligible(lm.model)
     batches = _decode_batches(sizes, together)
     if len(batches) > 1:
         return [rows for b in batches
@@ -108,8 +110,8 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
     with torch.no_grad():
         if together:
             cache, mask = own_tokens_batch(parts, max_new_tokens)
-            shared = shared_prefix.SharedPrefix(sizes, [p.context for p in parts])
-            with shared_prefix.shared_context_decoding(lm.model, shared):
+            shared = context_attention.GroupContexts(sizes, [p.context for p in parts])
+            with context_attention.shared_context_decoding(lm.model, shared):
                 flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [shared],
                                    histories, edit, cancel)
         else:
@@ -141,7 +143,7 @@ def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: 
     most models. Why: for Llama-2-7B every token keeps 0.5 MB, so 64 GSM8K rows of 400 tokens would want
     13 GB beside the weights. At least one part, whatever the memory says."""
     per_token = kv_bytes_per_token(lm.model.config, torch.finfo(lm.model.dtype).bits // 8)
-    copied = not shared_prefix.eligible(lm.model)
+    copied = not context_attention.eligible(lm.model)
     kept = (context_tokens + rows * own_tokens) * per_token
     decoding = rows * (own_tokens + max_new_tokens + (context_tokens if copied else 0)) * per_token
     gold = rows * (context_tokens + own_tokens + answer_tokens) * per_token

@@ -41,9 +41,9 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
 
     batch = forward.encode_teacher_forced(lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512,
                                           lm.input_device)
-    assert forward.shared_context_length(batch) > 300  # the two examples, shared
+    assert forward.batch_context_length(batch) > 300  # the two examples, shared
     shared = gold()
-    monkeypatch.setattr(forward, "shared_context_length", lambda batch, least=16: 0)
+    monkeypatch.setattr(forward, "batch_context_length", lambda batch, least=16: 0)
     torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)
 
 

@@ -180,13 +180,13 @@ def test_kv_bytes_per_token_counts_key_value_heads_and_layers():
 
 def test_decoding_parts_are_bounded_by_rows_and_by_the_free_memory(tiny_model_folder, monkeypatch):
     import cnl_core.model.generation as generation
-    from cnl_core.model import shared_prefix
+    from cnl_core.model import context_attention
     from cnl_core.model.loading import ModelSpec, load_model
     from cnl_core.model.memory import kv_bytes_per_token
 
     lm = load_model(ModelSpec(tiny_model_folder, device="cpu"))
     per_token = kv_bytes_per_token(lm.model.config, 4)
-    copied = not shared_prefix.eligible(lm.model)
+    copied = not context_attention.eligible(lm.model)
     # 8 rows of 50 own prompt tokens, a 300-token shared context, answers of 30 tokens, 20 new tokens
     kept = (300 + 8 * 50) * per_token
     decoding = 8 * (50 + 20 + (300 if copied else 0)) * per_token
