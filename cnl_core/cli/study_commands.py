@@ -10,15 +10,15 @@ from ..experiments.demo import CONDITIONS, DEMO, run_demo
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
 from . import arguments as A
-from .commands import _fmt_ci, _model, _progress_bar, _write
+from .commands import command_model, format_ci, progress_bar, write_result
 
 
 def cmd_decouple(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
     spec = A.dataset(args, need=2 * args.n)
     other = A.dataset(args, args.other, need=args.n)
-    lm = _model(args)
-    bar, update = _progress_bar("decouple")
+    lm = command_model(args)
+    bar, update = progress_bar("decouple")
     with bar:
         res = run_decouple(lm, spec.name, other.name, args.n, args.fractions, args.repeats, args.seed, score_cfg,
                            params, batch_size=args.batch_size, progress=update)
@@ -29,7 +29,7 @@ def cmd_decouple(args) -> dict:
         print(f"| {p['fraction']:.2f} | {source} | {p['iou']:.3f} | {p['iou_min']:.3f}-{p['iou_max']:.3f} | "
               f"{p['chance_iou']:.5f} |")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -46,35 +46,35 @@ def cmd_specificity(args) -> dict:
         print(f"  {count:>6}  {combo}")
     if args.no_eval:
         out = {"kind": "cnl.specificity", **split.to_json()}
-        _write(args.out, out)
+        write_result(args.out, out)
         return out
-    lm = _model(args)
-    bar, update = _progress_bar("specificity")
+    lm = command_model(args)
+    bar, update = progress_bar("specificity")
     with bar:
         res = run_specificity(lm, located, args.n, args.seed, mode=args.intervention, factor=args.factor,
                               metric=args.metric, cfg=cfg, progress=update)
     print(f"\nspecificity index ({args.metric}, {args.intervention} the specific neurons): own effect - mean effect "
           "on the others")
     for name, ix in res.index.items():
-        value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {_fmt_ci(ix['ci'])}"
+        value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {format_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
 def cmd_demo(args) -> dict:
     preset = replace(DEMO, seed=args.seed)
-    lm = _model(args)
-    bar, update = _progress_bar("demo")
+    lm = command_model(args)
+    bar, update = progress_bar("demo")
     with bar:
         res = run_demo(lm, preset, progress=update)
     print(res.headline())
     print("| condition | accuracy | 95% interval | gold log-likelihood / token |\n|---|---|---|---|")
     for key in CONDITIONS:
         s = res.conditions[key]
-        print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
+        print(f"| {key} | {s.accuracy:.3f} | {format_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
     print(f"({res.seconds:.0f} s)")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out

@@ -104,7 +104,7 @@ def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch
     assert not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
     loaded = []
     monkeypatch.setattr(commands.MODELS, "get", lambda spec, work: loaded.append((spec, work)) or "lm")
-    assert commands._model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
+    assert commands.command_model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
     err = capsys.readouterr().err
     assert err.startswith("memory estimate: 135M parameters in nf4") and "activation, 8 x 256 tokens" in err
     assert loaded[0][1].method == "activation" and not loaded[0][1].backward
