@@ -327,7 +327,6 @@ def generation(gpu: bool) -> list:
     """
     from cnl_core.evaluate.accuracy import EvalConfig, _generate, fewshot_prefix
     from cnl_core.evaluate.answers import STOP_STRINGS, cut_at_stop
-    from cnl_core.model.hooks import InterventionHandle
     from cnl_core.model.loading import ModelSpec, load_model
 
     if gpu and _builtin_missing():  # a bare GPU machine: the 7B shape, float32 so that rounding is no excuse
@@ -347,7 +346,7 @@ def generation(gpu: bool) -> list:
         return cut_at_stop(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
 
     t0 = time.perf_counter()
-    batched = _generate(lm, InterventionHandle(), prefix, [s.prompt for s in samples], cfg, 48)
+    batched = _generate(lm, None, prefix, [s.prompt for s in samples], cfg, 48)
     t_batch = time.perf_counter() - t0
     t0 = time.perf_counter()
     single = [one_at_a_time(prefix + s.prompt) for s in samples]
@@ -365,17 +364,17 @@ def _gold_pass(lm, samples, prefix: str, where: str) -> list:
     """The evaluator's gold log-likelihood pass: few-shot context run once and shared, vs full passes."""
     from cnl_core.evaluate import accuracy as evaluation
     from cnl_core.model import forward
-    from cnl_core.model.hooks import InterventionHandle
+    from cnl_core.model.hooks import NO_EDIT
 
     cfg = evaluation.EvalConfig()
-    shared_fn = forward.shared_context_length
+    shared_fn = forward.batch_context_length
 
     def run(shared: bool):
-        forward.shared_context_length = shared_fn if shared else (lambda batch, least=16: 0)
+        forward.batch_context_length = shared_fn if shared else (lambda batch, least=16: 0)
         try:
-            return evaluation._gold_loglik(lm, InterventionHandle(), samples, prefix, cfg)[0]
+            return evaluation._gold_loglik(lm, NO_EDIT, samples, prefix, cfg)[0]
         finally:
-            forward.shared_context_length = shared_fn
+            forward.batch_context_length = shared_fn
 
     same = max(abs(a - b) for a, b in zip(run(True), run(False))) < 1e-3
     t_full, t_shared = _best(lambda: run(False), repeat=2), _best(lambda: run(True), repeat=2)

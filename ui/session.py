@@ -113,7 +113,7 @@ class Session:
             for i, split in enumerate(entry.result.splits):
                 sets[f"{label}/split{i}"] = split.neurons
             if entry.run is not None and entry.result.params.sign == "positive":
-                sets[f"{label}/negative"] = entry.run.relocalize(replace(entry.result.params, sign="negative")).neurons
+                sets[f"{label}/negative"] = entry.run.result(replace(entry.result.params, sign="negative")).neurons
         return sets
 
 

@@ -27,12 +27,12 @@ from ..inspect.neuron import check_neuron
 from ..model.config_grid import config_grid
 from ..model.loading import LoadedModel, memory_plan
 from ..model.model_cache import MODELS
-from ..model.neurons import NeuronGrid
+from ..model.neurons import NeuronGrid, NeuronSet
 from ..report.exports import write_exports
 from . import arguments as A
 
 
-def _model(args, sets: Sequence[LocateResult] = (), neuron: tuple[int, int] | None = None) -> LoadedModel:
+def command_model(args, sets: Sequence[LocateResult] = (), neuron: tuple[int, int] | None = None) -> LoadedModel:
     """The model of the command, once the neuron sets and the neuron it will use are on its grid."""
     spec = A.model_spec(args)
     if sets or neuron is not None:
@@ -50,7 +50,7 @@ def _model(args, sets: Sequence[LocateResult] = (), neuron: tuple[int, int] | No
     return MODELS.get(spec, work)
 
 
-def _progress_bar(desc: str, args=None):
+def progress_bar(desc: str, args=None) -> tuple:
     """A tqdm bar and its Progress callback; no bar in the processes torchrun started besides the main one."""
     if _helper(args):
         return nullcontext(), None
@@ -71,21 +71,23 @@ def _helper(args) -> bool:
     return launch is not None and not launch.is_main
 
 
-def _write(path: str | None, data: dict) -> None:
+def write_result(path: str | None, data: dict) -> None:
+    """A command's JSON result, where --out asks for one."""
     if path:
         write_json(path, data)
         print(f"wrote {path}")
 
 
-def _fmt_ci(ci) -> str:
+def format_ci(ci) -> str:
+    """A 95% interval as [low, high], or nothing where there is none."""
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
 def cmd_locate(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
-    lm = _model(args)
-    bar, update = _progress_bar("locate", args)
+    lm = command_model(args)
+    bar, update = progress_bar("locate", args)
     with bar:
         run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, params,
                          batch_size=args.batch_size, use_cache=not args.no_cache, progress=update, launch=args.launch)
@@ -104,15 +106,15 @@ def cmd_locate(args) -> dict:
     for note in [*res.cache.notes, *res.warnings()]:
         print(f"  note: {note}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
 def cmd_sweep(args) -> dict:
     score_cfg = A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
-    lm = _model(args)
-    bar, update = _progress_bar("scores", args)
+    lm = command_model(args)
+    bar, update = progress_bar("scores", args)
     with bar:
         run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
                          progress=update, launch=args.launch)
@@ -124,7 +126,7 @@ def cmd_sweep(args) -> dict:
         print(f"| {r.tau} | {r.p} | {r.n_located} | {r.overlap_rate:.3f} | {r.iou:.3f} | {r.chance_iou:.5f} |")
     out = {"kind": "cnl.sweep", "dataset": spec.name, "n": args.n, "splits": args.splits, "seed": args.seed,
            "method": args.method, "rows": [vars(r) for r in rows]}
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -141,7 +143,7 @@ def cmd_compare(args) -> dict:
         for n, row in zip(names, values):
             print(f"{n:<{width}}" + "".join(f"{v:>12.4f}" for v in row))
     out = {"kind": "cnl.compare", "files": list(args.files), **mat.to_json()}
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -149,11 +151,11 @@ def cmd_evaluate(args) -> dict:
     cfg = A.eval_config(args)
     located = A.neuron_file(args.neurons)
     spec = A.dataset(args)
-    lm = _model(args, [located] if located else [])
+    lm = command_model(args, [located] if located else [])
     iv = None
     if located is not None:
-        iv = Intervention(_on_model(located, lm), args.intervention, args.factor, args.positions)
-    bar, update = _progress_bar("evaluate", args)
+        iv = Intervention(on_model(located, lm), args.intervention, args.factor, args.positions)
+    bar, update = progress_bar("evaluate", args)
     with bar:
         res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
                            control_may_overlap=args.control_may_overlap,
@@ -163,14 +165,14 @@ def cmd_evaluate(args) -> dict:
         return {}
     print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
     for name, r in res.conditions().items():
-        acc = "n/a" if r.accuracy is None else f"{r.accuracy:.3f} {_fmt_ci(r.accuracy_ci)}"
-        print(f"  {name:<10} acc {acc:<24} loglik {r.gold_loglik:.4f} {_fmt_ci(r.gold_loglik_ci)}")
+        acc = "n/a" if r.accuracy is None else f"{r.accuracy:.3f} {format_ci(r.accuracy_ci)}"
+        print(f"  {name:<10} acc {acc:<24} loglik {r.gold_loglik:.4f} {format_ci(r.gold_loglik_ci)}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
-def _on_model(located: LocateResult, lm: LoadedModel):
+def on_model(located: LocateResult, lm: LoadedModel) -> NeuronSet:
     """The located set, refused when it was located on a model of another shape."""
     return _on_grid(located, lm.grid)
 
@@ -186,10 +188,10 @@ def cmd_matrix(args) -> dict:
     cfg = A.eval_config(args)
     files = [(f, LocateResult.read(f)) for f in args.neurons]
     targets = [A.dataset(args, t).name for t in args.targets]
-    lm = _model(args, [r for _, r in files])
+    lm = command_model(args, [r for _, r in files])
     rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
-            (Intervention(_on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
-    bar, update = _progress_bar("matrix", args)
+            (Intervention(on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
+    bar, update = progress_bar("matrix", args)
     with bar:
         res = run_matrix(lm, rows, targets, args.n, args.seed, with_controls=not args.no_controls, cfg=cfg,
                          progress=update, launch=args.launch)
@@ -202,7 +204,7 @@ def cmd_matrix(args) -> dict:
         vals = [res.cell(s, t, metric) for t in res.targets]
         print(f"{s[:15]:<16}" + "".join(f"{'n/a':>14}" if v is None else f"{v:>14.4f}" for v in vals))
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -210,15 +212,15 @@ def cmd_finetune(args) -> dict:
     cfg = A.eval_config(args)
     located = A.neuron_file(args.neurons)
     spec = A.dataset(args)
-    lm = _model(args, [located])
+    lm = command_model(args, [located])
     ids = located.located_sample_ids()
     same_dataset = all(i.startswith(f"{spec.name}/") for i in ids)
-    res = run_finetune(lm, spec.name, _on_model(located, lm), ids if same_dataset else None, args.n, args.seed,
+    res = run_finetune(lm, spec.name, on_model(located, lm), ids if same_dataset else None, args.n, args.seed,
                        n_train=args.train_n, steps=args.steps, lr=args.lr, cfg=cfg)
     for name, s in (("baseline", res.baseline), ("located", res.located), ("random", res.random)):
         print(f"  {name:<9} acc {s.accuracy}  loglik {s.gold_loglik:.4f}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 

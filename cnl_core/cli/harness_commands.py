@@ -12,7 +12,7 @@ from ..experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from ..model.hooks import Intervention
 from ..options import DEFAULTS, HARNESS, INTERVENTION_MODES
 from . import arguments as A
-from .commands import _model, _on_model, _progress_bar, _write
+from .commands import command_model, on_model, progress_bar, write_result
 
 
 def cmd_lm_eval(args) -> dict:
@@ -23,16 +23,16 @@ def cmd_lm_eval(args) -> dict:
     located = A.neuron_file(args.neurons)
     Intervention(located.neurons, args.intervention, args.factor)  # a bad factor fails before the model loads
     manager = task_manager(settings)
-    lm = _model(args, [located])
-    iv = Intervention(_on_model(located, lm), args.intervention, args.factor)
-    bar, update = _progress_bar("lm-eval runs")
+    lm = command_model(args, [located])
+    iv = Intervention(on_model(located, lm), args.intervention, args.factor)
+    bar, update = progress_bar("lm-eval runs")
     with bar:
         res = run_harness_eval(lm, settings, iv, control_draws=args.control_draws,
                                control_may_overlap=args.control_may_overlap, seed=args.seed, manager=manager,
                                located_on=f"{located.model}:{located.dataset}", progress=update)
     print(markdown_table(res))
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 

@@ -21,7 +21,7 @@ from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
 from ..options import SIGNS
 from . import arguments as A
-from .commands import _model, _progress_bar, _write
+from .commands import command_model, progress_bar, write_result
 
 ACTIONS = ("facts", "fidelity", "trace", "reliability", "edit", "study")
 PLANNED_PROMPT_TOKENS = 96
@@ -74,13 +74,13 @@ def cmd_knowledge(args) -> dict:
     facts_set = _facts(args)
     if args.layers is not None and not args.layers:
         raise ParameterError("--layers: give at least one layer.")
-    lm = _model(args)
+    lm = command_model(args)
     known = check_known(lm, facts_set)
     print(f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
           f"answer on at least half of their paraphrases)")
     sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
     chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
-    bar, update = _progress_bar(f"knowledge {args.action}")
+    bar, update = progress_bar(f"knowledge {args.action}")
     out: dict
     with bar:
         if args.action == "facts":
@@ -113,7 +113,7 @@ def cmd_knowledge(args) -> dict:
             out = study.to_json()
     if args.action in ("fidelity", "reliability", "trace", "edit"):
         _print_part(args.action, out)
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 

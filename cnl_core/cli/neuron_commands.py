@@ -13,15 +13,15 @@ from ..inspect.neuron import inspect_neuron, parse_neuron
 from ..model.hooks import Intervention
 from ..options import DEFAULTS, INTERVENTION_MODES
 from . import arguments as A
-from .commands import _model, _on_model, _write
+from .commands import command_model, on_model, write_result
 
 
 def cmd_inspect(args) -> dict:
     layer, index = parse_neuron(args.neuron)
     datasets = [A.dataset(args, name) for name in (args.dataset or [DEFAULTS.dataset])]
     located = [LocateResult.read(f) for f in args.neurons or []]
-    lm = _model(args, located, (layer, index))
-    sets = {f"{r.model}:{r.dataset}": (_on_model(r, lm), [(t.layer, t.index) for t in r.top_neurons]) for r in located}
+    lm = command_model(args, located, (layer, index))
+    sets = {f"{r.model}:{r.dataset}": (on_model(r, lm), [(t.layer, t.index) for t in r.top_neurons]) for r in located}
     rep = inspect_neuron(lm, layer, index, datasets, args.n, args.seed, args.top, sets)
     print(f"neuron {layer}:{index} of {rep.model}")
     print("  promotes: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_top[:10]))
@@ -35,14 +35,14 @@ def cmd_inspect(args) -> dict:
     for name, r in rep.ranks.items():
         print(f"  in {name}: rank {r['rank'] or '>' + str(r['listed'])} of {r['of']}")
     out = rep.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
 def cmd_steer(args) -> dict:
     located = LocateResult.read(args.neurons)
-    lm = _model(args, [located])
-    neurons = _on_model(located, lm)
+    lm = command_model(args, [located])
+    neurons = on_model(located, lm)
     iv = Intervention(neurons, args.intervention, args.factor)
     control = Intervention(random_like(neurons, args.seed + 1000, neurons), args.intervention, args.factor)
     res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
@@ -53,7 +53,7 @@ def cmd_steer(args) -> dict:
         print("log-probability change of the baseline's tokens when intervened: " +
               " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"])))
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 

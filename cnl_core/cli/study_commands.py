@@ -13,15 +13,15 @@ from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
 from .. import fields as F
 from . import arguments as A
-from .commands import _fmt_ci, _model, _progress_bar, _write
+from .commands import command_model, format_ci, progress_bar, write_result
 
 
 def cmd_decouple(args) -> dict:
     params, score_cfg = A.locate_params(args), A.score_config(args)
     spec = A.dataset(args, need=2 * args.n)
     other = A.dataset(args, args.other, need=args.n)
-    lm = _model(args)
-    bar, update = _progress_bar("decouple")
+    lm = command_model(args)
+    bar, update = progress_bar("decouple")
     with bar:
         res = run_decouple(lm, spec.name, other.name, args.n, args.fractions, args.repeats, args.seed, score_cfg,
                            params, batch_size=args.batch_size, progress=update)
@@ -38,7 +38,7 @@ def cmd_decouple(args) -> dict:
     for w in res.warnings():
         print(f"  warning: {w}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -55,20 +55,20 @@ def cmd_specificity(args) -> dict:
         print(f"  {count:>6}  {combo}")
     if args.no_eval:
         out = {"kind": "cnl.specificity", **split.to_json()}
-        _write(args.out, out)
+        write_result(args.out, out)
         return out
-    lm = _model(args, list(located.values()))
-    bar, update = _progress_bar("specificity")
+    lm = command_model(args, list(located.values()))
+    bar, update = progress_bar("specificity")
     with bar:
         res = run_specificity(lm, located, args.n, args.seed, mode=args.intervention, factor=args.factor,
                               metric=args.metric, cfg=cfg, progress=update)
     print(f"\nspecificity index ({args.metric}, {args.intervention} the specific neurons): own effect - mean effect "
           "on the others")
     for name, ix in res.index.items():
-        value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {_fmt_ci(ix['ci'])}"
+        value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {format_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -76,8 +76,8 @@ def cmd_demo(args) -> dict:
     preset = replace(DEMO, seed=args.seed)
     if args.answer == "content":
         preset = replace(preset, dataset=preset.dataset + "_content")
-    lm = _model(args)
-    bar, update = _progress_bar("demo")
+    lm = command_model(args)
+    bar, update = progress_bar("demo")
     with bar:
         res = run_format_control(lm, preset, progress=update) if args.answer == "both" else run_demo(lm, preset, progress=update)
     if isinstance(res, FormatControlResult):
@@ -85,12 +85,12 @@ def cmd_demo(args) -> dict:
         _print_demo(res.content_only)
         print("p(' ') after the prompt (the format token), 95% interval over the test prompts:")
         for name, v in res.format_token.items():
-            print(f"  {name:<16} {v['p']:.3f} {_fmt_ci(v['ci'])}")
+            print(f"  {name:<16} {v['p']:.3f} {format_ci(v['ci'])}")
         print(f"neurons in both located sets: {res.shared_neurons}")
     else:
         _print_demo(res)
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out
 
 
@@ -99,7 +99,7 @@ def _print_demo(res) -> None:
     print("| condition | accuracy | 95% interval | gold log-likelihood / token |\n|---|---|---|---|")
     for key in CONDITIONS:
         s = res.conditions[key]
-        print(f"| {key} | {s.accuracy:.3f} | {_fmt_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
+        print(f"| {key} | {s.accuracy:.3f} | {format_ci(s.accuracy_ci)} | {s.gold_loglik:.3f} |")
     print(f"({res.seconds:.0f} s)")
 
 
@@ -117,12 +117,12 @@ def cmd_null(args) -> dict:
     spec = A.dataset(args, need=args.n * args.draws * (2 if args.null == "shuffled" else 1))
     if args.null == "unrelated":
         A.dataset(args, args.other, need=args.n * args.draws)
-    lm = _model(args)
-    bar, update = _progress_bar("null")
+    lm = command_model(args)
+    bar, update = progress_bar("null")
     with bar:
         res = empirical_null(lm, spec.name, args.null, args.other, args.n, args.draws, args.seed, A.score_config(args),
                              A.locate_params(args), batch_size=args.batch_size, progress=update)
     print(res.describe())
     out = res.to_json()
-    _write(args.out, out)
+    write_result(args.out, out)
     return out

@@ -18,9 +18,9 @@ from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
 from ..model.forward import SHARED_CONTEXT_LEAST, teacher_forced_logprob
-from ..model.generation import decode, greedy_generate, parts_that_fit, shared_prefix_length
+from ..model.generation import decode, greedy_generate, parts_that_fit, prompts_context_length
 from ..model.kv_cache import Prompted
-from ..model.hooks import Intervention, InterventionHandle, intervene
+from ..model.hooks import Edit, Intervention
 from ..model.loading import LoadedModel
 from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.tokens import token_ids
@@ -121,16 +121,16 @@ def evaluate_conditions(
             with lm.lock:  # the conditions of a batch see the same weights
                 for c in group:
                     stop_if_asked()
-                    with intervene(lm, ivs[c]) as handle:
-                        if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
-                            got[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
-                                          for s, (pick, g) in zip(chunk, _choose(lm, handle, chunk, prefix, cfg)))
-                        else:
-                            gold, prompted = _gold_loglik(lm, handle, chunk, prefix, cfg, numeric)
-                            golds.append(gold)
-                            parts.append(prompted)
-                            if not numeric:
-                                got[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
+                    edit = Edit.of(lm, ivs[c])
+                    if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
+                        got[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
+                                      for s, (pick, g) in zip(chunk, _choose(lm, edit, chunk, prefix, cfg)))
+                    else:
+                        gold, prompted = _gold_loglik(lm, edit, chunk, prefix, cfg, numeric)
+                        golds.append(gold)
+                        parts.append(prompted)
+                        if not numeric:
+                            got[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
                     done += len(chunk)
                     report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
                            + (" (gold answers)" if numeric else ""))
@@ -186,18 +186,18 @@ def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], c
                         new_tokens: int) -> int:
     """Conditions whose prompts are kept and decoded together: what MAX_DECODE_ROWS rows and the free memory allow
     (generation.parts_that_fit), from the token counts the gold pass will see: prompts cut from the left to the
-    context limit, the context they share (as forward.shared_context_length finds it) and the longest answer."""
+    context limit, the context they share (as forward.batch_context_length finds it) and the longest answer."""
     prompts = [p[-cfg.max_context_tokens:] for p in
                token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)]
-    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    shared = prompts_context_length(prompts) if len(prompts) > 1 else 0
     shared = shared if shared >= SHARED_CONTEXT_LEAST else 0
     answer = max(map(len, token_ids(lm.tokenizer, [s.answer for s in chunk], add_special_tokens=False)))
     return parts_that_fit(lm, len(chunk), shared, max(map(len, prompts)) - shared, answer, new_tokens)
 
 
-def _gold_loglik(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,
+def _gold_loglik(lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,
                  keep_prompts: bool = False) -> tuple[list[float], Prompted | None]:
-    tf = teacher_forced_logprob(lm, handle, [prefix + s.prompt for s in chunk], [s.answer for s in chunk],
+    tf = teacher_forced_logprob(lm, edit, [prefix + s.prompt for s in chunk], [s.answer for s in chunk],
                                 cfg.max_context_tokens, keep_prompts=keep_prompts)
     return (tf.total / tf.count.clamp(min=1)).tolist(), tf.prompted
 
@@ -211,18 +211,15 @@ def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Interv
         with lm.lock:
             new = decode(lm, parts, max_new_tokens, STOP_STRINGS, ivs, cancel=cancel)
         return [[cut_at_stop(t) for t in lm.tokenizer.batch_decode(rows, skip_special_tokens=True)] for rows in new]
-    out = []
-    for iv in ivs:
-        with intervene(lm, iv) as handle:
-            out.append(_generate(lm, handle, prefix, [s.prompt for s in chunk], cfg, max_new_tokens))
-    return out
+    return [_generate(lm, iv, prefix, [s.prompt for s in chunk], cfg, max_new_tokens) for iv in ivs]
 
 
-def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -> list[tuple[int, float]]:
+def _choose(lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str,
+            cfg: EvalConfig) -> list[tuple[int, float]]:
     """(index of the most likely choice, mean per-token log-prob of the gold choice) per sample."""
     prompts = [prefix + s.prompt for s in chunk for _ in s.choices]
     options = [c for s in chunk for c in s.choices]
-    tf = teacher_forced_logprob(lm, handle, prompts, options, cfg.max_context_tokens)
+    tf = teacher_forced_logprob(lm, edit, prompts, options, cfg.max_context_tokens)
     total, count = tf.total, tf.count
     out, pos = [], 0
     for s in chunk:
@@ -232,9 +229,9 @@ def _choose(lm, handle, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig) -
     return out
 
 
-def _generate(lm: LoadedModel, handle: InterventionHandle, prefix: str, suffixes: list[str], cfg: EvalConfig,
+def _generate(lm: LoadedModel, iv: Intervention | None, prefix: str, suffixes: list[str], cfg: EvalConfig,
               max_new_tokens: int) -> list[str]:
-    """Greedy answers for prefix + each suffix, cut at the first stop string."""
+    """Greedy answers for prefix + each suffix under iv, cut at the first stop string."""
     new = greedy_generate(lm, [prefix + s for s in suffixes], max_new_tokens, STOP_STRINGS,
-                          cfg.max_context_tokens, handle)
+                          cfg.max_context_tokens, iv)
     return [cut_at_stop(t) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]

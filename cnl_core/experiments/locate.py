@@ -41,11 +41,9 @@ class LocateRun:
     params: LocateParams = field(default_factory=LocateParams)
     completeness: Completeness | None = None  # integrated gradients only
 
-    def relocalize(self, params: LocateParams) -> LocateResult:
-        """Located sets and comparisons for other thresholds, from the in-memory scores only."""
-        return self.result(params)
-
     def result(self, params: LocateParams | None = None) -> LocateResult:
+        """Located sets and comparisons for `params` (default: the run's own), from the in-memory scores only: other
+        thresholds need no scoring pass."""
         params = params or self.params
         scores = self.table.scores
         all_set = locate(scores, params)
@@ -114,7 +112,7 @@ def threshold_sweep(run: LocateRun, taus: Sequence[float], ps: Sequence[float]) 
     rows = []
     for tau in taus:
         for p in ps:
-            res = run.relocalize(replace(run.params, rule="relative", tau=tau, p=p))
+            res = run.result(replace(run.params, rule="relative", tau=tau, p=p))  # the run's own sign
             agree = res.agreement()
             rows.append(SweepRow(tau, p, res.n_located, agree.overlap_rate, agree.iou, agree.chance_iou))
     return rows

@@ -19,7 +19,7 @@ import torch
 
 from ..data.samples import Sample
 from ..model.forward import gold_logprob
-from ..model.hooks import neuron_hooks
+from ..model.hooks import Edit, activation_device, edited
 from ..model.loading import LoadedModel
 from .scorers import ScoreConfig
 
@@ -45,15 +45,12 @@ def layer_zeroing_effects(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> 
     """[layers] F(as is) - F(layer zeroed at the answer positions), in one batch of layers + 1 rows."""
     n_layers = lm.grid.n_layers
     batch = cfg.encode(lm, [sample]).repeat(n_layers + 1)
-
-    def hook(layer: int, x: torch.Tensor):
-        keep = torch.ones(n_layers + 1, 1, 1, dtype=x.dtype, device=x.device)
-        keep[layer + 1] = 0  # row layer + 1 zeroes this layer
-        answer = batch.answer_mask.to(x.device, x.dtype).unsqueeze(-1)
-        rows = x.view(n_layers + 1, -1, x.shape[-1])  # OPT hands its FFN rows x tokens flat
-        return (rows * (1 - answer * (1 - keep))).view(x.shape)
-
-    with lm.lock, neuron_hooks(lm.ffn, hook), torch.no_grad():
+    factors = {}
+    for layer in range(n_layers):
+        factors[layer] = torch.ones((n_layers + 1, 1, 1), device=activation_device(lm, layer))
+        factors[layer][layer + 1] = 0  # row layer + 1 zeroes this layer
+    edit = Edit(factors, dict.fromkeys(factors), where=batch.answer_mask)  # whole layers, at the answer positions
+    with edited(lm, edit), torch.no_grad():
         gold = gold_logprob(lm, batch).float().cpu()
     return gold[0] - gold[1:]
 

@@ -18,8 +18,9 @@ make most of that work shared, so each (layer, alpha) row computes little more t
 
 A sample then costs about m x suffix x layers / 2 token-layers forward and as much backward, where
 repeating the whole sequence in every row costs m x tokens x layers forward. Architectures that
-flatten the rows inside a layer (OPT) cannot broadcast: there every row runs from the start, with the
-shared prompt still run once. The result is the same up to float rounding (tests/unit/test_integrated_gradients.py
+flatten the rows inside a layer (OPT, `Adapter.flat`) cannot broadcast: there every row runs from the
+start, with the shared prompt still run once. The scaling is an `Edit` (model/hooks.py), applied by
+the same function as every intervention; this module's hook only keeps what the gradients need. The result is the same up to float rounding (tests/unit/test_integrated_gradients.py
 checks it against the plain one-pass-per-(layer, alpha) loop). The prompt's keys and values are copied
 for every row of a pass, as the cache appends each row's own.
 """
@@ -35,11 +36,10 @@ from transformers.cache_utils import DynamicCache
 from ..data.samples import Sample
 from ..model.forward import EncodedBatch, gold_logprob, prefix_cache
 from ..model.fused import fused_elementwise
-from ..model.hooks import neuron_hooks
+from ..model.hooks import Edit, activation_device, neuron_hooks
 from ..model.kv_cache import plain_dynamic
 from ..model.loading import LoadedModel
 
-ROWS_FROM_START = ("opt",)  # types whose layers flatten rows: a many-row FFN output cannot join a one-row residual
 MAX_LAYERS_PER_PASS = 4
 ONE_ROW_COST = {"cpu": 1.0, "cuda": 10.0}  # one row through a layer, in rows of a many-row pass (see layers_per_pass)
 FUSED = True  # compiled norms and gated activations on a GPU (model/fused.py), where the architecture has them
@@ -117,9 +117,8 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
     on, one backward pass. Row j * m + k is scaled by alpha k at the group's layer j and by 1 elsewhere."""
     m = len(steps)
     r = len(group) * m
-    from_start = lm.model_type in ROWS_FROM_START
+    from_start = lm.ffn.adapter.flat  # a many-row FFN output cannot join a one-row residual there
     batch = suffix.repeat(r) if from_start else suffix
-    tokens = suffix.input_ids.shape[1]
     on = suffix.answer_mask[0].view(1, -1, 1).float()  # [1, tokens, 1]
     # Each layer's [r, tokens, 1] factors, made before the pass (a copy from the host inside it is a wait): row
     # j * m + k is scaled by alpha k at answer positions of the group's layer j, by 1 elsewhere. float32, rounded
@@ -128,21 +127,20 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
     for j, layer in enumerate(group):
         alpha = torch.ones(r)
         alpha[j * m : (j + 1) * m] = steps
-        device = _device_of(lm, layer)
+        device = activation_device(lm, layer)
         factor = 1 + (alpha.to(device).view(r, 1, 1) - 1) * on.to(device)
         factors[layer] = factor if lm.model.dtype == torch.float32 else factor.to(lm.model.dtype)
+    edit = Edit(factors, dict.fromkeys(group))  # whole layers
     scaled: list[torch.Tensor] = []
     original: list[torch.Tensor] = []
 
     def hook(layer: int, x: torch.Tensor):
-        rows = x.view(-1, tokens, x.shape[-1])  # [1 or r, tokens, width] (OPT hands its FFN rows x tokens flat)
-        factor = factors[layer].to(x.device, x.dtype)  # no copy where the guess was right
-        x_scaled = rows * factor  # a one-row x broadcasts
+        x_scaled = edit.apply(layer, x)  # [r, tokens, width]: a one-row x broadcasts
         if not x_scaled.requires_grad:  # the group's first layer: nothing upstream needs gradients
             x_scaled.requires_grad_(True)
-        original.append(rows.detach())
+        original.append(x.detach())
         scaled.append(x_scaled)
-        return x_scaled if x.dim() == 3 else x_scaled.view(-1, x.shape[-1])
+        return x_scaled
 
     cache = _cache(prefix, r, 0 if from_start else group[0] + 1)  # the first layer attends before its FFN: one row
     with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
@@ -154,10 +152,3 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
         x = x if x.shape[0] == 1 else x[block]  # the group's first layer saw one row
         out[j] = ((x.float() * g[block].float() * on.to(g.device)).sum(dim=(0, 1)) / m)
     return out.cpu()
-
-
-def _device_of(lm: LoadedModel, layer: int) -> torch.device:
-    """Where a layer's activations will be: its weights' device, or for a layer whose weights accelerate offloads
-    (left on the meta device, brought in for each pass) the device it runs on, the input's."""
-    device = lm.ffn.down[layer].weight.device
-    return lm.input_device if device.type == "meta" else device

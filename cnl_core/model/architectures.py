@@ -24,6 +24,7 @@ class Adapter:
     up: tuple[str, ...]  # modules whose outputs produce the neurons (rows/columns trained by fine-tuning)
     fused_up: bool = False  # phi3: gate and up stacked in one projection of 2 x width outputs
     final_norm: str = "model.norm"  # the norm before the unembedding (a full module path, for vocabulary projection)
+    flat: bool = False  # the layer flattens rows and tokens into one dimension before its FFN (hooks.neuron_hooks)
 
 
 _LLAMA_LIKE = Adapter(down="mlp.down_proj", up=("mlp.gate_proj", "mlp.up_proj"))
@@ -41,7 +42,7 @@ ADAPTERS: dict[str, Adapter] = {
     "gpt2": Adapter(down="mlp.c_proj", up=("mlp.c_fc",), final_norm="transformer.ln_f"),
     "gptj": Adapter(down="mlp.fc_out", up=("mlp.fc_in",), final_norm="transformer.ln_f"),
     "gpt_neox": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",), final_norm="gpt_neox.final_layer_norm"),
-    "opt": Adapter(down="fc2", up=("fc1",), final_norm="model.decoder.final_layer_norm"),
+    "opt": Adapter(down="fc2", up=("fc1",), final_norm="model.decoder.final_layer_norm", flat=True),
     "falcon": Adapter(down="mlp.dense_4h_to_h", up=("mlp.dense_h_to_4h",), final_norm="transformer.ln_f"),
 }
 
@@ -62,13 +63,16 @@ def adapter_for(model_type: str) -> Adapter:
     return ADAPTERS[model_type]
 
 
-def _layer_modules(model: nn.Module, suffix: str) -> list[nn.Module]:
-    pattern = re.compile(rf"^(?:.+\.)?(\d+)\.{re.escape(suffix)}$")
+def _layer_modules(model: nn.Module, suffix: str, holders: bool = False) -> list[nn.Module]:
+    """The modules named `<...>.<layer number>.<suffix>`, in layer order; with `holders`, the decoder layers that
+    hold them (`<...>.<layer number>`)."""
+    pattern = re.compile(rf"^((?:.+\.)?(\d+))\.{re.escape(suffix)}$")
+    modules = dict(model.named_modules())
     found: dict[int, nn.Module] = {}
-    for name, module in model.named_modules():
+    for name, module in modules.items():
         m = pattern.match(name)
         if m:
-            found[int(m.group(1))] = module
+            found[int(m.group(2))] = modules[m.group(1)] if holders else module
     return [found[i] for i in sorted(found)]
 
 
@@ -90,6 +94,7 @@ class FFNAccess:
             raise UnsupportedModelError(
                 f"No '{self.adapter.down}' modules found in this {model_type} model."
             )
+        self.blocks = _layer_modules(model, self.adapter.down, holders=True)  # the decoder layers, in order
         self.up = {s: _layer_modules(model, s) for s in self.adapter.up}
         self.final_norm = dict(model.named_modules()).get(self.adapter.final_norm)
         widths = {_in_width(m) for m in self.down}

@@ -1,7 +1,7 @@
 """Greedy decoding steps for a batch of rows whose prompts have run.
 
-- a row that emits EOS or a stop string leaves the batch, its cache, and every follower (the per-row
-  neuron factors, the shared contexts' row counts);
+- a row that emits EOS or a stop string leaves the batch, its cache, its neuron factors (the edit) and
+  every follower (the shared contexts' row counts);
 - on a CPU, float32 linears of 2-8 rows run weight-first, a kernel MKL runs far faster there;
 - once only a few rows are left, each step also checks a few tokens guessed from the row's own text
   (prompt-lookup drafts): the tokens that followed the latest earlier occurrence of its last three.
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import Cancelled
-from .hooks import InterventionHandle
+from .hooks import NO_EDIT, Edit, edited
 from .loading import LoadedModel
 
 DRAFT_TOKENS = 5  # guessed tokens checked per step
@@ -36,17 +36,18 @@ NGRAM = 3  # the last tokens looked up (fewer where they never occurred before)
 
 def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Tensor, first: torch.Tensor,
                 max_new_tokens: int, stop_strings: Sequence[str], followers: list,
-                histories: list[list[int]] | None = None, handle: InterventionHandle | None = None,
+                histories: list[list[int]] | None = None, edit: Edit = NO_EDIT,
                 cancel: threading.Event | None = None) -> list[list[int]]:
     """New tokens per row, from each row's first token, up to and including the one that ended it.
 
     `mask` [rows, cache columns] marks the real columns; `positions` [rows, 1] is the position of each row's
     next token. With `histories` (each row's prompt token ids) few remaining rows check guessed tokens; the
-    cache must then be a plain growing one (a sliding window would count rejected guesses). An intervention
-    `handle` learns that every token of a step predicts an answer token (for interventions at answer positions).
-    A set `cancel` stops the loop at the next step (Cancelled).
+    cache must then be a plain growing one (a sliding window would count rejected guesses). Every step runs under
+    `edit` at every position: each token of a step predicts an answer token (the guesses too). A set `cancel`
+    stops the loop at the next step (Cancelled).
     """
     model, device = lm.model, lm.input_device
+    edit = edit.at(None)
     stops = StopCheck(lm.tokenizer, model, stop_strings)
     active, generated = list(range(len(first))), [[] for _ in range(len(first))]
     pending = [[t] for t in first.tolist()]
@@ -61,7 +62,7 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
             if len(keep) < len(active):  # finished rows leave the batch and the cache
                 idx = torch.tensor(keep, device=device)
                 cache.batch_select_indices(idx)
-                mask, positions = mask[idx], positions[idx]
+                mask, positions, edit = mask[idx], positions[idx], edit.keep(idx)
                 for f in followers:
                     f.keep(idx)
                 active = [active[j] for j in keep]
@@ -70,14 +71,9 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
             k = max(map(len, drafts))
             ids = torch.tensor([[t, *d, *[t] * (k - len(d))] for t, d in zip(nxt, drafts)], device=device)
             mask = torch.cat([mask, mask.new_ones((len(active), 1 + k))], dim=1)
-            if handle is not None:
-                handle.answer_mask = torch.ones(ids.shape, dtype=torch.bool)
-            try:
+            with edited(lm, edit):
                 out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
                             position_ids=positions + torch.arange(1 + k, device=device))
-            finally:
-                if handle is not None:
-                    handle.answer_mask = None
             cache, greedy = out.cache, out.logits.argmax(-1).tolist()
             pending = []
             for j, (d, y) in enumerate(zip(drafts, greedy)):

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import DynamicCache
 
-from .hooks import InterventionHandle
+from .hooks import NO_EDIT, Edit, edited
 from .kv_cache import Prompted, plain_dynamic
 from .loading import LoadedModel
 from .tokens import token_ids
@@ -205,8 +205,9 @@ def pass_groups(lm: LoadedModel, lengths: Sequence[int]) -> list[list[int]]:
 SHARED_CONTEXT_LEAST = 16  # fewer shared leading tokens are not worth a pass of their own
 
 
-def shared_context_length(batch: EncodedBatch, least: int = SHARED_CONTEXT_LEAST) -> int:
-    """Leading columns that every row has, token for token, and where no position predicts an answer.
+def batch_context_length(batch: EncodedBatch, least: int = SHARED_CONTEXT_LEAST) -> int:
+    """The context a teacher-forced batch shares: leading columns that every row has, token for token, and where no
+    position predicts an answer (generation.prompts_context_length finds the same in token lists).
 
     The few-shot prefix is the same for every prompt; its KV cache is computed once and shared. Fewer
     than `least` shared tokens, or a single row, are not worth the extra pass.
@@ -226,10 +227,11 @@ class TeacherForced:
     prompted: Prompted | None = None  # the prompts' keys and values, ready to decode (when asked and possible)
 
 
-def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts: list[str], answers: list[str],
+def teacher_forced_logprob(lm: LoadedModel, edit: Edit, prompts: list[str], answers: list[str],
                            max_context_tokens: int, max_answer_tokens: int = 512,
                            keep_prompts: bool = False) -> TeacherForced:
-    """Sum log-prob of each answer after its prompt, and its token count.
+    """Sum log-prob of each answer after its prompt, and its token count, under `edit` (NO_EDIT: unmodified),
+    which learns each pass's answer positions (none in the shared context).
 
     With `keep_prompts`, also what greedy decoding after each prompt needs, so generation does not run the
     prompts again: the shared context's keys and values, each row's own prompt keys and values, and the
@@ -238,33 +240,30 @@ def teacher_forced_logprob(lm: LoadedModel, handle: InterventionHandle, prompts:
     """
     batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
                                   lm.input_device)
-    shared = shared_context_length(batch)
+    shared = batch_context_length(batch)
     ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
     own: list = [None] * len(prompts)
     first = torch.zeros(len(prompts), dtype=torch.long)
-    try:
-        with torch.no_grad():
-            cache = prefix_cache(lm, batch.input_ids[0, :shared].tolist(), handle) if shared else None
-            context = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
-            tail = batch.after(shared)
-            groups = pass_groups(lm, tail.attention_mask.sum(-1).tolist())
-            total = torch.empty(len(prompts))
-            for idx in groups:
-                part, rows_cache = tail.select(idx), None
-                if cache is not None:
-                    rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
-                    rows_cache.batch_repeat_interleave(len(idx))
-                elif keep_prompts:  # a cache to keep the prompts from, where one can be cut by hand
-                    rows_cache = DynamicCache(config=lm.model.config)
-                    rows_cache = rows_cache if plain_dynamic(rows_cache) else None
-                handle.answer_mask = part.answer_mask
-                where = AnswerPositions.of(part)
+    with torch.no_grad():
+        cache = prefix_cache(lm, batch.input_ids[0, :shared].tolist(), edit) if shared else None
+        context = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
+        tail = batch.after(shared)
+        groups = pass_groups(lm, tail.attention_mask.sum(-1).tolist())
+        total = torch.empty(len(prompts))
+        for idx in groups:
+            part, rows_cache = tail.select(idx), None
+            if cache is not None:
+                rows_cache = copy.deepcopy(cache) if len(groups) > 1 else cache
+                rows_cache.batch_repeat_interleave(len(idx))
+            elif keep_prompts:  # a cache to keep the prompts from, where one can be cut by hand
+                rows_cache = DynamicCache(config=lm.model.config)
+                rows_cache = rows_cache if plain_dynamic(rows_cache) else None
+            where = AnswerPositions.of(part)
+            with edited(lm, edit.at(part.answer_mask)):
                 at_answers = answer_logits(lm, part, rows_cache, where)
-                total[idx] = _gold_sum(at_answers, where).cpu()
-                if keep_prompts and plain_dynamic(rows_cache):
-                    _keep_prompts(part, idx, at_answers, rows_cache, shared, ends, own, first)
-    finally:
-        handle.answer_mask = None
+            total[idx] = _gold_sum(at_answers, where).cpu()
+            if keep_prompts and plain_dynamic(rows_cache):
+                _keep_prompts(part, idx, at_answers, rows_cache, shared, ends, own, first)
     prompted = None
     if keep_prompts and all(row is not None for row in own):
         ids = [batch.input_ids[i, : int(ends[i])].tolist() for i in range(len(prompts))]
@@ -285,16 +284,12 @@ def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, 
                   for layer in cache.layers]
 
 
-def prefix_cache(lm: LoadedModel, prefix: Sequence[int], handle: InterventionHandle | None = None):
-    """KV cache of a context every row shares, batch 1 (no context position predicts an answer token)."""
-    if handle is not None:
-        handle.answer_mask = torch.zeros((1, len(prefix)), dtype=torch.bool)
-    try:
-        ids = torch.tensor([list(prefix)], dtype=torch.long, device=lm.input_device)
+def prefix_cache(lm: LoadedModel, prefix: Sequence[int], edit: Edit = NO_EDIT):
+    """KV cache of a context every row shares, batch 1, under `edit`: no context position predicts an answer
+    token, so an answer-position edit changes nothing there and runs no hooks."""
+    ids = torch.tensor([list(prefix)], dtype=torch.long, device=lm.input_device)
+    with edited(lm, NO_EDIT if edit.answers_only else edit):
         return lm.model(input_ids=ids, use_cache=True, **last_logits_only(lm)).cache
-    finally:
-        if handle is not None:
-            handle.answer_mask = None
 
 
 def last_logits_only(lm: LoadedModel) -> dict:

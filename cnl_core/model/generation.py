@@ -14,7 +14,7 @@ for the long ones, and it knows nothing of the few-shot prefix that every prompt
   its prompts run once;
 - `decode` puts the rows of one or several `Prompted` (the same questions under several interventions,
   each row with its own neurons changed) into one batch: where the model's attention allows, each
-  shared context is read once per step for all its rows (shared_prefix.py), else each row gets a copy;
+  shared context is read once per step for all its rows (context_attention.py), else each row gets a copy;
   the steps themselves are decoding.py's.
 
 On a CPU the prompt pass is compute-bound, so sharing the prefix is what makes batching pay; on a
@@ -28,18 +28,20 @@ from typing import Sequence
 
 import torch
 
-from . import shared_prefix
+from . import context_attention
 from .decoding import small_batch_linears, decode_loop
 from .forward import last_logits_only, prefix_cache
-from .hooks import Intervention, InterventionHandle, intervene_rows
+from .hooks import Edit, Intervention, edited
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
 from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
 from .tokens import token_ids
 
 
-def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens common to the start of every row, leaving each row at least one token of its own."""
+def prompts_context_length(rows: Sequence[Sequence[int]]) -> int:
+    """The context prompts share, given as token ids: the tokens common to the start of every row, leaving each
+    row at least one token of its own (its last, whose logits give the first answer token). The same columns as
+    forward.batch_context_length finds in a teacher-forced batch of these prompts, without its floor."""
     first, n = rows[0], min(map(len, rows)) - 1
     for i in range(n):
         if any(r[i] != first[i] for r in rows[1:]):
@@ -49,30 +51,33 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
 
 def greedy_generate(
     lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, stop_strings: Sequence[str],
-    max_context_tokens: int = 2048, handle: InterventionHandle | None = None,
+    max_context_tokens: int = 2048, iv: Intervention | None = None,
 ) -> list[list[int]]:
-    """New token ids per prompt, up to and including the token that completed EOS or a stop string."""
+    """New token ids per prompt under `iv` (None: unmodified), up to and including the token that completed EOS or
+    a stop string."""
     rows = [ids[-max_context_tokens:] for ids in token_ids(lm.tokenizer, prompts, add_special_tokens=True)]
     with lm.lock, torch.no_grad():
-        ready = prompt_pass(lm, rows, handle)
+        edit = Edit.of(lm, iv)
+        ready = prompt_pass(lm, rows, edit)
         if isinstance(ready, Prompted):
-            return decode(lm, [ready], max_new_tokens, stop_strings, handle=handle)[0]
-        return decode_loop(lm, *ready, max_new_tokens, stop_strings, [], handle=handle)
+            return decode(lm, [ready], max_new_tokens, stop_strings, [iv])[0]
+        return decode_loop(lm, *ready, max_new_tokens, stop_strings, [], edit=edit)
 
 
-def prompt_pass(lm: LoadedModel, rows: list[list[int]], handle: InterventionHandle | None):
-    """Run the prompts (token ids): a `Prompted`, or, for caches that cannot be cut by hand (a sliding
-    window), the ready batch (cache, mask, next positions, first tokens)."""
-    plen = shared_prefix_length(rows) if len(rows) > 1 else 0
+def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit):
+    """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
+    caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
+    tokens)."""
+    plen = prompts_context_length(rows) if len(rows) > 1 else 0
     tails = [r[plen:] for r in rows]
     keep_last = last_logits_only(lm)
     with small_batch_linears(lm.model, lm.input_device):
-        cache = prefix_cache(lm, rows[0][:plen], handle) if plen else None
+        cache = prefix_cache(lm, rows[0][:plen], edit) if plen else None
         context = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else None
         if _one_by_one(cache, lm.input_device, tails):
-            own, first = _tails_one_by_one(lm, cache, tails, plen, keep_last)
+            own, first = _tails_one_by_one(lm, cache, tails, plen, keep_last, edit)
             return Prompted(context, own, first, rows)
-        cache, mask, last = _tails_padded(lm, cache, tails, plen, keep_last)
+        cache, mask, last = _tails_padded(lm, cache, tails, plen, keep_last, edit)
     first = last.argmax(-1)
     if not plain_dynamic(cache):
         return cache, mask, mask.sum(-1, keepdim=True), first
@@ -83,36 +88,36 @@ def prompt_pass(lm: LoadedModel, rows: list[list[int]], handle: InterventionHand
 
 
 def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop_strings: Sequence[str],
-           ivs: Sequence[Intervention | None] | None = None, handle: InterventionHandle | None = None,
+           ivs: Sequence[Intervention | None] | None = None,
            cancel: threading.Event | None = None) -> list[list[list[int]]]:
     """Greedy new tokens for every row of every part, decoded as one batch: per part, per row.
 
-    With `ivs`, part g's rows run under ivs[g] (None: unmodified) at every step; without, under whatever
-    hooks are active (`handle`, theirs, is told that every token of a step predicts an answer token). Parts
-    decode together where the model reads shared contexts once (shared_prefix.py); elsewhere each row would
-    carry a copy of its context, so parts decode one after another. A set `cancel` stops at the next step.
-    The caller holds the model's lock.
+    With `ivs`, part g's rows run under ivs[g] (None: unmodified) at every step, at every position (each token
+    of a step predicts an answer token). Parts decode together where the model reads shared contexts once
+    (context_attention.py); elsewhere each row would carry a copy of its context, so parts decode one after
+    another. A set `cancel` stops at the next step. The caller holds the model's lock.
     """
     parts, ivs = list(parts), list(ivs or [None] * len(parts))
-    sizes, together = [len(p.own) for p in parts], shared_prefix.eligible(lm.model)
+    sizes, together = [len(p.own) for p in parts], context_attention.eligible(lm.model)
     batches = _decode_batches(sizes, together)
     if len(batches) > 1:
         return [rows for b in batches
-                for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], handle, cancel)]
+                for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], cancel)]
     positions = torch.tensor([q for p in parts for q in p.next_positions()], device=lm.input_device)[:, None]
     first = torch.tensor([t for p in parts for t in p.first], device=lm.input_device)
     histories = [ids for p in parts for ids in p.ids]
-    with torch.no_grad(), intervene_rows(lm, ivs, sizes) as scales:
+    edit = Edit.rows(lm, ivs, sizes)
+    with torch.no_grad():
         if together:
             cache, mask = own_tokens_batch(parts, max_new_tokens)
-            shared = shared_prefix.SharedPrefix(sizes, [p.context for p in parts])
-            with shared_prefix.shared_context_decoding(lm.model, shared):
-                flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings,
-                                   [scales, shared], histories, handle, cancel)
+            shared = context_attention.GroupContexts(sizes, [p.context for p in parts])
+            with context_attention.shared_context_decoding(lm.model, shared):
+                flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [shared],
+                                   histories, edit, cancel)
         else:
             cache, mask = copied_context_batch(parts, max_new_tokens)
-            flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [scales], histories,
-                               handle, cancel)
+            flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [], histories,
+                               edit, cancel)
     out, start = [], 0
     for n in sizes:
         out.append(flat[start : start + n])
@@ -138,7 +143,7 @@ def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: 
     most models. Why: for Llama-2-7B every token keeps 0.5 MB, so 64 GSM8K rows of 400 tokens would want
     13 GB beside the weights. At least one part, whatever the memory says."""
     per_token = kv_bytes_per_token(lm.model.config, torch.finfo(lm.model.dtype).bits // 8)
-    copied = not shared_prefix.eligible(lm.model)
+    copied = not context_attention.eligible(lm.model)
     kept = (context_tokens + rows * own_tokens) * per_token
     decoding = rows * (own_tokens + max_new_tokens + (context_tokens if copied else 0)) * per_token
     gold = rows * (context_tokens + own_tokens + answer_tokens) * per_token
@@ -160,9 +165,9 @@ def _decode_batches(sizes: list[int], together: bool) -> list[slice]:
     return out
 
 
-def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, keep_last: dict):
+def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, keep_last: dict, edit: Edit):
     """All tails in one left-padded pass, best where compute is parallel and padding nearly free (GPU):
-    (cache, mask over context and tails, last logits)."""
+    (cache, mask over context and tails, last logits). The last column is every row's last prompt token."""
     batch, width, device = len(tails), max(map(len, tails)), lm.input_device
     ids = torch.full((batch, width), lm.tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((batch, plen + width), dtype=torch.long, device=device)
@@ -173,12 +178,13 @@ def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, kee
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, plen:]
     if cache is not None:
         cache.batch_repeat_interleave(batch)
-    out = lm.model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions, cache=cache,
-                   use_cache=True, **keep_last)
+    with edited(lm, edit.at(last_position(width, device))):
+        out = lm.model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions, cache=cache,
+                       use_cache=True, **keep_last)
     return out.cache, mask, out.logits[:, -1]
 
 
-def _tails_one_by_one(lm: LoadedModel, cache, tails: list[list[int]], plen: int, keep_last: dict):
+def _tails_one_by_one(lm: LoadedModel, cache, tails: list[list[int]], plen: int, keep_last: dict, edit: Edit):
     """Each tail alone after the shared context: (per row, per layer, its own K and V; first tokens).
 
     On a CPU the prompt pass is compute-bound, so a padded position costs as much as a real one;
@@ -187,12 +193,20 @@ def _tails_one_by_one(lm: LoadedModel, cache, tails: list[list[int]], plen: int,
     own, first = [], []
     for t in tails:
         ids = torch.tensor([t], dtype=torch.long, device=lm.input_device)
-        out = lm.model(input_ids=ids, cache=cache, use_cache=True, **keep_last)
+        with edited(lm, edit.at(last_position(len(t), lm.input_device))):
+            out = lm.model(input_ids=ids, cache=cache, use_cache=True, **keep_last)
         first.append(int(out.logits[0, -1].argmax()))
         own.append([(layer.keys[0, :, plen:], layer.values[0, :, plen:]) for layer in cache.layers])
         for layer in cache.layers:  # back to the context for the next tail
             layer.keys, layer.values = layer.keys[..., :plen, :], layer.values[..., :plen, :]
     return own, first
+
+
+def last_position(tokens: int, device: torch.device) -> torch.Tensor:
+    """[1, tokens] bool, True at the last position: a prompt's answer position (it predicts the first answer token)."""
+    where = torch.zeros((1, tokens), dtype=torch.bool, device=device)
+    where[0, -1] = True
+    return where
 
 
 # On a 2-core CPU a pass of SmolLM2-135M costs about 50 padded tokens' worth of work before its first

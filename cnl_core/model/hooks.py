@@ -1,21 +1,33 @@
 """Hooks on the neurons: read them, or switch them off (zero) or up (amplify) while the model runs.
 
-Every read and edit goes through a forward pre-hook on the FFN down projection, whose input is
-the neuron vector. Hooks live only inside a context manager, so they are removed on exit, also
-after an exception. An intervention also holds the model's lock for its whole life, so two
-interventions (two visitors of the app, two threads) never overlap.
+Every read and edit goes through a forward pre-hook on the FFN down projection, whose input is the
+neuron vector. A hook sees it as [rows, tokens, width] on every architecture: OPT flattens rows and
+tokens before its FFN, and `neuron_hooks` gives them back their shape (and flattens what the hook
+returns), so no caller reshapes. Hooks live only inside a context manager, so they are removed on exit,
+also after an exception.
+
+An `Intervention` is what a user asks for: which neurons, zeroed or amplified, at every position or at
+the answer positions. An `Edit` is what one forward pass does about it, made before the pass: per layer,
+the neurons it changes and their factors (one row for every row of the pass, or one per row where rows
+run under different interventions), and which positions it changes. One function applies an edit
+(`Edit.apply`), for every pass: the gold-answer pass and the prompt pass (forward.py, generation.py:
+they say where the answer positions are), the decoding steps (every position predicts an answer token),
+integrated gradients and its completeness check (locate/), and whatever runs inside `intervene` (the
+harness, steering, knowledge probes). An edit holds the model's lock while its hooks are on; so does
+`intervene` for its whole block, so two interventions (two visitors of the app, two threads) never overlap.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .. import fields as F
-from ..errors import ParameterError
+from ..errors import ParameterError, UnsupportedModelError
 from ..options import DEFAULTS, INTERVENTION_MODES, POSITIONS
 from .architectures import FFNAccess
 from .loading import LoadedModel
@@ -26,17 +38,35 @@ HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 @contextmanager
 def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None) -> Iterator[None]:
-    """Call fn(layer, x[batch, tokens, width]) before each down projection; a returned tensor replaces x.
+    """Call fn(layer, x[rows, tokens, width]) before each down projection; a returned tensor replaces x.
 
-    The hooks are removed on exit whatever happens inside the block.
+    Where a layer flattens rows and tokens before its FFN (`Adapter.flat`), the rows and tokens are read from
+    the decoder layer's input, x is that view, and the tensor the down projection gets is fn's (or x, which fn
+    may have marked for gradients) flattened again. The hooks are removed on exit whatever happens inside.
     """
     handles = []
+    flat, shapes = ffn.adapter.flat, {}
     try:
         for layer in range(ffn.grid.n_layers) if layers is None else layers:
+            if flat:
+
+                def record(_module, args, kwargs, _layer=layer):
+                    hidden = args[0] if args else kwargs["hidden_states"]
+                    shapes[_layer] = hidden.shape[:-1]
+
+                handles.append(ffn.blocks[layer].register_forward_pre_hook(record, with_kwargs=True))
 
             def hook(_module, args, _layer=layer):
-                out = fn(_layer, args[0])
-                return None if out is None else (out, *args[1:])
+                x = args[0]
+                if x.dim() == 3:
+                    out = fn(_layer, x)
+                    return None if out is None else (out, *args[1:])
+                if _layer not in shapes:
+                    raise UnsupportedModelError("This model's FFN input is not [rows, tokens, width], and its adapter "
+                                                "does not say that it flattens them (Adapter.flat).")
+                rows = x.view(*shapes[_layer], x.shape[-1])
+                out = fn(_layer, rows)
+                return ((rows if out is None else out).reshape(-1, x.shape[-1]), *args[1:])
 
             handles.append(ffn.down[layer].register_forward_pre_hook(hook))
         yield
@@ -72,8 +102,121 @@ class Intervention:
     def scale(self) -> float:
         return 0.0 if self.mode == "zero" else float(self.factor)
 
+    @property
+    def answers_only(self) -> bool:
+        return self.positions == POSITIONS[1]
+
     def describe(self) -> dict:
         return {"mode": self.mode, "factor": self.scale, "positions": self.positions, "n_neurons": len(self.neurons)}
+
+
+def activation_device(lm: LoadedModel, layer: int) -> torch.device:
+    """Where a layer's neuron activations will be: its weights' device, or the input device for layers offloaded
+    (weights on the meta device, or in RAM beside a GPU), which run on it. An edit's tensors are made there before
+    the pass, so nothing is copied inside it."""
+    device = lm.ffn.down[layer].weight.device
+    offloaded = device.type == "meta" or (device.type == "cpu" and lm.input_device.type != "cpu")
+    return lm.input_device if offloaded else device
+
+
+LAST = "last"  # Edit.where: each row's last position, for passes that do not say where the answer is
+
+
+@dataclass(frozen=True, eq=False)
+class Edit:
+    """What one forward pass does to the neurons; every tensor is made before the pass (no host copy inside it).
+
+    Per layer, `columns` are the changed neurons' indices (None: the whole layer) and `factors` a float tensor that
+    broadcasts against [rows, tokens, changed neurons]: [1, 1, k] for one intervention on every row, [rows, 1, k]
+    for rows under different interventions (1 where a row leaves a neuron be), [rows, tokens, 1] for integrated
+    gradients' scaling of a whole layer. `where` [rows or 1, tokens] bool marks the positions changed (None: every
+    position; LAST: each row's last one). `answers_only` edits take the `where` of each pass (`at`); others change
+    every position whatever the pass says.
+    """
+
+    factors: Mapping[int, torch.Tensor] = field(default_factory=dict)
+    columns: Mapping[int, torch.Tensor | None] = field(default_factory=dict)
+    answers_only: bool = False
+    where: torch.Tensor | str | None = None
+
+    @staticmethod
+    def of(lm: LoadedModel, iv: Intervention | None) -> "Edit":
+        """One intervention on every row of a pass (None, or no neurons: an edit that changes nothing)."""
+        if iv is None or len(iv.neurons) == 0:
+            return NO_EDIT
+        _check_grid(lm, iv)
+        factors, columns = {}, {}
+        for layer, idx in iv.neurons.by_layer().items():
+            device = activation_device(lm, layer)
+            columns[layer] = torch.from_numpy(idx).to(device)
+            # float32 factors (a bfloat16 1.3 would be 1.297)
+            factors[layer] = torch.full((1, 1, len(idx)), iv.scale, dtype=torch.float32, device=device)
+        return Edit(factors, columns, iv.answers_only)
+
+    @staticmethod
+    def rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: Sequence[int]) -> "Edit":
+        """Rows under different interventions in one batch: the first sizes[0] rows under ivs[0], the next sizes[1]
+        under ivs[1], and so on (None: unmodified). For decoding steps, where every position predicts an answer
+        token, so every position is changed whatever the interventions' `positions`."""
+        n_rows, parts = sum(sizes), {}
+        start = 0
+        for iv, n in zip(ivs, sizes):
+            if iv is not None and len(iv.neurons):
+                _check_grid(lm, iv)
+                for layer, idx in iv.neurons.by_layer().items():
+                    parts.setdefault(layer, []).append((start, n, idx, iv.scale))
+            start += n
+        factors, columns = {}, {}
+        for layer, edits in parts.items():
+            cols = np.unique(np.concatenate([idx for _, _, idx, _ in edits]))
+            factor = torch.ones((n_rows, 1, len(cols)), dtype=torch.float32)
+            for first, n, idx, scale in edits:
+                factor[first : first + n, 0, torch.from_numpy(np.searchsorted(cols, idx))] = scale
+            device = activation_device(lm, layer)
+            factors[layer], columns[layer] = factor.to(device), torch.from_numpy(cols).to(device)
+        return Edit(factors, columns)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.factors)
+
+    def at(self, where: torch.Tensor | str | None) -> "Edit":
+        """This edit for a pass whose answer positions are `where` ([rows or 1, tokens] bool; None: every position,
+        as in a decoding step; LAST: each row's last position). Edits of every position ignore it."""
+        return replace(self, where=where) if self.answers_only else self
+
+    def keep(self, rows: torch.Tensor) -> "Edit":
+        """Only these rows stay in the batch (a decoding loop's rows that have not ended)."""
+        pick = lambda t: t[rows.to(t.device)] if t.shape[0] > 1 else t  # noqa: E731 (one row serves every row)
+        where = pick(self.where) if isinstance(self.where, torch.Tensor) else self.where
+        return replace(self, factors={layer: pick(f) for layer, f in self.factors.items()}, where=where)
+
+    def apply(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """x [rows, tokens, width] as this edit changes it at `layer`; a one-row x with per-row factors becomes one
+        row per factor row (integrated gradients widens its batch inside the model this way)."""
+        factor = self.factors[layer]  # made on the layer's device: no copy
+        # float32 factors multiply in float32, rounded once to x's dtype; narrower ones (integrated gradients' on
+        # a GPU, for speed) are taken in x's dtype
+        factor = factor.to(x.device) if factor.dtype == torch.float32 else factor.to(x.device, x.dtype)
+        columns = self.columns.get(layer)
+        old = x if columns is None else x[..., columns.to(x.device)]
+        new = old * factor
+        if new.dtype != x.dtype:
+            new = new.to(x.dtype)
+        where = self.where
+        if isinstance(where, str):  # LAST
+            where = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+            where[:, -1] = True
+        if where is not None:
+            new = torch.where(where.to(x.device).unsqueeze(-1), new, old)
+        if columns is None:
+            return new
+        out = x.expand(new.shape[0], *x.shape[1:]).clone()
+        out[..., columns.to(x.device)] = new
+        return out
+
+
+NO_EDIT = Edit()
 
 
 def _check_grid(lm: LoadedModel, iv: Intervention) -> None:
@@ -81,86 +224,24 @@ def _check_grid(lm: LoadedModel, iv: Intervention) -> None:
         raise ParameterError("The neuron set was located on a different model grid.")
 
 
-class InterventionHandle:
-    """Lets the evaluator say which positions are answer positions for the next forward pass."""
-
-    def __init__(self):
-        self.answer_mask: torch.Tensor | None = None  # [batch, tokens] bool, or None
-
-
 @contextmanager
-def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[InterventionHandle]:
-    """Apply iv to every forward pass inside the block (None: run the unmodified model)."""
-    handle = InterventionHandle()
+def edited(lm: LoadedModel, edit: Edit) -> Iterator[None]:
+    """`edit` applied to the forward passes inside the block (a caller's pass), holding the model's lock."""
     with lm.lock:
-        if iv is None or len(iv.neurons) == 0:
-            yield handle
+        if not edit.factors:
+            yield
             return
-        _check_grid(lm, iv)
-        index = {layer: torch.from_numpy(idx) for layer, idx in iv.neurons.by_layer().items()}
-        scale = iv.scale
-
-        def hook(layer: int, x: torch.Tensor):
-            idx = index[layer].to(x.device)
-            x = x.clone()
-            if iv.positions == "all":
-                x[..., idx] = x[..., idx] * scale
-                return x
-            if x.shape[1] == 1:  # a decoding step: the token it predicts is part of the answer
-                where = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-            elif handle.answer_mask is not None:
-                where = handle.answer_mask.to(x.device)
-            else:  # generation prefill: only the last prompt position predicts an answer token
-                where = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-                where[:, -1] = True
-            sub = x[..., idx]
-            x[..., idx] = torch.where(where.unsqueeze(-1), sub * scale, sub)
-            return x
-
-        with neuron_hooks(lm.ffn, hook, layers=sorted(index)):
-            yield handle
-
-
-class RowScales:
-    """Per-row neuron factors for a batch whose rows run under different interventions, one layer each:
-    [rows, width], 1 where nothing changes. Rows that leave the batch leave these too (`keep`)."""
-
-    def __init__(self, by_layer: dict[int, torch.Tensor]):
-        self.by_layer = by_layer
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.by_layer = {layer: t[rows.to(t.device)] for layer, t in self.by_layer.items()}
+        with neuron_hooks(lm.ffn, edit.apply, layers=edit.layers):
+            yield
 
 
 @contextmanager
-def intervene_rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: Sequence[int]) -> Iterator[RowScales]:
-    """Decoding steps where the first sizes[0] rows run under ivs[0], the next sizes[1] under ivs[1], and so on.
+def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[None]:
+    """Apply iv to every forward pass inside the block (None: run the unmodified model), holding the model's lock.
 
-    Every position is changed, whatever the intervention's `positions`: a decoding step's token predicts
-    an answer token. This is `intervene` for several interventions side by side in one batch.
+    For passes that do not say where the answer is (the harness's, a probe's, steering's), an answer-position
+    intervention changes each row's last position: the one that predicts the next token (a prompt pass's first
+    answer token, a decoding step's token). The library's own passes take an `Edit` and name the positions.
     """
-    with lm.lock:
-        grid, rows = lm.grid, sum(sizes)
-        scales: dict[int, torch.Tensor] = {}
-        start = 0
-        for iv, n in zip(ivs, sizes):
-            if iv is not None and len(iv.neurons):
-                _check_grid(lm, iv)
-                for layer, idx in iv.neurons.by_layer().items():
-                    if layer not in scales:
-                        scales[layer] = torch.ones((rows, grid.width), device=lm.ffn.down[layer].weight.device)
-                    scales[layer][start : start + n, torch.from_numpy(idx).to(scales[layer].device)] = iv.scale
-            start += n
-        state = RowScales(scales)
-        if not scales:
-            yield state
-            return
-
-        def hook(layer: int, x: torch.Tensor):
-            # float32 factors (a bfloat16 1.3 would be 1.297); rows first, whatever the layer's shape (OPT flattens)
-            factor = state.by_layer[layer]
-            rows = x.reshape(factor.shape[0], -1, x.shape[-1])
-            return (rows.float() * factor[:, None, :]).to(x.dtype).reshape(x.shape)
-
-        with neuron_hooks(lm.ffn, hook, layers=sorted(scales)):
-            yield state
+    with lm.lock, edited(lm, Edit.of(lm, iv).at(LAST)):
+        yield

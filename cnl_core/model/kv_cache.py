@@ -5,7 +5,7 @@ each row's own prompt tokens after it. Rows from several prompt passes (the same
 several interventions) can decode as one batch. Two layouts:
 
 - `own_tokens_batch`: the cache holds each row's own tokens only, and the shared contexts stay apart
-  (read once per step by shared_prefix.py): used where that attention applies;
+  (read once per step by context_attention.py): used where that attention applies;
 - `copied_context_batch`: every row gets a copy of its context before its own tokens, for any model
   whose cache layers are plain.
 

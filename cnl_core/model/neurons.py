@@ -74,11 +74,6 @@ class NeuronSet:
             flat.append(layer * grid.width + index)
         return NeuronSet.from_flat(grid, flat)
 
-    @staticmethod
-    def from_mask(mask: torch.Tensor) -> "NeuronSet":
-        grid = NeuronGrid(*mask.shape)
-        return NeuronSet(grid, torch.nonzero(mask.flatten()).flatten().cpu().numpy().astype(np.int64))
-
     def __len__(self) -> int:
         return int(self.flat.size)
 

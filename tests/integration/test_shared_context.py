@@ -10,7 +10,7 @@ from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
 from cnl_core.evaluate.answers import STOP_STRINGS
 from cnl_core.model import forward, generation
 from cnl_core.model.generation import greedy_generate
-from cnl_core.model.hooks import Intervention, intervene
+from cnl_core.model.hooks import Edit, Intervention
 
 from .test_interventions_eval import some_neurons
 
@@ -37,14 +37,13 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
     chunk = ROWS[:3]
 
     def gold():
-        with intervene(lm, iv) as handle:
-            return torch.tensor(evaluation._gold_loglik(lm, handle, chunk, PREFIX, EvalConfig())[0])
+        return torch.tensor(evaluation._gold_loglik(lm, Edit.of(lm, iv), chunk, PREFIX, EvalConfig())[0])
 
     batch = forward.encode_teacher_forced(lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512,
                                           lm.input_device)
-    assert forward.shared_context_length(batch) > 300  # the two examples, shared
+    assert forward.batch_context_length(batch) > 300  # the two examples, shared
     shared = gold()
-    monkeypatch.setattr(forward, "shared_context_length", lambda batch, least=16: 0)
+    monkeypatch.setattr(forward, "batch_context_length", lambda batch, least=16: 0)
     torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)
 
 
@@ -100,11 +99,11 @@ def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_say
 
     real_gold, real_answers, seen = evaluation._gold_loglik, evaluation._answers, []
 
-    def gold_that_fits_two(lm_, handle, chunk, *args):  # the second condition's pass, under its hooks, fails
+    def gold_that_fits_two(lm_, edit, chunk, *args):  # the second condition's pass, under its hooks, fails
         seen.append(len(chunk))
         if len(chunk) > 2 and len(seen) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_gold(lm_, handle, chunk, *args)
+        return real_gold(lm_, edit, chunk, *args)
 
     monkeypatch.setattr(evaluation, "_gold_loglik", gold_that_fits_two)
     updates = []

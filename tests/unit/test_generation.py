@@ -8,10 +8,10 @@ answers are checked in tests/integration/test_shared_context.py.
 import pytest
 import torch
 
-from cnl_core.model import decoding, generation, shared_prefix
+from cnl_core.model import decoding, generation, context_attention
 from cnl_core.model.architectures import FFNAccess
-from cnl_core.model.generation import greedy_generate, shared_prefix_length
-from cnl_core.model.hooks import Intervention, intervene
+from cnl_core.model.generation import greedy_generate, prompts_context_length
+from cnl_core.model.hooks import Edit, Intervention
 from cnl_core.model.loading import LoadedModel, ModelSpec
 from cnl_core.model.neurons import NeuronSet
 
@@ -55,11 +55,11 @@ def reference(lm: LoadedModel, prompt: str, n: int) -> list[int]:
 PROMPTS = ["shared few-shot prefix. q1: ab", "shared few-shot prefix. q2: a much longer question", "shared few-shot prefix. q3"]
 
 
-def test_shared_prefix_length_leaves_every_row_a_token():
-    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
-    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
-    assert shared_prefix_length([[7], [7, 8]]) == 0
-    assert shared_prefix_length([[1, 2], [3, 4]]) == 0
+def test_prompts_context_length_leaves_every_row_a_token():
+    assert prompts_context_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert prompts_context_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert prompts_context_length([[7], [7, 8]]) == 0
+    assert prompts_context_length([[1, 2], [3, 4]]) == 0
 
 
 @pytest.mark.parametrize("tails", ["one_by_one", "padded"])
@@ -120,22 +120,22 @@ def gqa_llama() -> LoadedModel:
 
 @pytest.mark.parametrize("shared_context", [True, False])
 def test_grouped_query_heads_decode_as_one_prompt_at_a_time(shared_context, monkeypatch):
-    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    monkeypatch.setattr(context_attention, "eligible", lambda model: shared_context)
     lm = gqa_llama()
     assert greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=()) == [reference(lm, p, 6) for p in PROMPTS]
 
 
 def test_shared_context_attention_is_used_where_it_applies():
-    assert shared_prefix.eligible(gqa_llama().model)
-    assert not shared_prefix.eligible(tiny_lm("gpt2").model)  # not verified for it: contexts are copied per row
-    assert not shared_prefix.eligible(tiny_lm("gemma2").model)  # sliding windows and soft-capping
+    assert context_attention.eligible(gqa_llama().model)
+    assert not context_attention.eligible(tiny_lm("gpt2").model)  # not verified for it: contexts are copied per row
+    assert not context_attention.eligible(tiny_lm("gemma2").model)  # sliding windows and soft-capping
 
 
 @pytest.mark.parametrize("shared_context", [True, False])
 def test_conditions_decoded_together_equal_each_decoded_alone(shared_context, monkeypatch):
     """Rows of several interventions in one decoding batch, each with its own neurons changed, give what each
     intervention gives alone (the evaluator decodes baseline, intervened and controls this way)."""
-    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    monkeypatch.setattr(context_attention, "eligible", lambda model: shared_context)
     lm = gqa_llama()
     width = lm.grid.width
     ivs = [None, Intervention(NeuronSet.from_pairs(lm.grid, [[0, i] for i in range(0, width, 2)]), "zero"),
@@ -143,10 +143,9 @@ def test_conditions_decoded_together_equal_each_decoded_alone(shared_context, mo
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
-        with intervene(lm, iv) as handle:
-            alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=8, stop_strings=()))
-            with torch.no_grad():
-                parts.append(generation.prompt_pass(lm, rows, handle))
+        alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=8, stop_strings=(), iv=iv))
+        with torch.no_grad():
+            parts.append(generation.prompt_pass(lm, rows, Edit.of(lm, iv)))
     assert alone[0] != alone[1] and alone[0] != alone[2]  # the interventions change the answers
     assert generation.decode(lm, parts, 8, (), ivs) == alone
 
@@ -167,7 +166,7 @@ def test_guessed_tokens_are_the_row_own_earlier_continuation():
 
 @pytest.mark.parametrize("shared_context", [True, False])
 def test_checked_guesses_save_passes_and_change_nothing(shared_context, monkeypatch):
-    monkeypatch.setattr(shared_prefix, "eligible", lambda model: shared_context)
+    monkeypatch.setattr(context_attention, "eligible", lambda model: shared_context)
     lm = gqa_llama()
     passes = []
     lm.model.get_output_embeddings().register_forward_hook(lambda *a: passes.append(1))
@@ -190,8 +189,7 @@ def test_guesses_under_an_answer_position_intervention_change_nothing(monkeypatc
                       positions="answer")
 
     def run():
-        with intervene(lm, iv) as handle:
-            return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), handle=handle)
+        return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), iv=iv)
 
     guessed = run()
     monkeypatch.setattr(decoding, "DRAFT_ROWS", 0)
@@ -209,10 +207,9 @@ def test_every_architecture_decodes_conditions_together_as_alone(model_type):
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
-        with intervene(lm, iv) as handle:
-            alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=(), handle=handle))
-            with torch.no_grad():
-                parts.append(generation.prompt_pass(lm, rows, handle))
+        alone.append(greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=(), iv=iv))
+        with torch.no_grad():
+            parts.append(generation.prompt_pass(lm, rows, Edit.of(lm, iv)))
     assert isinstance(parts[0], generation.Prompted)
     assert generation.decode(lm, parts, 6, (), ivs) == alone
 
@@ -229,5 +226,5 @@ def test_mistral_without_a_sliding_window_reads_shared_contexts_once_and_matches
     model.generation_config.eos_token_id = EOS
     lm = LoadedModel(ModelSpec("mistral"), model, CharTokenizer(), "mistral", FFNAccess(model, "mistral"), "float32",
                      "none", "tiny")
-    assert shared_prefix.eligible(model)
+    assert context_attention.eligible(model)
     assert greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=()) == [reference(lm, p, 6) for p in PROMPTS]

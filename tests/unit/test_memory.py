@@ -104,7 +104,7 @@ def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch
     assert not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
     loaded = []
     monkeypatch.setattr(commands.MODELS, "get", lambda spec, work: loaded.append((spec, work)) or "lm")
-    assert commands._model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
+    assert commands.command_model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
     err = capsys.readouterr().err
     assert err.startswith("memory estimate: 135M parameters in nf4") and "activation, 8 x 256 tokens" in err
     assert loaded[0][1].method == "activation" and not loaded[0][1].backward
@@ -180,13 +180,13 @@ def test_kv_bytes_per_token_counts_key_value_heads_and_layers():
 
 def test_decoding_parts_are_bounded_by_rows_and_by_the_free_memory(tiny_model_folder, monkeypatch):
     import cnl_core.model.generation as generation
-    from cnl_core.model import shared_prefix
+    from cnl_core.model import context_attention
     from cnl_core.model.loading import ModelSpec, load_model
     from cnl_core.model.memory import kv_bytes_per_token
 
     lm = load_model(ModelSpec(tiny_model_folder, device="cpu"))
     per_token = kv_bytes_per_token(lm.model.config, 4)
-    copied = not shared_prefix.eligible(lm.model)
+    copied = not context_attention.eligible(lm.model)
     # 8 rows of 50 own prompt tokens, a 300-token shared context, answers of 30 tokens, 20 new tokens
     kept = (300 + 8 * 50) * per_token
     decoding = 8 * (50 + 20 + (300 if copied else 0)) * per_token

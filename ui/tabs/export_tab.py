@@ -1,4 +1,4 @@
-"""Tab 6: download everything (JSON, CSV, PNG/SVG) and re-load a located set from a file."""
+"""Tab 7: download everything (JSON, CSV, PNG/SVG) and re-load a located set from a file."""
 
 from __future__ import annotations
 

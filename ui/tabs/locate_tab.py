@@ -112,7 +112,7 @@ def relocalize_ui(rule, tau, p, top_k, sigma, sign, state):
     params = params_from(rule, tau, p, top_k, sigma, sign)
     for entry in state.located.values():
         if entry.run is not None:
-            entry.result = entry.run.relocalize(params)
+            entry.result = entry.run.result(params)
     return summary(state), state
 
 

@@ -24,14 +24,14 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-NAME = "cnl_shared_prefix"
+NAME = "cnl_context_attention"
 # Each checked against one-prompt-at-a-time generation on tiny models of its type (tests/unit/test_generation.py).
 MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 
-_ACTIVE: contextvars.ContextVar["SharedPrefix | None"] = contextvars.ContextVar("cnl_shared_prefix", default=None)
+_ACTIVE: contextvars.ContextVar["GroupContexts | None"] = contextvars.ContextVar("cnl_context_attention", default=None)
 
 
-class SharedPrefix:
+class GroupContexts:
     """The context each group of consecutive rows shares: K and V per layer, [1, kv heads, tokens, dim]."""
 
     def __init__(self, sizes: list[int], contexts: list[list[tuple[torch.Tensor, torch.Tensor]] | None]):
@@ -108,7 +108,7 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
 
 
 @contextmanager
-def shared_context_decoding(model: torch.nn.Module, shared: SharedPrefix) -> Iterator[None]:
+def shared_context_decoding(model: torch.nn.Module, shared: GroupContexts) -> Iterator[None]:
     """Decoding steps inside the block read each group's context from `shared`; the caller holds the model's lock."""
     config = model.config
     before = config._attn_implementation
