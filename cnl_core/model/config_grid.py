@@ -14,7 +14,7 @@ import torch
 
 from .architectures import FFNAccess
 from .build_lock import BUILD_LOCK
-from .loading import ModelSpec, _check_architecture, _load_config, _resolve_source
+from .loading import ModelSpec, read_config
 from .neurons import NeuronGrid
 
 
@@ -22,9 +22,7 @@ def config_grid(spec: ModelSpec) -> NeuronGrid:
     """layers x width of the model `spec` names, read from its config; ModelLoadError as load_model would."""
     from transformers import AutoModelForCausalLM
 
-    source = _resolve_source(spec)
-    config = _load_config(spec, source)
-    model_type = _check_architecture(config)
+    config, model_type = read_config(spec)
     # the meta device is a per-thread default; BUILD_LOCK keeps other threads' real loads apart from it
     with BUILD_LOCK, torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")

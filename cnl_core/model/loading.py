@@ -210,6 +210,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def read_config(spec: ModelSpec) -> tuple[object, str]:
+    """The config `spec` names and its model type, checked as load_model checks them (ModelLoadError), without
+    loading any weights."""
+    config = _load_config(spec, _resolve_source(spec))
+    return config, _check_architecture(config)
+
+
 def _resolve_source(spec: ModelSpec) -> str:
     if spec.name in _BUILTIN_GGUF:
         try:

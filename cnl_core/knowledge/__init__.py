@@ -1,0 +1,1 @@
+"""The paper's first half: does individual knowledge localize? Facts with paraphrases, their neurons, tracing, editing."""
