@@ -1,5 +1,5 @@
 """The folder layout is the data path: each part of cnl_core imports only from itself and the parts before it, in
-the order the README's Architecture section lists them. The order is read from the README, so the rule and its
+the order docs/architecture.md lists them. The order is read from that page, so the rule and its
 documentation cannot drift apart, and every module is checked: a new folder must take its place in that list."""
 
 import ast
@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "cnl_core"
-README = ROOT.parent / "README.md"
+ARCHITECTURE = ROOT.parent / "docs" / "architecture.md"
 PUBLIC_API = ("__init__.py", "__main__.py")  # the package root: the public API imports from every part
 
 
-def readme_order() -> list[str]:
-    """The parts as the README's Architecture block lists them: "" (cnl_core/*.py, the shared base), "model", ..."""
-    text = README.read_text(encoding="utf-8")
-    block = text[text.index("## Architecture"):]
+def listed_order() -> list[str]:
+    """The parts as docs/architecture.md lists them: "" (cnl_core/*.py, the shared base), "model", ..."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text[text.index("# Architecture"):]
     block = block[block.index("```") + 3:]
     block = block[: block.index("```")]
     order = []
@@ -25,7 +25,7 @@ def readme_order() -> list[str]:
     return order
 
 
-ORDER = readme_order()
+ORDER = listed_order()
 PARTS = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
 
 
@@ -57,9 +57,9 @@ def _modules() -> list[Path]:
     return [p for p in ROOT.rglob("*.py") if not (p.parent == ROOT and p.name in PUBLIC_API)]
 
 
-def test_the_readme_lists_every_part_once_after_the_shared_base():
+def test_the_architecture_page_lists_every_part_once_after_the_shared_base():
     assert ORDER[0] == "" and len(ORDER) == len(set(ORDER)), ORDER
-    assert set(ORDER[1:]) == PARTS, f"README lists {sorted(ORDER[1:])}; cnl_core has {sorted(PARTS)}"
+    assert set(ORDER[1:]) == PARTS, f"docs/architecture.md lists {sorted(ORDER[1:])}; cnl_core has {sorted(PARTS)}"
 
 
 def test_no_module_imports_a_later_part():
