@@ -11,9 +11,12 @@ lm-eval:
 run: setup
 	.venv/bin/python dashboard.py
 
+# Two test processes (pytest-xdist; a file stays on one), one thread each: on 2 cores about 1.4x faster than one
+# process with two threads (Python, tokenizers and the CLI's start-ups do not use both cores).
+TEST_WORKERS ?= 2
 test:
 	bash scripts/setup.sh dev
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	test bench/.env/.installed -nt bench/requirements.txt || { rm -rf bench/.env && \

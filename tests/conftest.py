@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails fast instead of retrying for a minute
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each (and in the
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands they start), not two threads fighting over each core
 
 import pytest
 

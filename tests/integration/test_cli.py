@@ -19,6 +19,34 @@ def cli(*args, cache, timeout=600):
                           env=env, timeout=timeout, cwd=ROOT)
 
 
+_MANY = """
+import contextlib, io, json, sys
+from cnl_core.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    out.append({"returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()})
+print(json.dumps(out))
+"""
+
+
+def cli_many(*commands, cache, timeout=900) -> list[subprocess.CompletedProcess]:
+    """Several commands, one after another, each through the CLI's entry point (`python -m cnl_core` calls
+    main(argv)) with its own output and exit status, in one process: Python, torch and the model start once, not
+    once per command (5 s each on 2 cores)."""
+    env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    argv = json.dumps([[str(a) for a in c] for c in commands])
+    r = subprocess.run([sys.executable, "-c", _MANY, argv], capture_output=True, text=True, env=env, timeout=timeout,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return [subprocess.CompletedProcess(c, **o) for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]))]
+
+
 @pytest.fixture(scope="module")
 def cli_cache(tmp_path_factory):
     """A score cache for the CLI tests; the converted model is shared through a link."""
@@ -29,10 +57,10 @@ def cli_cache(tmp_path_factory):
     return folder
 
 
-def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache, lm):
+def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache):
     out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
-    r = cli("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5,
-            "--out", out1, cache=cli_cache)
+    locate = ("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5)
+    r = cli(*locate, "--out", out1, cache=cli_cache)  # a real command line, in a process of its own
     assert r.returncode == 0, r.stderr
     assert "overlap" in r.stdout and "IoU" in r.stdout
     res = json.loads(out1.read_text())
@@ -40,17 +68,16 @@ def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache, lm):
         assert key in res
     assert res["n_neurons_total"] == 46080 and len(res["splits"]) == 2
     assert {"overlap_rate", "iou", "chance_iou", "p_value"} <= set(res["pairwise"][0])
-    # the same command again: every sample from the cache, same neurons
-    r2 = cli("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5,
-             "--out", out2, cache=cli_cache)
+    # the same command again: every sample from the cache, same neurons; then compare and evaluate
+    r2, cmp, ev = cli_many([*locate, "--out", out2], ["compare", out1, out2, "--out", tmp_path / "c.json"],
+                           ["evaluate", "--dataset", "arithmetic", "--n", 2, "--neurons", out1, "--control-draws", 1,
+                            "--fewshot", 0, "--max-new-tokens", 6, "--bootstrap", 50, "--out", tmp_path / "e.json"],
+                           cache=cli_cache)
     assert r2.returncode == 0 and "0 computed" in r2.stdout
     again = json.loads(out2.read_text())
     assert again["cache"]["computed"] == 0 and again["neurons"] == res["neurons"]
-    cmp = cli("compare", out1, out2, "--out", tmp_path / "c.json", cache=cli_cache)
     assert cmp.returncode == 0 and "IoU" in cmp.stdout
     assert json.loads((tmp_path / "c.json").read_text())["iou"][0][1] == 1.0
-    ev = cli("evaluate", "--dataset", "arithmetic", "--n", 2, "--neurons", out1, "--control-draws", 1,
-             "--fewshot", 0, "--max-new-tokens", 6, "--bootstrap", 50, "--out", tmp_path / "e.json", cache=cli_cache)
     assert ev.returncode == 0, ev.stderr
     e = json.loads((tmp_path / "e.json").read_text())
     assert {"baseline", "intervened", "control", "n", "sample_ids"} <= set(e)
@@ -92,7 +119,7 @@ def test_run_from_config_file(tmp_path, cli_cache):
     assert out.exists() and "step 2" in r.stdout
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_INPUTS = [
     (["locate", "--tau", "3"], "argument --tau: 3 is out of range"),
     (["locate", "--dataset", "nope"], "Unknown dataset"),
     (["locate", "--model", "../../no-such-model"], "neither an existing folder"),
@@ -103,18 +130,17 @@ def test_run_from_config_file(tmp_path, cli_cache):
     (["locate", "--model", "/no/such/model", "--dataset", "/no/such/file.csv"], "No dataset file"),
     (["evaluate", "--model", "/no/such/model", "--neurons", "/nonexistent.json"], "Could not read"),
     (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "1e4"], "argument --max-new-tokens: 10000 is out"),
-])
-def test_bad_input_is_a_one_line_error(args, message, cli_cache):
-    r = cli(*args, cache=cli_cache)
-    assert r.returncode == 2
-    assert message in r.stderr and "Traceback" not in r.stderr
+]
 
 
-def test_neuron_file_with_impossible_neurons(tmp_path, cli_cache):
-    bad = tmp_path / "bad.json"
+def test_bad_input_is_a_one_line_error(tmp_path, cli_cache):
+    bad = tmp_path / "bad.json"  # neurons the model does not have
     bad.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[31, 0]]}))
-    r = cli("evaluate", "--dataset", "arithmetic", "--n", 1, "--neurons", bad, cache=cli_cache)
-    assert r.returncode == 2 and "Layer 31 does not exist" in r.stderr
+    cases = [*BAD_INPUTS, (["evaluate", "--dataset", "arithmetic", "--n", "1", "--neurons", str(bad)],
+                           "Layer 31 does not exist")]
+    for (args, message), r in zip(cases, cli_many(*(a for a, _ in cases), cache=cli_cache)):
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
 
 
 def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_path, cli_cache):
@@ -123,15 +149,15 @@ def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_pa
     data = tmp_path / "tickets.csv"
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "t.json"
-    r = cli("locate", "--dataset", data, "--prompt-column", "Ticket Text", "--answer-column", "Route To",
-            "--labels", "billing,tech", "--n", 2, "--splits", 2, "--out", out, cache=cli_cache)
+    r, bad, ex = cli_many(["locate", "--dataset", data, "--prompt-column", "Ticket Text", "--answer-column", "Route To",
+                           "--labels", "billing,tech", "--n", 2, "--splits", 2, "--out", out],
+                          ["locate", "--dataset", data, "--prompt-column", "Text", "--answer-column", "Route To"],
+                          ["export", out, "--out-dir", tmp_path / "exp"], cache=cli_cache)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["dataset"].startswith("tickets-") and all(i.startswith(res["dataset"] + "/")
                                                          for s in res["splits"] for i in s["sample_ids"])
-    bad = cli("locate", "--dataset", data, "--prompt-column", "Text", "--answer-column", "Route To", cache=cli_cache)
     assert bad.returncode == 2 and "Column 'Text' is not in the file" in bad.stderr
-    ex = cli("export", out, "--out-dir", tmp_path / "exp", cache=cli_cache)
     assert ex.returncode == 0, ex.stderr
     stem = f"smollm2-135m_{res['dataset']}_t"
     names = {p.name for p in (tmp_path / "exp").iterdir()}
@@ -142,20 +168,20 @@ def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_pa
 
 def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
     out = tmp_path / "n.json"
-    r = cli("inspect", "--neuron", "12:100", "--dataset", "add1", "--dataset", "imdb", "--n", 2, "--out", out,
-            cache=cli_cache)
+    neurons = tmp_path / "set.json"
+    neurons.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[12, i] for i in range(40)]}))
+    r, bad, typo, s = cli_many(
+        ["inspect", "--neuron", "12:100", "--dataset", "add1", "--dataset", "imdb", "--n", 2, "--out", out],
+        ["inspect", "--neuron", "40:1", "--dataset", "add1"],
+        ["inspect", "--neuron", "12/100", "--model", "/no/such/model"],
+        ["steer", "--prompt", "Question: What is 2 + 2?\nAnswer:", "--neurons", neurons, "--max-new-tokens", 3,
+         "--out", tmp_path / "s.json"], cache=cli_cache)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert (data["layer"], data["index"]) == (12, 100) and set(data["stats"]) == {"add1", "imdb"}
     assert len(data["vocab_top"]) >= 10 and data["top_examples"][0]["tokens"]
-    bad = cli("inspect", "--neuron", "40:1", "--dataset", "add1", cache=cli_cache)
     assert bad.returncode == 2 and "Neuron 40:1 does not exist" in bad.stderr
-    typo = cli("inspect", "--neuron", "12/100", "--model", "/no/such/model", cache=cli_cache)
     assert typo.returncode == 2 and "LAYER:INDEX" in typo.stderr  # refused before any model loads
-    neurons = tmp_path / "set.json"
-    neurons.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[12, i] for i in range(40)]}))
-    s = cli("steer", "--prompt", "Question: What is 2 + 2?\nAnswer:", "--neurons", neurons, "--max-new-tokens", 3,
-            "--out", tmp_path / "s.json", cache=cli_cache)
     assert s.returncode == 0, s.stderr
     steered = json.loads((tmp_path / "s.json").read_text())
     assert {"baseline", "intervened", "control"} <= set(steered) and len(steered["baseline"]["logprobs"]) == 3

@@ -47,20 +47,21 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
     torch.testing.assert_close(shared, gold(), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("positions", ["all", "answer"])
-def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch, positions):
+def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch):
     """The evaluator's fast path (the gold pass keeps the prompts' keys and values; every condition's rows decode
     in one batch over shared contexts) gives the answers and log-likelihoods of generating each condition
-    afresh, on the real model."""
+    afresh, on the real model: interventions at every position and at answer positions only, side by side."""
     spec = get_dataset("gsm8k")
     neurons = some_neurons(lm)
-    ivs = [None, Intervention(neurons, "zero", positions=positions), Intervention(neurons, "amplify", 3.0, positions)]
+    ivs = [None, *(Intervention(neurons, mode, 3.0, positions) for positions in ("all", "answer")
+                   for mode in ("zero", "amplify"))]
     cfg = EvalConfig(max_new_tokens=40)
     fast = evaluation.evaluate_conditions(lm, spec, ROWS[:3], ROWS[10:12], cfg, ivs)
     monkeypatch.setattr(forward, "plain_dynamic", lambda cache: False)  # no prompts kept: generate each afresh
     slow = [evaluation.evaluate_samples(lm, spec, ROWS[:3], ROWS[10:12], cfg, iv) for iv in ivs]
     assert [[r.output for r in c] for c in fast] == [[r.output for r in c] for c in slow]
     assert [r.output for r in fast[0]] != [r.output for r in fast[2]]  # the conditions differ
+    assert [r.output for r in fast[2]] != [r.output for r in fast[4]]  # and so do the two kinds of positions
     torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in fast]),
                                torch.tensor([[r.gold_loglik for r in c] for c in slow]), atol=1e-5, rtol=1e-5)
 
