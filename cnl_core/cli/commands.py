@@ -19,7 +19,7 @@ from ..errors import ParameterError
 from ..experiments.eval_results import EvalResult
 from ..experiments.evaluate import run_evaluate, run_matrix
 from ..experiments.finetune import run_finetune
-from ..experiments.json_io import read_json, write_json
+from ..experiments.json_io import parse_result, read_json, write_json
 from ..experiments.locate import run_locate, threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..model.hooks import Intervention
@@ -228,13 +228,13 @@ def cmd_export(args) -> dict:
     """The dashboard's Export files, from result files: located sets and evaluations."""
     located, evals = {}, []
     for f in args.files:
-        data = read_json(f, allow_list=True)
+        data, name = read_json(f, allow_list=True), Path(f).name
         if isinstance(data, list):  # the dashboard's evaluation.json: a list of evaluations
-            evals += [EvalResult.from_json(d) if isinstance(d, dict) else EvalResult.from_json({}) for d in data]
+            evals += [parse_result(d, EvalResult, f"{name}[{i}]") for i, d in enumerate(data)]
         elif data.get("kind") == "cnl.evaluate":
-            evals.append(EvalResult.from_json(data))
+            evals.append(parse_result(data, EvalResult, name))
         elif data.get("kind", "cnl.locate") == "cnl.locate":
-            res = LocateResult.from_json(data, Path(f).name)
+            res = parse_result(data, LocateResult, name)
             located[f"{res.model}_{res.dataset}_{Path(f).stem}"] = (res, None)
         else:
             raise ParameterError(f"{Path(f).name} is a {str(data.get('kind'))[:40]} file; export takes locate and "

@@ -45,15 +45,6 @@ class EvalConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @staticmethod
-    def from_json(data: dict) -> "EvalConfig":
-        fields = {k: data[k] for k in ("num_fewshot", "max_new_tokens", "max_context_tokens", "batch_size", "bootstrap")
-                  if k in data}
-        try:
-            return EvalConfig(**fields)
-        except TypeError as exc:
-            raise ParameterError(f"The evaluation settings are malformed: {exc}.") from exc
-
     def new_tokens_for(self, dataset: DatasetSpec) -> int:
         return self.max_new_tokens or dataset.max_new_tokens
 

@@ -87,13 +87,6 @@ class HarnessSettings:
     def to_json(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks)}
 
-    @staticmethod
-    def from_json(data: dict) -> "HarnessSettings":
-        if not isinstance(data, dict):
-            raise ValueError("the harness settings must be an object")
-        keys = ("tasks", "include_path", "limit", "num_fewshot", "max_gen_toks", "batch_size", "bootstrap_iters")
-        return HarnessSettings(**{k: data[k] for k in keys if k in data})
-
 
 @dataclass(frozen=True)
 class Metric:
@@ -117,40 +110,10 @@ class TaskScores:
         """The metric a chart shows: the first the harness lists (acc before acc_norm, strict before flexible)."""
         return next(iter(self.metrics), None)
 
-    def to_json(self) -> dict:
-        return {"task": self.task, "n": self.n, "num_fewshot": self.num_fewshot,
-                "metrics": {k: {"value": m.value, "stderr": m.stderr} for k, m in self.metrics.items()},
-                "higher_is_better": self.higher_is_better}
-
-    @staticmethod
-    def from_json(data: dict) -> "TaskScores":
-        metrics = {}
-        for key, m in data["metrics"].items():
-            if not isinstance(key, str) or not _is_number(m["value"]) or not (m["stderr"] is None or
-                                                                              _is_number(m["stderr"])):
-                raise ValueError(f"metric {key!r} must hold a numeric value and stderr (or null)")
-            metrics[key] = Metric(float(m["value"]), None if m["stderr"] is None else float(m["stderr"]))
-        hib = data.get("higher_is_better")
-        if hib is not None and not (isinstance(hib, dict) and all(isinstance(v, bool) for v in hib.values())):
-            raise ValueError("higher_is_better must map metric names to true/false")
-        return TaskScores(task=_text(data["task"]), metrics=metrics, n=_whole_or_none(data.get("n")),
-                          num_fewshot=_whole_or_none(data.get("num_fewshot")), higher_is_better=hib)
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {type(value).__name__}")
-    return value
-
-
-def _whole_or_none(value) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"expected a whole number, got {value!r:.40}")
-    return value
 
 
 def _number(value: Any) -> float | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
 
+from ..errors import ParameterError
+from ..serialize import object_of, read_fields
 from .accuracy import SampleResult
 
 METRICS = ("accuracy", "gold_loglik")
@@ -53,10 +54,17 @@ class Deltas:
     delta_gold_loglik: float | None = None
     delta_gold_loglik_ci: CI = None
 
+    def __post_init__(self):
+        _check_intervals(self)
+
 
 @dataclass
 class Summary:
-    """One condition on one dataset: accuracy (None where a task has none) and gold log-likelihood per token."""
+    """One condition on one dataset: accuracy (None where a task has none) and gold log-likelihood per token.
+
+    Its file form has the differences (`deltas`) flattened into it. Files are strict JSON, where a number that is
+    not finite is null: a gold log-likelihood or an interval end written as null reads back as NaN (a harness
+    task's gold log-likelihood is not measured)."""
 
     gold_loglik: float
     gold_loglik_ci: CI = None
@@ -65,6 +73,9 @@ class Summary:
     strict_accuracy: float | None = None
     deltas: Deltas | None = None  # against the unmodified model, when this is a changed condition
 
+    def __post_init__(self):
+        _check_intervals(self)
+
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "deltas"}
         if self.deltas is not None:
@@ -72,8 +83,24 @@ class Summary:
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> "Summary":
-        return cls(**_known(cls, data), deltas=_deltas(data))
+    def from_json(cls, data: dict, where: str = "") -> "Summary":
+        """The summary (or a subclass) in its file form, every field checked (serialize.py)."""
+        data = object_of(data, where)
+        own = {k: v for k, v in data.items() if k not in _DELTA_FIELDS and k != "deltas"}
+        deltas = read_fields(Deltas, {k: data[k] for k in _DELTA_FIELDS if k in data}, where) \
+            if _DELTA_FIELDS & set(data) else None
+        return read_fields(cls, own, where, deltas=deltas)
+
+
+_DELTA_FIELDS = {f.name for f in fields(Deltas)}
+
+
+def _check_intervals(numbers) -> None:
+    """Every interval is [low, high] (a file could hold any list)."""
+    for f in fields(numbers):
+        ci = getattr(numbers, f.name) if f.name.endswith("_ci") else None
+        if ci is not None and len(ci) != 2:
+            raise ParameterError(f"{f.name}: an interval is [low, high], not {len(ci)} numbers.")
 
 
 @dataclass
@@ -83,45 +110,6 @@ class ControlSummary(Summary):
     accuracy_std: float | None = None
     gold_loglik_std: float | None = None
     draws: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ControlSummary":
-        return cls(**_known(cls, data), deltas=_deltas(data))
-
-
-def _known(cls, data: dict) -> dict:
-    """The fields of cls in data, each checked: numbers (or None), intervals as [low, high] (or None).
-    Files are strict JSON, where a number that is not finite is null: a gold log-likelihood or an interval
-    end written as null reads back as NaN (a harness task's gold log-likelihood is not measured)."""
-    if not isinstance(data, dict) or not (_is_number(data.get("gold_loglik")) or
-                                          ("gold_loglik" in data and data["gold_loglik"] is None)):
-        raise ValueError("a summary needs a numeric 'gold_loglik'")
-    out = {}
-    for f in fields(cls):
-        if f.name == "deltas" or f.name not in data:
-            continue
-        value = data[f.name]
-        if f.name == "draws":
-            ok = isinstance(value, list) and all(isinstance(d, dict) for d in value)
-        elif f.name.endswith("_ci"):  # an end written as null was not finite
-            ok = value is None or (isinstance(value, list) and len(value) == 2
-                                   and all(v is None or _is_number(v) for v in value))
-            value = value if value is None else [math.nan if v is None else v for v in value]
-        else:
-            ok = value is None or _is_number(value)
-        if not ok:
-            raise ValueError(f"'{f.name}' has the wrong type")
-        out[f.name] = math.nan if f.name == "gold_loglik" and value is None else value
-    return out
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _deltas(data: dict) -> Deltas | None:
-    keys = {f.name for f in fields(Deltas)}
-    return Deltas(**_known(Deltas, {"gold_loglik": 0.0, **data})) if keys & set(data) else None
 
 
 def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:

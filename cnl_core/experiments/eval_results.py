@@ -1,7 +1,8 @@
 """Typed results of the evaluate, matrix and fine-tune experiments, with their JSON forms.
 
 `to_json` writes the documented schemas (kinds "cnl.evaluate", "cnl.matrix", "cnl.finetune");
-`from_json` reads them back and refuses a file that is not one, naming the problem.
+`EvalResult.from_json` reads an evaluation back through the one codec (serialize.py), which refuses a
+file that is not one with a ResultFileError naming the field.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NeuronSetError
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.stats import ControlSummary, Summary
-from .json_io import read_json
+from ..serialize import object_of, read_fields
+from .json_io import read_result
+
+KIND = "cnl.evaluate"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class EvalResult:
                                   ("control", self.control)) if v is not None}
 
     def to_json(self) -> dict:
-        out = {"kind": "cnl.evaluate", "model": self.model, "dataset": self.dataset, "task_kind": self.task_kind,
+        out = {"kind": KIND, "model": self.model, "dataset": self.dataset, "task_kind": self.task_kind,
                "n": self.n, "seed": self.seed, "sample_ids": self.sample_ids, "fewshot_ids": self.fewshot_ids,
                "eval_config": self.eval_config.to_json(),
                **{name: s.to_json() for name, s in self.conditions().items()},
@@ -69,53 +72,17 @@ class EvalResult:
         return out
 
     @staticmethod
-    def from_json(data: dict) -> "EvalResult":
-        try:
-            if data.get("kind") != "cnl.evaluate":
-                raise ValueError("its kind is not cnl.evaluate")
-            return EvalResult(
-                model=_text(data["model"]), dataset=_text(data["dataset"]), task_kind=_text(data["task_kind"]),
-                n=_whole(data["n"]), seed=_whole(data["seed"]), sample_ids=_texts(data["sample_ids"]),
-                fewshot_ids=_texts(data.get("fewshot_ids", [])), eval_config=EvalConfig.from_json(data["eval_config"]),
-                baseline=Summary.from_json(data["baseline"]), intervention=_object(data.get("intervention")),
-                intervened=Summary.from_json(data["intervened"]) if data.get("intervened") else None,
-                # files of earlier versions wrote {"draws": []} when no control was run
-                control=ControlSummary.from_json(data["control"]) if (data.get("control") or {}).get("draws") else None,
-                examples=[Example(**{k: _text(v) if v is not None else None for k, v in e.items()})
-                          for e in data.get("examples", [])],
-                located_on=data.get("located_on") if isinstance(data.get("located_on"), str) else None,
-                created=data.get("created") if isinstance(data.get("created"), str) else None,
-                versions=_object(data.get("versions")) or {})
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
-            raise NeuronSetError(f"Not a valid evaluation result ({type(exc).__name__}: {str(exc)[:200]}).") from exc
+    def from_json(data: dict, where: str = "") -> "EvalResult":
+        """An evaluation in its file form, every field checked; ResultFileError names the first that is wrong."""
+        data = object_of(data, where, KIND)
+        control = data.get("control")
+        if isinstance(control, dict) and not control.get("draws"):  # earlier versions wrote {"draws": []} for none
+            control = None
+        return read_fields(EvalResult, {"fewshot_ids": [], **data, "control": control}, where)  # may be left out
 
     @staticmethod
     def read(path: str | Path) -> "EvalResult":
-        return EvalResult.from_json(read_json(path, "evaluation file"))
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {type(value).__name__}")
-    return value
-
-
-def _texts(value) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("expected a list of texts")
-    return value
-
-
-def _whole(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r:.40}")
-    return value
-
-
-def _object(value) -> dict | None:
-    if value is not None and not isinstance(value, dict):
-        raise ValueError("expected an object")
-    return value
+        return read_result(path, EvalResult, "evaluation file")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import fields as F
-from ..errors import NeuronSetError, ParameterError
+from ..errors import ParameterError
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.controls import random_like
 from ..evaluate.harness import Harness, HarnessSettings, TaskScores, harness_version
@@ -27,8 +27,9 @@ from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
+from ..serialize import object_of, read_fields, to_fields
 from .eval_results import EvalResult
-from .json_io import read_json
+from .json_io import read_result
 
 KIND = "cnl.lm_eval"
 Z95 = 1.959964
@@ -82,32 +83,13 @@ class HarnessEvalResult:
         return out
 
     @staticmethod
-    def from_json(data: dict) -> "HarnessEvalResult":
-        try:
-            if data.get("kind") != KIND:
-                raise ValueError(f"its kind is not {KIND}")
-            if not isinstance(data["model"], str) or isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
-                raise ValueError("it needs a model name and a whole-number seed")
-            intervention = data.get("intervention")
-            if intervention is not None and not isinstance(intervention, dict):
-                raise ValueError("'intervention' must be an object")
-            controls = data.get("controls", [])
-            if not isinstance(controls, list):
-                raise ValueError("'controls' must be a list")
-            return HarnessEvalResult(
-                model=data["model"], settings=HarnessSettings.from_json(data["settings"]), seed=data["seed"],
-                baseline=_scores(data["baseline"]), intervention=intervention,
-                intervened=_scores(data["intervened"]) if data.get("intervened") is not None else None,
-                controls=[_scores(c) for c in controls],
-                located_on=data.get("located_on") if isinstance(data.get("located_on"), str) else None,
-                created=data.get("created") if isinstance(data.get("created"), str) else None,
-                versions=data.get("versions") if isinstance(data.get("versions"), dict) else {})
-        except (KeyError, TypeError, ValueError, AttributeError, ParameterError) as exc:
-            raise NeuronSetError(f"Not a valid lm-eval result ({type(exc).__name__}: {str(exc)[:200]}).") from exc
+    def from_json(data: dict, where: str = "") -> "HarnessEvalResult":
+        """An lm-eval result in its file form (its `differences` are computed, not read); every field checked."""
+        return read_fields(HarnessEvalResult, object_of(data, where, KIND), where)
 
     @staticmethod
     def read(path: str | Path) -> "HarnessEvalResult":
-        return HarnessEvalResult.from_json(read_json(path, "lm-eval result file"))
+        return read_result(path, HarnessEvalResult, "lm-eval result file")
 
     def as_eval_results(self) -> list[EvalResult]:
         """One EvalResult per task, its headline metric in the accuracy slot (CI: value +- 1.96 harness stderr),
@@ -155,13 +137,7 @@ def _eval_config(s: HarnessSettings) -> EvalConfig:
 
 
 def _scores_json(scores: dict[str, TaskScores]) -> dict:
-    return {task: s.to_json() for task, s in scores.items()}
-
-
-def _scores(data) -> dict[str, TaskScores]:
-    if not isinstance(data, dict):
-        raise ValueError("scores must be an object of tasks")
-    return {task: TaskScores.from_json(s) for task, s in data.items()}
+    return {task: to_fields(s) for task, s in scores.items()}
 
 
 def run_harness_eval(

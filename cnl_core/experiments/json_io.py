@@ -1,34 +1,55 @@
-"""Reading and writing result files: JSON only (nothing is ever unpickled), bounded in size and depth."""
+"""Reading and writing result files: JSON only (nothing is ever unpickled), bounded in size and depth.
+
+Every result file is read here and typed by the one codec (serialize.py): whatever is wrong with a file (too
+large, not JSON, nested too deeply, a field missing or of the wrong type, a neuron outside its grid) is one
+error, ResultFileError, whose sentence names the file and the field.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from typing import Any, TypeVar
 
-from ..errors import NeuronSetError
+from ..errors import ResultFileError
 from ..output_files import atomic_write
+from ..serialize import from_fields
 
+T = TypeVar("T")
 MAX_RESULT_BYTES = 50 * 2**20
 MAX_DEPTH = 32  # result files nest a few levels; anything deeper is not one of ours
 
 
 def read_json(path: str | Path, what: str = "result file", allow_list: bool = False) -> dict | list:
-    """A JSON object (or, if allowed, a list) from a file, or NeuronSetError naming what is wrong with it."""
+    """A JSON object (or, if allowed, a list) from a file, or ResultFileError naming what is wrong with it."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_RESULT_BYTES:
-            raise NeuronSetError(f"The {what} {path.name} is over the {MAX_RESULT_BYTES // 2**20} MiB limit.")
+            raise ResultFileError(f"The {what} {path.name} is over the {MAX_RESULT_BYTES // 2**20} MiB limit.")
         data = json.loads(path.read_text(encoding="utf-8"))
     except RecursionError as exc:
-        raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.") from exc
+        raise ResultFileError(f"The {what} {path.name} is nested too deeply to be a result file.") from exc
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: bad JSON, or a number too long
-        raise NeuronSetError(f"Could not read the {what} {path.name}: {exc}.") from exc
+        raise ResultFileError(f"Could not read the {what} {path.name}: {exc}.") from exc
     if not isinstance(data, dict) and not (allow_list and isinstance(data, list)):
-        raise NeuronSetError(f"The {what} {path.name} must hold a JSON object.")
+        raise ResultFileError(f"The {what} {path.name} must hold a JSON object.")
     if _depth(data) > MAX_DEPTH:
-        raise NeuronSetError(f"The {what} {path.name} is nested too deeply to be a result file.")
+        raise ResultFileError(f"The {what} {path.name} is nested too deeply to be a result file.")
     return data
+
+
+def read_result(path: str | Path, kind: type[T], what: str = "result file") -> T:
+    """The typed result a file holds (a LocateResult, an EvalResult...), or ResultFileError naming file and field."""
+    return parse_result(read_json(path, what), kind, Path(path).name)
+
+
+def parse_result(data: Any, kind: type[T], source: str) -> T:
+    """The typed result in data read from `source` (a file's name), or ResultFileError naming it and the field."""
+    try:
+        return from_fields(kind, data, "")
+    except ResultFileError as exc:
+        raise ResultFileError(f"{source} was not loaded: {exc}") from exc
 
 
 def write_json(path: str | Path, data: dict | list) -> Path:

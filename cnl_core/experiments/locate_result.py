@@ -1,8 +1,9 @@
 """The result of a locate run, typed: what the CLI writes, the dashboard shows and both re-load.
 
-`to_json` writes the documented schema (kind "cnl.locate"); `from_json` reads it back and checks
-everything it reads (grid size, every neuron inside the grid, split and pairwise fields, types),
-so a hand-edited or foreign file is refused with a sentence instead of failing later.
+`to_json` writes the documented schema (kind "cnl.locate"); `from_json` reads it back through the one codec
+(serialize.py) and checks everything it reads (grid size, every neuron inside the grid, split and pairwise
+fields, types), so a hand-edited or foreign file is refused with a ResultFileError naming the field instead
+of failing later.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..compare.overlap import SetComparison
-from ..errors import CNLError, NeuronSetError
+from ..errors import ResultFileError
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams
 from ..model.neurons import NeuronGrid, NeuronSet
-from .json_io import read_json, write_json
+from ..serialize import at, from_fields, read_fields, refused
+from .json_io import read_result, write_json
 
 KIND = "cnl.locate"
 UNNAMED = "unnamed"
@@ -175,101 +178,110 @@ class LocateResult:
 
     @staticmethod
     def read(path: str | Path) -> "LocateResult":
-        return LocateResult.from_json(read_json(path, "result file"), Path(path).name)
+        return read_result(path, LocateResult, "result file")
 
     @staticmethod
-    def from_json(data: dict, source: str = "the result file") -> "LocateResult":
-        """A result read back from JSON, every field checked; NeuronSetError names the first problem."""
-        try:
-            return _parse(data)
-        except CNLError as exc:
-            raise NeuronSetError(f"{source} was not loaded: {exc}") from exc
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
-            raise NeuronSetError(f"{source} was not loaded: it is not a valid locate result "
-                                 f"({type(exc).__name__}: {str(exc)[:200]}).") from exc
+    def from_json(data: dict, where: str = "") -> "LocateResult":
+        """A result read back from its file form, every field checked: types by the codec (serialize.py), then
+        what types cannot say (every neuron inside the grid, pairs of existing splits, names, counts)."""
+        if not isinstance(data, dict) or "neurons" not in data or "grid" not in data:
+            raise ResultFileError(f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid').")
+        return _result(read_fields(_File, data, where), where)
 
 
-def _parse(data: dict) -> LocateResult:
-    if not isinstance(data, dict) or "neurons" not in data or "grid" not in data:
-        raise NeuronSetError("it is not a locate result (it needs 'neurons' and 'grid').")
-    grid = NeuronGrid.from_json(data["grid"])
-    neurons = NeuronSet.from_pairs(grid, data["neurons"])
-    names = {key: data.get(key, UNNAMED) for key in ("model", "dataset")}  # a hand-made set may have none
-    for key, value in names.items():
-        if not isinstance(value, str) or not value.strip():
-            raise NeuronSetError(f"it has no '{key}' name.")
-        if len(value) > MAX_NAME_CHARS:
-            raise NeuronSetError(f"its '{key}' name is {len(value)} characters long (at most {MAX_NAME_CHARS}).")
-    params = _dict(data.get("params", {}), "params")
-    splits = [SplitResult(_str_list(_dict(s, "a split").get("sample_ids", []), "sample_ids"),
-                          NeuronSet.from_pairs(grid, _dict(s, "a split").get("neurons", [])))
-              for s in _list(data.get("splits", []), "splits")]
-    pairwise = [_pair(_dict(p, "a pairwise entry"), len(splits)) for p in _list(data.get("pairwise", []), "pairwise")]
-    top = [TopNeuron(_int(t["layer"], "top neuron layer", grid.n_layers), _int(t["index"], "top neuron index", grid.width),
-                     _number(t["mean_score"], "mean_score", finite=False))
-           for t in _list(data.get("top_neurons", []), "top_neurons")]
-    cache = _dict(data.get("cache", {}), "cache")
-    gold = data.get("mean_gold_logprob")
+@dataclass(frozen=True)
+class _Params:
+    """The file's "params" (its token limits and sign repeat those of `score` and `locate`)."""
+
+    n: int = 0
+    splits: int | None = None  # None: as many as the file lists
+    seed: int = 0
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    locate: LocateParams = field(default_factory=LocateParams)
+
+
+@dataclass(frozen=True)
+class _Split:
+    sample_ids: list[str] = field(default_factory=list)
+    neurons: Any = field(default_factory=list)  # [layer, index] pairs, checked against the grid
+
+
+@dataclass(frozen=True)
+class _Pair:
+    a: int
+    b: int
+
+
+@dataclass(frozen=True)
+class _File:
+    """A locate result file as written by `LocateResult.to_json`; a hand-made set needs only grid and neurons."""
+
+    grid: NeuronGrid
+    neurons: Any  # [layer, index] pairs, checked against the grid
+    model: str = UNNAMED
+    dataset: str = UNNAMED
+    params: _Params = field(default_factory=_Params)
+    model_info: dict = field(default_factory=dict)
+    splits: list[_Split] = field(default_factory=list)
+    pairwise: list[dict] = field(default_factory=list)  # {a, b, and the SetComparison's fields}
+    top_neurons: list[TopNeuron] = field(default_factory=list)
+    cache: CacheInfo = field(default_factory=CacheInfo)
+    mean_gold_logprob: float | None = None
+    truncated_prompts: int = 0
+    truncated_answers: int = 0
+    ig_completeness: dict | None = None
+    created: str | None = None
+    versions: dict = field(default_factory=dict)
+
+
+def _result(f: _File, where: str) -> LocateResult:
+    grid = f.grid
+    for key in ("model", "dataset"):
+        name = getattr(f, key)
+        if not name.strip():
+            raise ResultFileError(f"{at(where, key)}: the '{key}' name is empty.")
+        if len(name) > MAX_NAME_CHARS:
+            raise ResultFileError(f"{at(where, key)}: the '{key}' name is {len(name)} characters long "
+                                  f"(at most {MAX_NAME_CHARS}).")
+    splits = [SplitResult(s.sample_ids, _neurons(grid, s.neurons, at(at(where, f"splits[{i}]"), "neurons")))
+              for i, s in enumerate(f.splits)]
+    pairwise = [_pair(p, len(splits), at(where, f"pairwise[{i}]")) for i, p in enumerate(f.pairwise)]
+    for i, t in enumerate(f.top_neurons):
+        _below(at(where, f"top_neurons[{i}]"), layer=(t.layer, grid.n_layers), index=(t.index, grid.width))
+    p = f.params
+    _below(where, **{"params.n": (p.n, None), "params.seed": (p.seed, None), "params.splits": (p.splits or 0, None),
+                     "cache.computed": (f.cache.computed, None), "cache.reused": (f.cache.reused, None),
+                     "truncated_prompts": (f.truncated_prompts, None), "truncated_answers": (f.truncated_answers, None)})
     return LocateResult(
-        model=names["model"], dataset=names["dataset"], neurons=neurons,
-        n=_int(params.get("n", 0), "n"), k=_int(params.get("splits", len(splits)), "splits"),
-        seed=_int(params.get("seed", 0), "seed"),
-        score=ScoreConfig.from_json(_dict(params.get("score", {}), "score settings")),
-        params=LocateParams.from_json(_dict(params.get("locate", {}), "locate settings")),
-        model_info=_dict(data.get("model_info", {}), "model_info"), splits=splits, pairwise=pairwise, top_neurons=top,
-        cache=CacheInfo(str(cache.get("key", "")), _int(cache.get("computed", 0), "cache computed"),
-                        _int(cache.get("reused", 0), "cache reused"), _str_list(cache.get("notes", []), "notes")),
-        mean_gold_logprob=None if gold is None else _number(gold, "mean_gold_logprob", finite=False),
-        truncated_prompts=_int(data.get("truncated_prompts", 0), "truncated_prompts"),
-        truncated_answers=_int(data.get("truncated_answers", 0), "truncated_answers"),
-        ig_completeness=_dict(data["ig_completeness"], "ig_completeness") if data.get("ig_completeness") else None,
-        created=data.get("created") if isinstance(data.get("created"), str) else None,
-        versions=_dict(data.get("versions", {}), "versions"),
-    )
+        model=f.model, dataset=f.dataset, neurons=_neurons(grid, f.neurons, at(where, "neurons")), n=p.n,
+        k=len(splits) if p.splits is None else p.splits, seed=p.seed, score=p.score, params=p.locate,
+        model_info=f.model_info, splits=splits, pairwise=pairwise, top_neurons=f.top_neurons, cache=f.cache,
+        mean_gold_logprob=f.mean_gold_logprob, truncated_prompts=f.truncated_prompts,
+        truncated_answers=f.truncated_answers, ig_completeness=f.ig_completeness or None, created=f.created,
+        versions=f.versions)
 
 
-def _pair(p: dict, n_splits: int) -> SplitPair:
-    a, b = _int(p["a"], "pairwise a", n_splits), _int(p["b"], "pairwise b", n_splits)
-    stats = SetComparison(
-        size_a=_int(p["size_a"], "size_a"), size_b=_int(p["size_b"], "size_b"),
-        intersection=_int(p["intersection"], "intersection"),
-        **{k: _number(p[k], k) for k in ("overlap_rate", "iou", "chance_intersection", "chance_overlap_rate",
-                                          "chance_iou", "p_value")})
+def _neurons(grid: NeuronGrid, pairs: Any, where: str) -> NeuronSet:
+    with refused(where):
+        return NeuronSet.from_pairs(grid, pairs)
+
+
+def _pair(data: dict, n_splits: int, where: str) -> SplitPair:
+    ends, stats = read_fields(_Pair, data, where), from_fields(SetComparison, data, where)
+    _below(where, a=(ends.a, n_splits), b=(ends.b, n_splits), size_a=(stats.size_a, None),
+           size_b=(stats.size_b, None), intersection=(stats.intersection, None))
+    shares = (stats.overlap_rate, stats.iou, stats.chance_intersection, stats.chance_overlap_rate, stats.chance_iou,
+              stats.p_value)
+    if not all(math.isfinite(x) for x in shares):
+        raise ResultFileError(f"{where}: the overlap, IoU, chance levels and p-value must be finite numbers.")
     if not (0 <= stats.overlap_rate <= 1 and 0 <= stats.iou <= 1 and 0 <= stats.p_value <= 1):
-        raise NeuronSetError("a pairwise entry has an overlap, IoU or p-value outside 0..1.")
-    return SplitPair(a, b, stats)
+        raise ResultFileError(f"{where}: an overlap, IoU or p-value outside 0..1.")
+    return SplitPair(ends.a, ends.b, stats)
 
 
-def _dict(value, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise NeuronSetError(f"'{what}' must be an object.")
-    return value
-
-
-def _list(value, what: str) -> list:
-    if not isinstance(value, list):
-        raise NeuronSetError(f"'{what}' must be a list.")
-    return value
-
-
-def _str_list(value, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise NeuronSetError(f"'{what}' must be a list of strings.")
-    return value
-
-
-def _int(value, what: str, below: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (below is not None and value >= below):
-        raise NeuronSetError(f"'{what}' must be a whole number" + (f" below {below}." if below is not None else " >= 0."))
-    return value
-
-
-def _number(value, what: str, finite: bool = True) -> float:
-    """A number; finite unless a field may hold a score that overflowed (inf) or an empty mean (NaN)."""
-    try:
-        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    except OverflowError:
-        number = None
-    if number is None or (finite and not math.isfinite(number)):
-        raise NeuronSetError(f"'{what}' must be a{' finite' if finite else ''} number.")
-    return number
+def _below(where: str, **values: tuple[int, int | None]) -> None:
+    """Each whole number is at least 0 and, where a bound is given, below it (a split, a layer, an index)."""
+    for name, (value, bound) in values.items():
+        if value < 0 or (bound is not None and value >= bound):
+            raise ResultFileError(f"{at(where, name)}: {value} is not a whole number from 0"
+                                  + (f" and below {bound}." if bound is not None else "."))

@@ -82,16 +82,6 @@ class ScoreConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @staticmethod
-    def from_json(data: dict) -> "ScoreConfig":
-        """Settings read back from a result file (missing fields take their defaults)."""
-        known = {k: data[k] for k in ("method", "ig_steps", "ig_rule", "max_prompt_tokens", "max_answer_tokens")
-                 if k in data}
-        try:
-            return ScoreConfig(**known)
-        except TypeError as exc:
-            raise ParameterError(f"The score settings are malformed ({exc}).") from exc
-
     def key_params(self) -> dict:
         """The fields that decide this method's numbers: what the cache key records."""
         uses = _SCORERS[self.method][1]

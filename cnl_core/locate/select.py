@@ -43,14 +43,6 @@ class LocateParams:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @staticmethod
-    def from_json(data: dict) -> "LocateParams":
-        """Thresholds read back from a result file (missing fields take their defaults)."""
-        known = {k: data[k] for k in ("rule", "tau", "top_k", "sigma", "p", "sign") if k in data}
-        try:
-            return LocateParams(**known)
-        except TypeError as exc:
-            raise ParameterError(f"The locate thresholds are malformed ({exc}).") from exc
 
 
 def select_per_sample(scores: torch.Tensor, params: LocateParams) -> torch.Tensor:

@@ -21,25 +21,17 @@ class NeuronGrid:
     n_layers: int
     width: int
 
+    def __post_init__(self):  # a grid read from a file must be a plausible model
+        if self.n_layers < 1 or self.width < 1 or self.n_layers * self.width > MAX_GRID_NEURONS:
+            raise NeuronSetError(f"A grid of {self.n_layers} x {self.width} neurons is impossible "
+                                 f"(each must be at least 1, and at most {MAX_GRID_NEURONS:,} neurons in all).")
+
     @property
     def total(self) -> int:
         return self.n_layers * self.width
 
     def as_dict(self) -> dict:
         return {"n_layers": self.n_layers, "width": self.width, "total": self.total}
-
-    @staticmethod
-    def from_json(data: object) -> "NeuronGrid":
-        """A grid read from a result file: two positive integers whose product is a plausible model."""
-        if not isinstance(data, dict):
-            raise NeuronSetError("The result file has no valid 'grid' (n_layers, width).")
-        n_layers, width = data.get("n_layers"), data.get("width")
-        if not (_whole(n_layers) and _whole(width)):
-            raise NeuronSetError("The grid's n_layers and width must be whole numbers.")
-        if n_layers < 1 or width < 1 or n_layers * width > MAX_GRID_NEURONS:
-            raise NeuronSetError(f"A grid of {n_layers} x {width} neurons is impossible "
-                                 f"(each must be at least 1, and at most {MAX_GRID_NEURONS:,} neurons in all).")
-        return NeuronGrid(n_layers, width)
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,7 @@ class NeuronSet:
         flat = []
         for pair in pairs:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
-                    _whole(v) for v in pair):
+                    _integral(v) for v in pair):
                 raise NeuronSetError(f"A neuron must be a [layer, index] pair of whole numbers, got {str(pair)[:40]}.")
             layer, index = int(pair[0]), int(pair[1])
             if not (0 <= layer < grid.n_layers):
@@ -93,7 +85,7 @@ class NeuronSet:
         return m.view(self.grid.n_layers, self.grid.width)
 
 
-def _whole(value: object) -> bool:
+def _integral(value: object) -> bool:
     """An integer (Python's or numpy's, or a float with nothing after the point), and not a bool."""
     if isinstance(value, float):
         return value.is_integer()

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from cnl_core.compare.overlap import compare_sets
-from cnl_core.errors import NeuronSetError
+from cnl_core.errors import ResultFileError
 from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.locate_result import LocateResult, SplitPair, SplitResult, TopNeuron
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
@@ -40,48 +40,54 @@ def _broken(path: list, value):
     return data
 
 
-@pytest.mark.parametrize("path,value,words", [
-    (["grid", "n_layers"], -3, "impossible"),
-    (["grid", "width"], 10**12, "impossible"),
-    (["grid", "width"], "10", "whole numbers"),
-    (["neurons"], [[3, 0]], "Layer 3 does not exist"),
-    (["neurons"], [[0, 10]], "index 10 does not exist"),
-    (["neurons"], [[0, 1.5]], "pair of whole numbers"),
-    (["neurons"], "all of them", "list of [layer, index]"),
-    (["dataset"], "x" * 300, "300 characters"),
-    (["model"], 5, "'model' name"),
-    (["pairwise"], {"a": 0}, "'pairwise' must be a list"),
-    (["pairwise", 0, "iou"], "high", "'iou' must be a finite number"),
-    (["pairwise", 0, "iou"], 7.0, "outside 0..1"),
-    (["pairwise", 0, "b"], 5, "below 2"),
-    (["splits", 0, "sample_ids"], [1, 2], "list of strings"),
-    (["params", "locate", "tau"], 9.0, "tau: 9 is out of range"),
-    (["params", "score", "method"], "magic", "Unknown scoring method"),
+@pytest.mark.parametrize("path,value,words", [  # one error, ResultFileError, whose sentence starts at the field
+    (["grid", "n_layers"], -3, "grid: A grid of -3 x 10 neurons is impossible"),
+    (["grid", "width"], 10**12, "grid: A grid of 3 x 1000000000000 neurons is impossible"),
+    (["grid", "width"], "10", "grid.width: expected a whole number, got text"),
+    (["neurons"], [[3, 0]], "neurons: Layer 3 does not exist"),
+    (["neurons"], [[0, 10]], "neurons: Neuron index 10 does not exist"),
+    (["neurons"], [[0, 1.5]], "neurons: A neuron must be a [layer, index] pair of whole numbers"),
+    (["neurons"], "all of them", "neurons: Neurons must be a list of [layer, index]"),
+    (["dataset"], "x" * 300, "dataset: the 'dataset' name is 300 characters"),
+    (["model"], 5, "model: expected text, got a number"),
+    (["model"], " ", "model: the 'model' name is empty"),
+    (["pairwise"], {"a": 0}, "pairwise: expected a list, got an object"),
+    (["pairwise", 0, "iou"], "high", "pairwise[0].iou: expected a number, got text"),
+    (["pairwise", 0, "iou"], None, "pairwise[0]: the overlap, IoU, chance levels and p-value must be finite"),
+    (["pairwise", 0, "iou"], 7.0, "pairwise[0]: an overlap, IoU or p-value outside 0..1"),
+    (["pairwise", 0, "b"], 5, "pairwise[0].b: 5 is not a whole number from 0 and below 2"),
+    (["pairwise", 0, "size_a"], -1, "pairwise[0].size_a: -1 is not a whole number from 0"),
+    (["splits", 0, "sample_ids"], [1, 2], "splits[0].sample_ids[0]: expected text, got a number"),
+    (["splits", 1, "neurons"], [[0, 99]], "splits[1].neurons: Neuron index 99 does not exist"),
+    (["top_neurons", 0, "layer"], 3, "top_neurons[0].layer: 3 is not a whole number from 0 and below 3"),
+    (["params", "locate", "tau"], 9.0, "params.locate: tau: 9 is out of range"),
+    (["params", "score", "method"], "magic", "params.score: Unknown scoring method"),
+    (["cache", "reused"], -2, "cache.reused: -2 is not a whole number from 0"),
 ])
-def test_malformed_fields_are_refused_with_a_sentence(path, value, words):
-    with pytest.raises(NeuronSetError, match=words.replace("[", r"\[")):
+def test_malformed_fields_are_refused_with_a_sentence_naming_the_field(path, value, words):
+    with pytest.raises(ResultFileError, match="^" + words.replace("[", r"\[").replace("]", r"\]")):
         LocateResult.from_json(_broken(path, value))
 
 
 def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(NeuronSetError, match="nested too deeply|JSON object"):
+    with pytest.raises(ResultFileError, match="nested too deeply|JSON object"):
         LocateResult.read(deep)
     nested = tmp_path / "nested.json"
     nested.write_text(json.dumps({"grid": {"n_layers": 3, "width": 10}, "neurons": [], "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}))
-    with pytest.raises(NeuronSetError, match="nested too deeply"):
+    with pytest.raises(ResultFileError, match="nested too deeply"):
         LocateResult.read(nested)
 
 
 def test_numbers_json_allows_but_python_cannot_hold_are_refused(tmp_path):
     data = result().to_json()
     data["top_neurons"][0]["mean_score"] = 10**400
-    with pytest.raises(NeuronSetError, match="mean_score"):
+    with pytest.raises(ResultFileError, match=r"top_neurons\[0\].mean_score: 1000.* is too large for a number"):
         LocateResult.from_json(data)
     long = tmp_path / "long.json"
     long.write_text('{"grid": {"n_layers": 3, "width": 10}, "neurons": [], "n": ' + "9" * 5000 + "}")
-    with pytest.raises(NeuronSetError, match="Could not read"):
+    with pytest.raises(ResultFileError, match="Could not read"):
         LocateResult.read(long)
     data = result().to_json()
     data["mean_gold_logprob"] = float("nan")  # an empty mean is written as NaN and must read back
@@ -96,18 +102,54 @@ def _evaluation() -> dict:
             "control": {**part, "draws": [{"accuracy": 0.5, "gold_loglik": -1.0}]}}
 
 
-@pytest.mark.parametrize("key,value", [("n", float("inf")), ("n", "2"), ("sample_ids", "d/1"),
-                                       (("baseline", "accuracy_ci"), "wide"), (("baseline", "accuracy_ci"), [1]),
-                                       (("intervened", "delta_gold_loglik_ci"), {"lo": 0}), ("intervention", [1])])
-def test_evaluation_files_are_checked_field_by_field(key, value):
+@pytest.mark.parametrize("key,value,words", [
+    ("n", float("inf"), "n: expected a whole number, got a number"),
+    ("n", "2", "n: expected a whole number, got text"),
+    ("sample_ids", "d/1", "sample_ids: expected a list, got text"),
+    ("kind", "cnl.locate", "not a cnl.evaluate result (its kind is 'cnl.locate')"),
+    (("baseline", "accuracy_ci"), "wide", "baseline.accuracy_ci: expected a list, got text"),
+    (("baseline", "accuracy_ci"), [1], "baseline: accuracy_ci: an interval is [low, high], not 1 numbers"),
+    (("baseline", "gold_loglik"), "x", "baseline.gold_loglik: expected a number, got text"),
+    (("intervened", "delta_gold_loglik_ci"), {"lo": 0}, "intervened.delta_gold_loglik_ci: expected a list"),
+    (("control", "draws"), [1], "control.draws[0]: expected an object, got a number"),
+    (("eval_config", "num_fewshot"), 99, "eval_config: few-shot (-1: the task's own): 99 is out of range"),
+    ("intervention", [1], "intervention: expected an object, got a list"),
+    ("examples", [{"id": "d/1"}], "examples[0].prompt: missing"),
+])
+def test_evaluation_files_are_checked_field_by_field(key, value, words):
     data = _evaluation()
     assert EvalResult.from_json(copy.deepcopy(data)).intervened.deltas.delta_gold_loglik == 0.1
     if isinstance(key, tuple):
         data[key[0]][key[1]] = value
     else:
         data[key] = value
-    with pytest.raises(NeuronSetError, match="Not a valid evaluation result"):
+    with pytest.raises(ResultFileError, match="^" + words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
         EvalResult.from_json(data)
+
+
+def test_a_file_names_itself_and_the_field_and_every_reader_raises_the_one_error(tmp_path):
+    """Every result file goes through one reader: a bad one is a ResultFileError naming the file and the field
+    (the readers raised NeuronSetError, or a sentence without the field, before)."""
+    from cnl_core.experiments.harness_eval import HarnessEvalResult
+
+    data = result().to_json()
+    data["splits"][1]["sample_ids"] = "d/4"
+    (tmp_path / "set.json").write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match=r"^set.json was not loaded: splits\[1\].sample_ids: expected a list"):
+        LocateResult.read(tmp_path / "set.json")
+    bad = {**_evaluation(), "seed": True}
+    (tmp_path / "eval.json").write_text(json.dumps(bad))
+    with pytest.raises(ResultFileError, match="^eval.json was not loaded: seed: expected a whole number, got true"):
+        EvalResult.read(tmp_path / "eval.json")
+    lm_eval = {"kind": "cnl.lm_eval", "model": "m", "seed": 0, "settings": {"tasks": ["arc_easy"]},
+               "baseline": {"arc_easy": {"task": "arc_easy", "metrics": {"acc,none": {"value": "high"}}}}}
+    (tmp_path / "lm.json").write_text(json.dumps(lm_eval))
+    with pytest.raises(ResultFileError, match=r"^lm.json was not loaded: baseline.arc_easy.metrics.acc,none.value: "
+                                              "expected a number, got text"):
+        HarnessEvalResult.read(tmp_path / "lm.json")
+    lm_eval["baseline"]["arc_easy"]["metrics"]["acc,none"]["value"] = 0.5
+    assert HarnessEvalResult.from_json(lm_eval).baseline["arc_easy"].metrics["acc,none"].value == 0.5
 
 
 def test_an_old_evaluation_without_controls_reads_back():
