@@ -1,8 +1,9 @@
 """The CLI's options, built from the library's defaults and choice lists, and turned into configs.
 
 Every default here is read from `options.DEFAULTS` or from a config dataclass's own defaults, and
-every choice list from `options` or a registry, so the CLI and the dashboard cannot drift apart.
-Everything a command needs is checked by `prepare_*` before any model is loaded.
+every choice list from `options` or a registry; options become configs through each config's own
+`from_inputs`, the conversion the dashboard's forms use too, so the CLI and the dashboard cannot drift
+apart. Everything a command needs is checked before any model is loaded.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from ..experiments.locate_result import LocateResult
 from ..locate.batch_fit import scoring_workload
 from ..locate.scorers import ScoreConfig, scorer_names
 from ..locate.select import LocateParams
+from ..model.hooks import Intervention
 from ..model.loading import ModelSpec
 from ..model.memory import Workload
+from ..model.neurons import NeuronSet
 from ..output_files import check_output_file, check_output_folder
 from ..options import (
     DEFAULTS,
@@ -116,8 +119,8 @@ def check_outputs(args) -> None:
 
 
 def model_spec(args) -> ModelSpec:
-    return ModelSpec(args.model, args.revision, args.dtype, args.device, args.quantization, args.device_map_auto,
-                     args.trust_remote_code)
+    return ModelSpec.from_inputs(args.model, args.dtype, args.device, args.quantization, args.device_map_auto,
+                                 args.trust_remote_code, args.revision)
 
 
 def workload(args) -> Workload:
@@ -129,17 +132,22 @@ def workload(args) -> Workload:
 
 
 def score_config(args) -> ScoreConfig:
-    return ScoreConfig(method=args.method, ig_steps=args.ig_steps, ig_rule=args.ig_rule,
-                       max_prompt_tokens=args.max_prompt_tokens, max_answer_tokens=args.max_answer_tokens)
+    return ScoreConfig.from_inputs(args.method, args.ig_steps, args.ig_rule, args.max_prompt_tokens,
+                                   args.max_answer_tokens)
 
 
 def locate_params(args) -> LocateParams:
-    return LocateParams(rule=args.rule, tau=args.tau, top_k=args.top_k, sigma=args.sigma, p=args.p, sign=args.sign)
+    return LocateParams.from_inputs(args.rule, args.tau, args.p, args.top_k, args.sigma, args.sign)
 
 
 def eval_config(args) -> EvalConfig:
-    return EvalConfig(num_fewshot=args.fewshot, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                      bootstrap=args.bootstrap)
+    return EvalConfig.from_inputs(args.fewshot, args.max_new_tokens, args.batch_size, args.bootstrap)
+
+
+def intervention(args, neurons: NeuronSet) -> Intervention:
+    """The command's intervention on these neurons (its --positions where the command has the flag)."""
+    return Intervention.from_inputs(neurons, args.intervention, args.factor,
+                                    getattr(args, "positions", POSITIONS[0]))
 
 
 def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:

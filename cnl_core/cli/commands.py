@@ -22,7 +22,6 @@ from ..experiments.finetune import run_finetune
 from ..experiments.json_io import parse_result, read_json, write_json
 from ..experiments.locate import run_locate, threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
-from ..model.hooks import Intervention
 from ..inspect.neuron import check_neuron
 from ..model.config_grid import config_grid
 from ..model.loading import LoadedModel, memory_plan
@@ -154,7 +153,7 @@ def cmd_evaluate(args) -> dict:
     lm = command_model(args, [located] if located else [])
     iv = None
     if located is not None:
-        iv = Intervention(on_model(located, lm), args.intervention, args.factor, args.positions)
+        iv = A.intervention(args, on_model(located, lm))
     bar, update = progress_bar("evaluate", args)
     with bar:
         res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
@@ -190,7 +189,7 @@ def cmd_matrix(args) -> dict:
     targets = [A.dataset(args, t).name for t in args.targets]
     lm = command_model(args, [r for _, r in files])
     rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
-            (Intervention(on_model(r, lm), args.intervention, args.factor), r.located_sample_ids()) for f, r in files}
+            (A.intervention(args, on_model(r, lm)), r.located_sample_ids()) for f, r in files}
     bar, update = progress_bar("matrix", args)
     with bar:
         res = run_matrix(lm, rows, targets, args.n, args.seed, with_controls=not args.no_controls, cfg=cfg,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from .. import fields as F
 from ..evaluate.harness import HarnessSettings, require_harness, task_manager
 from ..experiments.harness_eval import HarnessEvalResult, run_harness_eval
-from ..model.hooks import Intervention
 from ..options import DEFAULTS, HARNESS, INTERVENTION_MODES
 from . import arguments as A
 from .commands import command_model, on_model, progress_bar, write_result
@@ -17,14 +16,13 @@ from .commands import command_model, on_model, progress_bar, write_result
 
 def cmd_lm_eval(args) -> dict:
     require_harness()
-    settings = HarnessSettings(tasks=args.tasks, include_path=args.include_path, limit=args.limit,
-                               num_fewshot=args.num_fewshot, max_gen_toks=args.max_gen_toks,
-                               batch_size=args.batch_size, bootstrap_iters=args.bootstrap_iters)
+    settings = HarnessSettings.from_inputs(args.tasks, args.include_path, args.limit, args.num_fewshot,
+                                           args.max_gen_toks, args.batch_size, args.bootstrap_iters)
     located = A.neuron_file(args.neurons)
-    Intervention(located.neurons, args.intervention, args.factor)  # a bad factor fails before the model loads
+    A.intervention(args, located.neurons)  # a bad factor fails before the model loads
     manager = task_manager(settings)
     lm = command_model(args, [located])
-    iv = Intervention(on_model(located, lm), args.intervention, args.factor)
+    iv = A.intervention(args, on_model(located, lm))
     bar, update = progress_bar("lm-eval runs")
     with bar:
         res = run_harness_eval(lm, settings, iv, control_draws=args.control_draws,

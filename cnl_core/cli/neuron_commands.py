@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from .. import fields as F
 from ..errors import ParameterError
@@ -10,7 +11,6 @@ from ..evaluate.controls import random_like
 from ..evaluate.steer import check_prompt, steer
 from ..experiments.locate_result import LocateResult
 from ..inspect.neuron import inspect_neuron, parse_neuron
-from ..model.hooks import Intervention
 from ..options import DEFAULTS, INTERVENTION_MODES
 from . import arguments as A
 from .commands import command_model, on_model, write_result
@@ -43,8 +43,8 @@ def cmd_steer(args) -> dict:
     located = LocateResult.read(args.neurons)
     lm = command_model(args, [located])
     neurons = on_model(located, lm)
-    iv = Intervention(neurons, args.intervention, args.factor)
-    control = Intervention(random_like(neurons, args.seed + 1000, neurons), args.intervention, args.factor)
+    iv = A.intervention(args, neurons)
+    control = replace(iv, neurons=random_like(neurons, args.seed + 1000, neurons))
     res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
     for name, answer in res.answers.items():
         print(f"--- {name}: {answer.text!r}")

@@ -42,6 +42,15 @@ class EvalConfig:
         F.BATCH.typed(self.batch_size)
         F.BOOTSTRAP.typed(self.bootstrap)
 
+    @classmethod
+    def from_inputs(cls, fewshot=None, max_new_tokens=None, batch_size=None, bootstrap=None) -> "EvalConfig":
+        """From a form or the command line (the one conversion both use): numbers may be text; few-shot -1 and
+        new tokens 0 (or empty, or None) mean the task's own; batch size and bootstrap None keep the defaults."""
+        d = cls()
+        return cls(num_fewshot=F.FEWSHOT.read(fewshot), max_new_tokens=F.MAX_NEW.read(max_new_tokens),
+                   batch_size=d.batch_size if batch_size is None else F.BATCH.check(batch_size),
+                   bootstrap=d.bootstrap if bootstrap is None else F.BOOTSTRAP.check(bootstrap))
+
     def to_json(self) -> dict:
         return asdict(self)
 

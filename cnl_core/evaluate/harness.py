@@ -84,6 +84,19 @@ class HarnessSettings:
         F.BATCH.typed(self.batch_size)
         F.BOOTSTRAP_ITERS.typed(self.bootstrap_iters)
 
+    @staticmethod
+    def from_inputs(tasks, include_path=None, limit=None, num_fewshot=None, max_gen_toks=None, batch_size=None,
+                    bootstrap_iters=None) -> "HarnessSettings":
+        """From a form or the command line (the one conversion both use): numbers may be text; no limit (None),
+        few-shot -1 and new tokens 0 (or empty, or None) mean each task's own; an empty folder means none."""
+        return HarnessSettings(
+            tasks=tasks or "", include_path=F.TASK_FOLDER.check(include_path).strip() or None,
+            limit=None if limit is None else F.HARNESS_LIMIT.check(limit),
+            num_fewshot=F.HARNESS_FEWSHOT.read(num_fewshot), max_gen_toks=F.HARNESS_GEN_TOKS.read(max_gen_toks),
+            batch_size=HARNESS.batch_size if batch_size is None else F.BATCH.check(batch_size),
+            bootstrap_iters=(HARNESS.bootstrap_iters if bootstrap_iters is None
+                             else F.BOOTSTRAP_ITERS.check(bootstrap_iters)))
+
     def to_json(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks)}
 

@@ -79,6 +79,15 @@ class ScoreConfig:
         return replace(self, max_prompt_tokens=self.max_prompt_tokens or limits.prompt,
                        max_answer_tokens=self.max_answer_tokens or limits.answer)
 
+    @staticmethod
+    def from_inputs(method: str, ig_steps, ig_rule: str, max_prompt_tokens=None,
+                    max_answer_tokens=None) -> "ScoreConfig":
+        """From a form or the command line (the one conversion both use): numbers may be text; token limits 0
+        (or empty, or None) mean the length covering 99% of the dataset's prompts and gold answers."""
+        return ScoreConfig(method=method, ig_steps=F.IG_STEPS.check(ig_steps), ig_rule=ig_rule,
+                           max_prompt_tokens=F.MAX_PROMPT.read(max_prompt_tokens),
+                           max_answer_tokens=F.MAX_ANSWER.read(max_answer_tokens))
+
     def to_json(self) -> dict:
         return asdict(self)
 

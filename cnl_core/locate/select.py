@@ -40,6 +40,13 @@ class LocateParams:
         for field, value in ((F.TAU, self.tau), (F.P, self.p), (F.SIGMA, self.sigma), (F.TOP_K, self.top_k)):
             field.typed(value)
 
+    @staticmethod
+    def from_inputs(rule: str, tau, p, top_k, sigma, sign: str) -> "LocateParams":
+        """From a form or the command line (the one conversion both use): numbers may be text; each is checked,
+        also those the rule does not read (a bad box is a sentence now, not when the rule changes)."""
+        return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=F.TOP_K.check(top_k),
+                            sigma=F.SIGMA.check(sigma), sign=sign)
+
     def as_dict(self) -> dict:
         return asdict(self)
 

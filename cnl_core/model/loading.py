@@ -62,6 +62,14 @@ class ModelSpec:
     device_map_auto: bool = False  # spread over GPUs and CPU with accelerate
     trust_remote_code: bool = False
 
+    @staticmethod
+    def from_inputs(name, dtype: str = DTYPES[0], device: str = DEVICES[0], quantization: str = QUANTIZATIONS[0],
+                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> "ModelSpec":
+        """From a form or the command line (the one conversion both use): an empty name is the built-in model."""
+        return ModelSpec(name=F.MODEL_NAME.check(name).strip() or DEFAULT_MODEL, revision=revision, dtype=dtype,
+                         device=device, quantization=quantization, device_map_auto=bool(device_map_auto),
+                         trust_remote_code=bool(trust_remote_code))
+
 
 @dataclass
 class LoadedModel:

@@ -17,12 +17,15 @@ from cnl_core import fields as F
 from cnl_core.cli import build_parser
 from cnl_core.errors import CNLError, ParameterError
 from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.evaluate.harness import HarnessSettings
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.locate.select import LocateParams
 from cnl_core.model.hooks import Intervention
+from cnl_core.model.loading import ModelSpec
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
-from ui.tabs.intervene_tab import eval_config
-from ui.tabs.locate_tab import params_from, split_numbers
+from ui.tabs.locate_tab import split_numbers
+
+eval_config, params_from = EvalConfig.from_inputs, LocateParams.from_inputs  # what the dashboard and CLI call
 
 ANY_VALUE = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30), st.floats(allow_nan=True),
@@ -125,10 +128,44 @@ def test_any_text_for_a_numeric_flag_parses_in_range_or_exits_naming_the_flag(fl
                                            "batch_size": ANY_VALUE, "bootstrap": ANY_VALUE}),
        st.tuples(st.text(max_size=8) | st.sampled_from(["zero", "amplify"]), ANY_VALUE))
 def test_parameter_objects_take_any_values_and_refuse_only_with_their_own_errors(locate, score, evaluation, iv):
+    neurons = NeuronSet.from_flat(NeuronGrid(2, 4), [1])
     calls = [lambda: LocateParams(**locate), lambda: ScoreConfig(**score), lambda: EvalConfig(**evaluation),
-             lambda: Intervention(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), iv[0], iv[1])]
+             lambda: Intervention(neurons, iv[0], iv[1]),
+             # the one conversion from a form or the command line, each config's own `from_inputs`
+             lambda: LocateParams.from_inputs(**{"rule": "relative", "tau": 0.2, "p": 0.5, "top_k": 10, "sigma": 3.0,
+                                                 "sign": "positive", **locate}),
+             lambda: ScoreConfig.from_inputs(**{"method": "grad_x_act", "ig_steps": 20, "ig_rule": "right",
+                                                **score}),
+             lambda: EvalConfig.from_inputs(evaluation.get("num_fewshot"), evaluation.get("max_new_tokens"),
+                                            evaluation.get("batch_size"), evaluation.get("bootstrap")),
+             lambda: HarnessSettings.from_inputs("arc_easy", None, evaluation.get("batch_size"),
+                                                 evaluation.get("num_fewshot"), evaluation.get("max_new_tokens"),
+                                                 evaluation.get("bootstrap")),
+             lambda: Intervention.from_inputs(neurons, iv[0], iv[1])]
     for call in calls:
         try:
             call()
         except CNLError:
             pass
+
+
+def test_the_cli_and_a_form_make_the_same_configs_through_from_inputs():
+    """One conversion: the CLI's parsed flags and the dashboard's boxes (text, the 'task's own' numbers) agree."""
+    args = build_parser().parse_args(["evaluate", "--fewshot", "-1", "--max-new-tokens", "12", "--factor", "3",
+                                      "--intervention", "amplify", "--positions", "answer"])
+    from cnl_core.cli import arguments as A
+
+    assert A.eval_config(args) == EvalConfig.from_inputs("-1", "12") == EvalConfig(max_new_tokens=12)
+    neurons = NeuronSet.from_flat(NeuronGrid(2, 4), [1])
+    assert A.intervention(args, neurons) == Intervention.from_inputs(neurons, "amplify", "3", "answer") == \
+        Intervention(neurons, "amplify", 3.0, "answer")
+    args = build_parser().parse_args(["locate", "--tau", "0.3", "--max-answer-tokens", "0", "--rule", "topk"])
+    assert A.locate_params(args) == LocateParams.from_inputs("topk", "0.3", 0.5, "100", 3, "positive") == \
+        LocateParams(rule="topk", tau=0.3)
+    assert A.score_config(args) == ScoreConfig.from_inputs("grad_x_act", "20", "right", "", 0) == ScoreConfig()
+    assert A.model_spec(args) == ModelSpec.from_inputs(" ", "auto", "auto", "none", None, None) == ModelSpec()
+    args = build_parser().parse_args(["lm-eval", "--tasks", "arc_easy", "--neurons", "a.json", "--num-fewshot", "-1",
+                                      "--limit", "5"])
+    assert HarnessSettings.from_inputs(args.tasks, args.include_path, args.limit, args.num_fewshot, args.max_gen_toks,
+                                       args.batch_size, args.bootstrap_iters) == \
+        HarnessSettings.from_inputs("arc_easy", "  ", "5", "-1", "0") == HarnessSettings(("arc_easy",), limit=5)

@@ -147,7 +147,7 @@ def test_bad_evaluation_numbers_are_refused_before_any_model_work(numbers):
     before = _snapshot(state)
     try:
         intervene_tab.Intervention.from_inputs(result().neurons, "amplify", factor)  # in the handler's order
-        intervene_tab.eval_config(shots, max_new), intervene_tab.eval_numbers(n, seed)
+        intervene_tab.EvalConfig.from_inputs(shots, max_new), intervene_tab.eval_numbers(n, seed)
         intervene_tab.F.CONTROL_DRAWS.check(draws)
     except CNLError as expected:
         with pytest.raises(gr.Error) as shown:

@@ -90,9 +90,8 @@ def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, f
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
     located = state.located_set(label)
-    settings = HarnessSettings(tasks=tasks or "", include_path=(include or "").strip() or None,
-                               limit=F.EVAL_N.check(n), num_fewshot=F.FEWSHOT.read(fewshot),
-                               max_gen_toks=F.MAX_NEW.read(max_new_tokens))
+    # the n box is shared with the built-in evaluation: it is never "the whole task", an empty box is refused
+    settings = HarnessSettings.from_inputs(tasks, include, F.EVAL_N.check(n), fewshot, max_new_tokens)
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work

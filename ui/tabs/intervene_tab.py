@@ -71,10 +71,6 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
 
 
-def eval_config(fewshot, max_new_tokens) -> EvalConfig:
-    return EvalConfig(num_fewshot=F.FEWSHOT.read(fewshot), max_new_tokens=F.MAX_NEW.read(max_new_tokens))
-
-
 def eval_numbers(n, seed) -> tuple[int, int]:
     return F.EVAL_N.check(n), F.SEED.check(seed)
 
@@ -89,7 +85,7 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
-    cfg, numbers = eval_config(fewshot, max_new_tokens), eval_numbers(n, seed)
+    cfg, numbers = EvalConfig.from_inputs(fewshot, max_new_tokens), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
     update, results = progress_reporter(progress), []
@@ -122,7 +118,7 @@ def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr
         raise ParameterError("Pick a located set and a dataset to test.")
     located = state.located[label].result
     target = list(targets)[0]
-    numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
+    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new_tokens)
     ids = located.located_sample_ids() if target == located.dataset else []
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     params = {"dataset": data_identity(target), "neurons": neurons_identity(located.neurons),
@@ -140,7 +136,7 @@ def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, s
     state = session(state)
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
-    numbers, cfg = eval_numbers(n, seed), eval_config(fewshot, max_new_tokens)
+    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new_tokens)
     rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor), e.result.located_sample_ids())
             for e in state.located.values()}
     lm, update = state.model(), progress_reporter(progress)

@@ -67,16 +67,6 @@ def build() -> SimpleNamespace:
                            cancel_btn=cancel_btn, summary=summary, sweep_btn=sweep_btn, sweep_plot=sweep_plot)
 
 
-def params_from(rule, tau, p, top_k, sigma, sign) -> LocateParams:
-    return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=F.TOP_K.check(top_k),
-                        sigma=F.SIGMA.check(sigma), sign=sign)
-
-
-def score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer) -> ScoreConfig:
-    return ScoreConfig(method=method, ig_steps=F.IG_STEPS.check(ig_steps), ig_rule=ig_rule,
-                       max_prompt_tokens=F.MAX_PROMPT.read(max_prompt), max_answer_tokens=F.MAX_ANSWER.read(max_answer))
-
-
 def split_numbers(n, k, seed) -> tuple[int, int, int]:
     """The Data tab's numbers, checked: samples per split, splits, seed."""
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
@@ -91,8 +81,8 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
     state = session(state)
     if not datasets:
         raise ParameterError("Pick at least one dataset on the Data tab.")
-    params = params_from(rule, tau, p, top_k, sigma, sign)
-    cfg = score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer)
+    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
+    cfg = ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer)
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
@@ -109,7 +99,7 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
 def relocalize_ui(rule, tau, p, top_k, sigma, sign, state):
     """Threshold change: every located set anew from the in-memory scores (no model call)."""
     state = session(state)
-    params = params_from(rule, tau, p, top_k, sigma, sign)
+    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
     for entry in state.located.values():
         if entry.run is not None:
             entry.result = entry.run.result(params)

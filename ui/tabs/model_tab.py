@@ -53,15 +53,10 @@ def _allowed(policy: shared_mode.Policy) -> str | None:
     return f"Shared dashboard: {DEFAULT_MODEL}, {hub}{folders}. trust_remote_code stays off."
 
 
-def _spec(name, dtype, device, quant, device_map_auto, trust_remote_code) -> ModelSpec:
-    return ModelSpec(name=(name or DEFAULT_MODEL).strip(), dtype=dtype, device=device, quantization=quant,
-                     device_map_auto=bool(device_map_auto), trust_remote_code=bool(trust_remote_code))
-
-
 def estimate_ui(name, dtype, device, quant, device_map_auto, trust_remote_code) -> str:
     """The memory estimate of the chosen settings, from the config alone (before any weight loads)."""
     try:
-        plan = memory_plan(_spec(name, dtype, device, quant, device_map_auto, trust_remote_code))
+        plan = memory_plan(ModelSpec.from_inputs(name, dtype, device, quant, device_map_auto, trust_remote_code))
     except CNLError as exc:  # shown in place: a half-typed name is not worth a pop-up
         return f"**Memory estimate:** {exc}"
     offload = " — layers that do not fit the GPU wait in RAM (CPU offload)" if plan.offload else ""
@@ -71,7 +66,7 @@ def estimate_ui(name, dtype, device, quant, device_map_auto, trust_remote_code) 
 @shows_errors
 def load_model_ui(name, dtype, device, quant, device_map_auto, trust_remote_code, state):
     state = session(state)
-    spec = _spec(name, dtype, device, quant, device_map_auto, trust_remote_code)
+    spec = ModelSpec.from_inputs(name, dtype, device, quant, device_map_auto, trust_remote_code)
     from cnl_core.model.model_cache import MODELS
 
     lm = MODELS.get(spec)

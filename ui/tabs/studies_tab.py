@@ -9,8 +9,11 @@ import pandas as pd
 
 from cnl_core import fields as F
 from cnl_core.errors import ParameterError
+from cnl_core.evaluate.accuracy import EvalConfig
 from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, DecoupleResult, run_decouple
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
+from cnl_core.locate.scorers import ScoreConfig
+from cnl_core.locate.select import LocateParams
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES
 from cnl_core.report import charts
 
@@ -20,8 +23,6 @@ from ..session import session
 from ..shared_work import data_identity, in_lane, served
 from ..visitors import one_job
 from . import knowledge_panel
-from .intervene_tab import eval_config
-from .locate_tab import params_from, score_config_from
 
 HELP_DECOUPLE = (
     "**Decoupling (paper Figure 3).** Two subsamples of n samples share a fraction f of their samples; the rest "
@@ -79,8 +80,8 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
                 rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
     state = session(state)
     inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
-              score_config_from(method, ig_steps, ig_rule, max_prompt, max_answer),
-              params_from(rule, tau, p, top_k, sigma, sign))
+              ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
+              LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign))
     batch = F.BATCH.check(batch)
     lm, update = state.model(), progress_reporter(progress)
     n, fractions, repeats, seed, cfg, params = inputs
@@ -111,7 +112,7 @@ def sharing_ui(state):
 def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progress=gr.Progress()):
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
-    eval_n, cfg = F.EVAL_N.check(eval_n), eval_config(fewshot, max_new_tokens)
+    eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new_tokens)
     lm, update = state.model(), progress_reporter(progress)
     with in_lane("specificity", update, state.cancel):
         res = run_specificity(lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update,
