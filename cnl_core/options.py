@@ -20,6 +20,10 @@ SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on
 IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m
 INTERVENTION_MODES = ("zero", "amplify")
 POSITIONS = ("all", "answer")  # token positions an intervention edits
+# What an intervention's effect is measured on, with its name on a chart. The gold answer's log-likelihood per
+# token comes first, the default: it moves even where a small model's accuracy is near 0.
+METRICS = ("gold_loglik", "accuracy")
+METRIC_TITLES = dict(zip(METRICS, ("gold log-likelihood / token", "accuracy")))
 TASK_KINDS = ("generate_number", "choice", "loglik")  # how accuracy is scored
 UPLOAD_KINDS = ("auto", *TASK_KINDS)
 

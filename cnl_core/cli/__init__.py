@@ -20,7 +20,7 @@ from .. import parallel
 from ..errors import CNLError, ParameterError
 from ..experiments.decouple import DEFAULT_FRACTIONS
 from ..experiments.demo import DEMO
-from ..options import DEFAULTS
+from ..options import DEFAULTS, METRICS
 from . import arguments as A
 from . import harness_commands, knowledge_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
@@ -106,7 +106,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
     p.add_argument("--neurons", nargs="+", required=True)
     p.add_argument("--targets", nargs="+", required=True, help="dataset names or CSV/JSONL files")
-    p.add_argument("--metric", default="gold_loglik", choices=["accuracy", "gold_loglik"])
+    p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="what each cell's change is of")
     p.add_argument("--no-controls", action="store_true", help="skip the random-control row under each set")
     p.set_defaults(func=cmd_matrix)
 
@@ -140,7 +140,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p = sub.add_parser("specificity", help="neurons shared by all located sets vs specific to one; specificity index")
     A.add_model(p), A.add_evaluation(p)
     p.add_argument("files", nargs="+", help="locate result JSON files, one per dataset")
-    p.add_argument("--metric", default="gold_loglik", choices=["gold_loglik", "accuracy"])
+    p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="what an effect is measured on")
     p.add_argument("--no-eval", action="store_true", help="only split the sets (no model, no interventions)")
     p.set_defaults(func=cmd_specificity)
 

@@ -196,7 +196,7 @@ def cmd_matrix(args) -> dict:
                          progress=update, launch=args.launch)
     if _helper(args):
         return {}
-    metric = "delta_accuracy" if args.metric == "accuracy" else "delta_gold_loglik"
+    metric = f"delta_{args.metric}"
     print(f"\n{metric} (rows: neurons {args.intervention}, columns: dataset tested)")
     print(" " * 16 + "".join(f"{t[:12]:>14}" for t in res.targets))
     for s in res.sources:

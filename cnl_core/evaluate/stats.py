@@ -8,10 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError
+from ..options import METRICS
 from ..serialize import object_of, read_fields
 from .accuracy import SampleResult
-
-METRICS = ("accuracy", "gold_loglik")
 
 CI = list[float] | None
 
@@ -113,10 +112,10 @@ class ControlSummary(Summary):
 
 
 def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:
-    return {
-        "accuracy": np.array([np.nan if r.correct is None else float(r.correct) for r in results]),
-        "gold_loglik": np.array([r.gold_loglik for r in results]),
-    }
+    """Every metric (options.METRICS) per sample; NaN where a sample has no accuracy (a log-likelihood task)."""
+    values = {"accuracy": [np.nan if r.correct is None else float(r.correct) for r in results],
+              "gold_loglik": [r.gold_loglik for r in results]}
+    return {metric: np.array(values[metric]) for metric in METRICS}
 
 
 def summarize(results: Sequence[SampleResult], draws: int, seed: int, deltas: Deltas | None = None) -> Summary:

@@ -26,6 +26,7 @@ from ..evaluate.accuracy import EvalConfig
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
+from ..options import METRICS
 from ..progress import Progress
 from .eval_results import MatrixResult
 from .evaluate import run_matrix
@@ -101,15 +102,15 @@ def specificity_index(matrix: MatrixResult, row: str, own: str, metric: str) -> 
 
 def run_specificity(
     lm: LoadedModel, located: Mapping[str, LocateResult], n: int, seed: int = 0, *, mode: str = "zero",
-    factor: float = 2.0, metric: str = "gold_loglik", cfg: EvalConfig | None = None,
+    factor: float = 2.0, metric: str = METRICS[0], cfg: EvalConfig | None = None,
     progress: Progress | None = None, cancel: threading.Event | None = None,
 ) -> SpecificityResult:
     """Intervene on each dataset's specific neurons and on the shared ones; the specificity index per dataset.
 
     `located` maps a name to a locate result; the datasets tested are the results' datasets.
     """
-    if metric not in ("gold_loglik", "accuracy"):
-        raise ParameterError("The specificity metric must be gold_loglik or accuracy.")
+    if metric not in METRICS:
+        raise ParameterError(f"The specificity metric must be one of {', '.join(METRICS)}.")
     split = split_by_sharing({name: r.neurons for name, r in located.items()})
     if any(r.grid != lm.grid for r in located.values()):
         raise ParameterError("The located sets come from a model of another shape than the one loaded.")

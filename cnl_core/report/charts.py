@@ -14,6 +14,7 @@ from ..experiments.dose import DosePoint
 from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.locate import SweepRow
 from ..experiments.locate_result import LocateResult
+from ..options import METRIC_TITLES, METRICS
 from ..output_files import atomic_write
 
 
@@ -79,19 +80,21 @@ def _matrix(df: pd.DataFrame, rows: list[str], cols: list[str], title: str, fmt:
     return (rect + text).properties(width=max(200, size * len(cols)), height=max(160, size * len(rows) * 0.6))
 
 
-def cross_matrix_heatmap(result: MatrixResult, metric: str = "delta_gold_loglik") -> alt.Chart:
-    """The paper's Figure 5: rows = neurons changed, columns = dataset tested, cell = change vs unmodified.
+def cross_matrix_heatmap(result: MatrixResult, metric: str = METRICS[0]) -> alt.Chart:
+    """The paper's Figure 5: rows = neurons changed, columns = dataset tested, cell = change of `metric` (one of
+    options.METRICS) vs unmodified.
 
     The colour scale is symmetric around 0 and covers every value: red = worse than the unmodified model.
     """
-    rows = [{"row": s, "column": t, "value": result.cell(s, t, metric)}
-            for s in result.sources for t in result.targets if result.cell(s, t, metric) is not None]
+    cell = f"delta_{metric}"
+    rows = [{"row": s, "column": t, "value": result.cell(s, t, cell)}
+            for s in result.sources for t in result.targets if result.cell(s, t, cell) is not None]
     df = pd.DataFrame(rows)
     extent = max(1e-9, df["value"].abs().max()) if len(df) else 1.0
     how = "zeroed" if result.mode == "zero" else f"amplified x{result.factor:g}"
-    what = "accuracy" if metric == "delta_accuracy" else "gold log-likelihood / token"
-    return _matrix(df, result.sources, result.targets, f"Change of {what} with each set's neurons {how}", "+.3f",
-                   "redblue", [-extent, extent], x_title="dataset tested", y_title="neurons located on")
+    title = f"Change of {METRIC_TITLES[metric]} with each set's neurons {how}"
+    return _matrix(df, result.sources, result.targets, title, "+.3f", "redblue", [-extent, extent],
+                   x_title="dataset tested", y_title="neurons located on")
 
 
 def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
@@ -107,7 +110,7 @@ def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
     order = ["baseline", "intervened", "control"]
     # Accuracy on its whole 0-1 range, so that all-zero bars still read as "0 of 1"; one axis title for the
     # bars and their interval (layered charts otherwise join the two field names).
-    title = {"accuracy": "accuracy", "gold_loglik": "gold log-likelihood / token"}.get(metric, metric)
+    title = METRIC_TITLES.get(metric, metric)
     scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale()
     bars = alt.Chart(df).mark_bar().encode(
         x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=title, scale=scale),
@@ -226,7 +229,8 @@ def specificity_bars(index: dict[str, dict], metric: str) -> alt.LayerChart:
     df = pd.DataFrame([{"dataset": k, "index": v["value"], "lo": v["ci"][0], "hi": v["ci"][1]}
                        for k, v in index.items() if v["value"] is not None])
     y = alt.Y("dataset:N", title=None)
-    bars = alt.Chart(df).mark_bar().encode(x=alt.X("index:Q", title=f"specificity index (change of {metric})"), y=y,
+    bars = alt.Chart(df).mark_bar().encode(x=alt.X("index:Q", title=f"specificity index (change of "
+                                                                   f"{METRIC_TITLES.get(metric, metric)})"), y=y,
                                            tooltip=["dataset", alt.Tooltip("index:Q", format="+.3g")])
     err = alt.Chart(df).mark_errorbar().encode(x="lo:Q", x2="hi:Q", y=y)
     return (bars + err).properties(width=420, height=max(100, 34 * len(df)), title="Specificity index")

@@ -1,14 +1,21 @@
 """One source of truth: the CLI and the dashboard show the library's defaults and choices."""
 
+import argparse
+import json
+
 import gradio as gr
+import numpy as np
 import torch
 
 from cnl_core.cli import build_parser
-from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.evaluate.accuracy import EvalConfig, SampleResult
+from cnl_core.evaluate.stats import Deltas, Summary, per_sample_metrics
+from cnl_core.experiments.eval_results import MatrixResult
 from cnl_core.locate import scorers
 from cnl_core.locate.scorers import ScoreConfig, register_scorer, scorer_names
 from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, QUANTIZATIONS
+from cnl_core.options import DEFAULTS, METRIC_TITLES, METRICS, QUANTIZATIONS
+from cnl_core.report import charts
 
 
 def test_cli_defaults_are_the_library_defaults():
@@ -36,6 +43,24 @@ def test_dashboard_defaults_and_choices_are_the_library_ones():
     assert isinstance(quant, gr.Dropdown) and [c[0] for c in quant.choices] == list(QUANTIZATIONS)
     assert [c[0] for c in by_label["score method (integrated gradients: the paper's, slow on CPU)"].choices] == \
         list(scorer_names())
+    for label in ("cell: the change of", "effect measured on"):  # the matrix's cells, the specificity index
+        assert [c[1] for c in by_label[label].choices] == list(METRICS) and by_label[label].value == METRICS[0]
+
+
+def test_metric_names_are_defined_once_and_read_by_the_cli_the_library_and_the_charts():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("matrix", "specificity"):
+        metric = next(a for a in sub.choices[command]._actions if a.dest == "metric")
+        assert tuple(metric.choices) == METRICS and metric.default == METRICS[0]
+    before = [np.array([0.0, 1.0]), np.array([-1.0, -2.0])]  # per sample: accuracy, gold log-likelihood
+    draws = [SampleResult(str(i), bool(a), g, "") for i, (a, g) in enumerate(zip(*before))]
+    assert set(per_sample_metrics(draws)) == set(METRICS)
+    baseline = Summary(-1.5, None, 0.5)
+    cells = {"s": {"t": Summary(-2.0, None, 0.0, deltas=Deltas(-0.5, None, -0.5, None))}}
+    matrix = MatrixResult("m", "zero", 0.0, 2, 0, ["s"], ["t"], {"t": baseline}, cells, EvalConfig())
+    for metric in METRICS:
+        chart = charts.cross_matrix_heatmap(matrix, metric).to_dict()
+        assert METRIC_TITLES[metric] in json.dumps(chart) and chart["datasets"]
 
 
 def test_a_new_scoring_method_is_one_registered_function(monkeypatch):
