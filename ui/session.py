@@ -96,8 +96,7 @@ class Session:
     def model_for(self, grid: NeuronGrid) -> LoadedModel:
         """The session's model (loaded if needed), refused when it does not have the neurons' grid."""
         lm = self.model()
-        if grid != lm.grid:
-            raise ParameterError("Those neurons were located on a model of another shape; load that model first.")
+        grid.check_on(lm.grid)
         return lm
 
     def labels(self) -> list[str]:

@@ -177,9 +177,7 @@ def on_model(located: LocateResult, lm: LoadedModel) -> NeuronSet:
 
 
 def _on_grid(located: LocateResult, grid: NeuronGrid):
-    if located.grid != grid:
-        raise ParameterError(f"The neurons were located on a {located.grid.n_layers} x {located.grid.width} grid, "
-                             f"but this model has {grid.n_layers} x {grid.width}.")
+    located.grid.check_on(grid)
     return located.neurons
 
 

@@ -112,8 +112,8 @@ def run_specificity(
     if metric not in METRICS:
         raise ParameterError(f"The specificity metric must be one of {', '.join(METRICS)}.")
     split = split_by_sharing({name: r.neurons for name, r in located.items()})
-    if any(r.grid != lm.grid for r in located.values()):
-        raise ParameterError("The located sets come from a model of another shape than the one loaded.")
+    for r in located.values():
+        r.grid.check_on(lm.grid, "The located sets")
     all_ids = [i for r in located.values() for i in r.located_sample_ids()]
     rows = {f"{name} specific": (Intervention(split.specific[name], mode, factor), all_ids) for name in split.names}
     rows[SHARED] = (Intervention(split.shared_by_all, mode, factor), all_ids)

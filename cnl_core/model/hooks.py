@@ -220,8 +220,7 @@ NO_EDIT = Edit()
 
 
 def _check_grid(lm: LoadedModel, iv: Intervention) -> None:
-    if iv.neurons.grid != lm.grid:
-        raise ParameterError("The neuron set was located on a different model grid.")
+    iv.neurons.grid.check_on(lm.grid, "The neuron set")
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import NeuronSetError
+from ..errors import NeuronSetError, ParameterError
 
 MAX_GRID_NEURONS = 10**9  # no supported model comes near; a grid over this is a corrupt file
 
@@ -32,6 +32,13 @@ class NeuronGrid:
 
     def as_dict(self) -> dict:
         return {"n_layers": self.n_layers, "width": self.width, "total": self.total}
+
+    def check_on(self, model: "NeuronGrid", what: str = "The neurons") -> None:
+        """Neurons on this grid used with a model of grid `model`: refused unless the two are the same (the one
+        check every caller makes: the CLI, the dashboard, an intervention, a study)."""
+        if self != model:
+            raise ParameterError(f"{what} were located on a {self.n_layers} x {self.width} grid, but this model has "
+                                 f"{model.n_layers} x {model.width}: load the model they were located on.")
 
 
 @dataclass(frozen=True)

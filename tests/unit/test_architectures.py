@@ -128,3 +128,30 @@ def test_vocabulary_projection_runs_on_every_architecture(model_type):
     assert direction.shape == (model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd,)
     top, bottom = vocab_projection(lm, 1, 3, k=5)
     assert len(top) == 5 and top[0].logit >= top[-1].logit >= bottom[-1].logit >= bottom[0].logit
+
+
+def test_neurons_of_another_grid_are_refused_with_one_sentence_wherever_they_are_used():
+    """One grid check (NeuronGrid.check_on): the dashboard's session, the CLI, an intervention and a study say the
+    same, naming both shapes (three sentences, one without the shapes, before)."""
+    from types import SimpleNamespace
+
+    from cnl_core.cli.commands import on_model
+    from cnl_core.errors import ParameterError
+    from cnl_core.experiments.locate_result import LocateResult
+    from cnl_core.experiments.specificity import run_specificity
+    from cnl_core.model.hooks import Edit, Intervention
+    from cnl_core.model.neurons import NeuronGrid
+    from ui.session import Session
+
+    grid, lm = NeuronGrid(3, 10), SimpleNamespace(grid=NeuronGrid(30, 1536))
+    words = "located on a 3 x 10 grid, but this model has 30 x 1536: load the model they were located on"
+    neurons = NeuronSet.from_flat(grid, [1, 12])
+    state = Session()
+    state.model = lambda: lm
+    located = {d: LocateResult("m", d, NeuronSet.from_flat(grid, [i])) for i, d in enumerate(("a", "b"))}
+    for call in (lambda: grid.check_on(lm.grid), lambda: state.model_for(grid),
+                 lambda: on_model(LocateResult("m", "d", neurons), lm), lambda: Edit.of(lm, Intervention(neurons)),
+                 lambda: run_specificity(lm, located, 2)):
+        with pytest.raises(ParameterError, match=words):
+            call()
+    grid.check_on(NeuronGrid(3, 10))  # the same shape passes
