@@ -169,9 +169,6 @@ def collection_overhead(gpu: bool) -> list:
                          f"{t_mine * 1e3:.1f} ms vs {t_base * 1e3:.1f} / {t_masked * 1e3:.1f} ms",
                          f"{ratio:.3f}x{spread} / {t_mine / t_masked:.3f}x the time", f"<= {limit:.2f}x (without mask)",
                          _verdict(ratio <= limit)))
-        del lm
-        if gpu:
-            torch.cuda.empty_cache()
     return rows
 
 
