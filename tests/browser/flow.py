@@ -76,6 +76,18 @@ def wait_for_text(locator, parts, timeout: float) -> str:
     raise AssertionError(f"{parts} never appeared; last text: {text[:500]}")
 
 
+def close_toasts(page) -> None:
+    """Close every notice still on screen, as a reader does; a warning stays until closed and
+    sits over the buttons at the top right."""
+    close = "document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())"
+    for _ in range(50):  # a toast re-renders as its timer runs: click by script, not by a located handle
+        if page.locator("[data-testid=toast-close]").count() == 0:
+            return
+        page.evaluate(close)
+        page.wait_for_timeout(200)
+    raise AssertionError("the notices did not close")
+
+
 def set_number(page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))

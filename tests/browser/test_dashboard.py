@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .flow import CHROMIUM, browser_page, dashboard, intervene, locate, set_number, wait_for_text
+from .flow import CHROMIUM, browser_page, close_toasts, dashboard, intervene, locate, set_number, wait_for_text
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                                 reason="Debian's chromium package is not installed (make test installs it)")
@@ -48,6 +48,7 @@ def test_bad_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     bad.write_bytes(b"\x00\x01\x02\x03 binary junk \x00")
     page.locator("#upload-file input[type=file]").set_input_files(str(bad))
     page.get_by_text("looks binary").first.wait_for(timeout=30_000)
+    close_toasts(page)
     page.get_by_role("button", name="Show chosen rows").click()
     wait_for_text(page.locator("#split-rows"), ["gsm8k/"], timeout=60)  # the app still answers
 
@@ -68,6 +69,7 @@ def test_cancel_stops_a_long_locate_and_the_next_run_goes_through(page):
 
 
 def test_the_demo_button_runs_end_to_end_and_draws_its_charts(page, tmp_path):
+    close_toasts(page)  # an earlier test's notices would cover the button
     page.locator("#demo-btn").click()
     text = wait_for_text(page.locator("#demo-summary"), ["Demo result", "neurons located", "zeroed"], timeout=600)
     assert "Accuracy" in text
