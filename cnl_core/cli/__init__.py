@@ -103,7 +103,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("matrix", help="cross-dataset matrix: neurons of each file x datasets tested")
-    A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
+    A.add_model(p), A.add_evaluation(p), A.add_positions(p), A.add_dataset_file(p)
     p.add_argument("--neurons", nargs="+", required=True)
     p.add_argument("--targets", nargs="+", required=True, help="dataset names or CSV/JSONL files")
     p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="what each cell's change is of")

@@ -107,7 +107,8 @@ def add_evaluation(p: argparse.ArgumentParser) -> None:
 
 
 def add_positions(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--positions", default=POSITIONS[0], choices=POSITIONS)
+    p.add_argument("--positions", default=POSITIONS[0], choices=POSITIONS,
+                   help="token positions changed: every one, or only those that predict an answer token")
 
 
 def check_outputs(args) -> None:

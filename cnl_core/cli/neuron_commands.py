@@ -83,6 +83,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--neurons", required=True, help="a locate result JSON")
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
     p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor)
+    A.add_positions(p)
     p.add_argument("--max-new-tokens", type=F.STEER_TOKENS.arg, default=24)
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed, help="the random control's draw")
     p.add_argument("--out")

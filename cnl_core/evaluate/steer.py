@@ -2,7 +2,9 @@
 zeroed or amplified, and with a same-size random control; every token's log-probability under each.
 
 `steer_stream` yields the three answers as they grow, token by token (what the dashboard shows live);
-`steer` returns the finished comparison.
+`steer` returns the finished comparison. Each token is a full pass over the prompt and the answer so far, so
+an intervention at the answer positions changes every position that predicts an answer token (the prompt's
+last and each answer token's), as the evaluation's cached decoding does, not only the last one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ParameterError
-from ..model.hooks import Intervention, intervene
+from ..model.hooks import Edit, Intervention, edited
 from ..model.loading import LoadedModel
 from ..progress import check_cancel
 
@@ -52,6 +54,14 @@ def check_prompt(prompt: object) -> str:
     return prompt
 
 
+def _under(lm: LoadedModel, iv: Intervention | None, prompt_tokens: int, tokens: int):
+    """`iv` on one full pass of `tokens` tokens whose first `prompt_tokens` are the prompt: an answer-position
+    intervention changes the positions from the prompt's last on (each predicts an answer token)."""
+    where = torch.zeros((1, tokens), dtype=torch.bool, device=lm.input_device)
+    where[0, prompt_tokens - 1:] = True
+    return edited(lm, Edit.of(lm, iv).at(where))
+
+
 def _next_token(lm: LoadedModel, ids: list[int]) -> tuple[int, float]:
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids], device=lm.input_device), use_cache=False).logits[0, -1].float()
@@ -65,7 +75,7 @@ def token_logprobs(lm: LoadedModel, prompt_ids: list[int], continuation: list[in
     """Log-probability of each continuation token after the prompt, under the intervention."""
     if not continuation:
         return []
-    with intervene(lm, iv), torch.no_grad():
+    with _under(lm, iv, len(prompt_ids), len(prompt_ids) + len(continuation)), torch.no_grad():
         ids = torch.tensor([prompt_ids + continuation], device=lm.input_device)
         logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1:-1].float()
     return torch.log_softmax(logits, -1).gather(-1, torch.tensor(continuation, device=logits.device)[:, None]) \
@@ -86,8 +96,9 @@ def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Interventio
             if name in done:
                 continue
             check_cancel(cancel, step, max_new_tokens, "new tokens")
-            with intervene(lm, iv):
-                token, logp = _next_token(lm, prompt_ids + answers[name].token_ids)
+            ids = prompt_ids + answers[name].token_ids
+            with _under(lm, iv, len(prompt_ids), len(ids)):
+                token, logp = _next_token(lm, ids)
             a = answers[name]
             a.token_ids.append(token)
             a.tokens.append(lm.tokenizer.decode([token]))

@@ -13,6 +13,7 @@ from typing import Sequence
 from ..evaluate.accuracy import EvalConfig, evaluate_conditions
 from ..evaluate.stats import compared, summarize
 from ..model.hooks import Intervention
+from ..options import POSITIONS
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
 from ..progress import Progress, report
@@ -33,11 +34,13 @@ class DosePoint:
 
 def run_dose_response(lm: LoadedModel, dataset: str, neurons: NeuronSet, factors: Sequence[float] = DEFAULT_FACTORS,
                       n: int = 10, seed: int = 0, located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
-                      progress: Progress | None = None, cancel: threading.Event | None = None) -> list[DosePoint]:
+                      progress: Progress | None = None, cancel: threading.Event | None = None,
+                      positions: str = POSITIONS[0]) -> list[DosePoint]:
     """One point per factor, on the same held-out samples (factor 1 is the unmodified model, run once)."""
     cfg = cfg or EvalConfig()
     spec, samples, shots = eval_samples(dataset, n, cfg, seed, located_ids)
-    changed = {f: Intervention(neurons, "zero") if f == 0 else Intervention(neurons, "amplify", float(f))
+    changed = {f: Intervention(neurons, "zero", positions=positions) if f == 0 else
+               Intervention(neurons, "amplify", float(f), positions)
                for f in factors if f != 1.0}
     evaluated = evaluate_conditions(lm, spec, samples, shots, cfg, [None, *changed.values()],
                                     labels=["factor 1", *(f"factor {f:g}" for f in changed)], progress=progress,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.stats import ControlSummary, Summary
+from ..options import POSITIONS
 from ..serialize import object_of, read_fields
 from .json_io import read_result
 
@@ -99,6 +100,7 @@ class MatrixResult:
     baseline: dict[str, Summary]
     cells: dict[str, dict[str, Summary]]
     eval_config: EvalConfig
+    positions: str = POSITIONS[0]  # token positions every row's intervention changed (files before it: all)
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -107,7 +109,8 @@ class MatrixResult:
         return self.cells[source][target].to_json().get(metric)
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.matrix", "model": self.model, "mode": self.mode, "factor": self.factor, "n": self.n,
+        return {"kind": "cnl.matrix", "model": self.model, "mode": self.mode, "factor": self.factor,
+                "positions": self.positions, "n": self.n,
                 "seed": self.seed, "sources": self.sources, "targets": self.targets,
                 "baseline": {t: s.to_json() for t, s in self.baseline.items()},
                 "cells": {s: {t: c.to_json() for t, c in row.items()} for s, row in self.cells.items()},

@@ -104,14 +104,15 @@ def run_matrix(
     kinds = {(iv.mode, iv.scale, iv.positions) for iv, _ in rows.values()}
     if len(kinds) != 1:
         raise ParameterError("Every row of the matrix must use the same intervention (mode, factor, positions).")
-    (mode, scale, _), = kinds
+    (mode, scale, positions), = kinds
     if with_controls:
         controls = {f"{name} · random": (replace(iv, neurons=random_like(iv.neurons, seed + 3000 + k, iv.neurons)), ids)
                     for k, (name, (iv, ids)) in enumerate(rows.items())}
         rows = {**rows, **controls}
     excluded = [i for _, ids in rows.values() for i in ids]
     out = MatrixResult(model=lm.spec.name, mode=mode, factor=scale, n=n, seed=seed, sources=list(rows),
-                       targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg, **stamp())
+                       targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg,
+                       positions=positions, **stamp())
     ivs = [None, *(iv for iv, _ in rows.values())]
     for k, target in enumerate(targets):
         spec, samples, shots = eval_samples(target, n, cfg, seed, excluded)

@@ -75,6 +75,13 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None
             h.remove()
 
 
+def check_positions(positions: object) -> str:
+    """A form's or a file's token positions, refused by name unless one of POSITIONS."""
+    if positions not in POSITIONS:
+        raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}, not {positions!r}.")
+    return positions
+
+
 @dataclass(frozen=True)
 class Intervention:
     neurons: NeuronSet
@@ -85,8 +92,7 @@ class Intervention:
     def __post_init__(self):
         if self.mode not in INTERVENTION_MODES:
             raise ParameterError(f"Intervention must be one of {', '.join(INTERVENTION_MODES)}.")
-        if self.positions not in POSITIONS:
-            raise ParameterError(f"Positions must be one of {', '.join(POSITIONS)}.")
+        check_positions(self.positions)
         if self.mode == "amplify":
             F.FACTOR.typed(self.factor)
             if self.factor == 0:
@@ -220,7 +226,7 @@ NO_EDIT = Edit()
 
 
 def _check_grid(lm: LoadedModel, iv: Intervention) -> None:
-    iv.neurons.grid.check_on(lm.grid, "The neuron set")
+    iv.neurons.grid.check_on(lm.grid, "The intervention's neurons")
 
 
 @contextmanager

@@ -175,7 +175,7 @@ def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
         ["inspect", "--neuron", "40:1", "--dataset", "add1"],
         ["inspect", "--neuron", "12/100", "--model", "/no/such/model"],
         ["steer", "--prompt", "Question: What is 2 + 2?\nAnswer:", "--neurons", neurons, "--max-new-tokens", 3,
-         "--out", tmp_path / "s.json"], cache=cli_cache)
+         "--positions", "answer", "--out", tmp_path / "s.json"], cache=cli_cache)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert (data["layer"], data["index"]) == (12, 100) and set(data["stats"]) == {"add1", "imdb"}
@@ -185,6 +185,7 @@ def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
     assert s.returncode == 0, s.stderr
     steered = json.loads((tmp_path / "s.json").read_text())
     assert {"baseline", "intervened", "control"} <= set(steered) and len(steered["baseline"]["logprobs"]) == 3
+    assert steered["intervention"]["positions"] == "answer"  # the flag reaches the intervention (issue #28)
 
 
 def test_a_full_disk_keeps_the_earlier_out_file_and_says_so(tmp_path):

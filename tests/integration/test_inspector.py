@@ -55,3 +55,22 @@ def test_steering_with_an_empty_set_equals_the_baseline_and_zeroing_changes_the_
     data = res.to_json()
     assert {"baseline", "intervened", "control"} <= set(data) and data["baseline"]["text"] == base.text
     assert all(abs(c) < 1e-9 for c in data["baseline_tokens_logprob_change"]["intervened"])
+
+
+def test_steering_at_the_answer_positions_changes_each_position_that_predicts_an_answer_token(lm):
+    """Each step is a full pass over the prompt and the answer so far: 'answer' changes the prompt's last position
+    and every answer token's (as the evaluation's decoding does), not only the newest. With a one-token prompt
+    that is every position, so it equals 'all'; with a longer prompt it leaves the prompt alone and differs."""
+    neurons = NeuronSet.from_pairs(lm.grid, [[layer, i] for layer in range(2, 28, 3) for i in range(0, 1536, 7)])
+    at = {p: Intervention(neurons, "zero", positions=p) for p in ("all", "answer")}
+    one = lm.tokenizer.decode(lm.tokenizer("Hello")["input_ids"])
+    assert len(lm.tokenizer(one)["input_ids"]) == 1
+    short = {p: steer(lm, one, {"baseline": None, "intervened": iv}, max_new_tokens=4) for p, iv in at.items()}
+    assert short["answer"].answers["intervened"].logprobs == short["all"].answers["intervened"].logprobs
+    assert short["answer"].baseline_under["intervened"] == short["all"].baseline_under["intervened"]
+    prompt = "Question: What is 3 + 4?\nAnswer:"
+    long = {p: steer(lm, prompt, {"baseline": None, "intervened": iv}, max_new_tokens=3) for p, iv in at.items()}
+    answer, every, base = (long["answer"].baseline_under["intervened"], long["all"].baseline_under["intervened"],
+                           long["all"].baseline_under["baseline"])
+    assert answer != every and answer != base
+    assert long["answer"].to_json()["intervention"]["positions"] == "answer"

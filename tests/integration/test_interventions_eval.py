@@ -11,6 +11,7 @@ from cnl_core.evaluate.accuracy import EvalConfig, evaluate_samples
 from cnl_core.evaluate.controls import random_like
 from cnl_core.evaluate.finetune import _neuron_masks, finetuned
 from cnl_core.experiments.eval_results import EvalResult
+from cnl_core.experiments.dose import run_dose_response
 from cnl_core.experiments.evaluate import eval_split, run_evaluate, run_matrix
 from cnl_core.experiments.finetune import run_finetune
 from cnl_core.model.hooks import Intervention, intervene
@@ -91,6 +92,16 @@ def test_choice_task_accuracy_and_matrix(lm):
         cell = res["cells"]["arith"][target]
         assert cell["delta_gold_loglik"] is not None and np.isfinite(cell["delta_gold_loglik"])
         assert 0.0 <= res["baseline"][target]["accuracy"] <= 1.0
+
+
+def test_the_dose_response_honours_the_token_positions(lm):
+    """Issue #28: positions reach every point of the dose curve (the tab's radio was dropped before)."""
+    neurons = some_neurons(lm, per_layer=40)
+    cfg = EvalConfig(num_fewshot=0, max_new_tokens=4, bootstrap=0)
+    curves = {p: run_dose_response(lm, "add1", neurons, (0.0, 1.0), 2, seed=1, cfg=cfg, positions=p)
+              for p in ("all", "answer")}
+    assert curves["all"][1] == curves["answer"][1]  # factor 1: the unmodified model either way
+    assert curves["all"][0].delta_gold_loglik != curves["answer"][0].delta_gold_loglik
 
 
 def test_finetuning_changes_only_the_located_neurons_and_is_restored(lm):

@@ -201,7 +201,7 @@ def test_an_edit_refuses_a_set_of_another_grid_and_changes_nothing_without_neuro
     from cnl_core.model.neurons import NeuronGrid
 
     lm = tiny_lm("llama")
-    with pytest.raises(ParameterError, match="different model grid"):
+    with pytest.raises(ParameterError, match="neurons were located on a 3 x 24 grid, but this model has 2 x 24"):
         Edit.of(lm, Intervention(NeuronSet.from_pairs(NeuronGrid(3, 24), [[0, 1]])))
     assert Edit.of(lm, None) is NO_EDIT and not Edit.rows(lm, [None, None], [2, 1]).factors
     empty = Intervention(NeuronSet.from_pairs(lm.grid, []), "zero")
