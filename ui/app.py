@@ -1,4 +1,5 @@
-"""The dashboard's layout and wiring: each tab builds its own components; this file connects them."""
+"""The dashboard's layout and wiring: each tab builds its own components; this file connects them, each handler
+to the components its parameters name (wiring.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cnl_core.data.samples import list_datasets
 
 from .session import session
 from .visitors import start_session, state_deleted, tab_closed
+from .wiring import inputs
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
                    knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
@@ -49,82 +51,85 @@ def build_app() -> gr.Blocks:
             exp = export_tab.build()
 
         heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
-        intro.button.click(demo_panel.demo_ui, [intro.scored, state], intro.outputs, **heavy)
-        model.load_btn.click(model_tab.load_model_ui, [*model.inputs, state], [model.info, state],
-                             concurrency_id="model-info", concurrency_limit=4)
-        name_box, *pickers = model.inputs
+        intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state), intro.outputs,
+                           **heavy)
+        model_inputs = inputs(model_tab.estimate_ui, model)
+        model.load_btn.click(model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
+                             [model.info, state], concurrency_id="model-info", concurrency_limit=4)
         # The estimate reads a config (maybe from the Hub): queued, two at a time, the latest input only.
         estimate = {"concurrency_id": "estimate", "concurrency_limit": 2, "trigger_mode": "always_last"}
-        for ev in (name_box.submit, name_box.blur, *(p.change for p in pickers)):
-            ev(model_tab.estimate_ui, model.inputs, model.estimate, **estimate)
+        for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs[1:])):
+            ev(model_tab.estimate_ui, model_inputs, model.estimate, **estimate)
 
-        data.preview_btn.click(data_tab.preview_splits, [data.datasets, data.n, data.k, data.seed], data.split_rows)
-        data.upload.upload(data_tab.inspect_upload, [data.upload, state],
+        data.preview_btn.click(data_tab.preview_splits, inputs(data_tab.preview_splits, data), data.split_rows)
+        data.upload.upload(data_tab.inspect_upload, inputs(data_tab.inspect_upload, file=data.upload, state=state),
                            [data.prompt_col, data.answer_col, data.upload_preview, state])
-        data.add_btn.click(data_tab.add_upload, [data.up_name, data.prompt_col, data.answer_col, data.labels,
-                                                 data.template, data.datasets, state],
+        data.add_btn.click(data_tab.add_upload, inputs(data_tab.add_upload, data, state=state),
                            [data.upload_msg, data.datasets, iv.targets, state])
 
         show_compare = (compare_tab.refresh_ui, state, cmp.outputs)
         locate_ev = loc.locate_btn.click(
-            locate_tab.locate_ui, [data.datasets, data.n, data.k, data.seed, *loc.scoring, *loc.thresholds, state],
+            locate_tab.locate_ui, inputs(locate_tab.locate_ui, data, loc.scoring, loc.thresholds, state=state),
             [loc.summary, state], **heavy)
         chain = locate_ev
         for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):
             chain = chain.success(*step)
         loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
-        rule, tau, p, top_k, sigma, sign = loc.thresholds
-        for ev in (tau.release, p.release, rule.change, sign.change, top_k.change, sigma.change):
-            ev(locate_tab.relocalize_ui, [*loc.thresholds, state], [loc.summary, state]).success(*show_compare)
+        th = loc.thresholds
+        for ev in (th.tau.release, th.p.release, th.rule.change, th.sign.change, th.top_k.change, th.sigma.change):
+            ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state),
+               [loc.summary, state]).success(*show_compare)
         loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
         cmp.pick.change(compare_tab.compare_ui, [cmp.pick, state], cmp.outputs)
         insp = cmp.inspector
-        inspect = (inspector_panel.inspect_ui, [insp.neuron, insp.datasets, insp.n, state], insp.outputs)
+        inspect = (inspector_panel.inspect_ui, inputs(inspector_panel.inspect_ui, insp, state=state), insp.outputs)
         insp.click_map.select(inspector_panel.pick_from_map, [cmp.pick, state], insp.neuron).success(*inspect, **heavy)
         cmp.top.select(inspector_panel.pick_from_table, cmp.top, insp.neuron).success(*inspect, **heavy)
         insp.button.click(*inspect, **heavy)
-        cmp.null.button.click(null_panel.null_ui, [cmp.pick, *cmp.null.inputs, state], cmp.null.output, **heavy)
+        cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick, state=state),
+                              cmp.null.output, **heavy)
 
-        iv_ev = iv.run_btn.click(intervene_tab.intervene_ui,
-                                 [iv.located_on, iv.mode, iv.factor, iv.positions, iv.targets, iv.n, iv.seed, iv.draws,
-                                  iv.fewshot, iv.max_new, iv.overlap, state], [*iv.outputs, state], **heavy)
-        mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, [iv.mode, iv.factor, iv.targets, iv.n, iv.seed,
-                                                              iv.fewshot, iv.max_new, iv.metric, state],
+        iv_ev = iv.run_btn.click(intervene_tab.intervene_ui, inputs(intervene_tab.intervene_ui, iv, state=state),
+                                 [*iv.outputs, state], **heavy)
+        mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, inputs(intervene_tab.matrix_ui, iv, state=state),
                                     [iv.matrix_plot, state], **heavy)
-        st = iv.steering
-        iv_steer = st.button.click(steer_panel.steer_ui, [iv.located_on, iv.mode, iv.factor, st.prompt, st.max_new, state],
-                                   st.outputs, **heavy)
-        dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, [iv.located_on, iv.targets, iv.n, iv.seed, iv.fewshot,
-                                                            iv.max_new, state], iv.dose_plot, **heavy)
+        st = iv.steering  # its own prompt and number of new tokens; the intervention is the tab's
+        iv_steer = st.button.click(steer_panel.steer_ui, inputs(steer_panel.steer_ui, iv, prompt=st.prompt,
+                                                                max_new=st.max_new, state=state), st.outputs, **heavy)
+        dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
+                                    iv.dose_plot, **heavy)
         iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]
         if iv.harness.available:  # the optional lm-evaluation-harness: results join the same charts and history
             hp = iv.harness
-            hp_ev = hp.button.click(harness_panel.harness_ui,
-                                    [iv.located_on, iv.mode, iv.factor, iv.positions, hp.tasks, hp.include, iv.n,
-                                     iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.overlap, state], state, **heavy)
+            hp_ev = hp.button.click(harness_panel.harness_ui, inputs(harness_panel.harness_ui, iv, hp, state=state),
+                                    state, **heavy)
             hp_ev.success(lambda s: intervene_tab.evaluation_outputs(session(s)), state, iv.outputs)
             iv_events.append(hp_ev)
-            hp.files.upload(harness_panel.take_task_files, [hp.files, state], [hp.include, hp.files_msg])
+            hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
+                            [hp.include, hp.files_msg])
         iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=iv_events, queue=False)
 
-        std.decouple_btn.click(studies_tab.decouple_ui, [*std.decouple_inputs, *loc.scoring, *loc.thresholds, state],
+        std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
+                                                               loc.thresholds, state=state),
                                std.decouple_outputs, **heavy)
         std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
-        std.knowledge.button.click(knowledge_panel.knowledge_ui, [*std.knowledge.inputs, loc.thresholds[1], state],
+        std.knowledge.button.click(knowledge_panel.knowledge_ui, inputs(knowledge_panel.knowledge_ui, std.knowledge,
+                                                                        tau=loc.thresholds.tau, state=state),
                                    std.knowledge.outputs, **heavy)
-        std.specific_btn.click(studies_tab.specificity_ui, [*std.specific_inputs, iv.fewshot, iv.max_new, state],
+        std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
+                                                                  fewshot=iv.fewshot, max_new=iv.max_new, state=state),
                                std.specific_outputs, **heavy)
 
         exp.export_btn.click(export_tab.export_ui, state, exp.files)
-        exp.reload_file.upload(export_tab.reload_ui, [exp.reload_file, state],
+        exp.reload_file.upload(export_tab.reload_ui, inputs(export_tab.reload_ui, file=exp.reload_file, state=state),
                                [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
-        demo.load(model_tab.estimate_ui, model.inputs, model.estimate, concurrency_id="estimate",
+        demo.load(model_tab.estimate_ui, model_inputs, model.estimate, concurrency_id="estimate",
                   concurrency_limit=2)
         demo.load(start_session, None, state).then(
-            model_tab.load_model_ui, [*model.inputs, state], [model.info, state], concurrency_id="model-info",
-            concurrency_limit=4)
+            model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],
+            concurrency_id="model-info", concurrency_limit=4)
         demo.unload(tab_closed)  # a closed tab's job stops at its next model step; its data is freed
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 from typing import Callable, TypeVar
 
@@ -40,18 +41,23 @@ def zero_gpu() -> bool:
 
 def on_gpu(seconds: Callable[..., float]) -> Callable[[F], F]:
     """Decorator: run the handler inside `spaces.GPU(duration=...)` on ZeroGPU, with the duration that
-    seconds(*handler inputs) estimates; elsewhere the handler is returned unchanged. Either way the
-    estimate stays on the function as `gpu_seconds`."""
-    def duration(*args, **kwargs) -> int:
-        try:
-            estimate = float(seconds(*args, **kwargs))
-        except Exception:  # noqa: BLE001  # a box the visitor left empty: the handler reports it
-            estimate = FALLBACK_S
-        return int(min(MAX_S, max(MIN_S, estimate)))
+    `seconds` estimates; elsewhere the handler is returned unchanged. Either way the estimate stays on the
+    function as `gpu_seconds` (taking the handler's own arguments) and `seconds` as `gpu_estimate`.
 
+    `seconds` takes the inputs it needs by the handler's parameter names (and **_ for the rest): the handler's
+    signature is the one place their order is written (ui/wiring.py reads it for app.py too)."""
     def wrap(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        def duration(*args, **kwargs) -> int:
+            try:
+                estimate = float(seconds(**signature.bind_partial(*args, **kwargs).arguments))
+            except Exception:  # noqa: BLE001  # a box the visitor left empty: the handler reports it
+                estimate = FALLBACK_S
+            return int(min(MAX_S, max(MIN_S, estimate)))
+
         out = importlib.import_module("spaces").GPU(fn, duration=duration) if zero_gpu() else fn
-        out.gpu_seconds = duration
+        out.gpu_seconds, out.gpu_estimate = duration, seconds
         return out
 
     return wrap
@@ -71,42 +77,42 @@ def _located(state) -> int:
     return max(1, len(getattr(state, "located", {}) or {}))
 
 
-def locate_seconds(datasets, n, k, seed, method, ig_steps, *_rest, **_kw) -> float:
+def locate_seconds(datasets, n, k, method, ig_steps, **_) -> float:
     passes = 2 * int(ig_steps) + 1 if method == "integrated_gradients" else 1  # IG: an upper bound of its work
     return START_S + _count(datasets) * int(n) * int(k) * passes * PASS_S
 
 
-def demo_seconds(scored: str = "", *_inputs, **_kw) -> float:
+def demo_seconds(scored: str = "", **_) -> float:
     # the preset: 24 samples located, 40 held out x 4 conditions, 8 new tokens; twice that for the format control
     return 130.0 if str(scored).startswith("both") else 60.0
 
 
-def inspect_seconds(neuron, datasets, n, *_rest, **_kw) -> float:
+def inspect_seconds(datasets, n, **_) -> float:
     return START_S + _count(datasets) * int(n) * PASS_S
 
 
-def intervene_seconds(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, *_rest,
-                      **_kw) -> float:
+def intervene_seconds(targets, n, draws, fewshot, max_new, **_) -> float:
     return _evaluations(_count(targets) * int(n) * (2 + int(draws)), max_new, fewshot)
 
 
-def dose_seconds(label, targets, n, seed, fewshot, max_new, *_rest, **_kw) -> float:
+def dose_seconds(n, fewshot, max_new, **_) -> float:
     return _evaluations(int(n) * (1 + len(DEFAULT_FACTORS)), max_new, fewshot)
 
 
-def matrix_seconds(mode, factor, targets, n, seed, fewshot, max_new, metric, state, *_rest, **_kw) -> float:
+def matrix_seconds(targets, n, fewshot, max_new, state, **_) -> float:
     return _evaluations(_count(targets) * int(n) * (1 + 2 * _located(state)), max_new, fewshot)
 
 
-def steer_seconds(label, mode, factor, prompt, max_new, *_rest, **_kw) -> float:
+def steer_seconds(max_new, **_) -> float:
     return START_S + 3 * int(max_new) * STEP_S + 2 * PASS_S  # three answers, then two scoring passes
 
 
-def decouple_seconds(dataset, other, n, fractions, repeats, method, ig_steps, *_rest, **_kw) -> float:
+def decouple_seconds(dataset, n, fractions, repeats, method, ig_steps, **_) -> float:
     curves = 2 * len(str(fractions).replace(",", " ").split()) * int(repeats)  # "same" and "other" per fraction
-    return locate_seconds([dataset], n, 2, 0, method, ig_steps) + curves * 0.1  # most samples come from the cache
+    # most samples come from the cache
+    return locate_seconds([dataset], n, 2, method, ig_steps) + curves * 0.1
 
 
-def specificity_seconds(mode, metric, eval_n, fewshot, max_new, state, *_rest, **_kw) -> float:
+def specificity_seconds(eval_n, fewshot, max_new, state, **_) -> float:
     sets = _located(state)
     return _evaluations(sets * sets * 2 * int(eval_n), max_new, fewshot)  # every dataset x (shared, specific)

@@ -112,9 +112,25 @@ def test_the_steering_playground_streams_three_answers(located_state):
 
     state = located_state
     label = next(iter(state.located))
-    frames = list(steer_panel.steer_ui(label, "zero", 2.0, "Question: What is 2 + 5?\nAnswer:", 3, state))
+    frames = list(steer_panel.steer_ui(label, "zero", 2.0, "all", "Question: What is 2 + 5?\nAnswer:", 3, state))
     assert len(frames) >= 2 and frames[-1][3] is not None  # answers grow, then the per-token change comes
     base, changed, control, diff = frames[-1]
     assert base and 1 <= len(diff) <= 3 and len(frames) == len(diff) + 1  # one frame per token, then the change
     with pytest.raises(gr.Error, match="Type a prompt"):
-        list(steer_panel.steer_ui(label, "zero", 2.0, "  ", 3, state))
+        list(steer_panel.steer_ui(label, "zero", 2.0, "all", "  ", 3, state))
+    with pytest.raises(gr.Error, match="Positions must be one of all, answer, not 'middle'"):
+        list(steer_panel.steer_ui(label, "zero", 2.0, "middle", "Hi", 3, state))
+
+
+def test_the_matrix_honours_the_tabs_token_positions(located_state):
+    """Issue #28: the matrix handler dropped `positions` (every matrix changed every position)."""
+    from ui.tabs import intervene_tab
+
+    state = located_state
+    cells = {}
+    for positions in ("answer", "all"):
+        _, state = intervene_tab.matrix_ui("zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state,
+                                           progress=_quiet)
+        assert state.matrix.positions == positions and state.matrix.to_json()["positions"] == positions
+        cells[positions] = state.matrix.cell("arithmetic", "add1", "delta_gold_loglik")
+    assert cells["answer"] != cells["all"]  # the prompt's positions left alone: a different change

@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.machinery
+import inspect
 import pickle
 import sys
 import threading
@@ -10,9 +11,10 @@ import types
 import gradio as gr
 import pytest
 
-from ui import gpu
+from ui import gpu, wiring
 from ui.session import Session
-from ui.tabs import demo_panel, inspector_panel, intervene_tab, locate_tab, steer_panel, studies_tab
+from ui.tabs import (demo_panel, inspector_panel, intervene_tab, knowledge_panel, locate_tab, null_panel, steer_panel,
+                     studies_tab)
 
 HEAVY = [demo_panel.demo_ui, inspector_panel.inspect_ui, intervene_tab.intervene_ui, intervene_tab.dose_ui,
          intervene_tab.matrix_ui, locate_tab.locate_ui, steer_panel.steer_ui, studies_tab.decouple_ui,
@@ -84,8 +86,19 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     short = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 8, False, None)
     long = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 0, False, None)  # 0: the dataset decides, assume long
     assert short < long
-    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "hi", 64, None) < \
-        steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "hi", 512, None)
+    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < \
+        steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 512, None)
+    assert intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 8, 0, 0, 8, None) < \
+        intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 80, 0, 0, 8, None)
+
+
+@pytest.mark.parametrize("handler", HEAVY + [knowledge_panel.knowledge_ui, null_panel.null_ui])
+def test_each_estimate_reads_its_inputs_by_the_handlers_own_names(handler):
+    """The handler's signature is the one place its inputs' order is written: an estimate names what it reads,
+    and every name must be one of the handler's parameters (a renamed parameter fails here, not on a Space)."""
+    read = [name for name, p in inspect.signature(handler.gpu_estimate).parameters.items()
+            if p.kind is not p.VAR_KEYWORD]
+    assert read and set(read) <= set(wiring.parameters(handler)), (read, wiring.parameters(handler))
 
 
 def test_a_session_crosses_a_process_boundary_without_its_cancel_event():

@@ -97,12 +97,12 @@ def inspect_upload(file, state):
 
 
 @shows_errors
-def add_upload(name, prompt_col, answer_col, labels, template, chosen, state):
+def add_upload(up_name, prompt_col, answer_col, labels, template, datasets, state):
     state = session(state)
     pending = state.pending_upload
     if not pending:
         raise DatasetError("Upload a CSV or JSONL file first.")
-    name, labels, template = F.UPLOAD_NAME.check(name), F.LABELS.check(labels), F.TEMPLATE.check(template)
+    name, labels, template = F.UPLOAD_NAME.check(up_name), F.LABELS.check(labels), F.TEMPLATE.check(template)
     safe_name = "".join(ch for ch in (name or "my-data") if ch.isalnum() or ch in "-_")[:40] or "my-data"
     spec, report = dataset_from_records(open_records(pending.path, pending.filename),
                                         f"upload-{safe_name}-{state.id[:6]}", prompt_col, answer_col,
@@ -116,7 +116,7 @@ def add_upload(name, prompt_col, answer_col, labels, template, chosen, state):
     if dropped:
         msg += f" Set aside to stay within {F.SESSION_UPLOADS} uploaded datasets: {', '.join(dropped)}."
     choices = builtin_names() + state.uploads
-    kept = [c for c in chosen or [] if c in choices and c != spec.name]
+    kept = [c for c in datasets or [] if c in choices and c != spec.name]
     return msg, gr.update(choices=choices, value=kept + [spec.name]), gr.update(choices=choices), state
 
 

@@ -85,19 +85,19 @@ def take_task_files(files, state):
 
 @shows_errors
 @one_job("lm-eval")
-def harness_ui(label, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new_tokens, overlap,
+def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new, overlap,
                state, progress=gr.Progress()):
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
-    located = state.located_set(label)
+    located = state.located_set(located_on)
     # the n box is shared with the built-in evaluation: it is never "the whole task", an empty box is refused
-    settings = HarnessSettings.from_inputs(tasks, include, F.EVAL_N.check(n), fewshot, max_new_tokens)
+    settings = HarnessSettings.from_inputs(tasks, include, F.EVAL_N.check(n), fewshot, max_new)
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     with in_lane("lm-eval", update, state.cancel):
         res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
-                               seed=seed, manager=manager, located_on=label, progress=update, cancel=state.cancel)
+                               seed=seed, manager=manager, located_on=located_on, progress=update, cancel=state.cancel)
     state.history.append(res.as_eval_results())
     return state

@@ -13,7 +13,7 @@ from cnl_core.evaluate.accuracy import EvalConfig
 from cnl_core.experiments.dose import DEFAULT_FACTORS, DosePoint, run_dose_response
 from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.evaluate import run_evaluate, run_matrix
-from cnl_core.model.hooks import Intervention
+from cnl_core.model.hooks import Intervention, check_positions
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
 
@@ -78,14 +78,14 @@ def eval_numbers(n, seed) -> tuple[int, int]:
 @gpu.on_gpu(gpu.intervene_seconds)
 @shows_errors
 @one_job("Intervene")
-def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewshot, max_new_tokens, overlap, state,
+def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, overlap, state,
                  progress=gr.Progress()):
     state = session(state)
-    located = state.located_set(label)
+    located = state.located_set(located_on)
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
-    cfg, numbers = EvalConfig.from_inputs(fewshot, max_new_tokens), eval_numbers(n, seed)
+    cfg, numbers = EvalConfig.from_inputs(fewshot, max_new), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
     update, results = progress_reporter(progress), []
@@ -97,7 +97,7 @@ def intervene_ui(label, mode, factor, positions, targets, n, seed, draws, fewsho
         out = served("intervene", lm, params, EvalResult, lambda target=target, ids=ids: run_evaluate(
             lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
             cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel)
-        results.append(replace(out.value, located_on=label))  # a copy: the stored result is everyone's
+        results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
     state.history.append(results)
     return (*evaluation_outputs(state), state)
 
@@ -112,32 +112,35 @@ def evaluation_outputs(state: Session) -> tuple:
 @gpu.on_gpu(gpu.dose_seconds)
 @shows_errors
 @one_job("Dose")
-def dose_ui(label, targets, n, seed, fewshot, max_new_tokens, state, progress=gr.Progress()):
+def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, progress=gr.Progress()):
     state = session(state)
-    if label not in state.located or not targets:
+    if located_on not in state.located or not targets:
         raise ParameterError("Pick a located set and a dataset to test.")
-    located = state.located[label].result
+    located = state.located[located_on].result
     target = list(targets)[0]
-    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new_tokens)
+    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
+    positions = check_positions(positions)
     ids = located.located_sample_ids() if target == located.dataset else []
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     params = {"dataset": data_identity(target), "neurons": neurons_identity(located.neurons),
-              "factors": list(DEFAULT_FACTORS), "n": numbers[0], "seed": numbers[1], "located_ids": ids,
+              "factors": list(DEFAULT_FACTORS), "positions": positions, "n": numbers[0], "seed": numbers[1], "located_ids": ids,
               "eval": cfg.to_json()}
     out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
-        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel), update, state.cancel)
+        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions),
+        update, state.cancel)
     return charts.dose_chart(out.value, target)
 
 
 @gpu.on_gpu(gpu.matrix_seconds)
 @shows_errors
 @one_job("Matrix")
-def matrix_ui(mode, factor, targets, n, seed, fewshot, max_new_tokens, metric, state, progress=gr.Progress()):
+def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metric, state, progress=gr.Progress()):
     state = session(state)
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
-    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new_tokens)
-    rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor), e.result.located_sample_ids())
+    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
+    rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor, positions),
+                               e.result.located_sample_ids())
             for e in state.located.values()}
     lm, update = state.model(), progress_reporter(progress)
     rows = {k: v for k, v in rows.items() if v[0].neurons.grid == lm.grid}

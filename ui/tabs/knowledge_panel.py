@@ -53,11 +53,11 @@ def build() -> SimpleNamespace:
     fidelity_plot = gr.Plot(show_label=False, elem_id="knowledge-fidelity-plot")
     reliability_plot = gr.Plot(show_label=False, elem_id="knowledge-reliability-plot")
     editing_plot = gr.Plot(show_label=False, elem_id="knowledge-editing-plot")
-    return SimpleNamespace(inputs=[relations, upload, per_relation, parts], button=button,
+    return SimpleNamespace(relations=relations, upload=upload, per_relation=per_relation, parts=parts, button=button,
                            outputs=[summary, fidelity_plot, reliability_plot, editing_plot])
 
 
-def knowledge_seconds(relations, upload, per_relation, parts, *_rest, **_kw) -> float:
+def knowledge_seconds(relations, per_relation, parts, **_) -> float:
     facts = max(1, len(relations or [])) * int(per_relation or 1)
     return min(300.0, 30.0 + 4.0 * facts + (120.0 if "editing" in (parts or []) else 0.0))
 

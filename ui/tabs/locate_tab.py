@@ -39,7 +39,7 @@ def build() -> SimpleNamespace:
         ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m", visible=False)
         ig_rule = gr.Radio(list(IG_RULES), value=_SCORE.ig_rule, visible=False,
                            label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)")
-        batch = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size",
+        batch_size = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size",
                           info=f"at {DEFAULTS.batch_size}, fewer rows where the memory estimate says they would not fit")
     with gr.Row():
         max_prompt = gr.Number(0, label="max prompt tokens (0: covers 99% of the prompts)")
@@ -62,8 +62,10 @@ def build() -> SimpleNamespace:
     method.change(lambda m: [gr.update(visible=m == "integrated_gradients")] * 2, method, [ig_steps, ig_rule])
     rule.change(lambda r: (gr.update(visible=r == "relative"), gr.update(visible=r == "topk"),
                            gr.update(visible=r == "zscore")), rule, [tau, top_k, sigma])
-    return SimpleNamespace(scoring=[method, ig_steps, ig_rule, max_prompt, max_answer, batch],
-                           thresholds=[rule, tau, p, top_k, sigma, sign], locate_btn=locate_btn,
+    return SimpleNamespace(scoring=SimpleNamespace(method=method, ig_steps=ig_steps, ig_rule=ig_rule,
+                                                   max_prompt=max_prompt, max_answer=max_answer, batch_size=batch_size),
+                           thresholds=SimpleNamespace(rule=rule, tau=tau, p=p, top_k=top_k, sigma=sigma, sign=sign),
+                           locate_btn=locate_btn,
                            cancel_btn=cancel_btn, summary=summary, sweep_btn=sweep_btn, sweep_plot=sweep_plot)
 
 

@@ -40,8 +40,8 @@ def build() -> SimpleNamespace:
         load_btn = gr.Button("Load model", variant="primary")
     estimate = gr.Markdown(elem_id="memory-estimate")
     info = gr.Markdown("Loading the built-in model…", elem_id="model-info")
-    return SimpleNamespace(inputs=[name, dtype, device, quant, dmap, trust], load_btn=load_btn, info=info,
-                           estimate=estimate)
+    return SimpleNamespace(name=name, dtype=dtype, device=device, quant=quant, device_map_auto=dmap,
+                           trust_remote_code=trust, load_btn=load_btn, info=info, estimate=estimate)
 
 
 def _allowed(policy: shared_mode.Policy) -> str | None:

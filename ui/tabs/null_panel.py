@@ -37,10 +37,10 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
             draws = gr.Number(2, label="draws per side")
         button = gr.Button("Measure the empirical null", elem_id="null-btn")
         text = gr.Markdown(elem_id="null-summary")
-    return SimpleNamespace(inputs=[kind, other, draws], button=button, output=text)
+    return SimpleNamespace(kind=kind, other=other, draws=draws, button=button, output=text)
 
 
-def null_seconds(label, kind, other, draws, *_rest, **_kw) -> float:
+def null_seconds(draws, **_) -> float:
     return 30.0 + 60.0 * int(draws)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
@@ -44,18 +45,18 @@ def build() -> SimpleNamespace:
 @gpu.on_gpu(gpu.steer_seconds)
 @shows_errors
 @one_job("Ask")
-def steer_ui(label, mode, factor, prompt, max_new, state):
+def steer_ui(located_on, mode, factor, positions, prompt, max_new, state):
     state = session(state)
-    neurons = state.located_set(label).neurons
+    neurons = state.located_set(located_on).neurons
     if not F.STEER_PROMPT.check(prompt).strip():
         raise ParameterError("Type a prompt to ask the model.")
-    iv, max_new = Intervention.from_inputs(neurons, mode, factor), F.STEER_TOKENS.check(max_new)
+    iv, max_new = Intervention.from_inputs(neurons, mode, factor, positions), F.STEER_TOKENS.check(max_new)
     lm = state.model_for(neurons.grid)  # every input is checked before the model is loaded
     tokens = len(lm.tokenizer(prompt)["input_ids"])
     if tokens > F.TOKEN_CEILING:
         raise ParameterError(f"prompt: {tokens:,} tokens is too long; the limit is {F.TOKEN_CEILING:,}.")
     conditions = {"baseline": None, "intervened": iv,
-                  "control": Intervention.from_inputs(random_like(neurons, 1000, neurons), mode, factor)}
+                  "control": replace(iv, neurons=random_like(neurons, 1000, neurons))}
     answers = {}
     with in_lane("steer", None, state.cancel):
         for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):

@@ -60,10 +60,12 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     specific_plot = gr.Plot(show_label=False)
     specific_table = gr.Dataframe(label="Specificity index", wrap=True)
     knowledge = knowledge_panel.build()
-    return SimpleNamespace(knowledge=knowledge, decouple_inputs=[dataset, other, n, fractions, repeats], decouple_btn=decouple_btn,
+    return SimpleNamespace(knowledge=knowledge, decouple_btn=decouple_btn,
+                           decouple=SimpleNamespace(dataset=dataset, other=other, n=n, fractions=fractions,
+                                                    repeats=repeats),
                            decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
-                           sharing_plot=sharing_plot, specific_inputs=[mode, metric, eval_n], specific_btn=specific_btn,
-                           specific_outputs=[specific_plot, specific_table])
+                           sharing_plot=sharing_plot, specific=SimpleNamespace(mode=mode, metric=metric, eval_n=eval_n),
+                           specific_btn=specific_btn, specific_outputs=[specific_plot, specific_table])
 
 
 def _fractions(text: str) -> list[float]:
@@ -76,13 +78,13 @@ def _fractions(text: str) -> list[float]:
 @gpu.on_gpu(gpu.decouple_seconds)
 @shows_errors
 @one_job("Decouple")
-def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch,
+def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size,
                 rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
     state = session(state)
     inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
               ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
               LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign))
-    batch = F.BATCH.check(batch)
+    batch = F.BATCH.check(batch_size)
     lm, update = state.model(), progress_reporter(progress)
     n, fractions, repeats, seed, cfg, params = inputs
     key = {"datasets": [data_identity(dataset), data_identity(other)], "n": n, "fractions": fractions,
@@ -109,10 +111,10 @@ def sharing_ui(state):
 @gpu.on_gpu(gpu.specificity_seconds)
 @shows_errors
 @one_job("Specificity")
-def specificity_ui(mode, metric, eval_n, fewshot, max_new_tokens, state, progress=gr.Progress()):
+def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, progress=gr.Progress()):
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
-    eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new_tokens)
+    eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new)
     lm, update = state.model(), progress_reporter(progress)
     with in_lane("specificity", update, state.cancel):
         res = run_specificity(lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update,
