@@ -27,7 +27,7 @@ from typing import Any, Iterator, TypeVar, Union
 from .errors import CNLError, ResultFileError
 
 T = TypeVar("T")
-MAX_DEPTH = 64  # results nest a few levels; a deeper file is not one of ours
+MAX_DEPTH = 32  # results nest a few levels; a deeper file is not one of ours (json_io reads files with it too)
 
 
 def to_fields(value: Any, _depth: int = 0) -> Any:

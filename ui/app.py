@@ -58,7 +58,7 @@ def build_app() -> gr.Blocks:
                              [model.info, state], concurrency_id="model-info", concurrency_limit=4)
         # The estimate reads a config (maybe from the Hub): queued, two at a time, the latest input only.
         estimate = {"concurrency_id": "estimate", "concurrency_limit": 2, "trigger_mode": "always_last"}
-        for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs[1:])):
+        for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs if p is not model.name)):
             ev(model_tab.estimate_ui, model_inputs, model.estimate, **estimate)
 
         data.preview_btn.click(data_tab.preview_splits, inputs(data_tab.preview_splits, data), data.split_rows)
@@ -80,11 +80,14 @@ def build_app() -> gr.Blocks:
             ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state),
                [loc.summary, state]).success(*show_compare)
         loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
-        cmp.pick.change(compare_tab.compare_ui, [cmp.pick, state], cmp.outputs)
+        cmp.pick.change(compare_tab.compare_ui, inputs(compare_tab.compare_ui, selected=cmp.pick, state=state),
+                        cmp.outputs)
         insp = cmp.inspector
         inspect = (inspector_panel.inspect_ui, inputs(inspector_panel.inspect_ui, insp, state=state), insp.outputs)
-        insp.click_map.select(inspector_panel.pick_from_map, [cmp.pick, state], insp.neuron).success(*inspect, **heavy)
-        cmp.top.select(inspector_panel.pick_from_table, cmp.top, insp.neuron).success(*inspect, **heavy)
+        insp.click_map.select(inspector_panel.pick_from_map, inputs(inspector_panel.pick_from_map, label=cmp.pick,
+                                                                    state=state), insp.neuron).success(*inspect, **heavy)
+        cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table, table=cmp.top),
+                       insp.neuron).success(*inspect, **heavy)
         insp.button.click(*inspect, **heavy)
         cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick, state=state),
                               cmp.null.output, **heavy)

@@ -57,6 +57,8 @@ def on_gpu(seconds: Callable[..., float]) -> Callable[[F], F]:
             return int(min(MAX_S, max(MIN_S, estimate)))
 
         out = importlib.import_module("spaces").GPU(fn, duration=duration) if zero_gpu() else fn
+        if out is not fn:  # the handler's parameters stay readable through the wrapper (wiring.py, Gradio)
+            out.__wrapped__ = fn
         out.gpu_seconds, out.gpu_estimate = duration, seconds
         return out
 
@@ -101,6 +103,12 @@ def dose_seconds(n, fewshot, max_new, **_) -> float:
 
 def matrix_seconds(targets, n, fewshot, max_new, state, **_) -> float:
     return _evaluations(_count(targets) * int(n) * (1 + 2 * _located(state)), max_new, fewshot)
+
+
+def harness_seconds(tasks, n, draws, fewshot, max_new, **_) -> float:
+    """Every task at n samples, unmodified, intervened and under each control (a task's own sizes are unknown
+    until the harness builds it: n is its limit)."""
+    return _evaluations(len(str(tasks).split(",")) * int(n) * (2 + int(draws)), max_new, fewshot)
 
 
 def steer_seconds(max_new, **_) -> float:

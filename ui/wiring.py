@@ -36,8 +36,12 @@ def parameters(handler: Callable) -> list[str]:
 
 def inputs(handler: Callable, *groups: SimpleNamespace, **named: gr.components.Component) -> list:
     """The components for `handler`'s parameters, in its order: `named` first, then the one group holding the name."""
+    names = parameters(handler)
+    unread = sorted(set(named) - set(names))
+    if unread:
+        raise LookupError(f"{getattr(handler, '__name__', handler)} has no parameter `{unread[0]}`.")
     found = []
-    for name in parameters(handler):
+    for name in names:
         if name in named:
             found.append(named[name])
             continue

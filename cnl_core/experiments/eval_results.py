@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.stats import ControlSummary, Summary
+from ..model.hooks import check_positions
 from ..options import POSITIONS
 from ..serialize import object_of, read_fields
 from .json_io import read_result
@@ -103,6 +104,9 @@ class MatrixResult:
     positions: str = POSITIONS[0]  # token positions every row's intervention changed (files before it: all)
     created: str | None = None
     versions: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_positions(self.positions)
 
     def cell(self, source: str, target: str, metric: str) -> float | None:
         """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field."""

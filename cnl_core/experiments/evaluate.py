@@ -93,7 +93,7 @@ def run_matrix(
     located on), columns = dataset tested.
 
     Each cell is (changed - unmodified) on the same evaluation samples, which avoid every sample any
-    row's neurons were located on. Every row must change its neurons the same way (mode and factor).
+    row's neurons were located on. Every row must change its neurons the same way (mode, factor and positions).
     With `with_controls`, each row gets a control row ("<row> · random"): as many random neurons per layer,
     none of them in the row's set, changed the same way. Under torchrun (`launch`) each cell's batches are
     spread over the processes.

@@ -25,6 +25,7 @@ from ..evaluate.harness import Harness, HarnessSettings, TaskScores, harness_ver
 from ..evaluate.stats import ControlSummary, Deltas, Summary
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
+from ..options import POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from ..serialize import object_of, read_fields, to_fields
@@ -140,6 +141,13 @@ def _scores_json(scores: dict[str, TaskScores]) -> dict:
     return {task: to_fields(s) for task, s in scores.items()}
 
 
+def check_harness_positions(intervention: Intervention | None) -> None:
+    """Harness requests do not say where the answer is: an intervention there changes every position."""
+    if intervention is not None and intervention.positions != POSITIONS[0]:
+        raise ParameterError(f"Harness tasks change the neurons at every token position (positions "
+                             f"'{POSITIONS[0]}').")
+
+
 def run_harness_eval(
     lm: LoadedModel, settings: HarnessSettings, intervention: Intervention | None = None, *, control_draws: int = 1,
     control_may_overlap: bool = False, seed: int = 0, manager=None, located_on: str | None = None,
@@ -151,8 +159,7 @@ def run_harness_eval(
     built-in evaluation), none of them located ones unless `control_may_overlap`.
     """
     F.HARNESS_DRAWS.typed(control_draws)
-    if intervention is not None and intervention.positions != "all":
-        raise ParameterError("Harness tasks change the neurons at every token position (positions 'all').")
+    check_harness_positions(intervention)
     harness = Harness(lm, settings, manager)
     runs: list[tuple[str, Intervention | None]] = [("unmodified", None)]
     if intervention is not None:

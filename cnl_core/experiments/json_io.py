@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 
 from ..errors import ResultFileError
 from ..output_files import atomic_write
-from ..serialize import from_fields
+from ..serialize import MAX_DEPTH, from_fields
 
 T = TypeVar("T")
 MAX_RESULT_BYTES = 50 * 2**20
-MAX_DEPTH = 32  # result files nest a few levels; anything deeper is not one of ours
 
 
 def read_json(path: str | Path, what: str = "result file", allow_list: bool = False) -> dict | list:

@@ -26,7 +26,7 @@ from ..evaluate.accuracy import EvalConfig
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
-from ..options import METRICS
+from ..options import DEFAULTS, METRICS
 from ..progress import Progress
 from .eval_results import MatrixResult
 from .evaluate import run_matrix
@@ -102,7 +102,7 @@ def specificity_index(matrix: MatrixResult, row: str, own: str, metric: str) -> 
 
 def run_specificity(
     lm: LoadedModel, located: Mapping[str, LocateResult], n: int, seed: int = 0, *, mode: str = "zero",
-    factor: float = 2.0, metric: str = METRICS[0], cfg: EvalConfig | None = None,
+    factor: float = DEFAULTS.amplify_factor, metric: str = METRICS[0], cfg: EvalConfig | None = None,
     progress: Progress | None = None, cancel: threading.Event | None = None,
 ) -> SpecificityResult:
     """Intervene on each dataset's specific neurons and on the shared ones; the specificity index per dataset.
@@ -113,7 +113,7 @@ def run_specificity(
         raise ParameterError(f"The specificity metric must be one of {', '.join(METRICS)}.")
     split = split_by_sharing({name: r.neurons for name, r in located.items()})
     for r in located.values():
-        r.grid.check_on(lm.grid, "The located sets")
+        r.grid.check_on(lm.grid, "These sets")
     all_ids = [i for r in located.values() for i in r.located_sample_ids()]
     rows = {f"{name} specific": (Intervention(split.specific[name], mode, factor), all_ids) for name in split.names}
     rows[SHARED] = (Intervention(split.shared_by_all, mode, factor), all_ids)

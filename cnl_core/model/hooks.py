@@ -87,7 +87,7 @@ class Intervention:
     neurons: NeuronSet
     mode: str = "zero"
     factor: float = DEFAULTS.amplify_factor  # used by amplify
-    positions: str = "all"  # all token positions, or only those that predict answer tokens
+    positions: str = POSITIONS[0]  # all token positions, or only those that predict answer tokens
 
     def __post_init__(self):
         if self.mode not in INTERVENTION_MODES:
@@ -99,7 +99,7 @@ class Intervention:
                 raise ParameterError("Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead.")
 
     @staticmethod
-    def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = "all") -> "Intervention":
+    def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = POSITIONS[0]) -> "Intervention":
         """From a form or the command line: the factor may be text, and is read only when amplifying."""
         return Intervention(neurons, mode, F.FACTOR.check(factor) if mode == "amplify" else DEFAULTS.amplify_factor,
                             positions)
@@ -244,7 +244,7 @@ def edited(lm: LoadedModel, edit: Edit) -> Iterator[None]:
 def intervene(lm: LoadedModel, iv: Intervention | None) -> Iterator[None]:
     """Apply iv to every forward pass inside the block (None: run the unmodified model), holding the model's lock.
 
-    For passes that do not say where the answer is (the harness's, a probe's, steering's), an answer-position
+    For passes that do not say where the answer is (a probe's), an answer-position
     intervention changes each row's last position: the one that predicts the next token (a prompt pass's first
     answer token, a decoding step's token). The library's own passes take an `Edit` and name the positions.
     """

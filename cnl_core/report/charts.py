@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import torch
 
+from ..errors import ParameterError
 from ..experiments.decouple import DecoupleResult
 from ..experiments.demo import DemoResult
 from ..experiments.dose import DosePoint
@@ -86,6 +87,8 @@ def cross_matrix_heatmap(result: MatrixResult, metric: str = METRICS[0]) -> alt.
 
     The colour scale is symmetric around 0 and covers every value: red = worse than the unmodified model.
     """
+    if metric not in METRICS:
+        raise ParameterError(f"Metric must be one of {', '.join(METRICS)}, not {metric!r}.")
     cell = f"delta_{metric}"
     rows = [{"row": s, "column": t, "value": result.cell(s, t, cell)}
             for s in result.sources for t in result.targets if result.cell(s, t, cell) is not None]

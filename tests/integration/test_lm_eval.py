@@ -161,6 +161,10 @@ def test_dashboard_runs_a_harness_task_into_the_same_charts_and_history(lm, task
     with pytest.raises(Exception, match="Unknown lm-eval task"):
         harness_panel.harness_ui("hand", "zero", 2.0, "all", "no_such_task_xyz", str(task_dir), 3, 0, 0, -1, 0,
                                  False, state, progress=lambda *a, **k: None)
+    state.model_for = lambda grid: pytest.fail("the model was asked for")
+    with pytest.raises(Exception, match="Harness tasks change the neurons at every token position"):
+        harness_panel.harness_ui("hand", "zero", 2.0, "answer", TASK, str(task_dir), 3, 0, 0, -1, 0, False, state,
+                                 progress=lambda *a, **k: None)
 
 
 def test_bad_requests_are_refused_before_the_model_loads(task_dir, tmp_path):

@@ -5,9 +5,11 @@ import json
 
 import gradio as gr
 import numpy as np
+import pytest
 import torch
 
 from cnl_core.cli import build_parser
+from cnl_core.errors import ParameterError
 from cnl_core.evaluate.accuracy import EvalConfig, SampleResult
 from cnl_core.evaluate.stats import Deltas, Summary, per_sample_metrics
 from cnl_core.experiments.eval_results import MatrixResult
@@ -61,6 +63,10 @@ def test_metric_names_are_defined_once_and_read_by_the_cli_the_library_and_the_c
     for metric in METRICS:
         chart = charts.cross_matrix_heatmap(matrix, metric).to_dict()
         assert METRIC_TITLES[metric] in json.dumps(chart) and chart["datasets"]
+    with pytest.raises(ParameterError, match="Metric must be one of gold_loglik, accuracy, not 'delta_gold_loglik'"):
+        charts.cross_matrix_heatmap(matrix, "delta_gold_loglik")  # the cell's name is not a metric
+    with pytest.raises(ParameterError, match="Positions must be one of all, answer, not 'middle'"):
+        MatrixResult("m", "zero", 0.0, 2, 0, ["s"], ["t"], {"t": baseline}, cells, EvalConfig(), "middle")
 
 
 def test_a_new_scoring_method_is_one_registered_function(monkeypatch):

@@ -32,6 +32,8 @@ def test_a_name_found_nowhere_or_twice_is_refused_by_name():
         with pytest.raises(LookupError, match="reads `state`, but none of the groups"):
             wiring.inputs(handler, one)
         assert wiring.inputs(handler, one, two, n=two.n, state=state)[1] is two.n  # named: the choice is explicit
+        with pytest.raises(LookupError, match="handler has no parameter `max_new`"):  # a renamed parameter
+            wiring.inputs(handler, one, n=two.n, max_new=two.n, state=state)
 
 
 def test_every_handler_of_the_dashboard_is_wired_by_its_parameter_names():

@@ -13,10 +13,10 @@ import pytest
 
 from ui import gpu, wiring
 from ui.session import Session
-from ui.tabs import (demo_panel, inspector_panel, intervene_tab, knowledge_panel, locate_tab, null_panel, steer_panel,
+from ui.tabs import (demo_panel, harness_panel, inspector_panel, intervene_tab, knowledge_panel, locate_tab, null_panel, steer_panel,
                      studies_tab)
 
-HEAVY = [demo_panel.demo_ui, inspector_panel.inspect_ui, intervene_tab.intervene_ui, intervene_tab.dose_ui,
+HEAVY = [harness_panel.harness_ui, demo_panel.demo_ui, inspector_panel.inspect_ui, intervene_tab.intervene_ui, intervene_tab.dose_ui,
          intervene_tab.matrix_ui, locate_tab.locate_ui, steer_panel.steer_ui, studies_tab.decouple_ui,
          studies_tab.specificity_ui]
 
@@ -72,6 +72,17 @@ def test_on_zero_gpu_the_handler_runs_inside_spaces_gpu_with_its_duration(monkey
     finally:
         monkeypatch.delenv("SPACES_ZERO_GPU")
         importlib.reload(locate_tab)
+
+
+def test_on_zero_gpu_the_wrapper_still_shows_the_handlers_parameters(monkeypatch, fake_spaces):
+    """app.py reads each handler's inputs from its parameters: a wrapper that hid them would wire nothing."""
+    def handler(located_on, n, state, progress=gr.Progress()):
+        return n
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    wrapped = gpu.on_gpu(lambda n, **_: n)(handler)
+    assert wrapped is not handler and wiring.parameters(wrapped) == ["located_on", "n", "state"]
+    assert wrapped("a", 3, None) == 3 and fake_spaces.asked == [gpu.MIN_S]
 
 
 def test_durations_follow_the_work_and_survive_bad_inputs():

@@ -18,9 +18,10 @@ from cnl_core import shared_mode
 from cnl_core.errors import HarnessError
 from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
 from cnl_core.evaluate.task_files import DATA_SUFFIXES, TASK_SUFFIXES, save_task_files
-from cnl_core.experiments.harness_eval import run_harness_eval
+from cnl_core.experiments.harness_eval import check_harness_positions, run_harness_eval
 from cnl_core.model.hooks import Intervention
 
+from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
@@ -83,6 +84,7 @@ def take_task_files(files, state):
                          "No task YAML among the files (a YAML's `task:` names it).")
 
 
+@gpu.on_gpu(gpu.harness_seconds)
 @shows_errors
 @one_job("lm-eval")
 def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new, overlap,
@@ -93,6 +95,7 @@ def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, dra
     # the n box is shared with the built-in evaluation: it is never "the whole task", an empty box is refused
     settings = HarnessSettings.from_inputs(tasks, include, F.EVAL_N.check(n), fewshot, max_new)
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
+    check_harness_positions(iv)  # refused before the model is asked for
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = task_manager(settings)  # an unknown task is refused before any model work
     lm, update = state.model_for(located.grid), progress_reporter(progress)

@@ -126,7 +126,7 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
               "factors": list(DEFAULT_FACTORS), "positions": positions, "n": numbers[0], "seed": numbers[1], "located_ids": ids,
               "eval": cfg.to_json()}
     out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
-        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions),
+        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions),
         update, state.cancel)
     return charts.dose_chart(out.value, target)
 
@@ -143,9 +143,12 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
                                e.result.located_sample_ids())
             for e in state.located.values()}
     lm, update = state.model(), progress_reporter(progress)
-    rows = {k: v for k, v in rows.items() if v[0].neurons.grid == lm.grid}
-    params = {"rows": {k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(), "located_ids": list(ids)}
-                       for k, (iv, ids) in rows.items()},
+    elsewhere = [k for k, (iv, _) in rows.items() if iv.neurons.grid != lm.grid]
+    if elsewhere:  # sets re-loaded from another model stay in the session; the matrix says which it left out
+        gr.Warning(f"Left out of the matrix (located on another model's grid): {', '.join(elsewhere)}.")
+    rows = {k: v for k, v in rows.items() if k not in elsewhere}
+    params = {"rows": {k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(),
+                           "located_ids": list(ids)} for k, (iv, ids) in rows.items()},
               "targets": [data_identity(t) for t in targets], "n": numbers[0], "seed": numbers[1],
               "eval": cfg.to_json()}
     out = served("matrix", lm, params, MatrixResult, lambda: run_matrix(
