@@ -47,6 +47,7 @@ def test_dashboard_defaults_and_choices_are_the_library_ones():
         list(scorer_names())
     for label in ("cell: the change of", "effect measured on"):  # the matrix's cells, the specificity index
         assert [c[1] for c in by_label[label].choices] == list(METRICS) and by_label[label].value == METRICS[0]
+        assert [c[0] for c in by_label[label].choices] == [METRIC_TITLES[m] for m in METRICS]  # shown by title
 
 
 def test_metric_names_are_defined_once_and_read_by_the_cli_the_library_and_the_charts():

@@ -14,7 +14,7 @@ from cnl_core.experiments.dose import DEFAULT_FACTORS, DosePoint, run_dose_respo
 from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.evaluate import run_evaluate, run_matrix
 from cnl_core.model.hooks import Intervention, check_positions
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRICS, POSITIONS
+from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
 
 from .. import gpu
@@ -60,7 +60,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         dose_btn = gr.Button("Run dose-response on the first dataset to test")
         dose_plot = gr.Plot(show_label=False, elem_id="dose-plot")
     with gr.Accordion("Cross-dataset matrix (paper Figure 5)", open=False):
-        metric = gr.Radio(list(METRICS), value=METRICS[0], label="cell: the change of")
+        metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="cell: the change of")
         matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
         matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
     return SimpleNamespace(located_on=located_on, mode=mode, factor=factor, positions=positions, targets=targets,

@@ -14,7 +14,7 @@ from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, DecoupleResult, run
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRICS
+from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
 from .. import gpu
@@ -54,7 +54,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
     with gr.Row():
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
-        metric = gr.Radio(list(METRICS), value=METRICS[0], label="effect measured on")
+        metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="effect measured on")
         eval_n = gr.Number(DEFAULTS.eval_n, label="n test samples per dataset")
     specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
     specific_plot = gr.Plot(show_label=False)
