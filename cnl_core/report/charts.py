@@ -15,7 +15,7 @@ from ..experiments.dose import DosePoint
 from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.locate import SweepRow
 from ..experiments.locate_result import LocateResult
-from ..options import METRIC_TITLES, METRICS
+from ..options import METRIC_TITLES, METRICS, POSITIONS
 from ..output_files import atomic_write
 
 
@@ -273,12 +273,14 @@ def demo_chart(result: DemoResult) -> alt.HConcatChart:
     return alt.hconcat(acc, change)
 
 
-def dose_chart(points: list[DosePoint], dataset: str) -> alt.HConcatChart:
-    """Accuracy and the change of gold log-likelihood against the factor (0 = zeroed, 1 = unmodified)."""
+def dose_chart(points: list[DosePoint], dataset: str, positions: str = POSITIONS[0]) -> alt.HConcatChart:
+    """Accuracy and the change of gold log-likelihood against the factor (0 = zeroed, 1 = unmodified); the axis
+    names the token positions changed when they are only the answer's."""
     df = pd.DataFrame([vars(p) for p in points])
-    x = alt.X("factor:Q", title="factor on the located neurons (0 = zeroed, 1 = unmodified)")
+    where = "" if positions == POSITIONS[0] else ", at the answer positions"
+    x = alt.X("factor:Q", title=f"factor on the located neurons (0 = zeroed, 1 = unmodified){where}")
     panels = [alt.Chart(df).mark_line(point=True).encode(
-        x=x, y=alt.Y("delta_gold_loglik:Q", title="change of gold log-likelihood (higher = better)"),
+        x=x, y=alt.Y("delta_gold_loglik:Q", title=f"change of {METRIC_TITLES['gold_loglik']} (higher = better)"),
         tooltip=["factor", alt.Tooltip("delta_gold_loglik:Q", format="+.3f")]).properties(
         width=330, height=240, title=f"{dataset}: log-likelihood by dose")]
     if df["accuracy"].notna().any():

@@ -22,3 +22,15 @@ def test_accuracy_axis_spans_zero_to_one_under_one_title():
 def test_loglik_axis_is_titled_in_words():
     spec = evaluation_bars(result(0.5), "gold_loglik").to_dict()
     assert {layer["encoding"]["y"]["title"] for layer in spec["layer"]} == {"gold log-likelihood / token"}
+
+
+def test_the_dose_chart_says_when_only_the_answer_positions_were_changed():
+    import json
+
+    from cnl_core.experiments.dose import DosePoint
+    from cnl_core.report.charts import dose_chart
+
+    points = [DosePoint(0.0, 0.1, None, -2.0, -1.0, None), DosePoint(1.0, 0.5, None, -1.0, 0.0, None)]
+    every, answer = (json.dumps(dose_chart(points, "add1", p).to_dict()) for p in ("all", "answer"))
+    assert "at the answer positions" in answer and "at the answer positions" not in every
+    assert "gold log-likelihood / token" in every

@@ -128,7 +128,7 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
     out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
         lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions),
         update, state.cancel)
-    return charts.dose_chart(out.value, target)
+    return charts.dose_chart(out.value, target, positions)
 
 
 @gpu.on_gpu(gpu.matrix_seconds)
