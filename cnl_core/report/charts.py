@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import altair as alt
 import pandas as pd
@@ -48,9 +49,21 @@ def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
     ).properties(width=880, height=240)
 
 
-def short_label(name: str, limit: int = 18) -> str:
-    """A label that fits an axis; the full name stays in the tooltip."""
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+def short_labels(names: list[str], limit: int = 22) -> dict[str, str]:
+    """Axis labels for several names, each one distinct: the part every name shares up to a ':' (the model) is
+    left out, and a long rest keeps its start and its end (a split's name is at the end). Names that would still
+    collide keep their full text."""
+    cut = 0
+    if len(names) > 1:
+        common = os.path.commonprefix(list(names))
+        cut = common.rfind(":") + 1
+    labels = {}
+    for name in names:
+        rest = name[cut:] or name
+        labels[name] = rest if len(rest) <= limit else rest[: limit // 2 - 1] + "…" + rest[-(limit - limit // 2):]
+    if len(set(labels.values())) < len(labels):
+        return {name: name for name in names}
+    return labels
 
 
 def matrix_heatmap(names: list[str], values: list[list[float]], title: str, fmt: str = ".3f",
@@ -69,10 +82,11 @@ def matrix_heatmap(names: list[str], values: list[list[float]], title: str, fmt:
 def _matrix(df: pd.DataFrame, rows: list[str], cols: list[str], title: str, fmt: str, scheme: str,
             domain: list[float] | None, x_title: str | None = None, y_title: str | None = None) -> alt.Chart:
     scale = alt.Scale(scheme=scheme, domain=domain) if domain else alt.Scale(scheme=scheme)
-    df = df.assign(row_label=df["row"].map(short_label), column_label=df["column"].map(short_label))
+    row_labels, col_labels = short_labels(rows), short_labels(cols)
+    df = df.assign(row_label=df["row"].map(row_labels), column_label=df["column"].map(col_labels))
     base = alt.Chart(df, title=title).encode(
-        x=alt.X("column_label:N", sort=[short_label(c) for c in cols], title=x_title, axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("row_label:N", sort=[short_label(r) for r in rows], title=y_title))
+        x=alt.X("column_label:N", sort=[col_labels[c] for c in cols], title=x_title, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("row_label:N", sort=[row_labels[r] for r in rows], title=y_title))
     tips = ["row", "column", alt.Tooltip("value:Q", format=fmt)] + (
         [alt.Tooltip("chance:Q", format=".2e")] if "chance" in df else [])
     rect = base.mark_rect().encode(color=alt.Color("value:Q", scale=scale, title=None), tooltip=tips)

@@ -34,3 +34,16 @@ def test_the_dose_chart_says_when_only_the_answer_positions_were_changed():
     every, answer = (json.dumps(dose_chart(points, "add1", p).to_dict()) for p in ("all", "answer"))
     assert "at the answer positions" in answer and "at the answer positions" not in every
     assert "gold log-likelihood / token" in every
+
+
+def test_matrix_labels_stay_distinct_when_names_share_a_long_model_prefix():
+    """A Compare matrix holds every set of a run (all, split0, split1, ...): cut to 18 characters they all read
+    'smollm2-135m:gsm8…', and their cells were drawn on top of each other."""
+    from cnl_core.report.charts import matrix_heatmap, short_labels
+
+    names = [f"smollm2-135m:{d}/{part}" for d in ("gsm8k", "imdb") for part in ("all", "split0", "split1")]
+    labels = short_labels(names)
+    assert len(set(labels.values())) == len(names) and labels[names[1]] == "gsm8k/split0"
+    chart = matrix_heatmap(names, [[1.0] * 6 for _ in names], "Overlap").to_dict()
+    data = next(iter(chart["datasets"].values()))
+    assert len({(r["row_label"], r["column_label"]) for r in data}) == 36  # one cell per pair, none on another
