@@ -83,6 +83,15 @@ class Policy:
         return (f"Shared mode is on ({self.why}): visitors upload data files only; folders they may name: {folders}; "
                 f"models: the built-in one and {models}; trust_remote_code stays off.")
 
+    def for_visitors(self) -> str:
+        """What a visitor of a shared dashboard may do and should expect, in their words (the page's banner)."""
+        models = ", ".join(self.allowed_models) if self.allowed_models else "Hub models with safetensors weights"
+        folders = f"; folders on this server: {', '.join(map(str, self.allowed_paths))}" if self.allowed_paths else ""
+        return ("**This lab is shared with other visitors.** Your uploads and results are yours alone. Each visitor "
+                "runs one job at a time, and jobs wait in line for the model: you see your place and the time left; "
+                "work another visitor already did is served at once. You may upload CSV/JSONL data (read as data, "
+                f"never run) and load the built-in model or {models}{folders}; trust_remote_code stays off.")
+
     def allows_path(self, path: str | os.PathLike) -> bool:
         """Local use: any path. Shared: only paths under an allowed folder (symbolic links resolved first)."""
         if not self.shared:

@@ -33,7 +33,7 @@ def build_app() -> gr.Blocks:
         state = gr.State(None, delete_callback=state_deleted)  # Gradio drops a closed tab's state: free it
         gr.Markdown(TITLE)
         if policy.shared:
-            gr.Markdown(f"*{policy.describe()}*", elem_id="shared-mode")
+            gr.Markdown(policy.for_visitors(), elem_id="shared-mode")
         intro = demo_panel.build()
         with gr.Tab("1 · Model"):
             model = model_tab.build()
@@ -92,6 +92,7 @@ def build_app() -> gr.Blocks:
         cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick, state=state),
                               cmp.null.output, **heavy)
 
+        iv.located_on.change(intervene_tab.follow_set, inputs(intervene_tab.follow_set, iv, state=state), iv.targets)
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui, inputs(intervene_tab.intervene_ui, iv, state=state),
                                  [*iv.outputs, state], **heavy)
         mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, inputs(intervene_tab.matrix_ui, iv, state=state),
@@ -110,7 +111,7 @@ def build_app() -> gr.Blocks:
             iv_events.append(hp_ev)
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
-        iv.cancel_btn.click(locate_tab.cancel_ui, state, None, cancels=iv_events, queue=False)
+        iv.cancel_btn.click(locate_tab.cancel_job, state, None, cancels=iv_events, queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
                                                                loc.thresholds, state=state),

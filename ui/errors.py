@@ -13,7 +13,7 @@ import time
 
 import gradio as gr
 
-from cnl_core.errors import CNLError
+from cnl_core.errors import Cancelled, CNLError
 
 log = logging.getLogger("cnl.dashboard")
 
@@ -21,6 +21,9 @@ log = logging.getLogger("cnl.dashboard")
 def _shown(fn, exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
+    if isinstance(exc, Cancelled):  # what the visitor asked for: a notice titled so, not an "Error"
+        log.info("cancelled: %s", exc)
+        return gr.Error(str(exc), title="Cancelled", duration=10, print_exception=False)
     if isinstance(exc, CNLError):
         log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
         return gr.Error(str(exc), duration=None, print_exception=False)

@@ -26,8 +26,8 @@ def shared_app(tmp_path_factory, lm):
 
 def test_the_page_says_shared_mode_and_offers_no_remote_code(shared_app):
     url, page, allowed = shared_app
-    banner = wait_for_text(page.locator("#shared-mode"), ["Shared mode is on", str(allowed)], timeout=30)
-    assert "trust_remote_code stays off" in banner
+    banner = wait_for_text(page.locator("#shared-mode"), ["This lab is shared", str(allowed)], timeout=30)
+    assert "trust_remote_code stays off" in banner and "one job at a time" in banner
     trust = page.get_by_label("trust_remote_code (runs the repo's code: only if you trust it)")
     assert trust.count() == 0 or not trust.first.is_visible()
     wait_for_text(page.locator("#model-info"), ["30 layers x 1536"], timeout=180)  # the built-in model still loads

@@ -134,3 +134,11 @@ def test_the_matrix_honours_the_tabs_token_positions(located_state):
         assert state.matrix.positions == positions and state.matrix.to_json()["positions"] == positions
         cells[positions] = state.matrix.cell("arithmetic", "add1", "delta_gold_loglik")
     assert cells["answer"] != cells["all"]  # the prompt's positions left alone: a different change
+
+
+def test_test_on_follows_the_chosen_set(located_state):
+    """A set located on one dataset is first tested on that dataset, not on the box's default (gsm8k)."""
+    from ui.tabs import intervene_tab
+
+    assert intervene_tab.follow_set("smollm2-135m:arithmetic", located_state)["value"] == ["arithmetic"]
+    assert "value" not in intervene_tab.follow_set("no such set", located_state)

@@ -47,6 +47,7 @@ def test_the_operator_lists_come_from_flags_and_the_environment(tmp_path):
     assert policy.allows_path(tmp_path / "a" / "x" / "m") and not policy.allows_path(tmp_path / "c")
     assert "Shared mode is on" in policy.describe() and "gpt2" in policy.describe()
     assert "off" in Policy().describe()
+    assert "gpt2" in policy.for_visitors() and "yours alone" in policy.for_visitors()
 
 
 def _config(folder, **extra):

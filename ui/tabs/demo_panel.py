@@ -34,7 +34,8 @@ def build() -> SimpleNamespace:
         gr.Markdown(INTRO, elem_id="demo-intro")
         button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn", scale=0, min_width=180)
     scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO, elem_id="demo-scored")
-    summary = gr.Markdown(elem_id="demo-summary")
+    # room from the start: the progress bar and its time left are drawn over this box while the demo runs
+    summary = gr.Markdown("*The demo's result and its progress show here.*", elem_id="demo-summary", min_height=90)
     plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
     content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
     return SimpleNamespace(button=button, scored=scored, outputs=[summary, plot, content_plot])
@@ -75,7 +76,7 @@ def demo_ui(scored, state, progress=gr.Progress()):
         return (text, gr.update(value=charts.demo_chart(both.with_format), visible=True),
                 gr.update(value=charts.demo_chart(both.content_only), visible=True))
     res = out.value
-    text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons changed; pale bars: as many random "
-            f"neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
+    text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
+            f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
             f"{source_note(out) or f'Took {res.seconds:.0f} s.'}")
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)

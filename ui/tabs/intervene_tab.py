@@ -23,6 +23,7 @@ from ..session import Session, session
 from ..shared_work import data_identity, neurons_identity, served
 from ..visitors import one_job
 from . import harness_panel, steer_panel
+from .data_tab import builtin_names
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
@@ -69,6 +70,16 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
                            dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
+
+
+def follow_set(located_on, state):
+    """'Test on' follows the chosen set: its own dataset, when the box offers it (a set located on imdb was tested
+    on the default gsm8k before anyone noticed). Other datasets are a tick away."""
+    state = session(state)
+    entry = state.located.get(located_on) if located_on else None
+    if entry is None or entry.result.dataset not in builtin_names() + state.uploads:
+        return gr.update()
+    return gr.update(value=[entry.result.dataset])
 
 
 def eval_numbers(n, seed) -> tuple[int, int]:

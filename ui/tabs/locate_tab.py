@@ -108,10 +108,17 @@ def relocalize_ui(rule, tau, p, top_k, sigma, sign, state):
     return summary(state), state
 
 
-def cancel_ui(state):
+def cancel_ui(state) -> str:
+    """Cancel the visitor's running job; the Locate summary says what happens to its work."""
+    cancel_job(state)
+    return ("**Cancelled.** The run stops at its next batch; the batches it finished stay cached, so the next "
+            "Locate picks up from them.")
+
+
+def cancel_job(state) -> None:
+    """Cancel the visitor's running job (it stops at its next batch or token, releasing the model)."""
     if isinstance(state, Session):
         state.cancel.set()
-    return "Cancelling… finished batches stay cached and are reused next time."
 
 
 def summary(state: Session) -> str:

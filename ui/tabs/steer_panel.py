@@ -22,7 +22,7 @@ from ..visitors import one_job
 HELP = ("**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
         "changed (the intervention and factor above), and with as many random neurons changed the same way; the "
         "answers grow token by token. Below: how much each of the unmodified answer's tokens loses (red) or gains "
-        "(green) in log-probability when the located neurons are changed.")
+        "(purple) in log-probability when the located neurons are changed.")
 
 
 def build() -> SimpleNamespace:
