@@ -61,7 +61,8 @@ class NumberField:
             return f"{number:g} is not a whole number; {self.span()}."
         too_low = number <= self.low if self.open_low else number < self.low
         if too_low or number > self.high:
-            return f"{number:g} is out of range; {self.span()}."
+            whole = number == int(number) and abs(number) < 1e15
+            return f"{f'{int(number):,}' if whole else f'{number:g}'} is out of range; {self.span()}."
         return None
 
     def check(self, value) -> int | float:

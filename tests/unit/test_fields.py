@@ -41,7 +41,7 @@ ANY_VALUE = st.one_of(
     (lambda: split_numbers(None, 2, 0), "n per split: empty"),
     (lambda: params_from("zscore", 0.2, 0.5, 100, None, "positive"), "z-score sigma: empty"),
     (lambda: params_from("zscore", 0.2, 0.5, 100, 1e309, "positive"), "z-score sigma: inf is not a finite number"),
-    (lambda: params_from("topk", 0.2, 0.5, 1e9, 3.0, "positive"), "top-k: 1e+09 is out of range"),
+    (lambda: params_from("topk", 0.2, 0.5, 1e9, 3.0, "positive"), "top-k: 1,000,000,000 is out of range"),
     (lambda: eval_config(1.5, 0), "few-shot"),
     (lambda: eval_config(-1, float("nan")), "max new tokens"),
     (lambda: Intervention.from_inputs(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), "amplify", 0), "choose the 'zero' intervention"),
