@@ -30,14 +30,18 @@ SCORED_INFO = ("the answer ' 7' is a space token, then the digit: 'digits only' 
 
 
 def build() -> SimpleNamespace:
-    with gr.Row():
-        gr.Markdown(INTRO, elem_id="demo-intro")
-        button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn", scale=0, min_width=180)
-    scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO, elem_id="demo-scored")
-    # room from the start: the progress bar and its time left are drawn over this box while the demo runs
-    summary = gr.Markdown("*The demo's result and its progress show here.*", elem_id="demo-summary", min_height=90)
-    plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
-    content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
+    # above the tabs, and folded away in one click: on a projector the tabs then start at the top
+    with gr.Accordion("The one-click demo", open=True, elem_id="demo"):
+        with gr.Row():
+            gr.Markdown(INTRO, elem_id="demo-intro")
+            button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn", scale=0, min_width=180)
+        scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO,
+                          elem_id="demo-scored")
+        # room from the start: the progress bar and its time left are drawn over this box while the demo runs
+        summary = gr.Markdown("*The demo's result and its progress show here.*", elem_id="demo-summary",
+                              min_height=90)
+        plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
+        content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
     return SimpleNamespace(button=button, scored=scored, outputs=[summary, plot, content_plot])
 
 

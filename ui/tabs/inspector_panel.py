@@ -31,8 +31,11 @@ HELP = ("**Inspect a neuron.** Click a cell of the map (its strongest neuron ope
 def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector"):
         gr.Markdown(HELP)
-        click_map = gr.Image(label="Click map (darker = selected by more samples; ★ marks neurons in several sets)",
-                             interactive=False, elem_id="click-map", type="numpy", height=30 * CELL_H + 10)
+        # the caption sits above the map, not on it: a label drawn over the image hid the last layers' rows
+        gr.Markdown(f"**Click map**: a row per layer (the last on top), {BINS} cells "
+                    f"per row, each a bin of neighbouring neurons; darker = selected by more samples; ★ = in several sets.")
+        click_map = gr.Image(show_label=False, interactive=False, elem_id="click-map", type="numpy",
+                             height=30 * CELL_H + 10)
         with gr.Row():
             neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box", max_length=F.NEURON.max_chars)
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")

@@ -158,6 +158,9 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
     if elsewhere:  # sets re-loaded from another model stay in the session; the matrix says which it left out
         gr.Warning(f"Left out of the matrix (located on another model's grid): {', '.join(elsewhere)}.")
     rows = {k: v for k, v in rows.items() if k not in elsewhere}
+    if len(rows) == 1:
+        gr.Info("One located set: the matrix shows it and its random control. Locate a second dataset to see "
+                "whose neurons carry which capability (the paper's Figure 5).")
     params = {"rows": {k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(),
                            "located_ids": list(ids)} for k, (iv, ids) in rows.items()},
               "targets": [data_identity(t) for t in targets], "n": numbers[0], "seed": numbers[1],
