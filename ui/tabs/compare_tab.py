@@ -52,7 +52,7 @@ def outputs(state: Session, selected: str | None = None) -> tuple:
     chance = pd.DataFrame([{"set A": mat.names[i], "set B": mat.names[j], "IoU": round(mat.iou[i][j], 4),
                             "chance IoU": round(mat.chance_iou[i][j], 6)}
                            for i in range(len(mat.names)) for j in range(i + 1, len(mat.names))])
-    return (heat, bars, overlap, iou, chance, exports.neurons_table(entry.result).head(30),
+    return (heat, bars, overlap, iou, chance, exports.neurons_table(entry.result).head(30).round(4),
             inspector_panel.click_map(state, label))
 
 
