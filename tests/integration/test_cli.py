@@ -129,7 +129,7 @@ BAD_INPUTS = [
     (["locate", "--model", "/no/such/model", "--n", "0"], "argument --n: 0 is out of range"),
     (["locate", "--model", "/no/such/model", "--dataset", "/no/such/file.csv"], "No dataset file"),
     (["evaluate", "--model", "/no/such/model", "--neurons", "/nonexistent.json"], "Could not read"),
-    (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "1e4"], "argument --max-new-tokens: 10000 is out"),
+    (["evaluate", "--model", "/no/such/model", "--max-new-tokens", "1e4"], "argument --max-new-tokens: 10,000 is out"),
 ]
 
 
