@@ -9,7 +9,7 @@ from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 
 from .session import session
-from .visitors import start_session, state_deleted, tab_closed
+from .visitors import cancel_job, start_session, state_deleted, tab_closed
 from .wiring import inputs
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
                    knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
@@ -111,7 +111,7 @@ def build_app() -> gr.Blocks:
             iv_events.append(hp_ev)
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
-        iv.cancel_btn.click(locate_tab.cancel_job, state, None, cancels=iv_events, queue=False)
+        iv.cancel_btn.click(cancel_job, state, None, cancels=iv_events, queue=False)
 
         std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
                                                                loc.thresholds, state=state),

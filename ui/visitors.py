@@ -132,6 +132,12 @@ def one_job(name: str):
     return wrap
 
 
+def cancel_job(state) -> None:
+    """The Cancel buttons: the visitor's running job stops at its next batch or token, releasing the model."""
+    if isinstance(state, Session):
+        state.cancel.set()
+
+
 def start_session(request: gr.Request = None) -> Session:
     """A new tab's session (demo.load), remembered by the tab's session hash so that its end can free it."""
     return VISITORS.arrive(getattr(request, "session_hash", None), Session())

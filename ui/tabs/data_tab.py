@@ -22,7 +22,7 @@ from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
-from ..session import PendingUpload, session
+from ..session import PendingUpload, Session, session
 from .locate_tab import split_numbers
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
@@ -42,6 +42,11 @@ def dataset_table() -> pd.DataFrame:
 
 def builtin_names() -> list[str]:
     return [d.name for d in list_datasets() if d.source != "upload"]
+
+
+def dataset_choices(state: Session) -> list[str]:
+    """The datasets this visitor's boxes offer: the built-in ones and their own uploads."""
+    return builtin_names() + state.uploads
 
 
 def build() -> SimpleNamespace:
@@ -115,7 +120,7 @@ def add_upload(up_name, prompt_col, answer_col, labels, template, datasets, stat
            f"{report['unknown_label']} with an unknown label were skipped.")
     if dropped:
         msg += f" Set aside to stay within {F.SESSION_UPLOADS} uploaded datasets: {', '.join(dropped)}."
-    choices = builtin_names() + state.uploads
+    choices = dataset_choices(state)
     kept = [c for c in datasets or [] if c in choices and c != spec.name]
     return msg, gr.update(choices=choices, value=kept + [spec.name]), gr.update(choices=choices), state
 

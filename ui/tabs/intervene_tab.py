@@ -23,7 +23,7 @@ from ..session import Session, session
 from ..shared_work import data_identity, neurons_identity, served
 from ..visitors import one_job
 from . import harness_panel, steer_panel
-from .data_tab import builtin_names
+from .data_tab import dataset_choices
 
 HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
@@ -77,7 +77,7 @@ def follow_set(located_on, state):
     on the default gsm8k before anyone noticed). Other datasets are a tick away."""
     state = session(state)
     entry = state.located.get(located_on) if located_on else None
-    if entry is None or entry.result.dataset not in builtin_names() + state.uploads:
+    if entry is None or entry.result.dataset not in dataset_choices(state):
         return gr.update()
     return gr.update(value=[entry.result.dataset])
 

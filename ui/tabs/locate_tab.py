@@ -18,7 +18,7 @@ from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
 from ..shared_work import in_lane
-from ..visitors import one_job
+from ..visitors import cancel_job, one_job
 
 HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
         "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
@@ -114,11 +114,6 @@ def cancel_ui(state) -> str:
     return ("**Cancelled.** The run stops at its next batch; the batches it finished stay cached, so the next "
             "Locate picks up from them.")
 
-
-def cancel_job(state) -> None:
-    """Cancel the visitor's running job (it stops at its next batch or token, releasing the model)."""
-    if isinstance(state, Session):
-        state.cancel.set()
 
 
 def summary(state: Session) -> str:
