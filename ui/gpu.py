@@ -20,6 +20,7 @@ import inspect
 import os
 from typing import Callable, TypeVar
 
+from cnl_core.evaluate.harness import parse_tasks
 from cnl_core.experiments.dose import DEFAULT_FACTORS
 
 F = TypeVar("F", bound=Callable)
@@ -108,7 +109,7 @@ def matrix_seconds(targets, n, fewshot, max_new, state, **_) -> float:
 def harness_seconds(tasks, n, draws, fewshot, max_new, **_) -> float:
     """Every task at n samples, unmodified, intervened and under each control (a task's own sizes are unknown
     until the harness builds it: n is its limit)."""
-    return _evaluations(len(str(tasks).split(",")) * int(n) * (2 + int(draws)), max_new, fewshot)
+    return _evaluations(len(parse_tasks(tasks)) * int(n) * (2 + int(draws)), max_new, fewshot)
 
 
 def steer_seconds(max_new, **_) -> float:

@@ -99,6 +99,9 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     assert short < long
     assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < \
         steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 512, None)
+    lm_eval = harness_panel.harness_ui.gpu_seconds
+    assert lm_eval("a", "zero", 2, "all", "arc_easy", None, 8, 0, 2, 0, 8, False, None) < \
+        lm_eval("a", "zero", 2, "all", "arc_easy,hellaswag", None, 8, 0, 2, 0, 8, False, None)
     assert intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 8, 0, 0, 8, None) < \
         intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 80, 0, 0, 8, None)
 
