@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cnl_core.paths import cache_root
+from cnl_core.visitor_space import visitors_root
 
 os.environ.setdefault("GRADIO_TEMP_DIR", str(cache_root() / "gradio"))  # keep every written file under cache/
 os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))
@@ -41,7 +42,7 @@ MAX_AGE_S = 24 * 3600  # uploads and exports older than this are removed when th
 def clean_old_files(max_age_s: float = MAX_AGE_S) -> int:
     """Remove what visitors uploaded or exported more than max_age_s ago; returns how many entries went."""
     removed, cutoff = 0, time.time() - max_age_s
-    for folder in (Path(os.environ["GRADIO_TEMP_DIR"]), cache_root() / "exports", cache_root() / "tasks"):
+    for folder in (Path(os.environ["GRADIO_TEMP_DIR"]), visitors_root()):
         for entry in folder.glob("*") if folder.is_dir() else []:
             try:
                 if entry.stat().st_mtime < cutoff:

@@ -181,13 +181,24 @@ UPLOAD_BYTES = 50 * 2**20
 UPLOAD_ROWS = 200_000
 UPLOAD_COLUMNS = 200
 UPLOAD_CELL_CHARS = 100_000  # one CSV cell or JSONL line
-SESSION_UPLOADS = 4  # datasets one visitor keeps added at a time (the oldest goes)
-UPLOADS_IN_PROCESS = 16  # visitors' uploaded datasets the whole process keeps (the oldest goes)
+SESSION_UPLOADS = 4  # datasets one visitor keeps added at a time (their own oldest goes)
+UPLOADS_IN_PROCESS = 64  # visitors' uploaded datasets the whole process keeps (a new one is refused beyond it)
+VISITOR_DISK_BYTES = 200 * 2**20  # one visitor's files on a shared lab: uploads, exports, task files
 
 # lm-eval task folders: what a folder may hold before it is refused (`--include-path /` walked the disk).
 TASK_FOLDER_ENTRIES = 2000
 TASK_FILE_BYTES = 256 * 2**10
 TASK_UPLOAD_FILES = 20  # task YAMLs and data files uploaded at once
+
+# A shared dashboard's lm-eval run, in its child process (evaluate/harness_sandbox.py): what the child may use,
+# what one message from it may hold, and the generation length served to it.
+HARNESS_CHILD_CPU_S = 600  # the child's own CPU seconds (templates, metrics); the model's time is the server's
+HARNESS_CHILD_MEMORY = 4 * 2**30  # address space
+HARNESS_CHILD_WALL_S = 3600.0
+HARNESS_CHILD_FILE_BYTES = 512 * 2**20  # any one file it writes (its datasets cache)
+HARNESS_MESSAGE_BYTES = 64 * 2**20
+HARNESS_REQUEST_CHARS = 64_000  # the text of one request
+HARNESS_SHARED_GEN_TOKS = 256
 
 # A model config: the largest shape accepted before any estimate (a config of 100,000 layers took 178 s and
 # 4.3 GB to be refused). Generous: today's largest open models have about 130 layers and 30,000 wide FFNs.

@@ -15,11 +15,14 @@ go around it. The CLI reads the same environment variables:
     CNL_ALLOWED_PATHS=a:b   folders whose models, dataset files and task YAMLs visitors may name
     CNL_ALLOWED_MODELS=x,y  Hub model ids visitors may load (default: any; the built-in model always)
     CNL_ALLOW_PICKLE=1      let model folders without safetensors load their pickled weights (never by default)
+    CNL_HARNESS_HUB=1       let visitors' lm-eval runs (in their child process) fetch catalogue tasks' data from
+                            the Hub (off by default: a shared lab's harness runs offline, on uploaded tasks)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -49,11 +52,13 @@ class Policy:
     allowed_paths: tuple[Path, ...] = ()
     allowed_models: tuple[str, ...] = ()  # empty: any Hub id
     allow_pickle: bool = False
+    harness_hub: bool = False  # visitors' harness runs may reach the Hub (catalogue tasks' data)
 
     @staticmethod
     def from_env(env: Mapping[str, str] | None = None, *, share: bool = False, host: str | None = None,
                  shared: bool | None = None, allowed_paths: tuple[str, ...] = (),
-                 allowed_models: tuple[str, ...] = (), allow_pickle: bool = False) -> "Policy":
+                 allowed_models: tuple[str, ...] = (), allow_pickle: bool = False,
+                 harness_hub: bool = False) -> "Policy":
         """The policy of this process: flags (the dashboard's) first, then the environment.
 
         Shared mode is on on a Space (SPACE_ID), with --share and with a --host other than this machine,
@@ -72,7 +77,8 @@ class Policy:
         models = [*allowed_models, *(m for m in env.get("CNL_ALLOWED_MODELS", "").split(",") if m.strip())]
         return Policy(shared=on, why=why, allowed_paths=tuple(dict.fromkeys(_resolved(p.strip()) for p in paths)),
                       allowed_models=tuple(dict.fromkeys(m.strip() for m in models)),
-                      allow_pickle=allow_pickle or bool(_flag(env.get("CNL_ALLOW_PICKLE"))))
+                      allow_pickle=allow_pickle or bool(_flag(env.get("CNL_ALLOW_PICKLE"))),
+                      harness_hub=harness_hub or bool(_flag(env.get("CNL_HARNESS_HUB"))))
 
     def describe(self) -> str:
         """One line for the startup log and the page: on or off, why, and what the operator allowed."""
@@ -129,6 +135,15 @@ class Policy:
         if not self.allowed_paths:
             return "Upload your data instead; its operator allows no server folder (CNL_ALLOWED_PATHS)."
         return f"Upload your data, or use a folder under {', '.join(map(str, self.allowed_paths))}."
+
+
+_PATH = re.compile(r"(?<![\w:/.\\])(?:[A-Za-z]:)?(?:[\\/][^\s\\/'\"`:;,()\[\]{}<>|*?]+){2,}[\\/]?")
+
+
+def opaque(text: str) -> str:
+    """A message for a visitor with every server path cut to its last name ('/srv/cache/visitors/ab12/x.csv' reads
+    '…/x.csv'): whatever a message says, no folder of this server reaches a shared dashboard's visitor."""
+    return _PATH.sub(lambda m: "…/" + m.group(0).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1], text)
 
 
 def looks_like_path(name: str) -> bool:

@@ -29,7 +29,9 @@ def _labels(state):
 
 def build_app() -> gr.Blocks:
     policy = shared_mode.current()
-    with gr.Blocks(title="Capability Neuron Lab") as demo:
+    # shared: Gradio's copies of uploads and downloads older than an hour go, every ten minutes (a visitor's own
+    # copies live in their session folder and go when the session ends)
+    with gr.Blocks(title="Capability Neuron Lab", delete_cache=(600, 3600) if policy.shared else None) as demo:
         state = gr.State(None, delete_callback=state_deleted)  # Gradio drops a closed tab's state: free it
         gr.Markdown(TITLE)
         if policy.shared:

@@ -13,21 +13,31 @@ import time
 
 import gradio as gr
 
+from cnl_core import shared_mode
 from cnl_core.errors import Cancelled, CNLError
 
 log = logging.getLogger("cnl.dashboard")
 
 
+def visible(text: str) -> str:
+    """What a visitor may read of a message: on a shared dashboard, no server path (shared_mode.opaque)."""
+    return shared_mode.opaque(text) if shared_mode.current().shared else text
+
+
 def _shown(fn, exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
-        return exc
+        return gr.Error(visible(exc.message), title=exc.title, duration=exc.duration, print_exception=False) \
+            if shared_mode.current().shared and isinstance(exc.message, str) else exc
     if isinstance(exc, Cancelled):  # what the visitor asked for: a notice titled so, not an "Error"
         log.info("cancelled: %s", exc)
-        return gr.Error(str(exc), title="Cancelled", duration=10, print_exception=False)
+        return gr.Error(visible(str(exc)), title="Cancelled", duration=10, print_exception=False)
     if isinstance(exc, CNLError):
         log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
-        return gr.Error(str(exc), duration=None, print_exception=False)
+        return gr.Error(visible(str(exc)), duration=None, print_exception=False)
     log.exception("unexpected error in %s", fn.__name__)  # a bug: shown briefly, logged in full
+    if shared_mode.current().shared:  # its text may hold anything of the server's: the operator reads it in the log
+        return gr.Error(f"Unexpected error ({type(exc).__name__}); the operator's log has the details.",
+                        duration=None)
     return gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}", duration=None)
 
 

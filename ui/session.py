@@ -1,12 +1,12 @@
 """One visitor's state: their model choice, located sets, evaluations and uploads (never shared).
 
 What a session holds is freed when it ends (`Session.end`: the tab closed, or Gradio dropped the state):
-its uploaded datasets leave the process's registry, its task files leave the disk.
+its uploaded datasets leave the process's registry, its folder (uploads, exports, task files: VisitorSpace)
+leaves the disk.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
@@ -15,13 +15,13 @@ import torch
 
 from cnl_core.data.samples import forget_datasets
 from cnl_core.errors import ParameterError
-from cnl_core.evaluate.task_files import uploads_root
 from cnl_core.experiments.eval_results import EvalResult, MatrixResult
 from cnl_core.experiments.locate import LocateRun
 from cnl_core.experiments.locate_result import LocateResult
 from cnl_core.model.loading import LoadedModel, ModelSpec
 from cnl_core.model.model_cache import MODELS
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
+from cnl_core.visitor_space import VisitorSpace
 
 
 @dataclass
@@ -64,9 +64,14 @@ class Session:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, cancel=threading.Event())
 
+    @property
+    def space(self) -> VisitorSpace:
+        """This session's folder: uploads, exports, task files (freed by `end`)."""
+        return VisitorSpace(self.id)
+
     def task_folder(self):
         """Where this session's checked lm-eval task files go."""
-        return uploads_root() / self.id
+        return self.space.root / "tasks"
 
     def end(self) -> None:
         """The visitor left: a running job stops at its next model step, and what the session held is freed."""
@@ -77,7 +82,7 @@ class Session:
         self.located.clear()
         self.history.clear()
         self.matrix = None
-        shutil.rmtree(self.task_folder(), ignore_errors=True)
+        self.space.free()
 
     @property
     def evals(self) -> list[EvalResult]:

@@ -22,6 +22,12 @@ log = logging.getLogger("cnl.dashboard")
 DATA_FILES = tuple(dict.fromkeys(CSV_SUFFIXES + JSONL_SUFFIXES + TASK_SUFFIXES + DATA_SUFFIXES))
 
 
+def gradio_uploads() -> Path | None:
+    """Gradio's upload folder (dashboard.py sets it under the lab's cache); None where it is not set."""
+    folder = os.environ.get("GRADIO_TEMP_DIR")
+    return Path(folder) if folder else None
+
+
 class DataOnlyUploads:
     """ASGI middleware: an upload of anything but DATA_FILES is removed and refused (the other routes pass)."""
 

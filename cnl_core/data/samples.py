@@ -100,15 +100,16 @@ _OWNERS: dict[str, str] = {}  # dataset name -> the dashboard session that added
 
 def register_dataset(spec: DatasetSpec, owner: str | None = None) -> DatasetSpec:
     """Make a dataset known by name. An `owner` (a dashboard visitor's session) keeps it out of the public
-    list, `forget_datasets(owner)` frees it when that session ends, and at most fields.UPLOADS_IN_PROCESS
-    owned datasets are kept in all (the oldest goes)."""
+    list, `forget_datasets(owner)` frees it when that session ends, and the process keeps at most
+    fields.UPLOADS_IN_PROCESS owned datasets: beyond that a new one is refused with a sentence (another
+    visitor's dataset is never evicted for it)."""
+    if owner is not None and spec.name not in _OWNERS and len(_OWNERS) >= F.UPLOADS_IN_PROCESS:
+        raise DatasetError(f"This lab holds {F.UPLOADS_IN_PROCESS} visitors' uploaded datasets already, its limit; "
+                           "try again when some sessions have ended.")
     _REGISTRY[spec.name] = spec
     _OWNERS.pop(spec.name, None)  # a name registered again is the newest
     if owner is not None:
         _OWNERS[spec.name] = owner
-        for oldest in list(_OWNERS)[: max(0, len(_OWNERS) - F.UPLOADS_IN_PROCESS)]:  # memory stays bounded
-            _REGISTRY.pop(oldest, None)
-            _OWNERS.pop(oldest, None)
     return spec
 
 

@@ -10,7 +10,6 @@ around that call: nothing is patched into the harness. The harness is an optiona
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -23,7 +22,8 @@ from ..errors import HarnessError, ParameterError
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
 from ..options import HARNESS
-from .task_files import check_task_folder, uploads_root
+from ..progress import raise_if_cancelled
+from .task_files import check_task_folder
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _NOT_METRICS = {"alias", "name", "sample_len", "samples"}
@@ -153,29 +153,23 @@ def parse_results(out: dict) -> dict[str, TaskScores]:
 
 
 def task_manager(settings: HarnessSettings):
-    """The harness's TaskManager for these tasks, every name checked. Built before any model is loaded.
+    """The harness's TaskManager for these tasks, every name checked, built before any model is loaded; None on a
+    shared dashboard, where only the harness's child process reads task files (harness_sandbox.py).
 
-    An include path is checked first (task_files.py): on a shared dashboard it must be an operator's allowed
-    folder or the visitor's own checked uploads, and its YAMLs are read strictly (no tag that runs code, no
-    data outside it); anywhere, a folder too big to be a task folder or a malformed YAML is named. When every
-    task is in the include path, the harness's own task catalogue (thousands of YAML files, seconds to index)
-    is not read. On a shared dashboard templates render in Jinja's sandbox.
+    An include path's YAMLs are read as data first (task_files.py): a folder too big to be a task folder or a
+    malformed YAML is named. When every task is in the include path, the harness's own task catalogue
+    (thousands of YAML files, seconds to index) is not read.
     """
     require_harness()
+    if shared_mode.current().shared:
+        return None
     from lm_eval.tasks import TaskManager
 
-    policy = shared_mode.current()
     if settings.include_path is not None:
         folder = Path(F.TASK_FOLDER.check(settings.include_path))
-        uploads = Path(os.path.realpath(uploads_root()))
-        if policy.shared and not policy.allows_path(folder) and uploads not in Path(os.path.realpath(folder)).parents:
-            policy.check_path(folder, "task folder")
         if not folder.is_dir():
             raise ParameterError(f"The include path {settings.include_path!r} is not a folder of task YAML files.")
-        check_task_folder(folder, strict=policy.shared, allowed=policy.allows_path)
-    if policy.shared:
-        sandbox_templates()
-    if settings.include_path is not None:
+        check_task_folder(folder)
         local = TaskManager(include_path=settings.include_path, include_defaults=False)
         if set(settings.tasks) <= set(local.all_tasks):
             return local
@@ -189,23 +183,40 @@ def task_manager(settings: HarnessSettings):
     return manager
 
 
-def sandbox_templates() -> None:
-    """Render the harness's Jinja templates (doc_to_text...) in Jinja's sandbox: a template of a visitor's task
-    file cannot reach Python through `__class__` and the like. Process-wide, once."""
-    import lm_eval.utils as harness_utils
-    from jinja2.sandbox import SandboxedEnvironment
+def serve(model, lm: LoadedModel, op: str, requests: list, iv: Intervention | None, batch_size: int) -> list:
+    """The harness's requests of one kind answered by its HF model class on our model, one batch at a time: each
+    batch takes the model's lock with `iv` applied (its hooks act for this thread only), so other jobs take their
+    turns between batches and the lock is never held around a whole harness run. A cancelled job stops between
+    batches (and inside one, at its next model step)."""
+    out: list = []
+    step = max(1, batch_size)
+    for start in range(0, len(requests), step):
+        raise_if_cancelled()
+        with intervene(lm, iv):
+            out += getattr(model, op)(requests[start:start + step], disable_tqdm=True)
+    return out
 
-    env = harness_utils.env
-    if isinstance(env, SandboxedEnvironment):
-        return
-    sandboxed = SandboxedEnvironment(loader=env.loader, undefined=env.undefined,
-                                     keep_trailing_newline=env.keep_trailing_newline)
-    sandboxed.filters.update(env.filters)
-    harness_utils.env = sandboxed
+
+def batched_lm(model, lm: LoadedModel, iv: Intervention | None, batch_size: int):
+    """An lm-eval model that answers through `serve`: the harness's own HFLM underneath, batch by batch."""
+    from lm_eval.api.model import LM
+
+    class Batched(LM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return serve(model, lm, "loglikelihood", requests, iv, batch_size)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            return serve(model, lm, "loglikelihood_rolling", requests, iv, batch_size)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return serve(model, lm, "generate_until", requests, iv, batch_size)
+
+    return Batched()
 
 
 class Harness:
-    """The harness ready to score one loaded model on fixed tasks, unmodified or under an intervention."""
+    """The harness ready to score one loaded model on fixed tasks, unmodified or under an intervention, in this
+    process (the CLI, a local dashboard; a shared dashboard runs harness_sandbox.IsolatedHarness instead)."""
 
     def __init__(self, lm: LoadedModel, settings: HarnessSettings, manager=None):
         require_harness()
@@ -222,13 +233,22 @@ class Harness:
 
         s = self.settings
         try:
-            with intervene(self.lm, iv):
-                out = simple_evaluate(model=self.model, tasks=list(s.tasks), task_manager=self.manager,
-                                      num_fewshot=s.num_fewshot, limit=s.limit, bootstrap_iters=s.bootstrap_iters,
-                                      gen_kwargs={"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
-                                      log_samples=log_samples)
+            out = simple_evaluate(model=batched_lm(self.model, self.lm, iv, s.batch_size), tasks=list(s.tasks),
+                                  task_manager=self.manager, num_fewshot=s.num_fewshot, limit=s.limit,
+                                  bootstrap_iters=s.bootstrap_iters,
+                                  gen_kwargs={"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
+                                  log_samples=log_samples)
         except (OSError, ValueError, KeyError, ImportError) as exc:  # a dataset out of reach, a task's extra package
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise HarnessError(f"lm-evaluation-harness could not run {', '.join(s.tasks)}: "
                                f"{type(exc).__name__}: {first}") from exc
         return parse_results(out), out
+
+    def close(self) -> None:
+        """Nothing to free in this process (the isolated harness kills its child here)."""
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

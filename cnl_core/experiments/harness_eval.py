@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import fields as F
+from .. import shared_mode
 from ..errors import ParameterError
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.controls import random_like
 from ..evaluate.harness import Harness, HarnessSettings, TaskScores, harness_version
+from ..evaluate.harness_sandbox import IsolatedHarness, SandboxLimits
 from ..evaluate.stats import ControlSummary, Deltas, Summary
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
@@ -148,19 +150,29 @@ def check_harness_positions(intervention: Intervention | None) -> None:
                              f"'{POSITIONS[0]}').")
 
 
+def open_harness(lm: LoadedModel, settings: HarnessSettings, manager=None,
+                 isolated: bool | None = None) -> Harness | IsolatedHarness:
+    """The harness in a child process with limits, its task files read against the allowlist (`isolated`; by
+    default on a shared dashboard), or in this process. Use it as a context manager."""
+    policy = shared_mode.current()
+    if policy.shared if isolated is None else isolated:
+        return IsolatedHarness(lm, settings, SandboxLimits(hub=policy.harness_hub))
+    return Harness(lm, settings, manager)
+
+
 def run_harness_eval(
     lm: LoadedModel, settings: HarnessSettings, intervention: Intervention | None = None, *, control_draws: int = 1,
     control_may_overlap: bool = False, seed: int = 0, manager=None, located_on: str | None = None,
-    progress: Progress | None = None, cancel: threading.Event | None = None,
+    progress: Progress | None = None, cancel: threading.Event | None = None, isolated: bool | None = None,
 ) -> HarnessEvalResult:
     """Harness scores for the unmodified model, then (with an intervention) the changed model and random controls.
 
     Each control changes as many random neurons per layer the same way (draw d: seed + 1000 + d, as the
-    built-in evaluation), none of them located ones unless `control_may_overlap`.
+    built-in evaluation), none of them located ones unless `control_may_overlap`. `isolated` runs the harness
+    in a child process (open_harness; by default on a shared dashboard).
     """
     F.HARNESS_DRAWS.typed(control_draws)
     check_harness_positions(intervention)
-    harness = Harness(lm, settings, manager)
     runs: list[tuple[str, Intervention | None]] = [("unmodified", None)]
     if intervention is not None:
         avoid = None if control_may_overlap else intervention.neurons
@@ -169,10 +181,11 @@ def run_harness_eval(
                   replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
                  for d in range(control_draws)]
     scores = []
-    for step, (name, iv) in enumerate(runs):
-        check_cancel(cancel, step, len(runs), "harness runs")
-        report(progress, step, len(runs), f"lm-eval {', '.join(settings.tasks)}: {name}")
-        scores.append(harness.evaluate(iv)[0])
+    with open_harness(lm, settings, manager, isolated) as harness:
+        for step, (name, iv) in enumerate(runs):
+            check_cancel(cancel, step, len(runs), "harness runs")
+            report(progress, step, len(runs), f"lm-eval {', '.join(settings.tasks)}: {name}")
+            scores.append(harness.evaluate(iv)[0])
     report(progress, len(runs), len(runs), "lm-eval: done")
     provenance = stamp()
     out = HarnessEvalResult(model=lm.spec.name, settings=settings, seed=seed, baseline=scores[0],

@@ -109,6 +109,11 @@ def output_direction(lm: LoadedModel, layer: int, index: int) -> torch.Tensor:
 
 def vocab_projection(lm: LoadedModel, layer: int, index: int, k: int = 15) -> tuple[list[TokenLogit], list[TokenLogit]]:
     """Top promoted and suppressed tokens of the neuron's output direction."""
+    with lm.lock:  # a model call of the visitor's job, in turn with the others' (hooks of theirs are inert here)
+        return _vocab_projection(lm, layer, index, k)
+
+
+def _vocab_projection(lm: LoadedModel, layer: int, index: int, k: int) -> tuple[list[TokenLogit], list[TokenLogit]]:
     direction = output_direction(lm, layer, index)
     head = lm.model.get_output_embeddings()
     norm = lm.ffn.final_norm

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import DynamicCache
 
-from .hooks import NO_EDIT, Edit, edited
+from .hooks import NO_EDIT, Edit, edited, owned_pre_hook
 from .kv_cache import Prompted, plain_dynamic
 from .loading import LoadedModel
 from .tokens import token_ids
@@ -166,7 +166,7 @@ def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
         taken.append(True)
         return (where.pick(args[0]).unsqueeze(0), *args[1:])
 
-    hook = head.register_forward_pre_hook(take_answers) if head is not None else None
+    hook = owned_pre_hook(head, take_answers) if head is not None else None
     try:
         logits = lm.model(input_ids=batch.input_ids, cache=cache, use_cache=cache is not None).logits
     finally:

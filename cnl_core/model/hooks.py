@@ -15,10 +15,16 @@ they say where the answer positions are), the decoding steps (every position pre
 integrated gradients and its completeness check (locate/), and whatever runs inside `intervene` (the
 harness, steering, knowledge probes). An edit holds the model's lock while its hooks are on; so does
 `intervene` for its whole block, so two interventions (two visitors of the app, two threads) never overlap.
+
+Isolation by construction: a hook acts only for the thread that installed it (`owned_pre_hook`). A pass
+another thread runs meanwhile, by mistake without the lock (an inspector's one-off projection), sees the
+model unmodified instead of a stranger's edit: no code path has to remember the lock for another visitor's
+numbers to stay theirs. Every block of hooked passes runs on one thread (no `yield` inside one).
 """
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Mapping, Sequence
@@ -36,13 +42,36 @@ from .neurons import NeuronSet
 HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
+def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = False):
+    """Register a forward pre-hook that acts only in the calling thread's passes (inert in every other thread);
+    returns its handle. The one way this package hooks a module."""
+    owner = threading.get_ident()
+
+    if with_kwargs:
+        def mine(mod, args, kwargs):
+            return hook(mod, args, kwargs) if threading.get_ident() == owner else None
+    else:
+        def mine(mod, args):
+            return hook(mod, args) if threading.get_ident() == owner else None
+
+    return module.register_forward_pre_hook(mine, with_kwargs=with_kwargs)
+
+
+def owned_forward_hook(module: torch.nn.Module, hook: Callable):
+    """Register a forward hook (after the module runs) that acts only in the calling thread's passes."""
+    owner = threading.get_ident()
+    return module.register_forward_hook(
+        lambda mod, args, out: hook(mod, args, out) if threading.get_ident() == owner else None)
+
+
 @contextmanager
 def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None) -> Iterator[None]:
     """Call fn(layer, x[rows, tokens, width]) before each down projection; a returned tensor replaces x.
 
     Where a layer flattens rows and tokens before its FFN (`Adapter.flat`), the rows and tokens are read from
     the decoder layer's input, x is that view, and the tensor the down projection gets is fn's (or x, which fn
-    may have marked for gradients) flattened again. The hooks are removed on exit whatever happens inside.
+    may have marked for gradients) flattened again. The hooks are removed on exit whatever happens inside, and
+    act only in this thread's passes (`owned_pre_hook`).
     """
     handles = []
     flat, shapes = ffn.adapter.flat, {}
@@ -54,7 +83,7 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None
                     hidden = args[0] if args else kwargs["hidden_states"]
                     shapes[_layer] = hidden.shape[:-1]
 
-                handles.append(ffn.blocks[layer].register_forward_pre_hook(record, with_kwargs=True))
+                handles.append(owned_pre_hook(ffn.blocks[layer], record, with_kwargs=True))
 
             def hook(_module, args, _layer=layer):
                 x = args[0]
@@ -68,7 +97,7 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None
                 out = fn(_layer, rows)
                 return ((rows if out is None else out).reshape(-1, x.shape[-1]), *args[1:])
 
-            handles.append(ffn.down[layer].register_forward_pre_hook(hook))
+            handles.append(owned_pre_hook(ffn.down[layer], hook))
         yield
     finally:
         for h in handles:

@@ -28,12 +28,12 @@ def test_old_uploads_and_exports_are_cleaned_and_new_ones_kept(tmp_path, monkeyp
     monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     old_upload, new_upload = tmp_path / "gradio" / "a" / "x.csv", tmp_path / "gradio" / "b" / "y.csv"
-    old_export = tmp_path / "exports" / "session1" / "e.json"
+    old_export = tmp_path / "visitors" / "session1" / "exports" / "e.json"
     for f in (old_upload, new_upload, old_export):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text("x")
     past = time.time() - 3 * 24 * 3600
-    for folder in (old_upload.parent, old_export.parent):
+    for folder in (old_upload.parent, old_export.parents[1]):
         os.utime(folder, (past, past))
     assert dashboard.clean_old_files() == 2
     assert new_upload.exists() and not old_upload.exists() and not old_export.exists()

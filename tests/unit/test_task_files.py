@@ -1,5 +1,6 @@
-"""lm-eval task folders and YAMLs (issue #25): read as data, bounded, malformed ones named; in shared mode an
-uploaded or visitor-named task file runs no code (route (a): `!function` naming uploaded Python)."""
+"""lm-eval task folders and YAMLs (issues #25, #32): read as data, bounded, malformed ones named; on a shared
+dashboard the server never hands a task file to the harness (its child process does, after the allowlist:
+test_task_allowlist.py), so an uploaded or visitor-named task file runs no code here."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from cnl_core import fields as F
 from cnl_core import shared_mode
-from cnl_core.errors import HarnessError, ParameterError
+from cnl_core.errors import HarnessError
 from cnl_core.evaluate.task_files import check_task_folder, save_task_files
 from cnl_core.shared_mode import Policy
 
@@ -55,7 +56,7 @@ def test_a_folder_too_big_to_be_a_task_folder_is_refused_without_walking_it(tmp_
     from cnl_core.evaluate.harness import HarnessSettings, task_manager
 
     with pytest.raises(HarnessError, match="holds more than 2,000 files"):
-        check_task_folder(Path("/usr"), strict=False)  # like `--include-path /`
+        check_task_folder(Path("/usr"))  # like `--include-path /`
     monkeypatch.setattr(F, "TASK_FOLDER_ENTRIES", 10)
     for i in range(12):
         (tmp_path / f"f{i}.txt").write_text("x")
@@ -63,59 +64,29 @@ def test_a_folder_too_big_to_be_a_task_folder_is_refused_without_walking_it(tmp_
         task_manager(HarnessSettings(tasks="x", include_path=str(tmp_path)))
 
 
-def test_uploaded_python_named_by_a_task_yaml_is_never_imported_in_shared_mode(payload, shared):
-    """Route (a): YAML with `process_docs: !function <upload dir>/x.fn`, its folder named as the include path."""
+def test_a_shared_dashboard_builds_no_task_manager_in_the_server(payload, shared):
+    """Route (a): YAML with `process_docs: !function <upload dir>/x.fn`: on a shared dashboard the server never
+    reads task files into the harness (its child process does, after the allowlist): nothing is imported here."""
     pytest.importorskip("lm_eval")
     from cnl_core.evaluate.harness import HarnessSettings, task_manager
 
     upload, marker = payload
     (upload / "t.yaml").write_text(TASK.format(data=upload / "d.jsonl") + f"process_docs: !function {upload}/x.fn\n")
-    with pytest.raises(HarnessError, match="t.yaml is refused at line 10: the tag !function could run code"):
-        task_manager(HarnessSettings(tasks="my_sums", include_path=str(upload)))
+    assert task_manager(HarnessSettings(tasks="my_sums", include_path=str(upload))) is None
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("extra,words", [
-    ("process_docs: !function x.fn\n", "the tag !function could run code"),
-    ("metadata: !!python/name:os.system\n", "the tag tag:yaml.org,2002:python/name:os.system could run code"),
-    ("a: &x [1]\nb: *x\n", "YAML aliases"),
-    ("include: /etc/other.yaml\n", "include: '/etc/other.yaml' must name a file of its own folder"),
-    ("include: ../other.yaml\n", "must name a file of its own folder"),
-    ("dataset_kwargs:\n  trust_remote_code: true\n", "trust_remote_code would run a dataset's own code"),
-    ("gen_prefix: \"{{ ''.__class__ }}\"\n", "reaches for a '__' attribute"),
-])
-def test_strict_reading_refuses_whatever_could_run_code(tmp_path, extra, words):
-    (tmp_path / "t.yaml").write_text(TASK.format(data=tmp_path / "d.jsonl") + extra)
-    with pytest.raises(HarnessError, match=words):
-        check_task_folder(tmp_path, strict=True)
-    assert check_task_folder(tmp_path, strict=False) == ["my_sums"]  # local use reads the same file as data
+def test_local_reading_names_tasks_and_reads_tags_as_text(tmp_path):
+    (tmp_path / "t.yaml").write_text(TASK.format(data=tmp_path / "d.jsonl") + "process_docs: !function x.fn\n")
+    assert check_task_folder(tmp_path) == ["my_sums"]  # local use: the user's own folder, read as data
 
 
-@pytest.mark.parametrize("data,words", [("/etc/passwd", "is a path outside the task's folder"),
-                                        ("d.jsonl", "is a relative path")])
-def test_strict_reading_refuses_data_files_outside_the_folder(tmp_path, data, words):
-    (tmp_path / "t.yaml").write_text(TASK.format(data=data))
-    with pytest.raises(HarnessError, match=words):
-        check_task_folder(tmp_path, strict=True)
-
-
-def test_shared_mode_names_no_server_folder_as_include_path(shared, tmp_path):
-    pytest.importorskip("lm_eval")
-    from cnl_core.evaluate.harness import HarnessSettings, task_manager
-
-    with pytest.raises(ParameterError, match="This dashboard is shared: it does not open the task folder '/etc'"):
-        task_manager(HarnessSettings(tasks="x", include_path="/etc"))
-    with pytest.raises(ParameterError, match="folder of task YAMLs: 2,000 characters is too long"):
-        task_manager(HarnessSettings(tasks="x", include_path="x" * 2000))
-
-
-def test_uploaded_task_files_are_checked_and_their_data_pointed_at(payload, tmp_path):
+def test_uploaded_task_files_are_checked_and_kept_as_given(payload, tmp_path):
     upload, marker = payload
     (upload / "t.yaml").write_text(TASK.format(data="d.jsonl"))
     folder = tmp_path / "session"
     assert save_task_files([upload / "t.yaml", upload / "d.jsonl"], folder) == ["my_sums"]
-    assert f"test: {folder}/d.jsonl" in (folder / "t.yaml").read_text()
-    assert check_task_folder(folder, strict=True) == ["my_sums"]
+    assert (folder / "t.yaml").read_text() == (upload / "t.yaml").read_text() and (folder / "d.jsonl").exists()
     with pytest.raises(HarnessError, match="neither a task YAML nor a data file"):
         save_task_files([upload / "x.py"], tmp_path / "other")
     (upload / "evil.yaml").write_text(TASK.format(data="d.jsonl") + "process_docs: !function x.fn\n")
@@ -124,35 +95,24 @@ def test_uploaded_task_files_are_checked_and_their_data_pointed_at(payload, tmp_
     assert not marker.exists()
 
 
-def test_templates_render_in_a_sandbox_in_shared_mode(monkeypatch):
-    pytest.importorskip("lm_eval")
-    import lm_eval.utils
-    from jinja2.exceptions import SecurityError
-
-    from cnl_core.evaluate.harness import sandbox_templates
-
-    monkeypatch.setattr(lm_eval.utils, "env", lm_eval.utils.env)  # put back after the test
-    sandbox_templates()
-    assert lm_eval.utils.apply_template("{{ q | regex_replace('1', 'one') }}=", {"q": "1+1"}) == "one+one="
-    with pytest.raises(SecurityError):
-        lm_eval.utils.apply_template("{{ cycler.__init__.__globals__ }}", {})
-
-
-def test_the_dashboard_keeps_the_last_good_task_upload_when_the_next_is_refused(payload):
+def test_the_dashboard_keeps_the_last_good_task_upload_when_the_next_is_refused(payload, tmp_path, monkeypatch):
     import gradio as gr
 
     from ui.session import new_session
     from ui.tabs import harness_panel
 
+    monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path / "cache"))
     upload, marker = payload
     (upload / "t.yaml").write_text(TASK.format(data="d.jsonl"))
     (upload / "evil.yaml").write_text(TASK.format(data="d.jsonl") + "process_docs: !function x.fn\n")
     state = new_session()
     include, msg = harness_panel.take_task_files([str(upload / "t.yaml"), str(upload / "d.jsonl")], state)
-    assert "Checked and ready: my_sums" in msg and include == str(state.task_folder())
+    assert "Checked and ready: my_sums" in msg and include == harness_panel.UPLOADED_TASKS  # no server path
     with pytest.raises(gr.Error, match="!function"):
         harness_panel.take_task_files([str(upload / "evil.yaml")], state)
-    assert check_task_folder(Path(include), strict=True) == ["my_sums"]  # the good upload is still there
-    assert f"test: {include}/d.jsonl" in (Path(include) / "t.yaml").read_text()
+    folder = state.task_folder()
+    assert sorted(p.name for p in folder.iterdir()) == ["d.jsonl", "t.yaml"]  # the good upload is still there
+    assert harness_panel.include_folder(include, state) == (str(folder), True)  # uploads always run isolated
+    assert folder.is_relative_to(tmp_path / "cache" / "visitors" / state.id)  # inside the visitor's own folder
     state.end()
-    assert not Path(include).exists() and not marker.exists()
+    assert not (tmp_path / "cache" / "visitors" / state.id).exists() and not marker.exists()

@@ -22,6 +22,7 @@ from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
+from ..upload_guard import gradio_uploads
 from ..session import PendingUpload, Session, session
 from .locate_tab import split_numbers
 
@@ -88,7 +89,7 @@ def inspect_upload(file, state):
     state.pending_upload = None
     if file is None:
         return (*cleared, state)
-    path = Path(file if isinstance(file, str) else file.name)
+    path = state.space.take_upload(Path(file if isinstance(file, str) else file.name), gradio_uploads())
     try:
         scan = scan_table(path)
     except DatasetError as exc:

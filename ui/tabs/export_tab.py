@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,6 @@ import gradio as gr
 from cnl_core.errors import ParameterError
 from cnl_core.experiments.locate_result import LocateResult
 from cnl_core.model.model_cache import MODELS
-from cnl_core.paths import cache_root
 from cnl_core.report.exports import write_exports
 
 from ..errors import shows_errors
@@ -31,12 +31,19 @@ def build() -> SimpleNamespace:
 
 @shows_errors
 def export_ui(state) -> list[str]:
-    """Write every result of this session under cache/exports/<session>/ and offer them for download."""
+    """Write every result of this session into its folder (exports/, replacing the last) and offer them."""
     state = session(state)
     if not state.located and not state.evals:
         raise ParameterError("Nothing to export yet.")
     located = {label: (e.result, e.prominence()) for label, e in state.located.items()}
-    files = write_exports(cache_root() / "exports" / state.id, located, state.evals, state.matrix)
+    folder = state.space.folder("exports")
+    shutil.rmtree(folder, ignore_errors=True)  # the last export goes: one set of downloads per visitor
+    files = write_exports(folder, located, state.evals, state.matrix)
+    try:
+        state.space.admit(0)
+    except ParameterError:
+        shutil.rmtree(folder, ignore_errors=True)  # over the quota: the files go and the visitor reads why
+        raise
     return [str(f) for f in files]
 
 

@@ -7,6 +7,7 @@ optional harness is not installed, the panel says how to install it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,10 @@ from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
+from ..upload_guard import gradio_uploads
 from ..visitors import one_job
+
+UPLOADED_TASKS = "(your uploaded tasks)"  # what the include box shows for the visitor's uploads: no server path
 
 HELP = ("**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
         "own prompts and metrics, with the located neurons changed as set above and the random-control draws. "
@@ -63,25 +67,47 @@ def _include_label(policy: shared_mode.Policy) -> str:
 
 @shows_errors
 def take_task_files(files, state):
-    """Uploaded task YAMLs (and their data) checked as data and put in the session's task folder, which becomes
-    the include path; a new upload replaces the last."""
+    """Uploaded task YAMLs (and their data) read against the allowlist and put in the session's task folder; the
+    include box then names them by an opaque label (never the server's folder). A new upload replaces the last."""
     state = session(state)
     paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
     if not paths:
         return gr.update(), ""
     if len(paths) > F.TASK_UPLOAD_FILES:
         raise HarnessError(f"{len(paths)} files at once; upload at most {F.TASK_UPLOAD_FILES}.")
+    state.space.admit(sum(p.stat().st_size for p in paths))
     folder = state.task_folder()
-    staging = folder.with_name(f".{folder.name}-new")  # checked beside the last upload, which stays until then
+    staging = folder.with_name("tasks-new")  # checked beside the last upload, which stays until then
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        names = save_task_files(paths, staging, allowed=shared_mode.current().allows_path, home=folder)
+        names = save_task_files(paths, staging)
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # all or nothing
-    return str(folder), (f"Checked and ready: {', '.join(names)}. Name them in the tasks box." if names else
-                         "No task YAML among the files (a YAML's `task:` names it).")
+        uploads = gradio_uploads()
+        for path in paths if uploads is not None else []:  # Gradio's copies go now, not at the next clean-up
+            if Path(os.path.realpath(uploads)) in Path(os.path.realpath(path)).parents:
+                path.unlink(missing_ok=True)
+    return UPLOADED_TASKS, (f"Checked and ready: {', '.join(names)}. Name them in the tasks box; they run in a "
+                            "process of their own." if names else
+                            "No task YAML among the files (a YAML's `task:` names it).")
+
+
+def include_folder(include: str | None, state) -> tuple[str | None, bool]:
+    """(the include path, whether the run is isolated) for the include box's text: the label of the visitor's
+    uploads names their task folder (run in a child process, wherever the lab runs); anything else is a folder
+    (on a shared lab, one the operator allowed; every run there is isolated)."""
+    text = F.TASK_FOLDER.check(include).strip()
+    if text == UPLOADED_TASKS:
+        folder = state.task_folder()
+        if not folder.is_dir():
+            raise HarnessError("Upload your task files first (the files box below the tasks).")
+        return str(folder), True
+    policy = shared_mode.current()
+    if text and policy.shared:
+        policy.check_path(text, "task folder")
+    return text or None, policy.shared
 
 
 @gpu.on_gpu(gpu.harness_seconds)
@@ -92,15 +118,17 @@ def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, dra
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
     located = state.located_set(located_on)
+    folder, isolated = include_folder(include, state)
     # the n box is shared with the built-in evaluation: it is never "the whole task", an empty box is refused
-    settings = HarnessSettings.from_inputs(tasks, include, F.EVAL_N.check(n), fewshot, max_new)
+    settings = HarnessSettings.from_inputs(tasks, folder, F.EVAL_N.check(n), fewshot, max_new)
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     check_harness_positions(iv)  # refused before the model is asked for
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
-    manager = task_manager(settings)  # an unknown task is refused before any model work
+    manager = None if isolated else task_manager(settings)  # an unknown task is refused before any model work
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     with in_lane("lm-eval", update, state.cancel):
         res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
-                               seed=seed, manager=manager, located_on=located_on, progress=update, cancel=state.cancel)
+                               seed=seed, manager=manager, located_on=located_on, progress=update,
+                               cancel=state.cancel, isolated=isolated)
     state.history.append(res.as_eval_results())
     return state
