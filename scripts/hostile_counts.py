@@ -75,7 +75,7 @@ PATHS = ["/", "/etc", "/etc/passwd", "~", "~/.ssh", "..", "../..", "cache", "cac
 
 def server_paths(rng: random.Random):
     from cnl_core.data.uploads import resolve_dataset
-    from cnl_core.evaluate.harness import HarnessSettings, task_manager
+    from ui.tabs.harness_panel import include_folder
     from ui.tabs.model_tab import load_model_ui
 
     path = rng.choice(PATHS)
@@ -84,7 +84,7 @@ def server_paths(rng: random.Random):
         return lambda state: load_model_ui(path, "auto", "cpu", "none", False, rng.random() < 0.5, state)
     if kind == 1:
         return lambda state: resolve_dataset(path + rng.choice(["", ".csv", ".jsonl"]))
-    return lambda state: task_manager(HarnessSettings(tasks="x", include_path=path or None))
+    return lambda state: include_folder(path, state)
 
 
 def _config(rng: random.Random) -> Path:
@@ -117,7 +117,16 @@ ATTACKS = [f"process_docs: !function {PAYLOAD}/x.fn\n", "process_docs: !function
            "metadata: !!python/name:os.system\n", "a: &x [1]\nb: *x\n", "include: /etc/other.yaml\n",
            "include: ../other.yaml\n", "dataset_kwargs:\n  trust_remote_code: true\n",
            "gen_prefix: \"{{ cycler.__init__.__globals__ }}\"\n", "dataset_path: /etc\n", "task: [\n",
-           f"dataset_kwargs:\n  data_files:\n    test: {PAYLOAD}/d.jsonl\n", "class: !function x.Task\n"]
+           f"dataset_kwargs:\n  data_files:\n    test: {PAYLOAD}/d.jsonl\n", "class: !function x.Task\n",
+           # issue #32's classes: a metric name that reached evaluate.load, URLs and globs that read server files or
+           # another visitor's uploads, writes outside, unbounded generation, code by other keys
+           "metric_list:\n  - metric: ./x.py\n", "metric_list:\n  - metric: someone/metric\n",
+           "dataset_kwargs:\n  data_files:\n    test: file:///etc/passwd\n",
+           "dataset_kwargs:\n  data_files:\n    test: ../../*/uploads/*.csv\n",
+           "dataset_kwargs:\n  data_files:\n    test: zip://x::d.jsonl\n",
+           "dataset_kwargs:\n  cache_dir: /tmp/elsewhere\n", "generation_kwargs:\n  max_gen_toks: 100000000\n",
+           "repeats: 100000\n", "process_docs: x.fn\n", "custom_dataset: x.fn\n",
+           "filter_list:\n  - name: f\n    filter:\n      - function: custom\n", "dataset_path: someone/script\n"]
 TASK = 'task: t{n}\ndataset_path: json\ntest_split: test\noutput_type: loglikelihood\ndoc_to_text: "{{{{q}}}}"\n'
 
 
@@ -170,11 +179,40 @@ def upload_route(rng: random.Random):
     return call
 
 
+LOOPS = ["{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "{{ 'x' * 10**9 }}",
+         "{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ cycler.__init__.__globals__.os }}",
+         "{% set a = [1] %}{% for i in range(10000) %}{% set a = a + a %}{% endfor %}{{ a }}", "{{ q * 99999999 }}",
+         "{{ range(10**9) | list }}", "{{ lipsum(10**7) }}", "{{ (q ~ q) * 10**8 }}", "{{ q }}"]
+
+
+def task_runs(rng: random.Random):
+    """Accepted task files whose templates loop, build huge strings or reach for Python: run in the child."""
+    from cnl_core.evaluate.harness import HarnessSettings
+    from cnl_core.evaluate.harness_sandbox import IsolatedHarness, SandboxLimits
+    from cnl_core.model.loading import load_model
+
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH))
+    (folder / "d.jsonl").write_text('{"q": "1+1=", "a": " 2"}\n' * 2)
+    template = rng.choice(LOOPS).replace('"', "'")
+    (folder / "t.yaml").write_text('task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\n'
+                                   f'test_split: test\noutput_type: loglikelihood\ndoc_to_text: "{template}"\n'
+                                   'doc_to_target: "{{a}}"\n')
+
+    def call(state):
+        with IsolatedHarness(load_model("smollm2-135m"), HarnessSettings(tasks="t", include_path=str(folder)),
+                             SandboxLimits(cpu_s=3, wall_s=60)) as harness:
+            return harness.evaluate(None)
+
+    return call
+
+
 KINDS = {"server paths named in shared mode (model box, dataset file, task folder)": server_paths,
          "model configs of an allowed folder (bad shapes, binary files, auto_map code)": model_configs,
          "task YAMLs uploaded (tags, aliases, includes, data paths, templates, code files)": task_files,
          "typed text past its length (model, neuron, tasks, fractions)": long_texts,
-         "files posted to the upload route (code, binaries, no extension)": upload_route}
+         "files posted to the upload route (code, binaries, no extension)": upload_route,
+         "task files run in the child (loops, huge strings, sandbox escapes; 3 CPU seconds)": task_runs}
+PER_KIND = {task_runs: 20}  # each starts a process: fewer tries
 
 
 def count(kind, rng: random.Random, n: int) -> Counter:
@@ -210,8 +248,9 @@ def main() -> None:
     print("| input | tried | accepted | refused with a sentence | crash | data lost | wrote outside | code run |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, kind in KINDS.items():
-        c = count(kind, random.Random(f"{args.seed}:{name}"), args.per_kind)
-        print(f"| {name} | {args.per_kind} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
+        n = min(args.per_kind, PER_KIND.get(kind, args.per_kind))
+        c = count(kind, random.Random(f"{args.seed}:{name}"), n)
+        print(f"| {name} | {n} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
               f"{c['wrote outside']} | {c['code run']} |", flush=True)
 
 

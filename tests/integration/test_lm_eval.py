@@ -107,11 +107,13 @@ def test_command_matches_a_plain_harness_run_and_zeroing_changes_the_scores(task
                             tasks=[TASK], task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
                             limit=6, batch_size=4, bootstrap_iters=1000, log_samples=False)
     row = plain["results"][TASK]
+    # The lab hands the harness's requests to the model a batch at a time (the model's lock per batch, issue #32),
+    # so the padding of a batch can differ from one plain run's: float32 rounding, well under 1e-6.
     for key, (value, stderr) in ours.items():
         name, _, filt = key.partition(",")
-        assert value == pytest.approx(row[key], abs=1e-9), key
+        assert value == pytest.approx(row[key], abs=1e-6), key
         theirs = row.get(f"{name}_stderr,{filt}")
-        assert (stderr is None and theirs in (None, "N/A")) or stderr == pytest.approx(theirs, abs=1e-9), key
+        assert (stderr is None and theirs in (None, "N/A")) or stderr == pytest.approx(theirs, abs=1e-6), key
     assert plain["n-samples"][TASK]["effective"] == res["baseline"][TASK]["n"] == 6
 
     zeroed, control = _values(res["intervened"]), _values(res["controls"][0])
