@@ -5,7 +5,10 @@ model) and every visitor is a gradio_client Client, so a session of its own, as 
 compares the visitors' wall times (from the moment all press, to their answer) with one visitor alone in the same
 run: the demo pressed by N at once on an empty result cache (one computes, the others wait for that run), the
 same once it is stored, N different short Intervene runs (a located set handed out as a file, each visitor with
-their own seed), and one short Intervene while another visitor's locate runs (the short-job lane).
+their own seed), one short Intervene while another visitor's locate runs (the short-job lane), eight visitors
+each walking demo -> locate -> intervene -> inspect at once (none may fail: the inspector once failed beside
+another visitor's hooks), and, on a shared lab, one short Intervene while another visitor's lm-eval run of
+uploaded tasks goes on in its child process (the model's lock taken per batch, issue #32).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _free_port() -> int:
 class Server:
     """The dashboard in a process of its own, on an empty cache (the converted model linked in)."""
 
-    def __init__(self, cache: Path):
+    def __init__(self, cache: Path, flags: tuple[str, ...] = ()):
         from cnl_core.paths import cache_root
 
         models = cache_root() / "models"
@@ -50,8 +53,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/"
         env = {**os.environ, "CNL_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         self.log = open(cache / "server.log", "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "dashboard.py"), "--port", str(self.port)], cwd=ROOT,
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "dashboard.py"), "--port", str(self.port), *flags],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
 
     def _wait(self) -> None:
@@ -170,9 +173,63 @@ def workshop(gpu: bool) -> list:
             long_job.join()
             rows.append(_row("one short Intervene while another visitor's locate (add2, 2 x 48 samples) runs vs alone "
                              "(the short-job lane; the model's lock taken in turns)", during, alone_iv[0], 3.0, errors))
+
+            def walk(client, k):
+                def run():
+                    client.predict(api_name="/demo_ui")
+                    client.predict(["add1"], 8, 2, 10 + k, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5,
+                                   50, 3.0, "positive", api_name="/locate_ui")
+                    mine = _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
+                    client.predict(label=mine, seed=400 + k, **INTERVENE, api_name="/intervene_ui")
+                    client.predict(f"{20 + k}:{7 * k}", ["add1"], 2, api_name="/inspect_ui")
+                return run
+
+            alone_walk, errors = _at_once([walk(server.client(), 0)])
+            walks, more = _at_once([walk(server.client(), k) for k in range(1, 9)])
+            rows.append(_row("8 visitors each walking demo -> locate (add1, 2 x 8) -> intervene -> inspect at once vs "
+                             "one walk alone", walks, alone_walk[0], 10.0, errors + more))
         finally:
             server.stop()
+        rows.append(_beside_lm_eval(tmp, located))
     return rows
+
+
+def _beside_lm_eval(tmp: Path, located: Path) -> tuple:
+    """A shared lab: one visitor's lm-eval run of uploaded tasks (its child process) and another's short Intervene."""
+    import json
+
+    from gradio_client import handle_file
+
+    from cnl_core.data.samples import get_dataset
+
+    tasks = tmp / "tasks"
+    tasks.mkdir()
+    shutil.copy(ROOT / "docs" / "lm-eval-example" / "add1_heldout.yaml", tasks)
+    rows = [{"question": s.prompt.removeprefix("Question: ").removesuffix("\nAnswer:"), "answer": s.target}
+            for s in get_dataset("add2").rows()[:200]]
+    (tasks / "add1_heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    server = Server(tmp / "shared-cache", ("--shared", "--no-warm-demo"))
+    try:
+        def with_set(client):
+            return client, _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
+
+        (short, label), (long, long_label) = with_set(server.client()), with_set(server.client())
+        alone, errors = _at_once([lambda: short.predict(label=label, seed=500, **INTERVENE, api_name="/intervene_ui")])
+        long.predict([handle_file(str(tasks / "add1_heldout.yaml")), handle_file(str(tasks / "add1_heldout.jsonl"))],
+                     api_name="/take_task_files")
+        harness = threading.Thread(target=lambda: long.predict(
+            located_on=long_label, mode="zero", factor=2.0, positions="all", tasks="add1_heldout",
+            include="(your uploaded tasks)", n=200, seed=0, draws=1, fewshot=-1, max_new=0, overlap=False,
+            api_name="/harness_ui"))
+        harness.start()
+        time.sleep(20)  # the child is running and asking for batches
+        during, more = _at_once([lambda: short.predict(label=label, seed=500, **INTERVENE, api_name="/intervene_ui")])
+        harness.join()
+        return _row("one short Intervene while another visitor's lm-eval run of uploaded tasks (200 rows, 3 runs, its "
+                    "child process) goes on, shared lab, vs alone (the model's lock per batch)", during, alone[0],
+                    3.0, errors + more)
+    finally:
+        server.stop()
 
 
 def _label(reloaded) -> str:

@@ -85,13 +85,15 @@ def _pointed(files, folder: Path):
 class IsolatedHarness:
     """The harness ready to score one loaded model on fixed tasks, run in a child process (see the module)."""
 
-    def __init__(self, lm: LoadedModel, settings: HarnessSettings, limits: SandboxLimits | None = None):
+    def __init__(self, lm: LoadedModel, settings: HarnessSettings, limits: SandboxLimits | None = None,
+                 scratch: Path | None = None):
+        """`scratch`: where the child's folder is made (a visitor's jobs folder; default: the system's temp)."""
         require_harness()
         from lm_eval.models.huggingface import HFLM
 
         self.lm, self.settings, self.limits = lm, settings, limits or SandboxLimits()
         self.model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=settings.batch_size)
-        self.folder = Path(tempfile.mkdtemp(prefix="cnl-harness-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="cnl-harness-", dir=scratch))
         self._buffer = b""
         self.proc: subprocess.Popen | None = None
         try:

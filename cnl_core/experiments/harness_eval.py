@@ -150,13 +150,13 @@ def check_harness_positions(intervention: Intervention | None) -> None:
                              f"'{POSITIONS[0]}').")
 
 
-def open_harness(lm: LoadedModel, settings: HarnessSettings, manager=None,
-                 isolated: bool | None = None) -> Harness | IsolatedHarness:
+def open_harness(lm: LoadedModel, settings: HarnessSettings, manager=None, isolated: bool | None = None,
+                 scratch: Path | None = None) -> Harness | IsolatedHarness:
     """The harness in a child process with limits, its task files read against the allowlist (`isolated`; by
-    default on a shared dashboard), or in this process. Use it as a context manager."""
+    default on a shared dashboard; its folder made in `scratch`), or in this process. Use it as a context manager."""
     policy = shared_mode.current()
     if policy.shared if isolated is None else isolated:
-        return IsolatedHarness(lm, settings, SandboxLimits(hub=policy.harness_hub))
+        return IsolatedHarness(lm, settings, SandboxLimits(hub=policy.harness_hub), scratch)
     return Harness(lm, settings, manager)
 
 
@@ -164,6 +164,7 @@ def run_harness_eval(
     lm: LoadedModel, settings: HarnessSettings, intervention: Intervention | None = None, *, control_draws: int = 1,
     control_may_overlap: bool = False, seed: int = 0, manager=None, located_on: str | None = None,
     progress: Progress | None = None, cancel: threading.Event | None = None, isolated: bool | None = None,
+    scratch: Path | None = None,
 ) -> HarnessEvalResult:
     """Harness scores for the unmodified model, then (with an intervention) the changed model and random controls.
 
@@ -181,7 +182,7 @@ def run_harness_eval(
                   replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
                  for d in range(control_draws)]
     scores = []
-    with open_harness(lm, settings, manager, isolated) as harness:
+    with open_harness(lm, settings, manager, isolated, scratch) as harness:
         for step, (name, iv) in enumerate(runs):
             check_cancel(cancel, step, len(runs), "harness runs")
             report(progress, step, len(runs), f"lm-eval {', '.join(settings.tasks)}: {name}")

@@ -92,3 +92,12 @@ def test_malformed_task_files_get_a_sentence_not_an_unexpected_error(write):
                  "task: x\ndataset_path: json\ndataset_kwargs:\n  data_files: {3: d.jsonl}\n"):
         with pytest.raises(HarnessError, match="The task file t.yaml"):
             read_allowed_task(write(text), "t.yaml", {"d.jsonl"})
+
+
+def test_the_documented_example_task_passes_as_an_upload():
+    """docs/lm-eval-example's task (generation, a regex filter, exact_match) is what a visitor would upload."""
+    example = Path(__file__).resolve().parents[2] / "docs" / "lm-eval-example" / "add1_heldout.yaml"
+    data = read_allowed_task(example, example.name, {"add1_heldout.jsonl"})
+    assert data["task"] == "add1_heldout" and data["filter_list"][0]["filter"][0]["function"] == "regex"
+    with pytest.raises(HarnessError, match="not a file uploaded with it"):
+        read_allowed_task(example, example.name, set())

@@ -129,6 +129,6 @@ def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, dra
     with in_lane("lm-eval", update, state.cancel):
         res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
                                seed=seed, manager=manager, located_on=located_on, progress=update,
-                               cancel=state.cancel, isolated=isolated)
+                               cancel=state.cancel, isolated=isolated, scratch=state.space.folder("jobs"))
     state.history.append(res.as_eval_results())
     return state
