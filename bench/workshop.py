@@ -154,7 +154,7 @@ def workshop(gpu: bool) -> list:
                 return client, _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
 
             def intervene(client, label, seed):
-                return lambda: client.predict(label=label, seed=seed, **INTERVENE, api_name="/intervene_ui")
+                return lambda: client.predict(located_on=label, seed=seed, **INTERVENE, api_name="/intervene_ui")
 
             prepared = [visitor_with_set(server.client()) for _ in range(VISITORS + 1)]
             (one, label), rest = prepared[0], prepared[1:]
@@ -180,10 +180,11 @@ def workshop(gpu: bool) -> list:
                     client.predict(["add1"], 8, 2, 10 + k, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5,
                                    50, 3.0, "positive", api_name="/locate_ui")
                     mine = _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
-                    client.predict(label=mine, seed=400 + k, **INTERVENE, api_name="/intervene_ui")
+                    client.predict(located_on=mine, seed=400 + k, **INTERVENE, api_name="/intervene_ui")
                     client.predict(f"{20 + k}:{7 * k}", ["add1"], 2, api_name="/inspect_ui")
                 return run
 
+            walk(server.client(), 9)()  # the demo stored, the walk's other steps warmed: what later visitors find
             alone_walk, errors = _at_once([walk(server.client(), 0)])
             walks, more = _at_once([walk(server.client(), k) for k in range(1, 9)])
             rows.append(_row("8 visitors each walking demo -> locate (add1, 2 x 8) -> intervene -> inspect at once vs "
@@ -214,7 +215,10 @@ def _beside_lm_eval(tmp: Path, located: Path) -> tuple:
             return client, _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
 
         (short, label), (long, long_label) = with_set(server.client()), with_set(server.client())
-        alone, errors = _at_once([lambda: short.predict(label=label, seed=500, **INTERVENE, api_name="/intervene_ui")])
+        def short_job():
+            return short.predict(located_on=label, seed=500, **INTERVENE, api_name="/intervene_ui")
+
+        alone, errors = _at_once([short_job])
         long.predict([handle_file(str(tasks / "add1_heldout.yaml")), handle_file(str(tasks / "add1_heldout.jsonl"))],
                      api_name="/take_task_files")
         harness = threading.Thread(target=lambda: long.predict(
@@ -223,7 +227,7 @@ def _beside_lm_eval(tmp: Path, located: Path) -> tuple:
             api_name="/harness_ui"))
         harness.start()
         time.sleep(20)  # the child is running and asking for batches
-        during, more = _at_once([lambda: short.predict(label=label, seed=500, **INTERVENE, api_name="/intervene_ui")])
+        during, more = _at_once([short_job])
         harness.join()
         return _row("one short Intervene while another visitor's lm-eval run of uploaded tasks (200 rows, 3 runs, its "
                     "child process) goes on, shared lab, vs alone (the model's lock per batch)", during, alone[0],
