@@ -30,7 +30,7 @@ from bench.figures import ROOT, _verdict
 VISITORS = 10
 START_TIMEOUT_S = 240
 INTERVENE = dict(mode="zero", factor=2.0, positions="all", targets=["add1"], n=8, draws=2, fewshot=-1,
-                 max_new_tokens=0, overlap=False)
+                 max_new=0, overlap=False)
 
 
 def _free_port() -> int:
