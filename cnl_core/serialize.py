@@ -20,9 +20,10 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any, Iterator, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from .errors import CNLError, ResultFileError
 

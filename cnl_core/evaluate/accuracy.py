@@ -11,16 +11,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
 from ..model.forward import SHARED_CONTEXT_LEAST, teacher_forced_logprob
 from ..model.generation import decode, greedy_generate, parts_that_fit, prompts_context_length
-from ..model.kv_cache import Prompted
 from ..model.hooks import Edit, Intervention
+from ..model.kv_cache import Prompted
 from ..model.loading import LoadedModel
 from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.tokens import token_ids
@@ -43,7 +43,7 @@ class EvalConfig:
         F.BOOTSTRAP.typed(self.bootstrap)
 
     @classmethod
-    def from_inputs(cls, fewshot=None, max_new_tokens=None, batch_size=None, bootstrap=None) -> "EvalConfig":
+    def from_inputs(cls, fewshot=None, max_new_tokens=None, batch_size=None, bootstrap=None) -> EvalConfig:
         """From a form or the command line (the one conversion both use): numbers may be text; few-shot -1 and
         new tokens 0 (or empty, or None) mean the task's own; batch size and bootstrap None keep the defaults."""
         d = cls()

@@ -9,8 +9,8 @@ weights are restored when the context ends, so the shared model is never left mo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn

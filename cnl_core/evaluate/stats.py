@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class Summary:
         return out
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "") -> "Summary":
+    def from_json(cls, data: dict, where: str = "") -> Summary:
         """The summary (or a subclass) in its file form, every field checked (serialize.py)."""
         data = object_of(data, where)
         own = {k: v for k, v in data.items() if k not in _DELTA_FIELDS and k != "deltas"}

@@ -88,7 +88,8 @@ def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress |
     spec, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, located.located_sample_ids())
     zero = Intervention(located.neurons, "zero")
     amplify = Intervention(located.neurons, "amplify", preset.factor)
-    controls = [random_like(located.neurons, preset.seed + 1000 + d, located.neurons) for d in range(preset.control_draws)]
+    controls = [random_like(located.neurons, preset.seed + 1000 + d, located.neurons)
+                for d in range(preset.control_draws)]
     plan = [("baseline", None), ("zeroed", zero), ("amplified", amplify)]
     plan += [(f"control_zeroed_{d}", replace(zero, neurons=c)) for d, c in enumerate(controls)]
     plan += [(f"control_amplified_{d}", replace(amplify, neurons=c)) for d, c in enumerate(controls)]

@@ -7,15 +7,15 @@ monotonically with the factor near 1, while as many random neurons barely move i
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..evaluate.accuracy import EvalConfig, evaluate_conditions
 from ..evaluate.stats import compared, summarize
 from ..model.hooks import Intervention
-from ..options import POSITIONS
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
+from ..options import POSITIONS
 from ..progress import Progress, report
 from .evaluate import eval_samples
 

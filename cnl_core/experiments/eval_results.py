@@ -74,7 +74,7 @@ class EvalResult:
         return out
 
     @staticmethod
-    def from_json(data: dict, where: str = "") -> "EvalResult":
+    def from_json(data: dict, where: str = "") -> EvalResult:
         """An evaluation in its file form, every field checked; ResultFileError names the first that is wrong."""
         data = object_of(data, where, KIND)
         control = data.get("control")
@@ -83,7 +83,7 @@ class EvalResult:
         return read_fields(EvalResult, {"fewshot_ids": [], **data, "control": control}, where)  # may be left out
 
     @staticmethod
-    def read(path: str | Path) -> "EvalResult":
+    def read(path: str | Path) -> EvalResult:
         return read_result(path, EvalResult, "evaluation file")
 
 

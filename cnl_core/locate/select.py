@@ -41,7 +41,7 @@ class LocateParams:
             field.typed(value)
 
     @staticmethod
-    def from_inputs(rule: str, tau, p, top_k, sigma, sign: str) -> "LocateParams":
+    def from_inputs(rule: str, tau, p, top_k, sigma, sign: str) -> LocateParams:
         """From a form or the command line (the one conversion both use): numbers may be text; each is checked,
         also those the rule does not read (a bad box is a sentence now, not when the rule changes)."""
         return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=F.TOP_K.check(top_k),

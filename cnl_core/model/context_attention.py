@@ -17,8 +17,8 @@ position bias), for decoding steps (one new token per row, or a few when drafts 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from transformers import AttentionInterface
@@ -28,7 +28,7 @@ NAME = "cnl_context_attention"
 # Each checked against one-prompt-at-a-time generation on tiny models of its type (tests/unit/test_generation.py).
 MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 
-_ACTIVE: contextvars.ContextVar["GroupContexts | None"] = contextvars.ContextVar("cnl_context_attention", default=None)
+_ACTIVE: contextvars.ContextVar[GroupContexts | None] = contextvars.ContextVar("cnl_context_attention", default=None)
 
 
 class GroupContexts:

@@ -18,9 +18,9 @@ positions carry on from the last kept token. On GSM8K's rambling answers this ha
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,7 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
             positions = positions + torch.tensor([[len(p)] for p in pending], device=device)
 
 
-def _take(generated: list[int], new: list[int], stops: "StopCheck", max_new_tokens: int) -> bool:
+def _take(generated: list[int], new: list[int], stops: StopCheck, max_new_tokens: int) -> bool:
     """Append new tokens one at a time; False once the row has ended (EOS, a stop string, the length limit)."""
     for t in new:
         generated.append(t)

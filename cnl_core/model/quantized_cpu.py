@@ -21,7 +21,6 @@ import logging
 import torch
 from torch import nn
 
-
 # bitsandbytes warns at import, on every run, that the `kernels` package is missing for a kernel not used here.
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
