@@ -11,7 +11,7 @@ _PACKAGES = ("torch", "transformers", "accelerate", "safetensors", "numpy", "gra
 
 
 def versions() -> dict:
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)

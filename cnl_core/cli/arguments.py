@@ -9,6 +9,7 @@ apart. Everything a command needs is checked before any model is loaded.
 from __future__ import annotations
 
 import argparse
+from typing import overload
 
 from .. import fields as F
 from ..data.samples import DatasetSpec
@@ -165,5 +166,12 @@ def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:
     return spec
 
 
+@overload
+def neuron_file(path: str) -> LocateResult: ...
+@overload
+def neuron_file(path: None) -> None: ...
+@overload
+def neuron_file(path: str | None) -> LocateResult | None: ...
 def neuron_file(path: str | None) -> LocateResult | None:
+    """The locate result at `path` (a required --neurons flag gives one; an optional one may give None)."""
     return LocateResult.read(path) if path else None

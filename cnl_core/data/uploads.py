@@ -48,7 +48,9 @@ def dataset_from_records(
     labels = [label.strip() for label in labels or [] if label.strip()]
     if kind != "auto" and kind not in KINDS:
         raise DatasetError(f"Task kind must be auto or one of {', '.join(KINDS)}.")
-    pairs, columns, rows = [], {}, 0
+    pairs: list[tuple[str, str]] = []
+    columns: dict[str, None] = {}
+    rows = 0
     for rows, r in enumerate(records, 1):  # noqa: B007 - rows is the count, read after the loop
         if len(columns) < 1000:
             columns.update(dict.fromkeys(r))

@@ -151,7 +151,7 @@ def compared(after: Sequence[SampleResult], before: Sequence[SampleResult], draw
     return summarize(after, draws if ci_draws is None else ci_draws, seed, deltas=d)
 
 
-def control_summary(draws: list[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
+def control_summary(draws: Sequence[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
                     seed: int) -> ControlSummary | None:
     """Mean and spread over the control draws; CIs resample both the draws and the samples."""
     if not draws:

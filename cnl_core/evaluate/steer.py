@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 
@@ -101,9 +102,10 @@ def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Interventio
                 token, logp = _next_token(lm, ids)
             a = answers[name]
             a.token_ids.append(token)
-            a.tokens.append(lm.tokenizer.decode([token]))
+            # decode() of one sequence gives a str (transformers types it str | list[str], for batches too)
+            a.tokens.append(cast(str, lm.tokenizer.decode([token])))
             a.logprobs.append(logp)
-            a.text = lm.tokenizer.decode(a.token_ids, skip_special_tokens=True)
+            a.text = cast(str, lm.tokenizer.decode(a.token_ids, skip_special_tokens=True))
             if token == eos:
                 done.add(name)
         yield answers

@@ -28,7 +28,7 @@ class DosePoint:
     accuracy: float | None
     accuracy_ci: list[float] | None
     gold_loglik: float
-    delta_gold_loglik: float
+    delta_gold_loglik: float | None
     delta_gold_loglik_ci: list[float] | None
 
 
@@ -47,12 +47,15 @@ def run_dose_response(lm: LoadedModel, dataset: str, neurons: NeuronSet, factors
                                     cancel=cancel)
     base, after_by_factor = evaluated[0], dict(zip(changed, evaluated[1:]))
     points = []
+    delta: float | None  # None: no sample had a gold log-likelihood to compare
+    delta_ci: list[float] | None
     for factor in factors:
         if factor == 1.0:
             s = summarize(base, cfg.bootstrap, seed)
             delta, delta_ci = 0.0, [0.0, 0.0]
         else:
             s = compared(after_by_factor[factor], base, cfg.bootstrap, seed)
+            assert s.deltas is not None  # compared() always sets them
             delta, delta_ci = s.deltas.delta_gold_loglik, s.deltas.delta_gold_loglik_ci
         points.append(DosePoint(float(factor), s.accuracy, s.accuracy_ci, s.gold_loglik, delta, delta_ci))
     report(progress, len(factors), len(factors), f"{dataset}: done")

