@@ -1,5 +1,5 @@
 # Capability Neuron Lab — the two commands: `make run` and `make test`.
-.PHONY: run test bench screenshot setup lm-eval
+.PHONY: run test lint bench screenshot setup lm-eval
 
 setup:
 	bash scripts/setup.sh
@@ -14,9 +14,14 @@ run: setup
 # Two test processes (pytest-xdist; a file stays on one), one thread each: on 2 cores about 1.4x faster than one
 # process with two threads (Python, tokenizers and the CLI's start-ups do not use both cores).
 TEST_WORKERS ?= 2
+# Lint and types first (scripts/lint.sh: ruff check and mypy cnl_core, a few seconds with mypy's cache), then the tests.
 test:
 	bash scripts/setup.sh dev
+	bash scripts/lint.sh
 	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+lint:
+	bash scripts/lint.sh
 
 bench: setup
 	test bench/.env/.installed -nt bench/requirements.txt || { rm -rf bench/.env && \

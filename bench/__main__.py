@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import registry  # noqa: E402
 
-
 HEADER = "\n| figure | measured | ratio | target | result |\n|---|---|---|---|---|"
 
 

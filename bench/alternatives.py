@@ -87,7 +87,8 @@ def transformer_lens(lm, gpu: bool, cfg, samples) -> list:
     except ImportError:
         return [(name, "transformer-lens not installed (make bench installs it)", "", ">= 1x", "NOT RUN")]
     if gpu:
-        return [(name, "CPU only: the GPU model is a random 7B without a config folder to boot from", "", "", "NOT RUN")]
+        return [(name, "CPU only: the GPU model is a random 7B without a config folder to boot from", "", "",
+                 "NOT RUN")]
     from cnl_core.locate.scorers import score_batch
     from cnl_core.model.loading import _builtin_folder, load_model
     from cnl_core.options import DEFAULT_MODEL
@@ -109,4 +110,5 @@ def transformer_lens(lm, gpu: bool, cfg, samples) -> list:
     gap = float((ours.float() - theirs().float()).abs().max() / theirs().float().abs().max())
     t_theirs, t_ours = _best(theirs), _best(lambda: score_batch(lm, samples, cfg))
     return [(name, f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; largest difference {gap:.1e} of the max",
-             f"{t_theirs / t_ours:.2f}x", ">= 1x, same numbers (<= 1e-2)", _verdict(t_theirs / t_ours >= 1 and gap <= 1e-2))]
+             f"{t_theirs / t_ours:.2f}x", ">= 1x, same numbers (<= 1e-2)",
+             _verdict(t_theirs / t_ours >= 1 and gap <= 1e-2))]

@@ -31,13 +31,12 @@ def intervene_speed(gpu: bool) -> list:
     setting of the classroom trial (n = 8, 5-shot, 96 new tokens, 2 draws) against the code of the day the issue
     was filed (bench/reference_eval.py), same machine, same run, same neurons: the ratio, and whether every
     number agrees (each condition's gold log-likelihood and accuracy, each control draw, the example answers)."""
+    from bench.reference_eval import REFERENCE, run_reference
     from cnl_core.evaluate.accuracy import EvalConfig
     from cnl_core.experiments.evaluate import run_evaluate
     from cnl_core.model.hooks import Intervention
     from cnl_core.model.loading import load_model
     from cnl_core.model.neurons import NeuronSet
-
-    from bench.reference_eval import REFERENCE, run_reference
 
     lm = load_model("smollm2-135m")
     iv = Intervention(NeuronSet.from_pairs(lm.grid, NEURONS), "zero")

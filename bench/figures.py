@@ -132,7 +132,8 @@ def collection_overhead(gpu: bool) -> list:
         batch = cfg.encode(lm, samples)
         sync = torch.cuda.synchronize if gpu else (lambda: None)
 
-        def plain_forward(mask: bool):
+        # Each timed closure runs inside the loop turn that made it: the defaults bind this turn's values (ruff B023).
+        def plain_forward(mask: bool, lm=lm, batch=batch, sync=sync):
             def run():
                 with torch.no_grad():
                     lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask if mask else None,
@@ -140,7 +141,7 @@ def collection_overhead(gpu: bool) -> list:
                 sync()
             return run
 
-        def plain_backward(mask: bool):
+        def plain_backward(mask: bool, lm=lm, batch=batch, sync=sync):
             def run():
                 emb = lm.model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
                 logits = lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask if mask else None,
@@ -149,7 +150,7 @@ def collection_overhead(gpu: bool) -> list:
                 sync()
             return run
 
-        def ours(method):
+        def ours(method, lm=lm, samples=samples, sync=sync):
             def run():
                 score_batch(lm, samples, ScoreConfig(method=method))
                 sync()
@@ -191,12 +192,12 @@ def _batch_sizes(lm, n: int = 64) -> list:
 
         said: dict[int, set[str]] = {}  # an out-of-memory retry at a smaller batch says so in the table's notes
 
-        def run(size: int) -> None:
+        def run(size: int, said=said, cfg=cfg) -> None:  # defaults: this loop turn's (ruff B023)
             said.setdefault(size, set()).update(collect_scores(lm, data, ids, cfg, batch_size=size,
                                                                use_cache=False).notes)
             torch.cuda.synchronize()
 
-        times = {size: _best(lambda: run(size), repeat=2) for size in (8, 16, 32)}
+        times = {size: _best(lambda size=size: run(size), repeat=2) for size in (8, 16, 32)}
         for size in (16, 32):
             notes = "; ".join(sorted(said[size]))
             rows.append((f"{method} scores of {len(ids)} GSM8K samples, batch {size} vs 8 (GPU 7B-shape bf16)"
@@ -261,7 +262,8 @@ def memory(gpu: bool) -> list:
     for n in (16, 64):
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": path}
-        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), "gpu" if gpu else "cpu"], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), "gpu" if gpu else "cpu"],
+                             capture_output=True,
                              text=True, env=env, check=True, cwd=ROOT)
         data = json.loads(out.stdout.strip().splitlines()[-1])
         peaks[n] = (data["peak_kb"] - data["before_kb"]) / 1024

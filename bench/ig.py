@@ -39,7 +39,7 @@ def integrated_gradients(gpu: bool) -> list:
         for k in range(1, m + 1):
             store = {}
 
-            def hook(_l, x, alpha=k / m):
+            def hook(_l, x, alpha=k / m, store=store):  # called within this turn; the default binds it (B023)
                 store["x0"], store["xs"] = x.detach(), (x * (1 + (alpha - 1) * mask)).requires_grad_(True)
                 return store["xs"]
 
@@ -137,7 +137,8 @@ def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             run()
     except Exception as exc:  # noqa: BLE001  # the timing rows stand without the breakdown
-        return ("IG per sample, GPU time by kernel kind", f"profiler failed: {type(exc).__name__}", "", "reported", "info")
+        return ("IG per sample, GPU time by kernel kind", f"profiler failed: {type(exc).__name__}", "", "reported",
+                "info")
     kinds: dict[str, float] = {}
     launches = 0
     for event in prof.events():
@@ -149,5 +150,6 @@ def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
         launches += 1
     busy = sum(kinds.values())
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-    return (f"IG per sample as below ({label}one run), GPU time by kernel kind ({launches} kernels)", f"{parts}; busy {busy:.2f} s",
+    return (f"IG per sample as below ({label}one run), GPU time by kernel kind ({launches} kernels)",
+            f"{parts}; busy {busy:.2f} s",
             f"{busy / wall:.2f} of the wall time", "reported", "info")

@@ -23,13 +23,14 @@ KEEP_S = 300.0  # a "reachable" answer is reused this long
 KEEP_NO_S = 30.0  # an "out of reach" one only this long: a slow link or a cold DNS may answer next time
 
 _lock = threading.Lock()
-_cached: tuple[float, str, "HubStatus"] | None = None
+_cached: tuple[float, str, HubStatus] | None = None
 
 
 @dataclass(frozen=True)
 class HubStatus:
     reachable: bool
-    why: str  # a phrase for messages: "offline mode is on (HF_HUB_OFFLINE)", "huggingface.co did not answer within 1.5 s"
+    # a phrase for messages: "offline mode is on (HF_HUB_OFFLINE)", "huggingface.co did not answer within 1.5 s"
+    why: str
 
 
 def _endpoint() -> tuple[str, int]:

@@ -11,8 +11,8 @@ held in `with` blocks, is released on the way out.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from .errors import Cancelled
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
 _PACKAGES = ("torch", "transformers", "accelerate", "safetensors", "numpy", "gradio", "bitsandbytes")
 
 
 def versions() -> dict:
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)
@@ -21,4 +21,4 @@ def versions() -> dict:
 
 
 def stamp() -> dict:
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
+    return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "versions": versions()}

@@ -20,9 +20,10 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any, Iterator, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from .errors import CNLError, ResultFileError
 
@@ -38,7 +39,8 @@ def to_fields(value: Any, _depth: int = 0) -> Any:
         return value
     if isinstance(value, float):
         return value  # written as strict JSON by json_io.dumps: a number that is not finite becomes null
-    if hasattr(value, "to_json") and not dataclasses.is_dataclass(value) or _own_form(type(value)):
+    kind: type = type(value)
+    if hasattr(value, "to_json") and not dataclasses.is_dataclass(value) or _own_form(kind):
         return to_fields(value.to_json(), _depth + 1)  # its own form, as plain data (tuples as lists)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_fields(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value) if f.init}

@@ -58,7 +58,8 @@ def decoupling() -> None:
     print("| shared fraction f | IoU, rest from gsm8k (3 repeats) | IoU, rest from imdb (3 repeats) | chance IoU |")
     print("|---|---|---|---|")
     for f in d["fractions"]:
-        row = {s: [p["iou"] for p in d["curve"] if p["fraction"] == f and p["replaceable"] == s] for s in ("same", "other")}
+        row = {s: [p["iou"] for p in d["curve"] if p["fraction"] == f and p["replaceable"] == s]
+               for s in ("same", "other")}
         chance = [p["chance_iou"] for p in d["curve"] if p["fraction"] == f]
         print(f"| {f:g} | " + " | ".join(f"{sum(v) / len(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})"
                                        for v in row.values()) + f" | {sum(chance) / len(chance):.5f} |")
@@ -81,7 +82,8 @@ def specificity() -> None:
     print("\nChange of gold log-likelihood per token when zeroing (rows) on each test set (columns):\n")
     print("| zeroed | " + " | ".join(m["targets"]) + " |\n|---|" + "---|" * len(m["targets"]))
     for src in m["sources"]:
-        print(f"| {src} | " + " | ".join(f"{m['cells'][src][t]['delta_gold_loglik']:+.3f}" for t in m["targets"]) + " |")
+        cells = " | ".join(f"{m['cells'][src][t]['delta_gold_loglik']:+.3f}" for t in m["targets"])
+        print(f"| {src} | " + cells + " |")
 
 
 if __name__ == "__main__":
@@ -94,7 +96,8 @@ if __name__ == "__main__":
 
 
 def capabilities() -> None:
-    print("| dataset | task | n | accuracy [95% CI] | chance | gold log-likelihood / token |\n|---|---|---|---|---|---|")
+    print("| dataset | task | n | accuracy [95% CI] | chance | gold log-likelihood / token |\n"
+          "|---|---|---|---|---|---|")
     for path in sorted(RESULTS.glob("capability_*.json")):
         r = json.loads(path.read_text())
         b = r["baseline"]

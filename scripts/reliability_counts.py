@@ -124,7 +124,8 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
         try:
             back = read_table(buf.getvalue().encode(), "u.jsonl" if i % 2 == 0 else "u.csv")
             lost["accepted"] += 1
-            lost["cells changed"] += sum(a[k] != b[k] for a, b in zip(rows, back) for k in a) + abs(len(rows) - len(back))
+            lost["cells changed"] += (sum(a[k] != b[k] for a, b in zip(rows, back) for k in a)
+                                      + abs(len(rows) - len(back)))
         except CNLError:
             lost["refused"] += 1
     out["valid uploads with commas, quotes, formulas, line breaks, unicode"] = lost

@@ -9,6 +9,7 @@ apart. Everything a command needs is checked before any model is loaded.
 from __future__ import annotations
 
 import argparse
+from typing import overload
 
 from .. import fields as F
 from ..data.samples import DatasetSpec
@@ -23,7 +24,6 @@ from ..model.hooks import Intervention
 from ..model.loading import ModelSpec
 from ..model.memory import Workload
 from ..model.neurons import NeuronSet
-from ..output_files import check_output_file, check_output_folder
 from ..options import (
     DEFAULTS,
     DEVICES,
@@ -37,6 +37,7 @@ from ..options import (
     SIGNS,
     UPLOAD_KINDS,
 )
+from ..output_files import check_output_file, check_output_folder
 
 _SPEC, _SCORE, _LOCATE, _EVAL = ModelSpec(), ScoreConfig(), LocateParams(), EvalConfig()
 
@@ -51,7 +52,8 @@ def add_model(p: argparse.ArgumentParser) -> None:
                    help=f"bitsandbytes 8-bit or nf4, on a GPU or a CPU ({QUANTIZATION_NOTE}); auto: the lightest "
                         "precision in which the memory estimate fits (printed before loading)")
     g.add_argument("--device-map-auto", action="store_true", help="spread a large model over GPUs/CPU")
-    g.add_argument("--trust-remote-code", action="store_true", help="run the model repo's own code (only if you trust it)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model repo's own code (only if you trust it)")
 
 
 def add_dataset_file(p: argparse.ArgumentParser) -> None:
@@ -99,7 +101,8 @@ def add_evaluation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
     p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor, help="amplify factor")
-    p.add_argument("--fewshot", type=F.FEWSHOT.arg, default=_EVAL.num_fewshot, help="few-shot examples (default or -1: per task)")
+    p.add_argument("--fewshot", type=F.FEWSHOT.arg, default=_EVAL.num_fewshot,
+                   help="few-shot examples (default or -1: per task)")
     p.add_argument("--max-new-tokens", type=F.MAX_NEW.arg, default=_EVAL.max_new_tokens, help="default or 0: per task")
     p.add_argument("--batch-size", type=F.BATCH.arg, default=_EVAL.batch_size)
     p.add_argument("--bootstrap", type=F.BOOTSTRAP.arg, default=_EVAL.bootstrap)
@@ -163,5 +166,12 @@ def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:
     return spec
 
 
+@overload
+def neuron_file(path: str) -> LocateResult: ...
+@overload
+def neuron_file(path: None) -> None: ...
+@overload
+def neuron_file(path: str | None) -> LocateResult | None: ...
 def neuron_file(path: str | None) -> LocateResult | None:
+    """The locate result at `path` (a required --neurons flag gives one; an optional one may give None)."""
     return LocateResult.read(path) if path else None

@@ -8,9 +8,9 @@ not after a minute of loading. Results are written atomically: a failed write ke
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 

@@ -77,7 +77,8 @@ def add_parsers(sub) -> None:
                    help="let the random controls include located neurons (default: they avoid them)")
     p.add_argument("--limit", type=F.HARNESS_LIMIT.arg, help="samples per task (default: all; the harness's --limit)")
     p.add_argument("--num-fewshot", type=F.HARNESS_FEWSHOT.arg, help="few-shot examples (default: each task's own)")
-    p.add_argument("--max-gen-toks", type=F.HARNESS_GEN_TOKS.arg, help="new tokens for generation tasks (default: each task's own)")
+    p.add_argument("--max-gen-toks", type=F.HARNESS_GEN_TOKS.arg,
+                   help="new tokens for generation tasks (default: each task's own)")
     p.add_argument("--batch-size", type=F.BATCH.arg, default=HARNESS.batch_size)
     p.add_argument("--bootstrap-iters", type=F.BOOTSTRAP_ITERS.arg, default=HARNESS.bootstrap_iters,
                    help="the harness's bootstrap draws for stderrs without a closed form (0: no stderr)")

@@ -67,7 +67,8 @@ def _prompt(text: str) -> str:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("inspect", help="one neuron: activations per dataset, top examples, vocabulary projection")
-    A.add_model(p), A.add_dataset_file(p)
+    A.add_model(p)
+    A.add_dataset_file(p)
     p.add_argument("--neuron", required=True, help="LAYER:INDEX, e.g. 12:345")
     p.add_argument("--dataset", action="append", help="a dataset name or CSV/JSONL file (repeat for several)")
     p.add_argument("--n", type=F.INSPECT_N.arg, default=DEFAULTS.n, help="samples per dataset")

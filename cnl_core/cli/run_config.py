@@ -50,7 +50,8 @@ def read_config(path: Path) -> dict:
     except (OSError, ValueError) as exc:  # ValueError: bad JSON/TOML, bad UTF-8, a number too long
         raise ParameterError(f"Could not read config {path}: {str(exc)[:300]}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("steps", []), list) or \
-            not all(isinstance(s, dict) for s in config.get("steps", [])) or not isinstance(config.get("model", {}), dict):
+            not all(isinstance(s, dict) for s in config.get("steps", [])) or \
+            not isinstance(config.get("model", {}), dict):
         raise ParameterError(f"Config {path.name} needs a 'model' table and a list of 'steps' (tables).")
     return config
 

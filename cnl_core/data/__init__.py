@@ -4,7 +4,9 @@ Importing it registers the built-in and Hub datasets.
 """
 
 from . import builtin, generated, hub  # noqa: F401  (registration)
-from . import format_control  # noqa: F401,I001  (registers variants of the generated datasets: after them)
+
+# isort: split
+from . import format_control  # noqa: F401  (registers variants of the generated datasets: after them)
 from .samples import DatasetSpec, Sample, get_dataset, list_datasets, register_dataset
 
 __all__ = ["DatasetSpec", "Sample", "get_dataset", "list_datasets", "register_dataset"]

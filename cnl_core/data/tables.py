@@ -14,9 +14,10 @@ import codecs
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .. import fields as F
 from ..errors import DatasetError
@@ -182,8 +183,9 @@ def open_records(path: str | Path, filename: str | None = None) -> Iterator[dict
 def scan_table(path: str | Path, filename: str | None = None) -> TableScan:
     """Columns, row count and the first rows of a file, in one pass that keeps only those."""
     columns: dict[str, None] = {}
-    preview, rows = [], 0
-    for rows, record in enumerate(open_records(path, filename), 1):
+    preview: list[dict] = []
+    rows = 0
+    for rows, record in enumerate(open_records(path, filename), 1):  # noqa: B007 - the count, read after the loop
         if len(columns) < F.UPLOAD_COLUMNS:
             columns.update(dict.fromkeys(record))
         if len(preview) < PREVIEW_ROWS:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import shared_mode
 from ..errors import DatasetError
@@ -45,11 +45,13 @@ def dataset_from_records(
     report of dropped rows. `records` is read once, keeping only the prompt and answer columns."""
     if "{prompt}" not in prompt_template:
         raise DatasetError("The prompt template must contain {prompt}.")
-    labels = [l.strip() for l in labels or [] if l.strip()]
+    labels = [label.strip() for label in labels or [] if label.strip()]
     if kind != "auto" and kind not in KINDS:
         raise DatasetError(f"Task kind must be auto or one of {', '.join(KINDS)}.")
-    pairs, columns, rows = [], {}, 0
-    for rows, r in enumerate(records, 1):
+    pairs: list[tuple[str, str]] = []
+    columns: dict[str, None] = {}
+    rows = 0
+    for rows, r in enumerate(records, 1):  # noqa: B007 - rows is the count, read after the loop
         if len(columns) < 1000:
             columns.update(dict.fromkeys(r))
         pairs.append(((r.get(prompt_column) or "").strip(), (r.get(answer_column) or "").strip()))
@@ -61,7 +63,7 @@ def dataset_from_records(
         raise DatasetError("A classification task needs at least two labels.")
     report = {"rows_in_file": rows, "missing": 0, "duplicates": 0, "unknown_label": 0}
     seen, samples = set(), []
-    choices = tuple(f" {l}" for l in labels)
+    choices = tuple(f" {label}" for label in labels)
     for i, (prompt, answer) in enumerate(pairs):
         if not prompt or not answer:
             report["missing"] += 1

@@ -11,16 +11,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import cast
 
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
 from ..errors import Cancelled, ParameterError
 from ..model.forward import SHARED_CONTEXT_LEAST, teacher_forced_logprob
 from ..model.generation import decode, greedy_generate, parts_that_fit, prompts_context_length
-from ..model.kv_cache import Prompted
 from ..model.hooks import Edit, Intervention
+from ..model.kv_cache import Prompted
 from ..model.loading import LoadedModel
 from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.tokens import token_ids
@@ -43,13 +44,15 @@ class EvalConfig:
         F.BOOTSTRAP.typed(self.bootstrap)
 
     @classmethod
-    def from_inputs(cls, fewshot=None, max_new_tokens=None, batch_size=None, bootstrap=None) -> "EvalConfig":
+    def from_inputs(cls, fewshot=None, max_new_tokens=None, batch_size=None, bootstrap=None) -> EvalConfig:
         """From a form or the command line (the one conversion both use): numbers may be text; few-shot -1 and
         new tokens 0 (or empty, or None) mean the task's own; batch size and bootstrap None keep the defaults."""
         d = cls()
-        return cls(num_fewshot=F.FEWSHOT.read(fewshot), max_new_tokens=F.MAX_NEW.read(max_new_tokens),
-                   batch_size=d.batch_size if batch_size is None else F.BATCH.check(batch_size),
-                   bootstrap=d.bootstrap if bootstrap is None else F.BOOTSTRAP.check(bootstrap))
+        # Integer fields give ints; fields.NumberField types every value as int | float.
+        return cls(num_fewshot=cast("int | None", F.FEWSHOT.read(fewshot)),
+                   max_new_tokens=cast("int | None", F.MAX_NEW.read(max_new_tokens)),
+                   batch_size=d.batch_size if batch_size is None else cast(int, F.BATCH.check(batch_size)),
+                   bootstrap=d.bootstrap if bootstrap is None else cast(int, F.BOOTSTRAP.check(bootstrap)))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -103,6 +106,7 @@ def evaluate_conditions(
     prefix, steps = fewshot_prefix(shots), 2 if numeric else 1
     total, done = steps * len(ivs) * len(samples), 0
     out: list[list[SampleResult]] = [[] for _ in ivs]
+    rows_together = 0  # what the last batch decoded together (samples in its pass, for tasks without decoding)
 
     def stop_if_asked() -> None:
         check_cancel(cancel, len(out[-1]), len(samples), f"samples of {dataset.name}")
@@ -157,7 +161,6 @@ def evaluate_conditions(
     report(progress, 0, total, f"{dataset.name}: {len(samples)} samples, {len(ivs)} condition(s)")
     start, size = 0, cfg.batch_size
     rows_cap: int | None = None  # after running out of memory: the most rows that decode together
-    rows_together = 0  # what the last batch decoded together (samples in its pass, for tasks without decoding)
     while start < len(samples):
         chunk = samples[start : start + size]
         try:
@@ -207,9 +210,10 @@ def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Interv
              cancel: threading.Event | None = None) -> list[list[str]]:
     """Greedy answers per condition, cut at the first stop string: decoded from the gold passes' prompts where
     they could be kept, else generated again, one condition at a time."""
-    if all(p is not None for p in parts):
+    ready = [p for p in parts if p is not None]
+    if len(ready) == len(parts):
         with lm.lock:
-            new = decode(lm, parts, max_new_tokens, STOP_STRINGS, ivs, cancel=cancel)
+            new = decode(lm, ready, max_new_tokens, STOP_STRINGS, ivs, cancel=cancel)
         return [[cut_at_stop(t) for t in lm.tokenizer.batch_decode(rows, skip_special_tokens=True)] for rows in new]
     return [_generate(lm, iv, prefix, [s.prompt for s in chunk], cfg, max_new_tokens) for iv in ivs]
 

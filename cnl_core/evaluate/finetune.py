@@ -9,8 +9,9 @@ weights are restored when the context ends, so the shared model is never left mo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ def _neuron_masks(lm: LoadedModel, neurons: NeuronSet) -> list[tuple[nn.Paramete
         idx_t = torch.from_numpy(idx)
         modules = [(lm.ffn.down[layer], "down")] + [(ups[layer], "up") for ups in lm.ffn.up.values()]
         for module, role in modules:
-            w = module.weight
+            w = cast(nn.Parameter, module.weight)
             if w.dtype not in (torch.float32, torch.float16, torch.bfloat16):
                 raise ParameterError("Fine-tuning needs an unquantized model (load it without 8/4-bit).")
             mask = torch.zeros_like(w, dtype=torch.bool)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class Summary:
         return out
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "") -> "Summary":
+    def from_json(cls, data: dict, where: str = "") -> Summary:
         """The summary (or a subclass) in its file form, every field checked (serialize.py)."""
         data = object_of(data, where)
         own = {k: v for k, v in data.items() if k not in _DELTA_FIELDS and k != "deltas"}
@@ -151,7 +151,7 @@ def compared(after: Sequence[SampleResult], before: Sequence[SampleResult], draw
     return summarize(after, draws if ci_draws is None else ci_draws, seed, deltas=d)
 
 
-def control_summary(draws: list[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
+def control_summary(draws: Sequence[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
                     seed: int) -> ControlSummary | None:
     """Mean and spread over the control draws; CIs resample both the draws and the samples."""
     if not draws:

@@ -10,8 +10,9 @@ last and each answer token's), as the evaluation's cached decoding does, not onl
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import cast
 
 import torch
 
@@ -101,9 +102,10 @@ def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Interventio
                 token, logp = _next_token(lm, ids)
             a = answers[name]
             a.token_ids.append(token)
-            a.tokens.append(lm.tokenizer.decode([token]))
+            # decode() of one sequence gives a str (transformers types it str | list[str], for batches too)
+            a.tokens.append(cast(str, lm.tokenizer.decode([token])))
             a.logprobs.append(logp)
-            a.text = lm.tokenizer.decode(a.token_ids, skip_special_tokens=True)
+            a.text = cast(str, lm.tokenizer.decode(a.token_ids, skip_special_tokens=True))
             if token == eos:
                 done.add(name)
         yield answers
@@ -114,10 +116,11 @@ def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Interventio
 def steer(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
           max_new_tokens: int = 32) -> SteerResult:
     answers: dict[str, Answer] = {}
-    for answers in steer_stream(lm, prompt, conditions, max_new_tokens):
+    for answers in steer_stream(lm, prompt, conditions, max_new_tokens):  # noqa: B007 - keeps the last (complete) one
         pass
     prompt_ids = lm.tokenizer(prompt)["input_ids"]
     base = answers.get("baseline")
-    under = {name: token_logprobs(lm, prompt_ids, base.token_ids, iv) for name, iv in conditions.items()} if base else {}
+    under = ({name: token_logprobs(lm, prompt_ids, base.token_ids, iv) for name, iv in conditions.items()}
+             if base else {})
     iv = conditions.get("intervened")
     return SteerResult(prompt, answers, under, iv.describe() if iv is not None else {})

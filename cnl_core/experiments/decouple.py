@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -156,6 +156,7 @@ def run_decouple(
             curve.append(CurvePoint(float(f), source, r, stats.overlap_rate, stats.iou, stats.chance_iou,
                                     stats.size_a, stats.size_b, empty=stats.size_a == 0 and stats.size_b == 0))
     null_iou = [compare_sets(located(a), located(b)).iou for a, b in nulls]
-    return DecoupleResult(model=lm.spec.name, dataset=dataset, other=other, n=n, fractions=[float(f) for f in fractions],
+    return DecoupleResult(model=lm.spec.name, dataset=dataset, other=other, n=n,
+                          fractions=[float(f) for f in fractions],
                           repeats=repeats, seed=seed, score=tables[0].cfg or score_cfg, params=params, curve=curve,
                           null_iou=null_iou, other_score=tables[1].cfg, **stamp())

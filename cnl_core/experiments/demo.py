@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
 from ..evaluate.controls import random_like
-from ..evaluate.stats import ControlSummary, Summary, compared, control_summary, summarize
+from ..evaluate.stats import Summary, compared, control_summary, summarize
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams
 from ..model.hooks import Intervention
@@ -88,7 +88,8 @@ def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress |
     spec, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, located.located_sample_ids())
     zero = Intervention(located.neurons, "zero")
     amplify = Intervention(located.neurons, "amplify", preset.factor)
-    controls = [random_like(located.neurons, preset.seed + 1000 + d, located.neurons) for d in range(preset.control_draws)]
+    controls = [random_like(located.neurons, preset.seed + 1000 + d, located.neurons)
+                for d in range(preset.control_draws)]
     plan = [("baseline", None), ("zeroed", zero), ("amplified", amplify)]
     plan += [(f"control_zeroed_{d}", replace(zero, neurons=c)) for d, c in enumerate(controls)]
     plan += [(f"control_amplified_{d}", replace(amplify, neurons=c)) for d, c in enumerate(controls)]
@@ -98,11 +99,13 @@ def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress |
     results: dict[str, list[SampleResult]] = {name: rows for (name, _), rows in zip(plan, evaluated)}
     report(progress, 1, 1, "demo: done")
     base = results["baseline"]
-    conditions: dict[str, Summary | ControlSummary] = {"baseline": summarize(base, cfg.bootstrap, preset.seed)}
+    conditions: dict[str, Summary] = {"baseline": summarize(base, cfg.bootstrap, preset.seed)}
     for name in ("zeroed", "amplified"):
         conditions[name] = compared(results[name], base, cfg.bootstrap, preset.seed)
         draws = [results[k] for k in results if k.startswith(f"control_{name}_")]
-        conditions[f"control_{name}"] = control_summary(draws, base, cfg.bootstrap, preset.seed)
+        control = control_summary(draws, base, cfg.bootstrap, preset.seed)
+        assert control is not None  # a preset always has control draws
+        conditions[f"control_{name}"] = control
     return DemoResult(model=lm.spec.name, preset=preset, n_located=located.n_located, split_iou=agree.iou,
                       chance_iou=agree.chance_iou, conditions={k: conditions[k] for k in CONDITIONS},
                       located_ids=located.located_sample_ids(), sample_ids=[s.id for s in samples],

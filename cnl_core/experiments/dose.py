@@ -7,15 +7,15 @@ monotonically with the factor near 1, while as many random neurons barely move i
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..evaluate.accuracy import EvalConfig, evaluate_conditions
 from ..evaluate.stats import compared, summarize
 from ..model.hooks import Intervention
-from ..options import POSITIONS
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
+from ..options import POSITIONS
 from ..progress import Progress, report
 from .evaluate import eval_samples
 
@@ -28,7 +28,7 @@ class DosePoint:
     accuracy: float | None
     accuracy_ci: list[float] | None
     gold_loglik: float
-    delta_gold_loglik: float
+    delta_gold_loglik: float | None
     delta_gold_loglik_ci: list[float] | None
 
 
@@ -47,12 +47,15 @@ def run_dose_response(lm: LoadedModel, dataset: str, neurons: NeuronSet, factors
                                     cancel=cancel)
     base, after_by_factor = evaluated[0], dict(zip(changed, evaluated[1:]))
     points = []
+    delta: float | None  # None: no sample had a gold log-likelihood to compare
+    delta_ci: list[float] | None
     for factor in factors:
         if factor == 1.0:
             s = summarize(base, cfg.bootstrap, seed)
             delta, delta_ci = 0.0, [0.0, 0.0]
         else:
             s = compared(after_by_factor[factor], base, cfg.bootstrap, seed)
+            assert s.deltas is not None  # compared() always sets them
             delta, delta_ci = s.deltas.delta_gold_loglik, s.deltas.delta_gold_loglik_ci
         points.append(DosePoint(float(factor), s.accuracy, s.accuracy_ci, s.gold_loglik, delta, delta_ci))
     report(progress, len(factors), len(factors), f"{dataset}: done")

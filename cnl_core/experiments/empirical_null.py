@@ -65,7 +65,8 @@ class EmpiricalNull:
         return float(np.mean(self.chance_ious)) if self.chance_ious else 0.0
 
     def describe(self) -> str:
-        what = f"{self.dataset} vs {self.other}" if self.kind == "unrelated" else f"{self.dataset} vs its shuffled answers"
+        what = (f"{self.dataset} vs {self.other}" if self.kind == "unrelated"
+                else f"{self.dataset} vs its shuffled answers")
         lo, hi = self.spread
         return (f"empirical null ({what}, n = {self.n}, {len(self.ious)} pairs): IoU {self.mean:.4f} "
                 f"(95% of pairs in [{lo:.4f}, {hi:.4f}], range {min(self.ious, default=0):.4f}-"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..evaluate.accuracy import EvalConfig
 from ..evaluate.stats import ControlSummary, Summary
@@ -74,7 +75,7 @@ class EvalResult:
         return out
 
     @staticmethod
-    def from_json(data: dict, where: str = "") -> "EvalResult":
+    def from_json(data: dict, where: str = "") -> EvalResult:
         """An evaluation in its file form, every field checked; ResultFileError names the first that is wrong."""
         data = object_of(data, where, KIND)
         control = data.get("control")
@@ -83,7 +84,7 @@ class EvalResult:
         return read_fields(EvalResult, {"fewshot_ids": [], **data, "control": control}, where)  # may be left out
 
     @staticmethod
-    def read(path: str | Path) -> "EvalResult":
+    def read(path: str | Path) -> EvalResult:
         return read_result(path, EvalResult, "evaluation file")
 
 
@@ -108,8 +109,9 @@ class MatrixResult:
     def __post_init__(self):
         check_positions(self.positions)
 
-    def cell(self, source: str, target: str, metric: str) -> float | None:
-        """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field."""
+    def cell(self, source: str, target: str, metric: str) -> Any:
+        """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field (a number, a [low, high]
+        interval for the `_ci` ones, or None)."""
         return self.cells[source][target].to_json().get(metric)
 
     def to_json(self) -> dict:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Mapping, Sequence
 
 from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
@@ -76,8 +76,9 @@ def run_evaluate(
     if intervention is not None:
         out.intervention = {**intervention.describe(), "control_avoids_located": not control_may_overlap,
                             "control_seeds": [seed + 1000 + d for d in range(control_draws)],
-                            "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:]]}  # [layer, index] per draw
-        out.intervened = compared(after, base, cfg.bootstrap, seed)
+                            # [layer, index] per draw (every control run has its intervention)
+                            "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:] if iv is not None]}
+        out.intervened = compared(results["intervened"], base, cfg.bootstrap, seed)
         out.control = control_summary([results[name] for name, _ in runs[2:]], base, cfg.bootstrap, seed)
     out.examples = [Example(s.id, s.prompt, s.target, b.output, None if after is None else after[i].output)
                     for i, (s, b) in enumerate(list(zip(samples, base))[:n_examples])]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..data.samples import get_dataset
 from ..data.splits import draw_disjoint
@@ -44,7 +44,8 @@ def run_finetune(
     train = [rows[i] for i in train_ids]
     base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
     arms = {}
-    for step, (name, chosen) in enumerate((("located", neurons), ("random", random_like(neurons, seed + 2000, neurons)))):
+    pairs = (("located", neurons), ("random", random_like(neurons, seed + 2000, neurons)))
+    for step, (name, chosen) in enumerate(pairs):
         with finetuned(lm, chosen, train, steps=steps, lr=lr, cancel=cancel) as losses:
             after = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
         summary = compared(after, base, cfg.bootstrap, seed)

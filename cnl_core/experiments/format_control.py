@@ -4,8 +4,8 @@ On `add1` the first answer token is a bare space (the format) and the second the
 The demo's neurons are located on both and its accuracy needs both, so "48% -> 5%" may be a broken format
 rather than broken addition. This runs the demo on `add1` and on `add1_content` (the space in the prompt:
 only the digits are scored and generated), and measures what zeroing the `add1` set does to the format
-token itself: p(" ") after the demo's few-shot test prompts, unmodified, with the located neurons zeroed, and with as many
-random ones zeroed.
+token itself: p(" ") after the demo's few-shot test prompts, unmodified, with the located neurons zeroed, and with as
+many random ones zeroed.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def run_format_control(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: 
     _, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, with_format.located_ids)
     prompts = [fewshot_prefix(shots) + s.prompt for s in samples]
     control = random_like(located, preset.seed + 1000, located)
-    fmt = format_token_probability(lm, prompts, " ", {"unmodified": None, "located zeroed": Intervention(located, "zero"),
+    fmt = format_token_probability(lm, prompts, " ", {"unmodified": None,
+                                                     "located zeroed": Intervention(located, "zero"),
                                                      "random zeroed": Intervention(control, "zero")}, seed=preset.seed)
     content_set = NeuronSet.from_pairs(grid, content.neurons)
     shared = int(np.intersect1d(located.flat, content_set.flat).size)

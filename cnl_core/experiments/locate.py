@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import torch
 
@@ -56,7 +56,7 @@ class LocateRun:
         top = sorted(all_set.flat.tolist(), key=lambda f: -float(mean_scores[f]))[:TOP_NEURONS]
         provenance = stamp()
         return LocateResult(
-            model=self.model_info.get("name"), dataset=self.dataset, neurons=all_set, n=self.n, k=self.k,
+            model=self.model_info["name"], dataset=self.dataset, neurons=all_set, n=self.n, k=self.k,
             seed=self.seed, score=self.table.cfg or self.score_cfg, params=params, model_info=self.model_info,
             splits=[SplitResult(ids, s) for ids, s in zip(self.splits, split_sets)], pairwise=pairwise,
             top_neurons=[TopNeuron(f // width, f % width, float(mean_scores[f])) for f in top],
@@ -90,6 +90,7 @@ def run_locate(
     table = collect_scores(lm, spec, ids, score_cfg, batch_size=batch_size, use_cache=use_cache,
                            progress=progress, cancel=cancel, launch=launch)
     completeness = None
+    assert table.cfg is not None  # collect_scores always returns the settings it used
     if table.cfg.method == "integrated_gradients" and (launch is None or launch.is_main):
         rows = spec.by_id()
         checked = table.sample_ids[:COMPLETENESS_SAMPLES]

@@ -177,15 +177,16 @@ class LocateResult:
         return write_json(path, self.to_json())
 
     @staticmethod
-    def read(path: str | Path) -> "LocateResult":
+    def read(path: str | Path) -> LocateResult:
         return read_result(path, LocateResult, "result file")
 
     @staticmethod
-    def from_json(data: dict, where: str = "") -> "LocateResult":
+    def from_json(data: dict, where: str = "") -> LocateResult:
         """A result read back from its file form, every field checked: types by the codec (serialize.py), then
         what types cannot say (every neuron inside the grid, pairs of existing splits, names, counts)."""
         if not isinstance(data, dict) or "neurons" not in data or "grid" not in data:
-            raise ResultFileError(f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid').")
+            raise ResultFileError(
+                f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid').")
         return _result(read_fields(_File, data, where), where)
 
 
@@ -251,7 +252,8 @@ def _result(f: _File, where: str) -> LocateResult:
     p = f.params
     _below(where, **{"params.n": (p.n, None), "params.seed": (p.seed, None), "params.splits": (p.splits or 0, None),
                      "cache.computed": (f.cache.computed, None), "cache.reused": (f.cache.reused, None),
-                     "truncated_prompts": (f.truncated_prompts, None), "truncated_answers": (f.truncated_answers, None)})
+                     "truncated_prompts": (f.truncated_prompts, None),
+                     "truncated_answers": (f.truncated_answers, None)})
     return LocateResult(
         model=f.model, dataset=f.dataset, neurons=_neurons(grid, f.neurons, at(where, "neurons")), n=p.n,
         k=len(splits) if p.splits is None else p.splits, seed=p.seed, score=p.score, params=p.locate,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -83,6 +83,7 @@ def collect_scores(
     if unknown:
         raise ParameterError(f"{len(unknown)} sample ids are not in dataset '{dataset.name}' (e.g. {unknown[0]}).")
     cfg = cfg.resolved(lm.tokenizer, dataset)
+    assert cfg.max_prompt_tokens is not None and cfg.max_answer_tokens is not None  # resolved() sets both
     cut_prompts, cut_answers = count_cut(lm.tokenizer, [rows[i] for i in dict.fromkeys(sample_ids)],
                                          cfg.max_prompt_tokens, cfg.max_answer_tokens)
     store = ScoreStore(score_record(lm, dataset, cfg))

@@ -11,8 +11,8 @@ ratio = sum of the layer's IG scores / (F(layer as is) - F(layer zeroed at the a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -17,9 +17,9 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from safetensors import safe_open
@@ -118,7 +118,8 @@ class ScoreStore:
             rec = self.folder / "record.json"
             if rec.exists() and _read_json(rec) != self.record:
                 # The folder's record does not describe these scores: never reuse them.
-                self.problems.append(f"Cache folder {self.key} holds scores of another setup; set aside and recomputed.")
+                self.problems.append(
+                    f"Cache folder {self.key} holds scores of another setup; set aside and recomputed.")
                 self.folder.rename(self.folder.with_name(f"{self.key}.mismatch-{uuid.uuid4().hex[:8]}"))
             self.folder.mkdir(parents=True, exist_ok=True)
             if not rec.exists():
@@ -128,11 +129,12 @@ class ScoreStore:
 
     def shards(self) -> list[Shard]:
         """Valid-looking shards (metadata readable); their tensors are verified when loaded."""
-        out = []
+        out: list[Shard] = []
         try:
             paths = sorted(self.folder.glob("shard-*.safetensors")) if self.folder.is_dir() else []
         except OSError as exc:
-            self.problems.append(f"The score cache at {self.folder} cannot be read ({_why(exc)}); scores are recomputed.")
+            self.problems.append(
+                f"The score cache at {self.folder} cannot be read ({_why(exc)}); scores are recomputed.")
             return out
         for path in paths:
             try:
@@ -156,7 +158,8 @@ class ScoreStore:
         gold32 = gold.to(torch.float32).contiguous()
         path = self.folder / _shard_name(sample_ids)
         # "sha256" (the tensors alone) stays for older versions reading a shared cache; "checksum" covers all.
-        meta = {"sample_ids": json.dumps(sample_ids), "sha256": _digest(scores16, gold32), "schema": str(SCHEMA_VERSION)}
+        meta = {"sample_ids": json.dumps(sample_ids), "sha256": _digest(scores16, gold32),
+                "schema": str(SCHEMA_VERSION)}
         meta["checksum"] = _checksum(meta, scores16, gold32)
         try:
             with atomic_target(path) as tmp:

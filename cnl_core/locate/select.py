@@ -12,6 +12,7 @@ negated scores (neurons that work against the gold answer), `absolute` on their 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 
@@ -41,10 +42,11 @@ class LocateParams:
             field.typed(value)
 
     @staticmethod
-    def from_inputs(rule: str, tau, p, top_k, sigma, sign: str) -> "LocateParams":
+    def from_inputs(rule: str, tau, p, top_k, sigma, sign: str) -> LocateParams:
         """From a form or the command line (the one conversion both use): numbers may be text; each is checked,
         also those the rule does not read (a bad box is a sentence now, not when the rule changes)."""
-        return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=F.TOP_K.check(top_k),
+        top_k = cast(int, F.TOP_K.check(top_k))  # an integer field gives an int (NumberField types it int | float)
+        return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=top_k,
                             sigma=F.SIGMA.check(sigma), sign=sign)
 
     def as_dict(self) -> dict:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..data.samples import DatasetSpec, Sample
 from ..fields import TOKEN_CEILING
@@ -22,7 +22,7 @@ COVERAGE = 0.99
 CEILING = TOKEN_CEILING  # tokens; above it a sample is cut whatever the coverage says
 MEASURED_ROWS = 5000
 
-_MEMO: dict[tuple, "TokenLimits"] = {}
+_MEMO: dict[tuple, TokenLimits] = {}
 
 
 @dataclass(frozen=True)

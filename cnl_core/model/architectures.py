@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
+import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
@@ -78,9 +80,9 @@ def _layer_modules(model: nn.Module, suffix: str, holders: bool = False) -> list
 
 def _in_width(module: nn.Module) -> int:
     if hasattr(module, "in_features"):
-        return int(module.in_features)
+        return int(cast(int, module.in_features))
     if hasattr(module, "nf"):  # transformers' Conv1D: weight is [in, out]
-        return int(module.weight.shape[0])
+        return int(cast(torch.Tensor, module.weight).shape[0])
     raise UnsupportedModelError(f"Cannot tell the input width of {type(module).__name__}.")
 
 

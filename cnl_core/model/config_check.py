@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import fields as F
 from ..errors import CNLError, ModelLoadError
@@ -106,7 +107,8 @@ def check_weight_files(folder: str | os.PathLike, name: str, allow_pickle: bool)
 def config_error(exc: BaseException, name: str) -> ModelLoadError:
     """A sentence from transformers' own config reading (its strict validation names the field and the value)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-    strict = "StrictDataclass" in type(exc).__name__  # "Validation error for field 'x':" / "TypeError: ... (value: ...)"
+    # "Validation error for field 'x':" / "TypeError: ... (value: ...)"
+    strict = "StrictDataclass" in type(exc).__name__
     line = lines[-1] if strict else lines[0]
     for prefix in ("TypeError: ", "ValueError: "):
         line = line.removeprefix(prefix)

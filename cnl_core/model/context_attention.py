@@ -17,18 +17,22 @@ position bias), for decoding steps (one new token per row, or a few when drafts 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 NAME = "cnl_context_attention"
 # Each checked against one-prompt-at-a-time generation on tiny models of its type (tests/unit/test_generation.py).
 MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3"})
 
-_ACTIVE: contextvars.ContextVar["GroupContexts | None"] = contextvars.ContextVar("cnl_context_attention", default=None)
+_ACTIVE: contextvars.ContextVar[GroupContexts | None] = contextvars.ContextVar("cnl_context_attention", default=None)
 
 
 class GroupContexts:
@@ -45,7 +49,7 @@ class GroupContexts:
         self.sizes = torch.bincount(self._group, minlength=len(self.sizes)).tolist()
 
 
-def eligible(model: torch.nn.Module) -> bool:
+def eligible(model: PreTrainedModel) -> bool:
     """Whether this model's attention is the plain kind this module reproduces (full attention in every layer)."""
     config = model.config
     types = getattr(config, "layer_types", None)
@@ -108,7 +112,7 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
 
 
 @contextmanager
-def shared_context_decoding(model: torch.nn.Module, shared: GroupContexts) -> Iterator[None]:
+def shared_context_decoding(model: PreTrainedModel, shared: GroupContexts) -> Iterator[None]:
     """Decoding steps inside the block read each group's context from `shared`; the caller holds the model's lock."""
     config = model.config
     before = config._attn_implementation

@@ -18,9 +18,9 @@ positions carry on from the last kept token. On GSM8K's rambling answers this ha
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,8 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
     model, device = lm.model, lm.input_device
     edit = edit.at(None)
     stops = StopCheck(lm.tokenizer, model, stop_strings)
-    active, generated = list(range(len(first))), [[] for _ in range(len(first))]
+    active = list(range(len(first)))
+    generated: list[list[int]] = [[] for _ in range(len(first))]
     pending = [[t] for t in first.tolist()]
     with small_batch_linears(model, device):
         while True:
@@ -86,7 +87,7 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
             positions = positions + torch.tensor([[len(p)] for p in pending], device=device)
 
 
-def _take(generated: list[int], new: list[int], stops: "StopCheck", max_new_tokens: int) -> bool:
+def _take(generated: list[int], new: list[int], stops: StopCheck, max_new_tokens: int) -> bool:
     """Append new tokens one at a time; False once the row has ended (EOS, a stop string, the length limit)."""
     for t in new:
         generated.append(t)
@@ -118,7 +119,7 @@ def small_batch_linears(model: torch.nn.Module, device: torch.device) -> Iterato
     linears = [m for m in model.modules() if device.type == "cpu" and type(m) is torch.nn.Linear
                and m.weight.dtype == torch.float32 and "forward" not in vars(m)]  # leave accelerate's wrappers be
     for m in linears:
-        m.forward = partial(_weight_first_linear, m)
+        vars(m)["forward"] = partial(_weight_first_linear, m)  # an instance attribute, as `m.forward = ...` sets
     try:
         yield
     finally:

@@ -63,7 +63,7 @@ class FairLock:
         with self._cond:
             return len(self._queue)
 
-    def __enter__(self) -> "FairLock":
+    def __enter__(self) -> FairLock:
         self.acquire()
         return self
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

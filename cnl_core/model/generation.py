@@ -24,12 +24,13 @@ GPU the decoding steps are memory-bound, so the batch itself does.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from . import context_attention
-from .decoding import small_batch_linears, decode_loop
+from .decoding import decode_loop, small_batch_linears
 from .forward import last_logits_only, prefix_cache
 from .hooks import Edit, Intervention, edited
 from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
@@ -64,7 +65,8 @@ def greedy_generate(
         return decode_loop(lm, *ready, max_new_tokens, stop_strings, [], edit=edit)
 
 
-def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit):
+def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit
+                ) -> Prompted | tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
     caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
     tokens)."""

@@ -61,7 +61,8 @@ class ReservedLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n = key_states.shape[-2]
         if self._length + n > self._k.shape[-2]:  # out of reserved space (checked guesses use some): double it
-            self._k, self._v = (_grown(t, self._length, max(2 * t.shape[-2], self._length + n)) for t in (self._k, self._v))
+            self._k, self._v = (_grown(t, self._length, max(2 * t.shape[-2], self._length + n))
+                                for t in (self._k, self._v))
         self._k[..., self._length : self._length + n, :] = key_states
         self._v[..., self._length : self._length + n, :] = value_states
         self._length += n
@@ -103,7 +104,8 @@ def copied_context_batch(parts: list[Prompted], extra: int) -> tuple[DynamicCach
     for p in parts:
         for row in p.own:
             rows.append(row if p.context is None else
-                        [(torch.cat([ck[0], k], -2), torch.cat([cv[0], v], -2)) for (ck, cv), (k, v) in zip(p.context, row)])
+                        [(torch.cat([ck[0], k], -2), torch.cat([cv[0], v], -2))
+                         for (ck, cv), (k, v) in zip(p.context, row)])
     return _left_padded_cache(rows, extra)
 
 

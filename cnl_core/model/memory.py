@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -104,7 +104,7 @@ class Workload:
     backward: bool = True
     fixed_rows: bool = False  # the rows do not follow the batch size (integrated gradients)
 
-    def smallest(self) -> "Workload":
+    def smallest(self) -> Workload:
         """The least this run can do: one row per pass, unless its rows are fixed."""
         return self if self.fixed_rows else replace(self, rows=1)
 

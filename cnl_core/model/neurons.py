@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ class NeuronGrid:
     def as_dict(self) -> dict:
         return {"n_layers": self.n_layers, "width": self.width, "total": self.total}
 
-    def check_on(self, model: "NeuronGrid", what: str = "The neurons") -> None:
+    def check_on(self, model: NeuronGrid, what: str = "The neurons") -> None:
         """Neurons on this grid used with a model of grid `model`: refused unless the two are the same (the one
         check every caller makes: the CLI, the dashboard, an intervention, a study)."""
         if self != model:
@@ -49,14 +49,14 @@ class NeuronSet:
     flat: np.ndarray  # int64, sorted, unique
 
     @staticmethod
-    def from_flat(grid: NeuronGrid, flat: Sequence[int] | np.ndarray) -> "NeuronSet":
+    def from_flat(grid: NeuronGrid, flat: Sequence[int] | np.ndarray) -> NeuronSet:
         arr = np.unique(np.asarray(flat, dtype=np.int64))
         if arr.size and (arr[0] < 0 or arr[-1] >= grid.total):
             raise NeuronSetError(f"Neuron ids out of range for a {grid.n_layers} x {grid.width} grid.")
         return NeuronSet(grid, arr)
 
     @staticmethod
-    def from_pairs(grid: NeuronGrid, pairs: Sequence[Sequence[int]]) -> "NeuronSet":
+    def from_pairs(grid: NeuronGrid, pairs: Sequence[Sequence[int]]) -> NeuronSet:
         """Build from [layer, index] pairs, rejecting any the grid does not have."""
         if not isinstance(pairs, (list, tuple)):
             raise NeuronSetError("Neurons must be a list of [layer, index] pairs.")
@@ -81,7 +81,7 @@ class NeuronSet:
 
     def by_layer(self) -> dict[int, np.ndarray]:
         layers = self.flat // self.grid.width
-        return {int(l): self.flat[layers == l] % self.grid.width for l in np.unique(layers)}
+        return {int(layer): self.flat[layers == layer] % self.grid.width for layer in np.unique(layers)}
 
     def per_layer_counts(self) -> list[int]:
         return np.bincount(self.flat // self.grid.width, minlength=self.grid.n_layers).tolist()

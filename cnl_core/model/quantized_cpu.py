@@ -21,7 +21,6 @@ import logging
 import torch
 from torch import nn
 
-
 # bitsandbytes warns at import, on every run, that the `kernels` package is missing for a kernel not used here.
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
@@ -29,8 +28,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
 
 def keep_4bit_differentiable(model: nn.Module) -> None:
     for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+        if hasattr(module, "support_avx512bf16_for_cpu"):  # bitsandbytes' 4-bit layers (a plain bool flag)
+            module.support_avx512bf16_for_cpu = False  # type: ignore[assignment]  # torch types module attrs Tensor | Module
 
 
 def release_weights_file(model: nn.Module) -> None:

@@ -15,11 +15,11 @@ import threading
 import weakref
 from array import array
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 MEMO_TOKENS = 2_000_000  # ids kept per tokenizer (8 bytes each): some thousands of few-shot prompts
 
-_memos: "weakref.WeakKeyDictionary[object, _Memo]" = weakref.WeakKeyDictionary()
+_memos: weakref.WeakKeyDictionary[object, _Memo] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
