@@ -19,6 +19,8 @@ RULES = ("relative", "topk", "zscore")  # per-sample selection rules
 SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on: KN keeps positive ones only
 IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m
 INTERVENTION_MODES = ("zero", "amplify")
+# ROME's rank-one edit: the key covariance estimated on generic text (ROME), or the identity (no covariance)
+KEY_COVARIANCES = ("text", "identity")
 POSITIONS = ("all", "answer")  # token positions an intervention edits
 # What an intervention's effect is measured on, with its name on a chart. The gold answer's log-likelihood per
 # token comes first, the default: it moves even where a small model's accuracy is near 0.

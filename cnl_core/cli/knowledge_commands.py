@@ -49,7 +49,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
     p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
-    p.add_argument("--layers", type=F.LAYER.arg, nargs="+", help="edit: layers (default: every third)")
+    p.add_argument("--layers", type=F.LAYER.arg, nargs="+",
+                   help=f"edit: layers (default: {_STUDY.edit_layer_count} spread over the model's depth)")
     p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
     p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
     p.add_argument("--out")
@@ -98,7 +99,8 @@ def cmd_knowledge(args) -> dict:
             cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, seed=args.seed)
             out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
         elif args.action == "edit":
-            cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers, seed=args.seed)
+            cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+                          layer_count=_STUDY.edit_layer_count, seed=args.seed)
             res = run_editing(lm, facts_set, chosen, cfg, progress=update)
             out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
         else:
@@ -108,7 +110,9 @@ def cmd_knowledge(args) -> dict:
                 k = args.facts_per_relation
                 cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
             parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
-            study = run_study(lm, facts_set, cfg, parts=parts, progress=update)
+            # every finished part is written at once: a later part that fails leaves the earlier ones on disk
+            study = run_study(lm, facts_set, cfg, parts=parts, progress=update,
+                              on_part=lambda s: write_result(args.out, s.to_json()))
             print("\n".join(table(study)))
             out = study.to_json()
     if args.action in ("fidelity", "reliability", "trace", "edit"):

@@ -202,6 +202,10 @@ def run_fidelity(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None
     facts = facts_set.subset(fact_ids) if fact_ids is not None else list(facts_set.facts)
     if len(facts) < 2:
         raise ParameterError("Fidelity compares facts with each other: choose at least two facts.")
+    half = min(len(t.templates) for t in facts_set.relations) // 2
+    if capability_n < 2 * half:
+        raise ParameterError(f"The capability split compares two groups of {half} samples: score at least "
+                             f"{2 * half} capability samples.")
     paraphrases = [p for f in facts for p in facts_set.paraphrases(f)]
     scores = paraphrase_scores(lm, facts_set, paraphrases, cfg.method, cfg.ig_steps, batch_size=batch_size,
                                use_cache=use_cache, progress=progress, cancel=cancel)

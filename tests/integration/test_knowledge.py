@@ -12,7 +12,7 @@ from cnl_core.knowledge.fidelity import FidelityConfig, run_fidelity
 from cnl_core.knowledge.probe import answer_stats, check_known
 from cnl_core.knowledge.reliability import ReliabilityConfig, run_reliability
 from cnl_core.knowledge.scoring import kn_masks, paraphrase_scores
-from cnl_core.knowledge.tracing import subject_embedding_std, trace
+from cnl_core.knowledge.tracing import subject_noise_std, trace
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
 
 # two capitals the model knows (France, Germany; Japan and Italy demonstrate) and one it cannot know
@@ -60,7 +60,7 @@ def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
 
 def test_causal_tracing_restores_the_answer_at_some_layer(lm):
     p = FACTS.paraphrases(FACTS.fact("capital/France"))[0]
-    t = trace(lm, p, subject_embedding_std(lm, [p]), draws=1, seed=0)
+    t = trace(lm, p, subject_noise_std(lm, [p]), draws=1, seed=0)
     assert t.p_clean > 0.5 and t.p_corrupt < 0.5 * t.p_clean and t.informative
     assert max(t.p_restored) > t.p_corrupt + 0.4 and len(t.p_restored) == lm.grid.n_layers
     assert t.p_restored[-1] < 0.5 * t.p_clean  # restoring the last layer at the subject comes too late

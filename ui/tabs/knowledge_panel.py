@@ -37,7 +37,7 @@ HELP = ("**Knowledge vs capability (the paper's first half).** The paper's title
         "layer: does editing work where tracing points?")
 CLASSROOM_SHOTS = 2  # demonstrations before each prompt (the built-in facts were checked 2-shot)
 CLASSROOM = StudyConfig(seed=0, fidelity_facts=4, trace_facts=2, trace_draws=1, reliability_facts=3, edit_facts=1,
-                        edit_layers=tuple(range(0, 30, 5)), edit_steps=15)
+                        edit_layer_count=6, edit_steps=15)
 
 
 def build() -> SimpleNamespace:
