@@ -219,7 +219,7 @@ OTHER_GROUPS = ("same relation", "other relations")  # whose facts the collatera
 
 
 def edit_fact_by_layer(lm: LoadedModel, facts_set: FactSet, f: Fact, new_answer: str, others: list[Paraphrase],
-                       layers: Sequence[int], cfg: EditConfig) -> list[dict]:
+                       layers: Sequence[int], cfg: EditConfig, *, use_cache: bool = True) -> list[dict]:
     """Edit `f` towards `new_answer` at each layer in turn (weights restored after each); one row per layer. The
     collateral is measured on `others` (prompts of other facts), split by whether they share f's relation."""
     edit, *rest = facts_set.paraphrases(f)
@@ -229,7 +229,8 @@ def edit_fact_by_layer(lm: LoadedModel, facts_set: FactSet, f: Fact, new_answer:
     with lm.lock:
         before = answer_stats(lm, tests)
         target = _target(lm, edit, new_answer)
-        covariance = key_covariance(lm, layers, cfg.covariance_tokens) if cfg.key_covariance == "text" else None
+        covariance = (key_covariance(lm, layers, cfg.covariance_tokens, use_cache=use_cache)
+                      if cfg.key_covariance == "text" else None)
         rows = []
         for layer in layers:
             with torch.enable_grad():
@@ -260,9 +261,10 @@ def _others(f: Fact, facts_set: FactSet, n: int, rng: random.Random) -> list[Par
 
 
 def run_editing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None,
-                cfg: EditConfig | None = None, *, progress: Progress | None = None,
+                cfg: EditConfig | None = None, *, use_cache: bool = True, progress: Progress | None = None,
                 cancel: threading.Event | None = None) -> EditingResult:
-    """Per-layer edits of each chosen fact, next to the causal traces of its edit prompt."""
+    """Per-layer edits of each chosen fact, next to the causal traces of its edit prompt (`use_cache`: the key
+    covariance is read from, and kept in, the cache folder)."""
     cfg = cfg or EditConfig()
     facts = facts_set.subset(fact_ids) if fact_ids is not None else list(facts_set.facts)
     if not facts:
@@ -275,7 +277,8 @@ def run_editing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None 
     for k, f in enumerate(facts):
         check_cancel(cancel, k, len(facts), "facts")
         new = _new_answer(f, facts_set.facts, rng)
-        rows = edit_fact_by_layer(lm, facts_set, f, new, _others(f, facts_set, cfg.other_facts, rng), layers, cfg)
+        rows = edit_fact_by_layer(lm, facts_set, f, new, _others(f, facts_set, cfg.other_facts, rng), layers, cfg,
+                                  use_cache=use_cache)
         edit = facts_set.paraphrases(f)[0]
         traces = {site: trace(lm, edit, std, cfg.trace_draws, cfg.seed + k, site=site) for site in ("hidden", "mlp")}
         per_fact.append({"fact": f.id, "new_answer": new, "rows": rows,

@@ -3,7 +3,7 @@
 ROME's rank-one edit W' = W + (v* - W k*) (C^-1 k*)^T / ((C^-1 k*)^T k*) needs two things besides the value:
 - C = E[k k^T], the uncentred covariance of the keys (the down projection's inputs, which are this library's
   neurons) over generic text: ROME used about 100k tokens of Wikipedia; offline, the passages of the built-in
-  BoolQ set (Wikipedia paragraphs) serve, `COVARIANCE_TOKENS` tokens by default. A small ridge (a share of the
+  BoolQ set (Wikipedia paragraphs) serve, `COVARIANCE_TOKENS` tokens by default (cached per model and layer). A small ridge (a share of the
   mean diagonal) keeps C invertible when there are fewer tokens than neurons' directions;
 - k*, the key at the subject's last token averaged over several contexts: the edit prompt itself, and the
   query after short prefixes of that same text (ROME generated its prefixes with the model; fixed text serves).
@@ -13,19 +13,23 @@ Every read goes through `neuron_hooks`, so it is [rows, tokens, width] on every 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..data.samples import get_dataset
 from ..errors import ParameterError
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
+from ..output_files import atomic_target
+from ..paths import cache_root
 from .facts import Paraphrase
 from .tracing import subject_positions
 
 COVARIANCE_TEXT = "boolq"  # Wikipedia passages, built in
-COVARIANCE_TOKENS = 20_000
+COVARIANCE_TOKENS = 8_000  # over 5 keys per direction of SmolLM2's 1,536 neurons
 CHUNK_TOKENS = 128
 RIDGE = 1e-2  # added to C's diagonal, as a share of its mean diagonal
 _CACHE: dict[tuple, dict[int, torch.Tensor]] = {}
@@ -37,36 +41,68 @@ def _texts() -> list[str]:
     return [s.prompt.split("\n")[0] for s in get_dataset(COVARIANCE_TEXT).rows()]
 
 
-def key_covariance(lm: LoadedModel, layers: Sequence[int], tokens: int = COVARIANCE_TOKENS) -> dict[int, torch.Tensor]:
-    """Per layer, C = E[k k^T] [width, width] float32 over `tokens` tokens of generic text (ridge added); cached per
-    model and layer for the process."""
+class _Deep(Exception):
+    """Raised after the deepest layer a pass needs: the layers above it would compute nothing used."""
+
+
+def _cache_file(lm: LoadedModel, layer: int, tokens: int) -> Path:
+    return (cache_root() / "key_covariance" /
+            f"{lm.fingerprint}-{lm.grid.n_layers}x{lm.grid.width}-{COVARIANCE_TEXT}-{tokens}-{CHUNK_TOKENS}-L{layer}.safetensors")
+
+
+def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int, torch.Tensor]:
+    """E[k k^T] per layer over the first `tokens` tokens of the generic text, in chunks of CHUNK_TOKENS; each pass
+    stops after the deepest layer asked for."""
+    sums = {l: torch.zeros(lm.grid.width, lm.grid.width, dtype=torch.float64) for l in layers}
+    count, deepest = 0, max(layers)
+
+    def add(layer: int, x: torch.Tensor):
+        k = x[0].detach().float().cpu()
+        sums[layer] += (k.T @ k).double()
+        if layer == deepest:
+            raise _Deep
+
+    with lm.lock, torch.no_grad(), neuron_hooks(lm.ffn, add, layers=layers):
+        for text in _texts():
+            ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"][:min(CHUNK_TOKENS, tokens - count)]
+            if not ids:
+                break
+            try:
+                lm.model(input_ids=torch.tensor([ids], device=lm.input_device))
+            except _Deep:
+                pass
+            count += len(ids)
+    return {l: (sums[l] / max(count, 1)).float() for l in layers}
+
+
+def key_covariance(lm: LoadedModel, layers: Sequence[int], tokens: int = COVARIANCE_TOKENS, *,
+                   use_cache: bool = True) -> dict[int, torch.Tensor]:
+    """Per layer, C = E[k k^T] [width, width] float32 over `tokens` tokens of generic text, with the ridge added.
+    Kept for the process, and (with `use_cache`) in the cache folder, per model and layer."""
     if tokens < 1:
         raise ParameterError("The key covariance needs at least one token of text.")
     key = (lm.fingerprint, id(lm.model), tokens)
     with _CACHE_LOCK:
         have = _CACHE.setdefault(key, {})
-        missing = [l for l in layers if l not in have]
+        missing = [l for l in dict.fromkeys(layers) if l not in have]
+    if use_cache:
+        for l in list(missing):
+            path = _cache_file(lm, l, tokens)
+            if path.is_file():
+                have[l] = load_file(str(path))["moment"]
+                missing.remove(l)
     if missing:
-        sums = {l: torch.zeros(lm.grid.width, lm.grid.width, dtype=torch.float64) for l in missing}
-        count = 0
-
-        def add(layer: int, x: torch.Tensor):
-            k = x[0].detach().to(torch.float64).cpu()
-            sums[layer].add_(k.T @ k)
-
-        with lm.lock, torch.no_grad(), neuron_hooks(lm.ffn, add, layers=missing):
-            for text in _texts():
-                ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"][:CHUNK_TOKENS]
-                ids = ids[:tokens - count]
-                if not ids:
-                    break
-                lm.model(input_ids=torch.tensor([ids], device=lm.input_device))
-                count += len(ids)
-        for l in missing:
-            c = (sums[l] / count).float()
-            c += RIDGE * c.diagonal().mean().clamp(min=1e-12) * torch.eye(c.shape[0])
-            have[l] = c
-    return {l: have[l] for l in layers}
+        for l, moment in _second_moments(lm, missing, tokens).items():
+            have[l] = moment
+            if use_cache:
+                with atomic_target(_cache_file(lm, l, tokens)) as tmp:
+                    save_file({"moment": moment.contiguous()}, str(tmp))
+    out = {}
+    for l in layers:
+        c = have[l].clone()
+        c += RIDGE * c.diagonal().mean().clamp(min=1e-12) * torch.eye(c.shape[0])
+        out[l] = c
+    return out
 
 
 def _prefixes(n: int) -> list[str]:

@@ -22,7 +22,7 @@ from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_bes
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
 from .probe import KnownCheck, check_known
-from .reliability import ReliabilityConfig, ReliabilityResult, run_reliability
+from .reliability import NEURONS, TARGETS, ReliabilityConfig, ReliabilityResult, run_reliability
 from .tracing import TracingResult, run_tracing
 
 
@@ -178,15 +178,16 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
 
 
 def _reliability_rows(rel: ReliabilityResult) -> list[str]:
-    lines = ["", "| reliability: change of log p(answer) | neurons | held-out paraphrases [95% CI] | other facts "
-             "[95% CI] | share erased (held-out) |", "|---|---|---|---|---|"]
+    lines = ["", "| reliability: change of log p(answer) [95% CI over facts] | neurons | " + " | ".join(TARGETS)
+             + " | share erased (held-out) |", "|---|---|" + "---|" * len(TARGETS) + "---|"]
     for mode in rel.config.modes:
-        for who in ("located", "random"):
-            h, o = rel.row(mode, who, "held-out paraphrases"), rel.row(mode, who, "other facts")
-            if h["delta_logp"] is None:
+        for who in NEURONS:
+            rows = [r for r in rel.summary if (r["mode"], r["neurons"]) == (mode, who)]
+            if not rows or rows[0]["delta_logp"] is None:
                 continue
-            lines.append(f"| {mode} | {who} | {h['delta_logp']:+.3f} {_ci(h['ci'])} | {o['delta_logp']:+.3f} "
-                         f"{_ci(o['ci'])} | {h['erased']:.2f} |")
+            cells = ["n/a" if r["delta_logp"] is None else f"{r['delta_logp']:+.3f} {_ci(r['ci'])}" for r in rows]
+            lines.append(f"| {mode} | {who} ({rows[0]['facts']} facts) | " + " | ".join(cells)
+                         + f" | {rows[0]['erased']:.2f} |")
     return lines
 
 

@@ -14,7 +14,7 @@ from cnl_core.knowledge.editing import EditConfig, edit_layers, run_editing
 from cnl_core.knowledge.facts import CAPITALS, LANGUAGES, FactSet, Relation
 from cnl_core.knowledge.fidelity import FidelityConfig, run_fidelity
 from cnl_core.knowledge.probe import check_known
-from cnl_core.knowledge.reliability import ReliabilityConfig, run_reliability
+from cnl_core.knowledge.reliability import NEURONS, TARGETS, ReliabilityConfig, relation_common_set, run_reliability
 from cnl_core.knowledge.study import StudyConfig, run_study
 from cnl_core.knowledge.tracing import run_tracing, subject_noise_std
 from cnl_core.model.architectures import FFNAccess
@@ -44,6 +44,9 @@ def knowledge_lm(model_type: str, tokenizer, **extra) -> LoadedModel:
     for key in ("n_positions", "max_position_embeddings"):
         if key in shape:
             shape[key] = 256
+    for key in ("n_inner", "intermediate_size", "ffn_dim", "ffn_hidden_size"):  # room for random controls
+        if key in shape:
+            shape[key] = 96
     config = CONFIG_MAPPING[model_type](**shape, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
@@ -69,7 +72,7 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
     weights = [d.weight.detach().clone() for d in lm.ffn.down]
     cfg = EditConfig(steps=1, layer_count=2, covariance_tokens=300, key_prefixes=1, other_facts=1, trace_draws=1,
                      bootstrap=10)
-    edit = run_editing(lm, FACTS, ids[:1], cfg)
+    edit = run_editing(lm, FACTS, ids[:1], cfg, use_cache=False)
     assert edit.layers == edit_layers(LAYERS, 2) == [0, 2]  # from the depth, not a 30-layer list
     row = edit.per_fact[0]["rows"][0]
     assert 0 <= row["p_new_edit"] <= 1 and row["same relation_delta_logp"] is not None
@@ -77,7 +80,10 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
     assert all(torch.equal(w, d.weight) for w, d in zip(weights, lm.ffn.down))  # weights put back
     rel = run_reliability(lm, FACTS, ids, ReliabilityConfig(locate_on=2, control_draws=1, modes=("zero",), other_facts=1,
                                                             bootstrap=10), use_cache=False)
-    assert {r["target"] for r in rel.summary} >= {"held-out paraphrases"}
+    assert {r["target"] for r in rel.summary} == set(TARGETS)
+    assert {r["neurons"] for r in rel.summary} == set(NEURONS)
+    for row in rel.per_fact:  # a fact's set splits into what its relation's other fact holds and the rest
+        assert row["n_fact_specific"] <= row["n_neurons"] and len(row["same_relation"]) == 1
     fid = run_fidelity(lm, FACTS, ids, FidelityConfig(draws=2, bootstrap=10), capability_n=2, use_cache=False)
     assert fid.group("same fact, other wording").pairs == len(ids) * 3
     assert no_hooks_left(lm)
@@ -136,3 +142,14 @@ def test_romes_rank_one_update_maps_the_key_to_its_value_and_spares_keys_c_calls
             after = down(torch.stack([k, other]))
     torch.testing.assert_close(after[0], before[0] + residual, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(after[1], before[1], rtol=1e-4, atol=1e-4)
+
+
+def test_the_relation_common_set_holds_what_a_share_p_of_the_other_facts_sets_hold():
+    from cnl_core.model.neurons import NeuronGrid, NeuronSet
+
+    grid = NeuronGrid(2, 4)
+    sets = {"a": NeuronSet.from_flat(grid, [0, 1, 2]), "b": NeuronSet.from_flat(grid, [1, 2, 5]),
+            "c": NeuronSet.from_flat(grid, [2, 7])}
+    assert relation_common_set(sets, ["a", "b", "c"], 0.5).flat.tolist() == [1, 2]  # in 2 or 3 of the 3
+    assert relation_common_set(sets, ["a", "b", "c"], 1.0).flat.tolist() == [2]
+    assert relation_common_set(sets, [], 0.5) is None  # no other fact of the relation: nothing is common
