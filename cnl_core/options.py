@@ -25,6 +25,9 @@ INTERVENTION_MODES = ("zero", "amplify")
 # ROME's rank-one edit: the key covariance estimated on generic text (ROME), or the identity (no covariance)
 KEY_COVARIANCES = ("text", "identity")
 POSITIONS = ("all", "answer")  # token positions an intervention edits
+# where a fact prompt's neurons are scored: the positions that predict the answer (CNL's, round one), or the
+# subject's last token (where Knowledge Neurons' and ROME's facts are said to sit)
+SCORE_POSITIONS = ("answer", "subject")
 # What an intervention's effect is measured on, with its name on a chart. The gold answer's log-likelihood per
 # token comes first, the default: it moves even where a small model's accuracy is near 0.
 METRICS = ("gold_loglik", "accuracy")

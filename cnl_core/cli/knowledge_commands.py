@@ -19,7 +19,7 @@ from ..knowledge.reliability import ReliabilityConfig, run_reliability
 from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
-from ..options import SIGNS
+from ..options import SCORE_POSITIONS, SIGNS
 from . import arguments as A
 from .commands import command_model, progress_bar, write_result
 
@@ -46,6 +46,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--tau", type=F.TAU.arg, default=_FID.tau)
     p.add_argument("--p", type=F.P.arg, default=_FID.p)
     p.add_argument("--sign", default=_FID.sign, choices=SIGNS)
+    p.add_argument("--position", default=_FID.position, choices=SCORE_POSITIONS,
+                   help="fidelity, reliability: score fact prompts at the answer or at the subject's last token")
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
     p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
@@ -89,14 +91,15 @@ def cmd_knowledge(args) -> dict:
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
             out = known.to_json()
         elif args.action == "fidelity":
-            cfg = FidelityConfig(args.method, args.ig_steps, args.tau, args.sign, args.p, args.capability, seed=args.seed)
+            cfg = FidelityConfig(args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability,
+                                 seed=args.seed)
             res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
             out = res.to_json()
         elif args.action == "trace":
             res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
             out = res.to_json()
         elif args.action == "reliability":
-            cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, seed=args.seed)
+            cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed)
             out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
         elif args.action == "edit":
             cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
@@ -104,7 +107,7 @@ def cmd_knowledge(args) -> dict:
             res = run_editing(lm, facts_set, chosen, cfg, progress=update)
             out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
         else:
-            cfg = replace(_STUDY, seed=args.seed, method=args.method, tau=args.tau, p=args.p,
+            cfg = replace(_STUDY, seed=args.seed, method=args.method, position=args.position, tau=args.tau, p=args.p,
                           edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers)
             if args.facts_per_relation is not None:  # every part on the same first known facts
                 k = args.facts_per_relation

@@ -34,6 +34,7 @@ from ..evaluate.stats import bootstrap_ci
 from ..locate.collect import collect_scores
 from ..locate.scorers import ScoreConfig
 from ..model.loading import LoadedModel
+from ..options import SCORE_POSITIONS
 from ..progress import Progress
 from ..provenance import stamp
 from .facts import Fact, FactSet
@@ -53,6 +54,7 @@ class FidelityConfig:
     tau: float = 0.2
     sign: str = "positive"
     p: float = 0.5  # sets over several prompts: neurons selected by at least this share of them
+    position: str = SCORE_POSITIONS[0]  # where fact prompts are scored (the capability: at its answer, as CNL)
     capability: str = "add1_content"  # the demo's capability, scored on the digits only (no format token)
     draws: int = 20  # random split pairs per split group
     seed: int = 0
@@ -207,7 +209,8 @@ def run_fidelity(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None
         raise ParameterError(f"The capability split compares two groups of {half} samples: score at least "
                              f"{2 * half} capability samples.")
     paraphrases = [p for f in facts for p in facts_set.paraphrases(f)]
-    scores = paraphrase_scores(lm, facts_set, paraphrases, cfg.method, cfg.ig_steps, batch_size=batch_size,
+    scores = paraphrase_scores(lm, facts_set, paraphrases, cfg.method, cfg.ig_steps, position=cfg.position,
+                               batch_size=batch_size,
                                use_cache=use_cache, progress=progress, cancel=cancel)
     masks = kn_masks(scores.scores, cfg.tau, cfg.sign)
     n_templates = {r.name: len(r.templates) for r in facts_set.relations}
@@ -222,5 +225,5 @@ def run_fidelity(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None
                           fact_ids=[f.id for f in facts],
                           per_paraphrase_size=dict(zip(scores.ids, masks.sum(1).tolist())), pairs=pairs,
                           splits=splits, per_fact=per_fact,
-                          score={"facts": scores.score_cfg.to_json(), "capability": (cap.cfg or cap_cfg).to_json(),
+                          score={"facts": {**scores.score_cfg.to_json(), "position": cfg.position}, "capability": (cap.cfg or cap_cfg).to_json(),
                                  "capability_samples": cap_ids}, **stamp())

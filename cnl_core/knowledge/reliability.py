@@ -32,6 +32,7 @@ from ..evaluate.stats import bootstrap_ci
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
+from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from .facts import FactSet, Paraphrase
@@ -50,6 +51,7 @@ class ReliabilityConfig:
     tau: float = 0.2
     p: float = 0.5
     sign: str = "positive"
+    position: str = SCORE_POSITIONS[0]  # where fact prompts are scored (options.SCORE_POSITIONS)
     locate_on: int = 3  # paraphrases the set is located on; the rest are held out
     modes: tuple[str, ...] = ("zero", "amplify")
     factor: float = 2.0
@@ -117,7 +119,8 @@ def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | N
     if min(len(v) for v in paras.values()) <= cfg.locate_on:
         raise ParameterError(f"Locating on {cfg.locate_on} paraphrases leaves none held out; lower it.")
     every = [p for f in facts for p in paras[f.id]]
-    scores = paraphrase_scores(lm, facts_set, every, cfg.method, cfg.ig_steps, batch_size=batch_size,
+    scores = paraphrase_scores(lm, facts_set, every, cfg.method, cfg.ig_steps, position=cfg.position,
+                               batch_size=batch_size,
                                use_cache=use_cache, progress=progress, cancel=cancel)
     base = dict(zip([p.id for p in every], _logps(lm, every, None)))
     split, sets = {}, {}

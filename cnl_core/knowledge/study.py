@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..model.loading import LoadedModel
+from ..options import SCORE_POSITIONS
 from ..progress import Progress
 from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_best, run_editing
 from .facts import FactSet
@@ -32,6 +33,7 @@ class StudyConfig:
 
     seed: int = 1  # the reporting seed: the preset was chosen on seed 0
     method: str = "grad_x_act"
+    position: str = SCORE_POSITIONS[0]
     tau: float = 0.2
     p: float = 0.5
     known_share: float = 0.5
@@ -96,14 +98,15 @@ def run_study(lm: LoadedModel, facts_set: FactSet, cfg: StudyConfig | None = Non
     steps = {
         "fidelity": lambda: setattr(study, "fidelity", run_fidelity(
             lm, facts_set, first_known(facts_set, known, cfg.fidelity_facts),
-            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed), progress=progress, cancel=cancel)),
+            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
+            progress=progress, cancel=cancel)),
         "tracing": lambda: setattr(study, "tracing", {site: run_tracing(
             lm, facts_set, first_known(facts_set, known, cfg.trace_facts), site=site, draws=cfg.trace_draws,
             seed=cfg.seed, progress=progress, cancel=cancel) for site in ("hidden", "mlp")}),
         "reliability": lambda: setattr(study, "reliability", run_reliability(
             lm, facts_set, first_known(facts_set, known, cfg.reliability_facts),
-            ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed), progress=progress,
-            cancel=cancel)),
+            ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
+            progress=progress, cancel=cancel)),
         "editing": lambda: setattr(study, "editing", run_editing(
             lm, facts_set, first_known(facts_set, known, cfg.edit_facts),
             replace(EditConfig(), layers=cfg.edit_layers, layer_count=cfg.edit_layer_count, steps=cfg.edit_steps,

@@ -86,6 +86,9 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
         assert row["n_fact_specific"] <= row["n_neurons"] and len(row["same_relation"]) == 1
     fid = run_fidelity(lm, FACTS, ids, FidelityConfig(draws=2, bootstrap=10), capability_n=2, use_cache=False)
     assert fid.group("same fact, other wording").pairs == len(ids) * 3
+    subject = run_reliability(lm, FACTS, ids, ReliabilityConfig(position="subject", locate_on=2, control_draws=1,
+                                                                modes=("zero",), other_facts=1, bootstrap=10))
+    assert subject.config.position == "subject" and subject.summary
     assert no_hooks_left(lm)
 
 
@@ -153,3 +156,33 @@ def test_the_relation_common_set_holds_what_a_share_p_of_the_other_facts_sets_ho
     assert relation_common_set(sets, ["a", "b", "c"], 0.5).flat.tolist() == [1, 2]  # in 2 or 3 of the 3
     assert relation_common_set(sets, ["a", "b", "c"], 1.0).flat.tolist() == [2]
     assert relation_common_set(sets, [], 0.5) is None  # no other fact of the relation: nothing is common
+
+
+def test_subject_position_scores_read_the_subjects_last_token_only(tokenizer):
+    from cnl_core.knowledge.scoring import paraphrase_scores
+    from cnl_core.knowledge.tracing import subject_positions
+
+    lm = knowledge_lm("llama", tokenizer)
+    p = FACTS.paraphrases(FACTS.facts[0])[0]
+    scores = paraphrase_scores(lm, FACTS, [p], position="subject").scores[0].float()
+    prompt, subj = subject_positions(lm, p)
+    answer = tokenizer(p.answer, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + answer])
+    x = {}
+
+    def keep(layer, a):
+        a.requires_grad_(True)
+        x[layer] = a
+
+    from cnl_core.model.hooks import neuron_hooks
+
+    with neuron_hooks(lm.ffn, keep), torch.enable_grad():
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].float(), -1)
+        gold = sum(logp[len(prompt) - 1 + i, t] for i, t in enumerate(answer))
+        (g,) = torch.autograd.grad(gold, [x[1]])
+    expected = (x[1][0, subj[-1]] * g[0, subj[-1]]).detach()
+    # stored as float16 (as every score): values below its smallest normal are rounded
+    torch.testing.assert_close(scores[1], expected, rtol=1e-2, atol=1e-7)
+    assert int(scores[1].argmax()) == int(expected.argmax()) and float(expected.abs().max()) > 1e-6
+    with pytest.raises(ParameterError, match="grad x act only"):
+        paraphrase_scores(lm, FACTS, [p], "activation", position="subject")
