@@ -41,7 +41,7 @@ def test_the_model_knows_capitals_and_not_a_made_up_one(lm):
 def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
     ids = ["capital/France", "capital/Germany"]
     cfg = FidelityConfig(draws=3, bootstrap=100)
-    res = run_fidelity(lm, FACTS, ids, cfg, capability_n=8)
+    res = run_fidelity(lm, FACTS, ids, cfg, capability_n=18)  # 3 disjoint draws of 3 + 3
     for g in [*res.pairs, *res.splits]:
         assert g.iou is None or (0.0 <= g.iou <= 1.0 and g.ci[0] <= g.iou <= g.ci[1])
     paras = [p for f in FACTS.subset(ids) for p in FACTS.paraphrases(f)]

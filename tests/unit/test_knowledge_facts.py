@@ -186,3 +186,24 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
     result = EditingResult("m", "b", EditConfig(), [0, 3], per_fact, _summary(per_fact, [0, 3], EditConfig(bootstrap=10)))
     assert result.summary[1]["traced_mlp"] == pytest.approx(0.5 / 0.8)
     editing_chart(result).to_dict()
+
+
+def test_the_capability_split_draws_do_not_move_with_the_number_of_facts_and_use_samples_of_their_own():
+    from cnl_core.knowledge.fidelity import FidelityConfig, _split_groups
+    from cnl_core.knowledge.scoring import ParaphraseScores
+    from cnl_core.locate.scorers import ScoreConfig
+
+    facts = builtin_facts(2, ("capital",))
+    gen = torch.Generator().manual_seed(0)
+    capability = torch.rand(12, 2, 8, generator=gen)
+    cfg = FidelityConfig(draws=5, bootstrap=10)
+    results = []
+    for n_facts in (2, 4):
+        chosen = list(facts.facts[:n_facts])
+        paras = [p for f in chosen for p in facts.paraphrases(f)]
+        scores = ParaphraseScores([p.id for p in paras], torch.rand(len(paras), 2, 8, generator=gen),
+                                  torch.zeros(len(paras)), NeuronGrid(2, 8), ScoreConfig())
+        results.append(_split_groups(chosen, facts, scores, capability, cfg)[2])
+    assert results[0].name == "capability split"
+    assert results[0].iou == results[1].iou and results[0].ci == results[1].ci  # the same capability draws
+    assert results[0].units == 2  # 12 samples make 2 disjoint draws of 3 + 3, not 5 overlapping ones
