@@ -82,6 +82,8 @@ class ReliabilityResult:
         return {"kind": "cnl.knowledge.reliability", "model": self.model, "facts": self.facts, "config": cfg,
                 "targets": list(TARGETS), "fact_specific": "the fact's set minus the neurons that at least a share p "
                 "of its relation's other facts' sets hold", "summary": self.summary, "per_fact": self.per_fact,
+                "contrasts": [c for m in self.config.modes for c in contrasts(self.per_fact, m, self.config.bootstrap,
+                                                                               self.config.seed)],
                 "empty_sets": self.empty_sets, "created": self.created, "versions": self.versions}
 
 
@@ -181,3 +183,20 @@ def _summary(per_fact: list[dict], cfg: ReliabilityConfig) -> list[dict]:
                                 "ci": bootstrap_ci(vals, cfg.bootstrap, cfg.seed),
                                 "erased": float(erased.mean()) if erased.size else None})
     return summary
+
+
+CONTRASTS = ((TARGETS[0], TARGETS[1]), (TARGETS[1], TARGETS[2]))  # fact vs its relation; relation vs the rest
+
+
+def contrasts(per_fact: list[dict], mode: str = "zero", bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+    """Paired per fact: how much more a set moves the held-out paraphrases than its relation's other facts, and
+    those than other relations (change of log p, [95% CI over facts]). A fact's own neurons would make the first
+    large; a relation's, the second."""
+    out = []
+    for who in SETS:
+        for a, b in CONTRASTS:
+            d = np.array([r[f"{mode}/{who}/{a}"]["delta_logp"] - r[f"{mode}/{who}/{b}"]["delta_logp"]
+                          for r in per_fact if r.get(f"{mode}/{who}/{a}") and r.get(f"{mode}/{who}/{b}")])
+            out.append({"mode": mode, "neurons": who, "contrast": f"{a} minus {b}", "facts": int(d.size),
+                        "delta_logp": float(d.mean()) if d.size else None, "ci": bootstrap_ci(d, bootstrap, seed)})
+    return out

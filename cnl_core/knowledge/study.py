@@ -23,7 +23,7 @@ from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_bes
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
 from .probe import KnownCheck, check_known
-from .reliability import NEURONS, TARGETS, ReliabilityConfig, ReliabilityResult, run_reliability
+from .reliability import NEURONS, TARGETS, contrasts, ReliabilityConfig, ReliabilityResult, run_reliability
 from .tracing import TracingResult, run_tracing
 
 
@@ -191,6 +191,10 @@ def _reliability_rows(rel: ReliabilityResult) -> list[str]:
             cells = ["n/a" if r["delta_logp"] is None else f"{r['delta_logp']:+.3f} {_ci(r['ci'])}" for r in rows]
             lines.append(f"| {mode} | {who} ({rows[0]['facts']} facts) | " + " | ".join(cells)
                          + f" | {rows[0]['erased']:.2f} |")
+    lines += ["", "| paired per fact, change of log p | neurons | difference [95% CI over facts] |", "|---|---|---|"]
+    for c in contrasts(rel.per_fact, "zero", rel.config.bootstrap, rel.config.seed):
+        value = "n/a" if c["delta_logp"] is None else f"{c['delta_logp']:+.3f} {_ci(c['ci'])}"
+        lines.append(f"| zero: {c['contrast']} | {c['neurons']} | {value} |")
     return lines
 
 
