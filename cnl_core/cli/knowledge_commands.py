@@ -118,9 +118,9 @@ def cmd_knowledge(args) -> dict:
                               on_part=lambda s: write_result(args.out, s.to_json()))
             print("\n".join(table(study)))
             out = study.to_json()
+    write_result(args.out, out)  # first: the file is kept whatever the printing does
     if args.action in ("fidelity", "reliability", "trace", "edit"):
         _print_part(args.action, out)
-    write_result(args.out, out)
     return out
 
 
@@ -130,13 +130,19 @@ def _print_part(action: str, out: dict) -> None:
             print(f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
                   f"chance {g['chance_iou']}")
     elif action == "trace":
-        print(f"  peak agreement ({out['site']}):")
+        print(f"  {out['informative']} of {len(out['traces'])} traces informative; peak agreement ({out['site']}):")
         for k, v in out["agreement"].items():
-            if k != "prompts":
+            if isinstance(v, dict):
                 print(f"    {k:<36} {v['share']} {v['ci']}")
+        com = out["centre_of_mass"]
+        for group in ("same fact", "other fact, same relation"):
+            if com.get(group):
+                print(f"    centre of mass, mean distance, {group:<26} {com[group]['mean_distance']} {com[group]['ci']}")
+        print(f"    permutation p (a fact's paraphrases closer than its relation's facts): {com.get('p_value')}")
     elif action == "reliability":
         for r in out["summary"]:
-            print(f"  {r['mode']:<8} {r['neurons']:<8} {r['target']:<22} {r['delta_logp']:+.3f} {r['ci']}")
+            if r["delta_logp"] is not None:
+                print(f"  {r['mode']:<8} {r['neurons']:<20} {r['target']:<28} {r['delta_logp']:+.3f} {r['ci']}")
     else:
         for r in out["summary"]:
             print(f"  layer {r['layer']:>2}: p(new) edit {r['p_new_edit']:.3f}, paraphrases {r['p_new_paraphrases']:.3f}")

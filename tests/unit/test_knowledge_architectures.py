@@ -90,6 +90,14 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
                                                                 modes=("zero",), other_facts=1, bootstrap=10))
     assert subject.config.position == "subject" and subject.summary
     assert no_hooks_left(lm)
+    if model_type == "opt":  # the CLI prints every part's result as written to its file (once is enough)
+        from cnl_core.cli.knowledge_commands import _print_part
+        from cnl_core.knowledge.editing import located_vs_best
+
+        trace_json = res.to_json()
+        for action, out in (("trace", trace_json), ("reliability", rel.to_json()), ("fidelity", fid.to_json()),
+                            ("edit", {**edit.to_json(), "located_vs_best": located_vs_best(edit)})):
+            _print_part(action, json.loads(json.dumps(out)))
 
 
 def test_the_noise_scale_is_what_the_model_adds_so_gemmas_embedding_scale_counts(tokenizer):
