@@ -38,6 +38,7 @@ class StudyConfig:
     p: float = 0.5
     known_share: float = 0.5
     fidelity_facts: int | None = None  # per relation; None: every known fact
+    capability_draws: int = 20  # independent capability splits (each on samples of its own)
     trace_facts: int = 6  # per relation
     trace_draws: int = 2
     reliability_facts: int = 8  # per relation
@@ -98,7 +99,8 @@ def run_study(lm: LoadedModel, facts_set: FactSet, cfg: StudyConfig | None = Non
     steps = {
         "fidelity": lambda: setattr(study, "fidelity", run_fidelity(
             lm, facts_set, first_known(facts_set, known, cfg.fidelity_facts),
-            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
+            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position,
+                           draws=cfg.capability_draws),
             progress=progress, cancel=cancel)),
         "tracing": lambda: setattr(study, "tracing", {site: run_tracing(
             lm, facts_set, first_known(facts_set, known, cfg.trace_facts), site=site, draws=cfg.trace_draws,
