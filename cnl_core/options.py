@@ -17,9 +17,17 @@ QUANTIZATIONS = ("none", "8bit", "4bit", "auto")  # auto: the lightest precision
 QUANTIZATION_NOTE = "8/4-bit saves memory, not time: on a CPU it is no faster than float32"
 RULES = ("relative", "topk", "zscore")  # per-sample selection rules
 SIGNS = ("positive", "negative", "absolute")  # which scores a sample selects on: KN keeps positive ones only
+# Scoring methods that integrate gradients (IG steps and rule apply): of the gold answer's log-probability (ours,
+# round one), or of its probability (Knowledge Neurons as Dai et al. publish it)
+IG_METHODS = ("integrated_gradients", "integrated_gradients_prob")
 IG_RULES = ("right", "midpoint")  # integrated-gradient steps: alpha = k/m (Dai et al.) or (k - 1/2)/m
 INTERVENTION_MODES = ("zero", "amplify")
+# ROME's rank-one edit: the key covariance estimated on generic text (ROME), or the identity (no covariance)
+KEY_COVARIANCES = ("text", "identity")
 POSITIONS = ("all", "answer")  # token positions an intervention edits
+# where a fact prompt's neurons are scored: the positions that predict the answer (CNL's, round one), or the
+# subject's last token (where Knowledge Neurons' and ROME's facts are said to sit)
+SCORE_POSITIONS = ("answer", "subject")
 # What an intervention's effect is measured on, with its name on a chart. The gold answer's log-likelihood per
 # token comes first, the default: it moves even where a small model's accuracy is near 0.
 METRICS = ("gold_loglik", "accuracy")

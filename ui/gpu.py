@@ -22,6 +22,7 @@ from typing import Callable, TypeVar
 
 from cnl_core.evaluate.harness import parse_tasks
 from cnl_core.experiments.dose import DEFAULT_FACTORS
+from cnl_core.options import IG_METHODS
 
 F = TypeVar("F", bound=Callable)
 
@@ -81,7 +82,7 @@ def _located(state) -> int:
 
 
 def locate_seconds(datasets, n, k, method, ig_steps, **_) -> float:
-    passes = 2 * int(ig_steps) + 1 if method == "integrated_gradients" else 1  # IG: an upper bound of its work
+    passes = 2 * int(ig_steps) + 1 if method in IG_METHODS else 1  # IG: an upper bound of its work
     return START_S + _count(datasets) * int(n) * int(k) * passes * PASS_S
 
 

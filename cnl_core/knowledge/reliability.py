@@ -1,11 +1,21 @@
-"""Reliability: does switching a fact's located neurons off (or up) move that fact, and only that fact?
+"""Reliability, and the control that decides "individual knowledge": does switching a fact's located neurons off
+(or up) move that fact, or its whole relation?
 
-For each fact, its Knowledge-Neurons set is located on some of its paraphrases (`locate_on`, neurons that
-at least a share p of them select), then zeroed or amplified while the model answers the fact's other,
-held-out paraphrases, and prompts of other facts. The change of log p(answer) is compared with as many
-random neurons per layer (avoiding the located ones; several seeded draws). A fact's neurons are
-reliable when the held-out paraphrases move clearly more than other facts and than random neurons.
-Means are per fact, intervals bootstrap over facts. A fact whose set comes out empty is counted apart.
+For each fact, its Knowledge-Neurons set is located on some of its paraphrases (`locate_on`, neurons that at
+least a share p of them select), then zeroed or amplified while the model answers three kinds of prompt:
+- the fact's other, held-out paraphrases (the same fact, other wordings);
+- other facts of the SAME relation (one paraphrase each): a set that erases these carries the relation (or its
+  answers' output path), not the fact;
+- facts of other relations (one paraphrase each).
+Round one drew "other facts" from every relation, which hid the second line; both are reported apart here.
+
+The same test is run on the fact's *fact-specific* neurons: its set minus its relation's common set (neurons that
+at least a share p of the relation's other facts' sets hold, located the same way: leave-one-out, so the fact's
+own set does not define its relation's). If individual facts had neurons of their own, zeroing those would move
+the held-out paraphrases and spare the relation's other facts.
+
+Every set is compared with as many random neurons per layer (avoiding the set; several seeded draws). Means are
+per fact, intervals bootstrap over facts. A fact whose set comes out empty is counted apart.
 """
 
 from __future__ import annotations
@@ -21,13 +31,17 @@ from ..evaluate.controls import random_like
 from ..evaluate.stats import bootstrap_ci
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
+from ..model.neurons import NeuronSet
+from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from .facts import FactSet, Paraphrase
 from .probe import answer_stats
 from .scoring import common_set, paraphrase_scores
 
-TARGETS = ("held-out paraphrases", "other facts")
+TARGETS = ("held-out paraphrases", "same relation, other facts", "other relations")
+SETS = ("located", "fact-specific")  # the fact's set; the same minus its relation's common set
+NEURONS = ("located", "random", "fact-specific", "fact-specific random")
 
 
 @dataclass(frozen=True)
@@ -37,11 +51,12 @@ class ReliabilityConfig:
     tau: float = 0.2
     p: float = 0.5
     sign: str = "positive"
+    position: str = SCORE_POSITIONS[0]  # where fact prompts are scored (options.SCORE_POSITIONS)
     locate_on: int = 3  # paraphrases the set is located on; the rest are held out
     modes: tuple[str, ...] = ("zero", "amplify")
     factor: float = 2.0
     control_draws: int = 3
-    other_facts: int = 6  # prompts of other facts tested per fact (one paraphrase each)
+    other_facts: int = 6  # prompts tested per fact in each of the two other-fact groups (one paraphrase each)
     drop: float = 0.5  # a fact counts as erased when p(answer) falls below this share of its unmodified value
     seed: int = 0
     bootstrap: int = 1000
@@ -65,8 +80,11 @@ class ReliabilityResult:
         cfg = asdict(self.config)
         cfg["modes"] = list(cfg["modes"])
         return {"kind": "cnl.knowledge.reliability", "model": self.model, "facts": self.facts, "config": cfg,
-                "summary": self.summary, "per_fact": self.per_fact, "empty_sets": self.empty_sets,
-                "created": self.created, "versions": self.versions}
+                "targets": list(TARGETS), "fact_specific": "the fact's set minus the neurons that at least a share p "
+                "of its relation's other facts' sets hold", "summary": self.summary, "per_fact": self.per_fact,
+                "contrasts": [c for m in self.config.modes for c in contrasts(self.per_fact, m, self.config.bootstrap,
+                                                                               self.config.seed)],
+                "empty_sets": self.empty_sets, "created": self.created, "versions": self.versions}
 
 
 def _logps(lm: LoadedModel, prompts: list[Paraphrase], iv: Intervention | None) -> np.ndarray:
@@ -74,10 +92,26 @@ def _logps(lm: LoadedModel, prompts: list[Paraphrase], iv: Intervention | None) 
         return answer_stats(lm, [(p.text, p.answer) for p in prompts]).logprob.numpy()
 
 
+def relation_common_set(sets: dict[str, NeuronSet], others: list[str], p: float) -> NeuronSet | None:
+    """Neurons held by at least a share p of these facts' sets (None: no other fact to say what is common)."""
+    if not others:
+        return None
+    grid = sets[others[0]].grid
+    counts = np.zeros(grid.total, dtype=int)
+    for f in others:
+        counts[sets[f].flat] += 1
+    return NeuronSet.from_flat(grid, np.flatnonzero(counts >= p * len(others) - 1e-9))
+
+
+def _without(a: NeuronSet, b: NeuronSet | None) -> NeuronSet:
+    return a if b is None else NeuronSet.from_flat(a.grid, np.setdiff1d(a.flat, b.flat))
+
+
 def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None,
                     cfg: ReliabilityConfig | None = None, *, batch_size: int | None = None, use_cache: bool = True,
                     progress: Progress | None = None, cancel: threading.Event | None = None) -> ReliabilityResult:
-    """Locate each fact on some paraphrases, intervene, measure held-out paraphrases, other facts, random controls."""
+    """Locate each fact on some paraphrases; intervene with its set and its fact-specific part; measure held-out
+    paraphrases, other facts of its relation and of other relations, against random controls."""
     cfg = cfg or ReliabilityConfig()
     facts = facts_set.subset(fact_ids) if fact_ids is not None else list(facts_set.facts)
     if len(facts) < 2:
@@ -87,45 +121,82 @@ def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | N
     if min(len(v) for v in paras.values()) <= cfg.locate_on:
         raise ParameterError(f"Locating on {cfg.locate_on} paraphrases leaves none held out; lower it.")
     every = [p for f in facts for p in paras[f.id]]
-    scores = paraphrase_scores(lm, facts_set, every, cfg.method, cfg.ig_steps, batch_size=batch_size,
+    scores = paraphrase_scores(lm, facts_set, every, cfg.method, cfg.ig_steps, position=cfg.position,
+                               batch_size=batch_size,
                                use_cache=use_cache, progress=progress, cancel=cancel)
     base = dict(zip([p.id for p in every], _logps(lm, every, None)))
+    split, sets = {}, {}
+    for f in facts:  # every fact's located and held-out paraphrases first: the relation sets need them all
+        order = rng.sample(paras[f.id], len(paras[f.id]))
+        split[f.id] = (order[:cfg.locate_on], order[cfg.locate_on:])
+        sets[f.id] = common_set(scores.rows([p.id for p in split[f.id][0]]), cfg.tau, cfg.p, cfg.sign)
     per_fact, empty = [], []
     for k, f in enumerate(facts):
         check_cancel(cancel, k, len(facts), "facts")
-        order = rng.sample(paras[f.id], len(paras[f.id]))
-        located_on, held = order[:cfg.locate_on], order[cfg.locate_on:]
-        others = [rng.choice(paras[g.id]) for g in rng.sample([g for g in facts if g.id != f.id],
-                                                                 min(cfg.other_facts, len(facts) - 1))]
-        neurons = common_set(scores.rows([p.id for p in located_on]), cfg.tau, cfg.p, cfg.sign)
+        located_on, held = split[f.id]
+        same = [g for g in facts if g.id != f.id and g.relation == f.relation]
+        other = [g for g in facts if g.relation != f.relation]
+        groups = [held] + [[rng.choice(paras[g.id]) for g in rng.sample(pool, min(cfg.other_facts, len(pool)))]
+                           for pool in (same, other)]
+        neurons = sets[f.id]
         if not len(neurons):
             empty.append(f.id)
             continue
-        tested = held + others
+        relation = relation_common_set(sets, [g.id for g in same], cfg.p)
+        specific = _without(neurons, relation)
+        tested = [p for g in groups for p in g]
         before = np.array([base[p.id] for p in tested])
-        row = {"fact": f.id, "n_neurons": len(neurons), "located_on": [p.id for p in located_on],
-               "held_out": [p.id for p in held], "others": [p.id for p in others]}
-        controls = [random_like(neurons, cfg.seed + 1000 * k + d, neurons) for d in range(cfg.control_draws)]
-        for mode in cfg.modes:
-            iv = Intervention(neurons, mode, cfg.factor)
-            located = _logps(lm, tested, iv) - before
-            random_ = np.mean([_logps(lm, tested, Intervention(c, mode, cfg.factor)) - before for c in controls], 0) \
-                if controls else np.full(len(tested), np.nan)
-            for who, delta in (("located", located), ("random", random_)):
-                for target, part in ((TARGETS[0], slice(0, len(held))), (TARGETS[1], slice(len(held), None))):
-                    d = delta[part]
-                    row[f"{mode}/{who}/{target}"] = {"delta_logp": float(np.mean(d)),
-                                                     "erased": float(np.mean(d < np.log(cfg.drop)))}
+        bounds = np.cumsum([0] + [len(g) for g in groups])
+        row = {"fact": f.id, "n_neurons": len(neurons), "n_relation_common": None if relation is None else len(relation),
+               "n_fact_specific": len(specific), "located_on": [p.id for p in located_on],
+               "held_out": [p.id for p in held], "same_relation": [p.id for p in groups[1]],
+               "other_relations": [p.id for p in groups[2]]}
+        for s, chosen in zip(SETS, (neurons, specific)):
+            if not len(chosen):
+                continue
+            controls = [random_like(chosen, cfg.seed + 1000 * k + d, chosen) for d in range(cfg.control_draws)]
+            for mode in cfg.modes:
+                located = _logps(lm, tested, Intervention(chosen, mode, cfg.factor)) - before
+                random_ = (np.mean([_logps(lm, tested, Intervention(c, mode, cfg.factor)) - before for c in controls], 0)
+                           if controls else np.full(len(tested), np.nan))
+                names = ("located", "random") if s == SETS[0] else ("fact-specific", "fact-specific random")
+                for who, delta in zip(names, (located, random_)):
+                    for t, target in enumerate(TARGETS):
+                        d = delta[bounds[t]:bounds[t + 1]]
+                        row[f"{mode}/{who}/{target}"] = None if not d.size else {
+                            "delta_logp": float(np.mean(d)), "erased": float(np.mean(d < np.log(cfg.drop)))}
         per_fact.append(row)
         report(progress, k + 1, len(facts), f"reliability: {f.id}")
+    return ReliabilityResult(lm.spec.name, facts_set.name, cfg, per_fact, _summary(per_fact, cfg), empty, **stamp())
+
+
+def _summary(per_fact: list[dict], cfg: ReliabilityConfig) -> list[dict]:
     summary = []
     for mode in cfg.modes:
-        for who in ("located", "random"):
+        for who in NEURONS:
             for target in TARGETS:
-                vals = np.array([r[f"{mode}/{who}/{target}"]["delta_logp"] for r in per_fact])
-                erased = np.array([r[f"{mode}/{who}/{target}"]["erased"] for r in per_fact])
+                cells = [c for r in per_fact if (c := r.get(f"{mode}/{who}/{target}")) is not None]
+                vals = np.array([c["delta_logp"] for c in cells])
+                erased = np.array([c["erased"] for c in cells])
                 summary.append({"mode": mode, "neurons": who, "target": target, "facts": int(vals.size),
                                 "delta_logp": float(vals.mean()) if vals.size else None,
                                 "ci": bootstrap_ci(vals, cfg.bootstrap, cfg.seed),
                                 "erased": float(erased.mean()) if erased.size else None})
-    return ReliabilityResult(lm.spec.name, facts_set.name, cfg, per_fact, summary, empty, **stamp())
+    return summary
+
+
+CONTRASTS = ((TARGETS[0], TARGETS[1]), (TARGETS[1], TARGETS[2]))  # fact vs its relation; relation vs the rest
+
+
+def contrasts(per_fact: list[dict], mode: str = "zero", bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+    """Paired per fact: how much more a set moves the held-out paraphrases than its relation's other facts, and
+    those than other relations (change of log p, [95% CI over facts]). A fact's own neurons would make the first
+    large; a relation's, the second."""
+    out = []
+    for who in SETS:
+        for a, b in CONTRASTS:
+            d = np.array([r[f"{mode}/{who}/{a}"]["delta_logp"] - r[f"{mode}/{who}/{b}"]["delta_logp"]
+                          for r in per_fact if r.get(f"{mode}/{who}/{a}") and r.get(f"{mode}/{who}/{b}")])
+            out.append({"mode": mode, "neurons": who, "contrast": f"{a} minus {b}", "facts": int(d.size),
+                        "delta_logp": float(d.mean()) if d.size else None, "ci": bootstrap_ci(d, bootstrap, seed)})
+    return out

@@ -6,6 +6,10 @@ reliability and capability comparisons read the same scores. The per-paraphrase 
 Neurons rule: neurons whose score is at least tau times that prompt's largest score (`select_per_sample`
 with the relative rule); a fact's set over several paraphrases keeps the neurons at least a fraction p
 of them select (KN's refining step, the same commonality rule CNL applies to a dataset).
+
+Scores are taken at the positions that predict the answer (`position="answer"`, as CNL scores a capability), or
+at the subject's last token (`"subject"`: where KN and ROME place a fact; grad x act there, the activation times
+the gradient of log p(answer), one teacher-forced pass per prompt through `neuron_hooks`, not cached).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from ..locate.collect import collect_scores
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams, select_per_sample
 from ..model.loading import LoadedModel
+from ..errors import ParameterError
+from ..model.hooks import neuron_hooks
 from ..model.neurons import NeuronGrid, NeuronSet
-from ..progress import Progress
+from ..options import SCORE_POSITIONS
+from ..progress import Progress, check_cancel, report
 from .facts import FactSet, Paraphrase
 from .probe import MAX_ANSWER_TOKENS, MAX_PROMPT_TOKENS
 
@@ -53,14 +60,54 @@ class ParaphraseScores:
 
 
 def paraphrase_scores(lm: LoadedModel, facts: FactSet, paraphrases: Sequence[Paraphrase], method: str = "grad_x_act",
-                      ig_steps: int = 20, *, batch_size: int | None = None, use_cache: bool = True,
-                      progress: Progress | None = None, cancel: threading.Event | None = None) -> ParaphraseScores:
+                      ig_steps: int = 20, *, position: str = SCORE_POSITIONS[0], batch_size: int | None = None,
+                      use_cache: bool = True, progress: Progress | None = None,
+                      cancel: threading.Event | None = None) -> ParaphraseScores:
     """Per-paraphrase neuron scores on the gold answer (teacher-forced), computed or read from the cache."""
     cfg = ScoreConfig(method=method, ig_steps=ig_steps, max_prompt_tokens=MAX_PROMPT_TOKENS,
                       max_answer_tokens=MAX_ANSWER_TOKENS)
+    if position not in SCORE_POSITIONS:
+        raise ParameterError(f"Scoring position must be one of {', '.join(SCORE_POSITIONS)}.")
+    if position == "subject":
+        if method != "grad_x_act":
+            raise ParameterError("Scoring at the subject's last token is grad x act only; choose method grad_x_act "
+                                 "or the answer position.")
+        return _subject_scores(lm, paraphrases, cfg, progress, cancel)
     table = collect_scores(lm, paraphrase_dataset(facts), [p.id for p in paraphrases], cfg, batch_size=batch_size,
                            use_cache=use_cache, progress=progress, cancel=cancel)
     return ParaphraseScores(table.sample_ids, table.scores, table.gold_logprob, table.grid, table.cfg or cfg)
+
+
+def _subject_scores(lm: LoadedModel, paraphrases: Sequence[Paraphrase], cfg: ScoreConfig,
+                    progress: Progress | None, cancel: threading.Event | None) -> ParaphraseScores:
+    """grad x act at the subject's last token: activation times the gradient of log p(answer) there."""
+    from .tracing import subject_positions
+
+    scores = torch.zeros(len(paraphrases), lm.grid.n_layers, lm.grid.width)
+    golds = torch.zeros(len(paraphrases))
+    with lm.lock:
+        for i, p in enumerate(paraphrases):
+            check_cancel(cancel, i, len(paraphrases), "prompts")
+            prompt, subj = subject_positions(lm, p)
+            answer = lm.tokenizer(p.answer, add_special_tokens=False)["input_ids"][:MAX_ANSWER_TOKENS]
+            ids = torch.tensor([prompt + answer], device=lm.input_device)
+            acts: dict[int, torch.Tensor] = {}
+
+            def keep(layer: int, x: torch.Tensor):
+                if not x.requires_grad:
+                    x.requires_grad_(True)
+                acts[layer] = x
+
+            with neuron_hooks(lm.ffn, keep), torch.enable_grad():
+                logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1: len(prompt) - 1 + len(answer)].float()
+                gold = torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
+                layers = sorted(acts)
+                grads = torch.autograd.grad(gold, [acts[l] for l in layers])
+            for l, g in zip(layers, grads):
+                scores[i, l] = (acts[l][0, subj[-1]].detach().float() * g[0, subj[-1]].float()).cpu()
+            golds[i] = float(gold)
+            report(progress, i + 1, len(paraphrases), f"scoring at the subject: {p.id}")
+    return ParaphraseScores([p.id for p in paraphrases], scores.half(), golds, lm.grid, cfg)
 
 
 def kn_masks(scores: torch.Tensor, tau: float, sign: str = "positive") -> torch.Tensor:

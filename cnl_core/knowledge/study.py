@@ -5,21 +5,25 @@ loaded model: which facts it knows, whether a fact's paraphrases localize togeth
 capability agreement CNL reaches, and two nulls), whether the traced layer agrees across paraphrases,
 whether switching a fact's neurons moves that fact only, and whether the traced layer is where editing
 works. Tracing and editing cost the most, so they run on the first few known facts of each relation.
-`table` writes the measured rows as the README shows them.
+`table` writes the measured rows as the README shows them. A part that fails does not take the parts that
+finished with it: `run_study` records the failure and hands the study so far to `on_part` after every part (the
+CLI writes the result file there), then raises.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from ..model.loading import LoadedModel
+from ..options import SCORE_POSITIONS
 from ..progress import Progress
-from .editing import EditConfig, EditingResult, located_vs_best, run_editing
+from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_best, run_editing
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
 from .probe import KnownCheck, check_known
-from .reliability import ReliabilityConfig, ReliabilityResult, run_reliability
+from .reliability import NEURONS, TARGETS, contrasts, ReliabilityConfig, ReliabilityResult, run_reliability
 from .tracing import TracingResult, run_tracing
 
 
@@ -29,15 +33,18 @@ class StudyConfig:
 
     seed: int = 1  # the reporting seed: the preset was chosen on seed 0
     method: str = "grad_x_act"
+    position: str = SCORE_POSITIONS[0]
     tau: float = 0.2
     p: float = 0.5
     known_share: float = 0.5
     fidelity_facts: int | None = None  # per relation; None: every known fact
+    capability_draws: int = 20  # independent capability splits (each on samples of its own)
     trace_facts: int = 6  # per relation
     trace_draws: int = 2
     reliability_facts: int = 8  # per relation
     edit_facts: int = 2  # per relation
-    edit_layers: tuple[int, ...] | None = tuple(range(0, 30, 3))
+    edit_layers: tuple[int, ...] | None = None  # None: `edit_layer_count` layers spread over the model's depth
+    edit_layer_count: int = EDIT_LAYER_COUNT
     edit_steps: int = 20
 
 
@@ -51,9 +58,12 @@ class KnowledgeStudy:
     tracing: dict[str, TracingResult] | None = None  # by site
     reliability: ReliabilityResult | None = None
     editing: EditingResult | None = None
+    failed: dict | None = None  # {"part", "error"}: the part that raised; the parts before it are kept
 
     def to_json(self) -> dict:
         out: dict = {"kind": "cnl.knowledge.study", "known": self.known.to_json()}
+        if self.failed is not None:
+            out["failed"] = self.failed
         if self.fidelity is not None:
             out["fidelity"] = self.fidelity.to_json()
         if self.tracing is not None:
@@ -79,27 +89,43 @@ def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) 
 
 
 def run_study(lm: LoadedModel, facts_set: FactSet, cfg: StudyConfig | None = None, *, parts: tuple[str, ...] = PARTS,
-              progress: Progress | None = None, cancel: threading.Event | None = None) -> KnowledgeStudy:
-    """The parts asked for, each on the first known facts of each relation (see StudyConfig)."""
+              progress: Progress | None = None, cancel: threading.Event | None = None,
+              on_part: Callable[[KnowledgeStudy], None] | None = None) -> KnowledgeStudy:
+    """The parts asked for, each on the first known facts of each relation (see StudyConfig). After each part (and
+    after a part that raises, with `failed` set, before the error goes on) the study so far goes to `on_part`."""
     cfg = cfg or StudyConfig()
     study = KnowledgeStudy(check_known(lm, facts_set, cfg.known_share))
     known = study.known.known
-    if "fidelity" in parts:
-        chosen = first_known(facts_set, known, cfg.fidelity_facts)
-        study.fidelity = run_fidelity(lm, facts_set, chosen, FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p,
-                                      seed=cfg.seed), progress=progress, cancel=cancel)
-    if "tracing" in parts:
-        traced = first_known(facts_set, known, cfg.trace_facts)
-        study.tracing = {site: run_tracing(lm, facts_set, traced, site=site, draws=cfg.trace_draws, seed=cfg.seed,
-                                           progress=progress, cancel=cancel) for site in ("hidden", "mlp")}
-    if "reliability" in parts:
-        study.reliability = run_reliability(lm, facts_set, first_known(facts_set, known, cfg.reliability_facts),
-                                            ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed),
-                                            progress=progress, cancel=cancel)
-    if "editing" in parts:
-        study.editing = run_editing(lm, facts_set, first_known(facts_set, known, cfg.edit_facts),
-                                    replace(EditConfig(), layers=cfg.edit_layers, steps=cfg.edit_steps, seed=cfg.seed),
-                                    progress=progress, cancel=cancel)
+    steps = {
+        "fidelity": lambda: setattr(study, "fidelity", run_fidelity(
+            lm, facts_set, first_known(facts_set, known, cfg.fidelity_facts),
+            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position,
+                           draws=cfg.capability_draws),
+            progress=progress, cancel=cancel)),
+        "tracing": lambda: setattr(study, "tracing", {site: run_tracing(
+            lm, facts_set, first_known(facts_set, known, cfg.trace_facts), site=site, draws=cfg.trace_draws,
+            seed=cfg.seed, progress=progress, cancel=cancel) for site in ("hidden", "mlp")}),
+        "reliability": lambda: setattr(study, "reliability", run_reliability(
+            lm, facts_set, first_known(facts_set, known, cfg.reliability_facts),
+            ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
+            progress=progress, cancel=cancel)),
+        "editing": lambda: setattr(study, "editing", run_editing(
+            lm, facts_set, first_known(facts_set, known, cfg.edit_facts),
+            replace(EditConfig(), layers=cfg.edit_layers, layer_count=cfg.edit_layer_count, steps=cfg.edit_steps,
+                    seed=cfg.seed), progress=progress, cancel=cancel)),
+    }
+    for part in PARTS:
+        if part not in parts:
+            continue
+        try:
+            steps[part]()
+        except Exception as exc:
+            study.failed = {"part": part, "error": str(exc) or type(exc).__name__}
+            if on_part is not None:
+                on_part(study)
+            raise
+        if on_part is not None:
+            on_part(study)
     return study
 
 
@@ -129,42 +155,68 @@ def table(study: KnowledgeStudy) -> list[str]:
 
 
 def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
-    lines = ["", "| causal tracing: paraphrase pairs whose peak layers agree | hidden state | MLP window |",
-             "|---|---|---|"]
-    for key in tracing["hidden"].agreement:
-        if key == "prompts":
-            continue
-        cells = []
-        for site in ("hidden", "mlp"):
-            a = tracing[site].agreement[key]
-            cells.append("n/a" if a["share"] is None else f"{a['share']:.3f} {_ci(a['ci'])}")
-        lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
+    h, m = tracing["hidden"], tracing["mlp"]
+    lines = ["", f"causal tracing: informative traces (noise left <= half of p(answer)): hidden {len(h.informative)} "
+             f"of {len(h.traces)}, MLP {len(m.informative)} of {len(m.traces)}; noise 3 x sigma = {h.noise_std:.4f} "
+             "(first decoder layer's input at the subject tokens)",
+             "", "| causal tracing, informative traces only | hidden state | MLP window |", "|---|---|---|"]
+
+    def cell(stat: dict | None, key: str) -> str:
+        return "n/a" if not stat or stat.get(key) is None else f"{stat[key]:.3f} {_ci(stat.get('ci'))}"
+
+    for key, a in h.agreement.items():
+        if isinstance(a, dict):
+            lines.append(f"| peaks agree: {key} | {cell(a, 'share')} | {cell(m.agreement[key], 'share')} |")
+    for group in ("same fact", "other fact, same relation"):
+        lines.append(f"| centre of mass, mean distance (layers): {group} | "
+                     f"{cell(h.centre_of_mass.get(group), 'mean_distance')} | "
+                     f"{cell(m.centre_of_mass.get(group), 'mean_distance')} |")
+    p = [t.centre_of_mass.get("p_value") for t in (h, m)]
+    lines.append("| permutation p (paraphrases of a fact closer than facts of its relation) | "
+                 + " | ".join("n/a" if v is None else f"{v:.3f}" for v in p) + " |")
+    for site, t in (("hidden", h), ("MLP", m)):
+        c = t.effect_curve
+        if c.get("mean"):
+            curve = ", ".join(f"{l}: {v:.2f} {_ci(ci)}" for l, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
+            lines.append(f"\naverage indirect effect ({site}, restored share, {c['facts']} facts): {curve}")
     return lines
 
 
 def _reliability_rows(rel: ReliabilityResult) -> list[str]:
-    lines = ["", "| reliability: change of log p(answer) | neurons | held-out paraphrases [95% CI] | other facts "
-             "[95% CI] | share erased (held-out) |", "|---|---|---|---|---|"]
+    lines = ["", "| reliability: change of log p(answer) [95% CI over facts] | neurons | " + " | ".join(TARGETS)
+             + " | share erased (held-out) |", "|---|---|" + "---|" * len(TARGETS) + "---|"]
     for mode in rel.config.modes:
-        for who in ("located", "random"):
-            h, o = rel.row(mode, who, "held-out paraphrases"), rel.row(mode, who, "other facts")
-            if h["delta_logp"] is None:
+        for who in NEURONS:
+            rows = [r for r in rel.summary if (r["mode"], r["neurons"]) == (mode, who)]
+            if not rows or rows[0]["delta_logp"] is None:
                 continue
-            lines.append(f"| {mode} | {who} | {h['delta_logp']:+.3f} {_ci(h['ci'])} | {o['delta_logp']:+.3f} "
-                         f"{_ci(o['ci'])} | {h['erased']:.2f} |")
+            cells = ["n/a" if r["delta_logp"] is None else f"{r['delta_logp']:+.3f} {_ci(r['ci'])}" for r in rows]
+            lines.append(f"| {mode} | {who} ({rows[0]['facts']} facts) | " + " | ".join(cells)
+                         + f" | {rows[0]['erased']:.2f} |")
+    lines += ["", "| paired per fact, change of log p | neurons | difference [95% CI over facts] |", "|---|---|---|"]
+    for c in contrasts(rel.per_fact, "zero", rel.config.bootstrap, rel.config.seed):
+        value = "n/a" if c["delta_logp"] is None else f"{c['delta_logp']:+.3f} {_ci(c['ci'])}"
+        lines.append(f"| zero: {c['contrast']} | {c['neurons']} | {value} |")
     return lines
 
 
 def _editing_rows(editing: EditingResult) -> list[str]:
     lines = ["", "| edit layer | p(new) on the edit prompt | p(new) on paraphrases [95% CI] | paraphrases switched | "
-             "other facts' change of log p | traced effect (hidden / MLP) |", "|---|---|---|---|---|---|"]
+             "change of log p, other facts of the relation [95% CI] | other relations [95% CI] | "
+             "traced effect (hidden / MLP) |", "|---|---|---|---|---|---|---|"]
+
+    def signed(r: dict, key: str) -> str:
+        return "n/a" if r.get(key) is None else f"{r[key]:+.3f} {_ci(r.get(key + '_ci'))}"
+
     for r in editing.summary:
         lines.append(f"| {r['layer']} | {r['p_new_edit']:.3f} | {r['p_new_paraphrases']:.3f} "
                      f"{_ci(r['p_new_paraphrases_ci'])} | {r['generalization']:.2f} | "
-                     f"{r['other_facts_delta_logp']:+.3f} | {r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |")
+                     f"{signed(r, 'same relation_delta_logp')} | {signed(r, 'other relations_delta_logp')} | "
+                     f"{r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |")
     for site in ("mlp", "hidden"):
         lv = located_vs_best(editing, site)
         corr = "n/a" if lv["mean_correlation"] is None else f"{lv['mean_correlation']:+.2f} {_ci(lv['correlation_ci'])}"
-        lines.append(f"\ntraced peak ({site}) is the best edit layer for {lv['peak_is_best']:.0%} of the edited "
-                     f"facts; correlation of traced effect with paraphrase p(new) across layers: {corr}")
+        lines.append(f"\ntraced peak ({site}, among the edited layers) is the best edit layer for "
+                     f"{lv['peak_is_best']:.0%} of the edited facts; correlation of traced effect with paraphrase "
+                     f"p(new) across layers: {corr}")
     return lines

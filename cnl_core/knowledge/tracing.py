@@ -1,20 +1,23 @@
 """Causal tracing (ROME, Meng et al. 2022): at which layer does the subject's hidden state carry the fact?
 
-For one prompt: a clean run records every layer's hidden state; then the subject tokens' embeddings get
-Gaussian noise (`noise` x the standard deviation of the subject tokens' embeddings, 3 as ROME), which
-drops p(answer); then, one layer at a time, that layer's clean hidden state is put back at the subject's
-last token (`restore="last"`) or at every subject token (`restore="subject"`). The layer whose restoring
-brings p(answer) back most is the prompt's peak: where ROME says the fact sits.
+For one prompt: a clean run records every layer's state; then Gaussian noise is added to the subject tokens
+where the embedding enters the model (the first decoder layer's input: after any scaling the model does, as
+Gemma's x sqrt(width), and OPT's projection), `noise` (3, as ROME) times sigma, the standard deviation of that
+input over the subject tokens of the traced prompts (`subject_noise_std`: what the model actually adds, not
+its embedding weights, which on Gemma would make the noise 25 times too small); then, one layer at a time,
+that layer's clean state is put back at the subject's last token (`restore="last"`) or at every subject
+token (`restore="subject"`). Indirect effect of layer l = p(answer | corrupted, l restored) - p(answer |
+corrupted). Only informative traces count (`Trace.informative`: the noise at least halved p(answer)).
 
-Two sites: `hidden` restores the residual stream after layer l, as asked of causal tracing; with a
-one-token subject, restoring it at an early layer undoes all the noise, so its curve is a plateau that
-ends where the subject's information has moved on, and its arg-max falls anywhere on the plateau. `mlp`
-restores the FFN outputs of a window of layers around l (ROME's MLP trace, which chose ROME's edit layer):
-its peak says which layers' FFNs carry the fact, the question per-layer editing asks. Each noise draw runs the
-corrupted prompt and the L restorations as one batch sharing that draw (paired); draws are seeded.
-
-The tokens before the subject (the demonstrations and the template's head) are the same in every row and
-untouched by noise or restoring, so they run once and their KV cache serves every row.
+Sites: `hidden` restores the residual stream after layer l; with a one-token subject, restoring it at an
+early layer undoes all the noise, so its curve is a plateau and an arg-max falls anywhere on it. `mlp`
+restores the FFN outputs (the down projections' outputs) of a window of layers around l (ROME's MLP trace;
+the window scales with depth, `mlp_window`). The peak statistics that can discriminate (the centre of mass
+of the effect curve, the average indirect effect with an interval over facts, a permutation test across
+facts) are in tracing_stats.py. Every hook goes through model/hooks.py (`residual_hooks`, `neuron_hooks`),
+which gives [rows, tokens, width] on every architecture (OPT flattens its FFN's rows). Each noise draw runs
+the corrupted prompt and the L restorations as one batch sharing that draw (paired); draws are seeded. The
+tokens before the subject run once and their KV cache serves every row.
 """
 
 from __future__ import annotations
@@ -24,12 +27,10 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ParameterError
-from ..evaluate.stats import bootstrap_ci
+from ..model.hooks import neuron_hooks, residual_hooks
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
@@ -37,15 +38,19 @@ from .facts import FactSet, Paraphrase
 
 RESTORE = ("last", "subject")
 SITES = ("hidden", "mlp")  # a decoder layer's output (the residual stream), or its FFN's output (ROME's MLP trace)
-MLP_WINDOW = 5  # ROME restores a window of MLP layers around each layer (10 of GPT-2 XL's 48); 5 of 30 here
+NOISE_SOURCE = "first decoder layer's input (the embedding as the model adds it) at the subject tokens"
+INFORMATIVE = 0.5  # a trace counts when the noise leaves at most this share of p(answer)
 
 
-def decoder_layers(lm: LoadedModel) -> list[nn.Module]:
-    """The decoder layers, in order: the modules that hold each down projection (found through the adapter)."""
-    names = {id(m): n for n, m in lm.model.named_modules()}
-    modules = dict(lm.model.named_modules())
-    suffix = "." + lm.ffn.adapter.down
-    return [modules[names[id(down)].removesuffix(suffix)] for down in lm.ffn.down]
+def mlp_window(n_layers: int) -> int:
+    """ROME restores 10 of GPT-2 XL's 48 MLP layers around each layer: about a fifth of the depth (5 of 30), odd."""
+    w = max(1, round(n_layers / 6))
+    return w if w % 2 else w + 1 if w + 1 <= n_layers else w - 1
+
+
+def decoder_layers(lm: LoadedModel) -> list:
+    """The decoder layers, in order (the modules that hold each down projection, found through the adapter)."""
+    return list(lm.ffn.blocks)
 
 
 def subject_positions(lm: LoadedModel, p: Paraphrase) -> tuple[list[int], list[int]]:
@@ -57,12 +62,22 @@ def subject_positions(lm: LoadedModel, p: Paraphrase) -> tuple[list[int], list[i
     return list(enc["input_ids"]), where
 
 
-def subject_embedding_std(lm: LoadedModel, paraphrases: Sequence[Paraphrase]) -> float:
-    """Standard deviation of the subject tokens' input embeddings (ROME scales its noise by it)."""
-    emb = lm.model.get_input_embeddings().weight
-    ids = sorted({i for p in paraphrases for pos in [subject_positions(lm, p)] for i in (pos[0][k] for k in pos[1])})
-    with torch.no_grad():
-        return float(emb[torch.tensor(ids, device=emb.device)].float().std())
+def subject_noise_std(lm: LoadedModel, paraphrases: Sequence[Paraphrase]) -> float:
+    """ROME's sigma: the standard deviation of the first decoder layer's input over the subject tokens."""
+    if not paraphrases:
+        raise ParameterError("The noise scale is measured on prompts: give at least one.")
+    seen: list[torch.Tensor] = []
+    with lm.lock, torch.no_grad():
+        for p in paraphrases:
+            prompt, subj = subject_positions(lm, p)
+            ids = torch.tensor([prompt[:subj[-1] + 1]], device=lm.input_device)
+
+            def grab(_layer, h, _s=subj):
+                seen.append(h[0, _s].float().flatten().cpu())
+
+            with residual_hooks(lm.ffn, grab, layers=[0], where="input"):
+                lm.model(input_ids=ids)
+    return float(torch.cat(seen).std())
 
 
 @dataclass(frozen=True)
@@ -85,9 +100,23 @@ class Trace:
         return [p - self.p_corrupt for p in self.p_restored]
 
     @property
+    def restored_share(self) -> list[float]:
+        """Per layer, the share of what the noise took that restoring it gives back (0 where nothing was taken)."""
+        taken = self.p_clean - self.p_corrupt
+        return [e / taken if taken > 0 else 0.0 for e in self.effect]
+
+    @property
+    def centre_of_mass(self) -> float | None:
+        """The effect curve's centre of mass over layers (positive effects): unlike an arg-max, it moves with the
+        whole curve, so a plateau or a tie in the 4th decimal does not decide it. None: no positive effect."""
+        pos = [max(e, 0.0) for e in self.effect]
+        total = sum(pos)
+        return sum(l * e for l, e in enumerate(pos)) / total if total > 0 else None
+
+    @property
     def informative(self) -> bool:
         """The noise at least halved p(answer): otherwise nothing is left to restore and the peak is noise."""
-        return self.p_corrupt <= 0.5 * self.p_clean
+        return self.p_corrupt <= INFORMATIVE * self.p_clean
 
 
 def _answer_logprob(logits: torch.Tensor, answer: list[int], first: int) -> torch.Tensor:
@@ -97,8 +126,13 @@ def _answer_logprob(logits: torch.Tensor, answer: list[int], first: int) -> torc
     return logp.gather(-1, idx)[..., 0].sum(-1)
 
 
+def _site_hooks(lm: LoadedModel, site: str, fn):
+    """Hooks that call fn(layer, t[rows, tokens, width]) at the traced site of every layer."""
+    return residual_hooks(lm.ffn, fn) if site == "hidden" else neuron_hooks(lm.ffn, None, output=fn)
+
+
 def trace(lm: LoadedModel, p: Paraphrase, noise_std: float, draws: int = 3, seed: int = 0, noise: float = 3.0,
-          restore: str = "last", site: str = "hidden", window: int = MLP_WINDOW) -> Trace:
+          restore: str = "last", site: str = "hidden", window: int | None = None) -> Trace:
     """Causal trace of one prompt (see the module doc); the model is held for the whole trace."""
     if restore not in RESTORE:
         raise ParameterError(f"Restore must be one of {', '.join(RESTORE)}.")
@@ -108,70 +142,62 @@ def trace(lm: LoadedModel, p: Paraphrase, noise_std: float, draws: int = 3, seed
     answer = lm.tokenizer(p.answer, add_special_tokens=False)["input_ids"]
     ids = prompt + answer
     cut = subj[0]  # columns before the subject: shared by every row, run once into a KV cache
-    layers = decoder_layers(lm) if site == "hidden" else list(lm.ffn.down)
-    n_layers = len(layers)
-    half = 0 if site == "hidden" else window // 2
-    # rows that restore module j: those whose window (layer l +- half) holds j; row l + 1 restores around layer l
+    n_layers = lm.grid.n_layers
+    half = 0 if site == "hidden" else (window or mlp_window(n_layers)) // 2
+    # rows that restore layer j: those whose window (layer l +- half) holds j; row l + 1 restores around layer l
     restored_by = [torch.tensor([l + 1 for l in range(n_layers) if abs(l - j) <= half]) for j in range(n_layers)]
     where = [subj[-1]] if restore == "last" else subj
     tail_where = torch.tensor([w - cut for w in where])
     tail_subj = torch.tensor([s - cut for s in subj])
-    device = lm.input_device
     rows = n_layers + 1  # row 0: corrupted; row l + 1: layer l restored
     with lm.lock, torch.no_grad():
-        full = torch.tensor([ids], device=device)
-        clean: list[torch.Tensor] = []  # after layer l, at the restored tokens
+        full = torch.tensor([ids], device=lm.input_device)
+        clean: dict[int, torch.Tensor] = {}  # layer -> its state at the restored tokens
 
-        def record(_m, _a, out):
-            clean.append((out[0] if isinstance(out, tuple) else out)[0, where].clone())
+        def record(layer, t):
+            clean[layer] = t[0, where].clone()
 
-        hooks = [layer.register_forward_hook(record) for layer in layers]
-        try:
+        with _site_hooks(lm, site, record):
             clean_logits = lm.model(input_ids=full).logits
-        finally:
-            for h in hooks:
-                h.remove()
         p_clean = float(_answer_logprob(clean_logits, answer, len(prompt)).exp()[0])
         prefix = lm.model(input_ids=full[:, :cut], use_cache=True).cache if cut else None
         tail = full[:, cut:].expand(rows, -1)
         gen = torch.Generator().manual_seed(seed)
-        emb = lm.model.get_input_embeddings()
+
+        def put_back(layer, t):
+            t = t.clone()
+            r = restored_by[layer].to(t.device)
+            t[r[:, None], tail_where.to(t.device)[None, :]] = clean[layer].to(t.device, t.dtype)
+            return t
+
         totals = torch.zeros(rows)
         for _ in range(draws):
-            shared = (torch.randn(len(subj), emb.weight.shape[1], generator=gen) * noise * noise_std)
+            shared = torch.randn(len(subj), _width(lm), generator=gen) * noise * noise_std
 
-            def add_noise(_m, _a, out, _n=shared):
-                out = out.clone()
-                out[:, tail_subj.to(out.device)] += _n.to(out.device, out.dtype)
-                return out
+            def add_noise(_layer, h, _n=shared):
+                h = h.clone()
+                h[:, tail_subj.to(h.device)] += _n.to(h.device, h.dtype)
+                return h
 
-            hooks = [emb.register_forward_hook(add_noise)]
-            for l, layer in enumerate(layers):
-                def put_back(_m, _a, out, _l=l):
-                    h = out[0] if isinstance(out, tuple) else out
-                    h = h.clone()
-                    r = restored_by[_l].to(h.device)
-                    h[r[:, None], tail_where.to(h.device)[None, :]] = clean[_l].to(h.device, h.dtype)
-                    return (h, *out[1:]) if isinstance(out, tuple) else h
-
-                hooks.append(layer.register_forward_hook(put_back))
-            try:
-                cache = None
-                if prefix is not None:
-                    cache = copy.deepcopy(prefix)
-                    cache.batch_repeat_interleave(rows)
+            cache = None
+            if prefix is not None:
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(rows)
+            with residual_hooks(lm.ffn, add_noise, layers=[0], where="input"), _site_hooks(lm, site, put_back):
                 logits = lm.model(input_ids=tail, cache=cache, use_cache=cache is not None).logits
-            finally:
-                for h in hooks:
-                    h.remove()
             totals += _answer_logprob(logits, answer, len(prompt) - cut).exp().cpu()
         mean = (totals / draws).tolist()
     return Trace(p.id, p_clean, mean[0], mean[1:], len(subj))
 
 
+def _width(lm: LoadedModel) -> int:
+    """The residual stream's width (the first decoder layer's input)."""
+    return int(lm.model.config.get_text_config().hidden_size)
+
+
 @dataclass
 class TracingResult:
-    """Traces of every paraphrase of the chosen facts, and how often a fact's paraphrases peak at one layer."""
+    """Traces of every paraphrase of the chosen facts, and the statistics of tracing_stats.py over them."""
 
     model: str
     facts: str
@@ -182,67 +208,49 @@ class TracingResult:
     draws: int
     seed: int
     traces: list[Trace]
-    agreement: dict  # group -> {"share", "ci", "pairs", "facts"}; see peak_agreement
+    agreement: dict  # group -> {"share", "ci", "pairs", "facts"}; see tracing_stats.peak_agreement
+    window: int = 1
+    effect_curve: dict = field(default_factory=dict)  # tracing_stats.effect_curve
+    centre_of_mass: dict = field(default_factory=dict)  # tracing_stats.centre_of_mass_test
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
     def peaks(self) -> dict[str, int]:
         return {t.paraphrase: t.peak_layer for t in self.traces}
 
+    @property
+    def informative(self) -> list[Trace]:
+        return [t for t in self.traces if t.informative]
+
     def mean_effect(self) -> list[float]:
-        """Per layer, the mean over prompts of the restored share of what the noise took: (p_l - p*) / (p - p*)."""
-        rows = [[e / (t.p_clean - t.p_corrupt) for e in t.effect] for t in self.traces if t.p_clean > t.p_corrupt]
+        """Per layer, the mean over informative prompts of the restored share of what the noise took."""
+        rows = [t.restored_share for t in self.informative]
         return [sum(r[l] for r in rows) / len(rows) for l in range(len(rows[0]))] if rows else []
 
     def to_json(self) -> dict:
         return {"kind": "cnl.knowledge.tracing", "model": self.model, "facts": self.facts, "site": self.site,
-                "restore": self.restore, "noise": self.noise, "noise_std": self.noise_std, "draws": self.draws,
-                "seed": self.seed, "agreement": self.agreement, "mean_effect": self.mean_effect(),
-                "traces": [{**asdict(t), "peak_layer": t.peak_layer, "informative": t.informative}
-                           for t in self.traces], "created": self.created, "versions": self.versions}
-
-
-PEAK_GROUPS = ("same fact", "other fact, same relation")
-TOLERANCES = (0, 2)  # layers: the same peak, or peaks at most 2 layers apart
-
-
-def peak_agreement(traces: Sequence[Trace], fact_of: dict[str, str], relation_of: dict[str, str], draws: int = 1000,
-                   seed: int = 0, informative_only: bool = False) -> dict:
-    """Share of paraphrase pairs whose peaks agree (exactly, within 2 layers): of one fact, and of two facts of one
-    relation (what agreement the layer profile alone gives: a null). Averaged per fact, intervals over facts."""
-    kept = [t for t in traces if t.informative or not informative_only]
-    out = {}
-    for group in PEAK_GROUPS:
-        for tol in TOLERANCES:
-            per_fact: dict[str, list[float]] = {}
-            for i, a in enumerate(kept):
-                for b in kept[i + 1:]:
-                    fa, fb = fact_of[a.paraphrase], fact_of[b.paraphrase]
-                    same = fa == fb
-                    if (group == PEAK_GROUPS[0]) != same or relation_of[fa] != relation_of[fb]:
-                        continue
-                    hit = float(abs(a.peak_layer - b.peak_layer) <= tol)
-                    per_fact.setdefault(fa, []).append(hit)
-                    if not same:
-                        per_fact.setdefault(fb, []).append(hit)
-            means = np.array([np.mean(v) for v in per_fact.values()])
-            out[f"{group}, within {tol}"] = {
-                "share": float(means.mean()) if means.size else None, "ci": bootstrap_ci(means, draws, seed),
-                "pairs": int(sum(len(v) for v in per_fact.values())) // (1 if group == PEAK_GROUPS[0] else 2),
-                "facts": len(per_fact)}
-    out["prompts"] = len(kept)
-    return out
+                "restore": self.restore, "noise": self.noise, "noise_std": self.noise_std,
+                "noise_source": NOISE_SOURCE, "window": self.window, "draws": self.draws, "seed": self.seed,
+                "informative_rule": f"p(answer) corrupted <= {INFORMATIVE} x clean",
+                "informative": len(self.informative), "agreement": self.agreement,
+                "mean_effect": self.mean_effect(), "effect_curve": self.effect_curve,
+                "centre_of_mass": self.centre_of_mass,
+                "traces": [{**asdict(t), "peak_layer": t.peak_layer, "centre_of_mass": t.centre_of_mass,
+                            "informative": t.informative} for t in self.traces],
+                "created": self.created, "versions": self.versions}
 
 
 def run_tracing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None, *, site: str = "hidden",
                 restore: str = "last", draws: int = 3, noise: float = 3.0, seed: int = 0,
                 progress: Progress | None = None, cancel: threading.Event | None = None) -> TracingResult:
-    """Trace every paraphrase of the chosen facts (default: all) and measure peak-layer agreement."""
+    """Trace every paraphrase of the chosen facts (default: all); statistics over the informative traces."""
+    from .tracing_stats import centre_of_mass_test, effect_curve, peak_agreement
+
     facts = facts_set.subset(fact_ids) if fact_ids is not None else list(facts_set.facts)
     paraphrases = [p for f in facts for p in facts_set.paraphrases(f)]
     if not paraphrases:
         raise ParameterError("No facts to trace.")
-    std = subject_embedding_std(lm, paraphrases)
+    std = subject_noise_std(lm, paraphrases)
     traces = []
     for k, p in enumerate(paraphrases):
         check_cancel(cancel, k, len(paraphrases), "prompts")
@@ -250,5 +258,8 @@ def run_tracing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None 
         report(progress, k + 1, len(paraphrases), f"causal tracing ({site}): {p.id}")
     fact_of = {p.id: p.fact_id for p in paraphrases}
     relation_of = {f.id: f.relation for f in facts}
+    window = 1 if site == "hidden" else mlp_window(lm.grid.n_layers)
     return TracingResult(lm.spec.name, facts_set.name, site, restore, noise, std, draws, seed, traces,
-                         peak_agreement(traces, fact_of, relation_of, seed=seed), **stamp())
+                         peak_agreement(traces, fact_of, relation_of, seed=seed), window,
+                         effect_curve(traces, fact_of, seed=seed),
+                         centre_of_mass_test(traces, fact_of, relation_of, seed=seed), **stamp())

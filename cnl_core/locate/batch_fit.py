@@ -11,7 +11,7 @@ import torch
 
 from ..model.loading import LoadedModel
 from ..model.memory import Workload, free_bytes_for, largest_rows, model_size
-from ..options import DEFAULTS
+from ..options import DEFAULTS, IG_METHODS
 from .integrated_gradients import ig_rows_per_pass
 from .scorers import ScoreConfig
 
@@ -23,7 +23,7 @@ def scoring_workload(cfg: ScoreConfig, batch_size: int | None = None) -> Workloa
     guess before a dataset is chosen) and whether it keeps activations for a backward pass."""
     tokens = (cfg.max_prompt_tokens or 0) + (cfg.max_answer_tokens or 0) \
         if cfg.max_prompt_tokens and cfg.max_answer_tokens else DEFAULTS.estimate_tokens
-    if cfg.method == "integrated_gradients":
+    if cfg.method in IG_METHODS:
         return Workload(cfg.method, ig_rows_per_pass(cfg.ig_steps), tokens, True, fixed_rows=True)
     return Workload(cfg.method, batch_size or DEFAULTS.batch_size, tokens, cfg.method not in FORWARD_ONLY)
 
@@ -32,7 +32,7 @@ def fitting_batch_size(lm: LoadedModel, cfg: ScoreConfig) -> tuple[int, str | No
     """The default batch size, or fewer rows where the estimate says a default batch would not fit in the
     memory free now next to the loaded model; with a note saying why when it is fewer."""
     work = scoring_workload(cfg, DEFAULTS.batch_size)
-    if cfg.method == "integrated_gradients":  # its pass size does not depend on the batch size
+    if cfg.method in IG_METHODS:  # its pass size does not depend on the batch size
         return DEFAULTS.batch_size, None
     size = lm.plan.estimate.size if lm.plan is not None else model_size(lm.model.config)
     free = free_bytes_for(lm.model)  # the GPUs holding the model (one per process under torchrun), or RAM

@@ -1,8 +1,9 @@
 """Integrated gradients per neuron (Knowledge-Neurons style), computed without repeating shared work.
 
 For one layer, the activations at the answer positions are scaled by alpha = k/m (k = 1..m; the
-`midpoint` rule uses (k - 1/2)/m), the gradient of the gold answer's log-probability is taken at each
-step, averaged, and multiplied by the activation. A sample needs layers x m such gradients. Two facts
+`midpoint` rule uses (k - 1/2)/m), the gradient of the gold answer's log-probability (`integrated_gradients`)
+or of its probability (`integrated_gradients_prob`: Dai et al.'s Knowledge Neurons, whose low-alpha steps,
+where p is small, weigh little) is taken at each step, averaged, and multiplied by the activation. A sample needs layers x m such gradients. Two facts
 make most of that work shared, so each (layer, alpha) row computes little more than its scaling changes:
 
 - The positions before the first answer position never see the scaling (attention is causal): the
@@ -71,8 +72,15 @@ def alphas(ig_steps: int, rule: str) -> torch.Tensor:
     return (torch.arange(1, ig_steps + 1, dtype=torch.float32) - offset) / ig_steps
 
 
-def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores [samples, layers, width] float32 on CPU, gold log-prob [samples]) by integrated gradients."""
+TARGETS = ("logprob", "prob")  # what is integrated: log p(answer) (ours), p(answer) (Dai et al.)
+
+
+def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg,
+                         target: str = TARGETS[0]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [samples, layers, width] float32 on CPU, gold log-prob [samples]) by integrated gradients of the
+    gold answer's log-probability or (`target="prob"`) probability."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}")
     n_layers = lm.grid.n_layers
     scores = torch.zeros(len(samples), n_layers, lm.grid.width)
     golds = torch.empty(len(samples))
@@ -85,7 +93,7 @@ def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg) -> tup
                 golds[i] = gold_logprob(lm, suffix, _cache(prefix, 1, 0)).cpu()[0]
             for first in range(0, n_layers, per_pass):
                 group = list(range(first, min(first + per_pass, n_layers)))
-                scores[i, group] = _group_pass(lm, prefix, suffix, group, steps)
+                scores[i, group] = _group_pass(lm, prefix, suffix, group, steps, target)
     return scores, golds
 
 
@@ -112,7 +120,7 @@ def _cache(prefix: list | None, rows: int, from_layer: int) -> DynamicCache | No
 
 
 def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, group: list[int],
-                steps: torch.Tensor) -> torch.Tensor:
+                steps: torch.Tensor, target: str = TARGETS[0]) -> torch.Tensor:
     """[layers of the group, width] integrated gradients: one row per (layer, alpha) from the group's first layer
     on, one backward pass. Row j * m + k is scaled by alpha k at the group's layer j and by 1 elsewhere."""
     m = len(steps)
@@ -144,7 +152,8 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
 
     cache = _cache(prefix, r, 0 if from_start else group[0] + 1)  # the first layer attends before its FFN: one row
     with neuron_hooks(lm.ffn, hook, layers=group), torch.enable_grad():
-        gold = gold_logprob(lm, batch, cache, widen=None if from_start else r).sum()
+        gold = gold_logprob(lm, batch, cache, widen=None if from_start else r)  # [r]: each row's own
+        gold = (gold.exp() if target == "prob" else gold).sum()
         grads = torch.autograd.grad(gold, scaled)
     out = torch.empty(len(group), lm.grid.width, device=original[0].device)
     for j, (x, g) in enumerate(zip(original, grads)):

@@ -5,11 +5,14 @@ log-prob [batch]). Adding a method is one function here with `@register_scorer("
 the dashboard and the cache key pick it up. Methods (see shared paper notes):
 - `activation`: mean activation over the answer positions (forward only).
 - `grad_x_act`: activation x gradient of the gold-answer log-probability (one backward pass).
-- `integrated_gradients`: Knowledge-Neurons style; one layer's activations at the answer positions
+- `integrated_gradients`: one layer's activations at the answer positions
   are scaled by alpha = k/m (k = 1..m: the right-endpoint rule of Dai et al.; `ig_rule="midpoint"` uses
   (k - 1/2)/m, which is closer to the integral at small m), the gradients averaged and multiplied by
   the activation. `locate.completeness` says how far a layer's sum of IG is from the change it explains.
   `locate.integrated_gradients` says how a sample's layers x m gradients share their work.
+- `integrated_gradients_prob`: the same with the gradient of the gold answer's probability, not its
+  log-probability: Knowledge Neurons' score as Dai et al. define it (the two weight low-alpha steps very
+  differently; their sets share about half their neurons).
 
 "Answer positions" are the positions whose next-token prediction is a gold answer token.
 """
@@ -188,3 +191,9 @@ register_scorer("grad_x_act")(_grouped(_grad_x_act_pass))
 
 
 register_scorer("integrated_gradients", uses=("ig_steps", "ig_rule"))(integrated_gradients)
+
+
+@register_scorer("integrated_gradients_prob", uses=("ig_steps", "ig_rule"))
+def _integrated_gradients_prob(lm: LoadedModel, samples: Sequence[Sample], cfg: "ScoreConfig"):
+    """Knowledge Neurons as Dai et al. publish it: integrated gradients of p(answer), not of its log."""
+    return integrated_gradients(lm, samples, cfg, target="prob")

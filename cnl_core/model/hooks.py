@@ -3,8 +3,9 @@
 Every read and edit goes through a forward pre-hook on the FFN down projection, whose input is the
 neuron vector. A hook sees it as [rows, tokens, width] on every architecture: OPT flattens rows and
 tokens before its FFN, and `neuron_hooks` gives them back their shape (and flattens what the hook
-returns), so no caller reshapes. Hooks live only inside a context manager, so they are removed on exit,
-also after an exception.
+returns), so no caller reshapes; the down projection's output (what ROME's edit changes) is seen the same way,
+and `residual_hooks` sees a decoder layer's input or output (causal tracing's noise and restoring). Hooks live
+only inside a context manager, so they are removed on exit, also after an exception.
 
 An `Intervention` is what a user asks for: which neurons, zeroed or amplified, at every position or at
 the answer positions. An `Edit` is what one forward pass does about it, made before the pass: per layer,
@@ -65,16 +66,26 @@ def owned_forward_hook(module: torch.nn.Module, hook: Callable):
 
 
 @contextmanager
-def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None) -> Iterator[None]:
-    """Call fn(layer, x[rows, tokens, width]) before each down projection; a returned tensor replaces x.
+def neuron_hooks(ffn: FFNAccess, fn: HookFn | None, layers: Sequence[int] | None = None, *,
+                 output: HookFn | None = None) -> Iterator[None]:
+    """Call fn(layer, x[rows, tokens, width]) before each down projection; a returned tensor replaces x. With
+    `output`, call output(layer, y[rows, tokens, hidden]) on each down projection's output too (the FFN's
+    contribution to the residual stream: what ROME's edit changes); a returned tensor replaces y.
 
     Where a layer flattens rows and tokens before its FFN (`Adapter.flat`), the rows and tokens are read from
     the decoder layer's input, x is that view, and the tensor the down projection gets is fn's (or x, which fn
-    may have marked for gradients) flattened again. The hooks are removed on exit whatever happens inside, and
-    act only in this thread's passes (`owned_pre_hook`).
+    may have marked for gradients) flattened again; the same for y. The hooks are removed on exit whatever happens,
+    and act only in this thread's passes (`owned_pre_hook`).
     """
     handles = []
     flat, shapes = ffn.adapter.flat, {}
+
+    def view(layer: int, t: torch.Tensor) -> torch.Tensor:
+        if layer not in shapes:
+            raise UnsupportedModelError("This model's FFN input is not [rows, tokens, width], and its adapter "
+                                        "does not say that it flattens them (Adapter.flat).")
+        return t.view(*shapes[layer], t.shape[-1])
+
     try:
         for layer in range(ffn.grid.n_layers) if layers is None else layers:
             if flat:
@@ -90,14 +101,61 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None
                 if x.dim() == 3:
                     out = fn(_layer, x)
                     return None if out is None else (out, *args[1:])
-                if _layer not in shapes:
-                    raise UnsupportedModelError("This model's FFN input is not [rows, tokens, width], and its adapter "
-                                                "does not say that it flattens them (Adapter.flat).")
-                rows = x.view(*shapes[_layer], x.shape[-1])
+                rows = view(_layer, x)
                 out = fn(_layer, rows)
                 return ((rows if out is None else out).reshape(-1, x.shape[-1]), *args[1:])
 
-            handles.append(owned_pre_hook(ffn.down[layer], hook))
+            def after(_module, _args, y, _layer=layer):
+                if y.dim() == 3:
+                    return output(_layer, y)
+                rows = view(_layer, y)
+                out = output(_layer, rows)
+                return None if out is None else out.reshape(-1, y.shape[-1])
+
+            if fn is not None:
+                handles.append(owned_pre_hook(ffn.down[layer], hook))
+            if output is not None:
+                handles.append(owned_forward_hook(ffn.down[layer], after))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def residual_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None, *,
+                   where: str = "output") -> Iterator[None]:
+    """Call fn(layer, h[rows, tokens, hidden]) on the residual stream: each decoder layer's output (`where="output"`)
+    or its input (`"input"`: layer 0's input is what the embedding adds, after any scaling a model does, as
+    Gemma's x sqrt(width), and OPT's projection); a returned tensor replaces h. The hooks are removed on exit and
+    act only in this thread's passes."""
+    if where not in ("input", "output"):
+        raise ParameterError("Residual hooks sit at a decoder layer's input or output.")
+    handles = []
+    try:
+        for layer in range(ffn.grid.n_layers) if layers is None else layers:
+            if where == "output":
+
+                def out_hook(_module, _args, out, _layer=layer):
+                    h = out[0] if isinstance(out, tuple) else out
+                    new = fn(_layer, h)
+                    if new is None:
+                        return None
+                    return (new, *out[1:]) if isinstance(out, tuple) else new
+
+                handles.append(owned_forward_hook(ffn.blocks[layer], out_hook))
+            else:
+
+                def in_hook(_module, args, kwargs, _layer=layer):
+                    h = args[0] if args else kwargs["hidden_states"]
+                    new = fn(_layer, h)
+                    if new is None:
+                        return None
+                    if args:
+                        return (new, *args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": new}
+
+                handles.append(owned_pre_hook(ffn.blocks[layer], in_hook, with_kwargs=True))
         yield
     finally:
         for h in handles:

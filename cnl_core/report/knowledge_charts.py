@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..knowledge.editing import EditingResult
 from ..knowledge.fidelity import PAIR_GROUPS, FidelityResult
-from ..knowledge.reliability import ReliabilityResult
+from ..knowledge.reliability import NEURONS, ReliabilityResult
 
 _FAMILY = {**{g: "one prompt each (KN rule)" for g in PAIR_GROUPS},
            "fact split": "a fact's paraphrases, two halves", "relation split": "facts of a relation, two groups",
@@ -47,7 +47,7 @@ def reliability_chart(result: ReliabilityResult) -> alt.Chart:
     y = alt.Y("condition:N", title=None)
     base = alt.Chart(df)
     bars = base.mark_bar().encode(x=alt.X("delta_logp:Q", title="change of log p(answer)"), y=y,
-                                  color=alt.Color("neurons:N", scale=alt.Scale(range=["#dc2626", "#9ca3af"])),
+                                  color=alt.Color("neurons:N", scale=alt.Scale(domain=list(NEURONS), range=["#dc2626", "#9ca3af", "#2563eb", "#cbd5e1"])),
                                   tooltip=["mode", "neurons", "target", alt.Tooltip("delta_logp:Q", format=".3f"),
                                            "facts"])
     rules = base.mark_rule().encode(x="lo:Q", x2="hi:Q", y=y)

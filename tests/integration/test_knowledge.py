@@ -12,7 +12,7 @@ from cnl_core.knowledge.fidelity import FidelityConfig, run_fidelity
 from cnl_core.knowledge.probe import answer_stats, check_known
 from cnl_core.knowledge.reliability import ReliabilityConfig, run_reliability
 from cnl_core.knowledge.scoring import kn_masks, paraphrase_scores
-from cnl_core.knowledge.tracing import subject_embedding_std, trace
+from cnl_core.knowledge.tracing import subject_noise_std, trace
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
 
 # two capitals the model knows (France, Germany; Japan and Italy demonstrate) and one it cannot know
@@ -41,7 +41,7 @@ def test_the_model_knows_capitals_and_not_a_made_up_one(lm):
 def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
     ids = ["capital/France", "capital/Germany"]
     cfg = FidelityConfig(draws=3, bootstrap=100)
-    res = run_fidelity(lm, FACTS, ids, cfg, capability_n=8)
+    res = run_fidelity(lm, FACTS, ids, cfg, capability_n=18)  # 3 disjoint draws of 3 + 3
     for g in [*res.pairs, *res.splits]:
         assert g.iou is None or (0.0 <= g.iou <= 1.0 and g.ci[0] <= g.iou <= g.ci[1])
     paras = [p for f in FACTS.subset(ids) for p in FACTS.paraphrases(f)]
@@ -60,7 +60,7 @@ def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
 
 def test_causal_tracing_restores_the_answer_at_some_layer(lm):
     p = FACTS.paraphrases(FACTS.fact("capital/France"))[0]
-    t = trace(lm, p, subject_embedding_std(lm, [p]), draws=1, seed=0)
+    t = trace(lm, p, subject_noise_std(lm, [p]), draws=1, seed=0)
     assert t.p_clean > 0.5 and t.p_corrupt < 0.5 * t.p_clean and t.informative
     assert max(t.p_restored) > t.p_corrupt + 0.4 and len(t.p_restored) == lm.grid.n_layers
     assert t.p_restored[-1] < 0.5 * t.p_clean  # restoring the last layer at the subject comes too late
@@ -69,7 +69,8 @@ def test_causal_tracing_restores_the_answer_at_some_layer(lm):
 def test_an_edit_changes_the_fact_and_the_weights_come_back(lm):
     f = FACTS.fact("capital/France")
     before = lm.ffn.down[4].weight.detach().clone()
-    rows = edit_fact_by_layer(lm, FACTS, f, " Madrid", [], [4], EditConfig(steps=8))
+    rows = edit_fact_by_layer(lm, FACTS, f, " Madrid", [], [4], EditConfig(steps=8, covariance_tokens=2000),
+                              use_cache=False)
     assert rows[0]["p_new_edit"] > 0.5 and rows[0]["success"]
     assert torch.equal(lm.ffn.down[4].weight, before)  # restored exactly after the edit
     edit = FACTS.paraphrases(f)[0]

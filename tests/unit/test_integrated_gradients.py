@@ -24,7 +24,7 @@ def tiny_lm(model_type: str) -> LoadedModel:
                        "float32", "none", "tiny")
 
 
-def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> torch.Tensor:
+def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig, prob: bool = False) -> torch.Tensor:
     """[layers, width]: for each layer and alpha, the whole sequence forward and backward, one row."""
     batch = cfg.encode(lm, [sample])
     mask = batch.answer_mask.to(torch.float32).unsqueeze(-1)
@@ -39,7 +39,8 @@ def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> torch.Tenso
 
             with neuron_hooks(lm.ffn, hook, layers=[layer]), torch.enable_grad():
                 logits = lm.model(input_ids=batch.input_ids, use_cache=False).logits
-                (g,) = torch.autograd.grad(answer_logprob(logits, batch).sum(), store["xs"])
+                gold = answer_logprob(logits, batch)
+                (g,) = torch.autograd.grad((gold.exp() if prob else gold).sum(), store["xs"])
             out[layer] += (store["x"] * g * mask).sum((0, 1)) / cfg.ig_steps
     return out
 
@@ -62,6 +63,18 @@ def test_shared_work_gives_the_plain_loops_scores(model_type, layers_per_pass, m
                                             rel=1e-5)
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
     assert len(lm.model.get_output_embeddings()._forward_pre_hooks) == 0
+
+
+@pytest.mark.parametrize("model_type", ["llama", "opt", "gpt2"])
+def test_knowledge_neurons_probability_ig_is_the_plain_loop_of_p_and_differs_from_log_p(model_type, monkeypatch):
+    monkeypatch.setattr(ig, "layers_per_pass", lambda lm, m: 2)
+    lm = tiny_lm(model_type)
+    cfg = ScoreConfig(method="integrated_gradients_prob", ig_steps=3, max_prompt_tokens=64, max_answer_tokens=16)
+    scores, _ = score_batch(lm, SAMPLES[:1], cfg)
+    expected = plain_loop(lm, SAMPLES[0], cfg, prob=True)
+    torch.testing.assert_close(scores[0], expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    log_p = plain_loop(lm, SAMPLES[0], cfg)
+    assert not torch.allclose(scores[0], log_p, rtol=1e-2)  # p weights each step by p: another score
 
 
 @pytest.mark.parametrize("layers_per_pass, expected", [(1, [1, 5, 1, 1]), (2, [1, 10])])

@@ -14,7 +14,8 @@ from cnl_core.experiments.decouple import CurvePoint, DecoupleResult
 from cnl_core.experiments.empirical_null import shuffled_answers
 from cnl_core.knowledge.facts import BUILTIN_RELATIONS, builtin_facts, read_facts_csv
 from cnl_core.knowledge.scoring import iou_matrix, kn_masks
-from cnl_core.knowledge.tracing import Trace, peak_agreement
+from cnl_core.knowledge.tracing import Trace
+from cnl_core.knowledge.tracing_stats import centre_of_mass_test, effect_curve, peak_agreement
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.locate.select import LocateParams
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
@@ -84,6 +85,34 @@ def test_peak_agreement_counts_same_fact_pairs_and_other_fact_pairs_apart():
     assert out["same fact, within 2"]["share"] == pytest.approx((1 / 3 + 1) / 2)  # b: peaks 2 and 4
     other = out["other fact, same relation, within 0"]
     assert other["pairs"] == 6 and other["share"] == pytest.approx(2 / 6)  # a-b pairs: (2,2) twice of six
+    dull = Trace("r/b#2", 0.9, 0.8, [0.9] * 6, 1)  # the noise did nothing: left out unless asked
+    fact_of["r/b#2"] = "r/b"
+    assert peak_agreement([*traces, dull], fact_of, {"r/a": "r", "r/b": "r"}, draws=10)["prompts"] == 5
+    assert peak_agreement([*traces, dull], fact_of, {"r/a": "r", "r/b": "r"}, draws=10,
+                          informative_only=False)["prompts"] == 6
+
+
+def test_centre_of_mass_moves_with_the_whole_curve_and_the_permutation_test_tells_facts_apart():
+    flat = Trace("x", 1.0, 0.0, [0.5, 0.5, 0.5, 0.5], 1)
+    assert flat.centre_of_mass == pytest.approx(1.5) and flat.peak_layer == 0  # arg-max: the first of a plateau
+    assert Trace("x", 1.0, 0.0, [0.0, 0.0, 0.0, 1.0], 1).centre_of_mass == pytest.approx(3.0)
+    assert Trace("x", 1.0, 1.0, [1.0] * 4, 1).centre_of_mass is None  # nothing restored: no centre
+    fact_of, relation_of, traces = {}, {}, []
+    for f in range(6):  # each fact's paraphrases bump at its own layer (f + 1), 3 paraphrases each
+        relation_of[f"r/{f}"] = "r"
+        for t in range(3):
+            pid = f"r/{f}#{t}"
+            fact_of[pid] = f"r/{f}"
+            traces.append(Trace(pid, 1.0, 0.0, [1.0 if layer == f + 1 else 0.0 for layer in range(8)], 1))
+    out = centre_of_mass_test(traces, fact_of, relation_of, permutations=200, draws=50)
+    assert out["same fact"]["mean_distance"] == 0.0 and out["other fact, same relation"]["mean_distance"] > 2
+    assert out["p_value"] < 0.01 and out["difference"] > 2
+    same_curve = [Trace(p.paraphrase, 1.0, 0.0, [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1) for p in traces]
+    null = centre_of_mass_test(same_curve, fact_of, relation_of, permutations=200, draws=50)
+    assert null["difference"] == 0.0 and null["p_value"] == 1.0  # every fact the same: no evidence of a fact's layer
+    curve = effect_curve(traces, fact_of, draws=50)
+    assert curve["facts"] == 6 and curve["mean"][1] == pytest.approx(1 / 6) and curve["mean"][0] == 0.0
+    assert curve["ci"][1][0] <= 1 / 6 <= curve["ci"][1][1]
 
 
 def test_content_only_variant_has_the_same_tokens_and_scores_only_the_digits():
@@ -157,3 +186,24 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
     result = EditingResult("m", "b", EditConfig(), [0, 3], per_fact, _summary(per_fact, [0, 3], EditConfig(bootstrap=10)))
     assert result.summary[1]["traced_mlp"] == pytest.approx(0.5 / 0.8)
     editing_chart(result).to_dict()
+
+
+def test_the_capability_split_draws_do_not_move_with_the_number_of_facts_and_use_samples_of_their_own():
+    from cnl_core.knowledge.fidelity import FidelityConfig, _split_groups
+    from cnl_core.knowledge.scoring import ParaphraseScores
+    from cnl_core.locate.scorers import ScoreConfig
+
+    facts = builtin_facts(2, ("capital",))
+    gen = torch.Generator().manual_seed(0)
+    capability = torch.rand(12, 2, 8, generator=gen)
+    cfg = FidelityConfig(draws=5, bootstrap=10)
+    results = []
+    for n_facts in (2, 4):
+        chosen = list(facts.facts[:n_facts])
+        paras = [p for f in chosen for p in facts.paraphrases(f)]
+        scores = ParaphraseScores([p.id for p in paras], torch.rand(len(paras), 2, 8, generator=gen),
+                                  torch.zeros(len(paras)), NeuronGrid(2, 8), ScoreConfig())
+        results.append(_split_groups(chosen, facts, scores, capability, cfg)[2])
+    assert results[0].name == "capability split"
+    assert results[0].iou == results[1].iou and results[0].ci == results[1].ci  # the same capability draws
+    assert results[0].units == 2  # 12 samples make 2 disjoint draws of 3 + 3, not 5 overlapping ones

@@ -36,8 +36,8 @@ HELP = ("**Knowledge vs capability (the paper's first half).** The paper's title
         "fact's neurons erase it on held-out paraphrases, and only it? **Editing**: a rank-one edit at each "
         "layer: does editing work where tracing points?")
 CLASSROOM_SHOTS = 2  # demonstrations before each prompt (the built-in facts were checked 2-shot)
-CLASSROOM = StudyConfig(seed=0, fidelity_facts=4, trace_facts=2, trace_draws=1, reliability_facts=3, edit_facts=1,
-                        edit_layers=tuple(range(0, 30, 5)), edit_steps=15)
+CLASSROOM = StudyConfig(seed=0, fidelity_facts=4, capability_draws=5, trace_facts=2, trace_draws=1,
+                        reliability_facts=3, edit_facts=1, edit_layer_count=6, edit_steps=15)
 
 
 def build() -> SimpleNamespace:

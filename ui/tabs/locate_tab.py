@@ -11,7 +11,7 @@ from cnl_core.errors import ParameterError
 from cnl_core.experiments.locate import run_locate, threshold_sweep
 from cnl_core.locate.scorers import ScoreConfig, scorer_names
 from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, IG_RULES, RULES, SIGNS
+from cnl_core.options import DEFAULTS, IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 
 from .. import gpu
@@ -59,7 +59,7 @@ def build() -> SimpleNamespace:
     with gr.Accordion("Threshold sweep: located-set size and split agreement for several tau and p", open=False):
         sweep_btn = gr.Button("Sweep thresholds (from the cached scores of the last located set)")
         sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
-    method.change(lambda m: [gr.update(visible=m == "integrated_gradients")] * 2, method, [ig_steps, ig_rule])
+    method.change(lambda m: [gr.update(visible=m in IG_METHODS)] * 2, method, [ig_steps, ig_rule])
     rule.change(lambda r: (gr.update(visible=r == "relative"), gr.update(visible=r == "topk"),
                            gr.update(visible=r == "zscore")), rule, [tau, top_k, sigma])
     return SimpleNamespace(scoring=SimpleNamespace(method=method, ig_steps=ig_steps, ig_rule=ig_rule,
