@@ -13,8 +13,8 @@ Every read goes through `neuron_hooks`, so it is [rows, tokens, width] on every 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file

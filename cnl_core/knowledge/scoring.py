@@ -21,12 +21,12 @@ from typing import Sequence
 import torch
 
 from ..data.samples import LOGLIK, DatasetSpec, Sample
+from ..errors import ParameterError
 from ..locate.collect import collect_scores
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams, select_per_sample
-from ..model.loading import LoadedModel
-from ..errors import ParameterError
 from ..model.hooks import neuron_hooks
+from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report

@@ -13,8 +13,8 @@ CLI writes the result file there), then raises.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS
@@ -23,7 +23,7 @@ from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_bes
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
 from .probe import KnownCheck, check_known
-from .reliability import NEURONS, TARGETS, contrasts, ReliabilityConfig, ReliabilityResult, run_reliability
+from .reliability import NEURONS, TARGETS, ReliabilityConfig, ReliabilityResult, contrasts, run_reliability
 from .tracing import TracingResult, run_tracing
 
 
