@@ -215,10 +215,10 @@ def _beside_lm_eval(tmp: Path, located: Path) -> tuple:
             return client, _label(client.predict(handle_file(str(located)), api_name="/reload_ui"))
 
         (short, label), (long, long_label) = with_set(server.client()), with_set(server.client())
-        def short_job():
-            return short.predict(located_on=label, seed=500, **INTERVENE, api_name="/intervene_ui")
+        def short_job(seed):  # a seed of its own each time: a stored result would be served without the model
+            return lambda: short.predict(located_on=label, seed=seed, **INTERVENE, api_name="/intervene_ui")
 
-        alone, errors = _at_once([short_job])
+        alone, errors = _at_once([short_job(500)])
         long.predict([handle_file(str(tasks / "add1_heldout.yaml")), handle_file(str(tasks / "add1_heldout.jsonl"))],
                      api_name="/take_task_files")
         harness = threading.Thread(target=lambda: long.predict(
@@ -227,7 +227,7 @@ def _beside_lm_eval(tmp: Path, located: Path) -> tuple:
             api_name="/harness_ui"))
         harness.start()
         time.sleep(20)  # the child is running and asking for batches
-        during, more = _at_once([short_job])
+        during, more = _at_once([short_job(501)])
         harness.join()
         return _row("one short Intervene while another visitor's lm-eval run of uploaded tasks (200 rows, 3 runs, its "
                     "child process) goes on, shared lab, vs alone (the model's lock per batch)", during, alone[0],
