@@ -17,25 +17,14 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from cnl_core.data.samples import DatasetSpec, get_dataset
 from cnl_core.model.loading import LoadedModel
 from cnl_core.model.neurons import NeuronSet
 from cnl_core.progress import Progress, report
-from cnl_core.experiments.result_cache import RESULTS, Served
+from cnl_core.experiments.result_cache import RESULTS, Served, data_identity, model_identity  # noqa: F401
 
 from .lanes import LANES
 
 T = TypeVar("T")
-
-
-def model_identity(lm: LoadedModel) -> dict:
-    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
-            "quantization": lm.quantization}
-
-
-def data_identity(dataset: DatasetSpec | str) -> dict:
-    spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    return {"dataset": spec.name, "content": spec.fingerprint()}
 
 
 def neurons_identity(neurons: NeuronSet) -> str:

@@ -29,7 +29,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
+from ..data.samples import DatasetSpec, get_dataset
 from ..errors import Cancelled, CNLError, ResultFileError
+from ..model.loading import LoadedModel
 from ..output_files import atomic_write
 from ..paths import REPO_ROOT, cache_root
 from ..serialize import from_fields, to_fields
@@ -54,6 +56,18 @@ def code_version() -> str:
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def model_identity(lm: LoadedModel) -> dict:
+    """A model in a key: its name, revision, weights' fingerprint and precision."""
+    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
+            "quantization": lm.quantization}
+
+
+def data_identity(dataset: DatasetSpec | str) -> dict:
+    """A dataset in a key: its name and a hash of its content."""
+    spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return {"dataset": spec.name, "content": spec.fingerprint()}
 
 
 def result_key(kind: str, params: dict) -> str:
