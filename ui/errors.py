@@ -15,6 +15,8 @@ import gradio as gr
 
 from cnl_core.errors import Cancelled, CNLError
 
+from .lanes import current_cost, note_progress
+
 log = logging.getLogger("cnl.dashboard")
 
 
@@ -54,12 +56,30 @@ def shows_errors(fn):
 
 
 def progress_reporter(progress):
-    """The library's Progress callback, drawn on a gr.Progress bar, with the time left once it can be told."""
+    """The library's Progress callback, drawn on a gr.Progress bar, with the time left from the first step: the
+    job's expected cost (costs.py, told to its lane) until its own steps give a better figure. Its progress also
+    tells those waiting behind it how long it has left (lanes.note_progress)."""
     start = time.monotonic()
+    first: list[float] = []  # when the job's first step (after its wait in line) was reported
 
     def update(done: int, total: int, message: str) -> None:
-        elapsed = time.monotonic() - start
-        left = f" · about {elapsed / done * (total - done):.0f} s left" if 0 < done < total and elapsed > 1 else ""
+        note_progress(done, total)
+        now = time.monotonic()
+        cost = current_cost()
+        if cost is not None and not first:
+            first.append(now)
+        begun = first[0] if first else start
+        elapsed, left = now - begun, ""
+        if 0 < done < total and elapsed > 1:
+            left = f" · about {_seconds(elapsed / done * (total - done))} left"
+        elif cost is not None and done < total:
+            rest = cost.seconds - elapsed
+            left = (f" · about {_seconds(rest)} left (expected)" if rest > 5 else
+                    f" · past its expected {_seconds(cost.seconds)}, still running")
         progress((done, max(total, 1)), desc=message + left)
 
     return update
+
+
+def _seconds(seconds: float) -> str:
+    return f"{max(1.0, seconds):.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

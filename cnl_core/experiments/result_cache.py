@@ -136,11 +136,13 @@ class ResultCache:
             _note(notes, f"The result could not be stored for reuse ({exc}); it is shown as computed.")
 
     def serve(self, kind: str, params: dict, result_type: type[T], compute: Callable[[], T],
-              cancel: threading.Event | None = None) -> Served[T]:
+              cancel: threading.Event | None = None,
+              on_wait: Callable[[float], None] | None = None) -> Served[T]:
         """The result of this work: stored, or the run of it already in progress (waited for), or computed now.
 
         `compute` runs at most once at a time per key in this process. If the run a visitor waits for fails or is
-        cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled)."""
+        cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled).
+        `on_wait(seconds waited)` is called while waiting for another's run (a dashboard says so on the page)."""
         started, notes = time.monotonic(), []
         key = result_key(kind, params)
         while True:
@@ -157,6 +159,8 @@ class ResultCache:
             while not running.done():
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Cancelled while waiting for the same work another visitor started.")
+                if on_wait is not None:
+                    on_wait(time.monotonic() - started)
                 futures.wait([running], timeout=WAIT_STEP_S)
             if running.exception() is None:
                 return Served(running.result(), "shared", time.monotonic() - started, notes)
