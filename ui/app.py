@@ -8,9 +8,10 @@ import gradio as gr
 from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 
+from . import costs
 from .session import session
-from .visitors import cancel_job, start_session, state_deleted, tab_closed
-from .wiring import inputs
+from .visitors import cancel_named, start_session, state_deleted, tab_closed
+from .wiring import inputs, parameters
 from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
                    knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
@@ -25,6 +26,17 @@ TITLE = ("# Capability Neuron Lab\nFind the FFN neurons a language model uses fo
 def _labels(state):
     labels = session(state).labels()
     return gr.update(choices=labels, value=labels[-1] if labels else None)
+
+
+def _estimate_line(demo: gr.Blocks, kind: str, line: gr.Markdown, *groups, state=None) -> None:
+    """The expected time under a heavy button, for its current inputs: on page load and whenever one changes."""
+    show = costs.describer(kind)
+    named = {"state": state} if state is not None and "state" in parameters(show) else {}
+    found = inputs(show, *groups, **named)
+    for component in found:
+        if component is not state and hasattr(component, "change"):
+            component.change(show, found, line, queue=False, show_progress="hidden")
+    demo.load(show, found, line, queue=False)
 
 
 def build_app() -> gr.Blocks:
@@ -51,8 +63,10 @@ def build_app() -> gr.Blocks:
             exp = export_tab.build()
 
         heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
-        intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state), intro.outputs,
-                           **heavy)
+        demo_ev = intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state),
+                                     intro.outputs, **heavy)
+        intro.cancel.click(cancel_named, state, intro.summary, cancels=[demo_ev], queue=False)
+        _estimate_line(demo, "demo", intro.estimate, intro)
         model_inputs = inputs(model_tab.estimate_ui, model)
         model.load_btn.click(model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
                              [model.info, state], concurrency_id="model-info", concurrency_limit=4)
@@ -75,7 +89,11 @@ def build_app() -> gr.Blocks:
         for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):
             chain = chain.success(*step)
         loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
+        _estimate_line(demo, "locate", loc.estimate, data, loc.scoring)
         th = loc.thresholds
+        loc.demo_btn.click(locate_tab.demo_settings, None,
+                           [data.datasets, data.n, data.k, data.seed, loc.scoring.method, th.rule, th.sign, th.tau,
+                            th.p, iv.targets, iv.n, iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.factor], queue=False)
         for ev in (th.tau.release, th.p.release, th.rule.change, th.sign.change, th.top_k.change, th.sigma.change):
             ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state),
                [loc.summary, state]).success(*show_compare)
@@ -88,18 +106,28 @@ def build_app() -> gr.Blocks:
                                                                     state=state), insp.neuron).success(*inspect, **heavy)
         cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table, table=cmp.top),
                        insp.neuron).success(*inspect, **heavy)
-        insp.button.click(*inspect, **heavy)
-        cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick, state=state),
-                              cmp.null.output, **heavy)
+        insp_ev = insp.button.click(*inspect, **heavy)
+        insp.cancel.click(cancel_named, state, insp.summary, cancels=[insp_ev], queue=False)
+        _estimate_line(demo, "inspect", insp.estimate, insp)
+        null_ev = cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick,
+                                                                   state=state), cmp.null.output, **heavy)
+        cmp.null.cancel.click(cancel_named, state, cmp.null.output, cancels=[null_ev], queue=False)
+        _estimate_line(demo, "null", cmp.null.estimate, cmp.null)
 
         iv.located_on.change(intervene_tab.follow_set, inputs(intervene_tab.follow_set, iv, state=state), iv.targets)
+        iv.run_btn.click(intervene_tab.running_note, state, iv.reading, queue=False)
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui, inputs(intervene_tab.intervene_ui, iv, state=state),
-                                 [*iv.outputs, state], **heavy)
+                                 [*iv.outputs, iv.reading, state], **heavy)
+        _estimate_line(demo, "intervene", iv.estimate, iv)
+        _estimate_line(demo, "dose", iv.dose_estimate, iv)
+        _estimate_line(demo, "matrix", iv.matrix_estimate, iv, state=state)
         mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, inputs(intervene_tab.matrix_ui, iv, state=state),
                                     [iv.matrix_plot, state], **heavy)
         st = iv.steering  # its own prompt and number of new tokens; the intervention is the tab's
         iv_steer = st.button.click(steer_panel.steer_ui, inputs(steer_panel.steer_ui, iv, prompt=st.prompt,
                                                                 max_new=st.max_new, state=state), st.outputs, **heavy)
+        st.cancel.click(cancel_named, state, st.note, cancels=[iv_steer], queue=False)
+        _estimate_line(demo, "steer", st.estimate, st)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
                                     iv.dose_plot, **heavy)
         iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]
@@ -111,18 +139,26 @@ def build_app() -> gr.Blocks:
             iv_events.append(hp_ev)
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
-        iv.cancel_btn.click(cancel_job, state, None, cancels=iv_events, queue=False)
+        iv.cancel_btn.click(intervene_tab.cancelled_ui, state, [*iv.outputs, iv.reading], cancels=iv_events,
+                            queue=False)
 
-        std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
+        std_events = []
+        std_events.append(std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
                                                                loc.thresholds, state=state),
-                               std.decouple_outputs, **heavy)
+                               std.decouple_outputs, **heavy))
         std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
-        std.knowledge.button.click(knowledge_panel.knowledge_ui, inputs(knowledge_panel.knowledge_ui, std.knowledge,
+        std_events.append(std.knowledge.button.click(knowledge_panel.knowledge_ui, inputs(knowledge_panel.knowledge_ui, std.knowledge,
                                                                         tau=loc.thresholds.tau, state=state),
-                                   std.knowledge.outputs, **heavy)
-        std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
+                                   std.knowledge.outputs, **heavy))
+        std_events.append(std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
                                                                   fewshot=iv.fewshot, max_new=iv.max_new, state=state),
-                               std.specific_outputs, **heavy)
+                               std.specific_outputs, **heavy))
+        for button, line in ((std.decouple_cancel, std.status), (std.specific_cancel, std.status),
+                             (std.knowledge.cancel, std.knowledge.outputs[0])):
+            button.click(cancel_named, state, line, cancels=std_events, queue=False)
+        _estimate_line(demo, "decouple", std.decouple_estimate, std.decouple, loc.scoring)
+        _estimate_line(demo, "specificity", std.specific_estimate, std.specific, iv, state=state)
+        _estimate_line(demo, "knowledge", std.knowledge.estimate, std.knowledge)
 
         exp.export_btn.click(export_tab.export_ui, state, exp.files)
         exp.reload_file.upload(export_tab.reload_ui, inputs(export_tab.reload_ui, file=exp.reload_file, state=state),

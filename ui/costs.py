@@ -14,6 +14,7 @@ line under a button from the same components as the button.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,9 +28,12 @@ from cnl_core.options import JOBS
 from .lanes import LANES
 
 # First guesses for the built-in 135M model on a 2-core CPU; every kind's rate is then measured here (lanes.py).
-TOKEN_PASS_S = 0.0004  # one prompt token through the model, teacher-forced, in a batch
-TOKEN_GEN_S = 0.012  # one generated token of one sample, in a batch
-BACKWARD = 3.0  # a scored (locate) pass: forward and backward
+# (from the issue's measurements: a GSM8K Intervene of 10 x 4 conditions over 11 min, a GSM8K locate of 2 x 20 in
+# 186 s, the demo in 18 s: bench/RESULTS.md)
+TOKEN_PASS_S = 0.001  # one prompt token through the model, teacher-forced, in a batch
+TOKEN_GEN_S = 0.004  # one generated token of one sample, in a batch, plus GEN_CONTEXT_S per token of its context
+GEN_CONTEXT_S = 0.00006
+SCORED_TOKEN_S = 0.03  # one token of a located sample: forward, backward and every neuron's score
 START_S = 1.0
 
 
@@ -75,8 +79,8 @@ def sample_s(dataset: str, fewshot=-1, max_new=0) -> float:
         return 1.0
     shots = int(fewshot) if fewshot is not None and int(fewshot) >= 0 else (5 if spec.kind == GENERATE_NUMBER else 0)
     if spec.kind == GENERATE_NUMBER:
-        new = int(max_new or 0) or spec.max_new_tokens
-        return tokens * (1 + shots) * TOKEN_PASS_S + new * TOKEN_GEN_S
+        new, context = int(max_new or 0) or spec.max_new_tokens, tokens * (1 + shots)
+        return context * TOKEN_PASS_S + new * (TOKEN_GEN_S + GEN_CONTEXT_S * context)
     options = max(1, len(spec.rows()[0].choices))
     return tokens * (1 + shots) * TOKEN_PASS_S * options
 
@@ -88,7 +92,7 @@ def scored_s(dataset: str, method: str = "grad_x_act", ig_steps=20) -> float:
     except Exception:  # noqa: BLE001
         return 1.0
     steps = int(ig_steps) if method == "integrated_gradients" else 1
-    return tokens * TOKEN_PASS_S * BACKWARD * steps
+    return tokens * SCORED_TOKEN_S * steps
 
 
 def _names(items) -> list[str]:
@@ -176,6 +180,18 @@ def check(kind: str, **inputs) -> Expected | None:
                              f"{duration(limit)} per job (set by its operator, {JOBS.env}). Use fewer samples or "
                              "datasets, a task the model answers in a few tokens (add1), or run it with the CLI.")
     return cost
+
+
+def describer(kind: str):
+    """A handler for the line under a button: takes the kind's inputs by name (wiring.py finds them), gives describe."""
+    work = WORK[kind]
+
+    def show(*args) -> str:
+        return describe(kind, **dict(zip(inspect.signature(work).parameters, args)))
+
+    show.__signature__ = inspect.signature(work)
+    show.__name__ = f"{kind}_estimate"
+    return show
 
 
 def describe(kind: str, **inputs) -> str:
