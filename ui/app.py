@@ -12,7 +12,7 @@ from . import costs
 from .session import session
 from .visitors import cancel_named, start_session, state_deleted, tab_closed
 from .wiring import inputs, parameters
-from .tabs import (compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
+from .tabs import (baseline_panel, compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
                    knowledge_panel, locate_tab, model_tab, null_panel, steer_panel, studies_tab)
 
 # Every model job's handler runs in this group, up to JOBS_AT_ONCE at a time: a stored result is served at once
@@ -63,18 +63,23 @@ def build_app() -> gr.Blocks:
             exp = export_tab.build()
 
         heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
+        bp = data.baselines  # the Data tab's "can the model do this?" marks, read whenever a model is loaded
+        marks = (baseline_panel.panel_ui, [data.datasets, state], [data.datasets, bp.note])
         demo_ev = intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state),
                                      intro.outputs, **heavy)
         intro.cancel.click(cancel_named, state, intro.summary, cancels=[demo_ev], queue=False)
         _estimate_line(demo, "demo", intro.estimate, intro)
         model_inputs = inputs(model_tab.estimate_ui, model)
         model.load_btn.click(model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
-                             [model.info, state], concurrency_id="model-info", concurrency_limit=4)
+                             [model.info, state], concurrency_id="model-info", concurrency_limit=4).then(*marks)
         # The estimate reads a config (maybe from the Hub): queued, two at a time, the latest input only.
         estimate = {"concurrency_id": "estimate", "concurrency_limit": 2, "trigger_mode": "always_last"}
         for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs if p is not model.name)):
             ev(model_tab.estimate_ui, model_inputs, model.estimate, **estimate)
 
+        bp_ev = bp.button.click(baseline_panel.measure_ui, [data.datasets, state], [data.datasets, bp.note], **heavy)
+        bp.cancel.click(cancel_named, state, bp.note, cancels=[bp_ev], queue=False)
+        _estimate_line(demo, "baselines", bp.estimate, state=state)
         data.preview_btn.click(data_tab.preview_splits, inputs(data_tab.preview_splits, data), data.split_rows)
         data.upload.upload(data_tab.inspect_upload, inputs(data_tab.inspect_upload, file=data.upload, state=state),
                            [data.prompt_col, data.answer_col, data.upload_preview, state])
@@ -169,7 +174,7 @@ def build_app() -> gr.Blocks:
                   concurrency_limit=2)
         demo.load(start_session, None, state).then(
             model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],
-            concurrency_id="model-info", concurrency_limit=4)
+            concurrency_id="model-info", concurrency_limit=4).then(*marks)
         demo.unload(tab_closed)  # a closed tab's job stops at its next model step; its data is freed
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

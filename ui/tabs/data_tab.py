@@ -23,6 +23,7 @@ from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
 from ..session import PendingUpload, Session, session
+from . import baseline_panel
 from .locate_tab import split_numbers
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
@@ -51,7 +52,9 @@ def dataset_choices(state: Session) -> list[str]:
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
-    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets")
+    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets",
+                                info="each marked with the loaded model's measured accuracy once it is known")
+    baselines = baseline_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.n, label="n per split")
         k = gr.Number(DEFAULTS.splits, label="splits (k)")
@@ -74,7 +77,7 @@ def build() -> SimpleNamespace:
             add_btn = gr.Button("Add dataset")
         upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
         upload_msg = gr.Markdown()
-    return SimpleNamespace(datasets=datasets, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
+    return SimpleNamespace(datasets=datasets, baselines=baselines, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
                            upload=upload, prompt_col=prompt_col, answer_col=answer_col, labels=labels,
                            up_name=up_name, template=template, add_btn=add_btn, upload_preview=upload_preview,
                            upload_msg=upload_msg)
