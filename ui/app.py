@@ -8,7 +8,7 @@ import gradio as gr
 from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 
-from . import costs
+from . import costs, session_store
 from .session import session
 from .visitors import cancel_named, start_session, state_deleted, tab_closed
 from .wiring import inputs, parameters
@@ -46,6 +46,10 @@ def build_app() -> gr.Blocks:
         gr.Markdown(TITLE)
         if policy.shared:
             gr.Markdown(policy.for_visitors(), elem_id="shared-mode")
+        saved = gr.BrowserState(None, storage_key=session_store.STORAGE_KEY)  # the session, kept across a refresh
+        notice = gr.Markdown(elem_id="session-notice")
+        link_note = gr.Markdown(elem_id="link-note")
+        link_plot = gr.Plot(show_label=False, visible=False, elem_id="link-plot")
         intro = demo_panel.build()
         with gr.Tab("1 · Model"):
             model = model_tab.build()
@@ -90,8 +94,9 @@ def build_app() -> gr.Blocks:
         locate_ev = loc.locate_btn.click(
             locate_tab.locate_ui, inputs(locate_tab.locate_ui, data, loc.scoring, loc.thresholds, state=state),
             [loc.summary, state], **heavy)
+        keep = (session_store.snapshot, state, saved)  # after each change: the browser keeps the session
         chain = locate_ev
-        for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):
+        for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on), keep):
             chain = chain.success(*step)
         loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
         _estimate_line(demo, "locate", loc.estimate, data, loc.scoring)
@@ -101,7 +106,7 @@ def build_app() -> gr.Blocks:
                             th.p, iv.targets, iv.n, iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.factor], queue=False)
         for ev in (th.tau.release, th.p.release, th.rule.change, th.sign.change, th.top_k.change, th.sigma.change):
             ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state),
-               [loc.summary, state]).success(*show_compare)
+               [loc.summary, state]).success(*show_compare).success(*keep)
         loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
         cmp.pick.change(compare_tab.compare_ui, inputs(compare_tab.compare_ui, selected=cmp.pick, state=state),
                         cmp.outputs)
@@ -123,6 +128,7 @@ def build_app() -> gr.Blocks:
         iv.run_btn.click(intervene_tab.running_note, state, iv.reading, queue=False)
         iv_ev = iv.run_btn.click(intervene_tab.intervene_ui, inputs(intervene_tab.intervene_ui, iv, state=state),
                                  [*iv.outputs, iv.reading, state], **heavy)
+        iv_ev.success(*keep)
         _estimate_line(demo, "intervene", iv.estimate, iv)
         _estimate_line(demo, "dose", iv.dose_estimate, iv)
         _estimate_line(demo, "matrix", iv.matrix_estimate, iv, state=state)
@@ -145,7 +151,7 @@ def build_app() -> gr.Blocks:
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
         iv.cancel_btn.click(intervene_tab.cancelled_ui, state, [*iv.outputs, iv.reading], cancels=iv_events,
-                            queue=False)
+                            queue=False).then(*keep)
 
         std_events = []
         std_events.append(std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
@@ -167,12 +173,23 @@ def build_app() -> gr.Blocks:
 
         exp.export_btn.click(export_tab.export_ui, state, exp.files)
         exp.reload_file.upload(export_tab.reload_ui, inputs(export_tab.reload_ui, file=exp.reload_file, state=state),
-                               [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare)
+                               [exp.reload_msg, state, cmp.pick, iv.located_on]).success(*show_compare).success(*keep)
+        exp.save_btn.click(session_store.download_ui, state, exp.session_file)
+        restored_views = [show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on),
+                          (locate_tab.summary_ui, state, loc.summary),
+                          (intervene_tab.restored_outputs, state, [*iv.outputs, iv.reading]), keep]
+        chain = exp.restore_file.upload(session_store.upload_ui, [exp.restore_file, state], [exp.restore_msg, state])
+        for step in restored_views:
+            chain = chain.success(*step)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
         demo.load(model_tab.estimate_ui, model_inputs, model.estimate, concurrency_id="estimate",
                   concurrency_limit=2)
-        demo.load(start_session, None, state).then(
+        chain = demo.load(start_session, None, state).then(session_store.restore_ui, [saved, state], [state, notice])
+        for step in restored_views[:-1]:
+            chain = chain.then(*step)
+        demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron], queue=False)
+        chain.then(
             model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],
             concurrency_id="model-info", concurrency_limit=4).then(*marks)
         demo.unload(tab_closed)  # a closed tab's job stops at its next model step; its data is freed

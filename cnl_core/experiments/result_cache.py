@@ -90,6 +90,7 @@ class Served(Generic[T]):
     source: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    key: str = ""  # the entry's name: a link to it (`?result=kind/key`) opens it for anyone, from the cache
 
 
 class ResultCache:
@@ -109,7 +110,14 @@ class ResultCache:
 
     def read(self, kind: str, params: dict, result_type: type[T], notes: list[str] | None = None) -> T | None:
         """The stored result for this work, or None (absent, or damaged: set aside with a note)."""
-        key = result_key(kind, params)
+        return self.read_key(kind, result_key(kind, params), result_type, notes)
+
+    def read_key(self, kind: str, key: str, result_type: type[T], notes: list[str] | None = None) -> T | None:
+        """The stored result of this kind under this key (a shared link names both), or None; a kind or key that is
+        not a plain name is never a path."""
+        if not (isinstance(kind, str) and kind.replace("_", "").isalnum() and len(kind) <= 40 and
+                isinstance(key, str) and key.isalnum() and len(key) <= 64):
+            return None
         path = self.path(kind, key)
         if not path.is_file() or path.is_symlink():
             return None
@@ -148,7 +156,7 @@ class ResultCache:
         while True:
             stored = self.read(kind, params, result_type, notes)
             if stored is not None:
-                return Served(stored, "stored", time.monotonic() - started, notes)
+                return Served(stored, "stored", time.monotonic() - started, notes, key)
             with self._lock:
                 running = self._running.get(key)
                 mine = running is None
@@ -163,7 +171,7 @@ class ResultCache:
                     on_wait(time.monotonic() - started)
                 futures.wait([running], timeout=WAIT_STEP_S)
             if running.exception() is None:
-                return Served(running.result(), "shared", time.monotonic() - started, notes)
+                return Served(running.result(), "shared", time.monotonic() - started, notes, key)
             # theirs failed or its visitor cancelled it: this visitor runs it (the next pass finds no run)
         try:
             value = compute()
@@ -174,7 +182,7 @@ class ResultCache:
         self.write(kind, params, value, notes)  # stored before the waiting are told, so no one computes it again
         self._finished(key)
         running.set_result(value)
-        return Served(value, "computed", time.monotonic() - started, notes)
+        return Served(value, "computed", time.monotonic() - started, notes, key)
 
     def _finished(self, key: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from cnl_core.report.readings import demo_reading
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..session_store import link_line
 from ..shared_work import served, source_note
 from ..visitors import one_job
 
@@ -88,5 +89,5 @@ def demo_ui(scored, state, progress=gr.Progress()):
     res = out.value
     text = (f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
             f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
-            f"{source_note(out) or f'Took {res.seconds:.0f} s.'}")
+            f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}")
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)

@@ -21,6 +21,7 @@ from cnl_core.report.readings import evaluation_readings
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
+from ..session_store import link_line
 from ..shared_work import data_identity, neurons_identity, served
 from ..visitors import VISITORS, cancel_job, one_job
 from . import harness_panel, steer_panel
@@ -111,7 +112,7 @@ def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, f
     cost = costs.check("intervene", targets=targets, n=numbers[0], draws=control_draws, fewshot=fewshot,
                        max_new=max_new)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
-    update, results = progress_reporter(progress), []
+    update, results, links = progress_reporter(progress), [], []
     state.history.append(results)  # filled dataset by dataset: a cancelled run keeps the datasets it finished
     try:
         for target in targets:
@@ -123,10 +124,17 @@ def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, f
                 lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
                 cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel, cost)
             results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
+            links.append(f"- {target}: {link_line('intervene', out.key)}")
     finally:
         if not results:
             state.history.remove(results)
-    return (*evaluation_outputs(state), run_reading(state), state)
+    return (*evaluation_outputs(state), run_reading(state) + "\n" + "\n".join(links), state)
+
+
+def restored_outputs(state) -> tuple:
+    """Charts, table and readings of the session's last run (after a restore)."""
+    state = session(state)
+    return (*evaluation_outputs(state), run_reading(state))
 
 
 def run_reading(state: Session, note: str = "") -> str:

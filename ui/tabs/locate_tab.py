@@ -134,6 +134,11 @@ def demo_settings() -> tuple:
 
 
 
+def summary_ui(state) -> str:
+    """The summary of the session's located sets (after a restore)."""
+    return summary(session(state))
+
+
 def summary(state: Session) -> str:
     if not state.located:
         return EMPTY
