@@ -116,7 +116,7 @@ def table(study: KnowledgeStudy) -> list[str]:
         lines += ["", "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | "
                   "mean set size |", "|---|---|---|---|---|---|"]
         for g in [*study.fidelity.pairs, *study.fidelity.splits]:
-            iou = "n/a" if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
+            iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
             chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
             lines.append(f"| {g.name} | {iou} | {chance} | {g.pairs} | {g.units} | {g.mean_size:.1f} |")
     if study.tracing is not None:
@@ -128,6 +128,13 @@ def table(study: KnowledgeStudy) -> list[str]:
     return lines
 
 
+def _na(g) -> str:
+    """Why a group has no IoU, in the cell itself."""
+    if g.undefined:
+        return f"n/a: its {g.undefined} pairs were two empty sets (nothing selected at this tau)"
+    return "n/a: no pair to compare (too few known facts in this group)"
+
+
 def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     lines = ["", "| causal tracing: paraphrase pairs whose peak layers agree | hidden state | MLP window |",
              "|---|---|---|"]
@@ -137,7 +144,8 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
         cells = []
         for site in ("hidden", "mlp"):
             a = tracing[site].agreement[key]
-            cells.append("n/a" if a["share"] is None else f"{a['share']:.3f} {_ci(a['ci'])}")
+            cells.append("n/a: no two known paraphrases of one fact to compare" if a["share"] is None else
+                         f"{a['share']:.3f} {_ci(a['ci'])}")
         lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
     return lines
 

@@ -96,3 +96,23 @@ def demo_reading(res: DemoResult) -> str:
     lines.append("Settings: " + settings_line(p.tau, p.p, p.n, 2, p.seed, "grad_x_act", p.fewshot)
                  + f" · {p.eval_n} held-out problems.")
     return "\n".join(f"- {x}" for x in lines)
+
+
+def knowledge_takeaway(fidelity) -> str:
+    """The knowledge study's one-line answer, with the scoring method it depends on (a FidelityResult)."""
+    method = (fidelity.score.get("facts") or {}).get("method", "?")
+    names = {g.name: g for g in [*fidelity.pairs, *fidelity.splits]}
+    same, other = names.get("same fact, other wording"), names.get("other fact, same wording")
+    cap = names.get("capability split")
+    if same is None or other is None or same.iou is None or other.iou is None:
+        return ("**Takeaway:** too few known facts to compare paraphrases (n/a rows); add relations or facts per "
+                "relation.")
+    capability = f"; CNL's split agreement on a capability: {cap.iou:.2f}" if cap is not None and cap.iou else ""
+    if same.iou < other.iou:
+        verdict = ("the neurons follow the wording, not the fact: individual knowledge does not localize here "
+                   "(the paper's fidelity failure)")
+    else:
+        verdict = ("a fact's neurons survive a change of wording here; the paper's failure depends on the score "
+                   "(with integrated_gradients paraphrases share less: docs/knowledge.md)")
+    return (f"**Takeaway ({method} scores):** a fact's paraphrases share IoU {same.iou:.2f}, different facts in one "
+            f"wording {other.iou:.2f}: {verdict}{capability}.")

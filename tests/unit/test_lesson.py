@@ -152,3 +152,24 @@ def test_a_baseline_says_whether_the_model_can_do_the_task():
     from ui.tabs.baseline_panel import choice_label
 
     assert choice_label("add1", make(0.75)) == "add1 · 75% ✓ can do" and choice_label("gsm8k", None) == "gsm8k"
+
+
+def test_the_knowledge_study_says_its_takeaway_and_why_a_cell_is_na():
+    from types import SimpleNamespace
+
+    from cnl_core.knowledge.fidelity import GroupStat
+    from cnl_core.knowledge.study import _na
+    from cnl_core.report.readings import knowledge_takeaway
+
+    def study(same, other):
+        pairs = [GroupStat("same fact, other wording", same, None, 0.01, 4, 2, 5.0),
+                 GroupStat("other fact, same wording", other, None, 0.01, 4, 2, 5.0)]
+        return SimpleNamespace(score={"facts": {"method": "integrated_gradients"}}, pairs=pairs,
+                               splits=[GroupStat("capability split", 0.4, None, 0.01, 1, 1, 9.0)])
+
+    fails = knowledge_takeaway(study(0.23, 0.52))
+    assert "(integrated_gradients scores)" in fails and "does not localize here" in fails and "0.40" in fails
+    assert "survive a change of wording" in knowledge_takeaway(study(0.6, 0.3))
+    assert "too few known facts" in knowledge_takeaway(study(None, 0.3))
+    assert "two empty sets" in _na(GroupStat("g", None, None, None, 0, 0, 0.0, undefined=3))
+    assert "too few known facts" in _na(GroupStat("g", None, None, None, 0, 0, 0.0))

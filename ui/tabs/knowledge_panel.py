@@ -19,6 +19,7 @@ from cnl_core.errors import DatasetError, ParameterError
 from cnl_core.knowledge.facts import BUILTIN_RELATIONS, MAX_CSV_BYTES, builtin_facts, read_facts_csv
 from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
 from cnl_core.report import knowledge_charts
+from cnl_core.report.readings import knowledge_takeaway
 
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
@@ -97,6 +98,8 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr
         study = run_study(lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update,
                           cancel=state.cancel)
     text = "\n".join(table(study))
+    if study.fidelity is not None:
+        text = knowledge_takeaway(study.fidelity) + "\n\n" + text
     return (text, knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
             knowledge_charts.reliability_chart(study.reliability) if study.reliability else None,
             knowledge_charts.editing_chart(study.editing) if study.editing else None)
