@@ -103,7 +103,7 @@ def locate(page, n: int) -> tuple[float, float]:
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()
     text = wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=900)
-    row = next(line for line in text.splitlines() if f":{DEFAULTS.dataset} |" in line)
+    row = next(line for line in text.splitlines() if f":{DEFAULTS.dataset}" in line)  # the table's row comes first
     numbers = re.findall(r"\d+\.\d+", row)
     return float(numbers[1]), float(numbers[2])
 

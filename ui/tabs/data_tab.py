@@ -60,7 +60,8 @@ def build() -> SimpleNamespace:
         k = gr.Number(DEFAULTS.splits, label="splits (k)")
         seed = gr.Number(DEFAULTS.seed, label="seed")
         preview_btn = gr.Button("Show chosen rows")
-    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows")
+    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows",
+                              headers=["dataset", "split", "id", "prompt", "gold"])
     with gr.Accordion("All datasets", open=False):
         gr.Dataframe(dataset_table(), wrap=True)
     with gr.Accordion("Upload your own CSV / JSONL", open=False):

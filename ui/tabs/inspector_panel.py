@@ -45,9 +45,10 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         estimate = gr.Markdown()
         summary = gr.Markdown(elem_id="inspector-summary")
         with gr.Row():
-            promoted = gr.Dataframe(label="Words it promotes (logit)", max_height=300)
-            suppressed = gr.Dataframe(label="Words it suppresses (logit)", max_height=300)
-        stats = gr.Dataframe(label="Activation per dataset", wrap=True)
+            promoted = gr.Dataframe(label="Words it promotes (logit)", max_height=300, headers=["token", "logit"])
+            suppressed = gr.Dataframe(label="Words it suppresses (logit)", max_height=300, headers=["token", "logit"])
+        stats = gr.Dataframe(label="Activation per dataset", wrap=True,
+                             headers=["dataset", "samples", "tokens", "fires on", "mean", "p99", "max"])
         examples = gr.HighlightedText(label="Samples that excite it most (darker = stronger)", combine_adjacent=False,
                                       show_legend=False, elem_id="inspector-examples")
     return SimpleNamespace(click_map=click_map, neuron=neuron, datasets=datasets, n=n, button=button, cancel=cancel,

@@ -59,8 +59,10 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         acc_plot = gr.Plot(label="Accuracy", show_label=False)
         ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
-    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table")
-    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True)
+    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table",
+                         headers=exports.EVAL_COLUMNS)
+    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True,
+                            headers=exports.EXAMPLE_COLUMNS)
     steering = steer_panel.build()
     with gr.Accordion("Dose-response: the located neurons scaled by 0, 0.5, 1, 2 and 4", open=False):
         with gr.Row():

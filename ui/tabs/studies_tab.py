@@ -51,7 +51,9 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         decouple_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
         decouple_estimate = gr.Markdown()
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
-    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True)
+    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True,
+                                  headers=["shared fraction f", "replaceable", "iou", "iou_min", "iou_max",
+                                           "chance_iou", "empirical null iou"])
     gr.Markdown(HELP_SPECIFIC)
     sharing_btn = gr.Button("Count shared and specific neurons of the located sets")
     sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
@@ -65,7 +67,9 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         specific_estimate = gr.Markdown()
     status = gr.Markdown(elem_id="studies-status")
     specific_plot = gr.Plot(show_label=False)
-    specific_table = gr.Dataframe(label="Specificity index", wrap=True)
+    specific_table = gr.Dataframe(label="Specificity index", wrap=True,
+                                  headers=["dataset", "specific neurons", "index", "95% interval", "own effect",
+                                           "mean effect on others"])
     knowledge = knowledge_panel.build()
     return SimpleNamespace(knowledge=knowledge, decouple_btn=decouple_btn, decouple_cancel=decouple_cancel,
                            decouple_estimate=decouple_estimate, specific_cancel=specific_cancel,
