@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import ResultFileError
 from ..serialize import at
 from .eval_results import EvalResult
-from .json_io import MAX_DEPTH, _depth, dumps
+from .json_io import MAX_DEPTH, dumps, nesting_depth
 from .locate_result import LocateResult
 
 KIND = "cnl.session"
@@ -60,7 +60,7 @@ def read_session(data: Any, source: str = "session") -> SessionFile:
         raise ResultFileError(f"{source}: over {MAX_SESSION_CHARS // 2**20} MiB, larger than any saved session.")
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise ResultFileError(f"{source}: not a saved session (its kind must be '{KIND}').")
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise ResultFileError(f"{source}: nested too deeply to be a saved session.")
     located, history = data.get("located", []), data.get("history", [])
     if not isinstance(located, list) or not isinstance(history, list) or len(located) > MAX_SETS or \
