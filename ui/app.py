@@ -104,9 +104,10 @@ def build_app() -> gr.Blocks:
         loc.demo_btn.click(locate_tab.demo_settings, None,
                            [data.datasets, data.n, data.k, data.seed, loc.scoring.method, th.rule, th.sign, th.tau,
                             th.p, iv.targets, iv.n, iv.seed, iv.draws, iv.fewshot, iv.max_new, iv.factor], queue=False)
-        for ev in (th.tau.release, th.p.release, th.rule.change, th.sign.change, th.top_k.change, th.sigma.change):
-            ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state),
-               [loc.summary, state]).success(*show_compare).success(*keep)
+        # every change applies, typed or dragged (a typed number applied only when the box lost focus), the latest only
+        for ev in (th.tau.change, th.p.change, th.rule.change, th.sign.change, th.top_k.change, th.sigma.change):
+            ev(locate_tab.relocalize_ui, inputs(locate_tab.relocalize_ui, th, state=state), [loc.summary, state],
+               trigger_mode="always_last").success(*show_compare).success(*keep)
         loc.sweep_btn.click(locate_tab.sweep_ui, state, loc.sweep_plot)
         cmp.pick.change(compare_tab.compare_ui, inputs(compare_tab.compare_ui, selected=cmp.pick, state=state),
                         cmp.outputs)
