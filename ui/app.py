@@ -71,7 +71,7 @@ def build_app() -> gr.Blocks:
         marks = (baseline_panel.panel_ui, [data.datasets, state], [data.datasets, bp.note])
         demo_ev = intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state),
                                      intro.outputs, **heavy)
-        intro.cancel.click(cancel_named, state, intro.summary, cancels=[demo_ev], queue=False)
+        cancels = [(intro.cancel, cancel_named, intro.summary)]  # wired last: each Cancel stops any of the jobs below
         _estimate_line(demo, "demo", intro.estimate, intro)
         model_inputs = inputs(model_tab.estimate_ui, model)
         model.load_btn.click(model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
@@ -82,7 +82,7 @@ def build_app() -> gr.Blocks:
             ev(model_tab.estimate_ui, model_inputs, model.estimate, **estimate)
 
         bp_ev = bp.button.click(baseline_panel.measure_ui, [data.datasets, state], [data.datasets, bp.note], **heavy)
-        bp.cancel.click(cancel_named, state, bp.note, cancels=[bp_ev], queue=False)
+        cancels.append((bp.cancel, cancel_named, bp.note))
         _estimate_line(demo, "baselines", bp.estimate, state=state)
         data.preview_btn.click(data_tab.preview_splits, inputs(data_tab.preview_splits, data), data.split_rows)
         data.upload.upload(data_tab.inspect_upload, inputs(data_tab.inspect_upload, file=data.upload, state=state),
@@ -98,7 +98,7 @@ def build_app() -> gr.Blocks:
         chain = locate_ev
         for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on), keep):
             chain = chain.success(*step)
-        loc.cancel_btn.click(locate_tab.cancel_ui, state, loc.summary, cancels=[locate_ev], queue=False)
+        cancels.append((loc.cancel_btn, locate_tab.cancel_ui, loc.summary))
         _estimate_line(demo, "locate", loc.estimate, data, loc.scoring)
         th = loc.thresholds
         loc.demo_btn.click(locate_tab.demo_settings, None,
@@ -113,16 +113,16 @@ def build_app() -> gr.Blocks:
                         cmp.outputs)
         insp = cmp.inspector
         inspect = (inspector_panel.inspect_ui, inputs(inspector_panel.inspect_ui, insp, state=state), insp.outputs)
-        insp.click_map.select(inspector_panel.pick_from_map, inputs(inspector_panel.pick_from_map, label=cmp.pick,
-                                                                    state=state), insp.neuron).success(*inspect, **heavy)
-        cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table, table=cmp.top),
-                       insp.neuron).success(*inspect, **heavy)
+        map_ev = insp.click_map.select(inspector_panel.pick_from_map, inputs(
+            inspector_panel.pick_from_map, label=cmp.pick, state=state), insp.neuron).success(*inspect, **heavy)
+        top_ev = cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table,
+                                                                         table=cmp.top), insp.neuron).success(*inspect, **heavy)
         insp_ev = insp.button.click(*inspect, **heavy)
-        insp.cancel.click(cancel_named, state, insp.summary, cancels=[insp_ev], queue=False)
+        cancels.append((insp.cancel, cancel_named, insp.summary))
         _estimate_line(demo, "inspect", insp.estimate, insp)
         null_ev = cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick,
                                                                    state=state), cmp.null.output, **heavy)
-        cmp.null.cancel.click(cancel_named, state, cmp.null.output, cancels=[null_ev], queue=False)
+        cancels.append((cmp.null.cancel, cancel_named, cmp.null.output))
         _estimate_line(demo, "null", cmp.null.estimate, cmp.null)
 
         iv.located_on.change(intervene_tab.follow_set, inputs(intervene_tab.follow_set, iv, state=state), iv.targets)
@@ -138,7 +138,7 @@ def build_app() -> gr.Blocks:
         st = iv.steering  # its own prompt and number of new tokens; the intervention is the tab's
         iv_steer = st.button.click(steer_panel.steer_ui, inputs(steer_panel.steer_ui, iv, prompt=st.prompt,
                                                                 max_new=st.max_new, state=state), st.outputs, **heavy)
-        st.cancel.click(cancel_named, state, st.note, cancels=[iv_steer], queue=False)
+        cancels.append((st.cancel, cancel_named, st.note))
         _estimate_line(demo, "steer", st.estimate, st)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
                                     iv.dose_plot, **heavy)
@@ -151,8 +151,7 @@ def build_app() -> gr.Blocks:
             iv_events.append(hp_ev)
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
-        iv.cancel_btn.click(intervene_tab.cancelled_ui, state, [*iv.outputs, iv.reading], cancels=iv_events,
-                            queue=False).then(*keep)
+        cancels.append((iv.cancel_btn, intervene_tab.cancelled_ui, [*iv.outputs, iv.reading]))
 
         std_events = []
         std_events.append(std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
@@ -165,9 +164,13 @@ def build_app() -> gr.Blocks:
         std_events.append(std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
                                                                   fewshot=iv.fewshot, max_new=iv.max_new, state=state),
                                std.specific_outputs, **heavy))
-        for button, line in ((std.decouple_cancel, std.status), (std.specific_cancel, std.status),
-                             (std.knowledge.cancel, std.knowledge.outputs[0])):
-            button.click(cancel_named, state, line, cancels=std_events, queue=False)
+        cancels += [(std.decouple_cancel, cancel_named, std.status), (std.specific_cancel, cancel_named, std.status),
+                    (std.knowledge.cancel, cancel_named, std.knowledge.outputs[0])]
+        # One job per visitor: a Cancel anywhere stops it, whichever tab started it (a Cancel on the Locate tab
+        # that stopped a knowledge study left that study's page showing a red error), and says which it was.
+        jobs = [demo_ev, bp_ev, locate_ev, map_ev, top_ev, insp_ev, null_ev, *iv_events, *std_events]
+        for button, handler, shown in cancels:
+            button.click(handler, state, shown, cancels=jobs, queue=False).then(*keep)
         _estimate_line(demo, "decouple", std.decouple_estimate, std.decouple, loc.scoring)
         _estimate_line(demo, "specificity", std.specific_estimate, std.specific, iv, state=state)
         _estimate_line(demo, "knowledge", std.knowledge.estimate, std.knowledge)
