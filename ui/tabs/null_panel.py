@@ -15,6 +15,7 @@ import gradio as gr
 from cnl_core import fields as F
 from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
 from cnl_core.locate.scorers import ScoreConfig
+from cnl_core.report.readings import iou_reading
 
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
@@ -65,4 +66,5 @@ def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
     times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"
     times_chance = f"{agree.iou / agree.chance_iou:.0f} times" if agree.chance_iou > 0 else "against"
     return (f"{null.describe()}.\n\nThis set's split IoU: **{agree.iou:.3f}** ({times_null}; {times_chance} the "
-            f"hypergeometric chance {agree.chance_iou:.5f}).")
+            f"hypergeometric chance {agree.chance_iou:.5f}).\n\n**Reading:** "
+            f"{iou_reading(agree.iou, agree.chance_iou, null.mean)}.")
