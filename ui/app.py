@@ -28,6 +28,13 @@ def _labels(state):
     return gr.update(choices=labels, value=labels[-1] if labels else None)
 
 
+def _inspect_linked(neuron, datasets, n, state, request: gr.Request = None, progress=gr.Progress()):
+    """A `?neuron=` link: the neuron's inspector page, opened at once (from the result cache where it is stored)."""
+    if not dict(getattr(request, "query_params", None) or {}).get("neuron") or not neuron:
+        return gr.skip()  # no link, or one whose neuron could not be read (its note says so)
+    return inspector_panel.inspect_ui(neuron, datasets, n, state, progress=progress)
+
+
 def _estimate_line(demo: gr.Blocks, kind: str, line: gr.Markdown, *groups, state=None) -> None:
     """The expected time under a heavy button, for its current inputs: on page load and whenever one changes."""
     show = costs.describer(kind)
@@ -192,7 +199,8 @@ def build_app() -> gr.Blocks:
         chain = demo.load(start_session, None, state).then(session_store.restore_ui, [saved, state], [state, notice])
         for step in restored_views[:-1]:
             chain = chain.then(*step)
-        demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron], queue=False)
+        demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron], queue=False).success(
+            _inspect_linked, inputs(_inspect_linked, insp, state=state), insp.outputs, **heavy)
         chain.then(
             model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],
             concurrency_id="model-info", concurrency_limit=4).then(*marks)
