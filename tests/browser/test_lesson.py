@@ -115,3 +115,11 @@ def test_cancel_names_the_job_it_stops(room):
     page.locator("#demo-cancel").click()
     text = wait_for_text(page.locator("#demo-summary"), ["Cancelled: Demo"], timeout=30)
     assert "Error" not in text
+
+
+def test_a_neuron_link_opens_its_inspector_page(room):
+    url, pages = room
+    page = pages[3]
+    page.goto(f"{url}?neuron=12:345")
+    wait_for_text(page.locator("#link-note"), ["Shared link: neuron 12:345"], timeout=60)
+    wait_for_text(page.locator("#inspector-summary"), ["Neuron 12:345"], timeout=300)
