@@ -173,3 +173,17 @@ def test_the_knowledge_study_says_its_takeaway_and_why_a_cell_is_na():
     assert "too few known facts" in knowledge_takeaway(study(None, 0.3))
     assert "two empty sets" in _na(GroupStat("g", None, None, None, 0, 0, 0.0, undefined=3))
     assert "too few known facts" in _na(GroupStat("g", None, None, None, 0, 0, 0.0))
+
+
+def test_a_shared_lab_measures_the_baselines_that_fit_its_limit_cheapest_first(monkeypatch):
+    from ui.session import new_session
+    from ui.tabs import baseline_panel
+
+    monkeypatch.setattr(baseline_panel, "_model", lambda state: None)  # nothing stored: every dataset is missing
+    everything = baseline_panel.to_measure(new_session())
+    assert "gsm8k" in everything and everything.index("add1") < everything.index("gsm8k")  # cheapest first
+    monkeypatch.setattr(shared_mode, "_CURRENT", shared_mode.Policy(shared=True))
+    monkeypatch.setenv(JOBS.env, "60")
+    fit = baseline_panel.to_measure(new_session())
+    assert "add1" in fit and "gsm8k" not in fit and len(fit) < len(everything)
+    assert "it would be refused" not in costs.describe("baselines", state=new_session())

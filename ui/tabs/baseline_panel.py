@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 from cnl_core.experiments.baselines import Baseline, baseline, stored_baseline
 from cnl_core.model.loading import LoadedModel
@@ -86,11 +87,26 @@ def note_text(lm: LoadedModel | None, found: dict[str, Baseline | None]) -> str:
             ". Locate and intervene on a task it can do: zeroing neurons cannot lower an accuracy of 0.")
 
 
-def baselines_work(state) -> float:
-    """Seconds of first-guess work for the baselines not yet stored (the button's estimate)."""
+def to_measure(state) -> list[str]:
+    """The missing baselines a press measures, cheapest first: in a shared lab only those that fit its limit."""
     lm = _model(session(state))
-    missing = [n for n, b in stored(lm).items() if b is None] if lm is not None else measurable()
-    return sum(BASELINE.n * costs.sample_s(n) for n in missing) + costs.START_S
+    missing = sorted((n for n, b in stored(lm).items() if b is None) if lm is not None else measurable(),
+                     key=costs.sample_s)
+    limit, rate = shared_mode.job_limit_s(), costs.LANES.rate("baselines")[0]
+    if limit is None:
+        return missing
+    fit, total = [], costs.START_S
+    for name in missing:
+        total += BASELINE.n * costs.sample_s(name) * rate
+        if total > limit:
+            break
+        fit.append(name)
+    return fit or missing[:1]  # none fits: the cheapest, which the limit then refuses with its sentence
+
+
+def baselines_work(state) -> float:
+    """Seconds of first-guess work for the baselines a press measures (the button's estimate)."""
+    return costs.START_S + sum(BASELINE.n * costs.sample_s(n) for n in to_measure(state))
 
 
 costs.WORK["baselines"] = baselines_work
@@ -101,9 +117,9 @@ costs.WORK["baselines"] = baselines_work
 def measure_ui(datasets, state, progress=gr.Progress()) -> tuple:
     """Measure and store every missing baseline, cheapest first; a cancel keeps the ones finished (each is stored)."""
     state = session(state)
-    cost = costs.check("baselines", state=state)
     lm, update = state.model(), progress_reporter(progress)
-    missing = sorted((n for n, b in stored(lm).items() if b is None), key=costs.sample_s)
+    missing = to_measure(state)  # in a shared lab: those that fit its limit (a later press measures more)
+    cost = costs.check("baselines", state=state)
     with in_lane("baselines", update, state.cancel, cost):
         for name in missing:
             baseline(lm, name, progress=update, cancel=state.cancel)
