@@ -28,6 +28,17 @@ def _labels(state):
     return gr.update(choices=labels, value=labels[-1] if labels else None)
 
 
+def _restore_page(saved, state) -> tuple:
+    """The work this browser kept, back in the page's session with every view that shows it; nothing changes
+    where there was nothing to restore (or it was restored already)."""
+    state, note = session_store.restore_ui(saved, session(state))
+    views = 7 + 2 + 1 + 4 + 1  # compare outputs, the two set pickers, locate summary, intervene outputs, reading
+    if not note:
+        return (state, *[gr.skip()] * (1 + views))
+    return (state, note, *compare_tab.outputs(state), _labels(state), _labels(state), locate_tab.summary(state),
+            *intervene_tab.restored_outputs(state))
+
+
 def _inspect_linked(neuron, datasets, n, state, request: gr.Request = None, progress=gr.Progress()):
     """A `?neuron=` link: the neuron's inspector page, opened at once (from the result cache where it is stored)."""
     if not dict(getattr(request, "query_params", None) or {}).get("neuron") or not neuron:
@@ -192,13 +203,15 @@ def build_app() -> gr.Blocks:
         chain = exp.restore_file.upload(session_store.upload_ui, [exp.restore_file, state], [exp.restore_msg, state])
         for step in restored_views:
             chain = chain.success(*step)
+        # The browser's copy comes back on the page's load, or when the browser reads it from its storage (which
+        # may be after the load event was sent): both restore, once, into the page's session.
+        page_views = [state, notice, *cmp.outputs, cmp.pick, iv.located_on, loc.summary, *iv.outputs, iv.reading]
+        saved.change(_restore_page, [saved, state], page_views)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
         demo.load(model_tab.estimate_ui, model_inputs, model.estimate, concurrency_id="estimate",
                   concurrency_limit=2)
-        chain = demo.load(start_session, None, state).then(session_store.restore_ui, [saved, state], [state, notice])
-        for step in restored_views[:-1]:
-            chain = chain.then(*step)
+        chain = demo.load(start_session, None, state).then(_restore_page, [saved, state], page_views)
         demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron], queue=False).success(
             _inspect_linked, inputs(_inspect_linked, insp, state=state), insp.outputs, **heavy)
         chain.then(

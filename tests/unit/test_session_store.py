@@ -85,3 +85,19 @@ def test_a_link_opens_a_stored_result_for_anyone(tmp_path, monkeypatch):
     note, _, box = session_store.open_link(None, SimpleNamespace(query_params={"neuron": "12:345"}))
     assert box["value"] == "12:345" and "neuron 12:345" in note
     assert "could not be read" in session_store.open_link(None, SimpleNamespace(query_params={"neuron": "x"}))[0]
+
+
+def test_the_page_restores_once_with_every_view_whichever_comes_first():
+    """The browser may read its storage after the page's load event was sent: the storage's change event restores
+    too, and a second restore (or a save's change) changes nothing on the page."""
+    from ui.app import _restore_page, build_app
+
+    app = build_app()
+    fns = [f for f in app.fns.values() if getattr(f.fn, "__name__", "") == "_restore_page"]
+    assert len(fns) == 2  # on load, and when the browser's copy arrives
+    doc = json.loads(json.dumps(session_store.snapshot(_worked_session())))
+    first = _restore_page(doc, new_session())
+    assert len(first) == len(fns[0].outputs) and "Restored 1 located set" in first[1]
+    again = _restore_page(doc, first[0])
+    assert len(again) == len(first) and all(x == {"__type__": "update"} for x in again[1:])
+    assert len(first[0].located) == 1 and len(first[0].history) == 1  # not restored twice
