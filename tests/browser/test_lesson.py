@@ -85,10 +85,7 @@ def test_a_refresh_keeps_the_students_work(room):
 
 def test_a_job_over_the_labs_limit_is_refused_before_it_runs(room):
     _, pages = room
-    page = pages[1]
-    page.get_by_role("tab", name="3 · Locate").click()
-    page.locator("#locate-btn").click()  # a set of its own (n 20 x 2 on add1: short)
-    wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=300)
+    page = pages[0]  # the student with a located set (restored after the refresh)
     page.get_by_role("tab", name="5 · Intervene").click()
     page.get_by_label("gsm8k", exact=True).check()
     wait_for_text(page.locator("#intervene-estimate"), ["long-job line", "it would be refused"], timeout=30)
