@@ -159,7 +159,7 @@ def build_app() -> gr.Blocks:
         cancels.append((st.cancel, cancel_named, st.note))
         _estimate_line(demo, "steer", st.estimate, st)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
-                                    iv.dose_plot, **heavy)
+                                    [iv.dose_plot, iv.dose_reading], **heavy)
         iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]
         if iv.harness.available:  # the optional lm-evaluation-harness: results join the same charts and history
             hp = iv.harness

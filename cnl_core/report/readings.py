@@ -116,3 +116,21 @@ def knowledge_takeaway(fidelity) -> str:
                    "(with integrated_gradients paraphrases share less: docs/knowledge.md)")
     return (f"**Takeaway ({method} scores):** a fact's paraphrases share IoU {same.iou:.2f}, different facts in one "
             f"wording {other.iou:.2f}: {verdict}{capability}.")
+
+
+def dose_reading(points) -> str:
+    """What the dose-response says: where accuracy (or the gold log-likelihood) peaks, and whether it turns."""
+    use_acc = all(p.accuracy is not None for p in points)
+    value = (lambda p: p.accuracy) if use_acc else (lambda p: p.delta_gold_loglik)
+    show = (lambda v: f"{v:.0%}") if use_acc else (lambda v: f"{v:+.2f}")
+    what = "accuracy" if use_acc else "change of gold log-likelihood"
+    curve = ", ".join(f"x{p.factor:g} {show(value(p))}" for p in points)
+    best = max(points, key=value)
+    if best.factor == 1:
+        verdict = ("the unmodified model is best: changing these neurons either way costs accuracy (a small "
+                   "model's answer path saturates when they are pushed up)")
+    elif best.factor > 1:
+        verdict = f"amplifying helps up to x{best.factor:g}, as the paper reports for larger models"
+    else:
+        verdict = f"weakening them to x{best.factor:g} helps: these neurons do not carry the skill"
+    return f"{what}: {curve}; best at x{best.factor:g}: {verdict}."

@@ -187,3 +187,15 @@ def test_a_shared_lab_measures_the_baselines_that_fit_its_limit_cheapest_first(m
     fit = baseline_panel.to_measure(new_session())
     assert "add1" in fit and "gsm8k" not in fit and len(fit) < len(everything)
     assert "it would be refused" not in costs.describe("baselines", state=new_session())
+
+
+def test_the_dose_response_says_where_it_peaks():
+    from cnl_core.experiments.dose import DosePoint
+    from cnl_core.report.readings import dose_reading
+
+    def points(*accs):
+        return [DosePoint(f, a, None, -1.0, 0.0, None) for f, a in zip((0.0, 0.5, 1.0, 2.0, 4.0), accs)]
+
+    saturates = dose_reading(points(0.0, 0.4, 0.75, 0.3, 0.0))
+    assert saturates.startswith("accuracy: x0 0%, x0.5 40%, x1 75%, x2 30%, x4 0%") and "saturates" in saturates
+    assert "amplifying helps up to x2" in dose_reading(points(0.0, 0.2, 0.4, 0.6, 0.5))

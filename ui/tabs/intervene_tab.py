@@ -16,7 +16,7 @@ from cnl_core.experiments.evaluate import run_evaluate, run_matrix
 from cnl_core.model.hooks import Intervention, check_positions
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
-from cnl_core.report.readings import evaluation_readings
+from cnl_core.report.readings import dose_reading, evaluation_readings
 
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
@@ -68,6 +68,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         with gr.Row():
             dose_btn = gr.Button("Run dose-response on the first dataset to test")
             dose_estimate = gr.Markdown()
+        dose_reading_md = gr.Markdown(elem_id="dose-reading")
         dose_plot = gr.Plot(show_label=False, elem_id="dose-plot")
     with gr.Accordion("Cross-dataset matrix (paper Figure 5)", open=False):
         metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="cell: the change of")
@@ -80,6 +81,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
                            run_btn=run_btn, harness=harness,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
                            estimate=estimate, dose_estimate=dose_estimate, matrix_estimate=matrix_estimate,
+                           dose_reading=dose_reading_md,
                            reading=reading,
                            dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
@@ -193,7 +195,7 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
     out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
         lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions),
         update, state.cancel, cost)
-    return charts.dose_chart(out.value, target, positions)
+    return charts.dose_chart(out.value, target, positions), dose_reading(out.value)
 
 
 @gpu.on_gpu(gpu.matrix_seconds)
