@@ -158,6 +158,7 @@ def build_app() -> gr.Blocks:
                                                                 max_new=st.max_new, state=state), st.outputs, **heavy)
         cancels.append((st.cancel, cancel_named, st.note))
         _estimate_line(demo, "steer", st.estimate, st)
+        iv.dose_btn.click(intervene_tab.dose_running, None, iv.dose_reading, queue=False)
         dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
                                     [iv.dose_plot, iv.dose_reading], **heavy)
         iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]

@@ -155,6 +155,11 @@ def running_note(state) -> str:
             if state.history else "*Running...*")
 
 
+def dose_running() -> str:
+    """Shown at the press: the chart stays the previous run's until this one finishes."""
+    return "*Running... the chart below, if any, is from your previous dose-response until this one finishes.*"
+
+
 def cancelled_ui(state) -> tuple:
     """Cancel: the job stops at its next step; the datasets it finished stay in the table and the charts."""
     state = session(state)
