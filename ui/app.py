@@ -34,9 +34,11 @@ def _restore_page(saved, state) -> tuple:
     state, note = session_store.restore_ui(saved, session(state))
     views = 7 + 2 + 1 + 4 + 1  # compare outputs, the two set pickers, locate summary, intervene outputs, reading
     if not note:
-        return (state, *[gr.skip()] * (1 + views))
+        return (state, *[gr.skip()] * (1 + views + len(session_store.SETTINGS)))
+    kept = session_store.restored_settings(saved, data_tab.dataset_choices(state))
+    boxes = [gr.update(value=kept[name]) if name in kept else gr.skip() for name in session_store.SETTINGS]
     return (state, note, *compare_tab.outputs(state), _labels(state), _labels(state), locate_tab.summary(state),
-            *intervene_tab.restored_outputs(state))
+            *intervene_tab.restored_outputs(state), *boxes)
 
 
 def _inspect_linked(neuron, datasets, n, state, request: gr.Request = None, progress=gr.Progress()):
@@ -112,7 +114,9 @@ def build_app() -> gr.Blocks:
         locate_ev = loc.locate_btn.click(
             locate_tab.locate_ui, inputs(locate_tab.locate_ui, data, loc.scoring, loc.thresholds, state=state),
             [loc.summary, state], **heavy)
-        keep = (session_store.snapshot, state, saved)  # after each change: the browser keeps the session
+        settings = [data.datasets, data.n, data.k, data.seed, loc.thresholds.tau, loc.thresholds.p, iv.targets, iv.n,
+                    iv.fewshot, iv.mode, iv.factor]  # session_store.SETTINGS, in its order
+        keep = (session_store.snapshot, [state, *settings], saved)  # after each change: the browser keeps it
         chain = locate_ev
         for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on), keep):
             chain = chain.success(*step)
@@ -206,7 +210,8 @@ def build_app() -> gr.Blocks:
             chain = chain.success(*step)
         # The browser's copy comes back on the page's load, or when the browser reads it from its storage (which
         # may be after the load event was sent): both restore, once, into the page's session.
-        page_views = [state, notice, *cmp.outputs, cmp.pick, iv.located_on, loc.summary, *iv.outputs, iv.reading]
+        page_views = [state, notice, *cmp.outputs, cmp.pick, iv.located_on, loc.summary, *iv.outputs, iv.reading,
+                      *settings]
         saved.change(_restore_page, [saved, state], page_views)
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.

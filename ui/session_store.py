@@ -33,12 +33,31 @@ STORAGE_KEY = "cnl-session"
 LINK_KINDS = {"demo": DemoResult, "intervene": EvalResult}  # what a ?result= link may open
 
 
-def snapshot(state) -> dict | None:
-    """The document kept in the browser after each change (None: nothing to keep yet)."""
+# The boxes a session keeps besides its results, by name: the Data, Locate and Intervene settings a student set.
+SETTINGS = ("datasets", "n", "k", "seed", "tau", "p", "targets", "eval_n", "fewshot", "mode", "factor")
+
+
+def snapshot(state, *settings) -> dict | None:
+    """The document kept in the browser after each change, with the SETTINGS boxes' values in their order (None:
+    nothing to keep yet)."""
     state = session(state)
     if not state.located and not state.history:
         return None
-    return session_json({label: e.result for label, e in state.located.items()}, state.history)
+    return session_json({label: e.result for label, e in state.located.items()}, state.history,
+                        dict(zip(SETTINGS, settings)))
+
+
+def restored_settings(saved, choices: list[str]) -> dict:
+    """The settings in the browser's copy (plain values only); dataset lists keep only the datasets offered."""
+    settings = (saved or {}).get("settings") if isinstance(saved, dict) else None
+    if not isinstance(settings, dict):
+        return {}
+    out = {k: v for k, v in settings.items() if k in SETTINGS and isinstance(v, (str, int, float, list))}
+    for key in ("datasets", "targets"):
+        if key in out:
+            out[key] = [d for d in out[key] if isinstance(d, str) and d in choices] if isinstance(out[key], list) \
+                else []
+    return out
 
 
 def _merge(state: Session, doc, source: str) -> str:

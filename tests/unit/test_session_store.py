@@ -95,9 +95,13 @@ def test_the_page_restores_once_with_every_view_whichever_comes_first():
     app = build_app()
     fns = [f for f in app.fns.values() if getattr(f.fn, "__name__", "") == "_restore_page"]
     assert len(fns) == 2  # on load, and when the browser's copy arrives
-    doc = json.loads(json.dumps(session_store.snapshot(_worked_session())))
+    boxes = (["add1", "not-a-dataset"], 12, 2, 2, 0.1, 0.5, ["add1"], 40, 3, "amplify", 2.0)  # SETTINGS' order
+    doc = json.loads(json.dumps(session_store.snapshot(_worked_session(), *boxes)))
     first = _restore_page(doc, new_session())
     assert len(first) == len(fns[0].outputs) and "Restored 1 located set" in first[1]
+    settings = dict(zip(session_store.SETTINGS, first[-len(session_store.SETTINGS):]))
+    assert settings["datasets"]["value"] == ["add1"]  # a dataset this page does not offer is left out
+    assert (settings["tau"]["value"], settings["mode"]["value"], settings["eval_n"]["value"]) == (0.1, "amplify", 40)
     again = _restore_page(doc, first[0])
     assert len(again) == len(first) and all(x == {"__type__": "update"} for x in again[1:])
     assert len(first[0].located) == 1 and len(first[0].history) == 1  # not restored twice
