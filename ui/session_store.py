@@ -37,14 +37,17 @@ LINK_KINDS = {"demo": DemoResult, "intervene": EvalResult}  # what a ?result= li
 SETTINGS = ("datasets", "n", "k", "seed", "tau", "p", "targets", "eval_n", "fewshot", "mode", "factor")
 
 
-def snapshot(state, *settings) -> dict | None:
-    """The document kept in the browser after each change, with the SETTINGS boxes' values in their order (None:
-    nothing to keep yet)."""
+def snapshot(state, datasets=None, n=None, k=None, seed=None, tau=None, p=None, targets=None, eval_n=None,
+             fewshot=None, mode=None, factor=None) -> dict | None:
+    """The document kept in the browser after each change, with the SETTINGS boxes' values (None: nothing to keep
+    yet)."""
     state = session(state)
     if not state.located and not state.history:
         return None
+    values = dict(datasets=datasets, n=n, k=k, seed=seed, tau=tau, p=p, targets=targets, eval_n=eval_n,
+                  fewshot=fewshot, mode=mode, factor=factor)
     return session_json({label: e.result for label, e in state.located.items()}, state.history,
-                        dict(zip(SETTINGS, settings)))
+                        {name: values[name] for name in SETTINGS if values[name] is not None})
 
 
 def restored_settings(saved, choices: list[str]) -> dict:

@@ -105,3 +105,9 @@ def test_the_page_restores_once_with_every_view_whichever_comes_first():
     again = _restore_page(doc, first[0])
     assert len(again) == len(first) and all(x == {"__type__": "update"} for x in again[1:])
     assert len(first[0].located) == 1 and len(first[0].history) == 1  # not restored twice
+
+
+def test_the_kept_settings_are_named_once_in_the_order_the_page_gives_them():
+    import inspect
+
+    assert list(inspect.signature(session_store.snapshot).parameters)[1:] == list(session_store.SETTINGS)
