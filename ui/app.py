@@ -189,11 +189,11 @@ def build_app() -> gr.Blocks:
                                std.specific_outputs, **heavy))
         cancels += [(std.decouple_cancel, cancel_named, std.status), (std.specific_cancel, cancel_named, std.status),
                     (std.knowledge.cancel, cancel_named, std.knowledge.outputs[0])]
-        # One job per visitor: a Cancel anywhere stops it, whichever tab started it (a Cancel on the Locate tab
-        # that stopped a knowledge study left that study's page showing a red error), and says which it was.
-        jobs = [demo_ev, bp_ev, locate_ev, map_ev, top_ev, insp_ev, null_ev, *iv_events, *std_events]
+        # One job per visitor: a Cancel anywhere stops it at its next step, whichever tab started it, and says which
+        # it was. No Gradio `cancels=`: a cancelled event left its outputs marked "Error" (a Cancel on the Locate
+        # tab that stopped a knowledge study left that study's page red); the job ends as "Cancelled" (errors.py).
         for button, handler, shown in cancels:
-            button.click(handler, state, shown, cancels=jobs, queue=False).then(*keep)
+            button.click(handler, state, shown, queue=False).then(*keep)
         _estimate_line(demo, "decouple", std.decouple_estimate, std.decouple, loc.scoring)
         _estimate_line(demo, "specificity", std.specific_estimate, std.specific, iv, state=state)
         _estimate_line(demo, "knowledge", std.knowledge.estimate, std.knowledge)

@@ -1,7 +1,9 @@
 """One decorator turns the library's errors into UI messages, for every handler.
 
 A `CNLError` is the user's to fix: its sentence is shown as is and logged as one line. Anything
-else is a bug: it is shown briefly and logged with its traceback.
+else is a bug: it is shown briefly and logged with its traceback. A job the visitor cancelled is no
+error: a grey notice titled "Cancelled" says so, and the page keeps what it showed (gr.skip()); the
+Cancel button beside it has already said which job stopped and what was kept.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from .lanes import current_cost, note_progress
 log = logging.getLogger("cnl.dashboard")
 
 
+def cancelled(exc: Cancelled) -> dict:
+    """What the visitor asked for: a grey notice titled so (never a red "Error"), and the page left as it is."""
+    log.info("cancelled: %s", exc)
+    gr.Info(str(exc), title="Cancelled", duration=10)
+    return gr.skip()
+
+
 def _shown(fn, exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, Cancelled):  # what the visitor asked for: a notice titled so, not an "Error"
-        log.info("cancelled: %s", exc)
-        return gr.Error(str(exc), title="Cancelled", duration=10, print_exception=False)
     if isinstance(exc, CNLError):
         log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
         return gr.Error(str(exc), duration=None, print_exception=False)
@@ -40,6 +46,8 @@ def shows_errors(fn):
         def streaming(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
+            except Cancelled as exc:
+                yield cancelled(exc)
             except Exception as exc:  # noqa: BLE001
                 raise _shown(fn, exc) from exc
 
@@ -49,6 +57,8 @@ def shows_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except Cancelled as exc:
+            return cancelled(exc)
         except Exception as exc:  # noqa: BLE001
             raise _shown(fn, exc) from exc
 

@@ -96,7 +96,7 @@ def test_a_job_over_the_labs_limit_is_refused_before_it_runs(room):
 
 def test_a_link_opens_the_demos_result_for_another_student(room):
     url, pages = room
-    text = pages[0].locator("#demo-summary").inner_text()
+    text = pages[1].locator("#demo-summary").inner_text()  # (page 0 was refreshed since)
     key = re.search(r"\?result=demo/(\w+)", text).group(1)
     page = pages[4]
     page.goto(f"{url}?result=demo/{key}")
