@@ -24,7 +24,8 @@ def test_a_baseline_is_measured_once_and_marks_the_data_tab(lm, score_cache, mon
     main(["baselines", "--dataset", "add1"])  # the CLI measures and stores it
     assert "add1:" in capsys.readouterr().out
     stored = baselines.stored_baseline(lm, "add1")
-    assert stored is not None and stored.n == baselines.BASELINE.n and stored.verdict == "can do"
+    assert stored is not None, sorted(p.name for p in (score_cache / "results").rglob("*"))
+    assert stored.n == baselines.BASELINE.n and stored.verdict == "can do"
 
     def never(*args, **kwargs):
         raise AssertionError("a stored baseline was measured again")
