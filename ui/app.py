@@ -9,7 +9,7 @@ from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
 
 from . import costs, session_store
-from .session import session
+from .session import Session, session
 from .visitors import cancel_named, start_session, state_deleted, tab_closed
 from .wiring import inputs, parameters
 from .tabs import (baseline_panel, compare_tab, data_tab, demo_panel, export_tab, harness_panel, inspector_panel, intervene_tab,
@@ -28,17 +28,33 @@ def _labels(state):
     return gr.update(choices=labels, value=labels[-1] if labels else None)
 
 
+_PAGE_VIEWS = 2 + 7 + 2 + 1 + 4 + 1 + len(session_store.SETTINGS)  # state, notice, compare, pickers, locate, iv, settings
+
+
 def _restore_page(saved, state) -> tuple:
     """The work this browser kept, back in the page's session with every view that shows it; nothing changes
     where there was nothing to restore (or it was restored already)."""
     state, note = session_store.restore_ui(saved, session(state))
-    views = 7 + 2 + 1 + 4 + 1  # compare outputs, the two set pickers, locate summary, intervene outputs, reading
+    views = _PAGE_VIEWS - 2 - len(session_store.SETTINGS)  # compare, the set pickers, locate, intervene
     if not note:
         return (state, *[gr.skip()] * (1 + views + len(session_store.SETTINGS)))
     kept = session_store.restored_settings(saved, data_tab.dataset_choices(state))
     boxes = [gr.update(value=kept[name]) if name in kept else gr.skip() for name in session_store.SETTINGS]
     return (state, note, *compare_tab.outputs(state), _labels(state), _labels(state), locate_tab.summary(state),
             *intervene_tab.restored_outputs(state), *boxes)
+
+
+RESTORE_TICKS = 15  # seconds a page waits for its browser's copy of the session before it stops looking
+
+
+def _restore_tick(saved, state, ticks) -> tuple:
+    """The timer's tick: once the page's session exists and the browser has handed over its copy (or after
+    RESTORE_TICKS ticks without one), restore (at most once) and stop the timer."""
+    ticks = int(ticks or 0) + 1
+    ready = isinstance(state, Session) and bool(saved)
+    out = _restore_page(saved, state) if ready else (gr.skip(),) * _PAGE_VIEWS
+    stop = ready or ticks >= RESTORE_TICKS
+    return (*out, ticks, gr.Timer(active=False) if stop else gr.skip())
 
 
 def _inspect_linked(neuron, datasets, n, state, request: gr.Request = None, progress=gr.Progress()):
@@ -208,11 +224,13 @@ def build_app() -> gr.Blocks:
         chain = exp.restore_file.upload(session_store.upload_ui, [exp.restore_file, state], [exp.restore_msg, state])
         for step in restored_views:
             chain = chain.success(*step)
-        # The browser's copy comes back on the page's load, or when the browser reads it from its storage (which
-        # may be after the load event was sent): both restore, once, into the page's session.
+        # The browser's copy comes back on the page's load, or, where the browser read its storage after the load
+        # event was sent (a busy server, a slow page), on a tick of a short timer once the page's session exists:
+        # restored once, into that session.
         page_views = [state, notice, *cmp.outputs, cmp.pick, iv.located_on, loc.summary, *iv.outputs, iv.reading,
                       *settings]
-        saved.change(_restore_page, [saved, state], page_views)
+        restore_timer, ticks = gr.Timer(1.0), gr.State(0)
+        restore_timer.tick(_restore_tick, [saved, state, ticks], [*page_views, ticks, restore_timer])
         # A new visitor sees the model's grid at once: loading (or finding) a model never waits behind other
         # visitors' long jobs, which hold the model's own lock only while they compute.
         demo.load(model_tab.estimate_ui, model_inputs, model.estimate, concurrency_id="estimate",

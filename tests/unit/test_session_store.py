@@ -90,11 +90,12 @@ def test_a_link_opens_a_stored_result_for_anyone(tmp_path, monkeypatch):
 def test_the_page_restores_once_with_every_view_whichever_comes_first():
     """The browser may read its storage after the page's load event was sent: the storage's change event restores
     too, and a second restore (or a save's change) changes nothing on the page."""
-    from ui.app import _restore_page, build_app
+    from ui.app import RESTORE_TICKS, _restore_page, _restore_tick, build_app
 
     app = build_app()
-    fns = [f for f in app.fns.values() if getattr(f.fn, "__name__", "") == "_restore_page"]
-    assert len(fns) == 2  # on load, and when the browser's copy arrives
+    fns = sorted((f for f in app.fns.values() if getattr(f.fn, "__name__", "") in ("_restore_page", "_restore_tick")),
+                 key=lambda f: f.fn.__name__)
+    assert [f.fn.__name__ for f in fns] == ["_restore_page", "_restore_tick"]  # on load, and on a timer's tick
     boxes = (["add1", "not-a-dataset"], 12, 2, 2, 0.1, 0.5, ["add1"], 40, 3, "amplify", 2.0)  # SETTINGS' order
     doc = json.loads(json.dumps(session_store.snapshot(_worked_session(), *boxes)))
     first = _restore_page(doc, new_session())
@@ -105,6 +106,11 @@ def test_the_page_restores_once_with_every_view_whichever_comes_first():
     again = _restore_page(doc, first[0])
     assert len(again) == len(first) and all(x == {"__type__": "update"} for x in again[1:])
     assert len(first[0].located) == 1 and len(first[0].history) == 1  # not restored twice
+    waiting = _restore_tick(doc, None, 0)  # the page's session is not made yet: wait, the timer ticks on
+    assert len(waiting) == len(fns[1].outputs) and waiting[-2] == 1 and waiting[-1] == {"__type__": "update"}
+    assert _restore_tick(None, new_session(), RESTORE_TICKS)[-1]["active"] is False  # nothing kept: it stops
+    ticked = _restore_tick(doc, new_session(), 3)
+    assert "Restored 1 located set" in ticked[1] and ticked[-1]["active"] is False
 
 
 def test_the_kept_settings_are_named_once_in_the_order_the_page_gives_them():
