@@ -108,9 +108,9 @@ def test_the_page_restores_once_with_every_view_whichever_comes_first():
     assert len(first[0].located) == 1 and len(first[0].history) == 1  # not restored twice
     waiting = _restore_tick(doc, None, 0)  # the page's session is not made yet: wait, the timer ticks on
     assert len(waiting) == len(fns[1].outputs) and waiting[-2] == 1 and waiting[-1] == {"__type__": "update"}
-    assert _restore_tick(None, new_session(), RESTORE_TICKS)[-1]["active"] is False  # nothing kept: it stops
+    assert _restore_tick(None, new_session(), RESTORE_TICKS)[-1].active is False  # nothing kept: it stops
     ticked = _restore_tick(doc, new_session(), 3)
-    assert "Restored 1 located set" in ticked[1] and ticked[-1]["active"] is False
+    assert "Restored 1 located set" in ticked[1] and ticked[-1].active is False
 
 
 def test_the_kept_settings_are_named_once_in_the_order_the_page_gives_them():
