@@ -105,8 +105,7 @@ def build_app() -> gr.Blocks:
         heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
         bp = data.baselines  # the Data tab's "can the model do this?" marks, read whenever a model is loaded
         marks = (baseline_panel.panel_ui, [data.datasets, state], [data.datasets, bp.note])
-        demo_ev = intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state),
-                                     intro.outputs, **heavy)
+        intro.button.click(demo_panel.demo_ui, inputs(demo_panel.demo_ui, intro, state=state), intro.outputs, **heavy)
         cancels = [(intro.cancel, cancel_named, intro.summary)]  # wired last: each Cancel stops any of the jobs below
         _estimate_line(demo, "demo", intro.estimate, intro)
         model_inputs = inputs(model_tab.estimate_ui, model)
@@ -117,7 +116,7 @@ def build_app() -> gr.Blocks:
         for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs if p is not model.name)):
             ev(model_tab.estimate_ui, model_inputs, model.estimate, **estimate)
 
-        bp_ev = bp.button.click(baseline_panel.measure_ui, [data.datasets, state], [data.datasets, bp.note], **heavy)
+        bp.button.click(baseline_panel.measure_ui, [data.datasets, state], [data.datasets, bp.note], **heavy)
         cancels.append((bp.cancel, cancel_named, bp.note))
         _estimate_line(demo, "baselines", bp.estimate, state=state)
         data.preview_btn.click(data_tab.preview_splits, inputs(data_tab.preview_splits, data), data.split_rows)
@@ -151,14 +150,14 @@ def build_app() -> gr.Blocks:
                         cmp.outputs)
         insp = cmp.inspector
         inspect = (inspector_panel.inspect_ui, inputs(inspector_panel.inspect_ui, insp, state=state), insp.outputs)
-        map_ev = insp.click_map.select(inspector_panel.pick_from_map, inputs(
+        insp.click_map.select(inspector_panel.pick_from_map, inputs(
             inspector_panel.pick_from_map, label=cmp.pick, state=state), insp.neuron).success(*inspect, **heavy)
-        top_ev = cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table,
+        cmp.top.select(inspector_panel.pick_from_table, inputs(inspector_panel.pick_from_table,
                                                                          table=cmp.top), insp.neuron).success(*inspect, **heavy)
-        insp_ev = insp.button.click(*inspect, **heavy)
+        insp.button.click(*inspect, **heavy)
         cancels.append((insp.cancel, cancel_named, insp.summary))
         _estimate_line(demo, "inspect", insp.estimate, insp)
-        null_ev = cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick,
+        cmp.null.button.click(null_panel.null_ui, inputs(null_panel.null_ui, cmp.null, label=cmp.pick,
                                                                    state=state), cmp.null.output, **heavy)
         cancels.append((cmp.null.cancel, cancel_named, cmp.null.output))
         _estimate_line(demo, "null", cmp.null.estimate, cmp.null)
@@ -171,38 +170,35 @@ def build_app() -> gr.Blocks:
         _estimate_line(demo, "intervene", iv.estimate, iv)
         _estimate_line(demo, "dose", iv.dose_estimate, iv)
         _estimate_line(demo, "matrix", iv.matrix_estimate, iv, state=state)
-        mx_ev = iv.matrix_btn.click(intervene_tab.matrix_ui, inputs(intervene_tab.matrix_ui, iv, state=state),
+        iv.matrix_btn.click(intervene_tab.matrix_ui, inputs(intervene_tab.matrix_ui, iv, state=state),
                                     [iv.matrix_plot, state], **heavy)
         st = iv.steering  # its own prompt and number of new tokens; the intervention is the tab's
-        iv_steer = st.button.click(steer_panel.steer_ui, inputs(steer_panel.steer_ui, iv, prompt=st.prompt,
+        st.button.click(steer_panel.steer_ui, inputs(steer_panel.steer_ui, iv, prompt=st.prompt,
                                                                 max_new=st.max_new, state=state), st.outputs, **heavy)
         cancels.append((st.cancel, cancel_named, st.note))
         _estimate_line(demo, "steer", st.estimate, st)
         iv.dose_btn.click(intervene_tab.dose_running, None, iv.dose_reading, queue=False)
-        dose_ev = iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
+        iv.dose_btn.click(intervene_tab.dose_ui, inputs(intervene_tab.dose_ui, iv, state=state),
                                     [iv.dose_plot, iv.dose_reading], **heavy)
-        iv_events = [iv_ev, mx_ev, dose_ev, iv_steer]
         if iv.harness.available:  # the optional lm-evaluation-harness: results join the same charts and history
             hp = iv.harness
             hp_ev = hp.button.click(harness_panel.harness_ui, inputs(harness_panel.harness_ui, iv, hp, state=state),
                                     state, **heavy)
             hp_ev.success(lambda s: intervene_tab.evaluation_outputs(session(s)), state, iv.outputs)
-            iv_events.append(hp_ev)
             hp.files.upload(harness_panel.take_task_files, inputs(harness_panel.take_task_files, hp, state=state),
                             [hp.include, hp.files_msg])
         cancels.append((iv.cancel_btn, intervene_tab.cancelled_ui, [*iv.outputs, iv.reading]))
 
-        std_events = []
-        std_events.append(std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
+        std.decouple_btn.click(studies_tab.decouple_ui, inputs(studies_tab.decouple_ui, std.decouple, loc.scoring,
                                                                loc.thresholds, state=state),
-                               std.decouple_outputs, **heavy))
+                               std.decouple_outputs, **heavy)
         std.sharing_btn.click(studies_tab.sharing_ui, state, std.sharing_plot)
-        std_events.append(std.knowledge.button.click(knowledge_panel.knowledge_ui, inputs(knowledge_panel.knowledge_ui, std.knowledge,
+        std.knowledge.button.click(knowledge_panel.knowledge_ui, inputs(knowledge_panel.knowledge_ui, std.knowledge,
                                                                         tau=loc.thresholds.tau, state=state),
-                                   std.knowledge.outputs, **heavy))
-        std_events.append(std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
+                                   std.knowledge.outputs, **heavy)
+        std.specific_btn.click(studies_tab.specificity_ui, inputs(studies_tab.specificity_ui, std.specific,
                                                                   fewshot=iv.fewshot, max_new=iv.max_new, state=state),
-                               std.specific_outputs, **heavy))
+                               std.specific_outputs, **heavy)
         cancels += [(std.decouple_cancel, cancel_named, std.status), (std.specific_cancel, cancel_named, std.status),
                     (std.knowledge.cancel, cancel_named, std.knowledge.outputs[0])]
         # One job per visitor: a Cancel anywhere stops it at its next step, whichever tab started it, and says which
