@@ -87,20 +87,21 @@ def build_app() -> gr.Blocks:
         link_note = gr.Markdown(elem_id="link-note")
         link_plot = gr.Plot(show_label=False, visible=False, elem_id="link-plot")
         intro = demo_panel.build()
-        with gr.Tab("1 · Model"):
-            model = model_tab.build()
-        with gr.Tab("2 · Data"):
-            data = data_tab.build()
-        with gr.Tab("3 · Locate"):
-            loc = locate_tab.build()
-        with gr.Tab("4 · Compare"):
-            cmp = compare_tab.build([d.name for d in list_datasets()])
-        with gr.Tab("5 · Intervene"):
-            iv = intervene_tab.build([d.name for d in list_datasets()])
-        with gr.Tab("6 · Studies"):
-            std = studies_tab.build([d.name for d in list_datasets()])
-        with gr.Tab("7 · Export"):
-            exp = export_tab.build()
+        with gr.Tabs() as tabs:  # ids: a ?neuron= link selects the Compare tab
+            with gr.Tab("1 · Model", id="model"):
+                model = model_tab.build()
+            with gr.Tab("2 · Data", id="data"):
+                data = data_tab.build()
+            with gr.Tab("3 · Locate", id="locate"):
+                loc = locate_tab.build()
+            with gr.Tab("4 · Compare", id="compare"):
+                cmp = compare_tab.build([d.name for d in list_datasets()])
+            with gr.Tab("5 · Intervene", id="intervene"):
+                iv = intervene_tab.build([d.name for d in list_datasets()])
+            with gr.Tab("6 · Studies", id="studies"):
+                std = studies_tab.build([d.name for d in list_datasets()])
+            with gr.Tab("7 · Export", id="export"):
+                exp = export_tab.build()
 
         heavy = {"concurrency_id": JOBS, "concurrency_limit": JOBS_AT_ONCE}
         bp = data.baselines  # the Data tab's "can the model do this?" marks, read whenever a model is loaded
@@ -232,7 +233,8 @@ def build_app() -> gr.Blocks:
         demo.load(model_tab.estimate_ui, model_inputs, model.estimate, concurrency_id="estimate",
                   concurrency_limit=2)
         chain = demo.load(start_session, None, state).then(_restore_page, [saved, state], page_views)
-        demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron], queue=False).success(
+        demo.load(session_store.open_link, state, [link_note, link_plot, insp.neuron, tabs, insp.accordion],
+                  queue=False).success(
             _inspect_linked, inputs(_inspect_linked, insp, state=state), insp.outputs, **heavy)
         chain.then(
             model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],

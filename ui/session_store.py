@@ -111,21 +111,22 @@ def labels_update(state) -> dict:
 
 
 def open_link(state, request: gr.Request = None) -> tuple:
-    """`?neuron=L:I` fills the inspector's neuron box (its page is then served from the cache);
-    `?result=KIND/KEY` shows that stored result above the tabs. Returns (message, plot, neuron box, open?)."""
+    """`?neuron=L:I` fills the inspector's neuron box, selects the Compare tab and opens the inspector (its page is
+    then served from the cache); `?result=KIND/KEY` shows that stored result above the tabs.
+    Returns (message, plot, neuron box, tabs, inspector accordion)."""
     query = dict(getattr(request, "query_params", None) or {})
     neuron, result = query.get("neuron"), query.get("result")
-    note, plot, box = "", gr.update(visible=False), gr.update()
+    note, plot, box, tab, opened = "", gr.update(visible=False), gr.update(), gr.skip(), gr.skip()
     if neuron:
         try:
             layer, index = parse_neuron(str(neuron)[:40])
-            box = gr.update(value=f"{layer}:{index}")
-            note = f"**Shared link: neuron {layer}:{index}.** Its page opens in 4 · Compare → Inspect a neuron."
+            box, tab, opened = gr.update(value=f"{layer}:{index}"), gr.Tabs(selected="compare"), gr.Accordion(open=True)
+            note = f"**Shared link: neuron {layer}:{index}.** Its page opens below, in 4 · Compare → Inspect a neuron."
         except CNLError as exc:
             note = f"*The link's neuron could not be read: {exc}*"
     if result:
         note, plot = shared_result(str(result)[:120])
-    return note, plot, box
+    return note, plot, box, tab, opened
 
 
 def shared_result(link: str) -> tuple:

@@ -78,12 +78,12 @@ def test_a_link_opens_a_stored_result_for_anyone(tmp_path, monkeypatch):
     served = cache.serve("intervene", {"x": 1}, EvalResult, _eval)
     monkeypatch.setattr(session_store, "RESULTS", cache)
     request = SimpleNamespace(query_params={"result": f"intervene/{served.key}"})
-    note, plot, box = session_store.open_link(None, request)
+    note, plot, box, *_ = session_store.open_link(None, request)
     assert "Shared result: Intervene on add1" in note and "90% -> 10%" in note and plot["visible"]
-    note, plot, _ = session_store.open_link(None, SimpleNamespace(query_params={"result": "intervene/../../etc"}))
+    note, plot, *_ = session_store.open_link(None, SimpleNamespace(query_params={"result": "intervene/../../etc"}))
     assert "not stored on this server" in note and not plot["visible"]
-    note, _, box = session_store.open_link(None, SimpleNamespace(query_params={"neuron": "12:345"}))
-    assert box["value"] == "12:345" and "neuron 12:345" in note
+    note, _, box, tab, opened = session_store.open_link(None, SimpleNamespace(query_params={"neuron": "12:345"}))
+    assert box["value"] == "12:345" and "neuron 12:345" in note and tab.selected == "compare" and opened.open
     assert "could not be read" in session_store.open_link(None, SimpleNamespace(query_params={"neuron": "x"}))[0]
 
 

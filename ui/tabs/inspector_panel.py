@@ -29,7 +29,7 @@ HELP = ("**Inspect a neuron.** Click a cell of the map (its strongest neuron ope
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
-    with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector"):
+    with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector") as accordion:
         gr.Markdown(HELP)
         # the caption sits above the map, not on it: a label drawn over the image hid the last layers' rows
         gr.Markdown(f"**Click map**: a row per layer (the last on top), {BINS} cells "
@@ -52,6 +52,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         examples = gr.HighlightedText(label="Samples that excite it most (darker = stronger)", combine_adjacent=False,
                                       show_legend=False, elem_id="inspector-examples")
     return SimpleNamespace(click_map=click_map, neuron=neuron, datasets=datasets, n=n, button=button, cancel=cancel,
+                           accordion=accordion,
                            estimate=estimate, summary=summary,
                            outputs=[summary, promoted, suppressed, stats, examples])
 
