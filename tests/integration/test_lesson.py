@@ -18,24 +18,26 @@ def _quiet(*args, **kwargs):
 def test_a_baseline_is_measured_once_and_marks_the_data_tab(lm, score_cache, monkeypatch, capsys):
     state = new_session()
     assert "once the model is loaded" in baseline_panel.panel_ui(["add1"], state)[1]
-    state.model()  # the page's model, as the Model tab loads it
+    page_model = state.model()  # the page's model, as the Model tab loads it (its fingerprint names its folder)
     boxes, note = baseline_panel.panel_ui(["add1"], state)
     assert "not measured yet" in note and ("add1", "add1") in boxes["choices"]
-    main(["baselines", "--dataset", "add1"])  # the CLI measures and stores it
-    assert "add1:" in capsys.readouterr().out
-    stored = baselines.stored_baseline(lm, "add1")
+    measured = baselines.baseline(page_model, "add1")
+    stored = baselines.stored_baseline(page_model, "add1")
     assert stored is not None, sorted(p.name for p in (score_cache / "results").rglob("*"))
-    assert stored.n == baselines.BASELINE.n and stored.verdict == "can do"
+    assert stored == measured and stored.n == baselines.BASELINE.n and stored.verdict == "can do"
 
     def never(*args, **kwargs):
         raise AssertionError("a stored baseline was measured again")
 
     monkeypatch.setattr(baselines, "measure_baseline", never)
-    assert baselines.baseline(lm, "add1").accuracy == stored.accuracy  # served from the store
+    assert baselines.baseline(page_model, "add1").accuracy == stored.accuracy  # served from the store
     boxes, note = baseline_panel.panel_ui(["add1"], state)
     label = dict((v, k) for k, v in boxes["choices"])["add1"]
     assert label == f"add1 · {stored.accuracy:.0%} ✓ can do" and f"**can do**: add1 {stored.accuracy:.0%}" in note
     assert boxes["value"] == ["add1"]
+    with pytest.raises(SystemExit):  # the CLI's command checks its names before it loads a model
+        main(["baselines", "--dataset", "add1", "no-such-task"])
+    assert "Unknown dataset 'no-such-task'" in capsys.readouterr().err
 
 
 def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, monkeypatch):
