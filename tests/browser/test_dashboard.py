@@ -57,8 +57,8 @@ def test_bad_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
 
 def test_cancel_stops_a_long_locate_and_the_next_run_goes_through(page):
     page.get_by_role("tab", name="2 · Data").click()
-    page.get_by_label("add2", exact=True).check()  # 8,100 rows (add1 has 100)
-    page.get_by_label(DEFAULTS.dataset, exact=True).uncheck()
+    page.locator("#datasets").get_by_label("add2", exact=True).check()  # 8,100 rows (add1 has 100)
+    page.locator("#datasets").get_by_label(DEFAULTS.dataset, exact=True).uncheck()
     set_number(page, "n per split", 300)  # 600 samples: many minutes if it were not cancelled
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()

@@ -50,7 +50,7 @@ def test_every_page_opens_on_a_task_the_model_can_do_with_the_cost_shown(room):
         wait_for_text(page.locator("#demo-estimate"), ["Expected: about", "short-job line"], timeout=30)
     page = pages[0]
     page.get_by_role("tab", name="2 · Data").click()
-    assert page.get_by_label(DEFAULTS.dataset, exact=True).is_checked()
+    assert page.locator("#datasets").get_by_label(DEFAULTS.dataset, exact=True).is_checked()
     page.get_by_role("tab", name="3 · Locate").click()
     wait_for_text(page.locator("#locate-estimate"), ["Expected: about"], timeout=30)
 
@@ -87,7 +87,7 @@ def test_a_job_over_the_labs_limit_is_refused_before_it_runs(room):
     _, pages = room
     page = pages[0]  # the student with a located set (restored after the refresh)
     page.get_by_role("tab", name="5 · Intervene").click()
-    page.get_by_label("gsm8k", exact=True).check()
+    page.locator("#intervene-targets").get_by_label("gsm8k", exact=True).check()
     wait_for_text(page.locator("#intervene-estimate"), ["long-job line", "it would be refused"], timeout=30)
     page.locator("#intervene-btn").click()
     page.get_by_text("over this shared lab's limit").first.wait_for(timeout=60_000)

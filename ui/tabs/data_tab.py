@@ -52,7 +52,7 @@ def dataset_choices(state: Session) -> list[str]:
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
-    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets",
+    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets", elem_id="datasets",
                                 info="each marked with the loaded model's measured accuracy once it is known")
     baselines = baseline_panel.build()
     with gr.Row():

@@ -42,7 +42,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         factor = gr.Slider(0.0, 10.0, DEFAULTS.amplify_factor, step=0.5, label="amplify factor")
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
-    targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on")
+    targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on", elem_id="intervene-targets")
     harness = harness_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.eval_n, label="n test samples")
