@@ -134,7 +134,7 @@ def build_app() -> gr.Blocks:
                     iv.fewshot, iv.mode, iv.factor]  # session_store.SETTINGS, in its order
         keep = (session_store.snapshot, [state, *settings], saved)  # after each change: the browser keeps it
         chain = locate_ev
-        for step in (show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on), keep):
+        for step in (keep, show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):  # kept first
             chain = chain.success(*step)
         cancels.append((loc.cancel_btn, locate_tab.cancel_ui, loc.summary))
         _estimate_line(demo, "locate", loc.estimate, data, loc.scoring)

@@ -77,6 +77,7 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
 def test_a_refresh_keeps_the_students_work(room):
     _, pages = room
     page = pages[0]
+    page.wait_for_function("localStorage.getItem('cnl-session') !== null", timeout=30_000)  # the browser kept it
     page.reload()
     wait_for_text(page.locator("#session-notice"), ["Restored 1 located set"], timeout=120)
     page.get_by_role("tab", name="3 · Locate").click()
