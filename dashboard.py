@@ -32,7 +32,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from cnl_core import shared_mode  # noqa: E402
 from ui.app import build_app  # noqa: E402
-from ui.tabs import demo_panel  # noqa: E402
+from ui.tabs import baseline_panel, demo_panel  # noqa: E402
 from ui.upload_guard import DataOnlyUploads  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="compute the one-click demo at start-up, in the background, so every visitor gets it at "
                              "once (default: on in shared mode, off on a laptop; env CNL_WARM_DEMO=1/0). With the "
                              "cache on persistent storage (CNL_CACHE_DIR) it is computed once per model, ever")
+    parser.add_argument("--warm-baselines", action="store_true",
+                        help="after the demo, measure the built-in model's accuracy on every built-in dataset (the "
+                             "Data tab's 'can do' marks), in the long-job line; once per model, ever, with the cache "
+                             "on persistent storage (several minutes on a CPU; env CNL_WARM_BASELINES=1)")
     parser.add_argument("--allow-pickled-weights", action="store_true",
                         help="let model folders without safetensors load pickled weights (runs code if the weights "
                              "are hostile; env CNL_ALLOW_PICKLE=1)")
@@ -102,8 +106,10 @@ def main() -> None:
     print(f"Capability Neuron Lab on http://{args.host}:{args.port}/ (add --share for a temporary public link)")
     print(policy.describe())
     app = build_app()
-    if warm_wanted(args, policy):
-        threading.Thread(target=_warm, name="warm-demo", daemon=True).start()
+    baselines = args.warm_baselines or os.environ.get("CNL_WARM_BASELINES", "").strip().lower() in ("1", "true", "yes")
+    if warm_wanted(args, policy) or baselines:
+        threading.Thread(target=_warm, args=(warm_wanted(args, policy), baselines), name="warm-demo",
+                         daemon=True).start()
     app.launch(**launch_options(args))
 
 
@@ -115,14 +121,18 @@ def warm_wanted(args: argparse.Namespace, policy: shared_mode.Policy) -> bool:
     return env in ("1", "true", "yes") if env else policy.shared
 
 
-def _warm() -> None:
+def _warm(demo: bool = True, baselines: bool = False) -> None:
     log = logging.getLogger("cnl.dashboard")
     started = time.monotonic()
     try:
-        demo_panel.warm_demo()
-        log.info("the demo is ready for every visitor (%.0f s)", time.monotonic() - started)
+        if demo:
+            demo_panel.warm_demo()
+            log.info("the demo is ready for every visitor (%.0f s)", time.monotonic() - started)
+        if baselines:
+            baseline_panel.warm_baselines()
+            log.info("every built-in dataset's baseline is stored (%.0f s)", time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001  # a visitor's press computes it instead
-        log.warning("warming the demo failed (%s); the first visitor's press computes it", exc)
+        log.warning("warming failed (%s); a visitor's press computes it", exc)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ UPLOAD_KINDS = ("auto", *TASK_KINDS)
 class RunDefaults:
     """Sizes and seeds of a run that no config object owns."""
 
-    dataset: str = "gsm8k"
+    # A task the built-in model can do (one-digit addition, the demo's): students who follow the defaults locate
+    # and intervene on a real capability. GSM8K, the paper's, scores 0 on a 135M model and takes minutes per run.
+    dataset: str = "add1"
     n: int = 20  # samples per split
     splits: int = 2
     seed: int = 0
@@ -71,3 +73,34 @@ class HarnessDefaults:
 
 
 HARNESS = HarnessDefaults()
+
+
+@dataclass(frozen=True)
+class BaselineDefaults:
+    """The unmodified model's accuracy on each dataset (the Data tab's "can it do this?"), measured once per model
+    and dataset and stored in the result cache (experiments/baselines.py)."""
+
+    n: int = 20  # held-out samples: coarse, with its interval shown, but it tells 0% from 50%
+    seed: int = 0
+    can_do_margin: float = 0.2  # accuracy this far above chance: "can do"
+    weak_margin: float = 0.05  # this far above chance: "weak"; below it: "cannot do"
+
+
+BASELINE = BaselineDefaults()
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """How the dashboard lines up model work by its expected cost, and what a shared lab refuses.
+
+    A job expected to take more than `short_line_s` on this server joins the long-job line, whatever its kind (a
+    GSM8K Intervene of many samples is long; an add1 locate of 12 samples is short). In shared mode a job expected
+    to take more than `shared_limit_s` is refused before it starts, with the sentence saying what to shrink;
+    the operator sets the limit with CNL_JOB_LIMIT_S (0: no limit)."""
+
+    short_line_s: float = 60.0
+    shared_limit_s: float = 600.0
+    env: str = "CNL_JOB_LIMIT_S"
+
+
+JOBS = JobLimits()

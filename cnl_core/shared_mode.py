@@ -17,6 +17,7 @@ go around it. The CLI reads the same environment variables:
     CNL_ALLOW_PICKLE=1      let model folders without safetensors load their pickled weights (never by default)
     CNL_HARNESS_HUB=1       let visitors' lm-eval runs (in their child process) fetch catalogue tasks' data from
                             the Hub (off by default: a shared lab's harness runs offline, on uploaded tasks)
+    CNL_JOB_LIMIT_S=600     the longest expected run a visitor may start (0: no limit; options.JOBS)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import ModelLoadError, ParameterError
-from .options import DEFAULT_MODEL
+from .options import DEFAULT_MODEL, JOBS
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -164,3 +165,17 @@ def configure(policy: Policy) -> Policy:
     global _CURRENT
     _CURRENT = policy
     return policy
+
+
+def job_limit_s(policy: Policy | None = None, env: Mapping[str, str] | None = None) -> float | None:
+    """The longest expected run a visitor may start, in seconds: None locally (the user owns the machine) or where
+    the operator set CNL_JOB_LIMIT_S=0; else CNL_JOB_LIMIT_S, or options.JOBS.shared_limit_s."""
+    policy = current() if policy is None else policy
+    if not policy.shared:
+        return None
+    text = (os.environ if env is None else env).get(JOBS.env, "").strip()
+    try:
+        limit = float(text) if text else JOBS.shared_limit_s
+    except ValueError:
+        limit = JOBS.shared_limit_s  # a typo in the operator's setting keeps the default, never no limit
+    return limit if limit > 0 else None

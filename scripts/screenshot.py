@@ -20,6 +20,7 @@ def shot(page, path: Path, full: bool = True) -> None:
 
 def main(out: str) -> None:
     from cnl_core.model.loading import load_model
+    from cnl_core.options import DEFAULTS
     from cnl_core.paths import cache_root
 
     assets = Path(out).parent
@@ -35,7 +36,7 @@ def main(out: str) -> None:
             shot(page, assets / "demo.png")
             page.get_by_role("tab", name="2 · Data").click()
             page.get_by_role("button", name="Show chosen rows").click()
-            wait_for_text(page.locator("#split-rows"), ["gsm8k/"], timeout=60)
+            wait_for_text(page.locator("#split-rows"), [f"{DEFAULTS.dataset}/"], timeout=60)
             shot(page, assets / "tab-2-data.png")
             locate(page, n=8)
             shot(page, assets / "tab-3-locate.png")
@@ -48,7 +49,8 @@ def main(out: str) -> None:
             wait_for_text(page.locator("#inspector-summary"), ["Neuron"], timeout=300)
             page.locator("#inspector").scroll_into_view_if_needed()
             shot(page, assets / "inspector.png")
-            intervene(page, n=4, draws=2, fewshot=1, max_new_tokens=48)
+            intervene(page, n=10, draws=2, fewshot=-1, max_new_tokens=0)
+            page.locator("#intervene-reading").scroll_into_view_if_needed()
             shot(page, assets / "tab-5-intervene.png")
             page.get_by_text("Steering playground").first.click()
             page.locator("#steer-btn").click()

@@ -17,25 +17,15 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from cnl_core.data.samples import DatasetSpec, get_dataset
 from cnl_core.model.loading import LoadedModel
 from cnl_core.model.neurons import NeuronSet
 from cnl_core.progress import Progress, report
-from cnl_core.experiments.result_cache import RESULTS, Served
+from cnl_core.experiments.result_cache import RESULTS, Served, data_identity, model_identity  # noqa: F401
 
+from .costs import Expected, duration
 from .lanes import LANES
 
 T = TypeVar("T")
-
-
-def model_identity(lm: LoadedModel) -> dict:
-    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
-            "quantization": lm.quantization}
-
-
-def data_identity(dataset: DatasetSpec | str) -> dict:
-    spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
-    return {"dataset": spec.name, "content": spec.fingerprint()}
 
 
 def neurons_identity(neurons: NeuronSet) -> str:
@@ -44,20 +34,27 @@ def neurons_identity(neurons: NeuronSet) -> str:
 
 
 @contextmanager
-def in_lane(kind: str, progress: Progress | None, cancel: threading.Event | None) -> Iterator[None]:
-    """Wait for this kind of job's turn (the visitor sees their place), then run the block."""
-    with LANES.slot(kind, progress, cancel):
+def in_lane(kind: str, progress: Progress | None, cancel: threading.Event | None,
+            cost: Expected | None = None) -> Iterator[None]:
+    """Wait for this job's turn in its line (by its expected cost where known; the visitor sees their place), then
+    run the block."""
+    with LANES.slot(kind, progress, cancel, cost):
         yield
 
 
 def served(kind: str, lm: LoadedModel, params: dict, result_type: type[T], compute: Callable[[], T],
-           progress: Progress | None, cancel: threading.Event | None) -> Served[T]:
+           progress: Progress | None, cancel: threading.Event | None, cost: Expected | None = None) -> Served[T]:
     """The result of this work: stored, shared with a visitor already running it, or computed in its lane."""
     def run() -> T:
-        with in_lane(kind, progress, cancel):
+        with in_lane(kind, progress, cancel, cost):
             return compute()
 
-    out = RESULTS.serve(kind, {"model": model_identity(lm), **params}, result_type, run, cancel)
+    def waiting(elapsed: float) -> None:  # another visitor runs the same work: say so, with its expected time
+        expect = f"; expected about {duration(cost.seconds)} in all" if cost is not None else ""
+        report(progress, 0, 1, f"Another visitor started the same work: waiting for its result ({elapsed:.0f} s so "
+                               f"far{expect}).")
+
+    out = RESULTS.serve(kind, {"model": model_identity(lm), **params}, result_type, run, cancel, on_wait=waiting)
     if out.source != "computed":
         report(progress, 1, 1, "The same work was " + ("done earlier: served from the stored result."
                                                        if out.source == "stored" else "running for another "

@@ -138,6 +138,16 @@ def cancel_job(state) -> None:
         state.cancel.set()
 
 
+def cancel_named(state) -> str:
+    """A Cancel button beside a heavy button: the running job stops, and the page says which, in neutral words."""
+    job = VISITORS.running(state) if isinstance(state, Session) else None
+    cancel_job(state)
+    if job is None:
+        return "*Nothing of yours was running.*"
+    return (f"**Cancelled: {job.name}.** It stops at its next step (its results so far are not shown); "
+            "the model is free for the next job.")
+
+
 def start_session(request: gr.Request = None) -> Session:
     """A new tab's session (demo.load), remembered by the tab's session hash so that its end can free it."""
     return VISITORS.arrive(getattr(request, "session_hash", None), Session())

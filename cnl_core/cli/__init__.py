@@ -25,7 +25,7 @@ from . import arguments as A
 from . import harness_commands, knowledge_commands, neuron_commands
 from .commands import cmd_compare, cmd_evaluate, cmd_export, cmd_finetune, cmd_locate, cmd_matrix, cmd_sweep
 from .run_config import cmd_run
-from .study_commands import add_null_parser, cmd_decouple, cmd_demo, cmd_specificity
+from .study_commands import add_null_parser, cmd_baselines, cmd_decouple, cmd_demo, cmd_specificity
 
 SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torchrun's processes can share
 
@@ -161,6 +161,11 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
 
     p = sub.add_parser("datasets", help="list datasets and whether they are available")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("baselines", help="can the model do these tasks? unmodified accuracy, measured once and stored")
+    p.add_argument("--dataset", nargs="+", help=f"datasets (default: {DEFAULTS.dataset})")
+    A.add_model(p)
+    p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("run", help="run the steps of a JSON/TOML config file")
     p.add_argument("config")

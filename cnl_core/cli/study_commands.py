@@ -12,6 +12,7 @@ from ..experiments.format_control import FormatControlResult, run_format_control
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
 from .. import fields as F
+from ..options import DEFAULTS
 from . import arguments as A
 from .commands import command_model, format_ci, progress_bar, write_result
 
@@ -126,3 +127,22 @@ def cmd_null(args) -> dict:
     out = res.to_json()
     write_result(args.out, out)
     return out
+
+
+def cmd_baselines(args) -> dict:
+    """Each dataset's unmodified accuracy for the model, stored once (the dashboard's Data tab reads the same)."""
+    from ..data.samples import get_dataset
+    from ..experiments.baselines import baseline
+
+    names = args.dataset or [DEFAULTS.dataset]
+    for name in names:
+        get_dataset(name)  # every name is checked before the model is loaded
+    lm = command_model(args)
+    out = {}
+    for name in names:
+        bar, update = progress_bar(f"baseline {name}")
+        with bar:
+            b = baseline(lm, name, progress=update)
+        print(b.reading().replace("**", ""))
+        out[name] = {"accuracy": b.accuracy, "verdict": b.verdict, "n": b.n}
+    return {"baselines": out}

@@ -72,6 +72,11 @@ def _finite(value):
     return value
 
 
+def nesting_depth(value) -> int:
+    """How deeply JSON data nests (counted up to MAX_DEPTH + 1): a result file never nests deeper than MAX_DEPTH."""
+    return _depth(value)
+
+
 def _depth(value, level: int = 0) -> int:
     if level > MAX_DEPTH:
         return level

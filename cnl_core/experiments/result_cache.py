@@ -29,7 +29,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
+from ..data.samples import DatasetSpec, get_dataset
 from ..errors import Cancelled, CNLError, ResultFileError
+from ..model.loading import LoadedModel
 from ..output_files import atomic_write
 from ..paths import REPO_ROOT, cache_root
 from ..serialize import from_fields, to_fields
@@ -56,6 +58,18 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
+def model_identity(lm: LoadedModel) -> dict:
+    """A model in a key: its name, revision, weights' fingerprint and precision."""
+    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
+            "quantization": lm.quantization}
+
+
+def data_identity(dataset: DatasetSpec | str) -> dict:
+    """A dataset in a key: its name and a hash of its content."""
+    spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    return {"dataset": spec.name, "content": spec.fingerprint()}
+
+
 def result_key(kind: str, params: dict) -> str:
     """The entry's name: a hash of the kind, every parameter (canonical JSON) and the code version."""
     text = json.dumps({"kind": kind, "params": params, "code": code_version()}, sort_keys=True, default=str)
@@ -76,6 +90,7 @@ class Served(Generic[T]):
     source: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    key: str = ""  # the entry's name: a link to it (`?result=kind/key`) opens it for anyone, from the cache
 
 
 class ResultCache:
@@ -95,7 +110,14 @@ class ResultCache:
 
     def read(self, kind: str, params: dict, result_type: type[T], notes: list[str] | None = None) -> T | None:
         """The stored result for this work, or None (absent, or damaged: set aside with a note)."""
-        key = result_key(kind, params)
+        return self.read_key(kind, result_key(kind, params), result_type, notes)
+
+    def read_key(self, kind: str, key: str, result_type: type[T], notes: list[str] | None = None) -> T | None:
+        """The stored result of this kind under this key (a shared link names both), or None; a kind or key that is
+        not a plain name is never a path."""
+        if not (isinstance(kind, str) and kind.replace("_", "").isalnum() and len(kind) <= 40 and
+                isinstance(key, str) and key.isalnum() and len(key) <= 64):
+            return None
         path = self.path(kind, key)
         if not path.is_file() or path.is_symlink():
             return None
@@ -122,17 +144,19 @@ class ResultCache:
             _note(notes, f"The result could not be stored for reuse ({exc}); it is shown as computed.")
 
     def serve(self, kind: str, params: dict, result_type: type[T], compute: Callable[[], T],
-              cancel: threading.Event | None = None) -> Served[T]:
+              cancel: threading.Event | None = None,
+              on_wait: Callable[[float], None] | None = None) -> Served[T]:
         """The result of this work: stored, or the run of it already in progress (waited for), or computed now.
 
         `compute` runs at most once at a time per key in this process. If the run a visitor waits for fails or is
-        cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled)."""
+        cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled).
+        `on_wait(seconds waited)` is called while waiting for another's run (a dashboard says so on the page)."""
         started, notes = time.monotonic(), []
         key = result_key(kind, params)
         while True:
             stored = self.read(kind, params, result_type, notes)
             if stored is not None:
-                return Served(stored, "stored", time.monotonic() - started, notes)
+                return Served(stored, "stored", time.monotonic() - started, notes, key)
             with self._lock:
                 running = self._running.get(key)
                 mine = running is None
@@ -143,9 +167,11 @@ class ResultCache:
             while not running.done():
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Cancelled while waiting for the same work another visitor started.")
+                if on_wait is not None:
+                    on_wait(time.monotonic() - started)
                 futures.wait([running], timeout=WAIT_STEP_S)
             if running.exception() is None:
-                return Served(running.result(), "shared", time.monotonic() - started, notes)
+                return Served(running.result(), "shared", time.monotonic() - started, notes, key)
             # theirs failed or its visitor cancelled it: this visitor runs it (the next pass finds no run)
         try:
             value = compute()
@@ -156,7 +182,7 @@ class ResultCache:
         self.write(kind, params, value, notes)  # stored before the waiting are told, so no one computes it again
         self._finished(key)
         running.set_result(value)
-        return Served(value, "computed", time.monotonic() - started, notes)
+        return Served(value, "computed", time.monotonic() - started, notes, key)
 
     def _finished(self, key: str) -> None:
         with self._lock:

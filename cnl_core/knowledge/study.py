@@ -142,7 +142,7 @@ def table(study: KnowledgeStudy) -> list[str]:
         lines += ["", "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | "
                   "mean set size |", "|---|---|---|---|---|---|"]
         for g in [*study.fidelity.pairs, *study.fidelity.splits]:
-            iou = "n/a" if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
+            iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
             chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
             lines.append(f"| {g.name} | {iou} | {chance} | {g.pairs} | {g.units} | {g.mean_size:.1f} |")
     if study.tracing is not None:
@@ -154,6 +154,13 @@ def table(study: KnowledgeStudy) -> list[str]:
     return lines
 
 
+def _na(g) -> str:
+    """Why a group has no IoU, in the cell itself."""
+    if g.undefined:
+        return f"n/a: its {g.undefined} pairs were two empty sets (nothing selected at this tau)"
+    return "n/a: no pair to compare (too few known facts in this group)"
+
+
 def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     h, m = tracing["hidden"], tracing["mlp"]
     lines = ["", f"causal tracing: informative traces (noise left <= half of p(answer)): hidden {len(h.informative)} "
@@ -162,7 +169,9 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
              "", "| causal tracing, informative traces only | hidden state | MLP window |", "|---|---|---|"]
 
     def cell(stat: dict | None, key: str) -> str:
-        return "n/a" if not stat or stat.get(key) is None else f"{stat[key]:.3f} {_ci(stat.get('ci'))}"
+        if not stat or stat.get(key) is None:
+            return "n/a: no two informative traces of this kind to compare"
+        return f"{stat[key]:.3f} {_ci(stat.get('ci'))}"
 
     for key, a in h.agreement.items():
         if isinstance(a, dict):

@@ -114,6 +114,18 @@ def cross_matrix_heatmap(result: MatrixResult, metric: str = METRICS[0]) -> alt.
                    x_title="dataset tested", y_title="neurons located on")
 
 
+# One colour per condition in every view (the demo, Intervene's bars, the log-likelihood change): unmodified grey,
+# the located neurons zeroed red and amplified green, as many random neurons the pale shade of the same.
+CONDITION_COLORS = {"baseline": "#9ca3af", "zeroed": "#dc2626", "amplified": "#16a34a",
+                    "control_zeroed": "#fca5a5", "control_amplified": "#86efac"}
+
+
+def condition_colors(result: EvalResult) -> list[str]:
+    """[unmodified, intervened, control] colours for an evaluation, by its intervention's mode."""
+    mode = "amplified" if (result.intervention or {}).get("mode") == "amplify" else "zeroed"
+    return [CONDITION_COLORS["baseline"], CONDITION_COLORS[mode], CONDITION_COLORS[f"control_{mode}"]]
+
+
 def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
     """Baseline / intervened / random control with 95% bootstrap intervals."""
     rows = []
@@ -131,7 +143,7 @@ def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
     scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale()
     bars = alt.Chart(df).mark_bar().encode(
         x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=title, scale=scale),
-        color=alt.Color("condition:N", sort=order, scale=alt.Scale(range=["#9ca3af", "#dc2626", "#2563eb"])),
+        color=alt.Color("condition:N", sort=order, scale=alt.Scale(domain=order, range=condition_colors(result))),
         tooltip=["condition", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("lo:Q", format=".4f"),
                  alt.Tooltip("hi:Q", format=".4f")])
     errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order),
@@ -170,7 +182,7 @@ def loglik_change_bars(result: EvalResult) -> alt.LayerChart:
     bars = alt.Chart(df).mark_bar().encode(
         x=alt.X("condition:N", sort=order, title=None), y=alt.Y("value:Q", title=title),
         color=alt.Color("condition:N", sort=order, legend=None,
-                        scale=alt.Scale(domain=order, range=["#9ca3af", "#dc2626", "#2563eb"])),
+                        scale=alt.Scale(domain=order, range=condition_colors(result))),
         tooltip=["condition", alt.Tooltip("value:Q", format="+.3f"), alt.Tooltip("lo:Q", format="+.3f"),
                  alt.Tooltip("hi:Q", format="+.3f")])
     errors = alt.Chart(df).mark_errorbar().encode(x=alt.X("condition:N", sort=order), y=alt.Y("lo:Q", title=title),
@@ -198,10 +210,15 @@ def sweep_chart(rows: list[SweepRow]) -> alt.VConcatChart:
     """Threshold choice with eyes open: located count and split IoU against tau, one line per p."""
     df = pd.DataFrame([vars(r) for r in rows])
     df["p"] = df["p"].map(lambda v: f"p = {v:g}")
-    base = alt.Chart(df).encode(x=alt.X("tau:Q", title="tau (share of the sample's top score)"),
+    # ticks at the swept values and at 1-3-10 steps: a symlog axis otherwise labels no readable numbers
+    base = alt.Chart(df).encode(x=alt.X("tau:Q", title="tau (share of the sample's top score)",
+                                        axis=alt.Axis(values=sorted(df["tau"].unique().tolist()), format="g")),
                                 color=alt.Color("p:N", title=None))
+    top = max(1, int(df["n_located"].max()))
+    steps = [0] + [v for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000) if v <= 3 * top]
     count = base.mark_line(point=True).encode(
-        y=alt.Y("n_located:Q", title="neurons located", scale=alt.Scale(type="symlog")),
+        y=alt.Y("n_located:Q", title="neurons located", scale=alt.Scale(type="symlog"),
+                axis=alt.Axis(values=steps, format="~s")),
         tooltip=["tau", "p", "n_located"]).properties(width=380, height=200, title="Located set size")
     iou = base.mark_line(point=True).encode(
         y=alt.Y("iou:Q", title="split IoU", scale=alt.Scale(domain=[0, 1])),
@@ -253,8 +270,7 @@ def specificity_bars(index: dict[str, dict], metric: str) -> alt.LayerChart:
     return (bars + err).properties(width=420, height=max(100, 34 * len(df)), title="Specificity index")
 
 
-_DEMO_COLORS = {"baseline": "#9ca3af", "zeroed": "#dc2626", "amplified": "#16a34a",
-                "control_zeroed": "#fca5a5", "control_amplified": "#86efac"}
+_DEMO_COLORS = CONDITION_COLORS
 _DEMO_LABELS = {"baseline": "unmodified", "zeroed": "located zeroed", "amplified": "located amplified",
                 "control_zeroed": "random zeroed", "control_amplified": "random amplified"}
 

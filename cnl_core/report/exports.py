@@ -85,6 +85,11 @@ def _sig(value, signed: bool = False) -> str:
     return f"{value:+.3g}" if signed else f"{value:.3g}"
 
 
+EVAL_COLUMNS = ["run", "neurons", "tested on", "condition", "n", "accuracy", "95% CI", "gold log-lik / token",
+                "change vs unmodified", "change 95% CI"]  # the dashboard's empty table shows these headers too
+EXAMPLE_COLUMNS = ["dataset", "id", "prompt", "gold", "before", "after"]
+
+
 def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFrame:
     """Every intervention run of a session, newest first, with 3 significant digits and plain headers."""
     rows = []
@@ -102,7 +107,7 @@ def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFr
                     "change vs unmodified": _sig(d and d.delta_gold_loglik, signed=True),
                     "change 95% CI": _ci(d and d.delta_gold_loglik_ci),
                 })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=EVAL_COLUMNS)
 
 
 def examples_table(results: Sequence[EvalResult]) -> pd.DataFrame:
@@ -113,7 +118,7 @@ def examples_table(results: Sequence[EvalResult]) -> pd.DataFrame:
     rows = [{"dataset": r.dataset, "id": e.id, "prompt": " ".join(e.prompt.split())[-160:],
              "gold": e.target, "before": shown(e.before), "after": shown(e.after) if e.after is not None else ""}
             for r in results for e in r.examples]
-    return pd.DataFrame(rows, columns=["dataset", "id", "prompt", "gold", "before", "after"])
+    return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)
 
 
 def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, torch.Tensor | None]],

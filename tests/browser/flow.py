@@ -95,13 +95,15 @@ def set_number(page, label: str, value: int) -> None:
 
 
 def locate(page, n: int) -> tuple[float, float]:
-    """Data tab n, Locate tab run; returns the gsm8k row's (overlap, IoU) from the summary."""
+    """Data tab n, Locate tab run; returns the default dataset's row's (overlap, IoU) from the summary."""
+    from cnl_core.options import DEFAULTS
+
     page.get_by_role("tab", name="2 · Data").click()
     set_number(page, "n per split", n)
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()
     text = wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=900)
-    row = next(line for line in text.splitlines() if "gsm8k" in line)
+    row = next(line for line in text.splitlines() if f":{DEFAULTS.dataset}" in line)  # the table's row comes first
     numbers = re.findall(r"\d+\.\d+", row)
     return float(numbers[1]), float(numbers[2])
 

@@ -1,6 +1,6 @@
 """The dashboard in a real browser: headless Chromium driven by Playwright.
 
-The whole path a workshop participant takes: default model, gsm8k, two small splits, locate,
+The whole path a workshop participant takes: default model, the default task (add1), two small splits, locate,
 see the heatmap and the overlap number, zero the neurons, see the before/after table; and a
 bad upload that shows an error without breaking the page.
 """
@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from cnl_core.options import DEFAULTS
 
 from .flow import CHROMIUM, browser_page, close_toasts, dashboard, intervene, locate, set_number, wait_for_text
 
@@ -37,7 +39,7 @@ def test_whole_path_locate_compare_intervene(page, tmp_path):
     summary = wait_for_text(page.locator("#inspector-summary"), ["Neuron", "Vocabulary projection"], timeout=180)
     assert ":" in summary.splitlines()[0]
     table = intervene(page, n=2, draws=1, fewshot=1, max_new_tokens=12)
-    assert "gsm8k" in table
+    assert DEFAULTS.dataset in table
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
 
@@ -50,11 +52,13 @@ def test_bad_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     page.get_by_text("looks binary").first.wait_for(timeout=30_000)
     close_toasts(page)
     page.get_by_role("button", name="Show chosen rows").click()
-    wait_for_text(page.locator("#split-rows"), ["gsm8k/"], timeout=60)  # the app still answers
+    wait_for_text(page.locator("#split-rows"), [f"{DEFAULTS.dataset}/"], timeout=60)  # the app still answers
 
 
 def test_cancel_stops_a_long_locate_and_the_next_run_goes_through(page):
     page.get_by_role("tab", name="2 · Data").click()
+    page.locator("#datasets").get_by_label("add2", exact=True).check()  # 8,100 rows (add1 has 100)
+    page.locator("#datasets").get_by_label(DEFAULTS.dataset, exact=True).uncheck()
     set_number(page, "n per split", 300)  # 600 samples: many minutes if it were not cancelled
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()

@@ -57,21 +57,30 @@ def test_a_user_error_is_shown_as_is_and_logged_as_one_line(caplog):
     assert [r.getMessage() for r in caplog.records] == ["refused: Asked for 10000 rows but only 1319 are available."]
 
 
-def test_a_cancelled_run_is_a_notice_titled_cancelled_not_an_error():
-    """A student who pressed Cancel read the red 'Error' toast as a crash."""
+def test_a_cancelled_run_is_a_notice_titled_cancelled_not_an_error(monkeypatch):
+    """A student who pressed Cancel read the red 'Error' toast as a crash: a grey notice titled "Cancelled" says
+    so, and the page keeps what it showed (issue #33)."""
     import gradio as gr
-    import pytest
 
     from cnl_core.errors import Cancelled
+    from ui import errors
     from ui.errors import shows_errors
+
+    notices = []
+    monkeypatch.setattr(errors.gr, "Info", lambda message, title="Info", duration=10: notices.append((title, message)))
 
     @shows_errors
     def handler():
         raise Cancelled("Cancelled after 16 of 1000 samples of gsm8k.")
 
-    with pytest.raises(gr.Error) as err:
-        handler()
-    assert err.value.title == "Cancelled" and err.value.duration == 10 and "16 of 1000" in str(err.value.message)
+    @shows_errors
+    def streaming():
+        yield "first token"
+        raise Cancelled("Cancelled after 1 of 16 new tokens.")
+
+    assert handler() == gr.skip()
+    assert list(streaming()) == ["first token", gr.skip()]
+    assert [t for t, _ in notices] == ["Cancelled", "Cancelled"] and "16 of 1000" in notices[0][1]
 
 
 def test_a_failed_upload_clears_the_preview_and_the_column_pickers(tmp_path):

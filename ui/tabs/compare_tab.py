@@ -28,7 +28,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         overlap = gr.Plot(label="Overlap rate", show_label=False)
         iou = gr.Plot(label="IoU", show_label=False)
-    chance = gr.Dataframe(label="IoU against chance", wrap=True)
+    chance = gr.Dataframe(label="IoU against chance", wrap=True, headers=["set A", "set B", "IoU", "chance IoU"])
     null = null_panel.build(dataset_names)
     top = gr.Dataframe(label="Top located neurons (mean score; click a row to inspect it)", elem_id="top-neurons")
     insp = inspector_panel.build(dataset_names)

@@ -24,6 +24,7 @@ from cnl_core.options import DEFAULTS
 from ..errors import shows_errors
 from ..upload_guard import gradio_uploads
 from ..session import PendingUpload, Session, session
+from . import baseline_panel
 from .locate_tab import split_numbers
 
 HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
@@ -52,13 +53,16 @@ def dataset_choices(state: Session) -> list[str]:
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
-    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets")
+    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets", elem_id="datasets",
+                                info="each marked with the loaded model's measured accuracy once it is known")
+    baselines = baseline_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.n, label="n per split")
         k = gr.Number(DEFAULTS.splits, label="splits (k)")
         seed = gr.Number(DEFAULTS.seed, label="seed")
         preview_btn = gr.Button("Show chosen rows")
-    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows")
+    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows",
+                              headers=["dataset", "split", "id", "prompt", "gold"])
     with gr.Accordion("All datasets", open=False):
         gr.Dataframe(dataset_table(), wrap=True)
     with gr.Accordion("Upload your own CSV / JSONL", open=False):
@@ -75,7 +79,7 @@ def build() -> SimpleNamespace:
             add_btn = gr.Button("Add dataset")
         upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
         upload_msg = gr.Markdown()
-    return SimpleNamespace(datasets=datasets, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
+    return SimpleNamespace(datasets=datasets, baselines=baselines, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
                            upload=upload, prompt_col=prompt_col, answer_col=answer_col, labels=labels,
                            up_name=up_name, template=template, add_btn=add_btn, upload_preview=upload_preview,
                            upload_msg=upload_msg)

@@ -11,10 +11,12 @@ from cnl_core.experiments.demo import DEMO, DemoResult, run_demo
 from cnl_core.experiments.format_control import FormatControlResult, run_format_control
 from cnl_core.experiments.result_cache import Served
 from cnl_core.report import charts
+from cnl_core.report.readings import demo_reading
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
+from ..session_store import link_line
 from ..shared_work import served, source_note
 from ..visitors import one_job
 
@@ -34,7 +36,10 @@ def build() -> SimpleNamespace:
     with gr.Accordion("The one-click demo", open=True, elem_id="demo"):
         with gr.Row():
             gr.Markdown(INTRO, elem_id="demo-intro")
-            button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn", scale=0, min_width=180)
+            with gr.Column(scale=0, min_width=180):
+                button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn")
+                cancel = gr.Button("Cancel", variant="secondary", elem_id="demo-cancel", size="sm")
+                estimate = gr.Markdown(elem_id="demo-estimate")
         scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO,
                           elem_id="demo-scored")
         # room from the start: the progress bar and its time left are drawn over this box while the demo runs
@@ -42,18 +47,19 @@ def build() -> SimpleNamespace:
                               min_height=90)
         plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
         content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
-    return SimpleNamespace(button=button, scored=scored, outputs=[summary, plot, content_plot])
+    return SimpleNamespace(button=button, cancel=cancel, estimate=estimate, scored=scored, summary=summary,
+                           outputs=[summary, plot, content_plot])
 
 
-def served_demo(lm, scored: str, report=None, cancel=None) -> Served:
+def served_demo(lm, scored: str, report=None, cancel=None, cost=None) -> Served:
     """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
     press meanwhile gets that run, every press after gets the stored result at once."""
     if scored == SCORED[2]:
         return served("demo", lm, {"preset": asdict(DEMO), "scored": "both"}, FormatControlResult,
-                      lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel), report, cancel)
+                      lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel), report, cancel, cost)
     preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
     return served("demo", lm, {"preset": asdict(preset)}, DemoResult,
-                  lambda: run_demo(lm, preset, progress=report, cancel=cancel), report, cancel)
+                  lambda: run_demo(lm, preset, progress=report, cancel=cancel), report, cancel, cost)
 
 
 def warm_demo() -> None:
@@ -69,7 +75,8 @@ def warm_demo() -> None:
 @one_job("Demo")
 def demo_ui(scored, state, progress=gr.Progress()):
     state = session(state)
-    out = served_demo(state.model(), scored, progress_reporter(progress), state.cancel)
+    cost = costs.check("demo", scored=scored)
+    out = served_demo(state.model(), scored, progress_reporter(progress), state.cancel, cost)
     if scored == SCORED[2]:
         both, fmt = out.value, out.value.format_token
         text = (f"### Demo, both ways\n**Whole answer:** {both.with_format.headline()}\n\n**Digits only:** "
@@ -80,7 +87,7 @@ def demo_ui(scored, state, progress=gr.Progress()):
         return (text, gr.update(value=charts.demo_chart(both.with_format), visible=True),
                 gr.update(value=charts.demo_chart(both.content_only), visible=True))
     res = out.value
-    text = (f"### Demo result\n{res.headline()}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
+    text = (f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
             f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
-            f"{source_note(out) or f'Took {res.seconds:.0f} s.'}")
+            f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}")
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)

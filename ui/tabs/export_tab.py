@@ -26,7 +26,16 @@ def build() -> SimpleNamespace:
     files = gr.File(label="Files", file_count="multiple")
     reload_file = gr.File(label="Re-load a located-neurons JSON", file_types=[".json"])
     reload_msg = gr.Markdown()
-    return SimpleNamespace(export_btn=export_btn, files=files, reload_file=reload_file, reload_msg=reload_msg)
+    gr.Markdown("**Your whole session as one file**: located sets and every Intervene run (it also survives a "
+                "refresh in this browser). Upload it later, or on another computer, to bring them back.")
+    with gr.Row():
+        save_btn = gr.Button("Save my session (JSON)", elem_id="session-save")
+        session_file = gr.File(label="Session file", elem_id="session-file")
+        restore_file = gr.File(label="Restore a session file", file_types=[".json"], elem_id="session-restore")
+    restore_msg = gr.Markdown(elem_id="session-restore-msg")
+    return SimpleNamespace(export_btn=export_btn, files=files, reload_file=reload_file, reload_msg=reload_msg,
+                           save_btn=save_btn, session_file=session_file, restore_file=restore_file,
+                           restore_msg=restore_msg)
 
 
 @shows_errors

@@ -16,8 +16,8 @@ from cnl_core.errors import ParameterError
 from cnl_core.inspect.neuron import NeuronReport, inspect_neuron, neuron_ranks, parse_neuron
 from cnl_core.options import DEFAULTS
 
-from .. import gpu
-from ..errors import shows_errors
+from .. import costs, gpu
+from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
 from ..shared_work import data_identity, served
 from ..visitors import one_job
@@ -29,7 +29,7 @@ HELP = ("**Inspect a neuron.** Click a cell of the map (its strongest neuron ope
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
-    with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector"):
+    with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector") as accordion:
         gr.Markdown(HELP)
         # the caption sits above the map, not on it: a label drawn over the image hid the last layers' rows
         gr.Markdown(f"**Click map**: a row per layer (the last on top), {BINS} cells "
@@ -41,14 +41,19 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
             n = gr.Number(12, label="samples per dataset")
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-btn")
+            cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
+        estimate = gr.Markdown()
         summary = gr.Markdown(elem_id="inspector-summary")
         with gr.Row():
-            promoted = gr.Dataframe(label="Words it promotes (logit)", max_height=300)
-            suppressed = gr.Dataframe(label="Words it suppresses (logit)", max_height=300)
-        stats = gr.Dataframe(label="Activation per dataset", wrap=True)
+            promoted = gr.Dataframe(label="Words it promotes (logit)", max_height=300, headers=["token", "logit"])
+            suppressed = gr.Dataframe(label="Words it suppresses (logit)", max_height=300, headers=["token", "logit"])
+        stats = gr.Dataframe(label="Activation per dataset", wrap=True,
+                             headers=["dataset", "samples", "tokens", "fires on", "mean", "p99", "max"])
         examples = gr.HighlightedText(label="Samples that excite it most (darker = stronger)", combine_adjacent=False,
                                       show_legend=False, elem_id="inspector-examples")
-    return SimpleNamespace(click_map=click_map, neuron=neuron, datasets=datasets, n=n, button=button,
+    return SimpleNamespace(click_map=click_map, neuron=neuron, datasets=datasets, n=n, button=button, cancel=cancel,
+                           accordion=accordion,
+                           estimate=estimate, summary=summary,
                            outputs=[summary, promoted, suppressed, stats, examples])
 
 
@@ -121,19 +126,20 @@ def pick_from_table(table, evt: gr.SelectData):
 @gpu.on_gpu(gpu.inspect_seconds)
 @shows_errors
 @one_job("Inspect")
-def inspect_ui(neuron, datasets, n, state):
+def inspect_ui(neuron, datasets, n, state, progress=gr.Progress()):
     state = session(state)
     layer, index = parse_neuron(neuron)
     if not datasets:
         raise ParameterError("Pick at least one dataset to look at the neuron's activations.")
     n = F.INSPECT_N.check(n)
+    cost = costs.check("inspect", datasets=datasets, n=n)
     lm = state.model()  # every input is checked before the model is loaded
     sets = {label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
             for label, e in state.located.items() if e.result.grid == lm.grid}
     specs = [resolve_dataset(d) for d in datasets]
     params = {"neuron": [layer, index], "datasets": [data_identity(d) for d in specs], "n": n}
-    page = served("inspect", lm, params, NeuronReport, lambda: inspect_neuron(lm, layer, index, specs, n), None,
-                  state.cancel).value
+    page = served("inspect", lm, params, NeuronReport, lambda: inspect_neuron(lm, layer, index, specs, n),
+                  progress_reporter(progress), state.cancel, cost).value
     rep = replace(page, ranks=neuron_ranks(sets, layer, index))  # where it ranks in this visitor's own sets
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""

@@ -16,16 +16,19 @@ from cnl_core.experiments.evaluate import run_evaluate, run_matrix
 from cnl_core.model.hooks import Intervention, check_positions
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
+from cnl_core.report.readings import dose_reading, evaluation_readings
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Session, session
+from ..session_store import link_line
 from ..shared_work import data_identity, neurons_identity, served
-from ..visitors import one_job
+from ..visitors import VISITORS, cancel_job, one_job
 from . import harness_panel, steer_panel
 from .data_tab import dataset_choices
 
-HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (it may rise), and "
+HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (the paper reports gains "
+        "on 7B models; on a 135M model it often falls: its answer path saturates, see the dose-response), and "
         "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
         "gold-answer log-likelihood moves even where a small model's accuracy is near 0.\n\n"
         "*Next: **6 · Studies** (is it the capability, and only it?) or **7 · Export**.*")
@@ -39,7 +42,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         factor = gr.Slider(0.0, 10.0, DEFAULTS.amplify_factor, step=0.5, label="amplify factor")
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
-    targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on")
+    targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on", elem_id="intervene-targets")
     harness = harness_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.eval_n, label="n test samples")
@@ -50,24 +53,36 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         overlap = gr.Checkbox(False, label="controls may include located neurons (default: they avoid them)")
     with gr.Row():
         run_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")
-        cancel_btn = gr.Button("Cancel", variant="stop")
+        cancel_btn = gr.Button("Cancel", variant="secondary", elem_id="intervene-cancel")
+        estimate = gr.Markdown(elem_id="intervene-estimate")
+    reading = gr.Markdown(elem_id="intervene-reading")
     with gr.Row():
         acc_plot = gr.Plot(label="Accuracy", show_label=False)
         ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
-    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table")
-    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True)
+    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table",
+                         headers=exports.EVAL_COLUMNS)
+    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True,
+                            headers=exports.EXAMPLE_COLUMNS)
     steering = steer_panel.build()
     with gr.Accordion("Dose-response: the located neurons scaled by 0, 0.5, 1, 2 and 4", open=False):
-        dose_btn = gr.Button("Run dose-response on the first dataset to test")
+        with gr.Row():
+            dose_btn = gr.Button("Run dose-response on the first dataset to test")
+            dose_estimate = gr.Markdown()
+        dose_reading_md = gr.Markdown(elem_id="dose-reading")
         dose_plot = gr.Plot(show_label=False, elem_id="dose-plot")
     with gr.Accordion("Cross-dataset matrix (paper Figure 5)", open=False):
         metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="cell: the change of")
-        matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
+        with gr.Row():
+            matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
+            matrix_estimate = gr.Markdown()
         matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
     return SimpleNamespace(located_on=located_on, mode=mode, factor=factor, positions=positions, targets=targets,
                            n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
                            run_btn=run_btn, harness=harness,
                            cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
+                           estimate=estimate, dose_estimate=dose_estimate, matrix_estimate=matrix_estimate,
+                           dose_reading=dose_reading_md,
+                           reading=reading,
                            dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
                            matrix_btn=matrix_btn, matrix_plot=matrix_plot)
 
@@ -98,19 +113,64 @@ def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, f
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     cfg, numbers = EvalConfig.from_inputs(fewshot, max_new), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
+    cost = costs.check("intervene", targets=targets, n=numbers[0], draws=control_draws, fewshot=fewshot,
+                       max_new=max_new)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
-    update, results = progress_reporter(progress), []
-    for target in targets:
-        ids = located.located_sample_ids() if target == located.dataset else []
-        params = {"dataset": data_identity(target), "neurons": neurons_identity(iv.neurons),
-                  "intervention": iv.describe(), "n": numbers[0], "seed": numbers[1], "control_draws": control_draws,
-                  "control_may_overlap": bool(overlap), "located_ids": ids, "eval": cfg.to_json()}
-        out = served("intervene", lm, params, EvalResult, lambda target=target, ids=ids: run_evaluate(
-            lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
-            cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel)
-        results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
-    state.history.append(results)
-    return (*evaluation_outputs(state), state)
+    update, results, links = progress_reporter(progress), [], []
+    state.history.append(results)  # filled dataset by dataset: a cancelled run keeps the datasets it finished
+    try:
+        for target in targets:
+            ids = located.located_sample_ids() if target == located.dataset else []
+            params = {"dataset": data_identity(target), "neurons": neurons_identity(iv.neurons),
+                      "intervention": iv.describe(), "n": numbers[0], "seed": numbers[1], "control_draws": control_draws,
+                      "control_may_overlap": bool(overlap), "located_ids": ids, "eval": cfg.to_json()}
+            out = served("intervene", lm, params, EvalResult, lambda target=target, ids=ids: run_evaluate(
+                lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
+                cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel, cost)
+            results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
+            links.append(f"- {target}: {link_line('intervene', out.key)}")
+    finally:
+        if not results:
+            state.history.remove(results)
+    return (*evaluation_outputs(state), run_reading(state) + "\n" + "\n".join(links), state)
+
+
+def restored_outputs(state) -> tuple:
+    """Charts, table and readings of the session's last run (after a restore)."""
+    state = session(state)
+    return (*evaluation_outputs(state), run_reading(state))
+
+
+def run_reading(state: Session, note: str = "") -> str:
+    """The lines under the charts: what the last run's numbers mean (readings.py), after an optional note."""
+    last = state.history[-1] if state.history else []
+    lines = [f"- {x}" for x in evaluation_readings(last)]
+    return "\n".join([note, *lines] if note else lines)
+
+
+def running_note(state) -> str:
+    """Shown at the press: the charts below stay the previous run's until this one finishes."""
+    state = session(state)
+    return ("*Running... the charts and readings below are from your previous run until this one finishes.*"
+            if state.history else "*Running...*")
+
+
+def dose_running() -> str:
+    """Shown at the press: the chart stays the previous run's until this one finishes."""
+    return "*Running... the chart below, if any, is from your previous dose-response until this one finishes.*"
+
+
+def cancelled_ui(state) -> tuple:
+    """Cancel: the job stops at its next step; the datasets it finished stay in the table and the charts."""
+    state = session(state)
+    job = VISITORS.running(state)
+    cancel_job(state)
+    name = job.name if job else "Intervene"
+    last = state.history[-1] if state.history else []
+    kept = (f" The datasets it finished are kept and shown: {', '.join(r.dataset for r in last)}." if last and job
+            else "")
+    note = f"**Cancelled: {name}.** It stops at its next step.{kept}"
+    return (*evaluation_outputs(state), run_reading(state, note))
 
 
 def evaluation_outputs(state: Session) -> tuple:
@@ -132,14 +192,15 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
     numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
     positions = check_positions(positions)
     ids = located.located_sample_ids() if target == located.dataset else []
+    cost = costs.check("dose", targets=[target], n=numbers[0], fewshot=fewshot, max_new=max_new)
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     params = {"dataset": data_identity(target), "neurons": neurons_identity(located.neurons),
               "factors": list(DEFAULT_FACTORS), "positions": positions, "n": numbers[0], "seed": numbers[1], "located_ids": ids,
               "eval": cfg.to_json()}
     out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
         lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions),
-        update, state.cancel)
-    return charts.dose_chart(out.value, target, positions)
+        update, state.cancel, cost)
+    return charts.dose_chart(out.value, target, positions), dose_reading(out.value)
 
 
 @gpu.on_gpu(gpu.matrix_seconds)
@@ -153,6 +214,7 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
     rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor, positions),
                                e.result.located_sample_ids())
             for e in state.located.values()}
+    cost = costs.check("matrix", targets=targets, n=numbers[0], fewshot=fewshot, max_new=max_new, state=state)
     lm, update = state.model(), progress_reporter(progress)
     elsewhere = [k for k, (iv, _) in rows.items() if iv.neurons.grid != lm.grid]
     if elsewhere:  # sets re-loaded from another model stay in the session; the matrix says which it left out
@@ -167,6 +229,6 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
               "eval": cfg.to_json()}
     out = served("matrix", lm, params, MatrixResult, lambda: run_matrix(
         lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg, progress=update, cancel=state.cancel),
-        update, state.cancel)
+        update, state.cancel, cost)
     state.matrix = out.value
     return charts.cross_matrix_heatmap(out.value, metric), state

@@ -19,8 +19,9 @@ from cnl_core.errors import DatasetError, ParameterError
 from cnl_core.knowledge.facts import BUILTIN_RELATIONS, MAX_CSV_BYTES, builtin_facts, read_facts_csv
 from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
 from cnl_core.report import knowledge_charts
+from cnl_core.report.readings import knowledge_takeaway
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
@@ -48,12 +49,16 @@ def build() -> SimpleNamespace:
         upload = gr.File(label="or your facts (CSV)", file_types=[".csv"], type="filepath")
         per_relation = gr.Number(CLASSROOM.fidelity_facts, label="facts per relation")
         parts = gr.CheckboxGroup(list(PARTS), value=list(PARTS[:3]), label="parts (editing is the slowest)")
-    button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")
+    with gr.Row():
+        button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")
+        cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
+        estimate = gr.Markdown()
     summary = gr.Markdown(elem_id="knowledge-summary")
     fidelity_plot = gr.Plot(show_label=False, elem_id="knowledge-fidelity-plot")
     reliability_plot = gr.Plot(show_label=False, elem_id="knowledge-reliability-plot")
     editing_plot = gr.Plot(show_label=False, elem_id="knowledge-editing-plot")
     return SimpleNamespace(relations=relations, upload=upload, per_relation=per_relation, parts=parts, button=button,
+                           cancel=cancel, estimate=estimate,
                            outputs=[summary, fidelity_plot, reliability_plot, editing_plot])
 
 
@@ -87,11 +92,14 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr
     cfg = replace(CLASSROOM, tau=F.TAU.check(tau), fidelity_facts=k, trace_facts=min(k, CLASSROOM.trace_facts),
                   reliability_facts=min(k, CLASSROOM.reliability_facts))
     facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
+    cost = costs.check("knowledge", relations=relations, per_relation=k, parts=parts)
     lm, update = state.model(), progress_reporter(progress)
-    with in_lane("knowledge", update, state.cancel):
+    with in_lane("knowledge", update, state.cancel, cost):
         study = run_study(lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update,
                           cancel=state.cancel)
     text = "\n".join(table(study))
+    if study.fidelity is not None:
+        text = knowledge_takeaway(study.fidelity) + "\n\n" + text
     return (text, knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
             knowledge_charts.reliability_chart(study.reliability) if study.reliability else None,
             knowledge_charts.editing_chart(study.editing) if study.editing else None)

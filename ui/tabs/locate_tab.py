@@ -11,14 +11,16 @@ from cnl_core.errors import ParameterError
 from cnl_core.experiments.locate import run_locate, threshold_sweep
 from cnl_core.locate.scorers import ScoreConfig, scorer_names
 from cnl_core.locate.select import LocateParams
+from cnl_core.experiments.demo import DEMO
 from cnl_core.options import DEFAULTS, IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
+from cnl_core.report.readings import iou_reading, settings_line
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import Located, Session, session
 from ..shared_work import in_lane
-from ..visitors import cancel_job, one_job
+from ..visitors import VISITORS, cancel_job, one_job
 
 HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
         "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
@@ -54,7 +56,9 @@ def build() -> SimpleNamespace:
         sigma = gr.Number(_PARAMS.sigma, label="z-score sigma", visible=False)
     with gr.Row():
         locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
-        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="locate-cancel")
+        cancel_btn = gr.Button("Cancel", variant="secondary", elem_id="locate-cancel")
+        demo_btn = gr.Button("Use the demo's settings", elem_id="demo-settings")
+        estimate = gr.Markdown(elem_id="locate-estimate")
     summary = gr.Markdown(EMPTY, elem_id="locate-summary")
     with gr.Accordion("Threshold sweep: located-set size and split agreement for several tau and p", open=False):
         sweep_btn = gr.Button("Sweep thresholds (from the cached scores of the last located set)")
@@ -65,7 +69,7 @@ def build() -> SimpleNamespace:
     return SimpleNamespace(scoring=SimpleNamespace(method=method, ig_steps=ig_steps, ig_rule=ig_rule,
                                                    max_prompt=max_prompt, max_answer=max_answer, batch_size=batch_size),
                            thresholds=SimpleNamespace(rule=rule, tau=tau, p=p, top_k=top_k, sigma=sigma, sign=sign),
-                           locate_btn=locate_btn,
+                           locate_btn=locate_btn, demo_btn=demo_btn, estimate=estimate,
                            cancel_btn=cancel_btn, summary=summary, sweep_btn=sweep_btn, sweep_plot=sweep_plot)
 
 
@@ -88,8 +92,10 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
+    cost = costs.check("locate", datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method,
+                       ig_steps=cfg.ig_steps)
     lm, update = state.model(), progress_reporter(progress)  # every number is checked before the model is loaded
-    with in_lane("locate", update, state.cancel):
+    with in_lane("locate", update, state.cancel, cost):
         for name in datasets:
             run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size, progress=update,
                              cancel=state.cancel)
@@ -109,29 +115,57 @@ def relocalize_ui(rule, tau, p, top_k, sigma, sign, state):
 
 
 def cancel_ui(state) -> str:
-    """Cancel the visitor's running job; the Locate summary says what happens to its work."""
+    """Cancel the visitor's running job, named; the Locate summary says what happens to its work."""
+    job = VISITORS.running(state) if isinstance(state, Session) else None
     cancel_job(state)
-    return ("**Cancelled.** The run stops at its next batch; the batches it finished stay cached, so the next "
-            "Locate picks up from them.")
+    if job is None:
+        return "Nothing of yours was running. " + summary(session(state))
+    kept = (" The batches it scored stay cached: pressing Locate again picks up from them."
+            if job.name == "Locate" else "")
+    return f"**Cancelled: {job.name}.** It stops at its next step.{kept}\n\n" + summary(session(state))
 
+
+def demo_settings() -> tuple:
+    """'Use the demo's settings': the Data, Locate and Intervene boxes set to the demo's preset, so a student's
+    own run reproduces the demo's located set and its numbers (the demo scores with the default method)."""
+    d = DEMO
+    return (gr.update(value=[d.dataset]), d.n, 2, d.seed, _SCORE.method, "relative", "positive", d.tau, d.p,
+            [d.dataset], d.eval_n, d.seed, d.control_draws, d.fewshot, 0, d.factor)
+
+
+
+def summary_ui(state) -> str:
+    """The summary of the session's located sets (after a restore)."""
+    return summary(session(state))
 
 
 def summary(state: Session) -> str:
     if not state.located:
         return EMPTY
-    lines = ["| model : dataset | located | % of neurons | split overlap | split IoU | chance IoU | p-value | cache |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model : dataset | located | % of neurons | split overlap | split IoU | chance IoU | p-value | cache | "
+             "settings |", "|---|---|---|---|---|---|---|---|---|"]
     for label, entry in state.located.items():
         r = entry.result
         agree = r.agreement()
         lines.append(f"| {label} | **{r.n_located}** | {100 * r.fraction_located:.3f}% | "
                      f"**{agree.overlap_rate:.3f}** | **{agree.iou:.3f}** | {agree.chance_iou:.5f} | "
-                     f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed |")
+                     f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed | "
+                     f"{_settings(r)} |")
     notes = [n for e in state.located.values() for n in [*e.result.cache.notes, *e.result.warnings()]]
     limits = [f"{label}: prompts up to {e.result.score.max_prompt_tokens} tokens, answers up to "
               f"{e.result.score.max_answer_tokens} ({e.result.truncated_answers} cut), sign {e.result.params.sign}"
               for label, e in state.located.items()]
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in [*limits, *(f"note: {n}" for n in notes)])
+    readings = [f"{label}: {iou_reading(e.result.agreement().iou, e.result.agreement().chance_iou)}"
+                for label, e in state.located.items()]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in [*readings, *limits,
+                                                                        *(f"note: {n}" for n in notes)])
+
+
+def _settings(r) -> str:
+    """The thresholds and sizes a located set was computed with (a relative rule shows tau; the others their own)."""
+    p = r.params
+    line = settings_line(p.tau, p.p, r.n, r.k, r.seed, r.score.method)
+    return line if p.rule == "relative" else line.replace(f"tau {p.tau:g}", f"{p.rule} rule")
 
 
 @shows_errors

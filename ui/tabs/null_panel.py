@@ -15,8 +15,9 @@ import gradio as gr
 from cnl_core import fields as F
 from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
 from cnl_core.locate.scorers import ScoreConfig
+from cnl_core.report.readings import iou_reading
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
@@ -35,9 +36,13 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
             other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None,
                                 label="unrelated dataset")
             draws = gr.Number(2, label="draws per side")
-        button = gr.Button("Measure the empirical null", elem_id="null-btn")
+        with gr.Row():
+            button = gr.Button("Measure the empirical null", elem_id="null-btn")
+            cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
+            estimate = gr.Markdown()
         text = gr.Markdown(elem_id="null-summary")
-    return SimpleNamespace(kind=kind, other=other, draws=draws, button=button, output=text)
+    return SimpleNamespace(kind=kind, other=other, draws=draws, button=button, output=text, cancel=cancel,
+                           estimate=estimate)
 
 
 def null_seconds(draws, **_) -> float:
@@ -52,12 +57,14 @@ def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
     res = state.located_set(label)
     draws = F.REPEATS.check(draws)
     score = ScoreConfig(method=res.score.method, ig_steps=res.score.ig_steps, ig_rule=res.score.ig_rule)
+    cost = costs.check("null", draws=draws)
     lm, update = state.model(), progress_reporter(progress)
-    with in_lane("null", update, state.cancel):
+    with in_lane("null", update, state.cancel, cost):
         null = empirical_null(lm, res.dataset, kind, other, res.n, min(draws, 10), res.seed, score, res.params,
                               progress=update, cancel=state.cancel)
     agree = res.agreement()
     times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"
     times_chance = f"{agree.iou / agree.chance_iou:.0f} times" if agree.chance_iou > 0 else "against"
     return (f"{null.describe()}.\n\nThis set's split IoU: **{agree.iou:.3f}** ({times_null}; {times_chance} the "
-            f"hypergeometric chance {agree.chance_iou:.5f}).")
+            f"hypergeometric chance {agree.chance_iou:.5f}).\n\n**Reading:** "
+            f"{iou_reading(agree.iou, agree.chance_iou, null.mean)}.")

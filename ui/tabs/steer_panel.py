@@ -13,8 +13,8 @@ from cnl_core.evaluate.controls import random_like
 from cnl_core.evaluate.steer import steer_stream, token_logprobs
 from cnl_core.model.hooks import Intervention
 
-from .. import gpu
-from ..errors import shows_errors
+from .. import costs, gpu
+from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
 from ..visitors import one_job
@@ -32,25 +32,31 @@ def build() -> SimpleNamespace:
             prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3,
                                 max_length=F.STEER_PROMPT.max_chars)
             max_new = gr.Number(16, label="new tokens")
-            button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
+            with gr.Column(scale=0, min_width=120):
+                button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
+                cancel = gr.Button("Cancel", variant="secondary", size="sm")
+        estimate = gr.Markdown()
+        note = gr.Markdown(elem_id="steer-note")
         with gr.Row():
             base = gr.Textbox(label="unmodified model", lines=4, elem_id="steer-baseline")
             changed = gr.Textbox(label="located neurons changed", lines=4, elem_id="steer-intervened")
             control = gr.Textbox(label="as many random neurons changed", lines=4)
         diff = gr.HighlightedText(label="The unmodified answer's tokens: change of log-probability when intervened",
                                   show_legend=False, combine_adjacent=False)
-    return SimpleNamespace(prompt=prompt, max_new=max_new, button=button, outputs=[base, changed, control, diff])
+    return SimpleNamespace(prompt=prompt, max_new=max_new, button=button, cancel=cancel, estimate=estimate,
+                           note=note, outputs=[base, changed, control, diff, note])
 
 
 @gpu.on_gpu(gpu.steer_seconds)
 @shows_errors
 @one_job("Ask")
-def steer_ui(located_on, mode, factor, positions, prompt, max_new, state):
+def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progress=gr.Progress()):
     state = session(state)
     neurons = state.located_set(located_on).neurons
     if not F.STEER_PROMPT.check(prompt).strip():
         raise ParameterError("Type a prompt to ask the model.")
     iv, max_new = Intervention.from_inputs(neurons, mode, factor, positions), F.STEER_TOKENS.check(max_new)
+    cost = costs.check("steer", max_new=max_new)
     lm = state.model_for(neurons.grid)  # every input is checked before the model is loaded
     tokens = len(lm.tokenizer(prompt)["input_ids"])
     if tokens > F.TOKEN_CEILING:
@@ -58,12 +64,25 @@ def steer_ui(located_on, mode, factor, positions, prompt, max_new, state):
     conditions = {"baseline": None, "intervened": iv,
                   "control": replace(iv, neurons=random_like(neurons, 1000, neurons))}
     answers = {}
-    with in_lane("steer", None, state.cancel):
+    with in_lane("steer", progress_reporter(progress), state.cancel, cost):
         for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
-            yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None
+            yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None, ""
         ids = lm.tokenizer(prompt)["input_ids"]
         base = answers["baseline"]
         before = token_logprobs(lm, ids, base.token_ids, None)
         after = token_logprobs(lm, ids, base.token_ids, iv)
-    diff = [(tok, max(-1.0, min(1.0, b - a))) for tok, a, b in zip(base.tokens, before, after)]
-    yield base.text, answers["intervened"].text, answers["control"].text, diff
+    # a loss is positive (Gradio draws it red), a gain negative (purple): the colours the help text names
+    diff = [(tok, max(-1.0, min(1.0, b - a))) for tok, b, a in zip(base.tokens, before, after)]
+    yield base.text, answers["intervened"].text, answers["control"].text, diff, steer_note(answers, diff)
+
+
+def steer_note(answers: dict, diff: list[tuple[str, float]]) -> str:
+    """What the three answers and the colours say, and why a box is empty where one is."""
+    empty = [name for name, key in (("located neurons changed", "intervened"), ("random neurons changed", "control"),
+                                    ("unmodified", "baseline")) if not answers[key].text.strip()]
+    lines = [f"The *{name}* answer is empty: the model ended it (or wrote only spaces) at once." for name in empty]
+    lost = sum(1 for _, d in diff if d > 0.05)
+    gained = sum(1 for _, d in diff if d < -0.05)
+    lines.append(f"Of the unmodified answer's {len(diff)} tokens, {lost} lose probability (red) and {gained} gain "
+                 "(purple) when the located neurons are changed; pale: little change.")
+    return "\n\n".join(lines)

@@ -17,7 +17,7 @@ from cnl_core.locate.select import LocateParams
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
-from .. import gpu
+from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import data_identity, in_lane, served
@@ -46,9 +46,14 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f",
                                max_length=F.FRACTIONS.max_chars)
         repeats = gr.Number(1, label="repeats")
-    decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
+    with gr.Row():
+        decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
+        decouple_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
+        decouple_estimate = gr.Markdown()
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
-    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True)
+    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True,
+                                  headers=["shared fraction f", "replaceable", "iou", "iou_min", "iou_max",
+                                           "chance_iou", "empirical null iou"])
     gr.Markdown(HELP_SPECIFIC)
     sharing_btn = gr.Button("Count shared and specific neurons of the located sets")
     sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
@@ -56,11 +61,19 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="effect measured on")
         eval_n = gr.Number(DEFAULTS.eval_n, label="n test samples per dataset")
-    specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
+    with gr.Row():
+        specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
+        specific_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
+        specific_estimate = gr.Markdown()
+    status = gr.Markdown(elem_id="studies-status")
     specific_plot = gr.Plot(show_label=False)
-    specific_table = gr.Dataframe(label="Specificity index", wrap=True)
+    specific_table = gr.Dataframe(label="Specificity index", wrap=True,
+                                  headers=["dataset", "specific neurons", "index", "95% interval", "own effect",
+                                           "mean effect on others"])
     knowledge = knowledge_panel.build()
-    return SimpleNamespace(knowledge=knowledge, decouple_btn=decouple_btn,
+    return SimpleNamespace(knowledge=knowledge, decouple_btn=decouple_btn, decouple_cancel=decouple_cancel,
+                           decouple_estimate=decouple_estimate, specific_cancel=specific_cancel,
+                           specific_estimate=specific_estimate, status=status,
                            decouple=SimpleNamespace(dataset=dataset, other=other, n=n, fractions=fractions,
                                                     repeats=repeats),
                            decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
@@ -85,12 +98,15 @@ def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule
               ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
               LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign))
     batch = F.BATCH.check(batch_size)
+    cost = costs.check("decouple", dataset=dataset, other=other, n=inputs[0], fractions=fractions,
+                       repeats=inputs[2], method=inputs[4].method, ig_steps=inputs[4].ig_steps)
     lm, update = state.model(), progress_reporter(progress)
     n, fractions, repeats, seed, cfg, params = inputs
     key = {"datasets": [data_identity(dataset), data_identity(other)], "n": n, "fractions": fractions,
            "repeats": repeats, "seed": seed, "score": cfg.to_json(), "params": params.as_dict()}
     res = served("decouple", lm, key, DecoupleResult, lambda: run_decouple(
-        lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel), update, state.cancel).value
+        lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel), update, state.cancel,
+        cost).value
     for warning in res.warnings():  # two empty sets: IoU undefined
         gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
@@ -115,8 +131,9 @@ def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, progress=gr.Pr
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
     eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new)
+    cost = costs.check("specificity", eval_n=eval_n, fewshot=fewshot, max_new=max_new, state=state)
     lm, update = state.model(), progress_reporter(progress)
-    with in_lane("specificity", update, state.cancel):
+    with in_lane("specificity", update, state.cancel, cost):
         res = run_specificity(lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update,
                               cancel=state.cancel)
     table = pd.DataFrame([{"dataset": k, "specific neurons": len(res.split.specific[k]), "index": v["value"],
