@@ -44,7 +44,7 @@ OVERDUE_S = 10.0  # the least time left said for a running job past its expected
 class _Ticket:
     kind: str
     started: float | None = None
-    cost: "Expected | None" = None
+    cost: Expected | None = None
     done: float = 0.0  # share of its work done, from its progress reports
 
     def left_s(self, expected: float) -> tuple[float, bool]:
@@ -66,7 +66,7 @@ def note_progress(done: int, total: int) -> None:
         ticket.done = min(1.0, max(0.0, done / total))
 
 
-def current_cost() -> "Expected | None":
+def current_cost() -> Expected | None:
     """The expected cost of the job this thread runs, if it told one."""
     ticket = getattr(_CURRENT, "ticket", None)
     return None if ticket is None else ticket.cost
@@ -95,7 +95,7 @@ class Lanes:
         self._rates: dict[str, float] = {}  # kind -> seconds here per second of costs.py's first-guess work
         self._took_lock = threading.Lock()
 
-    def lane_for(self, kind: str, cost: "Expected | None" = None) -> Lane:
+    def lane_for(self, kind: str, cost: Expected | None = None) -> Lane:
         """By the expected cost where the job told it, else by its kind."""
         if cost is not None:
             return self.lanes["long" if cost.seconds > JOBS.short_line_s else "short"]
@@ -141,7 +141,7 @@ class Lanes:
 
     @contextmanager
     def slot(self, kind: str, progress: Progress | None = None,
-             cancel: threading.Event | None = None, cost: "Expected | None" = None) -> Iterator[None]:
+             cancel: threading.Event | None = None, cost: Expected | None = None) -> Iterator[None]:
         """Run the block as a job of `kind` in its lane (by its expected `cost` where given): wait for the jobs
         ahead (saying where the visitor stands and about how long it will be), then hold the lane. Cancel while
         waiting leaves the line (Cancelled)."""

@@ -11,8 +11,9 @@ like a result file (its neurons and settings, without re-thresholding).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import ResultFileError
 from ..serialize import at

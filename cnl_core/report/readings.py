@@ -9,7 +9,7 @@ dashboard shows them under the result and the CLI may print them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..experiments.demo import DEMO, DemoResult
 from ..experiments.eval_results import EvalResult
@@ -61,13 +61,15 @@ def evaluation_readings(results: Sequence[EvalResult]) -> list[str]:
         what = "zeroing" if mode == "zero" else f"amplifying x{factor:g}"
         spread = max(0.05, 2 * (getattr(control, "accuracy_std", None) or 0.0))
         moved = after.accuracy - base.accuracy
-        beyond = control is not None and control.accuracy is not None and abs(after.accuracy - control.accuracy) > spread
+        beyond = (control is not None and control.accuracy is not None
+                  and abs(after.accuracy - control.accuracy) > spread)
         verdict = ("a larger change than as many random neurons: these neurons carry it" if beyond else
                    "no larger change than as many random neurons: not specific to these neurons")
         line = (f"{where}: {what} the {count} located neurons takes accuracy {_pct(base.accuracy)} -> "
                 f"{_pct(after.accuracy)} (random control {_pct(control.accuracy if control else None)}): {verdict}.")
         if base.accuracy == 0:
-            line += " The model cannot do this task (0% unmodified): no intervention can lower it; pick a task it can do."
+            line += (" The model cannot do this task (0% unmodified): no intervention can lower it; pick a task it "
+                     "can do.")
         if mode == "amplify" and moved < 0:
             line += (f" Amplifying x{factor:g} lowers accuracy here: a small model's answer path saturates when its "
                      "neurons are pushed past their usual range (the paper's gains are on 7B models); the "

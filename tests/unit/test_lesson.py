@@ -136,7 +136,8 @@ def test_each_number_gets_its_reading():
     assert "cannot do this task (0% unmodified)" in zero and "not specific" in zero
     loglik, = evaluation_readings([_eval("humaneval", None, None, None, kind="loglik")])
     assert "accuracy n/a: this task is scored by the gold answer's log-likelihood only" in loglik
-    assert settings_line(0.1, 0.5, 12, 2, 2, "grad_x_act", 3) == "tau 0.1 · p 0.5 · n 12 x 2 · seed 2 · grad_x_act · 3-shot"
+    assert settings_line(0.1, 0.5, 12, 2, 2, "grad_x_act", 3) == \
+        "tau 0.1 · p 0.5 · n 12 x 2 · seed 2 · grad_x_act · 3-shot"
 
 
 def test_a_baseline_says_whether_the_model_can_do_the_task():

@@ -79,7 +79,8 @@ def build() -> SimpleNamespace:
             add_btn = gr.Button("Add dataset")
         upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
         upload_msg = gr.Markdown()
-    return SimpleNamespace(datasets=datasets, baselines=baselines, n=n, k=k, seed=seed, preview_btn=preview_btn, split_rows=split_rows,
+    return SimpleNamespace(datasets=datasets, baselines=baselines, n=n, k=k, seed=seed, preview_btn=preview_btn,
+                           split_rows=split_rows,
                            upload=upload, prompt_col=prompt_col, answer_col=answer_col, labels=labels,
                            up_name=up_name, template=template, add_btn=add_btn, upload_preview=upload_preview,
                            upload_msg=upload_msg)

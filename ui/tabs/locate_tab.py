@@ -8,10 +8,10 @@ import gradio as gr
 
 from cnl_core import fields as F
 from cnl_core.errors import ParameterError
+from cnl_core.experiments.demo import DEMO
 from cnl_core.experiments.locate import run_locate, threshold_sweep
 from cnl_core.locate.scorers import ScoreConfig, scorer_names
 from cnl_core.locate.select import LocateParams
-from cnl_core.experiments.demo import DEMO
 from cnl_core.options import DEFAULTS, IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line
