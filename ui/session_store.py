@@ -4,7 +4,7 @@ Why: a refresh wiped a student's located sets and results with no warning, and a
 neuron or one result on every screen. Here the session's located sets and Intervene runs are written, after each
 change, into the browser's own storage (gr.BrowserState: encrypted with this server's secret, so a restarted
 server starts afresh) and read back on the next page load; the same document downloads and uploads as one JSON
-file (cnl_core/experiments/session_file.py reads it through the checked codec, never pickle). A link with
+file (cnl_core/experiments/session_file.py reads it through the checked codec: no Python objects). A link with
 `?neuron=LAYER:INDEX` opens that neuron's inspector page, and `?result=KIND/KEY` a stored result, for anyone in
 the room: both come from the result cache, without the model where the work was done before.
 """

@@ -7,7 +7,7 @@ space, file size), runs in its own temporary folder (HOME, TMPDIR and the Huggin
 has the `evaluate` package made unimportable (the harness sends unknown metric names there, which loads and
 runs scripts), renders templates in a Jinja sandbox that caps string and loop sizes, and holds no model:
 every loglikelihood and generation request goes to the server over a pipe as plain text (newline-delimited
-JSON, never pickle), where the model's lock is taken per batch and the visitor's intervention applied.
+JSON, no Python objects), where the model's lock is taken per batch and the visitor's intervention applied.
 Cancel, a closed tab or a limit kills it; its folder is deleted.
 
 Protocol (one JSON object per line): the server sends the job, the child answers {"op": "ready"} (or
