@@ -66,6 +66,14 @@ def _text(where: _Where, key: str, node: yaml.Node, limit: int = SHORT_CHARS) ->
     return node.value
 
 
+def _choice(where: _Where, key: str, node: yaml.Node, names, after: str) -> str:
+    """Text that must be one of `names`; a refusal reads "KEY (line N) is 'VALUE'" + after."""
+    value = _text(where, key, node)
+    if value not in names:
+        raise where.refuse(node, key, f"is {value[:80]!r}{after}")
+    return value
+
+
 def _int(where: _Where, key: str, node: yaml.Node, low: int, high: int) -> int:
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:int":
         raise where.refuse(node, key, "must be a whole number")
@@ -159,11 +167,8 @@ class _Reader:
         return value
 
     def dataset_path(self, where: _Where, key: str, node: yaml.Node) -> str:
-        value = _text(where, key, node)
-        if value not in FILE_FORMATS:
-            raise where.refuse(node, key, f"is {value[:80]!r}; a task here reads its uploaded files with one of "
-                                          f"{', '.join(FILE_FORMATS)}")
-        return value
+        return _choice(where, key, node, FILE_FORMATS,
+                       f"; a task here reads its uploaded files with one of {', '.join(FILE_FORMATS)}")
 
     def dataset_kwargs(self, where: _Where, key: str, node: yaml.Node) -> dict:
         return _mapping(where, key, node, {"data_files": self.data_files})
@@ -186,10 +191,7 @@ class _Reader:
         return _int(where, key, node, 0, 10_000)
 
     def output_type(self, where: _Where, key: str, node: yaml.Node) -> str:
-        value = _text(where, key, node)
-        if value not in OUTPUT_TYPES:
-            raise where.refuse(node, key, f"is {value[:80]!r}; one of {', '.join(OUTPUT_TYPES)}")
-        return value
+        return _choice(where, key, node, OUTPUT_TYPES, f"; one of {', '.join(OUTPUT_TYPES)}")
 
     def generation(self, where: _Where, key: str, node: yaml.Node) -> dict:
         return _mapping(where, key, node, {
@@ -207,11 +209,8 @@ class _Reader:
             for i, item in enumerate(_items(where, key, node, MAX_METRICS))]
 
     def registered(self, where: _Where, key: str, node: yaml.Node, names: set[str], what: str) -> str:
-        value = _text(where, key, node)
-        if value not in names:
-            raise where.refuse(node, key, f"is {value[:80]!r}, not a {what} of lm-eval's own registry "
-                                          f"({', '.join(sorted(names))})")
-        return value
+        known = ", ".join(sorted(names))
+        return _choice(where, key, node, names, f", not a {what} of lm-eval's own registry ({known})")
 
     def filter_list(self, where: _Where, key: str, node: yaml.Node) -> list:
         def one(w: _Where, k: str, n: yaml.Node) -> dict:
@@ -226,10 +225,7 @@ class _Reader:
             for i, item in enumerate(_items(where, key, node, MAX_FILTERS))]
 
     def sampler(self, where: _Where, key: str, node: yaml.Node) -> str:
-        value = _text(where, key, node)
-        if value not in ("first_n", "default"):
-            raise where.refuse(node, key, "must be first_n or default")
-        return value
+        return _choice(where, key, node, ("first_n", "default"), "; one of first_n, default")
 
 
 def read_allowed_task(path: Path, shown: str, data_names: set[str]) -> dict:
