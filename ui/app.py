@@ -113,7 +113,8 @@ def build_app() -> gr.Blocks:
         _estimate_line(demo, "demo", intro.estimate, intro)
         model_inputs = inputs(model_tab.estimate_ui, model)
         model.load_btn.click(model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
-                             [model.info, state], concurrency_id="model-info", concurrency_limit=4).then(*marks)
+                             [model.info, model.estimate, state], concurrency_id="model-info",
+                             concurrency_limit=4).then(*marks)
         # The estimate reads a config (maybe from the Hub): queued, two at a time, the latest input only.
         estimate = {"concurrency_id": "estimate", "concurrency_limit": 2, "trigger_mode": "always_last"}
         for ev in (model.name.submit, model.name.blur, *(p.change for p in model_inputs if p is not model.name)):
@@ -239,8 +240,8 @@ def build_app() -> gr.Blocks:
                   queue=False).success(
             _inspect_linked, inputs(_inspect_linked, insp, state=state), insp.outputs, **heavy)
         chain.then(
-            model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state), [model.info, state],
-            concurrency_id="model-info", concurrency_limit=4).then(*marks)
+            model_tab.load_model_ui, inputs(model_tab.load_model_ui, model, state=state),
+            [model.info, model.estimate, state], concurrency_id="model-info", concurrency_limit=4).then(*marks)
         demo.unload(tab_closed)  # a closed tab's job stops at its next model step; its data is freed
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

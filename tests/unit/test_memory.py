@@ -125,7 +125,8 @@ def test_a_batch_that_does_not_fit_lowers_the_batch_before_it_refuses_a_precisio
 def test_the_loaded_models_table_shows_the_estimate_it_was_planned_with(tiny_model_folder):
     from ui.tabs.model_tab import load_model_ui
 
-    md, _state = load_model_ui(tiny_model_folder, "auto", "cpu", "4bit", False, False, None)
+    md, line, _state = load_model_ui(tiny_model_folder, "auto", "cpu", "4bit", False, False, None)
+    assert line.split("(when loaded): ")[1] in md  # one free-memory figure on the page, not two
     assert "| dtype / quantization | float32 / 4bit |" in md
     assert "| memory estimate |" in md and "in nf4: weights" in md and "free RAM: fits" in md
 

@@ -79,4 +79,5 @@ def load_model_ui(name, dtype, device, quant, device_map_auto, trust_remote_code
           f"| dtype / quantization | {info['dtype']} / {info['quantization']} |\n| device | {info['device']} |\n"
           f"| memory | {info['memory_mb']:,} MB |\n"
           f"| memory estimate | {estimate} |\n| weights fingerprint | `{info['fingerprint']}` |{warn}")
-    return md, state
+    # the line above the table shows the same estimate (free memory read once, at load): one figure, not two
+    return md, f"**Memory estimate** (when loaded): {estimate}", state
