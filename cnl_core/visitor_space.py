@@ -59,21 +59,12 @@ class VisitorSpace:
                                  f"keeps at most {F.VISITOR_DISK_BYTES // 2**20} MiB. Remove an upload or start a new "
                                  "session (reload the page) to free yours.")
 
-    def take_upload(self, path: Path, uploads_dir: Path | None) -> Path:
-        """Move a file Gradio just received into this visitor's uploads (quota checked first); Gradio's copy and
-        its one-file folder go, when they lie in its upload folder `uploads_dir`."""
-        size = path.stat().st_size
-        self.admit(size)
+    def take_upload(self, path: Path) -> Path:
+        """A copy of an uploaded file in this visitor's uploads (quota checked first); the caller discards the
+        original (the dashboard: Gradio's copy, ui/upload_guard.discard_upload)."""
+        self.admit(path.stat().st_size)
         target = self.folder("uploads") / path.name
         shutil.copyfile(path, target)
-        if uploads_dir is not None:
-            real, root = Path(os.path.realpath(path)), Path(os.path.realpath(uploads_dir))
-            if root in real.parents:
-                real.unlink(missing_ok=True)
-                try:
-                    real.parent.rmdir()
-                except OSError:
-                    pass
         return target
 
     def free(self) -> None:

@@ -28,6 +28,22 @@ def gradio_uploads() -> Path | None:
     return Path(folder) if folder else None
 
 
+def discard_upload(path: str | os.PathLike, upload_dir: str | os.PathLike | None = None) -> None:
+    """Remove a file Gradio's upload route stored, and its one-file folder if now empty; nothing outside Gradio's
+    upload folder (`upload_dir`, by default gradio_uploads()) is touched."""
+    folder = upload_dir if upload_dir is not None else gradio_uploads()
+    if folder is None:
+        return
+    real = Path(os.path.realpath(path))
+    if Path(os.path.realpath(folder)) not in real.parents:
+        return
+    try:
+        real.unlink(missing_ok=True)
+        real.parent.rmdir()
+    except OSError:
+        pass
+
+
 class DataOnlyUploads:
     """ASGI middleware: an upload of anything but DATA_FILES is removed and refused (the other routes pass)."""
 
@@ -54,7 +70,7 @@ class DataOnlyUploads:
                 await send(message)
             return
         for path in paths:
-            self._remove(path)
+            discard_upload(path, self.upload_dir)
         name = Path(refused[0]).name[:80]
         text = (f"Uploads are data only: {name!r} is refused. This app reads "
                 f"{', '.join(self.allowed)} files.").encode()
@@ -63,16 +79,6 @@ class DataOnlyUploads:
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(text)).encode())]})
         await send({"type": "http.response.body", "body": text})
-
-    def _remove(self, path: str) -> None:
-        real = Path(os.path.realpath(path))
-        if self.upload_dir not in real.parents:  # only what Gradio just wrote under its upload folder
-            return
-        try:
-            real.unlink(missing_ok=True)
-            real.parent.rmdir()  # Gradio's folder for this one file, if now empty
-        except OSError:
-            pass
 
 
 def _paths(body: bytes) -> list[str] | None:

@@ -37,8 +37,8 @@ from .task_allowlist import read_allowed_task
 from .task_files import DATA_SUFFIXES, TASK_SUFFIXES, task_yaml_files
 
 WORKER = Path(__file__).with_name("harness_worker.py")
-OPS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
-GEN_KEYS = ("until", "max_gen_toks", "do_sample", "temperature")
+GENERATE = "generate_until"
+OPS = ("loglikelihood", "loglikelihood_rolling", GENERATE)  # the three calls the child may make
 
 
 @dataclass(frozen=True)
@@ -160,13 +160,13 @@ class IsolatedHarness:
 
     def _checked(self, op: str, arg) -> tuple:
         """A request's arguments as the model may see them: texts of bounded size; generation greedy and bounded."""
-        if not isinstance(arg, list) or not arg or not all(isinstance(t, str) for t in arg[:2 if op != OPS[2] else 1]):
+        texts = arg[:1] if op == GENERATE and isinstance(arg, list) else arg  # generation: (context, its settings)
+        if not isinstance(arg, list) or not arg or not all(isinstance(t, str) for t in texts):
             raise HarnessError("lm-evaluation-harness sent a request this lab does not serve.")
-        texts = arg[:1] if op == OPS[2] else arg
-        if sum(len(t) for t in texts if isinstance(t, str)) > self.limits.text_chars:
+        if sum(len(t) for t in texts) > self.limits.text_chars:
             raise HarnessError(f"A task's prompt is longer than {self.limits.text_chars:,} characters; this lab "
                                "scores shorter ones.")
-        if op != OPS[2]:
+        if op != GENERATE:
             return tuple(arg)
         given = arg[1] if len(arg) > 1 and isinstance(arg[1], dict) else {}
         until = given.get("until") or []
@@ -229,12 +229,13 @@ class IsolatedHarness:
             except OSError:
                 pass
             self.proc.wait(timeout=10)
-        for stream in (getattr(self, "_tx", None),):
+        if getattr(self, "_tx", None) is not None:
             try:
-                stream is not None and stream.close()
+                self._tx.close()
             except OSError:
                 pass
-        if isinstance(getattr(self, "_rx", None), int):
+            self._tx = None
+        if getattr(self, "_rx", None) is not None:
             try:
                 os.close(self._rx)
             except OSError:

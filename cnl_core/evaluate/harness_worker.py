@@ -48,10 +48,9 @@ def _sandbox_templates() -> None:
         def call_binop(self, context, operator, left, right):
             if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
                 raise jinja2.sandbox.SecurityError("a power above 64 is not computed here")
-            if operator == "*" and isinstance(left, (str, list)) and isinstance(right, int) or \
-                    operator == "*" and isinstance(right, (str, list)) and isinstance(left, int):
+            if operator == "*":
                 seq, times = (left, right) if isinstance(left, (str, list)) else (right, left)
-                if len(seq) * max(times, 0) > MAX_TEXT:
+                if isinstance(seq, (str, list)) and isinstance(times, int) and len(seq) * max(times, 0) > MAX_TEXT:
                     raise jinja2.sandbox.SecurityError(f"a template may build at most {MAX_TEXT:,} characters")
             out = super().call_binop(context, operator, left, right)
             if isinstance(out, (str, list)) and len(out) > MAX_TEXT:

@@ -22,7 +22,7 @@ from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
-from ..upload_guard import gradio_uploads
+from ..upload_guard import discard_upload
 from ..session import PendingUpload, Session, session
 from . import baseline_panel
 from .locate_tab import split_numbers
@@ -94,7 +94,9 @@ def inspect_upload(file, state):
     state.pending_upload = None
     if file is None:
         return (*cleared, state)
-    path = state.space.take_upload(Path(file if isinstance(file, str) else file.name), gradio_uploads())
+    given = Path(file if isinstance(file, str) else file.name)
+    path = state.space.take_upload(given)
+    discard_upload(given)  # Gradio's copy goes now; the visitor's lives and dies with the session
     try:
         scan = scan_table(path)
     except DatasetError as exc:

@@ -7,7 +7,6 @@ optional harness is not installed, the panel says how to install it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +25,7 @@ from .. import gpu
 from ..errors import progress_reporter, shows_errors
 from ..session import session
 from ..shared_work import in_lane
-from ..upload_guard import gradio_uploads
+from ..upload_guard import discard_upload
 from ..visitors import one_job
 
 UPLOADED_TASKS = "(your uploaded tasks)"  # what the include box shows for the visitor's uploads: no server path
@@ -85,10 +84,8 @@ def take_task_files(files, state):
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # all or nothing
-        uploads = gradio_uploads()
-        for path in paths if uploads is not None else []:  # Gradio's copies go now, not at the next clean-up
-            if Path(os.path.realpath(uploads)) in Path(os.path.realpath(path)).parents:
-                path.unlink(missing_ok=True)
+        for path in paths:  # Gradio's copies go now, not at the next clean-up
+            discard_upload(path)
     return UPLOADED_TASKS, (f"Checked and ready: {', '.join(names)}. Name them in the tasks box; they run in a "
                             "process of their own." if names else
                             "No task YAML among the files (a YAML's `task:` names it).")
