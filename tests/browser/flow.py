@@ -19,6 +19,15 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
+SERVER_LOGS: list[Path | None] = [None]  # the running test dashboard's output file
+
+
+def server_log(chars: int = 3000) -> str:
+    """The end of the test dashboard's output, for a failure's message."""
+    log = SERVER_LOGS[0]
+    return log.read_text(errors="replace")[-chars:] if log is not None and log.exists() else "(no server output)"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -30,8 +39,11 @@ def dashboard(cache_dir: Path, *flags: str):
     """Start dashboard.py (with these flags) on a free loopback port with its own score cache; yield its URL."""
     port = free_port()
     env = {**os.environ, "CNL_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port), *flags], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the server's output goes to a file: a pipe nobody reads fills up and then stalls the server's threads
+    log = SERVER_LOGS[0] = cache_dir / "dashboard.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port), *flags], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 120
@@ -41,7 +53,7 @@ def dashboard(cache_dir: Path, *flags: str):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"dashboard did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
+                    raise RuntimeError(f"dashboard did not start: {server_log()}")
                 time.sleep(0.5)
         yield url
     finally:
@@ -73,7 +85,9 @@ def wait_for_text(locator, parts, timeout: float) -> str:
         if all(p in text for p in parts):
             return text
         time.sleep(0.5)
-    raise AssertionError(f"{parts} never appeared; last text: {text[:500]}")
+    toasts = locator.page.locator("[data-testid=toast-body]").all_inner_texts()
+    raise AssertionError(f"{parts} never appeared; last text: {text[:500]}\nnotices on screen: {toasts}\n"
+                         f"the server's output ends:\n{server_log()}")
 
 
 def close_toasts(page) -> None:
