@@ -61,41 +61,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=host, help=f"address to bind (default {host}; 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--share", action="store_true", help="create a temporary public gradio.live link")
-    parser.add_argument("--shared", action=argparse.BooleanOptionalAction, default=None,
-                        help="shared mode: visitors name no server path and run no code (default: on on a Space, "
-                             "with --share and with a --host other than this machine; env CNL_SHARED)")
-    parser.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
-                        help="shared mode: a folder whose models, dataset files and task YAMLs visitors may name "
-                             "(repeatable; env CNL_ALLOWED_PATHS, separated by ':')")
-    parser.add_argument("--allow-model", action="append", default=[], metavar="HUB_ID",
-                        help="shared mode: the Hub models visitors may load (repeatable; default: any; env "
-                             "CNL_ALLOWED_MODELS, comma-separated)")
-    parser.add_argument("--warm-demo", action=argparse.BooleanOptionalAction, default=None,
-                        help="compute the one-click demo at start-up, in the background, so every visitor gets it at "
-                             "once (default: on in shared mode, off on a laptop; env CNL_WARM_DEMO=1/0). With the "
-                             "cache on persistent storage (CNL_CACHE_DIR) it is computed once per model, ever")
-    parser.add_argument("--warm-baselines", action="store_true",
-                        help="after the demo, measure the built-in model's accuracy on every built-in dataset (the "
-                             "Data tab's 'can do' marks), in the long-job line; once per model, ever, with the cache "
-                             "on persistent storage (several minutes on a CPU; env CNL_WARM_BASELINES=1)")
-    parser.add_argument("--allow-pickled-weights", action="store_true",
-                        help="let model folders without safetensors load pickled weights (runs code if the weights "
-                             "are hostile; env CNL_ALLOW_PICKLE=1)")
+    parser.add_argument(
+        "--shared",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shared mode: visitors name no server path and run no code (default: on on a Space, "
+        "with --share and with a --host other than this machine; env CNL_SHARED)",
+    )
+    parser.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="shared mode: a folder whose models, dataset files and task YAMLs visitors may name "
+        "(repeatable; env CNL_ALLOWED_PATHS, separated by ':')",
+    )
+    parser.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="HUB_ID",
+        help="shared mode: the Hub models visitors may load (repeatable; default: any; env "
+        "CNL_ALLOWED_MODELS, comma-separated)",
+    )
+    parser.add_argument(
+        "--warm-demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compute the one-click demo at start-up, in the background, so every visitor gets it at "
+        "once (default: on in shared mode, off on a laptop; env CNL_WARM_DEMO=1/0). With the "
+        "cache on persistent storage (CNL_CACHE_DIR) it is computed once per model, ever",
+    )
+    parser.add_argument(
+        "--warm-baselines",
+        action="store_true",
+        help="after the demo, measure the built-in model's accuracy on every built-in dataset (the "
+        "Data tab's 'can do' marks), in the long-job line; once per model, ever, with the cache "
+        "on persistent storage (several minutes on a CPU; env CNL_WARM_BASELINES=1)",
+    )
+    parser.add_argument(
+        "--allow-pickled-weights",
+        action="store_true",
+        help="let model folders without safetensors load pickled weights (runs code if the weights "
+        "are hostile; env CNL_ALLOW_PICKLE=1)",
+    )
     return parser.parse_args(argv)
 
 
 def policy_from(args: argparse.Namespace) -> shared_mode.Policy:
     """The shared-mode policy these flags and the environment give (flags first)."""
-    return shared_mode.Policy.from_env(share=args.share, host=args.host, shared=args.shared,
-                                       allowed_paths=tuple(args.allow_path), allowed_models=tuple(args.allow_model),
-                                       allow_pickle=args.allow_pickled_weights)
+    return shared_mode.Policy.from_env(
+        share=args.share,
+        host=args.host,
+        shared=args.shared,
+        allowed_paths=tuple(args.allow_path),
+        allowed_models=tuple(args.allow_model),
+        allow_pickle=args.allow_pickled_weights,
+    )
 
 
 def launch_options(args: argparse.Namespace) -> dict:
     """Gradio's launch() options: the server, the look, and the upload guard (uploads are data only)."""
-    return dict(server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(),
-                css_paths=[ASSETS / "style.css"], footer_links=["api"], max_file_size="50mb",
-                app_kwargs={"middleware": [Middleware(DataOnlyUploads, upload_dir=os.environ["GRADIO_TEMP_DIR"])]})
+    return dict(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        theme=gr.themes.Soft(),
+        css_paths=[ASSETS / "style.css"],
+        footer_links=["api"],
+        max_file_size="50mb",
+        app_kwargs={"middleware": [Middleware(DataOnlyUploads, upload_dir=os.environ["GRADIO_TEMP_DIR"])]},
+    )
 
 
 def main() -> None:
@@ -108,8 +144,9 @@ def main() -> None:
     app = build_app()
     baselines = args.warm_baselines or os.environ.get("CNL_WARM_BASELINES", "").strip().lower() in ("1", "true", "yes")
     if warm_wanted(args, policy) or baselines:
-        threading.Thread(target=_warm, args=(warm_wanted(args, policy), baselines), name="warm-demo",
-                         daemon=True).start()
+        threading.Thread(
+            target=_warm, args=(warm_wanted(args, policy), baselines), name="warm-demo", daemon=True
+        ).start()
     app.launch(**launch_options(args))
 
 

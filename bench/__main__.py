@@ -49,8 +49,11 @@ def main() -> None:
     for row in rows:
         print(_line(row))
     info = sum(r[-1] == "info" for r in rows)  # figures reported without a target
-    print(f"\n{sum(r[-1] == 'pass' for r in rows)} passed, {sum(r[-1] not in ('pass', 'info') for r in rows)} failed"
-          + (f", {info} reported" if info else "") + f" ({time.perf_counter() - started:.0f} s)")
+    print(
+        f"\n{sum(r[-1] == 'pass' for r in rows)} passed, {sum(r[-1] not in ('pass', 'info') for r in rows)} failed"
+        + (f", {info} reported" if info else "")
+        + f" ({time.perf_counter() - started:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,15 @@ def alternatives(gpu: bool) -> list:
     try:
         from nnsight import NNsight
     except ImportError:
-        return [("activation collection vs nnsight trace+save", "nnsight not installed (make bench installs it)", "",
-                 ">= 1x", "NOT RUN")]
+        return [
+            (
+                "activation collection vs nnsight trace+save",
+                "nnsight not installed (make bench installs it)",
+                "",
+                ">= 1x",
+                "NOT RUN",
+            )
+        ]
     from cnl_core.locate.collect import collect_scores
     from cnl_core.locate.scorers import ScoreConfig, score_batch
 
@@ -53,9 +60,15 @@ def alternatives(gpu: bool) -> list:
     same = close(score_batch(lm, one, cfg)[0], nnsight_batch(one))
     t_theirs = _best(lambda: nnsight_batch(one))
     t_ours = _best(lambda: score_batch(lm, one, cfg))
-    rows.append(("activation scores vs nnsight trace+save, one batch of 8 GSM8K samples",
-                 f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; equal: {same}", f"{t_theirs / t_ours:.2f}x",
-                 ">= 1x", _verdict(t_theirs / t_ours >= 1.0 and same)))
+    rows.append(
+        (
+            "activation scores vs nnsight trace+save, one batch of 8 GSM8K samples",
+            f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; equal: {same}",
+            f"{t_theirs / t_ours:.2f}x",
+            ">= 1x",
+            _verdict(t_theirs / t_ours >= 1.0 and same),
+        )
+    )
 
     many = _samples(24)
     ids, dataset = [s.id for s in many], _dataset("gsm8k")
@@ -68,9 +81,15 @@ def alternatives(gpu: bool) -> list:
 
     same = close(ours(), theirs())
     t_theirs, t_ours = _best(theirs, repeat=2), _best(ours, repeat=2)
-    rows.append(("activation collection vs an nnsight loop, 24 GSM8K samples in batches of 8 (no cache)",
-                 f"{t_ours:.1f} s vs {t_theirs:.1f} s; equal: {same}", f"{t_theirs / t_ours:.2f}x", ">= 1x",
-                 _verdict(t_theirs / t_ours >= 1.0 and same)))
+    rows.append(
+        (
+            "activation collection vs an nnsight loop, 24 GSM8K samples in batches of 8 (no cache)",
+            f"{t_ours:.1f} s vs {t_theirs:.1f} s; equal: {same}",
+            f"{t_theirs / t_ours:.2f}x",
+            ">= 1x",
+            _verdict(t_theirs / t_ours >= 1.0 and same),
+        )
+    )
     rows.extend(transformer_lens(lm, gpu, cfg, one))
     return rows
 
@@ -87,28 +106,37 @@ def transformer_lens(lm, gpu: bool, cfg, samples) -> list:
     except ImportError:
         return [(name, "transformer-lens not installed (make bench installs it)", "", ">= 1x", "NOT RUN")]
     if gpu:
-        return [(name, "CPU only: the GPU model is a random 7B without a config folder to boot from", "", "",
-                 "NOT RUN")]
+        return [
+            (name, "CPU only: the GPU model is a random 7B without a config folder to boot from", "", "", "NOT RUN")
+        ]
     from cnl_core.locate.scorers import score_batch
     from cnl_core.model.loading import _builtin_folder, load_model
     from cnl_core.options import DEFAULT_MODEL
 
     twin = load_model(DEFAULT_MODEL)
-    bridge = TransformerBridge.boot_transformers(str(_builtin_folder(DEFAULT_MODEL)), hf_model=twin.model,
-                                                 tokenizer=twin.tokenizer, device="cpu")
+    bridge = TransformerBridge.boot_transformers(
+        str(_builtin_folder(DEFAULT_MODEL)), hf_model=twin.model, tokenizer=twin.tokenizer, device="cpu"
+    )
     hooks = [f"blocks.{i}.mlp.out.hook_in" for i in range(lm.grid.n_layers)]  # the down projection's input
 
     def theirs():
         batch = cfg.encode(lm, samples)
         mask = batch.answer_mask.unsqueeze(-1).float()
         with torch.no_grad():
-            _, cache = bridge.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask,
-                                             names_filter=lambda n: n in hooks)
+            _, cache = bridge.run_with_cache(
+                batch.input_ids, attention_mask=batch.attention_mask, names_filter=lambda n: n in hooks
+            )
         return torch.stack([(cache[h].float() * mask).sum(1) / mask.sum(1) for h in hooks], 1)
 
     ours = score_batch(lm, samples, cfg)[0]
     gap = float((ours.float() - theirs().float()).abs().max() / theirs().float().abs().max())
     t_theirs, t_ours = _best(theirs), _best(lambda: score_batch(lm, samples, cfg))
-    return [(name, f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; largest difference {gap:.1e} of the max",
-             f"{t_theirs / t_ours:.2f}x", ">= 1x, same numbers (<= 1e-2)",
-             _verdict(t_theirs / t_ours >= 1 and gap <= 1e-2))]
+    return [
+        (
+            name,
+            f"{t_ours * 1e3:.0f} ms vs {t_theirs * 1e3:.0f} ms; largest difference {gap:.1e} of the max",
+            f"{t_theirs / t_ours:.2f}x",
+            ">= 1x, same numbers (<= 1e-2)",
+            _verdict(t_theirs / t_ours >= 1 and gap <= 1e-2),
+        )
+    ]

@@ -48,10 +48,14 @@ def _locate(processes: int, cache: Path, child: Path, threads: int | None = None
     env = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": path}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    head = [sys.executable] if processes == 1 else \
-        [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(processes)]
-    out = subprocess.run([*head, str(child), DATASET, str(N), str(BATCH)], capture_output=True, text=True, env=env,
-                         check=True, cwd=ROOT)
+    head = (
+        [sys.executable]
+        if processes == 1
+        else [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(processes)]
+    )
+    out = subprocess.run(
+        [*head, str(child), DATASET, str(N), str(BATCH)], capture_output=True, text=True, env=env, check=True, cwd=ROOT
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -74,10 +78,18 @@ def scoring_processes(gpu: bool) -> list:
     work = f"{N} x 2 {DATASET} samples, batch {BATCH}, {os.cpu_count()} cores"
     spread, crowded = single["seconds"] / two["seconds"], plain["seconds"] / two["seconds"]
     return [
-        (f"locate scoring, torchrun 2 processes (a thread each) vs 1 process of 1 thread; {work}",
-         f"{two['seconds']:.1f} s vs {single['seconds']:.1f} s; same neurons: {same}", f"{spread:.2f}x",
-         "faster (at most 2x), same neurons", _verdict(1 < spread and same)),
-        (f"locate scoring, torchrun 2 processes vs 1 process with {plain['threads']} threads; {work}",
-         f"{two['seconds']:.1f} s vs {plain['seconds']:.1f} s", f"{crowded:.2f}x",
-         "no core added: about 1x (>= 0.75x)", _verdict(crowded >= 0.75)),
+        (
+            f"locate scoring, torchrun 2 processes (a thread each) vs 1 process of 1 thread; {work}",
+            f"{two['seconds']:.1f} s vs {single['seconds']:.1f} s; same neurons: {same}",
+            f"{spread:.2f}x",
+            "faster (at most 2x), same neurons",
+            _verdict(1 < spread and same),
+        ),
+        (
+            f"locate scoring, torchrun 2 processes vs 1 process with {plain['threads']} threads; {work}",
+            f"{two['seconds']:.1f} s vs {plain['seconds']:.1f} s",
+            f"{crowded:.2f}x",
+            "no core added: about 1x (>= 0.75x)",
+            _verdict(crowded >= 0.75),
+        ),
     ]

@@ -47,8 +47,15 @@ def _random_7b(quant: str, dtype: torch.dtype = torch.bfloat16):
     tok = AutoTokenizer.from_pretrained(str(_tokenizer_folder()))
     tok.pad_token = tok.eos_token
     # Llama-2-7B's shape, with the vocabulary of the tokenizer at hand (49,152 rows instead of 32,000).
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=len(tok), max_position_embeddings=4096)
+    config = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=len(tok),
+        max_position_embeddings=4096,
+    )
     torch.manual_seed(0)  # the same weights in every process: the memory figure's runs share one cache entry
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
@@ -59,12 +66,25 @@ def _random_7b(quant: str, dtype: torch.dtype = torch.bfloat16):
         model.save_pretrained(tmp)
         del model
         torch.cuda.empty_cache()
-        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16), device_map={"": 0},
-            use_kernels=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            tmp,
+            quantization_config=BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            ),
+            device_map={"": 0},
+            use_kernels=False,
+        )
     model.requires_grad_(False)
-    return LoadedModel(ModelSpec("random-llama2-7b"), model, tok, "llama", FFNAccess(model, "llama"),
-                       str(dtype).removeprefix("torch."), quant, weight_fingerprint(model))
+    return LoadedModel(
+        ModelSpec("random-llama2-7b"),
+        model,
+        tok,
+        "llama",
+        FFNAccess(model, "llama"),
+        str(dtype).removeprefix("torch."),
+        quant,
+        weight_fingerprint(model),
+    )
 
 
 def _tokenizer_folder() -> Path:
@@ -125,7 +145,7 @@ def collection_overhead(gpu: bool) -> list:
     from cnl_core.model.forward import answer_logprob
 
     rows = []
-    for quant in (["none", "4bit"] if gpu else ["none"]):
+    for quant in ["none", "4bit"] if gpu else ["none"]:
         lm = _model(gpu, quant)
         samples = _samples(8)
         cfg = ScoreConfig()
@@ -136,40 +156,54 @@ def collection_overhead(gpu: bool) -> list:
         def plain_forward(mask: bool, lm=lm, batch=batch, sync=sync):
             def run():
                 with torch.no_grad():
-                    lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask if mask else None,
-                             use_cache=False)
+                    lm.model(
+                        input_ids=batch.input_ids,
+                        attention_mask=batch.attention_mask if mask else None,
+                        use_cache=False,
+                    )
                 sync()
+
             return run
 
         def plain_backward(mask: bool, lm=lm, batch=batch, sync=sync):
             def run():
                 emb = lm.model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
-                logits = lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask if mask else None,
-                                  use_cache=False).logits
+                logits = lm.model(
+                    inputs_embeds=emb, attention_mask=batch.attention_mask if mask else None, use_cache=False
+                ).logits
                 torch.autograd.grad(answer_logprob(logits, batch).sum(), emb)
                 sync()
+
             return run
 
         def ours(method, lm=lm, samples=samples, sync=sync):
             def run():
                 score_batch(lm, samples, ScoreConfig(method=method))
                 sync()
+
             return run
 
         tag = f"{'GPU 7B-shape ' + quant if gpu else 'CPU SmolLM2-135M'}"
         rounds = 3 if gpu else 1  # the GPU issue asks for three runs with their spread: three rounds on one machine
-        for name, base, mine in (("activation vs forward", plain_forward, ours("activation")),
-                                 ("grad_x_act vs forward+backward", plain_backward, ours("grad_x_act"))):
+        for name, base, mine in (
+            ("activation vs forward", plain_forward, ours("activation")),
+            ("grad_x_act vs forward+backward", plain_backward, ours("grad_x_act")),
+        ):
             measured = sorted((_best(mine), _best(base(False)), _best(base(True))) for _ in range(rounds))
             ratios = sorted(m / b for m, b, _ in measured)
             t_mine, t_base, t_masked = measured[len(measured) // 2]
             ratio = ratios[len(ratios) // 2]
             spread = f" (rounds: {', '.join(f'{r:.3f}' for r in ratios)})" if rounds > 1 else ""
             limit = 1.05 if gpu else 1 / 0.9  # the GPU issue's target; the CPU's from the first performance issue
-            rows.append((f"collection time, {name} ({tag}, batch 8; plain passes without / with attention mask)",
-                         f"{t_mine * 1e3:.1f} ms vs {t_base * 1e3:.1f} / {t_masked * 1e3:.1f} ms",
-                         f"{ratio:.3f}x{spread} / {t_mine / t_masked:.3f}x the time", f"<= {limit:.2f}x (without mask)",
-                         _verdict(ratio <= limit)))
+            rows.append(
+                (
+                    f"collection time, {name} ({tag}, batch 8; plain passes without / with attention mask)",
+                    f"{t_mine * 1e3:.1f} ms vs {t_base * 1e3:.1f} / {t_masked * 1e3:.1f} ms",
+                    f"{ratio:.3f}x{spread} / {t_mine / t_masked:.3f}x the time",
+                    f"<= {limit:.2f}x (without mask)",
+                    _verdict(ratio <= limit),
+                )
+            )
     return rows
 
 
@@ -193,17 +227,24 @@ def _batch_sizes(lm, n: int = 64) -> list:
         said: dict[int, set[str]] = {}  # an out-of-memory retry at a smaller batch says so in the table's notes
 
         def run(size: int, said=said, cfg=cfg) -> None:  # defaults: this loop turn's (ruff B023)
-            said.setdefault(size, set()).update(collect_scores(lm, data, ids, cfg, batch_size=size,
-                                                               use_cache=False).notes)
+            said.setdefault(size, set()).update(
+                collect_scores(lm, data, ids, cfg, batch_size=size, use_cache=False).notes
+            )
             torch.cuda.synchronize()
 
         times = {size: _best(lambda size=size: run(size), repeat=2) for size in (8, 16, 32)}
         for size in (16, 32):
             notes = "; ".join(sorted(said[size]))
-            rows.append((f"{method} scores of {len(ids)} GSM8K samples, batch {size} vs 8 (GPU 7B-shape bf16)"
-                         + (f" ({notes})" if notes else ""),
-                         f"{times[size] / len(ids) * 1e3:.1f} vs {times[8] / len(ids) * 1e3:.1f} ms a sample",
-                         f"{times[8] / times[size]:.2f}x the speed of batch 8", "reported", "info"))
+            rows.append(
+                (
+                    f"{method} scores of {len(ids)} GSM8K samples, batch {size} vs 8 (GPU 7B-shape bf16)"
+                    + (f" ({notes})" if notes else ""),
+                    f"{times[size] / len(ids) * 1e3:.1f} vs {times[8] / len(ids) * 1e3:.1f} ms a sample",
+                    f"{times[8] / times[size]:.2f}x the speed of batch 8",
+                    "reported",
+                    "info",
+                )
+            )
     return rows
 
 
@@ -262,9 +303,14 @@ def memory(gpu: bool) -> list:
     for n in (16, 64):
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": path}
-        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), "gpu" if gpu else "cpu"],
-                             capture_output=True,
-                             text=True, env=env, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, str(n), "gpu" if gpu else "cpu"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
+        )
         data = json.loads(out.stdout.strip().splitlines()[-1])
         peaks[n] = (data["peak_kb"] - data["before_kb"]) / 1024
         lengths.update(data["lengths"])
@@ -279,11 +325,21 @@ def memory(gpu: bool) -> list:
     grid = json.loads((cache / "scores" / entry["key"] / "record.json").read_text())["grid"]
     bound = grid["n_layers"] * grid["width"] * 2
     return [
-        (f"locate peak memory above the loaded model, n=16 vs n=64 ({what}; samples of "
-         f"{'/'.join(map(str, sorted(lengths)))} tokens)", f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
-         f"{growth:.2f}x", "does not grow with n (<= 1.25x)", _verdict(growth <= 1.25)),
-        ("score cache on disk per sample", f"{per_sample / 1024:.1f} KiB", f"{per_sample / bound:.3f} of bound",
-         "<= neurons x 2 bytes + metadata", _verdict(per_sample <= bound * 1.05)),
+        (
+            f"locate peak memory above the loaded model, n=16 vs n=64 ({what}; samples of "
+            f"{'/'.join(map(str, sorted(lengths)))} tokens)",
+            f"{peaks[16]:.0f} MB vs {peaks[64]:.0f} MB",
+            f"{growth:.2f}x",
+            "does not grow with n (<= 1.25x)",
+            _verdict(growth <= 1.25),
+        ),
+        (
+            "score cache on disk per sample",
+            f"{per_sample / 1024:.1f} KiB",
+            f"{per_sample / bound:.3f} of bound",
+            "<= neurons x 2 bytes + metadata",
+            _verdict(per_sample <= bound * 1.05),
+        ),
     ]
 
 
@@ -312,8 +368,13 @@ def cache_speed(gpu: bool) -> list:
         del os.environ["CNL_CACHE_DIR"]
     return [
         ("re-localize 1,000 cached samples (new tau, p)", f"{t_reloc:.3f} s", "", "< 0.5 s", _verdict(t_reloc < 0.5)),
-        ("repeated locate (n=8, k=2) vs first", f"{second:.2f} s vs {first:.1f} s", f"{first / second:.0f}x",
-         ">= 20x", _verdict(first / second >= 20)),
+        (
+            "repeated locate (n=8, k=2) vs first",
+            f"{second:.2f} s vs {first:.1f} s",
+            f"{first / second:.0f}x",
+            ">= 20x",
+            _verdict(first / second >= 20),
+        ),
     ]
 
 
@@ -340,9 +401,15 @@ def generation(gpu: bool) -> list:
     def one_at_a_time(prompt: str) -> str:
         enc = tok(prompt, return_tensors="pt").to(lm.input_device)
         with torch.no_grad():
-            out = lm.model.generate(**enc, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id,
-                                    stop_strings=list(STOP_STRINGS), tokenizer=tok)
-        return cut_at_stop(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+            out = lm.model.generate(
+                **enc,
+                max_new_tokens=48,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                stop_strings=list(STOP_STRINGS),
+                tokenizer=tok,
+            )
+        return cut_at_stop(tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
 
     t0 = time.perf_counter()
     batched = _generate(lm, None, prefix, [s.prompt for s in samples], cfg, 48)
@@ -353,9 +420,15 @@ def generation(gpu: bool) -> list:
     same = sum(a == b for a, b in zip(batched, single))
     ratio = t_single / t_batch
     where = "CUDA" if gpu else "CPU"
-    rows = [(f"batched generation throughput vs one at a time ({where} {what}, 8 prompts, 2-shot, 48 tokens)",
-             f"{t_batch:.1f} s vs {t_single:.1f} s; {same}/8 identical", f"{ratio:.2f}x", ">= 3x, identical answers",
-             _verdict(ratio >= 3 and same == len(samples)))]
+    rows = [
+        (
+            f"batched generation throughput vs one at a time ({where} {what}, 8 prompts, 2-shot, 48 tokens)",
+            f"{t_batch:.1f} s vs {t_single:.1f} s; {same}/8 identical",
+            f"{ratio:.2f}x",
+            ">= 3x, identical answers",
+            _verdict(ratio >= 3 and same == len(samples)),
+        )
+    ]
     return rows + _gold_pass(lm, samples, prefix, where)
 
 
@@ -377,6 +450,12 @@ def _gold_pass(lm, samples, prefix: str, where: str) -> list:
 
     same = max(abs(a - b) for a, b in zip(run(True), run(False))) < 1e-3
     t_full, t_shared = _best(lambda: run(False), repeat=2), _best(lambda: run(True), repeat=2)
-    return [(f"gold log-likelihood pass, shared few-shot context vs full passes ({where}, 8 prompts, 2-shot)",
-             f"{t_shared:.2f} s vs {t_full:.2f} s; equal: {same}", f"{t_full / t_shared:.2f}x",
-             "faster, equal results", _verdict(t_full > t_shared and same))]
+    return [
+        (
+            f"gold log-likelihood pass, shared few-shot context vs full passes ({where}, 8 prompts, 2-shot)",
+            f"{t_shared:.2f} s vs {t_full:.2f} s; equal: {same}",
+            f"{t_full / t_shared:.2f}x",
+            "faster, equal results",
+            _verdict(t_full > t_shared and same),
+        )
+    ]

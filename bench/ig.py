@@ -54,11 +54,21 @@ def integrated_gradients(gpu: bool) -> list:
     tokens = batch.input_ids.shape[1]
     speed = t_naive / t_shared
     rows = [
-        (f"IG per sample (m=4, {tokens} tokens), shared work vs one pass per layer and alpha ({n_layers} x {m} passes)",
-         f"{t_shared:.2f} s vs {t_naive:.2f} s", f"{speed:.1f}x", "faster, equal results",
-         _verdict(speed > 1.0 and err < tol)),
-        ("IG shared work vs plain loop, max difference relative to the largest score", f"{err:.1e}", "",
-         f"< {tol:g} ({lm.dtype})", _verdict(err < tol)),
+        (
+            f"IG per sample (m=4, {tokens} tokens), shared work vs one pass per layer and alpha "
+            f"({n_layers} x {m} passes)",
+            f"{t_shared:.2f} s vs {t_naive:.2f} s",
+            f"{speed:.1f}x",
+            "faster, equal results",
+            _verdict(speed > 1.0 and err < tol),
+        ),
+        (
+            "IG shared work vs plain loop, max difference relative to the largest score",
+            f"{err:.1e}",
+            "",
+            f"< {tol:g} ({lm.dtype})",
+            _verdict(err < tol),
+        ),
     ]
     if gpu:
         del lm, naive, shared
@@ -78,8 +88,9 @@ def _ig_256(lm, sync) -> list:
     prompt = "".join(f"{s.prompt}{s.answer}\n\n" for s in rows[:2]) + rows[2].prompt
     sample = [Sample("ig-256", prompt, rows[2].answer, rows[2].target)]
     answer = min(128, len(lm.tokenizer(rows[2].answer, add_special_tokens=False)["input_ids"]))
-    cfg = ScoreConfig(method="integrated_gradients", ig_steps=20, max_prompt_tokens=256 - answer,
-                      max_answer_tokens=answer)
+    cfg = ScoreConfig(
+        method="integrated_gradients", ig_steps=20, max_prompt_tokens=256 - answer, max_answer_tokens=answer
+    )
     tokens = cfg.encode(lm, sample).input_ids.shape[1]
     chosen = ig.layers_per_pass(lm, cfg.ig_steps)
 
@@ -113,19 +124,36 @@ def _ig_256(lm, sync) -> list:
             scores[fused] = run()
     err = float((scores[True] - scores[False]).abs().max() / scores[False].abs().max())
     return kinds + [
-        (f"IG per sample, m=20, {tokens} tokens ({answer} of them answer), GPU 7B-shape {lm.dtype}, "
-         f"{chosen} layers per pass (layers_per_pass), fused norms and activations", f"{t:.2f} s", "", "<= 2 s",
-         _verdict(t <= 2.0)),
-        ("IG per sample as above, fused vs eager norms and activations (model/fused.py)",
-         f"{t:.2f} s vs {eager:.2f} s; scores differ by {err:.1e} of the largest ({lm.dtype})", f"{eager / t:.2f}x",
-         "faster", _verdict(t < eager)),
-        (f"IG per sample as above, layers per pass {chosen} vs 1 (and 2: {times[2]:.2f} s)",
-         f"{t:.2f} s vs {times[1]:.2f} s", f"{times[1] / t:.2f}x", "the chosen size is the fastest measured",
-         _verdict(t <= min(times.values()) * 1.02))]
+        (
+            f"IG per sample, m=20, {tokens} tokens ({answer} of them answer), GPU 7B-shape {lm.dtype}, "
+            f"{chosen} layers per pass (layers_per_pass), fused norms and activations",
+            f"{t:.2f} s",
+            "",
+            "<= 2 s",
+            _verdict(t <= 2.0),
+        ),
+        (
+            "IG per sample as above, fused vs eager norms and activations (model/fused.py)",
+            f"{t:.2f} s vs {eager:.2f} s; scores differ by {err:.1e} of the largest ({lm.dtype})",
+            f"{eager / t:.2f}x",
+            "faster",
+            _verdict(t < eager),
+        ),
+        (
+            f"IG per sample as above, layers per pass {chosen} vs 1 (and 2: {times[2]:.2f} s)",
+            f"{t:.2f} s vs {times[1]:.2f} s",
+            f"{times[1] / t:.2f}x",
+            "the chosen size is the fastest measured",
+            _verdict(t <= min(times.values()) * 1.02),
+        ),
+    ]
 
-KERNEL_KINDS = (("matrix products", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "splitk")),
-                ("attention", ("flash", "fmha", "attention", "efficient", "sdpa")),
-                ("reductions and norms", ("reduce", "norm", "softmax", "logsumexp")))
+
+KERNEL_KINDS = (
+    ("matrix products", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "splitk")),
+    ("attention", ("flash", "fmha", "attention", "efficient", "sdpa")),
+    ("reductions and norms", ("reduce", "norm", "softmax", "logsumexp")),
+)
 
 
 def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
@@ -137,8 +165,13 @@ def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             run()
     except Exception as exc:  # noqa: BLE001  # the timing rows stand without the breakdown
-        return ("IG per sample, GPU time by kernel kind", f"profiler failed: {type(exc).__name__}", "", "reported",
-                "info")
+        return (
+            "IG per sample, GPU time by kernel kind",
+            f"profiler failed: {type(exc).__name__}",
+            "",
+            "reported",
+            "info",
+        )
     kinds: dict[str, float] = {}
     launches = 0
     for event in prof.events():
@@ -150,6 +183,10 @@ def _kernel_kinds(run, wall: float, label: str = "") -> tuple:
         launches += 1
     busy = sum(kinds.values())
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-    return (f"IG per sample as below ({label}one run), GPU time by kernel kind ({launches} kernels)",
-            f"{parts}; busy {busy:.2f} s",
-            f"{busy / wall:.2f} of the wall time", "reported", "info")
+    return (
+        f"IG per sample as below ({label}one run), GPU time by kernel kind ({launches} kernels)",
+        f"{parts}; busy {busy:.2f} s",
+        f"{busy / wall:.2f} of the wall time",
+        "reported",
+        "info",
+    )

@@ -48,8 +48,14 @@ print(json.dumps({"time": min(times), "peak_mb": (peak - before) / 1024, "loaded
 
 def _measure(quant: str) -> dict:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    out = subprocess.run([sys.executable, "-c", _CHILD, quant], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": path})
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, quant],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -61,21 +67,48 @@ def quantized_cpu(gpu: bool) -> list:
     for quant, name in (("8bit", "8-bit"), ("4bit", "nf4")):
         q, f = m[quant], m["none"]
         slower = q["time"] / f["time"]
-        rows.append((f"scoring time, {name} vs float32 ({what})", f"{q['time']:.1f} s vs {f['time']:.1f} s",
-                     f"{slower:.2f}x the time", "memory, not time: at most 3x slower", _verdict(slower <= 3)))
+        rows.append(
+            (
+                f"scoring time, {name} vs float32 ({what})",
+                f"{q['time']:.1f} s vs {f['time']:.1f} s",
+                f"{slower:.2f}x the time",
+                "memory, not time: at most 3x slower",
+                _verdict(slower <= 3),
+            )
+        )
         for key, label, target in (
-                ("loaded_mb", "memory held after loading", "less than float32"),
-                ("above_loaded_mb", "scoring peak above the loaded model", "reported (activations, not weights)"),
-                ("peak_mb", "whole peak, load + scoring", "less than float32")):
+            ("loaded_mb", "memory held after loading", "less than float32"),
+            ("above_loaded_mb", "scoring peak above the loaded model", "reported (activations, not weights)"),
+            ("peak_mb", "whole peak, load + scoring", "less than float32"),
+        ):
             share = q[key] / f[key]
-            rows.append((f"{label}, {name} vs float32 (exact RSS above the imports)",
-                         f"{q[key]:.0f} MB vs {f[key]:.0f} MB", f"{share:.2f}x", target,
-                         _verdict(share < 1) if key != "above_loaded_mb" else "pass"))
+            rows.append(
+                (
+                    f"{label}, {name} vs float32 (exact RSS above the imports)",
+                    f"{q[key]:.0f} MB vs {f[key]:.0f} MB",
+                    f"{share:.2f}x",
+                    target,
+                    _verdict(share < 1) if key != "above_loaded_mb" else "pass",
+                )
+            )
     weights = " vs ".join(f"{m[q]['weights_mb']:.0f}" for q in ("none", "8bit", "4bit"))
-    rows.append(("weights in memory, float32 vs 8-bit vs nf4", f"{weights} MB",
-                 f"{m['4bit']['weights_mb'] / m['none']['weights_mb']:.2f}x (nf4)", "nf4 < 8-bit < float32",
-                 _verdict(m["4bit"]["weights_mb"] < m["8bit"]["weights_mb"] < m["none"]["weights_mb"])))
+    rows.append(
+        (
+            "weights in memory, float32 vs 8-bit vs nf4",
+            f"{weights} MB",
+            f"{m['4bit']['weights_mb'] / m['none']['weights_mb']:.2f}x (nf4)",
+            "nf4 < 8-bit < float32",
+            _verdict(m["4bit"]["weights_mb"] < m["8bit"]["weights_mb"] < m["none"]["weights_mb"]),
+        )
+    )
     off = max(abs(m[q]["est_weights_mb"] / m[q]["weights_mb"] - 1) for q in m)
-    rows.append(("memory estimate of the weights (from the config) vs loaded, worst of the three",
-                 f"{100 * off:.0f}% off", "", "within 15%", _verdict(off <= 0.15)))
+    rows.append(
+        (
+            "memory estimate of the weights (from the config) vs loaded, worst of the three",
+            f"{100 * off:.0f}% off",
+            "",
+            "within 15%",
+            _verdict(off <= 0.15),
+        )
+    )
     return rows

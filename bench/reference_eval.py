@@ -47,6 +47,12 @@ def run_reference(pairs: list[list[int]], repeat: int = 1) -> dict:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": tmp, "CNL_CACHE_DIR": str(Path(tmp) / "cache")}
-        done = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(pairs), str(repeat)], cwd=tmp, env=env,
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, json.dumps(pairs), str(repeat)],
+            cwd=tmp,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])

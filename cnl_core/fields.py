@@ -134,10 +134,40 @@ HARNESS_GEN_TOKS = NumberField("new tokens for generation tasks (0: each task's 
 HARNESS_DRAWS = NumberField("random-control draws (each a full harness run)", 0, 20)
 BOOTSTRAP_ITERS = NumberField("bootstrap iterations", 0, 100_000)
 
-ALL = (N_SPLIT, SPLITS, SEED, BATCH, IG_STEPS, MAX_PROMPT, MAX_ANSWER, TAU, P, TOP_K, SIGMA, EVAL_N, CONTROL_DRAWS,
-       FACTOR, FEWSHOT, MAX_NEW, BOOTSTRAP, FT_STEPS, FT_LR, FT_TRAIN_N, REPEATS, FRACTION, INSPECT_N, TOP_EXAMPLES,
-       STEER_TOKENS, HARNESS_LIMIT, HARNESS_FEWSHOT, HARNESS_GEN_TOKS, HARNESS_DRAWS, BOOTSTRAP_ITERS,
-       FACTS_PER_RELATION, LAYER)
+ALL = (
+    N_SPLIT,
+    SPLITS,
+    SEED,
+    BATCH,
+    IG_STEPS,
+    MAX_PROMPT,
+    MAX_ANSWER,
+    TAU,
+    P,
+    TOP_K,
+    SIGMA,
+    EVAL_N,
+    CONTROL_DRAWS,
+    FACTOR,
+    FEWSHOT,
+    MAX_NEW,
+    BOOTSTRAP,
+    FT_STEPS,
+    FT_LR,
+    FT_TRAIN_N,
+    REPEATS,
+    FRACTION,
+    INSPECT_N,
+    TOP_EXAMPLES,
+    STEER_TOKENS,
+    HARNESS_LIMIT,
+    HARNESS_FEWSHOT,
+    HARNESS_GEN_TOKS,
+    HARNESS_DRAWS,
+    BOOTSTRAP_ITERS,
+    FACTS_PER_RELATION,
+    LAYER,
+)
 
 
 @dataclass(frozen=True)
@@ -159,8 +189,9 @@ class TextField:
         if not isinstance(value, str):
             raise ParameterError(f"{self.label}: expected text, got {type(value).__name__}.")
         if len(value) > self.max_chars:
-            raise ParameterError(f"{self.label}: {len(value):,} characters is too long; the limit is "
-                                 f"{self.max_chars:,}.")
+            raise ParameterError(
+                f"{self.label}: {len(value):,} characters is too long; the limit is {self.max_chars:,}."
+            )
         return value
 
 

@@ -77,8 +77,11 @@ def hub_status(datasets: bool = False) -> HubStatus:
     host, port = _endpoint()
     key = f"{host}:{port}"
     with _lock:
-        if _cached is not None and _cached[1] == key and \
-                time.monotonic() - _cached[0] < (KEEP_S if _cached[2].reachable else KEEP_NO_S):
+        if (
+            _cached is not None
+            and _cached[1] == key
+            and time.monotonic() - _cached[0] < (KEEP_S if _cached[2].reachable else KEEP_NO_S)
+        ):
             return _cached[2]
         status = _check(host, port)
         _cached = (time.monotonic(), key, status)

@@ -76,8 +76,10 @@ def join(launch: Launch, cuda: bool) -> None:
         return
     if cuda:
         if launch.local_rank >= torch.cuda.device_count():
-            raise ParameterError(f"Process {launch.rank} has local rank {launch.local_rank} but this machine has "
-                                 f"{torch.cuda.device_count()} GPUs: start at most that many processes per machine.")
+            raise ParameterError(
+                f"Process {launch.rank} has local rank {launch.local_rank} but this machine has "
+                f"{torch.cuda.device_count()} GPUs: start at most that many processes per machine."
+            )
         torch.cuda.set_device(launch.local_rank)  # "cuda" now means this process's GPU
         dist.init_process_group("nccl", timeout=WAIT_LIMIT, device_id=torch.device("cuda", launch.local_rank))
     else:

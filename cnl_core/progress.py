@@ -50,5 +50,7 @@ def raise_if_cancelled() -> None:
     """Raise Cancelled when this thread's job (cancel_scope) was asked to stop; else nothing (cheap)."""
     cancel = getattr(_SCOPE, "cancel", None)
     if cancel is not None and cancel.is_set():
-        raise Cancelled("Cancelled: the job stopped at its next model step (what it finished is kept: cached "
-                        "score batches, earlier results).")
+        raise Cancelled(
+            "Cancelled: the job stopped at its next model step (what it finished is kept: cached "
+            "score batches, earlier results)."
+        )

@@ -94,8 +94,11 @@ def object_of(data: Any, where: str, kind: str | None = None) -> dict:
 @cache
 def _own_form(kind: type) -> bool:
     """A dataclass that writes itself (its to_json/from_json pair is its file form)."""
-    return dataclasses.is_dataclass(kind) and callable(getattr(kind, "from_json", None)) and \
-        callable(getattr(kind, "to_json", None))
+    return (
+        dataclasses.is_dataclass(kind)
+        and callable(getattr(kind, "from_json", None))
+        and callable(getattr(kind, "to_json", None))
+    )
 
 
 @cache
@@ -109,8 +112,18 @@ def _at(where: str) -> str:
 
 
 def _fail(where: str, expected: str, data: Any) -> ResultFileError:
-    got = "null" if data is None else {bool: "true/false", str: "text", int: "a number", float: "a number",
-                                       list: "a list", dict: "an object"}.get(type(data), type(data).__name__)
+    got = (
+        "null"
+        if data is None
+        else {
+            bool: "true/false",
+            str: "text",
+            int: "a number",
+            float: "a number",
+            list: "a list",
+            dict: "an object",
+        }.get(type(data), type(data).__name__)
+    )
     return ResultFileError(f"{_at(where)}expected {expected}, got {got}.")
 
 

@@ -56,10 +56,17 @@ class Policy:
     harness_hub: bool = False  # visitors' harness runs may reach the Hub (catalogue tasks' data)
 
     @staticmethod
-    def from_env(env: Mapping[str, str] | None = None, *, share: bool = False, host: str | None = None,
-                 shared: bool | None = None, allowed_paths: tuple[str, ...] = (),
-                 allowed_models: tuple[str, ...] = (), allow_pickle: bool = False,
-                 harness_hub: bool = False) -> "Policy":
+    def from_env(
+        env: Mapping[str, str] | None = None,
+        *,
+        share: bool = False,
+        host: str | None = None,
+        shared: bool | None = None,
+        allowed_paths: tuple[str, ...] = (),
+        allowed_models: tuple[str, ...] = (),
+        allow_pickle: bool = False,
+        harness_hub: bool = False,
+    ) -> "Policy":
         """The policy of this process: flags (the dashboard's) first, then the environment.
 
         Shared mode is on on a Space (SPACE_ID), with --share and with a --host other than this machine,
@@ -67,19 +74,29 @@ class Policy:
         """
         env = os.environ if env is None else env
         explicit = shared if shared is not None else _flag(env.get("CNL_SHARED"))
-        reasons = [why for on, why in ((bool(env.get("SPACE_ID")), "running on a Space (SPACE_ID)"),
-                                       (share, "--share"),
-                                       (host is not None and host not in LOCAL_HOSTS, f"--host {host}")) if on]
+        reasons = [
+            why
+            for on, why in (
+                (bool(env.get("SPACE_ID")), "running on a Space (SPACE_ID)"),
+                (share, "--share"),
+                (host is not None and host not in LOCAL_HOSTS, f"--host {host}"),
+            )
+            if on
+        ]
         if explicit is not None:
             on, why = explicit, ("turned on" if explicit else "turned off") + " (--shared / CNL_SHARED)"
         else:
             on, why = bool(reasons), ", ".join(reasons) or "local use"
         paths = [*allowed_paths, *(p for p in env.get("CNL_ALLOWED_PATHS", "").split(os.pathsep) if p.strip())]
         models = [*allowed_models, *(m for m in env.get("CNL_ALLOWED_MODELS", "").split(",") if m.strip())]
-        return Policy(shared=on, why=why, allowed_paths=tuple(dict.fromkeys(_resolved(p.strip()) for p in paths)),
-                      allowed_models=tuple(dict.fromkeys(m.strip() for m in models)),
-                      allow_pickle=allow_pickle or bool(_flag(env.get("CNL_ALLOW_PICKLE"))),
-                      harness_hub=harness_hub or bool(_flag(env.get("CNL_HARNESS_HUB"))))
+        return Policy(
+            shared=on,
+            why=why,
+            allowed_paths=tuple(dict.fromkeys(_resolved(p.strip()) for p in paths)),
+            allowed_models=tuple(dict.fromkeys(m.strip() for m in models)),
+            allow_pickle=allow_pickle or bool(_flag(env.get("CNL_ALLOW_PICKLE"))),
+            harness_hub=harness_hub or bool(_flag(env.get("CNL_HARNESS_HUB"))),
+        )
 
     def describe(self) -> str:
         """One line for the startup log and the page: on or off, why, and what the operator allowed."""
@@ -87,17 +104,21 @@ class Policy:
             return f"Shared mode is off ({self.why}): any folder, model and task file may be named."
         folders = ", ".join(map(str, self.allowed_paths)) or "none"
         models = ", ".join(self.allowed_models) or "any Hub id"
-        return (f"Shared mode is on ({self.why}): visitors upload data files only; folders they may name: {folders}; "
-                f"models: the built-in one and {models}; trust_remote_code stays off.")
+        return (
+            f"Shared mode is on ({self.why}): visitors upload data files only; folders they may name: {folders}; "
+            f"models: the built-in one and {models}; trust_remote_code stays off."
+        )
 
     def for_visitors(self) -> str:
         """What a visitor of a shared dashboard may do and should expect, in their words (the page's banner)."""
         models = ", ".join(self.allowed_models) if self.allowed_models else "Hub models with safetensors weights"
         folders = f"; folders on this server: {', '.join(map(str, self.allowed_paths))}" if self.allowed_paths else ""
-        return ("**This lab is shared with other visitors.** Your uploads and results are yours alone. Each visitor "
-                "runs one job at a time, and jobs wait in line for the model: you see your place and the time left; "
-                "work another visitor already did is served at once. You may upload CSV/JSONL data (read as data, "
-                f"never run) and load the built-in model or {models}{folders}; trust_remote_code stays off.")
+        return (
+            "**This lab is shared with other visitors.** Your uploads and results are yours alone. Each visitor "
+            "runs one job at a time, and jobs wait in line for the model: you see your place and the time left; "
+            "work another visitor already did is served at once. You may upload CSV/JSONL data (read as data, "
+            f"never run) and load the built-in model or {models}{folders}; trust_remote_code stays off."
+        )
 
     def allows_path(self, path: str | os.PathLike) -> bool:
         """Local use: any path. Shared: only paths under an allowed folder (symbolic links resolved first)."""
@@ -109,8 +130,9 @@ class Policy:
     def check_path(self, path: str | os.PathLike, what: str) -> Path:
         """The path, or ParameterError saying that this shared dashboard does not open it."""
         if not self.allows_path(path):
-            raise ParameterError(f"This dashboard is shared: it does not open the {what} {str(path)[:200]!r}. "
-                                 f"{self._paths_hint()}")
+            raise ParameterError(
+                f"This dashboard is shared: it does not open the {what} {str(path)[:200]!r}. {self._paths_hint()}"
+            )
         return Path(path)
 
     def check_model(self, name: str, trust_remote_code: bool) -> None:
@@ -118,19 +140,24 @@ class Policy:
         if not self.shared:
             return
         if trust_remote_code:
-            raise ModelLoadError("This dashboard is shared: trust_remote_code stays off (a model's own code would "
-                                 "run on the server). Run the dashboard locally to use such a model.")
+            raise ModelLoadError(
+                "This dashboard is shared: trust_remote_code stays off (a model's own code would "
+                "run on the server). Run the dashboard locally to use such a model."
+            )
         if name == DEFAULT_MODEL:
             return
         if looks_like_path(name):
             if not self.allows_path(name):
-                raise ModelLoadError(f"This dashboard is shared: it does not open the model folder {name[:200]!r}. "
-                                     f"{self._paths_hint()}")
+                raise ModelLoadError(
+                    f"This dashboard is shared: it does not open the model folder {name[:200]!r}. {self._paths_hint()}"
+                )
             return
         if self.allowed_models and name not in self.allowed_models:
-            raise ModelLoadError(f"This dashboard is shared and loads only the built-in model '{DEFAULT_MODEL}' and "
-                                 f"{', '.join(self.allowed_models)}; '{name[:100]}' is not among them "
-                                 "(its operator lists them in CNL_ALLOWED_MODELS).")
+            raise ModelLoadError(
+                f"This dashboard is shared and loads only the built-in model '{DEFAULT_MODEL}' and "
+                f"{', '.join(self.allowed_models)}; '{name[:100]}' is not among them "
+                "(its operator lists them in CNL_ALLOWED_MODELS)."
+            )
 
     def _paths_hint(self) -> str:
         if not self.allowed_paths:

@@ -55,9 +55,11 @@ class VisitorSpace:
         """ParameterError (a sentence) when `adding` more bytes would pass this visitor's disk quota."""
         used = self.used_bytes()
         if used + adding > F.VISITOR_DISK_BYTES:
-            raise ParameterError(f"Your files on this lab would take {(used + adding) / 2**20:.0f} MiB; each visitor "
-                                 f"keeps at most {F.VISITOR_DISK_BYTES // 2**20} MiB. Remove an upload or start a new "
-                                 "session (reload the page) to free yours.")
+            raise ParameterError(
+                f"Your files on this lab would take {(used + adding) / 2**20:.0f} MiB; each visitor "
+                f"keeps at most {F.VISITOR_DISK_BYTES // 2**20} MiB. Remove an upload or start a new "
+                "session (reload the page) to free yours."
+            )
 
     def take_upload(self, path: Path) -> Path:
         """A copy of an uploaded file in this visitor's uploads (quota checked first); the caller discards the

@@ -56,21 +56,48 @@ def _setup() -> None:
     PAYLOAD.mkdir()
     code = f"import pathlib\npathlib.Path({str(MARKER)!r}).write_text('x')\n"
     (PAYLOAD / "x.py").write_text(code + "def fn(docs):\n    return docs\n")
-    (PAYLOAD / "evil.py").write_text(code + "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n"
-                                     "    pass\n")
+    (PAYLOAD / "evil.py").write_text(
+        code + "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n    pass\n"
+    )
     (PAYLOAD / "d.jsonl").write_text('{"q": "1+1=", "a": "2"}\n')
     (ALLOWED / "link").symlink_to("/etc")
     shared_mode.configure(shared_mode.Policy(shared=True, why="counting", allowed_paths=(ALLOWED.resolve(),)))
 
 
 def _snapshot(state) -> tuple:
-    return (state.spec, list(state.uploads), state.pending_upload, len(state.located), len(state.history),
-            sorted(p.name for p in state.task_folder().glob("*")) if state.task_folder().exists() else [])
+    return (
+        state.spec,
+        list(state.uploads),
+        state.pending_upload,
+        len(state.located),
+        len(state.history),
+        sorted(p.name for p in state.task_folder().glob("*")) if state.task_folder().exists() else [],
+    )
 
 
-PATHS = ["/", "/etc", "/etc/passwd", "~", "~/.ssh", "..", "../..", "cache", "cache/models/smollm2-135m", "/proc/self",
-         "/dev/zero", "\\\\server\\share", "C:\\Windows", "x/../../etc", "", " ", "/tmp", str(PAYLOAD),
-         str(ALLOWED / "link"), str(ALLOWED / ".." / "upload"), str(ALLOWED / "link" / "passwd")]
+PATHS = [
+    "/",
+    "/etc",
+    "/etc/passwd",
+    "~",
+    "~/.ssh",
+    "..",
+    "../..",
+    "cache",
+    "cache/models/smollm2-135m",
+    "/proc/self",
+    "/dev/zero",
+    "\\\\server\\share",
+    "C:\\Windows",
+    "x/../../etc",
+    "",
+    " ",
+    "/tmp",
+    str(PAYLOAD),
+    str(ALLOWED / "link"),
+    str(ALLOWED / ".." / "upload"),
+    str(ALLOWED / "link" / "passwd"),
+]
 
 
 def server_paths(rng: random.Random):
@@ -89,8 +116,15 @@ def server_paths(rng: random.Random):
 
 def _config(rng: random.Random) -> Path:
     folder = Path(tempfile.mkdtemp(dir=SCRATCH))
-    config = dict(model_type="llama", vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=4, intermediate_size=128)
+    config = dict(
+        model_type="llama",
+        vocab_size=100,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=128,
+    )
     pool = [None, -1, 0, "64", 64.5, True, 10**9, 100_000, [], {}, 65, 3]
     for key in rng.sample(sorted(config)[1:], rng.randint(1, 3)):
         config[key] = rng.choice(pool)
@@ -113,20 +147,34 @@ def model_configs(rng: random.Random):
     return lambda state: load_model_ui(str(allowed), "auto", "cpu", "none", False, rng.random() < 0.5, state)
 
 
-ATTACKS = [f"process_docs: !function {PAYLOAD}/x.fn\n", "process_docs: !function x.fn\n",
-           "metadata: !!python/name:os.system\n", "a: &x [1]\nb: *x\n", "include: /etc/other.yaml\n",
-           "include: ../other.yaml\n", "dataset_kwargs:\n  trust_remote_code: true\n",
-           "gen_prefix: \"{{ cycler.__init__.__globals__ }}\"\n", "dataset_path: /etc\n", "task: [\n",
-           f"dataset_kwargs:\n  data_files:\n    test: {PAYLOAD}/d.jsonl\n", "class: !function x.Task\n",
-           # issue #32's classes: a metric name that reached evaluate.load, URLs and globs that read server files or
-           # another visitor's uploads, writes outside, unbounded generation, code by other keys
-           "metric_list:\n  - metric: ./x.py\n", "metric_list:\n  - metric: someone/metric\n",
-           "dataset_kwargs:\n  data_files:\n    test: file:///etc/passwd\n",
-           "dataset_kwargs:\n  data_files:\n    test: ../../*/uploads/*.csv\n",
-           "dataset_kwargs:\n  data_files:\n    test: zip://x::d.jsonl\n",
-           "dataset_kwargs:\n  cache_dir: /tmp/elsewhere\n", "generation_kwargs:\n  max_gen_toks: 100000000\n",
-           "repeats: 100000\n", "process_docs: x.fn\n", "custom_dataset: x.fn\n",
-           "filter_list:\n  - name: f\n    filter:\n      - function: custom\n", "dataset_path: someone/script\n"]
+ATTACKS = [
+    f"process_docs: !function {PAYLOAD}/x.fn\n",
+    "process_docs: !function x.fn\n",
+    "metadata: !!python/name:os.system\n",
+    "a: &x [1]\nb: *x\n",
+    "include: /etc/other.yaml\n",
+    "include: ../other.yaml\n",
+    "dataset_kwargs:\n  trust_remote_code: true\n",
+    'gen_prefix: "{{ cycler.__init__.__globals__ }}"\n',
+    "dataset_path: /etc\n",
+    "task: [\n",
+    f"dataset_kwargs:\n  data_files:\n    test: {PAYLOAD}/d.jsonl\n",
+    "class: !function x.Task\n",
+    # issue #32's classes: a metric name that reached evaluate.load, URLs and globs that read server files or
+    # another visitor's uploads, writes outside, unbounded generation, code by other keys
+    "metric_list:\n  - metric: ./x.py\n",
+    "metric_list:\n  - metric: someone/metric\n",
+    "dataset_kwargs:\n  data_files:\n    test: file:///etc/passwd\n",
+    "dataset_kwargs:\n  data_files:\n    test: ../../*/uploads/*.csv\n",
+    "dataset_kwargs:\n  data_files:\n    test: zip://x::d.jsonl\n",
+    "dataset_kwargs:\n  cache_dir: /tmp/elsewhere\n",
+    "generation_kwargs:\n  max_gen_toks: 100000000\n",
+    "repeats: 100000\n",
+    "process_docs: x.fn\n",
+    "custom_dataset: x.fn\n",
+    "filter_list:\n  - name: f\n    filter:\n      - function: custom\n",
+    "dataset_path: someone/script\n",
+]
 TASK = 'task: t{n}\ndataset_path: json\ntest_split: test\noutput_type: loglikelihood\ndoc_to_text: "{{{{q}}}}"\n'
 
 
@@ -135,8 +183,9 @@ def task_files(rng: random.Random):
 
     path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "t.yaml"
     path.write_text(TASK.format(n=rng.randrange(100)) + "".join(rng.sample(ATTACKS, rng.randint(1, 3))))
-    return lambda state: take_task_files([str(path), str(PAYLOAD / "x.py"), str(PAYLOAD / "d.jsonl")][
-        : rng.randint(1, 3)], state)
+    return lambda state: take_task_files(
+        [str(path), str(PAYLOAD / "x.py"), str(PAYLOAD / "d.jsonl")][: rng.randint(1, 3)], state
+    )
 
 
 def long_texts(rng: random.Random):
@@ -145,8 +194,14 @@ def long_texts(rng: random.Random):
     from cnl_core.model.loading import ModelSpec, memory_plan
     from ui.tabs.studies_tab import _fractions
 
-    field, call = rng.choice([(F.MODEL_NAME, lambda t: memory_plan(ModelSpec(t))), (F.NEURON, parse_neuron),
-                              (F.TASK_NAMES, parse_tasks), (F.FRACTIONS, _fractions)])
+    field, call = rng.choice(
+        [
+            (F.MODEL_NAME, lambda t: memory_plan(ModelSpec(t))),
+            (F.NEURON, parse_neuron),
+            (F.TASK_NAMES, parse_tasks),
+            (F.FRACTIONS, _fractions),
+        ]
+    )
     text = rng.choice("ab1:, /.") * rng.randint(field.max_chars + 1, 5 * field.max_chars)
     return lambda state: call(text)
 
@@ -170,8 +225,11 @@ def upload_route(rng: random.Random):
         async def send(message):
             sent.append(message)
 
-        asyncio.run(DataOnlyUploads(gradio, upload_dir)({"type": "http", "method": "POST",
-                                                         "path": "/gradio_api/upload"}, None, send))
+        asyncio.run(
+            DataOnlyUploads(gradio, upload_dir)(
+                {"type": "http", "method": "POST", "path": "/gradio_api/upload"}, None, send
+            )
+        )
         if sent[0]["status"] != 400 or (upload_dir / "h" / name).exists():
             return "accepted"
         raise CNLError("refused")
@@ -179,10 +237,18 @@ def upload_route(rng: random.Random):
     return call
 
 
-LOOPS = ["{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "{{ 'x' * 10**9 }}",
-         "{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ cycler.__init__.__globals__.os }}",
-         "{% set a = [1] %}{% for i in range(10000) %}{% set a = a + a %}{% endfor %}{{ a }}", "{{ q * 99999999 }}",
-         "{{ range(10**9) | list }}", "{{ lipsum(10**7) }}", "{{ (q ~ q) * 10**8 }}", "{{ q }}"]
+LOOPS = [
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os }}",
+    "{% set a = [1] %}{% for i in range(10000) %}{% set a = a + a %}{% endfor %}{{ a }}",
+    "{{ q * 99999999 }}",
+    "{{ range(10**9) | list }}",
+    "{{ lipsum(10**7) }}",
+    "{{ (q ~ q) * 10**8 }}",
+    "{{ q }}",
+]
 
 
 def task_runs(rng: random.Random):
@@ -194,24 +260,31 @@ def task_runs(rng: random.Random):
     folder = Path(tempfile.mkdtemp(dir=SCRATCH))
     (folder / "d.jsonl").write_text('{"q": "1+1=", "a": " 2"}\n' * 2)
     template = rng.choice(LOOPS).replace('"', "'")
-    (folder / "t.yaml").write_text('task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\n'
-                                   f'test_split: test\noutput_type: loglikelihood\ndoc_to_text: "{template}"\n'
-                                   'doc_to_target: "{{a}}"\n')
+    (folder / "t.yaml").write_text(
+        "task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\n"
+        f'test_split: test\noutput_type: loglikelihood\ndoc_to_text: "{template}"\n'
+        'doc_to_target: "{{a}}"\n'
+    )
 
     def call(state):
-        with IsolatedHarness(load_model("smollm2-135m"), HarnessSettings(tasks="t", include_path=str(folder)),
-                             SandboxLimits(cpu_s=3, wall_s=60)) as harness:
+        with IsolatedHarness(
+            load_model("smollm2-135m"),
+            HarnessSettings(tasks="t", include_path=str(folder)),
+            SandboxLimits(cpu_s=3, wall_s=60),
+        ) as harness:
             return harness.evaluate(None)
 
     return call
 
 
-KINDS = {"server paths named in shared mode (model box, dataset file, task folder)": server_paths,
-         "model configs of an allowed folder (bad shapes, binary files, auto_map code)": model_configs,
-         "task YAMLs uploaded (tags, aliases, includes, data paths, templates, code files)": task_files,
-         "typed text past its length (model, neuron, tasks, fractions)": long_texts,
-         "files posted to the upload route (code, binaries, no extension)": upload_route,
-         "task files run in the child (loops, huge strings, sandbox escapes; 3 CPU seconds)": task_runs}
+KINDS = {
+    "server paths named in shared mode (model box, dataset file, task folder)": server_paths,
+    "model configs of an allowed folder (bad shapes, binary files, auto_map code)": model_configs,
+    "task YAMLs uploaded (tags, aliases, includes, data paths, templates, code files)": task_files,
+    "typed text past its length (model, neuron, tasks, fractions)": long_texts,
+    "files posted to the upload route (code, binaries, no extension)": upload_route,
+    "task files run in the child (loops, huge strings, sandbox escapes; 3 CPU seconds)": task_runs,
+}
 PER_KIND = {task_runs: 20}  # each starts a process: fewer tries
 
 
@@ -250,8 +323,11 @@ def main() -> None:
     for name, kind in KINDS.items():
         n = min(args.per_kind, PER_KIND.get(kind, args.per_kind))
         c = count(kind, random.Random(f"{args.seed}:{name}"), n)
-        print(f"| {name} | {n} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
-              f"{c['wrote outside']} | {c['code run']} |", flush=True)
+        print(
+            f"| {name} | {n} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
+            f"{c['wrote outside']} | {c['code run']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

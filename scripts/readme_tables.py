@@ -1,7 +1,7 @@
 """Print the README's result tables (markdown) from the JSON files the configs in configs/ write to results/.
 
-    python -m cnl_core run configs/readme_figures.json && python -m cnl_core run configs/faithfulness.json
-    python scripts/readme_tables.py
+python -m cnl_core run configs/readme_figures.json && python -m cnl_core run configs/faithfulness.json
+python scripts/readme_tables.py
 """
 
 import json
@@ -24,9 +24,11 @@ def locate_line(name: str) -> str:
     if r is None:
         return f"({name} missing)"
     pw = r["pairwise"][0]
-    return (f"{r['n_located']} neurons; answers up to {r['params']['max_answer_tokens']} tokens "
-            f"({r['truncated_answers']} of 100 cut); split overlap {pw['overlap_rate']:.3f}, IoU {pw['iou']:.3f} "
-            f"(chance {pw['chance_iou']:.5f}, p = {pw['p_value']:.1e}; sets of {pw['size_a']} and {pw['size_b']})")
+    return (
+        f"{r['n_located']} neurons; answers up to {r['params']['max_answer_tokens']} tokens "
+        f"({r['truncated_answers']} of 100 cut); split overlap {pw['overlap_rate']:.3f}, IoU {pw['iou']:.3f} "
+        f"(chance {pw['chance_iou']:.5f}, p = {pw['p_value']:.1e}; sets of {pw['size_a']} and {pw['size_b']})"
+    )
 
 
 def interventions() -> None:
@@ -40,15 +42,21 @@ def interventions() -> None:
             verb = "zero" if mode == "zero" else "amplify x2"
             if mode == "zero":
                 b = r["baseline"]
-                print(f"| {target} | unmodified | {b['accuracy']:.3f} {ci(b['accuracy_ci'])} | "
-                      f"{b['gold_loglik']:.3f} {ci(b['gold_loglik_ci'])} |  |")
+                print(
+                    f"| {target} | unmodified | {b['accuracy']:.3f} {ci(b['accuracy_ci'])} | "
+                    f"{b['gold_loglik']:.3f} {ci(b['gold_loglik_ci'])} |  |"
+                )
             n = r["intervention"]["n_neurons"]
-            for part, who in (("intervened", f"{verb} the {n} located neurons"),
-                              ("control", f"{verb} random neurons ({len(r['control']['draws'])} draws)")):
+            for part, who in (
+                ("intervened", f"{verb} the {n} located neurons"),
+                ("control", f"{verb} random neurons ({len(r['control']['draws'])} draws)"),
+            ):
                 p = r[part]
-                print(f"| {target} | {who} | {p['accuracy']:.3f} {ci(p['accuracy_ci'])} | {p['gold_loglik']:.3f} "
-                      f"{ci(p['gold_loglik_ci'])} | {p['delta_gold_loglik']:+.3f} "
-                      f"{ci(p['delta_gold_loglik_ci'], '{:+.3f}')} |")
+                print(
+                    f"| {target} | {who} | {p['accuracy']:.3f} {ci(p['accuracy_ci'])} | {p['gold_loglik']:.3f} "
+                    f"{ci(p['gold_loglik_ci'])} | {p['delta_gold_loglik']:+.3f} "
+                    f"{ci(p['delta_gold_loglik_ci'], '{:+.3f}')} |"
+                )
 
 
 def decoupling() -> None:
@@ -58,11 +66,15 @@ def decoupling() -> None:
     print("| shared fraction f | IoU, rest from gsm8k (3 repeats) | IoU, rest from imdb (3 repeats) | chance IoU |")
     print("|---|---|---|---|")
     for f in d["fractions"]:
-        row = {s: [p["iou"] for p in d["curve"] if p["fraction"] == f and p["replaceable"] == s]
-               for s in ("same", "other")}
+        row = {
+            s: [p["iou"] for p in d["curve"] if p["fraction"] == f and p["replaceable"] == s] for s in ("same", "other")
+        }
         chance = [p["chance_iou"] for p in d["curve"] if p["fraction"] == f]
-        print(f"| {f:g} | " + " | ".join(f"{sum(v) / len(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})"
-                                       for v in row.values()) + f" | {sum(chance) / len(chance):.5f} |")
+        print(
+            f"| {f:g} | "
+            + " | ".join(f"{sum(v) / len(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})" for v in row.values())
+            + f" | {sum(chance) / len(chance):.5f} |"
+        )
 
 
 def specificity() -> None:
@@ -76,8 +88,10 @@ def specificity() -> None:
     print("\n| dataset | specific neurons | own effect | mean effect on the others | specificity index [95% CI] |")
     print("|---|---|---|---|---|")
     for name, ix in s["index"].items():
-        print(f"| {name} | {len(s['specific'][name])} | {ix['own']:+.3f} | {ix['others']:+.3f} | "
-              f"{ix['value']:+.3f} {ci(ix['ci'], '{:+.3f}')} |")
+        print(
+            f"| {name} | {len(s['specific'][name])} | {ix['own']:+.3f} | {ix['others']:+.3f} | "
+            f"{ix['value']:+.3f} {ci(ix['ci'], '{:+.3f}')} |"
+        )
     m = s["matrix"]
     print("\nChange of gold log-likelihood per token when zeroing (rows) on each test set (columns):\n")
     print("| zeroed | " + " | ".join(m["targets"]) + " |\n|---|" + "---|" * len(m["targets"]))
@@ -87,23 +101,29 @@ def specificity() -> None:
 
 
 if __name__ == "__main__":
-    for title, fn in (("GSM8K answers cut at 128 tokens", lambda: print(locate_line("gsm8k_answers_cut_at_128.json"))),
-                      ("GSM8K full answers", lambda: print(locate_line("gsm8k_full_answers.json"))),
-                      ("interventions", interventions), ("decoupling", decoupling), ("specificity", specificity)):
+    for title, fn in (
+        ("GSM8K answers cut at 128 tokens", lambda: print(locate_line("gsm8k_answers_cut_at_128.json"))),
+        ("GSM8K full answers", lambda: print(locate_line("gsm8k_full_answers.json"))),
+        ("interventions", interventions),
+        ("decoupling", decoupling),
+        ("specificity", specificity),
+    ):
         print(f"\n### {title}\n")
         fn()
 
 
-
 def capabilities() -> None:
-    print("| dataset | task | n | accuracy [95% CI] | chance | gold log-likelihood / token |\n"
-          "|---|---|---|---|---|---|")
+    print(
+        "| dataset | task | n | accuracy [95% CI] | chance | gold log-likelihood / token |\n|---|---|---|---|---|---|"
+    )
     for path in sorted(RESULTS.glob("capability_*.json")):
         r = json.loads(path.read_text())
         b = r["baseline"]
         acc = "n/a (log-likelihood only)" if b["accuracy"] is None else f"{b['accuracy']:.3f} {ci(b['accuracy_ci'])}"
-        print(f"| {r['dataset']} | {r['task_kind']} | {r['n']} | {acc} | {CHANCE.get(r['dataset'], '')} | "
-              f"{b['gold_loglik']:.3f} |")
+        print(
+            f"| {r['dataset']} | {r['task_kind']} | {r['n']} | {acc} | {CHANCE.get(r['dataset'], '')} | "
+            f"{b['gold_loglik']:.3f} |"
+        )
 
 
 CHANCE = {"imdb": "0.5", "tweet_sentiment": "0.33", "boolq": "0.5", "mmlu": "0.25", "commonsenseqa": "0.2"}

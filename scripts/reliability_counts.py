@@ -35,8 +35,38 @@ from tests.unit.test_fields import NUMERIC_FLAGS, REQUIRED  # noqa: E402
 from tests.unit.test_result_fuzzing import _snapshot, _state  # noqa: E402
 from tests.unit.test_results import _evaluation, result  # noqa: E402
 
-POOL = [None, True, "", " ", "abc", "1e309", "-1e309", "nan", "inf", "-0", "2.5", "1e20", "-5", "0", "1", "0x10",
-        "1_000", "٣", "1,5", [1], {}, 10**30, -(10**30), float("nan"), float("inf"), 0.5, 3, 7.0, 100, 1e9]
+POOL = [
+    None,
+    True,
+    "",
+    " ",
+    "abc",
+    "1e309",
+    "-1e309",
+    "nan",
+    "inf",
+    "-0",
+    "2.5",
+    "1e20",
+    "-5",
+    "0",
+    "1",
+    "0x10",
+    "1_000",
+    "٣",
+    "1,5",
+    [1],
+    {},
+    10**30,
+    -(10**30),
+    float("nan"),
+    float("inf"),
+    0.5,
+    3,
+    7.0,
+    100,
+    1e9,
+]
 
 
 def _value(rng: random.Random):
@@ -44,15 +74,20 @@ def _value(rng: random.Random):
     if kind < 0.5:
         return rng.choice(POOL)
     if kind < 0.75:
-        return rng.uniform(-1e6, 1e6) if rng.random() < 0.5 else rng.randint(-10**6, 10**6)
+        return rng.uniform(-1e6, 1e6) if rng.random() < 0.5 else rng.randint(-(10**6), 10**6)
     return "".join(rng.choice("0123456789.-+eE xn") for _ in range(rng.randint(0, 6)))
 
 
 def _json(rng: random.Random, depth: int = 0):
-    makers = [lambda: None, lambda: rng.random() < 0.5, lambda: rng.randint(-10**20, 10**20),
-              lambda: rng.choice([1.5, float("nan"), 1e308, -0.0]), lambda: rng.choice(["", "x" * 300, "d/1", "../x"]),
-              lambda: [_json(rng, depth + 1) for _ in range(rng.randrange(3))],
-              lambda: {str(rng.randrange(5)): _json(rng, depth + 1) for _ in range(rng.randrange(3))}]
+    makers = [
+        lambda: None,
+        lambda: rng.random() < 0.5,
+        lambda: rng.randint(-(10**20), 10**20),
+        lambda: rng.choice([1.5, float("nan"), 1e308, -0.0]),
+        lambda: rng.choice(["", "x" * 300, "d/1", "../x"]),
+        lambda: [_json(rng, depth + 1) for _ in range(rng.randrange(3))],
+        lambda: {str(rng.randrange(5)): _json(rng, depth + 1) for _ in range(rng.randrange(3))},
+    ]
     return makers[rng.randrange(7 if depth < 3 else 5)]()
 
 
@@ -90,25 +125,32 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
     rng = random.Random(seed)
     out: dict[str, Counter] = {}
     out["numbers typed into a field (library, dashboard)"] = Counter(
-        _classify(lambda f=rng.choice(F.ALL), v=_value(rng): f.check(v)) for _ in range(per_kind))
+        _classify(lambda f=rng.choice(F.ALL), v=_value(rng): f.check(v)) for _ in range(per_kind)
+    )
     parser = build_parser()
 
     def flag(command, option, text):
         with contextlib.redirect_stderr(io.StringIO()):
             parser.parse_args([command, *REQUIRED.get(command, []), f"{option}={text}"])
+
     out["numbers given to a CLI flag"] = Counter(
-        _classify(lambda f=rng.choice(NUMERIC_FLAGS), v=_value(rng): flag(f[0], f[1], str(v))) for _ in range(per_kind))
+        _classify(lambda f=rng.choice(NUMERIC_FLAGS), v=_value(rng): flag(f[0], f[1], str(v))) for _ in range(per_kind)
+    )
     locate_doc, eval_doc = result().to_json(), _evaluation()
     out["locate result files, one field replaced or removed"] = Counter(
-        _classify(lambda d=_mutate(locate_doc, rng): LocateResult.from_json(d)) for _ in range(per_kind))
+        _classify(lambda d=_mutate(locate_doc, rng): LocateResult.from_json(d)) for _ in range(per_kind)
+    )
     out["evaluation result files, one field replaced or removed"] = Counter(
-        _classify(lambda d=_mutate(eval_doc, rng): EvalResult.from_json(d)) for _ in range(per_kind))
+        _classify(lambda d=_mutate(eval_doc, rng): EvalResult.from_json(d)) for _ in range(per_kind)
+    )
 
     def upload(data: bytes, name: str):
         dataset_from_records(read_table(data, name), "fuzz", "text", "label")
+
     out["uploaded files (random bytes, CSV or JSONL)"] = Counter(
         _classify(lambda b=rng.randbytes(rng.randrange(400)), n=rng.choice(["u.csv", "u.jsonl"]): upload(b, n))
-        for _ in range(per_kind))
+        for _ in range(per_kind)
+    )
 
     lost = Counter()
     tricky = ["a, b, and c", 'say "hi"', "=1+1", "  +cmd", "line\nbreak", "ünïcödé ≠", "-0.25", "１２", "tab\there"]
@@ -124,8 +166,9 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
         try:
             back = read_table(buf.getvalue().encode(), "u.jsonl" if i % 2 == 0 else "u.csv")
             lost["accepted"] += 1
-            lost["cells changed"] += (sum(a[k] != b[k] for a, b in zip(rows, back) for k in a)
-                                      + abs(len(rows) - len(back)))
+            lost["cells changed"] += sum(a[k] != b[k] for a, b in zip(rows, back) for k in a) + abs(
+                len(rows) - len(back)
+            )
         except CNLError:
             lost["refused"] += 1
     out["valid uploads with commas, quotes, formulas, line breaks, unicode"] = lost
@@ -133,6 +176,7 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
     from gradio import Error as GradioError
 
     from ui.tabs import export_tab
+
     changed = 0
     reload = Counter()
     with tempfile.TemporaryDirectory() as tmp:

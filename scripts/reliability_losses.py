@@ -75,8 +75,14 @@ def _sandbox(tmp: Path) -> Path:
 
 def _canaries(tmp: Path) -> list[str]:
     c = tmp / "canary"
-    return [f"__import__('os').system('touch {c}')", f"$(touch {c})", f"`touch {c}`", f"; touch {c}",
-            f"{{{{ __import__('os').system('touch {c}') }}}}", f"x' ; import os; os.system('touch {c}') #"]
+    return [
+        f"__import__('os').system('touch {c}')",
+        f"$(touch {c})",
+        f"`touch {c}`",
+        f"; touch {c}",
+        f"{{{{ __import__('os').system('touch {c}') }}}}",
+        f"x' ; import os; os.system('touch {c}') #",
+    ]
 
 
 def _run(call) -> str:
@@ -94,8 +100,13 @@ def _judge(tmp: Path, before: dict, outcome: str, may_change: set[str], may_vani
     """Classify one case: its outcome, and what it did to the sandbox that it should not have."""
     after = _snapshot(tmp)
     c = Counter({outcome: 1})
-    lost = [k for k, v in before.items() if after.get(k) != v and k not in may_change
-            and not (may_vanish and (k == may_vanish or k.startswith(may_vanish + "/")))]
+    lost = [
+        k
+        for k, v in before.items()
+        if after.get(k) != v
+        and k not in may_change
+        and not (may_vanish and (k == may_vanish or k.startswith(may_vanish + "/")))
+    ]
     new = [k for k in after if k not in before and k not in may_change and k != "canary"]
     c["data lost"] += bool(lost)
     c["wrote outside"] += bool(new)
@@ -104,9 +115,33 @@ def _judge(tmp: Path, before: dict, outcome: str, may_change: set[str], may_vani
 
 
 def cache_clear_keys(rng: random.Random, tmp: Path) -> Counter:
-    pool = ["..", "../models", "../..", "../../outside", "/", str(tmp / "outside"), str(tmp / "cache"), "link", "up",
-            "up/scores", "", ".", " ..", "..\\..", f"{ENTRY}/..", f"{ENTRY}/keep", "a\0b", "x" * 300, "nope",
-            "~", "$HOME", "*", ENTRY, ENTRY, *_canaries(tmp)]
+    pool = [
+        "..",
+        "../models",
+        "../..",
+        "../../outside",
+        "/",
+        str(tmp / "outside"),
+        str(tmp / "cache"),
+        "link",
+        "up",
+        "up/scores",
+        "",
+        ".",
+        " ..",
+        "..\\..",
+        f"{ENTRY}/..",
+        f"{ENTRY}/keep",
+        "a\0b",
+        "x" * 300,
+        "nope",
+        "~",
+        "$HOME",
+        "*",
+        ENTRY,
+        ENTRY,
+        *_canaries(tmp),
+    ]
     key = rng.choice(pool)
     before = _snapshot(tmp)
     outcome = _run(lambda: cli(["cache", "clear", "--key", key], exit_on_error=False))
@@ -114,22 +149,47 @@ def cache_clear_keys(rng: random.Random, tmp: Path) -> Counter:
 
 
 def output_paths(rng: random.Random, tmp: Path) -> Counter:
-    name = rng.choice(["new.json", "new/deeper/r.json", "earlier.json", "a-file/r.json", "folder", "", "\0",
-                       "/proc/cnl/r.json", "outside/../r2.json", "x" * 300 + ".json", "cache/scores/link/r.json",
-                       " ", "a-file", *_canaries(tmp)])
+    name = rng.choice(
+        [
+            "new.json",
+            "new/deeper/r.json",
+            "earlier.json",
+            "a-file/r.json",
+            "folder",
+            "",
+            "\0",
+            "/proc/cnl/r.json",
+            "outside/../r2.json",
+            "x" * 300 + ".json",
+            "cache/scores/link/r.json",
+            " ",
+            "a-file",
+            *_canaries(tmp),
+        ]
+    )
     if rng.random() < 0.25:  # an export folder
         target = name.removesuffix(".json")
         argv = ["export", str(tmp / "located.json"), "--out-dir", str(tmp / target) if target.strip("\0 ") else target]
     else:
         target = name
-        argv = ["compare", str(tmp / "located.json"), str(tmp / "located.json"), "--out",
-                str(tmp / name) if name.strip("\0 ") else name]
+        argv = [
+            "compare",
+            str(tmp / "located.json"),
+            str(tmp / "located.json"),
+            "--out",
+            str(tmp / name) if name.strip("\0 ") else name,
+        ]
     before = _snapshot(tmp)
     outcome = _run(lambda: cli(argv, exit_on_error=False))
     after = _snapshot(tmp)
     real = os.path.realpath(argv[-1]) if "\0" not in argv[-1] else ""
-    mine = {k for k in after if outcome == "accepted" and real and (
-        os.path.realpath(tmp / k) == real or os.path.realpath(tmp / k).startswith(real + os.sep))}
+    mine = {
+        k
+        for k in after
+        if outcome == "accepted"
+        and real
+        and (os.path.realpath(tmp / k) == real or os.path.realpath(tmp / k).startswith(real + os.sep))
+    }
     return _judge(tmp, before, outcome, mine)  # the target (or the export folder's files) and nothing else
 
 
@@ -150,8 +210,11 @@ def full_disk_writes(rng: random.Random, tmp: Path) -> Counter:
         target = tmp / f"earlier.{kind}"
         target.write_text("good,old\n" * 300)
         frame = pd.DataFrame({"x": range(rng.randrange(1, 600))})
-        write = (lambda: write_json(target, {"rows": list(frame["x"])})) if kind == "json" else \
-            (lambda: to_safe_csv(frame, target))
+        write = (
+            (lambda: write_json(target, {"rows": list(frame["x"])}))
+            if kind == "json"
+            else (lambda: to_safe_csv(frame, target))
+        )
     before = _snapshot(tmp)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (rng.choice([0, 1, 100, 1000, 3000, 10**6]), hard))
@@ -170,13 +233,49 @@ def full_disk_writes(rng: random.Random, tmp: Path) -> Counter:
 def run_configs(rng: random.Random, tmp: Path) -> Counter:
     """A valid config with one key or value replaced; checked as `run` does before step 1 (nothing runs)."""
     located = str(tmp / "located.json")
-    steps = [{"command": "compare", "files": [located, located], "out": str(tmp / "cmp.json")},
-             {"command": "export", "files": [located], "out_dir": str(tmp / "exports")},
-             {"command": "evaluate", "dataset": "add1", "n": 2, "neurons": located, "out": str(tmp / "ev.json")}]
-    values = [None, True, False, 0, -1, 2.5, 10**30, float("inf"), "", "..", "/proc/x/y.json", str(tmp / "a-file/x"),
-              [], [1, [2]], {"a": 1}, {"$ref": "x"}, "--help", "-h", "--out=/tmp/x", *_canaries(tmp)]
-    keys = ["bogus", "help", "h", "out", "out_dir", "files", "n", "command", "model", "x y", "--n", "", "__class__",
-            *_canaries(tmp)]
+    steps = [
+        {"command": "compare", "files": [located, located], "out": str(tmp / "cmp.json")},
+        {"command": "export", "files": [located], "out_dir": str(tmp / "exports")},
+        {"command": "evaluate", "dataset": "add1", "n": 2, "neurons": located, "out": str(tmp / "ev.json")},
+    ]
+    values = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2.5,
+        10**30,
+        float("inf"),
+        "",
+        "..",
+        "/proc/x/y.json",
+        str(tmp / "a-file/x"),
+        [],
+        [1, [2]],
+        {"a": 1},
+        {"$ref": "x"},
+        "--help",
+        "-h",
+        "--out=/tmp/x",
+        *_canaries(tmp),
+    ]
+    keys = [
+        "bogus",
+        "help",
+        "h",
+        "out",
+        "out_dir",
+        "files",
+        "n",
+        "command",
+        "model",
+        "x y",
+        "--n",
+        "",
+        "__class__",
+        *_canaries(tmp),
+    ]
     config = {"model": {"model": "smollm2-135m"}, "steps": steps}
     text = None
     roll = rng.random()
@@ -214,9 +313,17 @@ def edited_shards(rng: random.Random, tmp: Path) -> Counter:
             raw[i] ^= 1 << rng.randrange(8)
         path.write_bytes(bytes(raw if how == "flip" else raw[:i]))
     else:
-        meta.update({"id": {"sample_ids": json.dumps(["a", "c"])}, "swap": {"sample_ids": json.dumps(["b", "a"])},
-                     "schema": {"schema": "9"}, "extra": {"x": "y"}, "checksum": {"checksum": "0" * 64},
-                     "tensors": {}, "no checksum": {}}[how])
+        meta.update(
+            {
+                "id": {"sample_ids": json.dumps(["a", "c"])},
+                "swap": {"sample_ids": json.dumps(["b", "a"])},
+                "schema": {"schema": "9"},
+                "extra": {"x": "y"},
+                "checksum": {"checksum": "0" * 64},
+                "tensors": {},
+                "no checksum": {},
+            }[how]
+        )
         if how == "no checksum":
             meta.pop("checksum")
         if how == "tensors":
@@ -226,16 +333,19 @@ def edited_shards(rng: random.Random, tmp: Path) -> Counter:
     outcome = _run(lambda: got.update(ScoreStore(RECORD).load(["a", "b", "c"])))
     c = Counter({"refused" if outcome == "accepted" and not got else outcome: 1})
     want = scores.to(torch.float16)
-    c["data lost"] += bool(got) and (set(got) != {"a", "b"} or not all(
-        torch.equal(got[k][0], want[i]) for i, k in enumerate("ab")))
+    c["data lost"] += bool(got) and (
+        set(got) != {"a", "b"} or not all(torch.equal(got[k][0], want[i]) for i, k in enumerate("ab"))
+    )
     return c
 
 
-KINDS = {"cache clear --key (.., paths, links, the cache itself)": cache_clear_keys,
-         "--out / --out-dir paths (under a file, a folder, /proc, links)": output_paths,
-         "writes cut off by a full disk (result, CSV, cache shard)": full_disk_writes,
-         "run configs, one key or value replaced (checked before step 1)": run_configs,
-         "cache shards with a field edited, a score bit flipped or cut short": edited_shards}
+KINDS = {
+    "cache clear --key (.., paths, links, the cache itself)": cache_clear_keys,
+    "--out / --out-dir paths (under a file, a folder, /proc, links)": output_paths,
+    "writes cut off by a full disk (result, CSV, cache shard)": full_disk_writes,
+    "run configs, one key or value replaced (checked before step 1)": run_configs,
+    "cache shards with a field edited, a score bit flipped or cut short": edited_shards,
+}
 
 
 def count(seed: int, per_kind: int) -> dict[str, Counter]:
@@ -272,8 +382,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for what, c in count(args.seed, args.per_kind).items():
         tried = c["accepted"] + c["refused"] + c["crash"]
-        print(f"| {what} | {tried} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
-              f"{c['wrote outside']} | {c['code run']} |")
+        print(
+            f"| {what} | {tried} | {c['accepted']} | {c['refused']} | {c['crash']} | {c['data lost']} | "
+            f"{c['wrote outside']} | {c['code run']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Take the README screenshots: the real flow in headless Chromium, one picture per tab and the demo.
 
-    make screenshot      # writes assets/screenshot.png (Compare), assets/demo.png and assets/tab-*.png
+make screenshot      # writes assets/screenshot.png (Compare), assets/demo.png and assets/tab-*.png
 """
 
 import sys

@@ -39,8 +39,13 @@ def save_tiny_llama(folder, tokenizer, **shape) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **shape)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **shape,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -55,6 +60,13 @@ def tiny_model_folder(tmp_path_factory):
     from cnl_core.model.loading import _builtin_folder
     from cnl_core.options import DEFAULT_MODEL
 
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), AutoTokenizer.from_pretrained(_builtin_folder(DEFAULT_MODEL)),
-                           hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=4, max_position_embeddings=512)
+    return save_tiny_llama(
+        tmp_path_factory.mktemp("tiny-llama"),
+        AutoTokenizer.from_pretrained(_builtin_folder(DEFAULT_MODEL)),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+    )

@@ -155,9 +155,19 @@ def null_work(draws) -> float:
     return 20.0 + 30.0 * int(draws)
 
 
-WORK = {"locate": locate_work, "demo": demo_work, "intervene": intervene_work, "dose": dose_work,
-        "matrix": matrix_work, "steer": steer_work, "inspect": inspect_work, "decouple": decouple_work,
-        "specificity": specificity_work, "knowledge": knowledge_work, "null": null_work}
+WORK = {
+    "locate": locate_work,
+    "demo": demo_work,
+    "intervene": intervene_work,
+    "dose": dose_work,
+    "matrix": matrix_work,
+    "steer": steer_work,
+    "inspect": inspect_work,
+    "decouple": decouple_work,
+    "specificity": specificity_work,
+    "knowledge": knowledge_work,
+    "null": null_work,
+}
 
 
 def expected(kind: str, **inputs) -> Expected | None:
@@ -176,9 +186,11 @@ def check(kind: str, **inputs) -> Expected | None:
     cost = expected(kind, **inputs)
     limit = shared_mode.job_limit_s()
     if cost is not None and limit is not None and cost.seconds > limit:
-        raise ParameterError(f"This would take about {duration(cost.seconds)} here, over this shared lab's limit of "
-                             f"{duration(limit)} per job (set by its operator, {JOBS.env}). Use fewer samples or "
-                             "datasets, a task the model answers in a few tokens (add1), or run it with the CLI.")
+        raise ParameterError(
+            f"This would take about {duration(cost.seconds)} here, over this shared lab's limit of "
+            f"{duration(limit)} per job (set by its operator, {JOBS.env}). Use fewer samples or "
+            "datasets, a task the model answers in a few tokens (add1), or run it with the CLI."
+        )
     return cost
 
 
@@ -200,6 +212,9 @@ def describe(kind: str, **inputs) -> str:
     if cost is None:
         return "*Expected time: shown once every box holds a valid value.*"
     limit = shared_mode.job_limit_s()
-    over = (f" **Over this lab's limit of {duration(limit)}: it would be refused; use fewer samples.**"
-            if limit is not None and cost.seconds > limit else "")
+    over = (
+        f" **Over this lab's limit of {duration(limit)}: it would be refused; use fewer samples.**"
+        if limit is not None and cost.seconds > limit
+        else ""
+    )
     return f"*{cost.describe()}*{over}"

@@ -37,21 +37,24 @@ def cancelled(exc: Cancelled) -> dict:
 
 def _shown(fn, exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
-        return gr.Error(visible(exc.message), title=exc.title, duration=exc.duration, print_exception=False) \
-            if shared_mode.current().shared and isinstance(exc.message, str) else exc
+        return (
+            gr.Error(visible(exc.message), title=exc.title, duration=exc.duration, print_exception=False)
+            if shared_mode.current().shared and isinstance(exc.message, str)
+            else exc
+        )
     if isinstance(exc, CNLError):
         log.info("refused: %s", exc)  # the one line a handled user error leaves in the log
         return gr.Error(visible(str(exc)), duration=None, print_exception=False)
     log.exception("unexpected error in %s", fn.__name__)  # a bug: shown briefly, logged in full
     if shared_mode.current().shared:  # its text may hold anything of the server's: the operator reads it in the log
-        return gr.Error(f"Unexpected error ({type(exc).__name__}); the operator's log has the details.",
-                        duration=None)
+        return gr.Error(f"Unexpected error ({type(exc).__name__}); the operator's log has the details.", duration=None)
     return gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}", duration=None)
 
 
 def shows_errors(fn):
     """Wrap a handler (plain or streaming) so errors reach the visitor as sentences."""
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def streaming(*args, **kwargs):
             try:
@@ -94,8 +97,11 @@ def progress_reporter(progress):
             left = f" · about {_seconds(elapsed / done * (total - done))} left"
         elif cost is not None and done < total:
             rest = cost.seconds - elapsed
-            left = (f" · about {_seconds(rest)} left (expected)" if rest > 5 else
-                    f" · past its expected {_seconds(cost.seconds)}, still running")
+            left = (
+                f" · about {_seconds(rest)} left (expected)"
+                if rest > 5
+                else f" · past its expected {_seconds(cost.seconds)}, still running"
+            )
         progress((done, max(total, 1)), desc=message + left)
 
     return update

@@ -48,6 +48,7 @@ def on_gpu(seconds: Callable[..., float]) -> Callable[[F], F]:
 
     `seconds` takes the inputs it needs by the handler's parameter names (and **_ for the rest): the handler's
     signature is the one place their order is written (ui/wiring.py reads it for app.py too)."""
+
     def wrap(fn: F) -> F:
         signature = inspect.signature(fn)
 

@@ -140,8 +140,13 @@ class Lanes:
         return total, measured, overdue
 
     @contextmanager
-    def slot(self, kind: str, progress: Progress | None = None,
-             cancel: threading.Event | None = None, cost: Expected | None = None) -> Iterator[None]:
+    def slot(
+        self,
+        kind: str,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        cost: Expected | None = None,
+    ) -> Iterator[None]:
         """Run the block as a job of `kind` in its lane (by its expected `cost` where given): wait for the jobs
         ahead (saying where the visitor stands and about how long it will be), then hold the lane. Cancel while
         waiting leaves the line (Cancelled)."""
@@ -157,9 +162,14 @@ class Lanes:
                     seconds, measured, overdue = self.wait_s(lane, ahead, lane._running)
                     jobs = place + (lane._running is not None)
                     late = "; the job running ahead is past its expected time" if overdue else ""
-                    report(progress, 0, 1, f"Waiting for the model: {jobs} job{'s' * (jobs != 1)} ahead in the "
-                           f"{lane.name}-job line (place {place + 1} among those waiting), about "
-                           f"{_duration(seconds)}{'' if measured else ' (a first guess)'}{late}")
+                    report(
+                        progress,
+                        0,
+                        1,
+                        f"Waiting for the model: {jobs} job{'s' * (jobs != 1)} ahead in the "
+                        f"{lane.name}-job line (place {place + 1} among those waiting), about "
+                        f"{_duration(seconds)}{'' if measured else ' (a first guess)'}{late}",
+                    )
                     lane._cond.wait(POLL_S)
                 lane._line.popleft()
             except BaseException:

@@ -37,17 +37,43 @@ LINK_KINDS = {"demo": DemoResult, "intervene": EvalResult}  # what a ?result= li
 SETTINGS = ("datasets", "n", "k", "seed", "tau", "p", "targets", "eval_n", "fewshot", "mode", "factor")
 
 
-def snapshot(state, datasets=None, n=None, k=None, seed=None, tau=None, p=None, targets=None, eval_n=None,
-             fewshot=None, mode=None, factor=None) -> dict | None:
+def snapshot(
+    state,
+    datasets=None,
+    n=None,
+    k=None,
+    seed=None,
+    tau=None,
+    p=None,
+    targets=None,
+    eval_n=None,
+    fewshot=None,
+    mode=None,
+    factor=None,
+) -> dict | None:
     """The document kept in the browser after each change, with the SETTINGS boxes' values (None: nothing to keep
     yet)."""
     state = session(state)
     if not state.located and not state.history:
         return None
-    values = dict(datasets=datasets, n=n, k=k, seed=seed, tau=tau, p=p, targets=targets, eval_n=eval_n,
-                  fewshot=fewshot, mode=mode, factor=factor)
-    return session_json({label: e.result for label, e in state.located.items()}, state.history,
-                        {name: values[name] for name in SETTINGS if values[name] is not None})
+    values = dict(
+        datasets=datasets,
+        n=n,
+        k=k,
+        seed=seed,
+        tau=tau,
+        p=p,
+        targets=targets,
+        eval_n=eval_n,
+        fewshot=fewshot,
+        mode=mode,
+        factor=factor,
+    )
+    return session_json(
+        {label: e.result for label, e in state.located.items()},
+        state.history,
+        {name: values[name] for name in SETTINGS if values[name] is not None},
+    )
 
 
 def restored_settings(saved, choices: list[str]) -> dict:
@@ -58,8 +84,9 @@ def restored_settings(saved, choices: list[str]) -> dict:
     out = {k: v for k, v in settings.items() if k in SETTINGS and isinstance(v, (str, int, float, list))}
     for key in ("datasets", "targets"):
         if key in out:
-            out[key] = [d for d in out[key] if isinstance(d, str) and d in choices] if isinstance(out[key], list) \
-                else []
+            out[key] = (
+                [d for d in out[key] if isinstance(d, str) and d in choices] if isinstance(out[key], list) else []
+            )
     return out
 
 
@@ -68,8 +95,10 @@ def _merge(state: Session, doc, source: str) -> str:
     for label, result in restored.located.items():
         state.located.setdefault(label, Located(result))
     state.history.extend(restored.history)
-    return (f"Restored {len(restored.located)} located set{'s' * (len(restored.located) != 1)} and "
-            f"{len(restored.history)} Intervene run{'s' * (len(restored.history) != 1)}")
+    return (
+        f"Restored {len(restored.located)} located set{'s' * (len(restored.located) != 1)} and "
+        f"{len(restored.history)} Intervene run{'s' * (len(restored.history) != 1)}"
+    )
 
 
 def restore_ui(saved, state) -> tuple:
@@ -134,11 +163,16 @@ def shared_result(link: str) -> tuple:
     result_type = LINK_KINDS.get(kind)
     value = RESULTS.read_key(kind, key, result_type) if result_type else None
     if value is None:
-        return (f"*The linked result ({link}) is not stored on this server (a link opens results computed here; "
-                "the cache may have been cleared).*", gr.update(visible=False))
+        return (
+            f"*The linked result ({link}) is not stored on this server (a link opens results computed here; "
+            "the cache may have been cleared).*",
+            gr.update(visible=False),
+        )
     if isinstance(value, DemoResult):
-        return (f"### Shared result: the demo\n{value.headline()}\n\n{demo_reading(value)}",
-                gr.update(value=charts.demo_chart(value), visible=True))
+        return (
+            f"### Shared result: the demo\n{value.headline()}\n\n{demo_reading(value)}",
+            gr.update(value=charts.demo_chart(value), visible=True),
+        )
     lines = "\n".join(f"- {x}" for x in evaluation_readings([value]))
     acc, _ = charts.evaluation_charts([value])
     return f"### Shared result: Intervene on {value.dataset}\n{lines}", gr.update(value=acc, visible=True)

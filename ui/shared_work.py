@@ -34,31 +34,53 @@ def neurons_identity(neurons: NeuronSet) -> str:
 
 
 @contextmanager
-def in_lane(kind: str, progress: Progress | None, cancel: threading.Event | None,
-            cost: Expected | None = None) -> Iterator[None]:
+def in_lane(
+    kind: str, progress: Progress | None, cancel: threading.Event | None, cost: Expected | None = None
+) -> Iterator[None]:
     """Wait for this job's turn in its line (by its expected cost where known; the visitor sees their place), then
     run the block."""
     with LANES.slot(kind, progress, cancel, cost):
         yield
 
 
-def served(kind: str, lm: LoadedModel, params: dict, result_type: type[T], compute: Callable[[], T],
-           progress: Progress | None, cancel: threading.Event | None, cost: Expected | None = None) -> Served[T]:
+def served(
+    kind: str,
+    lm: LoadedModel,
+    params: dict,
+    result_type: type[T],
+    compute: Callable[[], T],
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    cost: Expected | None = None,
+) -> Served[T]:
     """The result of this work: stored, shared with a visitor already running it, or computed in its lane."""
+
     def run() -> T:
         with in_lane(kind, progress, cancel, cost):
             return compute()
 
     def waiting(elapsed: float) -> None:  # another visitor runs the same work: say so, with its expected time
         expect = f"; expected about {duration(cost.seconds)} in all" if cost is not None else ""
-        report(progress, 0, 1, f"Another visitor started the same work: waiting for its result ({elapsed:.0f} s so "
-                               f"far{expect}).")
+        report(
+            progress,
+            0,
+            1,
+            f"Another visitor started the same work: waiting for its result ({elapsed:.0f} s so far{expect}).",
+        )
 
     out = RESULTS.serve(kind, {"model": model_identity(lm), **params}, result_type, run, cancel, on_wait=waiting)
     if out.source != "computed":
-        report(progress, 1, 1, "The same work was " + ("done earlier: served from the stored result."
-                                                       if out.source == "stored" else "running for another "
-                                                       "visitor: its result is yours too."))
+        report(
+            progress,
+            1,
+            1,
+            "The same work was "
+            + (
+                "done earlier: served from the stored result."
+                if out.source == "stored"
+                else "running for another visitor: its result is yours too."
+            ),
+        )
     return out
 
 

@@ -72,12 +72,18 @@ class DataOnlyUploads:
         for path in paths:
             discard_upload(path, self.upload_dir)
         name = Path(refused[0]).name[:80]
-        text = (f"Uploads are data only: {name!r} is refused. This app reads "
-                f"{', '.join(self.allowed)} files.").encode()
+        text = (f"Uploads are data only: {name!r} is refused. This app reads {', '.join(self.allowed)} files.").encode()
         log.info("refused upload: %s", name)
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(text)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(text)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": text})
 
 

@@ -78,9 +78,11 @@ class Visitors:
                     job = self._jobs[state.id] = Job(name, state)
                     break
             if not state.cancel.is_set() or time.monotonic() > deadline:
-                raise ParameterError(f"Your {other.name} job is still running (started "
-                                     f"{time.monotonic() - other.started:.0f} s ago): one job at a time per "
-                                     "visitor. Wait for it, or press Cancel.")
+                raise ParameterError(
+                    f"Your {other.name} job is still running (started "
+                    f"{time.monotonic() - other.started:.0f} s ago): one job at a time per "
+                    "visitor. Wait for it, or press Cancel."
+                )
             other.done.wait(timeout=0.5)
         state.cancel.clear()
         try:
@@ -102,6 +104,7 @@ def one_job(name: str):
     """Decorator for a model handler whose parameters include `state`: the call runs as one job of that session
     (see Visitors.job). A generator handler hears Cancel through its own `cancel` checks between steps (its
     steps may run on different threads, which a thread's cancel scope cannot follow)."""
+
     def wrap(fn):
         signature = inspect.signature(fn)
 
@@ -113,6 +116,7 @@ def one_job(name: str):
             return call, state
 
         if inspect.isgeneratorfunction(fn):
+
             @functools.wraps(fn)
             def streaming(*args, **kwargs):
                 call, state = bound(args, kwargs)
@@ -144,8 +148,10 @@ def cancel_named(state) -> str:
     cancel_job(state)
     if job is None:
         return "*Nothing of yours was running.*"
-    return (f"**Cancelled: {job.name}.** It stops at its next step (its results so far are not shown); "
-            "the model is free for the next job.")
+    return (
+        f"**Cancelled: {job.name}.** It stops at its next step (its results so far are not shown); "
+        "the model is free for the next job."
+    )
 
 
 def start_session(request: gr.Request = None) -> Session:

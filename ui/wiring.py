@@ -24,14 +24,18 @@ def _filled_by_gradio(param: inspect.Parameter) -> bool:
     annotation = param.annotation
     if isinstance(annotation, type):
         return issubclass(annotation, (gr.EventData, gr.Request))
-    return isinstance(annotation, str) and (annotation == "gr.Request" or
-                                            annotation.startswith("gr.") and annotation.endswith("Data"))
+    return isinstance(annotation, str) and (
+        annotation == "gr.Request" or annotation.startswith("gr.") and annotation.endswith("Data")
+    )
 
 
 def parameters(handler: Callable) -> list[str]:
     """The names of the inputs `handler` reads, in order (through its decorators: functools.wraps keeps them)."""
-    return [name for name, param in inspect.signature(handler).parameters.items()
-            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and not _filled_by_gradio(param)]
+    return [
+        name
+        for name, param in inspect.signature(handler).parameters.items()
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and not _filled_by_gradio(param)
+    ]
 
 
 def inputs(handler: Callable, *groups: SimpleNamespace, **named: gr.components.Component) -> list:

@@ -47,7 +47,9 @@ def cmd_cache(args) -> dict:
         return {"removed": n, "results_removed": results}
     entries = list_cache()
     for e in entries:
-        print(f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {e['bytes'] / 2**20:.1f} MiB")
+        print(
+            f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {e['bytes'] / 2**20:.1f} MiB"
+        )
     print(f"{len(entries)} score entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
     results = RESULTS.entries()
     for r in results:
@@ -64,14 +66,17 @@ def cmd_datasets(args) -> dict:
         ok, why = d.available()
         rows = len(d.rows()) if ok and not d.hub else d.expected_rows
         out.append({"name": d.name, "kind": d.kind, "rows": rows, "available": ok, "source": d.source})
-        print(f"{d.name:<16} {d.kind:<16} {rows if rows is not None else '?':>7} rows  {'yes' if ok else 'no ':<4} {why}")
+        print(
+            f"{d.name:<16} {d.kind:<16} {rows if rows is not None else '?':>7} rows  {'yes' if ok else 'no ':<4} {why}"
+        )
     return {"datasets": out}
 
 
 def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The CLI's parser; `parser_class` (its sub-parsers too) is run_config's raising one when checking configs."""
-    parser = parser_class(prog="python -m cnl_core",
-                          description="Capability Neuron Lab: locate and test capability neurons.")
+    parser = parser_class(
+        prog="python -m cnl_core", description="Capability Neuron Lab: locate and test capability neurons."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("locate", help="locate the neurons of a dataset and compare splits")
@@ -98,8 +103,11 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.add_argument("--neurons", help="locate result JSON")
     p.add_argument("--control-draws", type=F.CONTROL_DRAWS.arg, default=DEFAULTS.control_draws)
     p.add_argument("--allow-overlap", action="store_true", help="allow evaluation samples used for localization")
-    p.add_argument("--control-may-overlap", action="store_true",
-                   help="let the random control include located neurons (default: it avoids them)")
+    p.add_argument(
+        "--control-may-overlap",
+        action="store_true",
+        help="let the random control include located neurons (default: it avoids them)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("matrix", help="cross-dataset matrix: neurons of each file x datasets tested")
@@ -116,20 +124,30 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.add_argument("--neurons", required=True)
     p.add_argument("--steps", type=F.FT_STEPS.arg, default=DEFAULTS.finetune_steps)
     p.add_argument("--lr", type=F.FT_LR.arg, default=DEFAULTS.finetune_lr)
-    p.add_argument("--train-n", type=F.FT_TRAIN_N.arg, default=DEFAULTS.finetune_train_n,
-                   help="training samples when the neurons come from another dataset")
+    p.add_argument(
+        "--train-n",
+        type=F.FT_TRAIN_N.arg,
+        default=DEFAULTS.finetune_train_n,
+        help="training samples when the neurons come from another dataset",
+    )
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("demo", help="locate a capability the model has, then zero and amplify it (about a minute)")
     A.add_model(p)
     p.add_argument("--seed", type=F.SEED.arg, default=DEMO.seed, help="the preset was chosen on seed 1")
-    p.add_argument("--answer", default="whole", choices=("whole", "content", "both"),
-                   help="score the whole answer (' 7': a space token, then the digit), its digits only (the space in "
-                        "the prompt), or both with the format token's probability (a format control)")
+    p.add_argument(
+        "--answer",
+        default="whole",
+        choices=("whole", "content", "both"),
+        help="score the whole answer (' 7': a space token, then the digit), its digits only (the space in "
+        "the prompt), or both with the format token's probability (a format control)",
+    )
     p.add_argument("--out")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks")
+    p = sub.add_parser(
+        "decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks"
+    )
     A.add_model(p), A.add_splits(p), A.add_thresholds(p)
     p.add_argument("--other", required=True, help="the dataset B's replaceable part comes from in the 'other' curve")
     p.add_argument("--fractions", type=F.FRACTION.arg, nargs="+", default=list(DEFAULT_FRACTIONS))
@@ -181,11 +199,14 @@ def _join_launch(args) -> parallel.Launch | None:
     if args.command not in SPREAD_COMMANDS:
         raise ParameterError(f"'{args.command}' runs as one process; torchrun can share {', '.join(SPREAD_COMMANDS)}.")
     if getattr(args, "no_cache", False):
-        raise ParameterError("--no-cache cannot be used under torchrun: the processes share their scores "
-                             "through the cache.")
+        raise ParameterError(
+            "--no-cache cannot be used under torchrun: the processes share their scores through the cache."
+        )
     if args.device_map_auto:
-        raise ParameterError("--device-map-auto spreads one model over every GPU; under torchrun each process "
-                             "has its own GPU and its own copy of the model.")
+        raise ParameterError(
+            "--device-map-auto spreads one model over every GPU; under torchrun each process "
+            "has its own GPU and its own copy of the model."
+        )
     parallel.join(launch, cuda=args.device == "cuda" or args.device == "auto" and torch.cuda.is_available())
     return launch
 

@@ -48,12 +48,17 @@ def add_model(p: argparse.ArgumentParser) -> None:
     g.add_argument("--revision", default=_SPEC.revision)
     g.add_argument("--dtype", default=_SPEC.dtype, choices=DTYPES)
     g.add_argument("--device", default=_SPEC.device, choices=DEVICES)
-    g.add_argument("--quantization", default=_SPEC.quantization, choices=QUANTIZATIONS,
-                   help=f"bitsandbytes 8-bit or nf4, on a GPU or a CPU ({QUANTIZATION_NOTE}); auto: the lightest "
-                        "precision in which the memory estimate fits (printed before loading)")
+    g.add_argument(
+        "--quantization",
+        default=_SPEC.quantization,
+        choices=QUANTIZATIONS,
+        help=f"bitsandbytes 8-bit or nf4, on a GPU or a CPU ({QUANTIZATION_NOTE}); auto: the lightest "
+        "precision in which the memory estimate fits (printed before loading)",
+    )
     g.add_argument("--device-map-auto", action="store_true", help="spread a large model over GPUs/CPU")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model repo's own code (only if you trust it)")
+    g.add_argument(
+        "--trust-remote-code", action="store_true", help="run the model repo's own code (only if you trust it)"
+    )
 
 
 def add_dataset_file(p: argparse.ArgumentParser) -> None:
@@ -76,14 +81,30 @@ def add_splits(p: argparse.ArgumentParser) -> None:
 def add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=_SCORE.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_SCORE.ig_steps)
-    p.add_argument("--ig-rule", default=_SCORE.ig_rule, choices=IG_RULES,
-                   help="IG steps: right = alpha k/m as Dai et al.; midpoint = (k - 1/2)/m")
-    p.add_argument("--max-prompt-tokens", type=F.MAX_PROMPT.arg, default=_SCORE.max_prompt_tokens,
-                   help="default: the length that covers 99%% of the dataset's prompts")
-    p.add_argument("--max-answer-tokens", type=F.MAX_ANSWER.arg, default=_SCORE.max_answer_tokens,
-                   help="default: the length that covers 99%% of the dataset's gold answers")
-    p.add_argument("--batch-size", type=F.BATCH.arg, default=None,
-                   help=f"default: {DEFAULTS.batch_size}, or fewer where the memory estimate says it would not fit")
+    p.add_argument(
+        "--ig-rule",
+        default=_SCORE.ig_rule,
+        choices=IG_RULES,
+        help="IG steps: right = alpha k/m as Dai et al.; midpoint = (k - 1/2)/m",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=F.MAX_PROMPT.arg,
+        default=_SCORE.max_prompt_tokens,
+        help="default: the length that covers 99%% of the dataset's prompts",
+    )
+    p.add_argument(
+        "--max-answer-tokens",
+        type=F.MAX_ANSWER.arg,
+        default=_SCORE.max_answer_tokens,
+        help="default: the length that covers 99%% of the dataset's gold answers",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=F.BATCH.arg,
+        default=None,
+        help=f"default: {DEFAULTS.batch_size}, or fewer where the memory estimate says it would not fit",
+    )
 
 
 def add_thresholds(p: argparse.ArgumentParser) -> None:
@@ -92,8 +113,12 @@ def add_thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=F.TOP_K.arg, default=_LOCATE.top_k)
     p.add_argument("--sigma", type=F.SIGMA.arg, default=_LOCATE.sigma)
     p.add_argument("--p", type=F.P.arg, default=_LOCATE.p)
-    p.add_argument("--sign", default=_LOCATE.sign, choices=SIGNS,
-                   help="select on positive scores (KN's convention), negative ones, or magnitudes")
+    p.add_argument(
+        "--sign",
+        default=_LOCATE.sign,
+        choices=SIGNS,
+        help="select on positive scores (KN's convention), negative ones, or magnitudes",
+    )
 
 
 def add_evaluation(p: argparse.ArgumentParser) -> None:
@@ -101,8 +126,9 @@ def add_evaluation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
     p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor, help="amplify factor")
-    p.add_argument("--fewshot", type=F.FEWSHOT.arg, default=_EVAL.num_fewshot,
-                   help="few-shot examples (default or -1: per task)")
+    p.add_argument(
+        "--fewshot", type=F.FEWSHOT.arg, default=_EVAL.num_fewshot, help="few-shot examples (default or -1: per task)"
+    )
     p.add_argument("--max-new-tokens", type=F.MAX_NEW.arg, default=_EVAL.max_new_tokens, help="default or 0: per task")
     p.add_argument("--batch-size", type=F.BATCH.arg, default=_EVAL.batch_size)
     p.add_argument("--bootstrap", type=F.BOOTSTRAP.arg, default=_EVAL.bootstrap)
@@ -110,8 +136,12 @@ def add_evaluation(p: argparse.ArgumentParser) -> None:
 
 
 def add_positions(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--positions", default=POSITIONS[0], choices=POSITIONS,
-                   help="token positions changed: every one, or only those that predict an answer token")
+    p.add_argument(
+        "--positions",
+        default=POSITIONS[0],
+        choices=POSITIONS,
+        help="token positions changed: every one, or only those that predict an answer token",
+    )
 
 
 def check_outputs(args) -> None:
@@ -123,8 +153,15 @@ def check_outputs(args) -> None:
 
 
 def model_spec(args) -> ModelSpec:
-    return ModelSpec.from_inputs(args.model, args.dtype, args.device, args.quantization, args.device_map_auto,
-                                 args.trust_remote_code, args.revision)
+    return ModelSpec.from_inputs(
+        args.model,
+        args.dtype,
+        args.device,
+        args.quantization,
+        args.device_map_auto,
+        args.trust_remote_code,
+        args.revision,
+    )
 
 
 def workload(args) -> Workload:
@@ -136,8 +173,9 @@ def workload(args) -> Workload:
 
 
 def score_config(args) -> ScoreConfig:
-    return ScoreConfig.from_inputs(args.method, args.ig_steps, args.ig_rule, args.max_prompt_tokens,
-                                   args.max_answer_tokens)
+    return ScoreConfig.from_inputs(
+        args.method, args.ig_steps, args.ig_rule, args.max_prompt_tokens, args.max_answer_tokens
+    )
 
 
 def locate_params(args) -> LocateParams:
@@ -150,14 +188,17 @@ def eval_config(args) -> EvalConfig:
 
 def intervention(args, neurons: NeuronSet) -> Intervention:
     """The command's intervention on these neurons (its --positions where the command has the flag)."""
-    return Intervention.from_inputs(neurons, args.intervention, args.factor,
-                                    getattr(args, "positions", POSITIONS[0]))
+    return Intervention.from_inputs(neurons, args.intervention, args.factor, getattr(args, "positions", POSITIONS[0]))
 
 
 def dataset(args, name: str | None = None, need: int = 0) -> DatasetSpec:
     """The dataset named by --dataset (or `name`): registered, or read from the user's file; checked for size."""
-    columns = FileColumns(args.prompt_column, args.answer_column,
-                          tuple(x.strip() for x in (args.labels or "").split(",") if x.strip()), args.kind)
+    columns = FileColumns(
+        args.prompt_column,
+        args.answer_column,
+        tuple(x.strip() for x in (args.labels or "").split(",") if x.strip()),
+        args.kind,
+    )
     spec = resolve_dataset(name or args.dataset, columns)
     if not spec.hub:
         rows = len(spec.rows())

@@ -88,20 +88,37 @@ def cmd_locate(args) -> dict:
     lm = command_model(args)
     bar, update = progress_bar("locate", args)
     with bar:
-        run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, params,
-                         batch_size=args.batch_size, use_cache=not args.no_cache, progress=update, launch=args.launch)
+        run = run_locate(
+            lm,
+            spec.name,
+            args.n,
+            args.splits,
+            args.seed,
+            score_cfg,
+            params,
+            batch_size=args.batch_size,
+            use_cache=not args.no_cache,
+            progress=update,
+            launch=args.launch,
+        )
     if _helper(args):
         return {}
     res = run.result()
-    print(f"{res.model} / {res.dataset} / {res.method}: {res.n_located} neurons located "
-          f"({100 * res.fraction_located:.3f}% of {res.grid.total}); "
-          f"{res.cache.reused} samples from cache, {res.cache.computed} computed")
+    print(
+        f"{res.model} / {res.dataset} / {res.method}: {res.n_located} neurons located "
+        f"({100 * res.fraction_located:.3f}% of {res.grid.total}); "
+        f"{res.cache.reused} samples from cache, {res.cache.computed} computed"
+    )
     for pair in res.pairwise:
         s = pair.stats
-        print(f"  split {pair.a} vs {pair.b}: overlap {s.overlap_rate:.4f}  IoU {s.iou:.4f}  "
-              f"(chance IoU {s.chance_iou:.6f}, p = {s.p_value:.3g}; sizes {s.size_a}/{s.size_b})")
-    print(f"  token limits: prompts {res.score.max_prompt_tokens}, answers {res.score.max_answer_tokens} "
-          f"({res.truncated_prompts} prompts and {res.truncated_answers} answers cut); sign: {res.params.sign}")
+        print(
+            f"  split {pair.a} vs {pair.b}: overlap {s.overlap_rate:.4f}  IoU {s.iou:.4f}  "
+            f"(chance IoU {s.chance_iou:.6f}, p = {s.p_value:.3g}; sizes {s.size_a}/{s.size_b})"
+        )
+    print(
+        f"  token limits: prompts {res.score.max_prompt_tokens}, answers {res.score.max_answer_tokens} "
+        f"({res.truncated_prompts} prompts and {res.truncated_answers} answers cut); sign: {res.params.sign}"
+    )
     for note in [*res.cache.notes, *res.warnings()]:
         print(f"  note: {note}")
     out = res.to_json()
@@ -115,16 +132,32 @@ def cmd_sweep(args) -> dict:
     lm = command_model(args)
     bar, update = progress_bar("scores", args)
     with bar:
-        run = run_locate(lm, spec.name, args.n, args.splits, args.seed, score_cfg, batch_size=args.batch_size,
-                         progress=update, launch=args.launch)
+        run = run_locate(
+            lm,
+            spec.name,
+            args.n,
+            args.splits,
+            args.seed,
+            score_cfg,
+            batch_size=args.batch_size,
+            progress=update,
+            launch=args.launch,
+        )
     if _helper(args):
         return {}
     rows = threshold_sweep(run, args.taus, args.ps)
     print("| tau | p | located | split overlap | split IoU | chance IoU |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r.tau} | {r.p} | {r.n_located} | {r.overlap_rate:.3f} | {r.iou:.3f} | {r.chance_iou:.5f} |")
-    out = {"kind": "cnl.sweep", "dataset": spec.name, "n": args.n, "splits": args.splits, "seed": args.seed,
-           "method": args.method, "rows": [vars(r) for r in rows]}
+    out = {
+        "kind": "cnl.sweep",
+        "dataset": spec.name,
+        "n": args.n,
+        "splits": args.splits,
+        "seed": args.seed,
+        "method": args.method,
+        "rows": [vars(r) for r in rows],
+    }
     write_result(args.out, out)
     return out
 
@@ -156,10 +189,19 @@ def cmd_evaluate(args) -> dict:
         iv = A.intervention(args, on_model(located, lm))
     bar, update = progress_bar("evaluate", args)
     with bar:
-        res = run_evaluate(lm, spec.name, args.n, args.seed, iv, control_draws=args.control_draws,
-                           control_may_overlap=args.control_may_overlap,
-                           located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
-                           cfg=cfg, progress=update, launch=args.launch)
+        res = run_evaluate(
+            lm,
+            spec.name,
+            args.n,
+            args.seed,
+            iv,
+            control_draws=args.control_draws,
+            control_may_overlap=args.control_may_overlap,
+            located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
+            cfg=cfg,
+            progress=update,
+            launch=args.launch,
+        )
     if _helper(args):
         return {}
     print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
@@ -186,12 +228,26 @@ def cmd_matrix(args) -> dict:
     files = [(f, LocateResult.read(f)) for f in args.neurons]
     targets = [A.dataset(args, t).name for t in args.targets]
     lm = command_model(args, [r for _, r in files])
-    rows = {r.dataset if r.dataset != UNNAMED else Path(f).stem:
-            (A.intervention(args, on_model(r, lm)), r.located_sample_ids()) for f, r in files}
+    rows = {
+        r.dataset if r.dataset != UNNAMED else Path(f).stem: (
+            A.intervention(args, on_model(r, lm)),
+            r.located_sample_ids(),
+        )
+        for f, r in files
+    }
     bar, update = progress_bar("matrix", args)
     with bar:
-        res = run_matrix(lm, rows, targets, args.n, args.seed, with_controls=not args.no_controls, cfg=cfg,
-                         progress=update, launch=args.launch)
+        res = run_matrix(
+            lm,
+            rows,
+            targets,
+            args.n,
+            args.seed,
+            with_controls=not args.no_controls,
+            cfg=cfg,
+            progress=update,
+            launch=args.launch,
+        )
     if _helper(args):
         return {}
     metric = f"delta_{args.metric}"
@@ -212,8 +268,18 @@ def cmd_finetune(args) -> dict:
     lm = command_model(args, [located])
     ids = located.located_sample_ids()
     same_dataset = all(i.startswith(f"{spec.name}/") for i in ids)
-    res = run_finetune(lm, spec.name, on_model(located, lm), ids if same_dataset else None, args.n, args.seed,
-                       n_train=args.train_n, steps=args.steps, lr=args.lr, cfg=cfg)
+    res = run_finetune(
+        lm,
+        spec.name,
+        on_model(located, lm),
+        ids if same_dataset else None,
+        args.n,
+        args.seed,
+        n_train=args.train_n,
+        steps=args.steps,
+        lr=args.lr,
+        cfg=cfg,
+    )
     for name, s in (("baseline", res.baseline), ("located", res.located), ("random", res.random)):
         print(f"  {name:<9} acc {s.accuracy}  loglik {s.gold_loglik:.4f}")
     out = res.to_json()
@@ -234,8 +300,9 @@ def cmd_export(args) -> dict:
             res = parse_result(data, LocateResult, name)
             located[f"{res.model}_{res.dataset}_{Path(f).stem}"] = (res, None)
         else:
-            raise ParameterError(f"{Path(f).name} is a {str(data.get('kind'))[:40]} file; export takes locate and "
-                                 "evaluate results.")
+            raise ParameterError(
+                f"{Path(f).name} is a {str(data.get('kind'))[:40]} file; export takes locate and evaluate results."
+            )
     files = write_exports(args.out_dir, located, evals)
     for f in files:
         print(f"wrote {f}")

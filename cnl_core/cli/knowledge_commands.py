@@ -35,30 +35,50 @@ def add_parsers(sub) -> None:
     p.add_argument("--facts-csv", help="your facts: CSV with subject, relation, answer, templates (' | '-separated)")
     p.add_argument("--relations", nargs="+", choices=[r.name for r in BUILTIN_RELATIONS], help="built-in relations")
     p.add_argument("--shots", type=F.FEWSHOT.arg, default=2, help="demonstrations before each prompt (0 to 8)")
-    p.add_argument("--facts-per-relation", type=F.FACTS_PER_RELATION.arg, default=None,
-                   help="first N known facts of each relation (default: the study's size: all for fidelity, "
-                        f"{_STUDY.trace_facts} traced, {_STUDY.reliability_facts} for reliability, "
-                        f"{_STUDY.edit_facts} edited)")
+    p.add_argument(
+        "--facts-per-relation",
+        type=F.FACTS_PER_RELATION.arg,
+        default=None,
+        help="first N known facts of each relation (default: the study's size: all for fidelity, "
+        f"{_STUDY.trace_facts} traced, {_STUDY.reliability_facts} for reliability, "
+        f"{_STUDY.edit_facts} edited)",
+    )
     p.add_argument("--method", default=_FID.method, choices=scorer_names())
     p.add_argument("--ig-steps", type=F.IG_STEPS.arg, default=_FID.ig_steps)
-    p.add_argument("--batch-size", type=F.BATCH.arg, default=None,
-                   help="prompts scored together (default: 8, or fewer where the memory estimate says so)")
+    p.add_argument(
+        "--batch-size",
+        type=F.BATCH.arg,
+        default=None,
+        help="prompts scored together (default: 8, or fewer where the memory estimate says so)",
+    )
     p.add_argument("--tau", type=F.TAU.arg, default=_FID.tau)
     p.add_argument("--p", type=F.P.arg, default=_FID.p)
     p.add_argument("--sign", default=_FID.sign, choices=SIGNS)
-    p.add_argument("--position", default=_FID.position, choices=SCORE_POSITIONS,
-                   help="fidelity, reliability: score fact prompts at the answer or at the subject's last token")
+    p.add_argument(
+        "--position",
+        default=_FID.position,
+        choices=SCORE_POSITIONS,
+        help="fidelity, reliability: score fact prompts at the answer or at the subject's last token",
+    )
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
     p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
-    p.add_argument("--layers", type=F.LAYER.arg, nargs="+",
-                   help=f"edit: layers (default: {_STUDY.edit_layer_count} spread over the model's depth)")
+    p.add_argument(
+        "--layers",
+        type=F.LAYER.arg,
+        nargs="+",
+        help=f"edit: layers (default: {_STUDY.edit_layer_count} spread over the model's depth)",
+    )
     p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
     p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
     p.add_argument("--out")
     # what the memory estimate plans for: a fact prompt with its demonstrations is 30 to 60 tokens, not 256
-    p.set_defaults(func=cmd_knowledge, ig_rule="right", max_prompt_tokens=PLANNED_PROMPT_TOKENS,
-                   max_answer_tokens=MAX_ANSWER_TOKENS)
+    p.set_defaults(
+        func=cmd_knowledge,
+        ig_rule="right",
+        max_prompt_tokens=PLANNED_PROMPT_TOKENS,
+        max_answer_tokens=MAX_ANSWER_TOKENS,
+    )
 
 
 def _facts(args) -> FactSet:
@@ -79,8 +99,10 @@ def cmd_knowledge(args) -> dict:
         raise ParameterError("--layers: give at least one layer.")
     lm = command_model(args)
     known = check_known(lm, facts_set)
-    print(f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
-          f"answer on at least half of their paraphrases)")
+    print(
+        f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
+        f"answer on at least half of their paraphrases)"
+    )
     sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
     chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
     bar, update = progress_bar(f"knowledge {args.action}")
@@ -91,31 +113,46 @@ def cmd_knowledge(args) -> dict:
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
             out = known.to_json()
         elif args.action == "fidelity":
-            cfg = FidelityConfig(args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability,
-                                 seed=args.seed)
+            cfg = FidelityConfig(
+                args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability, seed=args.seed
+            )
             res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
             out = res.to_json()
         elif args.action == "trace":
             res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
             out = res.to_json()
         elif args.action == "reliability":
-            cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed)
+            cfg = ReliabilityConfig(
+                args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed
+            )
             out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
         elif args.action == "edit":
-            cfg = replace(EditConfig(), layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
-                          layer_count=_STUDY.edit_layer_count, seed=args.seed)
+            cfg = replace(
+                EditConfig(),
+                layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+                layer_count=_STUDY.edit_layer_count,
+                seed=args.seed,
+            )
             res = run_editing(lm, facts_set, chosen, cfg, progress=update)
             out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
         else:
-            cfg = replace(_STUDY, seed=args.seed, method=args.method, position=args.position, tau=args.tau, p=args.p,
-                          edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers)
+            cfg = replace(
+                _STUDY,
+                seed=args.seed,
+                method=args.method,
+                position=args.position,
+                tau=args.tau,
+                p=args.p,
+                edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+            )
             if args.facts_per_relation is not None:  # every part on the same first known facts
                 k = args.facts_per_relation
                 cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
             parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
             # every finished part is written at once: a later part that fails leaves the earlier ones on disk
-            study = run_study(lm, facts_set, cfg, parts=parts, progress=update,
-                              on_part=lambda s: write_result(args.out, s.to_json()))
+            study = run_study(
+                lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, s.to_json())
+            )
             print("\n".join(table(study)))
             out = study.to_json()
     write_result(args.out, out)  # first: the file is kept whatever the printing does
@@ -127,8 +164,10 @@ def cmd_knowledge(args) -> dict:
 def _print_part(action: str, out: dict) -> None:
     if action == "fidelity":
         for g in out["pairs"] + out["splits"]:
-            print(f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
-                  f"chance {g['chance_iou']}")
+            print(
+                f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
+                f"chance {g['chance_iou']}"
+            )
     elif action == "trace":
         print(f"  {out['informative']} of {len(out['traces'])} traces informative; peak agreement ({out['site']}):")
         for k, v in out["agreement"].items():
@@ -137,7 +176,9 @@ def _print_part(action: str, out: dict) -> None:
         com = out["centre_of_mass"]
         for group in ("same fact", "other fact, same relation"):
             if com.get(group):
-                print(f"    centre of mass, mean distance, {group:<26} {com[group]['mean_distance']} {com[group]['ci']}")
+                print(
+                    f"    centre of mass, mean distance, {group:<26} {com[group]['mean_distance']} {com[group]['ci']}"
+                )
         print(f"    permutation p (a fact's paraphrases closer than its relation's facts): {com.get('p_value')}")
     elif action == "reliability":
         for r in out["summary"]:
@@ -145,6 +186,6 @@ def _print_part(action: str, out: dict) -> None:
                 print(f"  {r['mode']:<8} {r['neurons']:<20} {r['target']:<28} {r['delta_logp']:+.3f} {r['ci']}")
     else:
         for r in out["summary"]:
-            print(f"  layer {r['layer']:>2}: p(new) edit {r['p_new_edit']:.3f}, paraphrases {r['p_new_paraphrases']:.3f}")
-
-
+            print(
+                f"  layer {r['layer']:>2}: p(new) edit {r['p_new_edit']:.3f}, paraphrases {r['p_new_paraphrases']:.3f}"
+            )

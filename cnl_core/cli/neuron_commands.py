@@ -27,8 +27,10 @@ def cmd_inspect(args) -> dict:
     print("  promotes: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_top[:10]))
     print("  suppresses: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_bottom[:10]))
     for name, st in rep.stats.items():
-        print(f"  {name}: fires on {100 * st.firing_rate:.1f}% of {st.tokens} tokens; mean {st.mean:+.4f}, "
-              f"p99 {st.quantiles['p99']:+.4f}, max {st.max:+.4f}")
+        print(
+            f"  {name}: fires on {100 * st.firing_rate:.1f}% of {st.tokens} tokens; mean {st.mean:+.4f}, "
+            f"p99 {st.quantiles['p99']:+.4f}, max {st.max:+.4f}"
+        )
     for ex in rep.top_examples:
         peak = ex.activations.index(ex.max_activation)
         print(f"  {ex.sample_id}: max {ex.max_activation:+.3f} at {ex.tokens[peak]!r}")
@@ -50,8 +52,10 @@ def cmd_steer(args) -> dict:
         print(f"--- {name}: {answer.text!r}")
     changes = res.to_json()["baseline_tokens_logprob_change"]
     if changes.get("intervened"):
-        print("log-probability change of the baseline's tokens when intervened: " +
-              " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"])))
+        print(
+            "log-probability change of the baseline's tokens when intervened: "
+            + " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"]))
+        )
     out = res.to_json()
     write_result(args.out, out)
     return out

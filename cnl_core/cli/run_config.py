@@ -19,10 +19,32 @@ from ..errors import CNLError, ParameterError
 from . import arguments as A
 
 MAX_CONFIG_BYTES = 2**20
-STEP_COMMANDS = ("locate", "sweep", "compare", "evaluate", "matrix", "finetune", "decouple", "specificity",
-                 "inspect", "steer", "lm-eval", "export")
-MODEL_COMMANDS = ("locate", "sweep", "evaluate", "matrix", "finetune", "decouple", "specificity", "inspect", "steer",
-                  "lm-eval")  # the steps the config's 'model' table applies to
+STEP_COMMANDS = (
+    "locate",
+    "sweep",
+    "compare",
+    "evaluate",
+    "matrix",
+    "finetune",
+    "decouple",
+    "specificity",
+    "inspect",
+    "steer",
+    "lm-eval",
+    "export",
+)
+MODEL_COMMANDS = (
+    "locate",
+    "sweep",
+    "evaluate",
+    "matrix",
+    "finetune",
+    "decouple",
+    "specificity",
+    "inspect",
+    "steer",
+    "lm-eval",
+)  # the steps the config's 'model' table applies to
 _OPTION = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
@@ -49,9 +71,12 @@ def read_config(path: Path) -> dict:
         raise ParameterError(f"Config {path.name} is nested too deeply to be a config.") from exc
     except (OSError, ValueError) as exc:  # ValueError: bad JSON/TOML, bad UTF-8, a number too long
         raise ParameterError(f"Could not read config {path}: {str(exc)[:300]}") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("steps", []), list) or \
-            not all(isinstance(s, dict) for s in config.get("steps", [])) or \
-            not isinstance(config.get("model", {}), dict):
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("steps", []), list)
+        or not all(isinstance(s, dict) for s in config.get("steps", []))
+        or not isinstance(config.get("model", {}), dict)
+    ):
         raise ParameterError(f"Config {path.name} needs a 'model' table and a list of 'steps' (tables).")
     return config
 
@@ -86,8 +111,9 @@ def step_argv(where: str, options: dict) -> list[str]:
         elif isinstance(value, list) and all(_scalar(v) for v in value):
             argv += [flag] + [str(v) for v in value]
         else:
-            raise ParameterError(f"{where}: '{key}' must be text, a number, true/false or a list of them, "
-                                 f"not {_shown(value)}.")
+            raise ParameterError(
+                f"{where}: '{key}' must be text, a number, true/false or a list of them, not {_shown(value)}."
+            )
     return argv
 
 
@@ -102,8 +128,9 @@ def plan_steps(config: dict) -> list[list[str]]:
         step = dict(step)
         command = step.pop("command", None)
         if command not in STEP_COMMANDS:
-            raise ParameterError(f"Step {i}: unknown command {_shown(command)}; a step runs one of "
-                                 f"{', '.join(STEP_COMMANDS)}.")
+            raise ParameterError(
+                f"Step {i}: unknown command {_shown(command)}; a step runs one of {', '.join(STEP_COMMANDS)}."
+            )
         where = f"Step {i} ({command})"
         argv = [command] + step_argv(where, {**model, **step} if command in MODEL_COMMANDS else step)
         try:

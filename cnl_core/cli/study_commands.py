@@ -24,18 +24,33 @@ def cmd_decouple(args) -> dict:
     lm = command_model(args)
     bar, update = progress_bar("decouple")
     with bar:
-        res = run_decouple(lm, spec.name, other.name, args.n, args.fractions, args.repeats, args.seed, score_cfg,
-                           params, batch_size=args.batch_size, progress=update)
+        res = run_decouple(
+            lm,
+            spec.name,
+            other.name,
+            args.n,
+            args.fractions,
+            args.repeats,
+            args.seed,
+            score_cfg,
+            params,
+            batch_size=args.batch_size,
+            progress=update,
+        )
     print(f"{res.dataset} vs {res.other}, n = {res.n}, {res.repeats} repeat(s): IoU of the two subsamples' sets")
     print("| shared fraction | replaceable from | IoU (mean) | IoU range | chance IoU |\n|---|---|---|---|---|")
     for p in res.mean_curve():
         source = res.dataset if p["replaceable"] == "same" else res.other
-        print(f"| {p['fraction']:.2f} | {source} | {p['iou']:.3f} | {p['iou_min']:.3f}-{p['iou_max']:.3f} | "
-              f"{p['chance_iou']:.5f} |")
+        print(
+            f"| {p['fraction']:.2f} | {source} | {p['iou']:.3f} | {p['iou_min']:.3f}-{p['iou_max']:.3f} | "
+            f"{p['chance_iou']:.5f} |"
+        )
     null = res.empirical_null()
     if null["iou"] is not None:
-        print(f"empirical null ({null['what']}): IoU {null['iou']:.3f} (range {null['iou_min']:.3f}-"
-              f"{null['iou_max']:.3f} over {null['repeats']} repeat(s))")
+        print(
+            f"empirical null ({null['what']}): IoU {null['iou']:.3f} (range {null['iou_min']:.3f}-"
+            f"{null['iou_max']:.3f} over {null['repeats']} repeat(s))"
+        )
     for w in res.warnings():
         print(f"  warning: {w}")
     out = res.to_json()
@@ -50,8 +65,10 @@ def cmd_specificity(args) -> dict:
         r = LocateResult.read(f)
         located[r.dataset if r.dataset != UNNAMED and r.dataset not in located else Path(f).stem] = r
     split = split_by_sharing({k: r.neurons for k, r in located.items()})
-    print(f"shared by all {len(split.names)} sets: {len(split.shared_by_all)} neurons; specific: "
-          + ", ".join(f"{k} {len(v)}" for k, v in split.specific.items()))
+    print(
+        f"shared by all {len(split.names)} sets: {len(split.shared_by_all)} neurons; specific: "
+        + ", ".join(f"{k} {len(v)}" for k, v in split.specific.items())
+    )
     for combo, count in split.counts.items():
         print(f"  {count:>6}  {combo}")
     if args.no_eval:
@@ -61,10 +78,21 @@ def cmd_specificity(args) -> dict:
     lm = command_model(args, list(located.values()))
     bar, update = progress_bar("specificity")
     with bar:
-        res = run_specificity(lm, located, args.n, args.seed, mode=args.intervention, factor=args.factor,
-                              metric=args.metric, cfg=cfg, progress=update)
-    print(f"\nspecificity index ({args.metric}, {args.intervention} the specific neurons): own effect - mean effect "
-          "on the others")
+        res = run_specificity(
+            lm,
+            located,
+            args.n,
+            args.seed,
+            mode=args.intervention,
+            factor=args.factor,
+            metric=args.metric,
+            cfg=cfg,
+            progress=update,
+        )
+    print(
+        f"\nspecificity index ({args.metric}, {args.intervention} the specific neurons): own effect - mean effect "
+        "on the others"
+    )
     for name, ix in res.index.items():
         value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {format_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
@@ -80,7 +108,11 @@ def cmd_demo(args) -> dict:
     lm = command_model(args)
     bar, update = progress_bar("demo")
     with bar:
-        res = run_format_control(lm, preset, progress=update) if args.answer == "both" else run_demo(lm, preset, progress=update)
+        res = (
+            run_format_control(lm, preset, progress=update)
+            if args.answer == "both"
+            else run_demo(lm, preset, progress=update)
+        )
     if isinstance(res, FormatControlResult):
         _print_demo(res.with_format)
         _print_demo(res.content_only)
@@ -121,8 +153,19 @@ def cmd_null(args) -> dict:
     lm = command_model(args)
     bar, update = progress_bar("null")
     with bar:
-        res = empirical_null(lm, spec.name, args.null, args.other, args.n, args.draws, args.seed, A.score_config(args),
-                             A.locate_params(args), batch_size=args.batch_size, progress=update)
+        res = empirical_null(
+            lm,
+            spec.name,
+            args.null,
+            args.other,
+            args.n,
+            args.draws,
+            args.seed,
+            A.score_config(args),
+            A.locate_params(args),
+            batch_size=args.batch_size,
+            progress=update,
+        )
     print(res.describe())
     out = res.to_json()
     write_result(args.out, out)

@@ -38,7 +38,7 @@ def hypergeom_sf(k: int, total: int, size_a: int, size_b: int) -> float:
         return 0.0
 
     def log_pmf(x: int) -> float:
-        return (_log_comb(size_a, x) + _log_comb(total - size_a, size_b - x) - _log_comb(total, size_b))
+        return _log_comb(size_a, x) + _log_comb(total - size_a, size_b - x) - _log_comb(total, size_b)
 
     logs = [log_pmf(x) for x in range(k, hi + 1)]
     top = max(logs)
@@ -73,8 +73,11 @@ def compare_sets(a: NeuronSet, b: NeuronSet) -> SetComparison:
     expected = len(a) * len(b) / total if total else 0.0
     union_exp = len(a) + len(b) - expected
     return SetComparison(
-        size_a=len(a), size_b=len(b), intersection=inter,
-        overlap_rate=overlap_rate(a, b), iou=iou(a, b),
+        size_a=len(a),
+        size_b=len(b),
+        intersection=inter,
+        overlap_rate=overlap_rate(a, b),
+        iou=iou(a, b),
         chance_intersection=expected,
         chance_overlap_rate=expected / min(len(a), len(b)) if min(len(a), len(b)) else 0.0,
         chance_iou=expected / union_exp if union_exp else 0.0,

@@ -30,10 +30,18 @@ def content_only(samples: list[Sample], name: str) -> list[Sample]:
 def _register(base: str) -> None:
     spec = get_dataset(base)
     name = base + SUFFIX
-    register_dataset(DatasetSpec(
-        name, f"{spec.description}; scored on the answer's content only (the leading space is in the prompt)",
-        spec.source, spec.kind, spec.prompt_format + " (answer's leading space moved into the prompt)",
-        lambda: content_only(spec.rows(), name), expected_rows=spec.expected_rows, max_new_tokens=spec.max_new_tokens))
+    register_dataset(
+        DatasetSpec(
+            name,
+            f"{spec.description}; scored on the answer's content only (the leading space is in the prompt)",
+            spec.source,
+            spec.kind,
+            spec.prompt_format + " (answer's leading space moved into the prompt)",
+            lambda: content_only(spec.rows(), name),
+            expected_rows=spec.expected_rows,
+            max_new_tokens=spec.max_new_tokens,
+        )
+    )
 
 
 for _base in ("add1", "add2", "successor"):

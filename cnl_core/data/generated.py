@@ -39,8 +39,18 @@ def _successor() -> list[Sample]:
 
 
 def _generated(name: str, description: str, kind: str, fmt: str, loader, rows: int, max_new_tokens: int = 8) -> None:
-    register_dataset(DatasetSpec(name, description, "generated (seeded, offline)", kind, fmt, loader,
-                                 expected_rows=rows, max_new_tokens=max_new_tokens))
+    register_dataset(
+        DatasetSpec(
+            name,
+            description,
+            "generated (seeded, offline)",
+            kind,
+            fmt,
+            loader,
+            expected_rows=rows,
+            max_new_tokens=max_new_tokens,
+        )
+    )
 
 
 _generated("add1", "One-digit addition, every pair once (What is 3 + 5?)", GENERATE_NUMBER, QA_FORMAT, _add1, 100)

@@ -33,8 +33,9 @@ def metamath_sample(i: int, r: dict) -> Sample | None:
     number = NUMBER.search(m.group(1)) if m else None
     if not number:
         return None
-    return Sample(f"metamath/{i:06d}", qa_prompt(r["query"]), " " + r["response"].strip(),
-                  number.group().replace(",", ""))
+    return Sample(
+        f"metamath/{i:06d}", qa_prompt(r["query"]), " " + r["response"].strip(), number.group().replace(",", "")
+    )
 
 
 def code25k_sample(i: int, r: dict) -> Sample | None:
@@ -43,18 +44,25 @@ def code25k_sample(i: int, r: dict) -> Sample | None:
 
 def emotion_sample(i: int, r: dict) -> Sample | None:
     choices = tuple(f" {label}" for label in EMOTION_LABELS)
-    return Sample(f"emotion/{i:06d}", f"Text: {r['text'].strip()}\nEmotion:", choices[r["label"]], choices[r["label"]],
-                  choices)
+    return Sample(
+        f"emotion/{i:06d}", f"Text: {r['text'].strip()}\nEmotion:", choices[r["label"]], choices[r["label"]], choices
+    )
 
 
 def imdb_full_sample(i: int, r: dict) -> Sample | None:
     choices = (" negative", " positive")
-    return Sample(f"imdb_full/{i:06d}", f"Review: {cut_text(r['text'])}\nSentiment:", choices[r["label"]],
-                  choices[r["label"]], choices)
+    return Sample(
+        f"imdb_full/{i:06d}",
+        f"Review: {cut_text(r['text'])}\nSentiment:",
+        choices[r["label"]],
+        choices[r["label"]],
+        choices,
+    )
 
 
-def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | None],
-                  data_files: str | None = None) -> list[Sample]:
+def load_hub_rows(
+    path: str, split: str, mapper: Callable[[int, dict], Sample | None], data_files: str | None = None
+) -> list[Sample]:
     """Rows of a Hub dataset through `datasets`; data_files loads a local file of the same shape instead.
 
     With the Hub out of reach, a copy in the local `datasets` cache is still used (read in offline mode,
@@ -72,8 +80,10 @@ def load_hub_rows(path: str, split: str, mapper: Callable[[int, dict], Sample | 
                 ds = datasets.load_dataset(path, split=split)
     except Exception as exc:  # the datasets library raises many types for network/missing data
         if not data_files and not status.reachable:
-            raise DatasetError(f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}), "
-                               "and there is no copy in the local cache.") from exc
+            raise DatasetError(
+                f"'{path}' is on the Hugging Face Hub, which is out of reach here ({status.why}), "
+                "and there is no copy in the local cache."
+            ) from exc
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(f"Could not load '{path}' from the Hugging Face Hub (no network?): {why}") from exc
     out = [mapper(i, r) for i, r in enumerate(ds)]
@@ -87,8 +97,13 @@ def cached_copy(path: str) -> bool:
     import huggingface_hub
 
     hub_folder = f"datasets--{path.replace('/', '--')}"
-    return any(p.is_dir() for p in (Path(datasets.config.HF_DATASETS_CACHE) / path.replace("/", "___"),
-                                     Path(huggingface_hub.constants.HF_HUB_CACHE) / hub_folder))
+    return any(
+        p.is_dir()
+        for p in (
+            Path(datasets.config.HF_DATASETS_CACHE) / path.replace("/", "___"),
+            Path(huggingface_hub.constants.HF_HUB_CACHE) / hub_folder,
+        )
+    )
 
 
 @contextmanager
@@ -106,19 +121,59 @@ def _cache_only() -> Iterator[None]:
 
 
 def _hub(name: str, path: str, split: str, mapper, kind: str, description: str, rows: int, fmt: str) -> DatasetSpec:
-    return DatasetSpec(name, description, f"hub:{path} ({split})", kind, fmt,
-                       lambda: load_hub_rows(path, split, mapper), hub=True, expected_rows=rows,
-                       cached=lambda: cached_copy(path))
+    return DatasetSpec(
+        name,
+        description,
+        f"hub:{path} ({split})",
+        kind,
+        fmt,
+        lambda: load_hub_rows(path, split, mapper),
+        hub=True,
+        expected_rows=rows,
+        cached=lambda: cached_copy(path),
+    )
 
 
 for _spec in (  # noqa: B007
-    _hub("metamath", "meta-math/MetaMathQA", "train", metamath_sample, GENERATE_NUMBER, "MetaMathQA maths (Hub)",
-         395000, QA_FORMAT),
-    _hub("code25k", "flytech/python-codes-25k", "train", code25k_sample, LOGLIK, "Python code instructions (Hub)",
-         49626, "{instruction}\n{output}"),
-    _hub("emotion", "dair-ai/emotion", "test", emotion_sample, CHOICE, "Six-emotion tweets (Hub)", 2000,
-         "Text: {text}\nEmotion: sadness|joy|love|anger|fear|surprise"),
-    _hub("imdb_full", "stanfordnlp/imdb", "test", imdb_full_sample, CHOICE, "Full IMDB test split (Hub)", 25000,
-         "Review: {text}\nSentiment: negative|positive"),
+    _hub(
+        "metamath",
+        "meta-math/MetaMathQA",
+        "train",
+        metamath_sample,
+        GENERATE_NUMBER,
+        "MetaMathQA maths (Hub)",
+        395000,
+        QA_FORMAT,
+    ),
+    _hub(
+        "code25k",
+        "flytech/python-codes-25k",
+        "train",
+        code25k_sample,
+        LOGLIK,
+        "Python code instructions (Hub)",
+        49626,
+        "{instruction}\n{output}",
+    ),
+    _hub(
+        "emotion",
+        "dair-ai/emotion",
+        "test",
+        emotion_sample,
+        CHOICE,
+        "Six-emotion tweets (Hub)",
+        2000,
+        "Text: {text}\nEmotion: sadness|joy|love|anger|fear|surprise",
+    ),
+    _hub(
+        "imdb_full",
+        "stanfordnlp/imdb",
+        "test",
+        imdb_full_sample,
+        CHOICE,
+        "Full IMDB test split (Hub)",
+        25000,
+        "Review: {text}\nSentiment: negative|positive",
+    ),
 ):
     register_dataset(_spec)

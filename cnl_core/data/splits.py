@@ -22,12 +22,13 @@ def draw_disjoint(ids: Sequence[str], sizes: Sequence[int], seed: int, exclude: 
     if need > len(pool):
         raise DatasetError(
             f"Asked for {need} rows ({' + '.join(map(str, sizes))}) but only {len(pool)} are available"
-            + (f" after excluding {len(excluded)} already used" if excluded else "") + "."
+            + (f" after excluding {len(excluded)} already used" if excluded else "")
+            + "."
         )
     random.Random(seed).shuffle(pool)
     out, start = [], 0
     for size in sizes:
-        out.append(pool[start:start + size])
+        out.append(pool[start : start + size])
         start += size
     return out
 

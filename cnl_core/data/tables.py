@@ -25,8 +25,13 @@ from ..errors import DatasetError
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PREVIEW_ROWS = 5
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,10 @@ def _encoding(head: bytes) -> str:
     if b"\x00" in head:
         pairs = head[: len(head) // 2 * 2]
         if pairs and (pairs[1::2].count(0) > 0.9 * len(pairs) / 2 or pairs[0::2].count(0) > 0.9 * len(pairs) / 2):
-            raise DatasetError("The file looks like UTF-16 text without a byte-order mark; save it as UTF-8 "
-                               "(or UTF-16 with a byte-order mark).")
+            raise DatasetError(
+                "The file looks like UTF-16 text without a byte-order mark; save it as UTF-8 "
+                "(or UTF-16 with a byte-order mark)."
+            )
         raise DatasetError("The file looks binary; upload a CSV or JSONL text file.")
     return "utf-8"
 
@@ -79,8 +86,10 @@ def iter_records(stream: BinaryIO, filename: str, size: int) -> Iterator[dict]:
     try:
         for count, record in enumerate(rows, 1):
             if count > F.UPLOAD_ROWS:
-                raise DatasetError(f"The file has more than {F.UPLOAD_ROWS:,} rows; the limit is {F.UPLOAD_ROWS:,} "
-                                   "(upload a sample of it).")
+                raise DatasetError(
+                    f"The file has more than {F.UPLOAD_ROWS:,} rows; the limit is {F.UPLOAD_ROWS:,} "
+                    "(upload a sample of it)."
+                )
             yield record
     except UnicodeDecodeError as exc:
         what = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
@@ -124,8 +133,10 @@ def _csv(text: io.TextIOWrapper, delimiter: str) -> Iterator[dict]:
         seen: dict[str, int] = {}
         for i, h in named:
             if h in seen:
-                raise DatasetError(f"The header names the column '{h[:60]}' twice (columns {seen[h] + 1} and {i + 1}); "
-                                   "give every column its own name.")
+                raise DatasetError(
+                    f"The header names the column '{h[:60]}' twice (columns {seen[h] + 1} and {i + 1}); "
+                    "give every column its own name."
+                )
             seen[h] = i
         found = False
         for row in reader:
@@ -163,8 +174,10 @@ def _jsonl(text: io.TextIOWrapper) -> Iterator[dict]:
         _columns_check(list(rec), f"Line {n}")
         nested = next((k for k, v in rec.items() if isinstance(v, (dict, list))), None)
         if nested is not None:
-            raise DatasetError(f"Line {n}: field '{str(nested)[:40]}' holds a nested object or list; every field "
-                               "must be text or a number (flatten the file first).")
+            raise DatasetError(
+                f"Line {n}: field '{str(nested)[:40]}' holds a nested object or list; every field "
+                "must be text or a number (flatten the file first)."
+            )
         yield {str(k): "" if v is None else str(v) for k, v in rec.items()}
 
 

@@ -83,16 +83,26 @@ def dataset_from_records(
             target = answer.replace(",", "").strip() if kind == GENERATE_NUMBER else answer
             samples.append(Sample(f"{name}/{i:06d}", text, f" {answer}", target))
     if not samples:
-        raise DatasetError(f"No usable rows: {report['missing']} missing a prompt or answer, "
-                           f"{report['unknown_label']} with an answer outside the labels.")
+        raise DatasetError(
+            f"No usable rows: {report['missing']} missing a prompt or answer, "
+            f"{report['unknown_label']} with an answer outside the labels."
+        )
     report["rows_used"] = len(samples)
-    spec = DatasetSpec(name, f"Uploaded file ({len(samples)} rows)", "upload", kind, prompt_template + " {answer}",
-                       lambda: samples, expected_rows=len(samples))
+    spec = DatasetSpec(
+        name,
+        f"Uploaded file ({len(samples)} rows)",
+        "upload",
+        kind,
+        prompt_template + " {answer}",
+        lambda: samples,
+        expected_rows=len(samples),
+    )
     return register_dataset(spec, owner=owner), report
 
 
-def dataset_from_file(path: str | Path, prompt_column: str | None = None, answer_column: str | None = None,
-                      **kwargs) -> tuple[DatasetSpec, dict]:
+def dataset_from_file(
+    path: str | Path, prompt_column: str | None = None, answer_column: str | None = None, **kwargs
+) -> tuple[DatasetSpec, dict]:
     """Read a CSV/JSONL file and register it under a name from its file name and content.
 
     Without column names, the file's columns called prompt/question/text and answer/label/target are used.
@@ -150,8 +160,9 @@ def resolve_dataset(name: str, columns: FileColumns | None = None) -> DatasetSpe
     if not looks_like_file(name):
         return get_dataset(name)
     columns = columns or FileColumns()
-    spec, _ = dataset_from_file(name, columns.prompt_column, columns.answer_column, labels=list(columns.labels),
-                                kind=columns.kind)
+    spec, _ = dataset_from_file(
+        name, columns.prompt_column, columns.answer_column, labels=list(columns.labels), kind=columns.kind
+    )
     return spec
 
 

@@ -49,10 +49,12 @@ class EvalConfig:
         new tokens 0 (or empty, or None) mean the task's own; batch size and bootstrap None keep the defaults."""
         d = cls()
         # Integer fields give ints; fields.NumberField types every value as int | float.
-        return cls(num_fewshot=cast("int | None", F.FEWSHOT.read(fewshot)),
-                   max_new_tokens=cast("int | None", F.MAX_NEW.read(max_new_tokens)),
-                   batch_size=d.batch_size if batch_size is None else cast(int, F.BATCH.check(batch_size)),
-                   bootstrap=d.bootstrap if bootstrap is None else cast(int, F.BOOTSTRAP.check(bootstrap)))
+        return cls(
+            num_fewshot=cast("int | None", F.FEWSHOT.read(fewshot)),
+            max_new_tokens=cast("int | None", F.MAX_NEW.read(max_new_tokens)),
+            batch_size=d.batch_size if batch_size is None else cast(int, F.BATCH.check(batch_size)),
+            bootstrap=d.bootstrap if bootstrap is None else cast(int, F.BOOTSTRAP.check(bootstrap)),
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -78,16 +80,28 @@ def fewshot_prefix(shots: Sequence[Sample]) -> str:
 
 
 def evaluate_samples(
-    lm: LoadedModel, dataset: DatasetSpec, samples: Sequence[Sample], shots: Sequence[Sample], cfg: EvalConfig,
-    iv: Intervention | None = None, progress: Progress | None = None, cancel: threading.Event | None = None,
+    lm: LoadedModel,
+    dataset: DatasetSpec,
+    samples: Sequence[Sample],
+    shots: Sequence[Sample],
+    cfg: EvalConfig,
+    iv: Intervention | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[SampleResult]:
     """Score each sample under the intervention (None: the unmodified model)."""
     return evaluate_conditions(lm, dataset, samples, shots, cfg, [iv], progress=progress, cancel=cancel)[0]
 
 
 def evaluate_conditions(
-    lm: LoadedModel, dataset: DatasetSpec, samples: Sequence[Sample], shots: Sequence[Sample], cfg: EvalConfig,
-    ivs: Sequence[Intervention | None], labels: Sequence[str] | None = None, progress: Progress | None = None,
+    lm: LoadedModel,
+    dataset: DatasetSpec,
+    samples: Sequence[Sample],
+    shots: Sequence[Sample],
+    cfg: EvalConfig,
+    ivs: Sequence[Intervention | None],
+    labels: Sequence[str] | None = None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> list[list[SampleResult]]:
     """Score each sample under each intervention (None: the unmodified model): results[condition][sample].
@@ -127,8 +141,10 @@ def evaluate_conditions(
                     stop_if_asked()
                     edit = Edit.of(lm, ivs[c])
                     if dataset.kind == CHOICE:  # the gold answer is one of the choices: one pass gives both
-                        got[c].extend(SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
-                                      for s, (pick, g) in zip(chunk, _choose(lm, edit, chunk, prefix, cfg)))
+                        got[c].extend(
+                            SampleResult(s.id, s.choices[pick] == s.target, g, s.choices[pick].strip())
+                            for s, (pick, g) in zip(chunk, _choose(lm, edit, chunk, prefix, cfg))
+                        )
                     else:
                         gold, prompted = _gold_loglik(lm, edit, chunk, prefix, cfg, numeric)
                         golds.append(gold)
@@ -136,24 +152,41 @@ def evaluate_conditions(
                         if not numeric:
                             got[c].extend(SampleResult(s.id, None, g, "") for s, g in zip(chunk, gold))
                     done += len(chunk)
-                    report(progress, done, total, f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
-                           + (" (gold answers)" if numeric else ""))
+                    report(
+                        progress,
+                        done,
+                        total,
+                        f"{dataset.name} {labels[c]}: {start + len(chunk)}/{len(samples)}"
+                        + (" (gold answers)" if numeric else ""),
+                    )
                 if not numeric:
                     continue
                 stop_if_asked()
-                report(progress, done, total, f"{dataset.name}: answering {len(chunk)} questions x {len(group)} "
-                       f"condition(s)")
+                report(
+                    progress,
+                    done,
+                    total,
+                    f"{dataset.name}: answering {len(chunk)} questions x {len(group)} condition(s)",
+                )
                 try:
-                    texts = _answers(lm, parts, [ivs[c] for c in group], prefix, chunk, cfg,
-                                     cfg.new_tokens_for(dataset), cancel)
+                    texts = _answers(
+                        lm, parts, [ivs[c] for c in group], prefix, chunk, cfg, cfg.new_tokens_for(dataset), cancel
+                    )
                 except Cancelled:
                     stop_if_asked()
                     raise
                 parts.clear()  # their keys and values go before the next group measures the free memory
             for c, answers, gold in zip(group, texts, golds):
-                got[c].extend(SampleResult(s.id, is_correct(extract_flexible(text), s.target), g, text,
-                                           is_correct(extract_strict(text), s.target))
-                              for s, text, g in zip(chunk, answers, gold))
+                got[c].extend(
+                    SampleResult(
+                        s.id,
+                        is_correct(extract_flexible(text), s.target),
+                        g,
+                        text,
+                        is_correct(extract_strict(text), s.target),
+                    )
+                    for s, text, g in zip(chunk, answers, gold)
+                )
             done += len(group) * len(chunk)
             report(progress, done, total, f"{dataset.name}: answered {start + len(chunk)}/{len(samples)}")
         return got
@@ -171,7 +204,8 @@ def evaluate_conditions(
             if rows_together <= 1:
                 raise ParameterError(
                     f"Evaluating one sample of {dataset.name} ran out of memory. Load the model in 8-bit or 4-bit, "
-                    "or lower the few-shot examples or the new tokens.") from exc
+                    "or lower the few-shot examples or the new tokens."
+                ) from exc
             got = None
         if got is None:  # out of the except block: the failed batch's tensors are free to go
             size, rows_cap = max(1, min(size, len(chunk)) // 2), max(1, rows_together // 2)
@@ -185,29 +219,44 @@ def evaluate_conditions(
     return out
 
 
-def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], cfg: EvalConfig,
-                        new_tokens: int) -> int:
+def _conditions_at_once(lm: LoadedModel, prefix: str, chunk: Sequence[Sample], cfg: EvalConfig, new_tokens: int) -> int:
     """Conditions whose prompts are kept and decoded together: what MAX_DECODE_ROWS rows and the free memory allow
     (generation.parts_that_fit), from the token counts the gold pass will see: prompts cut from the left to the
     context limit, the context they share (as forward.batch_context_length finds it) and the longest answer."""
-    prompts = [p[-cfg.max_context_tokens:] for p in
-               token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)]
+    prompts = [
+        p[-cfg.max_context_tokens :]
+        for p in token_ids(lm.tokenizer, [prefix + s.prompt for s in chunk], add_special_tokens=True)
+    ]
     shared = prompts_context_length(prompts) if len(prompts) > 1 else 0
     shared = shared if shared >= SHARED_CONTEXT_LEAST else 0
     answer = max(map(len, token_ids(lm.tokenizer, [s.answer for s in chunk], add_special_tokens=False)))
     return parts_that_fit(lm, len(chunk), shared, max(map(len, prompts)) - shared, answer, new_tokens)
 
 
-def _gold_loglik(lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig,
-                 keep_prompts: bool = False) -> tuple[list[float], Prompted | None]:
-    tf = teacher_forced_logprob(lm, edit, [prefix + s.prompt for s in chunk], [s.answer for s in chunk],
-                                cfg.max_context_tokens, keep_prompts=keep_prompts)
+def _gold_loglik(
+    lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig, keep_prompts: bool = False
+) -> tuple[list[float], Prompted | None]:
+    tf = teacher_forced_logprob(
+        lm,
+        edit,
+        [prefix + s.prompt for s in chunk],
+        [s.answer for s in chunk],
+        cfg.max_context_tokens,
+        keep_prompts=keep_prompts,
+    )
     return (tf.total / tf.count.clamp(min=1)).tolist(), tf.prompted
 
 
-def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Intervention | None], prefix: str,
-             chunk: Sequence[Sample], cfg: EvalConfig, max_new_tokens: int,
-             cancel: threading.Event | None = None) -> list[list[str]]:
+def _answers(
+    lm: LoadedModel,
+    parts: list[Prompted | None],
+    ivs: Sequence[Intervention | None],
+    prefix: str,
+    chunk: Sequence[Sample],
+    cfg: EvalConfig,
+    max_new_tokens: int,
+    cancel: threading.Event | None = None,
+) -> list[list[str]]:
     """Greedy answers per condition, cut at the first stop string: decoded from the gold passes' prompts where
     they could be kept, else generated again, one condition at a time."""
     ready = [p for p in parts if p is not None]
@@ -218,8 +267,9 @@ def _answers(lm: LoadedModel, parts: list[Prompted | None], ivs: Sequence[Interv
     return [_generate(lm, iv, prefix, [s.prompt for s in chunk], cfg, max_new_tokens) for iv in ivs]
 
 
-def _choose(lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str,
-            cfg: EvalConfig) -> list[tuple[int, float]]:
+def _choose(
+    lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str, cfg: EvalConfig
+) -> list[tuple[int, float]]:
     """(index of the most likely choice, mean per-token log-prob of the gold choice) per sample."""
     prompts = [prefix + s.prompt for s in chunk for _ in s.choices]
     options = [c for s in chunk for c in s.choices]
@@ -233,9 +283,9 @@ def _choose(lm: LoadedModel, edit: Edit, chunk: Sequence[Sample], prefix: str,
     return out
 
 
-def _generate(lm: LoadedModel, iv: Intervention | None, prefix: str, suffixes: list[str], cfg: EvalConfig,
-              max_new_tokens: int) -> list[str]:
+def _generate(
+    lm: LoadedModel, iv: Intervention | None, prefix: str, suffixes: list[str], cfg: EvalConfig, max_new_tokens: int
+) -> list[str]:
     """Greedy answers for prefix + each suffix under iv, cut at the first stop string."""
-    new = greedy_generate(lm, [prefix + s for s in suffixes], max_new_tokens, STOP_STRINGS,
-                          cfg.max_context_tokens, iv)
+    new = greedy_generate(lm, [prefix + s for s in suffixes], max_new_tokens, STOP_STRINGS, cfg.max_context_tokens, iv)
     return [cut_at_stop(t) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -24,7 +24,9 @@ def random_like(neurons: NeuronSet, seed: int, exclude: NeuronSet | None = None)
             continue
         pool = np.setdiff1d(np.arange(width), avoid.get(layer, []))
         if count > len(pool):
-            raise ParameterError(f"Layer {layer} has too few neurons outside the located ones for a control of "
-                                 f"{count}; allow the control to overlap the located set.")
+            raise ParameterError(
+                f"Layer {layer} has too few neurons outside the located ones for a control of "
+                f"{count}; allow the control to overlap the located set."
+            )
         flat.append(layer * width + rng.choice(pool, size=count, replace=False))
     return NeuronSet.from_flat(neurons.grid, np.concatenate(flat) if flat else [])

@@ -47,8 +47,13 @@ def _neuron_masks(lm: LoadedModel, neurons: NeuronSet) -> list[tuple[nn.Paramete
 
 @contextmanager
 def finetuned(
-    lm: LoadedModel, neurons: NeuronSet, samples: Sequence[Sample], steps: int = 20, lr: float = 1e-3,
-    batch_size: int = 4, cancel: threading.Event | None = None,
+    lm: LoadedModel,
+    neurons: NeuronSet,
+    samples: Sequence[Sample],
+    steps: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 4,
+    cancel: threading.Event | None = None,
 ) -> Iterator[list[float]]:
     """Train only the given neurons on samples for `steps` steps; yields the losses; restores on exit."""
     F.FT_STEPS.typed(steps)

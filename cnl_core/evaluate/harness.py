@@ -77,25 +77,33 @@ class HarnessSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", parse_tasks(self.tasks))
-        for field, value in ((F.HARNESS_LIMIT, self.limit), (F.HARNESS_FEWSHOT, self.num_fewshot),
-                             (F.HARNESS_GEN_TOKS, self.max_gen_toks)):
+        for field, value in (
+            (F.HARNESS_LIMIT, self.limit),
+            (F.HARNESS_FEWSHOT, self.num_fewshot),
+            (F.HARNESS_GEN_TOKS, self.max_gen_toks),
+        ):
             if value is not None:
                 field.typed(value)
         F.BATCH.typed(self.batch_size)
         F.BOOTSTRAP_ITERS.typed(self.bootstrap_iters)
 
     @staticmethod
-    def from_inputs(tasks, include_path=None, limit=None, num_fewshot=None, max_gen_toks=None, batch_size=None,
-                    bootstrap_iters=None) -> "HarnessSettings":
+    def from_inputs(
+        tasks, include_path=None, limit=None, num_fewshot=None, max_gen_toks=None, batch_size=None, bootstrap_iters=None
+    ) -> "HarnessSettings":
         """From a form or the command line (the one conversion both use): numbers may be text; no limit (None),
         few-shot -1 and new tokens 0 (or empty, or None) mean each task's own; an empty folder means none."""
         return HarnessSettings(
-            tasks=tasks or "", include_path=F.TASK_FOLDER.check(include_path).strip() or None,
+            tasks=tasks or "",
+            include_path=F.TASK_FOLDER.check(include_path).strip() or None,
             limit=None if limit is None else F.HARNESS_LIMIT.check(limit),
-            num_fewshot=F.HARNESS_FEWSHOT.read(num_fewshot), max_gen_toks=F.HARNESS_GEN_TOKS.read(max_gen_toks),
+            num_fewshot=F.HARNESS_FEWSHOT.read(num_fewshot),
+            max_gen_toks=F.HARNESS_GEN_TOKS.read(max_gen_toks),
             batch_size=HARNESS.batch_size if batch_size is None else F.BATCH.check(batch_size),
-            bootstrap_iters=(HARNESS.bootstrap_iters if bootstrap_iters is None
-                             else F.BOOTSTRAP_ITERS.check(bootstrap_iters)))
+            bootstrap_iters=(
+                HARNESS.bootstrap_iters if bootstrap_iters is None else F.BOOTSTRAP_ITERS.check(bootstrap_iters)
+            ),
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks)}
@@ -124,7 +132,6 @@ class TaskScores:
         return next(iter(self.metrics), None)
 
 
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -143,12 +150,18 @@ def parse_results(out: dict) -> dict[str, TaskScores]:
             name, _, filt = key.partition(",")
             if name in _NOT_METRICS or name.endswith("_stderr") or _number(value) is None:
                 continue
-            metrics[key] = Metric(_number(value), _number(row.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")))
+            metrics[key] = Metric(
+                _number(value), _number(row.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr"))
+            )
         samples = out.get("n-samples", {}).get(task, {})
         shots = out.get("n-shot", {}).get(task)
-        scores[task] = TaskScores(task=task, metrics=metrics, n=samples.get("effective"),
-                                  num_fewshot=shots if isinstance(shots, int) else None,
-                                  higher_is_better=out.get("higher_is_better", {}).get(task))
+        scores[task] = TaskScores(
+            task=task,
+            metrics=metrics,
+            n=samples.get("effective"),
+            num_fewshot=shots if isinstance(shots, int) else None,
+            higher_is_better=out.get("higher_is_better", {}).get(task),
+        )
     return scores
 
 
@@ -178,8 +191,10 @@ def task_manager(settings: HarnessSettings):
     unknown = [t for t in settings.tasks if t not in known]
     if unknown:
         where = f" or in {settings.include_path}" if settings.include_path else " (give your own with --include-path)"
-        raise HarnessError(f"Unknown lm-eval task {unknown[0]!r}: not in the harness's catalogue{where}. "
-                           "List the catalogue with: lm-eval ls tasks")
+        raise HarnessError(
+            f"Unknown lm-eval task {unknown[0]!r}: not in the harness's catalogue{where}. "
+            "List the catalogue with: lm-eval ls tasks"
+        )
     return manager
 
 
@@ -193,7 +208,7 @@ def serve(model, lm: LoadedModel, op: str, requests: list, iv: Intervention | No
     for start in range(0, len(requests), step):
         raise_if_cancelled()
         with intervene(lm, iv):
-            out += getattr(model, op)(requests[start:start + step], disable_tqdm=True)
+            out += getattr(model, op)(requests[start : start + step], disable_tqdm=True)
     return out
 
 
@@ -233,15 +248,21 @@ class Harness:
 
         s = self.settings
         try:
-            out = simple_evaluate(model=batched_lm(self.model, self.lm, iv, s.batch_size), tasks=list(s.tasks),
-                                  task_manager=self.manager, num_fewshot=s.num_fewshot, limit=s.limit,
-                                  bootstrap_iters=s.bootstrap_iters,
-                                  gen_kwargs={"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
-                                  log_samples=log_samples)
+            out = simple_evaluate(
+                model=batched_lm(self.model, self.lm, iv, s.batch_size),
+                tasks=list(s.tasks),
+                task_manager=self.manager,
+                num_fewshot=s.num_fewshot,
+                limit=s.limit,
+                bootstrap_iters=s.bootstrap_iters,
+                gen_kwargs={"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
+                log_samples=log_samples,
+            )
         except (OSError, ValueError, KeyError, ImportError) as exc:  # a dataset out of reach, a task's extra package
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise HarnessError(f"lm-evaluation-harness could not run {', '.join(s.tasks)}: "
-                               f"{type(exc).__name__}: {first}") from exc
+            raise HarnessError(
+                f"lm-evaluation-harness could not run {', '.join(s.tasks)}: {type(exc).__name__}: {first}"
+            ) from exc
         return parse_results(out), out
 
     def close(self) -> None:

@@ -85,8 +85,13 @@ def _pointed(files, folder: Path):
 class IsolatedHarness:
     """The harness ready to score one loaded model on fixed tasks, run in a child process (see the module)."""
 
-    def __init__(self, lm: LoadedModel, settings: HarnessSettings, limits: SandboxLimits | None = None,
-                 scratch: Path | None = None):
+    def __init__(
+        self,
+        lm: LoadedModel,
+        settings: HarnessSettings,
+        limits: SandboxLimits | None = None,
+        scratch: Path | None = None,
+    ):
         """`scratch`: where the child's folder is made (a visitor's jobs folder; default: the system's temp)."""
         require_harness()
         from lm_eval.models.huggingface import HFLM
@@ -107,25 +112,54 @@ class IsolatedHarness:
         s, lim = self.settings, self.limits
         home = self.folder / "home"
         home.mkdir()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(home),
-               "HF_HOME": str(home / "hf"), "HF_DATASETS_CACHE": str(home / "datasets"),
-               "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "TMPDIR": str(home),
+            "HF_HOME": str(home / "hf"),
+            "HF_DATASETS_CACHE": str(home / "datasets"),
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONHASHSEED": "0",
+        }
         if not lim.hub:
             env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER), str(child_in), str(child_out), str(lim.cpu_s), str(lim.memory_bytes),
-             str(lim.file_bytes)], pass_fds=(child_in, child_out), cwd=home, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-I",
+                str(WORKER),
+                str(child_in),
+                str(child_out),
+                str(lim.cpu_s),
+                str(lim.memory_bytes),
+                str(lim.file_bytes),
+            ],
+            pass_fds=(child_in, child_out),
+            cwd=home,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         os.close(child_in)
         os.close(child_out)
         self._tx, self._rx = os.fdopen(to_child, "wb"), from_child
         self._deadline = time.monotonic() + lim.wall_s
-        self._send({"tasks": list(s.tasks), "include_path": str(include) if include else None,
-                    "catalogue": include is None or lim.hub, "limit": s.limit, "num_fewshot": s.num_fewshot,
-                    "bootstrap_iters": s.bootstrap_iters,
-                    "gen_kwargs": {"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None})
+        self._send(
+            {
+                "tasks": list(s.tasks),
+                "include_path": str(include) if include else None,
+                "catalogue": include is None or lim.hub,
+                "limit": s.limit,
+                "num_fewshot": s.num_fewshot,
+                "bootstrap_iters": s.bootstrap_iters,
+                "gen_kwargs": {"max_gen_toks": s.max_gen_toks} if s.max_gen_toks else None,
+            }
+        )
         answer = self._receive()
         if answer.get("op") != "ready":
             self._refuse(answer)
@@ -164,16 +198,18 @@ class IsolatedHarness:
         if not isinstance(arg, list) or not arg or not all(isinstance(t, str) for t in texts):
             raise HarnessError("lm-evaluation-harness sent a request this lab does not serve.")
         if sum(len(t) for t in texts) > self.limits.text_chars:
-            raise HarnessError(f"A task's prompt is longer than {self.limits.text_chars:,} characters; this lab "
-                               "scores shorter ones.")
+            raise HarnessError(
+                f"A task's prompt is longer than {self.limits.text_chars:,} characters; this lab scores shorter ones."
+            )
         if op != GENERATE:
             return tuple(arg)
         given = arg[1] if len(arg) > 1 and isinstance(arg[1], dict) else {}
         until = given.get("until") or []
         until = [u for u in (until if isinstance(until, list) else [until]) if isinstance(u, str)][:8]
         toks = given.get("max_gen_toks")
-        toks = min(int(toks), self.limits.max_gen_toks) if isinstance(toks, int) and toks > 0 else \
-            self.limits.max_gen_toks
+        toks = (
+            min(int(toks), self.limits.max_gen_toks) if isinstance(toks, int) and toks > 0 else self.limits.max_gen_toks
+        )
         return arg[0], {"until": [u[:100] for u in until], "max_gen_toks": toks, "do_sample": False}
 
     def _send(self, message: dict) -> None:
@@ -188,8 +224,10 @@ class IsolatedHarness:
         while b"\n" not in self._buffer:
             raise_if_cancelled()
             if time.monotonic() > self._deadline:
-                raise HarnessError(f"The lm-eval run took longer than this lab's limit of "
-                                   f"{self.limits.wall_s / 60:.0f} minutes and was stopped.")
+                raise HarnessError(
+                    f"The lm-eval run took longer than this lab's limit of "
+                    f"{self.limits.wall_s / 60:.0f} minutes and was stopped."
+                )
             ready, _, _ = select.select([self._rx], [], [], 0.5)
             if not ready:
                 continue
@@ -211,8 +249,10 @@ class IsolatedHarness:
     def _ended(self) -> None:
         code = self.proc.wait(timeout=5) if self.proc is not None else None
         why = {-9: "its CPU-time limit", -24: "its CPU-time limit", -25: "its file-size limit"}.get(code or 0)
-        raise HarnessError("lm-evaluation-harness stopped before it finished"
-                           + (f": it reached {why}." if why else " (it may have run out of its memory limit)."))
+        raise HarnessError(
+            "lm-evaluation-harness stopped before it finished"
+            + (f": it reached {why}." if why else " (it may have run out of its memory limit).")
+        )
 
     def _refuse(self, message: dict) -> None:
         text = str(message.get("message", ""))[:300].replace(str(self.folder), "<task folder>")
@@ -248,4 +288,3 @@ class IsolatedHarness:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -96,7 +96,7 @@ def _remote_lm(pipe: _Pipe):
             out = []
             args = [list(r.args) for r in requests]
             for start in range(0, len(args), CHUNK):
-                pipe.send({"op": op, "args": args[start:start + CHUNK]})
+                pipe.send({"op": op, "args": args[start : start + CHUNK]})
                 answer = pipe.receive()
                 if "result" not in answer:
                     raise SystemExit(0)  # the server stopped this run
@@ -143,9 +143,16 @@ def main(argv: list[str]) -> None:
         return
     while pipe.receive().get("op") == "run":
         try:
-            out = simple_evaluate(model=lm, tasks=job["tasks"], task_manager=manager, num_fewshot=job["num_fewshot"],
-                                  limit=job["limit"], bootstrap_iters=job["bootstrap_iters"],
-                                  gen_kwargs=job["gen_kwargs"], log_samples=False)
+            out = simple_evaluate(
+                model=lm,
+                tasks=job["tasks"],
+                task_manager=manager,
+                num_fewshot=job["num_fewshot"],
+                limit=job["limit"],
+                bootstrap_iters=job["bootstrap_iters"],
+                gen_kwargs=job["gen_kwargs"],
+                log_samples=False,
+            )
         except Exception as exc:  # noqa: BLE001
             pipe.send({"op": "error", "kind": "run", "message": _first_line(exc)})
             return

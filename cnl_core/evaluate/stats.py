@@ -86,8 +86,11 @@ class Summary:
         """The summary (or a subclass) in its file form, every field checked (serialize.py)."""
         data = object_of(data, where)
         own = {k: v for k, v in data.items() if k not in _DELTA_FIELDS and k != "deltas"}
-        deltas = read_fields(Deltas, {k: data[k] for k in _DELTA_FIELDS if k in data}, where) \
-            if _DELTA_FIELDS & set(data) else None
+        deltas = (
+            read_fields(Deltas, {k: data[k] for k in _DELTA_FIELDS if k in data}, where)
+            if _DELTA_FIELDS & set(data)
+            else None
+        )
         return read_fields(cls, own, where, deltas=deltas)
 
 
@@ -113,8 +116,10 @@ class ControlSummary(Summary):
 
 def per_sample_metrics(results: Sequence[SampleResult]) -> dict[str, np.ndarray]:
     """Every metric (options.METRICS) per sample; NaN where a sample has no accuracy (a log-likelihood task)."""
-    values = {"accuracy": [np.nan if r.correct is None else float(r.correct) for r in results],
-              "gold_loglik": [r.gold_loglik for r in results]}
+    values = {
+        "accuracy": [np.nan if r.correct is None else float(r.correct) for r in results],
+        "gold_loglik": [r.gold_loglik for r in results],
+    }
     return {metric: np.array(values[metric]) for metric in METRICS}
 
 
@@ -144,15 +149,17 @@ def paired_deltas(after: dict[str, np.ndarray], before: dict[str, np.ndarray], d
     return out
 
 
-def compared(after: Sequence[SampleResult], before: Sequence[SampleResult], draws: int, seed: int,
-             ci_draws: int | None = None) -> Summary:
+def compared(
+    after: Sequence[SampleResult], before: Sequence[SampleResult], draws: int, seed: int, ci_draws: int | None = None
+) -> Summary:
     """A changed condition's summary with its paired differences from the unmodified model."""
     d = paired_deltas(per_sample_metrics(after), per_sample_metrics(before), draws, seed)
     return summarize(after, draws if ci_draws is None else ci_draws, seed, deltas=d)
 
 
-def control_summary(draws: Sequence[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int,
-                    seed: int) -> ControlSummary | None:
+def control_summary(
+    draws: Sequence[Sequence[SampleResult]], before: Sequence[SampleResult], boot: int, seed: int
+) -> ControlSummary | None:
     """Mean and spread over the control draws; CIs resample both the draws and the samples."""
     if not draws:
         return None

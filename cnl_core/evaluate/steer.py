@@ -40,11 +40,22 @@ class SteerResult:
     intervention: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        out = {"kind": "cnl.steer", "prompt": self.prompt, "intervention": self.intervention,
-               **{k: asdict(v) for k, v in self.answers.items()}, "baseline_tokens_logprob_under": self.baseline_under}
-        out["baseline_tokens_logprob_change"] = {
-            k: [b - a for a, b in zip(self.baseline_under["baseline"], v)] for k, v in self.baseline_under.items()
-            if k != "baseline"} if "baseline" in self.baseline_under else {}
+        out = {
+            "kind": "cnl.steer",
+            "prompt": self.prompt,
+            "intervention": self.intervention,
+            **{k: asdict(v) for k, v in self.answers.items()},
+            "baseline_tokens_logprob_under": self.baseline_under,
+        }
+        out["baseline_tokens_logprob_change"] = (
+            {
+                k: [b - a for a, b in zip(self.baseline_under["baseline"], v)]
+                for k, v in self.baseline_under.items()
+                if k != "baseline"
+            }
+            if "baseline" in self.baseline_under
+            else {}
+        )
         return out
 
 
@@ -59,7 +70,7 @@ def _under(lm: LoadedModel, iv: Intervention | None, prompt_tokens: int, tokens:
     """`iv` on one full pass of `tokens` tokens whose first `prompt_tokens` are the prompt: an answer-position
     intervention changes the positions from the prompt's last on (each predicts an answer token)."""
     where = torch.zeros((1, tokens), dtype=torch.bool, device=lm.input_device)
-    where[0, prompt_tokens - 1:] = True
+    where[0, prompt_tokens - 1 :] = True
     return edited(lm, Edit.of(lm, iv).at(where))
 
 
@@ -71,20 +82,31 @@ def _next_token(lm: LoadedModel, ids: list[int]) -> tuple[int, float]:
     return token, float(logp[token])
 
 
-def token_logprobs(lm: LoadedModel, prompt_ids: list[int], continuation: list[int],
-                   iv: Intervention | None) -> list[float]:
+def token_logprobs(
+    lm: LoadedModel, prompt_ids: list[int], continuation: list[int], iv: Intervention | None
+) -> list[float]:
     """Log-probability of each continuation token after the prompt, under the intervention."""
     if not continuation:
         return []
     with _under(lm, iv, len(prompt_ids), len(prompt_ids) + len(continuation)), torch.no_grad():
         ids = torch.tensor([prompt_ids + continuation], device=lm.input_device)
-        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1:-1].float()
-    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(continuation, device=logits.device)[:, None]) \
-        .view(-1).cpu().tolist()
+        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1 : -1].float()
+    return (
+        torch.log_softmax(logits, -1)
+        .gather(-1, torch.tensor(continuation, device=logits.device)[:, None])
+        .view(-1)
+        .cpu()
+        .tolist()
+    )
 
 
-def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
-                 max_new_tokens: int = 32, cancel: threading.Event | None = None) -> Iterator[dict[str, Answer]]:
+def steer_stream(
+    lm: LoadedModel,
+    prompt: str,
+    conditions: dict[str, Intervention | None],
+    max_new_tokens: int = 32,
+    cancel: threading.Event | None = None,
+) -> Iterator[dict[str, Answer]]:
     """Greedy answers of every condition, one token at a time each (a full recompute per token: short answers).
     A set `cancel` stops before the next token (Cancelled), between the conditions too."""
     check_prompt(prompt)
@@ -113,14 +135,16 @@ def steer_stream(lm: LoadedModel, prompt: str, conditions: dict[str, Interventio
             break
 
 
-def steer(lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None],
-          max_new_tokens: int = 32) -> SteerResult:
+def steer(
+    lm: LoadedModel, prompt: str, conditions: dict[str, Intervention | None], max_new_tokens: int = 32
+) -> SteerResult:
     answers: dict[str, Answer] = {}
     for answers in steer_stream(lm, prompt, conditions, max_new_tokens):  # noqa: B007 - keeps the last (complete) one
         pass
     prompt_ids = lm.tokenizer(prompt)["input_ids"]
     base = answers.get("baseline")
-    under = ({name: token_logprobs(lm, prompt_ids, base.token_ids, iv) for name, iv in conditions.items()}
-             if base else {})
+    under = (
+        {name: token_logprobs(lm, prompt_ids, base.token_ids, iv) for name, iv in conditions.items()} if base else {}
+    )
     iv = conditions.get("intervened")
     return SteerResult(prompt, answers, under, iv.describe() if iv is not None else {})

@@ -137,18 +137,31 @@ class _Reader:
         self.metrics, self.aggregations = _registries()
 
     def task(self, where: _Where, node: yaml.Node) -> dict:
-        template = lambda w, k, n: (_text(w, k, n, TEMPLATE_CHARS) if isinstance(n, yaml.ScalarNode) and  # noqa: E731
-                                    n.tag == "tag:yaml.org,2002:str" else self.index_or_list(w, k, n))
+        def template(w: _Where, k: str, n: yaml.Node):
+            if isinstance(n, yaml.ScalarNode) and n.tag == "tag:yaml.org,2002:str":
+                return _text(w, k, n, TEMPLATE_CHARS)
+            return self.index_or_list(w, k, n)
+
         rules: dict[str, Callable] = {
-            "task": self.name, "tag": lambda w, k, n: _texts(w, k, n, 8),
-            "dataset_path": self.dataset_path, "dataset_kwargs": self.dataset_kwargs,
-            "training_split": _text, "validation_split": _text, "test_split": _text, "fewshot_split": _text,
-            "doc_to_text": template, "doc_to_target": template, "doc_to_choice": template,
+            "task": self.name,
+            "tag": lambda w, k, n: _texts(w, k, n, 8),
+            "dataset_path": self.dataset_path,
+            "dataset_kwargs": self.dataset_kwargs,
+            "training_split": _text,
+            "validation_split": _text,
+            "test_split": _text,
+            "fewshot_split": _text,
+            "doc_to_text": template,
+            "doc_to_target": template,
+            "doc_to_choice": template,
             "description": lambda w, k, n: _text(w, k, n, TEMPLATE_CHARS),
-            "target_delimiter": _text, "fewshot_delimiter": _text,
+            "target_delimiter": _text,
+            "fewshot_delimiter": _text,
             "num_fewshot": lambda w, k, n: _int(w, k, n, 0, int(F.HARNESS_FEWSHOT.high)),
-            "output_type": self.output_type, "generation_kwargs": self.generation,
-            "metric_list": self.metric_list, "filter_list": self.filter_list,
+            "output_type": self.output_type,
+            "generation_kwargs": self.generation,
+            "metric_list": self.metric_list,
+            "filter_list": self.filter_list,
             "repeats": lambda w, k, n: _int(w, k, n, 1, MAX_REPEATS),
             "should_decontaminate": lambda w, k, n: _bool(w, k, n, only=False),
             "metadata": lambda w, k, n: _mapping(w, k, n, {"version": _number}),
@@ -167,22 +180,31 @@ class _Reader:
         return value
 
     def dataset_path(self, where: _Where, key: str, node: yaml.Node) -> str:
-        return _choice(where, key, node, FILE_FORMATS,
-                       f"; a task here reads its uploaded files with one of {', '.join(FILE_FORMATS)}")
+        return _choice(
+            where,
+            key,
+            node,
+            FILE_FORMATS,
+            f"; a task here reads its uploaded files with one of {', '.join(FILE_FORMATS)}",
+        )
 
     def dataset_kwargs(self, where: _Where, key: str, node: yaml.Node) -> dict:
         return _mapping(where, key, node, {"data_files": self.data_files})
 
     def data_files(self, where: _Where, key: str, node: yaml.Node) -> Any:
         if isinstance(node, yaml.MappingNode):
-            return {k.value: self.data_files(where, f"{key}.{k.value}", v) for k, v in node.value
-                    if _text(where, key, k)}
+            return {
+                k.value: self.data_files(where, f"{key}.{k.value}", v) for k, v in node.value if _text(where, key, k)
+            }
         names = _texts(where, key, node, 16)
         for name in names:
             if name not in self.data_names:
                 known = ", ".join(sorted(self.data_names)) or "none"
-                raise where.refuse(node, key, f"names {name[:80]!r}, which is not a file uploaded with it "
-                                              f"(uploaded data files: {known})")
+                raise where.refuse(
+                    node,
+                    key,
+                    f"names {name[:80]!r}, which is not a file uploaded with it (uploaded data files: {known})",
+                )
         return names[0] if isinstance(node, yaml.ScalarNode) else names
 
     def index_or_list(self, where: _Where, key: str, node: yaml.Node) -> Any:
@@ -194,19 +216,35 @@ class _Reader:
         return _choice(where, key, node, OUTPUT_TYPES, f"; one of {', '.join(OUTPUT_TYPES)}")
 
     def generation(self, where: _Where, key: str, node: yaml.Node) -> dict:
-        return _mapping(where, key, node, {
-            "until": lambda w, k, n: _texts(w, k, n, MAX_STOPS, 100),
-            "max_gen_toks": lambda w, k, n: _int(w, k, n, 1, int(F.HARNESS_GEN_TOKS.high)),
-            "do_sample": lambda w, k, n: _bool(w, k, n, only=False),
-            "temperature": lambda w, k, n: _number(w, k, n, only_zero=True)})
+        return _mapping(
+            where,
+            key,
+            node,
+            {
+                "until": lambda w, k, n: _texts(w, k, n, MAX_STOPS, 100),
+                "max_gen_toks": lambda w, k, n: _int(w, k, n, 1, int(F.HARNESS_GEN_TOKS.high)),
+                "do_sample": lambda w, k, n: _bool(w, k, n, only=False),
+                "temperature": lambda w, k, n: _number(w, k, n, only_zero=True),
+            },
+        )
 
     def metric_list(self, where: _Where, key: str, node: yaml.Node) -> list:
-        return [_mapping(where, f"{key}[{i}]", item, {
-            "metric": lambda w, k, n: self.registered(w, k, n, self.metrics, "metric"),
-            "aggregation": lambda w, k, n: self.registered(w, k, n, self.aggregations, "aggregation"),
-            "higher_is_better": _bool, "ignore_case": _bool, "ignore_punctuation": _bool,
-            "regexes_to_ignore": lambda w, k, n: _texts(w, k, n, 8)})
-            for i, item in enumerate(_items(where, key, node, MAX_METRICS))]
+        return [
+            _mapping(
+                where,
+                f"{key}[{i}]",
+                item,
+                {
+                    "metric": lambda w, k, n: self.registered(w, k, n, self.metrics, "metric"),
+                    "aggregation": lambda w, k, n: self.registered(w, k, n, self.aggregations, "aggregation"),
+                    "higher_is_better": _bool,
+                    "ignore_case": _bool,
+                    "ignore_punctuation": _bool,
+                    "regexes_to_ignore": lambda w, k, n: _texts(w, k, n, 8),
+                },
+            )
+            for i, item in enumerate(_items(where, key, node, MAX_METRICS))
+        ]
 
     def registered(self, where: _Where, key: str, node: yaml.Node, names: set[str], what: str) -> str:
         known = ", ".join(sorted(names))
@@ -214,15 +252,32 @@ class _Reader:
 
     def filter_list(self, where: _Where, key: str, node: yaml.Node) -> list:
         def one(w: _Where, k: str, n: yaml.Node) -> dict:
-            return _mapping(w, k, n, {
-                "function": lambda w2, k2, n2: self.registered(w2, k2, n2, set(FILTERS), "filter here"),
-                "regex_pattern": _text, "group_select": lambda w2, k2, n2: _int(w2, k2, n2, -16, 16),
-                "ignore_case": _bool, "fallback": _text, "k": lambda w2, k2, n2: _int(w2, k2, n2, 1, 16)})
+            return _mapping(
+                w,
+                k,
+                n,
+                {
+                    "function": lambda w2, k2, n2: self.registered(w2, k2, n2, set(FILTERS), "filter here"),
+                    "regex_pattern": _text,
+                    "group_select": lambda w2, k2, n2: _int(w2, k2, n2, -16, 16),
+                    "ignore_case": _bool,
+                    "fallback": _text,
+                    "k": lambda w2, k2, n2: _int(w2, k2, n2, 1, 16),
+                },
+            )
 
-        return [_mapping(where, f"{key}[{i}]", item, {
-            "name": _text,
-            "filter": lambda w, k, n: [one(w, f"{k}[{j}]", f) for j, f in enumerate(_items(w, k, n, 8))]})
-            for i, item in enumerate(_items(where, key, node, MAX_FILTERS))]
+        return [
+            _mapping(
+                where,
+                f"{key}[{i}]",
+                item,
+                {
+                    "name": _text,
+                    "filter": lambda w, k, n: [one(w, f"{k}[{j}]", f) for j, f in enumerate(_items(w, k, n, 8))],
+                },
+            )
+            for i, item in enumerate(_items(where, key, node, MAX_FILTERS))
+        ]
 
     def sampler(self, where: _Where, key: str, node: yaml.Node) -> str:
         return _choice(where, key, node, ("first_n", "default"), "; one of first_n, default")

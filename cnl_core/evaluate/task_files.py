@@ -53,8 +53,9 @@ def _as_text(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 
 
 def _refuse(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    raise _Refused(None, None, f"the tag {node.tag} could run code (a task file here is read as data only)",
-                   node.start_mark)
+    raise _Refused(
+        None, None, f"the tag {node.tag} could run code (a task file here is read as data only)", node.start_mark
+    )
 
 
 _DataLoader.add_multi_constructor("!", _as_text)
@@ -68,8 +69,10 @@ def read_task_file(path: Path, strict: bool, shown: str | None = None) -> dict:
     shown = shown or str(path)
     size = path.stat().st_size
     if size > F.TASK_FILE_BYTES:
-        raise HarnessError(f"The task file {shown} is {size / 2**10:.0f} KiB; a task file is a few kilobytes (the "
-                           f"limit is {F.TASK_FILE_BYTES // 2**10} KiB).")
+        raise HarnessError(
+            f"The task file {shown} is {size / 2**10:.0f} KiB; a task file is a few kilobytes (the "
+            f"limit is {F.TASK_FILE_BYTES // 2**10} KiB)."
+        )
     try:
         data = yaml.load(path.read_bytes(), Loader=_StrictLoader if strict else _DataLoader)  # noqa: S506 (safe)
     except yaml.MarkedYAMLError as exc:
@@ -80,8 +83,9 @@ def read_task_file(path: Path, strict: bool, shown: str | None = None) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise HarnessError(f"The task file {shown} is not valid YAML: {str(exc).splitlines()[0][:200]}.") from None
     if not isinstance(data, dict):
-        raise HarnessError(f"The task file {shown} must hold a YAML mapping (task: ..., dataset_path: ...), "
-                           f"not {type(data).__name__}.")
+        raise HarnessError(
+            f"The task file {shown} must hold a YAML mapping (task: ..., dataset_path: ...), not {type(data).__name__}."
+        )
     return data
 
 
@@ -98,11 +102,14 @@ def task_yaml_files(folder: Path, strict: bool = False) -> list[Path]:
         for entry in entries:
             seen += 1
             if strict and entry.is_symlink():
-                raise HarnessError(f"The task folder {folder} holds a symbolic link ({entry.name[:80]}); it is not "
-                                   "followed here.")
+                raise HarnessError(
+                    f"The task folder {folder} holds a symbolic link ({entry.name[:80]}); it is not followed here."
+                )
             if seen > F.TASK_FOLDER_ENTRIES:
-                raise HarnessError(f"The task folder {folder} holds more than {F.TASK_FOLDER_ENTRIES:,} files and "
-                                   "folders; point it at the folder of your task YAMLs.")
+                raise HarnessError(
+                    f"The task folder {folder} holds more than {F.TASK_FOLDER_ENTRIES:,} files and "
+                    "folders; point it at the folder of your task YAMLs."
+                )
             if entry.is_dir(follow_symlinks=False) and entry.name not in _SKIP:
                 stack.append(Path(entry.path))
             elif entry.name.endswith(TASK_SUFFIXES) and entry.is_file():
@@ -117,8 +124,13 @@ def check_task_folder(folder: Path) -> list[str]:
     for path in task_yaml_files(folder):
         shown = str(path.relative_to(folder)) if path != folder else path.name
         task = read_task_file(path, strict=False, shown=shown).get("task")
-        names += [task] if isinstance(task, str) else [t for t in task if isinstance(t, str)] \
-            if isinstance(task, list) else []
+        names += (
+            [task]
+            if isinstance(task, str)
+            else [t for t in task if isinstance(t, str)]
+            if isinstance(task, list)
+            else []
+        )
     return names
 
 
@@ -132,8 +144,10 @@ def save_task_files(files: list[Path], folder: Path) -> list[str]:
     uploads = {Path(f).name: Path(f) for f in files}
     for name in uploads:
         if not name.endswith(TASK_SUFFIXES + DATA_SUFFIXES) or name.startswith("."):
-            raise HarnessError(f"{name[:80]!r} is neither a task YAML nor a data file "
-                               f"({', '.join(TASK_SUFFIXES + DATA_SUFFIXES)}); only data is uploaded.")
+            raise HarnessError(
+                f"{name[:80]!r} is neither a task YAML nor a data file "
+                f"({', '.join(TASK_SUFFIXES + DATA_SUFFIXES)}); only data is uploaded."
+            )
     data_names = {n for n in uploads if n.endswith(DATA_SUFFIXES)}
     names = []
     for name, path in uploads.items():

@@ -52,12 +52,16 @@ class Baseline:
     def reading(self) -> str:
         """One line: the number and what it means."""
         if self.accuracy is None:
-            return (f"{self.dataset}: no accuracy (scored by the gold answer's log-likelihood only, "
-                    f"{self.gold_loglik:.2f} per token); interventions are read on that.")
+            return (
+                f"{self.dataset}: no accuracy (scored by the gold answer's log-likelihood only, "
+                f"{self.gold_loglik:.2f} per token); interventions are read on that."
+            )
         low, high = self.accuracy_ci or (self.accuracy, self.accuracy)
         chance = f", chance {self.chance:.0%}" if self.chance else ""
-        return (f"{self.dataset}: {self.accuracy:.0%} [{low:.0%}, {high:.0%}]{chance} on {self.n} held-out samples, "
-                f"{self.fewshot}-shot: **{self.verdict}**")
+        return (
+            f"{self.dataset}: {self.accuracy:.0%} [{low:.0%}, {high:.0%}]{chance} on {self.n} held-out samples, "
+            f"{self.fewshot}-shot: **{self.verdict}**"
+        )
 
 
 def chance_level(dataset: str) -> float:
@@ -72,23 +76,38 @@ def chance_level(dataset: str) -> float:
 def baseline_params(lm: LoadedModel, dataset: str) -> dict:
     """What a baseline depends on: the model's weights and precision, the dataset's content, the settings."""
     cfg = EvalConfig()
-    return {"model": model_identity(lm), "dataset": data_identity(dataset), "n": BASELINE.n, "seed": BASELINE.seed,
-            "eval": cfg.to_json()}
+    return {
+        "model": model_identity(lm),
+        "dataset": data_identity(dataset),
+        "n": BASELINE.n,
+        "seed": BASELINE.seed,
+        "eval": cfg.to_json(),
+    }
 
 
-def measure_baseline(lm: LoadedModel, dataset: str, *, progress: Progress | None = None,
-                     cancel: threading.Event | None = None) -> Baseline:
+def measure_baseline(
+    lm: LoadedModel, dataset: str, *, progress: Progress | None = None, cancel: threading.Event | None = None
+) -> Baseline:
     """Evaluate the unmodified model on BASELINE.n held-out samples at the task's own settings."""
     spec, cfg = get_dataset(dataset), EvalConfig()
     n = min(BASELINE.n, len(spec.rows()) - cfg.shots_for(spec.kind))
-    ev = run_evaluate(lm, dataset, n, BASELINE.seed, None, control_draws=0, cfg=cfg, n_examples=0,
-                      progress=progress, cancel=cancel)
+    ev = run_evaluate(
+        lm, dataset, n, BASELINE.seed, None, control_draws=0, cfg=cfg, n_examples=0, progress=progress, cancel=cancel
+    )
     b = ev.baseline
-    return Baseline(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=ev.n,
-                    fewshot=cfg.shots_for(spec.kind), max_new_tokens=cfg.new_tokens_for(spec), seed=BASELINE.seed,
-                    accuracy=None if spec.kind == LOGLIK else b.accuracy,
-                    accuracy_ci=None if b.accuracy_ci is None or spec.kind == LOGLIK else list(b.accuracy_ci),
-                    chance=chance_level(dataset), gold_loglik=b.gold_loglik)
+    return Baseline(
+        model=lm.spec.name,
+        dataset=dataset,
+        task_kind=spec.kind,
+        n=ev.n,
+        fewshot=cfg.shots_for(spec.kind),
+        max_new_tokens=cfg.new_tokens_for(spec),
+        seed=BASELINE.seed,
+        accuracy=None if spec.kind == LOGLIK else b.accuracy,
+        accuracy_ci=None if b.accuracy_ci is None or spec.kind == LOGLIK else list(b.accuracy_ci),
+        chance=chance_level(dataset),
+        gold_loglik=b.gold_loglik,
+    )
 
 
 def stored_baseline(lm: LoadedModel, dataset: str, cache: ResultCache = RESULTS) -> Baseline | None:
@@ -96,8 +115,19 @@ def stored_baseline(lm: LoadedModel, dataset: str, cache: ResultCache = RESULTS)
     return cache.read(KIND, baseline_params(lm, dataset), Baseline)
 
 
-def baseline(lm: LoadedModel, dataset: str, *, progress: Progress | None = None,
-             cancel: threading.Event | None = None, cache: ResultCache = RESULTS) -> Baseline:
+def baseline(
+    lm: LoadedModel,
+    dataset: str,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    cache: ResultCache = RESULTS,
+) -> Baseline:
     """The stored baseline, or measured now and stored (once per model and dataset, shared while it runs)."""
-    return cache.serve(KIND, baseline_params(lm, dataset), Baseline,
-                       lambda: measure_baseline(lm, dataset, progress=progress, cancel=cancel), cancel).value
+    return cache.serve(
+        KIND,
+        baseline_params(lm, dataset),
+        Baseline,
+        lambda: measure_baseline(lm, dataset, progress=progress, cancel=cancel),
+        cancel,
+    ).value

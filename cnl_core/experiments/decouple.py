@@ -76,56 +76,95 @@ class DecoupleResult:
             for f in self.fractions:
                 pts = [p for p in self.curve if p.replaceable == source and p.fraction == f]
                 if pts:
-                    out.append({"fraction": f, "replaceable": source, "iou": sum(p.iou for p in pts) / len(pts),
-                                "iou_min": min(p.iou for p in pts), "iou_max": max(p.iou for p in pts),
-                                "chance_iou": sum(p.chance_iou for p in pts) / len(pts)})
+                    out.append(
+                        {
+                            "fraction": f,
+                            "replaceable": source,
+                            "iou": sum(p.iou for p in pts) / len(pts),
+                            "iou_min": min(p.iou for p in pts),
+                            "iou_max": max(p.iou for p in pts),
+                            "chance_iou": sum(p.chance_iou for p in pts) / len(pts),
+                        }
+                    )
         return out
 
     def empirical_null(self) -> dict:
         """The IoU of sets located on the dataset and on the other one alone: mean and range over repeats."""
         v = self.null_iou
-        return {"iou": sum(v) / len(v) if v else None, "iou_min": min(v, default=None), "iou_max": max(v, default=None),
-                "repeats": len(v), "what": f"a {self.dataset} subsample's set vs a {self.other} subsample's set"}
+        return {
+            "iou": sum(v) / len(v) if v else None,
+            "iou_min": min(v, default=None),
+            "iou_max": max(v, default=None),
+            "repeats": len(v),
+            "what": f"a {self.dataset} subsample's set vs a {self.other} subsample's set",
+        }
 
     def warnings(self) -> list[str]:
         empty = [p for p in self.curve if p.empty]
         if not empty:
             return []
         where = ", ".join(sorted({f"f = {p.fraction:g} ({p.replaceable})" for p in empty}))
-        return [f"{len(empty)} point(s) had two empty located sets, where IoU is undefined (recorded as 0): {where}. "
-                "Lower tau or p, or raise n."]
+        return [
+            f"{len(empty)} point(s) had two empty located sets, where IoU is undefined (recorded as 0): {where}. "
+            "Lower tau or p, or raise n."
+        ]
 
     def to_json(self) -> dict:
         score = {"score": self.score.to_json(), "locate": self.params.as_dict()}
         if self.other_score is not None:
             score["other_score"] = self.other_score.to_json()
-        return {"kind": "cnl.decouple", "model": self.model, "dataset": self.dataset, "other": self.other,
-                "n": self.n, "fractions": self.fractions, "repeats": self.repeats, "seed": self.seed,
-                "params": score, "curve": [asdict(p) for p in self.curve], "empirical_null": self.empirical_null(),
-                "warnings": self.warnings(), "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.decouple",
+            "model": self.model,
+            "dataset": self.dataset,
+            "other": self.other,
+            "n": self.n,
+            "fractions": self.fractions,
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "params": score,
+            "curve": [asdict(p) for p in self.curve],
+            "empirical_null": self.empirical_null(),
+            "warnings": self.warnings(),
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
-def subsamples(d_ids: Sequence[str], e_ids: Sequence[str], n: int, fraction: float,
-               seed: int) -> dict[str, tuple[list[str], list[str]]]:
+def subsamples(
+    d_ids: Sequence[str], e_ids: Sequence[str], n: int, fraction: float, seed: int
+) -> dict[str, tuple[list[str], list[str]]]:
     """(A, B) for each source of B's replaceable part, sharing round(fraction x n) main samples."""
     if not 0.0 <= fraction <= 1.0:
         raise ParameterError(f"Shared fractions must be between 0 and 1, got {fraction}.")
     d_pool, e_pool = sorted(d_ids), sorted(e_ids)
     if len(d_pool) < 2 * n or len(e_pool) < n:
-        raise DatasetError(f"Decoupling with n = {n} needs {2 * n} samples of the dataset and {n} of the other; "
-                           f"they have {len(d_pool)} and {len(e_pool)}.")
+        raise DatasetError(
+            f"Decoupling with n = {n} needs {2 * n} samples of the dataset and {n} of the other; "
+            f"they have {len(d_pool)} and {len(e_pool)}."
+        )
     rng = random.Random(seed)
     rng.shuffle(d_pool)
     rng.shuffle(e_pool)
     main = round(fraction * n)
     a = d_pool[:n]
-    return {"same": (a, d_pool[:main] + d_pool[n:2 * n - main]), "other": (a, d_pool[:main] + e_pool[:n - main])}
+    return {"same": (a, d_pool[:main] + d_pool[n : 2 * n - main]), "other": (a, d_pool[:main] + e_pool[: n - main])}
 
 
 def run_decouple(
-    lm: LoadedModel, dataset: str, other: str, n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    repeats: int = 1, seed: int = 0, score_cfg: ScoreConfig | None = None, params: LocateParams | None = None, *,
-    batch_size: int | None = None, use_cache: bool = True, progress: Progress | None = None,
+    lm: LoadedModel,
+    dataset: str,
+    other: str,
+    n: int,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    repeats: int = 1,
+    seed: int = 0,
+    score_cfg: ScoreConfig | None = None,
+    params: LocateParams | None = None,
+    *,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> DecoupleResult:
     """The decoupling curve: overlap and IoU of A's and B's located sets for each shared fraction and source."""
@@ -140,9 +179,19 @@ def run_decouple(
     nulls = [subsamples(d_ids, e_ids, n, 0.0, seed + r)["other"] for r in range(repeats)]  # A vs n samples of E
     needed = {i for _, _, parts in plan for a, b in parts.values() for i in (*a, *b)}
     needed |= {i for a, b in nulls for i in (*a, *b)}
-    tables = [collect_scores(lm, spec, [i for i in ids if i in needed], score_cfg, batch_size=batch_size,
-                             use_cache=use_cache, progress=progress, cancel=cancel)
-              for spec, ids in ((d_spec, d_ids), (e_spec, e_ids))]
+    tables = [
+        collect_scores(
+            lm,
+            spec,
+            [i for i in ids if i in needed],
+            score_cfg,
+            batch_size=batch_size,
+            use_cache=use_cache,
+            progress=progress,
+            cancel=cancel,
+        )
+        for spec, ids in ((d_spec, d_ids), (e_spec, e_ids))
+    ]
     row_of = {sid: (t.scores, k) for t in tables for k, sid in enumerate(t.sample_ids)}
 
     def located(ids: list[str]):
@@ -153,10 +202,32 @@ def run_decouple(
         for source in SOURCES:
             a, b = parts[source]
             stats = compare_sets(located(a), located(b))
-            curve.append(CurvePoint(float(f), source, r, stats.overlap_rate, stats.iou, stats.chance_iou,
-                                    stats.size_a, stats.size_b, empty=stats.size_a == 0 and stats.size_b == 0))
+            curve.append(
+                CurvePoint(
+                    float(f),
+                    source,
+                    r,
+                    stats.overlap_rate,
+                    stats.iou,
+                    stats.chance_iou,
+                    stats.size_a,
+                    stats.size_b,
+                    empty=stats.size_a == 0 and stats.size_b == 0,
+                )
+            )
     null_iou = [compare_sets(located(a), located(b)).iou for a, b in nulls]
-    return DecoupleResult(model=lm.spec.name, dataset=dataset, other=other, n=n,
-                          fractions=[float(f) for f in fractions],
-                          repeats=repeats, seed=seed, score=tables[0].cfg or score_cfg, params=params, curve=curve,
-                          null_iou=null_iou, other_score=tables[1].cfg, **stamp())
+    return DecoupleResult(
+        model=lm.spec.name,
+        dataset=dataset,
+        other=other,
+        n=n,
+        fractions=[float(f) for f in fractions],
+        repeats=repeats,
+        seed=seed,
+        score=tables[0].cfg or score_cfg,
+        params=params,
+        curve=curve,
+        null_iou=null_iou,
+        other_score=tables[1].cfg,
+        **stamp(),
+    )

@@ -62,40 +62,77 @@ class DemoResult:
     def headline(self) -> str:
         """One sentence a class can read: what zeroing did, against the random control."""
         b, z, c = (self.conditions[k] for k in ("baseline", "zeroed", "control_zeroed"))
-        return (f"{self.preset.dataset}: {self.n_located} neurons located (split IoU {self.split_iou:.2f}, chance "
-                f"{self.chance_iou:.4f}). Accuracy {b.accuracy:.0%} unmodified, {z.accuracy:.0%} with them zeroed, "
-                f"{c.accuracy:.0%} with as many random neurons zeroed ({self.preset.eval_n} held-out problems).")
+        return (
+            f"{self.preset.dataset}: {self.n_located} neurons located (split IoU {self.split_iou:.2f}, chance "
+            f"{self.chance_iou:.4f}). Accuracy {b.accuracy:.0%} unmodified, {z.accuracy:.0%} with them zeroed, "
+            f"{c.accuracy:.0%} with as many random neurons zeroed ({self.preset.eval_n} held-out problems)."
+        )
 
     def to_json(self) -> dict:
         def part(s: Summary) -> dict:
             return {k: v for k, v in s.to_json().items() if not k.endswith("_std")}
 
-        return {"kind": "cnl.demo", "model": self.model, "dataset": self.preset.dataset, "preset": vars(self.preset),
-                "n_located": self.n_located, "split_iou": self.split_iou, "chance_iou": self.chance_iou,
-                **{k: part(v) for k, v in self.conditions.items()}, "neurons": self.neurons,
-                "located_ids": self.located_ids, "sample_ids": self.sample_ids, "seconds": self.seconds,
-                "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.demo",
+            "model": self.model,
+            "dataset": self.preset.dataset,
+            "preset": vars(self.preset),
+            "n_located": self.n_located,
+            "split_iou": self.split_iou,
+            "chance_iou": self.chance_iou,
+            **{k: part(v) for k, v in self.conditions.items()},
+            "neurons": self.neurons,
+            "located_ids": self.located_ids,
+            "sample_ids": self.sample_ids,
+            "seconds": self.seconds,
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
-def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress | None = None,
-             cancel: threading.Event | None = None) -> DemoResult:
+def run_demo(
+    lm: LoadedModel,
+    preset: DemoPreset = DEMO,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> DemoResult:
     start = time.perf_counter()
-    run = run_locate(lm, preset.dataset, preset.n, 2, preset.seed, ScoreConfig(),
-                     LocateParams(tau=preset.tau, p=preset.p), progress=progress, cancel=cancel)
+    run = run_locate(
+        lm,
+        preset.dataset,
+        preset.n,
+        2,
+        preset.seed,
+        ScoreConfig(),
+        LocateParams(tau=preset.tau, p=preset.p),
+        progress=progress,
+        cancel=cancel,
+    )
     located = run.result()
     agree = located.agreement()
     cfg = EvalConfig(num_fewshot=preset.fewshot, batch_size=preset.eval_n)
     spec, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, located.located_sample_ids())
     zero = Intervention(located.neurons, "zero")
     amplify = Intervention(located.neurons, "amplify", preset.factor)
-    controls = [random_like(located.neurons, preset.seed + 1000 + d, located.neurons)
-                for d in range(preset.control_draws)]
+    controls = [
+        random_like(located.neurons, preset.seed + 1000 + d, located.neurons) for d in range(preset.control_draws)
+    ]
     plan = [("baseline", None), ("zeroed", zero), ("amplified", amplify)]
     plan += [(f"control_zeroed_{d}", replace(zero, neurons=c)) for d, c in enumerate(controls)]
     plan += [(f"control_amplified_{d}", replace(amplify, neurons=c)) for d, c in enumerate(controls)]
     labels = [name.replace("_", " ") for name, _ in plan]
-    evaluated = evaluate_conditions(lm, spec, samples, shots, cfg, [iv for _, iv in plan], labels=labels,
-                                    progress=lambda d, t, m: report(progress, d, t, f"demo: {m}"), cancel=cancel)
+    evaluated = evaluate_conditions(
+        lm,
+        spec,
+        samples,
+        shots,
+        cfg,
+        [iv for _, iv in plan],
+        labels=labels,
+        progress=lambda d, t, m: report(progress, d, t, f"demo: {m}"),
+        cancel=cancel,
+    )
     results: dict[str, list[SampleResult]] = {name: rows for (name, _), rows in zip(plan, evaluated)}
     report(progress, 1, 1, "demo: done")
     base = results["baseline"]
@@ -106,7 +143,16 @@ def run_demo(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress |
         control = control_summary(draws, base, cfg.bootstrap, preset.seed)
         assert control is not None  # a preset always has control draws
         conditions[f"control_{name}"] = control
-    return DemoResult(model=lm.spec.name, preset=preset, n_located=located.n_located, split_iou=agree.iou,
-                      chance_iou=agree.chance_iou, conditions={k: conditions[k] for k in CONDITIONS},
-                      located_ids=located.located_sample_ids(), sample_ids=[s.id for s in samples],
-                      neurons=located.neurons.pairs(), seconds=round(time.perf_counter() - start, 1), **stamp())
+    return DemoResult(
+        model=lm.spec.name,
+        preset=preset,
+        n_located=located.n_located,
+        split_iou=agree.iou,
+        chance_iou=agree.chance_iou,
+        conditions={k: conditions[k] for k in CONDITIONS},
+        located_ids=located.located_sample_ids(),
+        sample_ids=[s.id for s in samples],
+        neurons=located.neurons.pairs(),
+        seconds=round(time.perf_counter() - start, 1),
+        **stamp(),
+    )

@@ -32,19 +32,40 @@ class DosePoint:
     delta_gold_loglik_ci: list[float] | None
 
 
-def run_dose_response(lm: LoadedModel, dataset: str, neurons: NeuronSet, factors: Sequence[float] = DEFAULT_FACTORS,
-                      n: int = 10, seed: int = 0, located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
-                      progress: Progress | None = None, cancel: threading.Event | None = None,
-                      positions: str = POSITIONS[0]) -> list[DosePoint]:
+def run_dose_response(
+    lm: LoadedModel,
+    dataset: str,
+    neurons: NeuronSet,
+    factors: Sequence[float] = DEFAULT_FACTORS,
+    n: int = 10,
+    seed: int = 0,
+    located_ids: Sequence[str] = (),
+    cfg: EvalConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    positions: str = POSITIONS[0],
+) -> list[DosePoint]:
     """One point per factor, on the same held-out samples (factor 1 is the unmodified model, run once)."""
     cfg = cfg or EvalConfig()
     spec, samples, shots = eval_samples(dataset, n, cfg, seed, located_ids)
-    changed = {f: Intervention(neurons, "zero", positions=positions) if f == 0 else
-               Intervention(neurons, "amplify", float(f), positions)
-               for f in factors if f != 1.0}
-    evaluated = evaluate_conditions(lm, spec, samples, shots, cfg, [None, *changed.values()],
-                                    labels=["factor 1", *(f"factor {f:g}" for f in changed)], progress=progress,
-                                    cancel=cancel)
+    changed = {
+        f: Intervention(neurons, "zero", positions=positions)
+        if f == 0
+        else Intervention(neurons, "amplify", float(f), positions)
+        for f in factors
+        if f != 1.0
+    }
+    evaluated = evaluate_conditions(
+        lm,
+        spec,
+        samples,
+        shots,
+        cfg,
+        [None, *changed.values()],
+        labels=["factor 1", *(f"factor {f:g}" for f in changed)],
+        progress=progress,
+        cancel=cancel,
+    )
     base, after_by_factor = evaluated[0], dict(zip(changed, evaluated[1:]))
     points = []
     delta: float | None  # None: no sample had a gold log-likelihood to compare

@@ -65,18 +65,26 @@ class EmpiricalNull:
         return float(np.mean(self.chance_ious)) if self.chance_ious else 0.0
 
     def describe(self) -> str:
-        what = (f"{self.dataset} vs {self.other}" if self.kind == "unrelated"
-                else f"{self.dataset} vs its shuffled answers")
+        what = (
+            f"{self.dataset} vs {self.other}" if self.kind == "unrelated" else f"{self.dataset} vs its shuffled answers"
+        )
         lo, hi = self.spread
-        return (f"empirical null ({what}, n = {self.n}, {len(self.ious)} pairs): IoU {self.mean:.4f} "
-                f"(95% of pairs in [{lo:.4f}, {hi:.4f}], range {min(self.ious, default=0):.4f}-"
-                f"{max(self.ious, default=0):.4f}); hypergeometric chance {self.chance_iou:.5f}")
+        return (
+            f"empirical null ({what}, n = {self.n}, {len(self.ious)} pairs): IoU {self.mean:.4f} "
+            f"(95% of pairs in [{lo:.4f}, {hi:.4f}], range {min(self.ious, default=0):.4f}-"
+            f"{max(self.ious, default=0):.4f}); hypergeometric chance {self.chance_iou:.5f}"
+        )
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["null"] = data.pop("kind")
-        return {"kind": "cnl.empirical_null", **data, "mean": self.mean, "spread": self.spread,
-                "mean_chance_iou": self.chance_iou}
+        return {
+            "kind": "cnl.empirical_null",
+            **data,
+            "mean": self.mean,
+            "spread": self.spread,
+            "mean_chance_iou": self.chance_iou,
+        }
 
 
 def shuffled_answers(spec: DatasetSpec, seed: int) -> DatasetSpec:
@@ -87,23 +95,46 @@ def shuffled_answers(spec: DatasetSpec, seed: int) -> DatasetSpec:
     shift = order[1:] + order[:1]  # a cycle through the shuffled order: every row gets another row's answer
     moved = dict(zip(order, shift))
     name = f"{spec.name}~shuffled{seed}"
-    out = [Sample(f"{name}/{s.id}", s.prompt, rows[moved[i]].answer, rows[moved[i]].target, s.choices)
-           for i, s in enumerate(rows)]
-    return DatasetSpec(name, f"{spec.description} (answers shuffled)", spec.source, spec.kind, spec.prompt_format,
-                       lambda: out, expected_rows=len(out), max_new_tokens=spec.max_new_tokens)
+    out = [
+        Sample(f"{name}/{s.id}", s.prompt, rows[moved[i]].answer, rows[moved[i]].target, s.choices)
+        for i, s in enumerate(rows)
+    ]
+    return DatasetSpec(
+        name,
+        f"{spec.description} (answers shuffled)",
+        spec.source,
+        spec.kind,
+        spec.prompt_format,
+        lambda: out,
+        expected_rows=len(out),
+        max_new_tokens=spec.max_new_tokens,
+    )
 
 
-def _sets(lm: LoadedModel, spec: DatasetSpec, splits: list[list[str]], cfg: ScoreConfig, params: LocateParams,
-          **kw) -> list[NeuronSet]:
+def _sets(
+    lm: LoadedModel, spec: DatasetSpec, splits: list[list[str]], cfg: ScoreConfig, params: LocateParams, **kw
+) -> list[NeuronSet]:
     table = collect_scores(lm, spec, [i for s in splits for i in s], cfg, **kw)
     where = {sid: k for k, sid in enumerate(table.sample_ids)}
     return [locate(table.scores[torch.tensor([where[i] for i in s])], params) for s in splits]
 
 
-def empirical_null(lm: LoadedModel, dataset: str, kind: str = "unrelated", other: str | None = "imdb", n: int = 20,
-                   draws: int = 3, seed: int = 0, score_cfg: ScoreConfig | None = None,
-                   params: LocateParams | None = None, *, batch_size: int | None = None, use_cache: bool = True,
-                   progress: Progress | None = None, cancel: threading.Event | None = None) -> EmpiricalNull:
+def empirical_null(
+    lm: LoadedModel,
+    dataset: str,
+    kind: str = "unrelated",
+    other: str | None = "imdb",
+    n: int = 20,
+    draws: int = 3,
+    seed: int = 0,
+    score_cfg: ScoreConfig | None = None,
+    params: LocateParams | None = None,
+    *,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> EmpiricalNull:
     """IoU of sets that share nothing but the model (`unrelated`) or the prompts (`shuffled`); see the module doc."""
     if kind not in NULL_KINDS:
         raise ParameterError(f"The empirical null must be one of {', '.join(NULL_KINDS)}.")
@@ -123,8 +154,18 @@ def empirical_null(lm: LoadedModel, dataset: str, kind: str = "unrelated", other
         splits = make_splits(spec, n, 2 * draws, seed)
         mine = _sets(lm, spec, splits[:draws], score_cfg, params, **kw)
         shuffled = shuffled_answers(spec, seed)
-        theirs = _sets(lm, shuffled, [[f"{shuffled.name}/{i}" for i in s] for s in splits[draws:]], score_cfg,
-                       params, **kw)
+        theirs = _sets(
+            lm, shuffled, [[f"{shuffled.name}/{i}" for i in s] for s in splits[draws:]], score_cfg, params, **kw
+        )
     comparisons = [compare_sets(a, b) for a in mine for b in theirs]
-    return EmpiricalNull(kind, dataset, other, n, draws, seed, [c.iou for c in comparisons],
-                         [c.chance_iou for c in comparisons], [[c.size_a, c.size_b] for c in comparisons])
+    return EmpiricalNull(
+        kind,
+        dataset,
+        other,
+        n,
+        draws,
+        seed,
+        [c.iou for c in comparisons],
+        [c.chance_iou for c in comparisons],
+        [[c.size_a, c.size_b] for c in comparisons],
+    )

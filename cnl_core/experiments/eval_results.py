@@ -59,15 +59,28 @@ class EvalResult:
 
     def conditions(self) -> dict[str, Summary]:
         """The conditions present, in display order."""
-        return {k: v for k, v in (("baseline", self.baseline), ("intervened", self.intervened),
-                                  ("control", self.control)) if v is not None}
+        return {
+            k: v
+            for k, v in (("baseline", self.baseline), ("intervened", self.intervened), ("control", self.control))
+            if v is not None
+        }
 
     def to_json(self) -> dict:
-        out = {"kind": KIND, "model": self.model, "dataset": self.dataset, "task_kind": self.task_kind,
-               "n": self.n, "seed": self.seed, "sample_ids": self.sample_ids, "fewshot_ids": self.fewshot_ids,
-               "eval_config": self.eval_config.to_json(),
-               **{name: s.to_json() for name, s in self.conditions().items()},
-               "examples": [e.to_json() for e in self.examples], "created": self.created, "versions": self.versions}
+        out = {
+            "kind": KIND,
+            "model": self.model,
+            "dataset": self.dataset,
+            "task_kind": self.task_kind,
+            "n": self.n,
+            "seed": self.seed,
+            "sample_ids": self.sample_ids,
+            "fewshot_ids": self.fewshot_ids,
+            "eval_config": self.eval_config.to_json(),
+            **{name: s.to_json() for name, s in self.conditions().items()},
+            "examples": [e.to_json() for e in self.examples],
+            "created": self.created,
+            "versions": self.versions,
+        }
         if self.intervention is not None:
             out["intervention"] = self.intervention
         if self.located_on is not None:
@@ -115,12 +128,22 @@ class MatrixResult:
         return self.cells[source][target].to_json().get(metric)
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.matrix", "model": self.model, "mode": self.mode, "factor": self.factor,
-                "positions": self.positions, "n": self.n,
-                "seed": self.seed, "sources": self.sources, "targets": self.targets,
-                "baseline": {t: s.to_json() for t, s in self.baseline.items()},
-                "cells": {s: {t: c.to_json() for t, c in row.items()} for s, row in self.cells.items()},
-                "eval_config": self.eval_config.to_json(), "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.matrix",
+            "model": self.model,
+            "mode": self.mode,
+            "factor": self.factor,
+            "positions": self.positions,
+            "n": self.n,
+            "seed": self.seed,
+            "sources": self.sources,
+            "targets": self.targets,
+            "baseline": {t: s.to_json() for t, s in self.baseline.items()},
+            "cells": {s: {t: c.to_json() for t, c in row.items()} for s, row in self.cells.items()},
+            "eval_config": self.eval_config.to_json(),
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
 @dataclass
@@ -151,7 +174,20 @@ class FinetuneResult:
     versions: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.finetune", "model": self.model, "dataset": self.dataset, "n": self.n, "seed": self.seed,
-                "sample_ids": self.sample_ids, "train_ids": self.train_ids, "steps": self.steps, "lr": self.lr,
-                "n_neurons": self.n_neurons, "baseline": self.baseline.to_json(), "located": self.located.to_json(),
-                "random": self.random.to_json(), "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.finetune",
+            "model": self.model,
+            "dataset": self.dataset,
+            "n": self.n,
+            "seed": self.seed,
+            "sample_ids": self.sample_ids,
+            "train_ids": self.train_ids,
+            "steps": self.steps,
+            "lr": self.lr,
+            "n_neurons": self.n_neurons,
+            "baseline": self.baseline.to_json(),
+            "located": self.located.to_json(),
+            "random": self.random.to_json(),
+            "created": self.created,
+            "versions": self.versions,
+        }

@@ -29,8 +29,9 @@ def eval_split(dataset: str, n: int, shots: int, seed: int, exclude: Sequence[st
     return groups[0], (groups[1] if shots else [])
 
 
-def eval_samples(dataset: str, n: int, cfg: EvalConfig, seed: int,
-                 exclude: Sequence[str]) -> tuple[DatasetSpec, list[Sample], list[Sample]]:
+def eval_samples(
+    dataset: str, n: int, cfg: EvalConfig, seed: int, exclude: Sequence[str]
+) -> tuple[DatasetSpec, list[Sample], list[Sample]]:
     """(spec, evaluation samples, few-shot samples), disjoint from each other and from `exclude`."""
     spec = get_dataset(dataset)
     ids, shot_ids = eval_split(dataset, n, cfg.shots_for(spec.kind), seed, exclude)
@@ -39,10 +40,19 @@ def eval_samples(dataset: str, n: int, cfg: EvalConfig, seed: int,
 
 
 def run_evaluate(
-    lm: LoadedModel, dataset: str, n: int, seed: int = 0, intervention: Intervention | None = None, *,
-    control_draws: int = DEFAULTS.control_draws, control_may_overlap: bool = False,
-    located_ids: Sequence[str] = (), cfg: EvalConfig | None = None,
-    n_examples: int = 3, progress: Progress | None = None, cancel: threading.Event | None = None,
+    lm: LoadedModel,
+    dataset: str,
+    n: int,
+    seed: int = 0,
+    intervention: Intervention | None = None,
+    *,
+    control_draws: int = DEFAULTS.control_draws,
+    control_may_overlap: bool = False,
+    located_ids: Sequence[str] = (),
+    cfg: EvalConfig | None = None,
+    n_examples: int = 3,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
     launch: Launch | None = None,
 ) -> EvalResult:
     """Accuracy and gold log-likelihood before/after the intervention and under random controls.
@@ -59,36 +69,69 @@ def run_evaluate(
     if intervention is not None:
         runs.append(("intervened", intervention))
         avoid = None if control_may_overlap else intervention.neurons
-        runs += [(f"control_{d}",
-                  replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
-                 for d in range(control_draws)]
+        runs += [
+            (f"control_{d}", replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
+            for d in range(control_draws)
+        ]
     names = [name for name, _ in runs]
-    evaluated = _conditions(launch, lm, spec, samples, shots, cfg, [iv for _, iv in runs],
-                            [x.replace("_", " ") for x in names], progress, cancel)
+    evaluated = _conditions(
+        launch,
+        lm,
+        spec,
+        samples,
+        shots,
+        cfg,
+        [iv for _, iv in runs],
+        [x.replace("_", " ") for x in names],
+        progress,
+        cancel,
+    )
     results = dict(zip(names, evaluated))
     base = results["baseline"]
     provenance = stamp()
-    out = EvalResult(model=lm.spec.name, dataset=dataset, task_kind=spec.kind, n=len(samples), seed=seed,
-                     sample_ids=[s.id for s in samples], fewshot_ids=[s.id for s in shots], eval_config=cfg,
-                     baseline=summarize(base, cfg.bootstrap, seed), created=provenance["created"],
-                     versions=provenance["versions"])
+    out = EvalResult(
+        model=lm.spec.name,
+        dataset=dataset,
+        task_kind=spec.kind,
+        n=len(samples),
+        seed=seed,
+        sample_ids=[s.id for s in samples],
+        fewshot_ids=[s.id for s in shots],
+        eval_config=cfg,
+        baseline=summarize(base, cfg.bootstrap, seed),
+        created=provenance["created"],
+        versions=provenance["versions"],
+    )
     after = results.get("intervened")
     if intervention is not None:
-        out.intervention = {**intervention.describe(), "control_avoids_located": not control_may_overlap,
-                            "control_seeds": [seed + 1000 + d for d in range(control_draws)],
-                            # [layer, index] per draw (every control run has its intervention)
-                            "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:] if iv is not None]}
+        out.intervention = {
+            **intervention.describe(),
+            "control_avoids_located": not control_may_overlap,
+            "control_seeds": [seed + 1000 + d for d in range(control_draws)],
+            # [layer, index] per draw (every control run has its intervention)
+            "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:] if iv is not None],
+        }
         out.intervened = compared(results["intervened"], base, cfg.bootstrap, seed)
         out.control = control_summary([results[name] for name, _ in runs[2:]], base, cfg.bootstrap, seed)
-    out.examples = [Example(s.id, s.prompt, s.target, b.output, None if after is None else after[i].output)
-                    for i, (s, b) in enumerate(list(zip(samples, base))[:n_examples])]
+    out.examples = [
+        Example(s.id, s.prompt, s.target, b.output, None if after is None else after[i].output)
+        for i, (s, b) in enumerate(list(zip(samples, base))[:n_examples])
+    ]
     return out
 
 
 def run_matrix(
-    lm: LoadedModel, rows: Mapping[str, tuple[Intervention, Sequence[str]]], targets: Sequence[str], n: int,
-    seed: int = 0, *, with_controls: bool = False, cfg: EvalConfig | None = None, progress: Progress | None = None,
-    cancel: threading.Event | None = None, launch: Launch | None = None,
+    lm: LoadedModel,
+    rows: Mapping[str, tuple[Intervention, Sequence[str]]],
+    targets: Sequence[str],
+    n: int,
+    seed: int = 0,
+    *,
+    with_controls: bool = False,
+    cfg: EvalConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    launch: Launch | None = None,
 ) -> MatrixResult:
     """The cross-dataset matrix: rows = whose neurons are changed (an intervention and the ids they were
     located on), columns = dataset tested.
@@ -105,15 +148,28 @@ def run_matrix(
     kinds = {(iv.mode, iv.scale, iv.positions) for iv, _ in rows.values()}
     if len(kinds) != 1:
         raise ParameterError("Every row of the matrix must use the same intervention (mode, factor, positions).")
-    (mode, scale, positions), = kinds
+    ((mode, scale, positions),) = kinds
     if with_controls:
-        controls = {f"{name} · random": (replace(iv, neurons=random_like(iv.neurons, seed + 3000 + k, iv.neurons)), ids)
-                    for k, (name, (iv, ids)) in enumerate(rows.items())}
+        controls = {
+            f"{name} · random": (replace(iv, neurons=random_like(iv.neurons, seed + 3000 + k, iv.neurons)), ids)
+            for k, (name, (iv, ids)) in enumerate(rows.items())
+        }
         rows = {**rows, **controls}
     excluded = [i for _, ids in rows.values() for i in ids]
-    out = MatrixResult(model=lm.spec.name, mode=mode, factor=scale, n=n, seed=seed, sources=list(rows),
-                       targets=list(targets), baseline={}, cells={s: {} for s in rows}, eval_config=cfg,
-                       positions=positions, **stamp())
+    out = MatrixResult(
+        model=lm.spec.name,
+        mode=mode,
+        factor=scale,
+        n=n,
+        seed=seed,
+        sources=list(rows),
+        targets=list(targets),
+        baseline={},
+        cells={s: {} for s in rows},
+        eval_config=cfg,
+        positions=positions,
+        **stamp(),
+    )
     ivs = [None, *(iv for iv, _ in rows.values())]
     for k, target in enumerate(targets):
         spec, samples, shots = eval_samples(target, n, cfg, seed, excluded)
@@ -128,11 +184,26 @@ def run_matrix(
     return out
 
 
-def _conditions(launch: Launch | None, lm: LoadedModel, spec: DatasetSpec, samples: list[Sample], shots: list[Sample],
-                cfg: EvalConfig, ivs: list[Intervention | None], labels: list[str], progress: Progress | None,
-                cancel: threading.Event | None) -> list[list[SampleResult]]:
+def _conditions(
+    launch: Launch | None,
+    lm: LoadedModel,
+    spec: DatasetSpec,
+    samples: list[Sample],
+    shots: list[Sample],
+    cfg: EvalConfig,
+    ivs: list[Intervention | None],
+    labels: list[str],
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> list[list[SampleResult]]:
     """evaluate_conditions, under torchrun batch-wise over the processes (`spread` deals out samples, so each
     sample's results travel together and are put back per condition)."""
-    per_sample = spread(launch, samples, cfg.batch_size, lambda part: list(zip(*evaluate_conditions(
-        lm, spec, part, shots, cfg, ivs, labels=labels, progress=progress, cancel=cancel))))
+    per_sample = spread(
+        launch,
+        samples,
+        cfg.batch_size,
+        lambda part: list(
+            zip(*evaluate_conditions(lm, spec, part, shots, cfg, ivs, labels=labels, progress=progress, cancel=cancel))
+        ),
+    )
     return [[row[c] for row in per_sample] for c in range(len(ivs))]

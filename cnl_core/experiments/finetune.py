@@ -22,9 +22,19 @@ from .evaluate import eval_samples
 
 
 def run_finetune(
-    lm: LoadedModel, dataset: str, neurons: NeuronSet, train_ids: Sequence[str] | None, n: int, seed: int = 0, *,
-    n_train: int = DEFAULTS.finetune_train_n, steps: int = DEFAULTS.finetune_steps, lr: float = DEFAULTS.finetune_lr,
-    cfg: EvalConfig | None = None, progress: Progress | None = None, cancel: threading.Event | None = None,
+    lm: LoadedModel,
+    dataset: str,
+    neurons: NeuronSet,
+    train_ids: Sequence[str] | None,
+    n: int,
+    seed: int = 0,
+    *,
+    n_train: int = DEFAULTS.finetune_train_n,
+    steps: int = DEFAULTS.finetune_steps,
+    lr: float = DEFAULTS.finetune_lr,
+    cfg: EvalConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> FinetuneResult:
     """Evaluate after fine-tuning only the located neurons, against fine-tuning as many random neurons.
 
@@ -51,7 +61,18 @@ def run_finetune(
         summary = compared(after, base, cfg.bootstrap, seed)
         arms[name] = FinetuneArm(**vars(summary), losses=losses)
         report(progress, step + 1, 2, f"fine-tuned {name} neurons")
-    return FinetuneResult(model=lm.spec.name, dataset=dataset, n=len(samples), seed=seed,
-                          sample_ids=[s.id for s in samples], train_ids=list(train_ids), steps=steps, lr=lr,
-                          n_neurons=len(neurons), baseline=summarize(base, cfg.bootstrap, seed),
-                          located=arms["located"], random=arms["random"], **stamp())
+    return FinetuneResult(
+        model=lm.spec.name,
+        dataset=dataset,
+        n=len(samples),
+        seed=seed,
+        sample_ids=[s.id for s in samples],
+        train_ids=list(train_ids),
+        steps=steps,
+        lr=lr,
+        n_neurons=len(neurons),
+        baseline=summarize(base, cfg.bootstrap, seed),
+        located=arms["located"],
+        random=arms["random"],
+        **stamp(),
+    )

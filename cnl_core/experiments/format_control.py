@@ -34,13 +34,23 @@ class FormatControlResult:
     shared_neurons: int  # neurons in both located sets
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.format_control", "with_format": self.with_format.to_json(),
-                "content_only": self.content_only.to_json(), "format_token": self.format_token,
-                "shared_neurons": self.shared_neurons}
+        return {
+            "kind": "cnl.format_control",
+            "with_format": self.with_format.to_json(),
+            "content_only": self.content_only.to_json(),
+            "format_token": self.format_token,
+            "shared_neurons": self.shared_neurons,
+        }
 
 
-def format_token_probability(lm: LoadedModel, prompts: list[str], token: str, ivs: dict[str, Intervention | None],
-                             draws: int = 1000, seed: int = 0) -> dict:
+def format_token_probability(
+    lm: LoadedModel,
+    prompts: list[str],
+    token: str,
+    ivs: dict[str, Intervention | None],
+    draws: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Mean p(token | prompt) [95% interval over prompts] under each named intervention."""
     from ..knowledge.probe import answer_stats
 
@@ -52,8 +62,13 @@ def format_token_probability(lm: LoadedModel, prompts: list[str], token: str, iv
     return out
 
 
-def run_format_control(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: Progress | None = None,
-                       cancel: threading.Event | None = None) -> FormatControlResult:
+def run_format_control(
+    lm: LoadedModel,
+    preset: DemoPreset = DEMO,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> FormatControlResult:
     """The demo on the dataset and on its content-only variant, and the format token under the first set."""
     with_format = run_demo(lm, preset, progress=progress, cancel=cancel)
     content = run_demo(lm, replace(preset, dataset=preset.dataset + "_content"), progress=progress, cancel=cancel)
@@ -63,9 +78,17 @@ def run_format_control(lm: LoadedModel, preset: DemoPreset = DEMO, *, progress: 
     _, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, with_format.located_ids)
     prompts = [fewshot_prefix(shots) + s.prompt for s in samples]
     control = random_like(located, preset.seed + 1000, located)
-    fmt = format_token_probability(lm, prompts, " ", {"unmodified": None,
-                                                     "located zeroed": Intervention(located, "zero"),
-                                                     "random zeroed": Intervention(control, "zero")}, seed=preset.seed)
+    fmt = format_token_probability(
+        lm,
+        prompts,
+        " ",
+        {
+            "unmodified": None,
+            "located zeroed": Intervention(located, "zero"),
+            "random zeroed": Intervention(control, "zero"),
+        },
+        seed=preset.seed,
+    )
     content_set = NeuronSet.from_pairs(grid, content.neurons)
     shared = int(np.intersect1d(located.flat, content_set.flat).size)
     return FormatControlResult(with_format, content, fmt, shared)

@@ -63,8 +63,11 @@ class HarnessEvalResult:
                 after = self.intervened and self.intervened.get(task) and self.intervened[task].metrics.get(key)
                 if after:
                     row["intervened_minus_unmodified"] = after.value - b.value
-                    row["stderr_unpaired"] = (math.hypot(after.stderr, b.stderr)
-                                              if after.stderr is not None and b.stderr is not None else None)
+                    row["stderr_unpaired"] = (
+                        math.hypot(after.stderr, b.stderr)
+                        if after.stderr is not None and b.stderr is not None
+                        else None
+                    )
                 draws = [c[task].metrics[key].value for c in self.controls if key in c.get(task, _EMPTY).metrics]
                 if draws:
                     row["control_minus_unmodified"] = float(np.mean(draws)) - b.value
@@ -76,11 +79,22 @@ class HarnessEvalResult:
         return out
 
     def to_json(self) -> dict:
-        out = {"kind": KIND, "model": self.model, "settings": self.settings.to_json(), "seed": self.seed,
-               "baseline": _scores_json(self.baseline), "created": self.created, "versions": self.versions}
+        out = {
+            "kind": KIND,
+            "model": self.model,
+            "settings": self.settings.to_json(),
+            "seed": self.seed,
+            "baseline": _scores_json(self.baseline),
+            "created": self.created,
+            "versions": self.versions,
+        }
         if self.intervened is not None:
-            out.update(intervention=self.intervention, intervened=_scores_json(self.intervened),
-                       controls=[_scores_json(c) for c in self.controls], differences=self.differences())
+            out.update(
+                intervention=self.intervention,
+                intervened=_scores_json(self.intervened),
+                controls=[_scores_json(c) for c in self.controls],
+                differences=self.differences(),
+            )
         if self.located_on is not None:
             out["located_on"] = self.located_on
         return out
@@ -110,15 +124,32 @@ class HarnessEvalResult:
             control = None
             if draws:
                 mean = float(np.mean(draws))
-                control = ControlSummary(gold_loglik=math.nan, accuracy=mean, accuracy_std=float(np.std(draws)),
-                                         draws=[{"accuracy": d} for d in draws],
-                                         deltas=Deltas(delta_accuracy=mean - base.metrics[key].value))
-            out.append(EvalResult(
-                model=self.model, dataset=f"lm-eval:{task} [{key}]", task_kind="lm-eval", n=base.n or 0,
-                seed=self.seed, sample_ids=[], fewshot_ids=[], eval_config=_eval_config(self.settings),
-                baseline=_summary(base, key), intervention=self.intervention,
-                intervened=_summary(after, key, base) if after is not None and key in after.metrics else None,
-                control=control, located_on=self.located_on, created=self.created, versions=self.versions))
+                control = ControlSummary(
+                    gold_loglik=math.nan,
+                    accuracy=mean,
+                    accuracy_std=float(np.std(draws)),
+                    draws=[{"accuracy": d} for d in draws],
+                    deltas=Deltas(delta_accuracy=mean - base.metrics[key].value),
+                )
+            out.append(
+                EvalResult(
+                    model=self.model,
+                    dataset=f"lm-eval:{task} [{key}]",
+                    task_kind="lm-eval",
+                    n=base.n or 0,
+                    seed=self.seed,
+                    sample_ids=[],
+                    fewshot_ids=[],
+                    eval_config=_eval_config(self.settings),
+                    baseline=_summary(base, key),
+                    intervention=self.intervention,
+                    intervened=_summary(after, key, base) if after is not None and key in after.metrics else None,
+                    control=control,
+                    located_on=self.located_on,
+                    created=self.created,
+                    versions=self.versions,
+                )
+            )
         return out
 
 
@@ -134,9 +165,12 @@ def _summary(scores: TaskScores, key: str, base: TaskScores | None = None) -> Su
 
 def _eval_config(s: HarnessSettings) -> EvalConfig:
     """The closest built-in settings record (what the history table and export show)."""
-    return EvalConfig(num_fewshot=s.num_fewshot if s.num_fewshot is not None and s.num_fewshot <= 16 else None,
-                      max_new_tokens=s.max_gen_toks if s.max_gen_toks is not None and s.max_gen_toks <= 2048 else None,
-                      batch_size=s.batch_size, bootstrap=0)
+    return EvalConfig(
+        num_fewshot=s.num_fewshot if s.num_fewshot is not None and s.num_fewshot <= 16 else None,
+        max_new_tokens=s.max_gen_toks if s.max_gen_toks is not None and s.max_gen_toks <= 2048 else None,
+        batch_size=s.batch_size,
+        bootstrap=0,
+    )
 
 
 def _scores_json(scores: dict[str, TaskScores]) -> dict:
@@ -146,12 +180,12 @@ def _scores_json(scores: dict[str, TaskScores]) -> dict:
 def check_harness_positions(intervention: Intervention | None) -> None:
     """Harness requests do not say where the answer is: an intervention there changes every position."""
     if intervention is not None and intervention.positions != POSITIONS[0]:
-        raise ParameterError(f"Harness tasks change the neurons at every token position (positions "
-                             f"'{POSITIONS[0]}').")
+        raise ParameterError(f"Harness tasks change the neurons at every token position (positions '{POSITIONS[0]}').")
 
 
-def open_harness(lm: LoadedModel, settings: HarnessSettings, manager=None, isolated: bool | None = None,
-                 scratch: Path | None = None) -> Harness | IsolatedHarness:
+def open_harness(
+    lm: LoadedModel, settings: HarnessSettings, manager=None, isolated: bool | None = None, scratch: Path | None = None
+) -> Harness | IsolatedHarness:
     """The harness in a child process with limits, its task files read against the allowlist (`isolated`; by
     default on a shared dashboard; its folder made in `scratch`), or in this process. Use it as a context manager."""
     policy = shared_mode.current()
@@ -161,9 +195,18 @@ def open_harness(lm: LoadedModel, settings: HarnessSettings, manager=None, isola
 
 
 def run_harness_eval(
-    lm: LoadedModel, settings: HarnessSettings, intervention: Intervention | None = None, *, control_draws: int = 1,
-    control_may_overlap: bool = False, seed: int = 0, manager=None, located_on: str | None = None,
-    progress: Progress | None = None, cancel: threading.Event | None = None, isolated: bool | None = None,
+    lm: LoadedModel,
+    settings: HarnessSettings,
+    intervention: Intervention | None = None,
+    *,
+    control_draws: int = 1,
+    control_may_overlap: bool = False,
+    seed: int = 0,
+    manager=None,
+    located_on: str | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    isolated: bool | None = None,
     scratch: Path | None = None,
 ) -> HarnessEvalResult:
     """Harness scores for the unmodified model, then (with an intervention) the changed model and random controls.
@@ -178,9 +221,13 @@ def run_harness_eval(
     if intervention is not None:
         avoid = None if control_may_overlap else intervention.neurons
         runs.append(("intervened", intervention))
-        runs += [(f"random control {d + 1}",
-                  replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
-                 for d in range(control_draws)]
+        runs += [
+            (
+                f"random control {d + 1}",
+                replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)),
+            )
+            for d in range(control_draws)
+        ]
     scores = []
     with open_harness(lm, settings, manager, isolated, scratch) as harness:
         for step, (name, iv) in enumerate(runs):
@@ -189,9 +236,15 @@ def run_harness_eval(
             scores.append(harness.evaluate(iv)[0])
     report(progress, len(runs), len(runs), "lm-eval: done")
     provenance = stamp()
-    out = HarnessEvalResult(model=lm.spec.name, settings=settings, seed=seed, baseline=scores[0],
-                            located_on=located_on, created=provenance["created"],
-                            versions={**provenance["versions"], "lm_eval": harness_version()})
+    out = HarnessEvalResult(
+        model=lm.spec.name,
+        settings=settings,
+        seed=seed,
+        baseline=scores[0],
+        located_on=located_on,
+        created=provenance["created"],
+        versions={**provenance["versions"], "lm_eval": harness_version()},
+    )
     if intervention is not None:
         out.intervention = {**intervention.describe(), "control_avoids_located": not control_may_overlap}
         out.intervened, out.controls = scores[1], scores[2:]

@@ -49,22 +49,35 @@ class LocateRun:
         all_set = locate(scores, params)
         pos = {sid: i for i, sid in enumerate(self.table.sample_ids)}
         split_sets = [locate(scores[[pos[i] for i in ids]], params) for ids in self.splits]
-        pairwise = [SplitPair(a, b, compare_sets(split_sets[a], split_sets[b]))
-                    for a in range(len(split_sets)) for b in range(a + 1, len(split_sets))]
+        pairwise = [
+            SplitPair(a, b, compare_sets(split_sets[a], split_sets[b]))
+            for a in range(len(split_sets))
+            for b in range(a + 1, len(split_sets))
+        ]
         mean_scores = scores.float().mean(0).flatten()
         width = self.table.grid.width
         top = sorted(all_set.flat.tolist(), key=lambda f: -float(mean_scores[f]))[:TOP_NEURONS]
         provenance = stamp()
         return LocateResult(
-            model=self.model_info["name"], dataset=self.dataset, neurons=all_set, n=self.n, k=self.k,
-            seed=self.seed, score=self.table.cfg or self.score_cfg, params=params, model_info=self.model_info,
-            splits=[SplitResult(ids, s) for ids, s in zip(self.splits, split_sets)], pairwise=pairwise,
+            model=self.model_info["name"],
+            dataset=self.dataset,
+            neurons=all_set,
+            n=self.n,
+            k=self.k,
+            seed=self.seed,
+            score=self.table.cfg or self.score_cfg,
+            params=params,
+            model_info=self.model_info,
+            splits=[SplitResult(ids, s) for ids, s in zip(self.splits, split_sets)],
+            pairwise=pairwise,
             top_neurons=[TopNeuron(f // width, f % width, float(mean_scores[f])) for f in top],
             cache=CacheInfo(self.table.key, self.table.computed, self.table.reused, list(self.table.notes)),
             mean_gold_logprob=float(self.table.gold_logprob.mean()),
-            truncated_prompts=self.table.truncated_prompts, truncated_answers=self.table.truncated_answers,
+            truncated_prompts=self.table.truncated_prompts,
+            truncated_answers=self.table.truncated_answers,
             ig_completeness=None if self.completeness is None else self.completeness.to_json(),
-            created=provenance["created"], versions=provenance["versions"],
+            created=provenance["created"],
+            versions=provenance["versions"],
         )
 
     def prominence(self, params: LocateParams | None = None) -> torch.Tensor:
@@ -73,9 +86,19 @@ class LocateRun:
 
 
 def run_locate(
-    lm: LoadedModel, dataset: str, n: int, k: int = 2, seed: int = 0, score_cfg: ScoreConfig | None = None,
-    params: LocateParams | None = None, *, batch_size: int | None = None, use_cache: bool = True,
-    progress: Progress | None = None, cancel: threading.Event | None = None, launch: Launch | None = None,
+    lm: LoadedModel,
+    dataset: str,
+    n: int,
+    k: int = 2,
+    seed: int = 0,
+    score_cfg: ScoreConfig | None = None,
+    params: LocateParams | None = None,
+    *,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    launch: Launch | None = None,
 ) -> LocateRun:
     """Draw k disjoint splits of n samples, score them (through the cache) and locate neurons.
 
@@ -87,14 +110,23 @@ def run_locate(
     score_cfg = score_cfg or ScoreConfig()
     splits = make_splits(spec, n, k, seed)
     ids = [i for s in splits for i in s]
-    table = collect_scores(lm, spec, ids, score_cfg, batch_size=batch_size, use_cache=use_cache,
-                           progress=progress, cancel=cancel, launch=launch)
+    table = collect_scores(
+        lm,
+        spec,
+        ids,
+        score_cfg,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+        cancel=cancel,
+        launch=launch,
+    )
     completeness = None
     assert table.cfg is not None  # collect_scores always returns the settings it used
     if table.cfg.method == "integrated_gradients" and (launch is None or launch.is_main):
         rows = spec.by_id()
         checked = table.sample_ids[:COMPLETENESS_SAMPLES]
-        completeness = ig_completeness(lm, [rows[i] for i in checked], table.cfg, table.scores[:len(checked)])
+        completeness = ig_completeness(lm, [rows[i] for i in checked], table.cfg, table.scores[: len(checked)])
     return LocateRun(lm.info(), dataset, n, k, seed, score_cfg, splits, table, params or LocateParams(), completeness)
 
 

@@ -123,25 +123,34 @@ class LocateResult:
     def agreement(self) -> Agreement:
         pw = [p.stats for p in self.pairwise]
         mean = (lambda key: sum(getattr(x, key) for x in pw) / len(pw)) if pw else (lambda key: float("nan"))
-        return Agreement(mean("overlap_rate"), mean("iou"), mean("chance_iou"),
-                         max((x.p_value for x in pw), default=float("nan")))
+        return Agreement(
+            mean("overlap_rate"), mean("iou"), mean("chance_iou"), max((x.p_value for x in pw), default=float("nan"))
+        )
 
     def warnings(self) -> list[str]:
         """What a reader of these numbers should know: a tiny set, answers cut short, incomplete IG."""
         out = []
         if self.n_located < SMALL_SET:
-            out.append(f"Only {self.n_located} neurons located: zeroing or amplifying so few moves little, and the "
-                       "effect is mostly noise. Lower tau or p (the threshold sweep shows the trade-off).")
+            out.append(
+                f"Only {self.n_located} neurons located: zeroing or amplifying so few moves little, and the "
+                "effect is mostly noise. Lower tau or p (the threshold sweep shows the trade-off)."
+            )
         if self.fraction_located > 0.05:
-            out.append(f"{100 * self.fraction_located:.0f}% of all neurons are located: that is not a localized "
-                       "capability. Raise tau or p, or lower top-k.")
+            out.append(
+                f"{100 * self.fraction_located:.0f}% of all neurons are located: that is not a localized "
+                "capability. Raise tau or p, or lower top-k."
+            )
         if self.truncated_answers:
-            out.append(f"{self.truncated_answers} of {len(self.located_sample_ids())} gold answers were cut to "
-                       f"{self.score.max_answer_tokens} tokens.")
+            out.append(
+                f"{self.truncated_answers} of {len(self.located_sample_ids())} gold answers were cut to "
+                f"{self.score.max_answer_tokens} tokens."
+            )
         gap = (self.ig_completeness or {}).get("worst_gap")
         if isinstance(gap, float) and math.isfinite(gap) and gap > 0.1:
-            out.append(f"Integrated gradients are {100 * gap:.0f}% off completeness in some layer: raise the IG "
-                       "steps (or use the midpoint rule) before comparing layers.")
+            out.append(
+                f"Integrated gradients are {100 * gap:.0f}% off completeness in some layer: raise the IG "
+                "steps (or use the midpoint rule) before comparing layers."
+            )
         return out
 
     def to_json(self) -> dict:
@@ -152,9 +161,16 @@ class LocateResult:
             "model_info": self.model_info,
             "dataset": self.dataset,
             "method": self.method,
-            "params": {"n": self.n, "splits": self.k, "seed": self.seed, "score": self.score.to_json(),
-                       "locate": self.params.as_dict(), "max_prompt_tokens": self.score.max_prompt_tokens,
-                       "max_answer_tokens": self.score.max_answer_tokens, "sign": self.params.sign},
+            "params": {
+                "n": self.n,
+                "splits": self.k,
+                "seed": self.seed,
+                "score": self.score.to_json(),
+                "locate": self.params.as_dict(),
+                "max_prompt_tokens": self.score.max_prompt_tokens,
+                "max_answer_tokens": self.score.max_answer_tokens,
+                "sign": self.params.sign,
+            },
             "grid": grid.as_dict(),
             "n_neurons_total": grid.total,
             "neurons": self.neurons.pairs(),
@@ -186,7 +202,8 @@ class LocateResult:
         what types cannot say (every neuron inside the grid, pairs of existing splits, names, counts)."""
         if not isinstance(data, dict) or "neurons" not in data or "grid" not in data:
             raise ResultFileError(
-                f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid').")
+                f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid')."
+            )
         return _result(read_fields(_File, data, where), where)
 
 
@@ -242,25 +259,50 @@ def _result(f: _File, where: str) -> LocateResult:
         if not name.strip():
             raise ResultFileError(f"{at(where, key)}: the '{key}' name is empty.")
         if len(name) > MAX_NAME_CHARS:
-            raise ResultFileError(f"{at(where, key)}: the '{key}' name is {len(name)} characters long "
-                                  f"(at most {MAX_NAME_CHARS}).")
-    splits = [SplitResult(s.sample_ids, _neurons(grid, s.neurons, at(at(where, f"splits[{i}]"), "neurons")))
-              for i, s in enumerate(f.splits)]
+            raise ResultFileError(
+                f"{at(where, key)}: the '{key}' name is {len(name)} characters long (at most {MAX_NAME_CHARS})."
+            )
+    splits = [
+        SplitResult(s.sample_ids, _neurons(grid, s.neurons, at(at(where, f"splits[{i}]"), "neurons")))
+        for i, s in enumerate(f.splits)
+    ]
     pairwise = [_pair(p, len(splits), at(where, f"pairwise[{i}]")) for i, p in enumerate(f.pairwise)]
     for i, t in enumerate(f.top_neurons):
         _below(at(where, f"top_neurons[{i}]"), layer=(t.layer, grid.n_layers), index=(t.index, grid.width))
     p = f.params
-    _below(where, **{"params.n": (p.n, None), "params.seed": (p.seed, None), "params.splits": (p.splits or 0, None),
-                     "cache.computed": (f.cache.computed, None), "cache.reused": (f.cache.reused, None),
-                     "truncated_prompts": (f.truncated_prompts, None),
-                     "truncated_answers": (f.truncated_answers, None)})
+    _below(
+        where,
+        **{
+            "params.n": (p.n, None),
+            "params.seed": (p.seed, None),
+            "params.splits": (p.splits or 0, None),
+            "cache.computed": (f.cache.computed, None),
+            "cache.reused": (f.cache.reused, None),
+            "truncated_prompts": (f.truncated_prompts, None),
+            "truncated_answers": (f.truncated_answers, None),
+        },
+    )
     return LocateResult(
-        model=f.model, dataset=f.dataset, neurons=_neurons(grid, f.neurons, at(where, "neurons")), n=p.n,
-        k=len(splits) if p.splits is None else p.splits, seed=p.seed, score=p.score, params=p.locate,
-        model_info=f.model_info, splits=splits, pairwise=pairwise, top_neurons=f.top_neurons, cache=f.cache,
-        mean_gold_logprob=f.mean_gold_logprob, truncated_prompts=f.truncated_prompts,
-        truncated_answers=f.truncated_answers, ig_completeness=f.ig_completeness or None, created=f.created,
-        versions=f.versions)
+        model=f.model,
+        dataset=f.dataset,
+        neurons=_neurons(grid, f.neurons, at(where, "neurons")),
+        n=p.n,
+        k=len(splits) if p.splits is None else p.splits,
+        seed=p.seed,
+        score=p.score,
+        params=p.locate,
+        model_info=f.model_info,
+        splits=splits,
+        pairwise=pairwise,
+        top_neurons=f.top_neurons,
+        cache=f.cache,
+        mean_gold_logprob=f.mean_gold_logprob,
+        truncated_prompts=f.truncated_prompts,
+        truncated_answers=f.truncated_answers,
+        ig_completeness=f.ig_completeness or None,
+        created=f.created,
+        versions=f.versions,
+    )
 
 
 def _neurons(grid: NeuronGrid, pairs: Any, where: str) -> NeuronSet:
@@ -270,10 +312,22 @@ def _neurons(grid: NeuronGrid, pairs: Any, where: str) -> NeuronSet:
 
 def _pair(data: dict, n_splits: int, where: str) -> SplitPair:
     ends, stats = read_fields(_Pair, data, where), from_fields(SetComparison, data, where)
-    _below(where, a=(ends.a, n_splits), b=(ends.b, n_splits), size_a=(stats.size_a, None),
-           size_b=(stats.size_b, None), intersection=(stats.intersection, None))
-    shares = (stats.overlap_rate, stats.iou, stats.chance_intersection, stats.chance_overlap_rate, stats.chance_iou,
-              stats.p_value)
+    _below(
+        where,
+        a=(ends.a, n_splits),
+        b=(ends.b, n_splits),
+        size_a=(stats.size_a, None),
+        size_b=(stats.size_b, None),
+        intersection=(stats.intersection, None),
+    )
+    shares = (
+        stats.overlap_rate,
+        stats.iou,
+        stats.chance_intersection,
+        stats.chance_overlap_rate,
+        stats.chance_iou,
+        stats.p_value,
+    )
     if not all(math.isfinite(x) for x in shares):
         raise ResultFileError(f"{where}: the overlap, IoU, chance levels and p-value must be finite numbers.")
     if not (0 <= stats.overlap_rate <= 1 and 0 <= stats.iou <= 1 and 0 <= stats.p_value <= 1):
@@ -285,5 +339,7 @@ def _below(where: str, **values: tuple[int, int | None]) -> None:
     """Each whole number is at least 0 and, where a bound is given, below it (a split, a layer, an index)."""
     for name, (value, bound) in values.items():
         if value < 0 or (bound is not None and value >= bound):
-            raise ResultFileError(f"{at(where, name)}: {value} is not a whole number from 0"
-                                  + (f" and below {bound}." if bound is not None else "."))
+            raise ResultFileError(
+                f"{at(where, name)}: {value} is not a whole number from 0"
+                + (f" and below {bound}." if bound is not None else ".")
+            )

@@ -60,8 +60,13 @@ def code_version() -> str:
 
 def model_identity(lm: LoadedModel) -> dict:
     """A model in a key: its name, revision, weights' fingerprint and precision."""
-    return {"name": lm.spec.name, "revision": lm.spec.revision, "weights": lm.fingerprint, "dtype": lm.dtype,
-            "quantization": lm.quantization}
+    return {
+        "name": lm.spec.name,
+        "revision": lm.spec.revision,
+        "weights": lm.fingerprint,
+        "dtype": lm.dtype,
+        "quantization": lm.quantization,
+    }
 
 
 def data_identity(dataset: DatasetSpec | str) -> dict:
@@ -77,8 +82,9 @@ def result_key(kind: str, params: dict) -> str:
 
 
 def _checksum(entry: dict) -> str:
-    return hashlib.sha256(json.dumps({k: v for k, v in entry.items() if k != "checksum"}, sort_keys=True)
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({k: v for k, v in entry.items() if k != "checksum"}, sort_keys=True).encode()
+    ).hexdigest()
 
 
 @dataclass
@@ -115,8 +121,14 @@ class ResultCache:
     def read_key(self, kind: str, key: str, result_type: type[T], notes: list[str] | None = None) -> T | None:
         """The stored result of this kind under this key (a shared link names both), or None; a kind or key that is
         not a plain name is never a path."""
-        if not (isinstance(kind, str) and kind.replace("_", "").isalnum() and len(kind) <= 40 and
-                isinstance(key, str) and key.isalnum() and len(key) <= 64):
+        if not (
+            isinstance(kind, str)
+            and kind.replace("_", "").isalnum()
+            and len(kind) <= 40
+            and isinstance(key, str)
+            and key.isalnum()
+            and len(key) <= 64
+        ):
             return None
         path = self.path(kind, key)
         if not path.is_file() or path.is_symlink():
@@ -135,17 +147,29 @@ class ResultCache:
     def write(self, kind: str, params: dict, value: Any, notes: list[str] | None = None) -> None:
         """Store a result; a failure to write is a note (the run's result stands)."""
         key = result_key(kind, params)
-        entry = {"key": key, "kind": kind, "params": params, "code": code_version(), "created": time.time(),
-                 "payload": to_fields(value)}
+        entry = {
+            "key": key,
+            "kind": kind,
+            "params": params,
+            "code": code_version(),
+            "created": time.time(),
+            "payload": to_fields(value),
+        }
         entry["checksum"] = _checksum(json.loads(dumps(entry)))  # as it will read back (non-finite numbers: null)
         try:
             atomic_write(self.path(kind, key), dumps(entry))
         except (CNLError, OSError) as exc:
             _note(notes, f"The result could not be stored for reuse ({exc}); it is shown as computed.")
 
-    def serve(self, kind: str, params: dict, result_type: type[T], compute: Callable[[], T],
-              cancel: threading.Event | None = None,
-              on_wait: Callable[[float], None] | None = None) -> Served[T]:
+    def serve(
+        self,
+        kind: str,
+        params: dict,
+        result_type: type[T],
+        compute: Callable[[], T],
+        cancel: threading.Event | None = None,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> Served[T]:
         """The result of this work: stored, or the run of it already in progress (waited for), or computed now.
 
         `compute` runs at most once at a time per key in this process. If the run a visitor waits for fails or is
@@ -203,8 +227,14 @@ class ResultCache:
             for path in sorted(folder.glob("*.json")):
                 if path.is_symlink():
                     continue
-                out.append({"kind": folder.name, "key": path.stem, "bytes": path.stat().st_size,
-                            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))})
+                out.append(
+                    {
+                        "kind": folder.name,
+                        "key": path.stem,
+                        "bytes": path.stat().st_size,
+                        "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
+                    }
+                )
         return out
 
     def remove(self, key: str) -> int:

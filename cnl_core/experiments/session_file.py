@@ -36,13 +36,19 @@ class SessionFile:
     settings: dict[str, Any] = field(default_factory=dict)  # the visitor's boxes, by name (plain values only)
 
 
-def session_json(located: Mapping[str, LocateResult], history: Sequence[Sequence[EvalResult]],
-                 settings: Mapping[str, Any] | None = None) -> dict:
+def session_json(
+    located: Mapping[str, LocateResult],
+    history: Sequence[Sequence[EvalResult]],
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
     """The document: the newest sets and runs that fit MAX_SESSION_CHARS (the oldest runs go first)."""
-    doc = {"kind": KIND, "version": VERSION,
-           "located": [{"label": label, "result": r.to_json()} for label, r in list(located.items())[-MAX_SETS:]],
-           "history": [[e.to_json() for e in run] for run in list(history)[-MAX_RUNS:]],
-           "settings": _plain(dict(settings or {}))}
+    doc = {
+        "kind": KIND,
+        "version": VERSION,
+        "located": [{"label": label, "result": r.to_json()} for label, r in list(located.items())[-MAX_SETS:]],
+        "history": [[e.to_json() for e in run] for run in list(history)[-MAX_RUNS:]],
+        "settings": _plain(dict(settings or {})),
+    }
     while len(dumps(doc)) > MAX_SESSION_CHARS and (doc["history"] or doc["located"]):
         (doc["history"] or doc["located"]).pop(0)
     return doc
@@ -64,10 +70,15 @@ def read_session(data: Any, source: str = "session") -> SessionFile:
     if nesting_depth(data) > MAX_DEPTH:
         raise ResultFileError(f"{source}: nested too deeply to be a saved session.")
     located, history = data.get("located", []), data.get("history", [])
-    if not isinstance(located, list) or not isinstance(history, list) or len(located) > MAX_SETS or \
-            len(history) > MAX_RUNS:
-        raise ResultFileError(f"{source}: 'located' and 'history' must be lists of at most {MAX_SETS} sets and "
-                              f"{MAX_RUNS} runs.")
+    if (
+        not isinstance(located, list)
+        or not isinstance(history, list)
+        or len(located) > MAX_SETS
+        or len(history) > MAX_RUNS
+    ):
+        raise ResultFileError(
+            f"{source}: 'located' and 'history' must be lists of at most {MAX_SETS} sets and {MAX_RUNS} runs."
+        )
     out = SessionFile(settings=_plain(data.get("settings") or {}))
     for i, item in enumerate(located):
         where = at(at(source, "located"), i)
@@ -87,5 +98,8 @@ def _plain(settings: Any) -> dict[str, Any]:
     if not isinstance(settings, dict):
         return {}
     ok = (str, int, float, bool, type(None))
-    return {str(k)[:100]: v for k, v in list(settings.items())[:100]
-            if isinstance(v, ok) or isinstance(v, list) and all(isinstance(x, ok) for x in v[:1000])}
+    return {
+        str(k)[:100]: v
+        for k, v in list(settings.items())[:100]
+        if isinstance(v, ok) or isinstance(v, list) and all(isinstance(x, ok) for x in v[:1000])
+    }

@@ -45,8 +45,12 @@ class SharingSplit:
     counts: dict[str, int]  # "a & b" -> neurons held by exactly these sets (the UpSet bars)
 
     def to_json(self) -> dict:
-        return {"names": self.names, "shared_by_all": self.shared_by_all.pairs(),
-                "specific": {k: v.pairs() for k, v in self.specific.items()}, "counts": self.counts}
+        return {
+            "names": self.names,
+            "shared_by_all": self.shared_by_all.pairs(),
+            "specific": {k: v.pairs() for k, v in self.specific.items()},
+            "counts": self.counts,
+        }
 
 
 def split_by_sharing(sets: Mapping[str, NeuronSet]) -> SharingSplit:
@@ -96,14 +100,22 @@ def specificity_index(matrix: MatrixResult, row: str, own: str, metric: str) -> 
     mean_others = sum(v for v, _ in vals) / len(vals)
     value = own_v - mean_others
     ses = [(ci[1] - ci[0]) / 3.92 if ci else 0.0 for ci in [own_ci, *(c for _, c in vals)]]
-    se = math.sqrt(ses[0] ** 2 + sum(s ** 2 for s in ses[1:]) / len(others) ** 2)
+    se = math.sqrt(ses[0] ** 2 + sum(s**2 for s in ses[1:]) / len(others) ** 2)
     return {"value": value, "ci": [value - 1.96 * se, value + 1.96 * se], "own": own_v, "others": mean_others}
 
 
 def run_specificity(
-    lm: LoadedModel, located: Mapping[str, LocateResult], n: int, seed: int = 0, *, mode: str = "zero",
-    factor: float = DEFAULTS.amplify_factor, metric: str = METRICS[0], cfg: EvalConfig | None = None,
-    progress: Progress | None = None, cancel: threading.Event | None = None,
+    lm: LoadedModel,
+    located: Mapping[str, LocateResult],
+    n: int,
+    seed: int = 0,
+    *,
+    mode: str = "zero",
+    factor: float = DEFAULTS.amplify_factor,
+    metric: str = METRICS[0],
+    cfg: EvalConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> SpecificityResult:
     """Intervene on each dataset's specific neurons and on the shared ones; the specificity index per dataset.
 
@@ -119,6 +131,5 @@ def run_specificity(
     rows[SHARED] = (Intervention(split.shared_by_all, mode, factor), all_ids)
     targets = list(dict.fromkeys(r.dataset for r in located.values()))
     matrix = run_matrix(lm, rows, targets, n, seed, cfg=cfg, progress=progress, cancel=cancel)
-    index = {name: specificity_index(matrix, f"{name} specific", located[name].dataset, metric)
-             for name in split.names}
+    index = {name: specificity_index(matrix, f"{name} specific", located[name].dataset, metric) for name in split.names}
     return SpecificityResult(split, metric, matrix, index)

@@ -28,9 +28,11 @@ from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
 
-PROJECTION_METHOD = ("final_norm(W_down[:, index]) through the unembedding: the down projection applied to a "
-                     "one-hot input minus its bias, then the final norm and the LM head (logit lens of the "
-                     "neuron's output direction)")
+PROJECTION_METHOD = (
+    "final_norm(W_down[:, index]) through the unembedding: the down projection applied to a "
+    "one-hot input minus its bias, then the final norm and the LM head (logit lens of the "
+    "neuron's output direction)"
+)
 MAX_TOKENS = 512
 
 
@@ -72,10 +74,18 @@ class NeuronReport:
     method: str = PROJECTION_METHOD
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.neuron", "model": self.model, "layer": self.layer, "index": self.index,
-                "vocab_top": [asdict(t) for t in self.vocab_top], "vocab_bottom": [asdict(t) for t in self.vocab_bottom],
-                "projection_method": self.method, "stats": {k: asdict(v) for k, v in self.stats.items()},
-                "top_examples": [asdict(e) for e in self.top_examples], "ranks": self.ranks}
+        return {
+            "kind": "cnl.neuron",
+            "model": self.model,
+            "layer": self.layer,
+            "index": self.index,
+            "vocab_top": [asdict(t) for t in self.vocab_top],
+            "vocab_bottom": [asdict(t) for t in self.vocab_bottom],
+            "projection_method": self.method,
+            "stats": {k: asdict(v) for k, v in self.stats.items()},
+            "top_examples": [asdict(e) for e in self.top_examples],
+            "ranks": self.ranks,
+        }
 
 
 def parse_neuron(text: str) -> tuple[int, int]:
@@ -90,8 +100,10 @@ def parse_neuron(text: str) -> tuple[int, int]:
 def check_neuron(grid: NeuronGrid, layer: int, index: int) -> None:
     """On a model's grid (before loading: config_grid), so a neuron it does not have never waits for a load."""
     if not 0 <= layer < grid.n_layers or not 0 <= index < grid.width:
-        raise NeuronSetError(f"Neuron {layer}:{index} does not exist: this model has layers 0..{grid.n_layers - 1} "
-                             f"and indices 0..{grid.width - 1}.")
+        raise NeuronSetError(
+            f"Neuron {layer}:{index} does not exist: this model has layers 0..{grid.n_layers - 1} "
+            f"and indices 0..{grid.width - 1}."
+        )
 
 
 def output_direction(lm: LoadedModel, layer: int, index: int) -> torch.Tensor:
@@ -124,19 +136,23 @@ def _vocab_projection(lm: LoadedModel, layer: int, index: int, k: int) -> tuple[
         logits = head(h.to(head.weight.device, head.weight.dtype)).float().view(-1).cpu()
     top, bottom = logits.topk(k), (-logits).topk(k)
     decode = lambda i: lm.tokenizer.decode([int(i)])  # noqa: E731
-    return ([TokenLogit(decode(i), float(v)) for v, i in zip(top.values, top.indices)],
-            [TokenLogit(decode(i), float(-v)) for v, i in zip(bottom.values, bottom.indices)])
+    return (
+        [TokenLogit(decode(i), float(v)) for v, i in zip(top.values, top.indices)],
+        [TokenLogit(decode(i), float(-v)) for v, i in zip(bottom.values, bottom.indices)],
+    )
 
 
-def token_activations(lm: LoadedModel, dataset: DatasetSpec, ids: Sequence[str], layer: int,
-                      index: int, batch_size: int = 8) -> list[Example]:
+def token_activations(
+    lm: LoadedModel, dataset: DatasetSpec, ids: Sequence[str], layer: int, index: int, batch_size: int = 8
+) -> list[Example]:
     """The neuron's value at every token (prompt + gold answer, teacher-forced) of each sample."""
     rows = dataset.by_id()
     out: list[Example] = []
     for start in range(0, len(ids), batch_size):
-        chunk = [rows[i] for i in ids[start:start + batch_size]]
-        batch = encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in chunk], MAX_TOKENS, MAX_TOKENS,
-                                      lm.input_device)
+        chunk = [rows[i] for i in ids[start : start + batch_size]]
+        batch = encode_teacher_forced(
+            lm.tokenizer, [(s.prompt, s.answer) for s in chunk], MAX_TOKENS, MAX_TOKENS, lm.input_device
+        )
         seen: list[torch.Tensor] = []
 
         def hook(_layer: int, x: torch.Tensor):
@@ -156,9 +172,15 @@ def token_activations(lm: LoadedModel, dataset: DatasetSpec, ids: Sequence[str],
 def _stats(examples: Sequence[Example]) -> ActivationStats:
     values = np.concatenate([np.asarray(e.activations) for e in examples])
     q = np.quantile(values, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
-    return ActivationStats(len(examples), int(values.size), float((values > 0).mean()), float(values.mean()),
-                           float(values.std()), float(values.max()),
-                           {f"p{p}": float(v) for p, v in zip((1, 5, 25, 50, 75, 95, 99), q)})
+    return ActivationStats(
+        len(examples),
+        int(values.size),
+        float((values > 0).mean()),
+        float(values.mean()),
+        float(values.std()),
+        float(values.max()),
+        {f"p{p}": float(v) for p, v in zip((1, 5, 25, 50, 75, 95, 99), q)},
+    )
 
 
 def neuron_ranks(sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]], layer: int, index: int) -> dict:
@@ -174,9 +196,16 @@ def neuron_ranks(sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]], la
     return out
 
 
-def inspect_neuron(lm: LoadedModel, layer: int, index: int, datasets: Sequence[DatasetSpec], n: int = 20,
-                   seed: int = 0, top_k: int = 5,
-                   sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]] | None = None) -> NeuronReport:
+def inspect_neuron(
+    lm: LoadedModel,
+    layer: int,
+    index: int,
+    datasets: Sequence[DatasetSpec],
+    n: int = 20,
+    seed: int = 0,
+    top_k: int = 5,
+    sets: Mapping[str, tuple[NeuronSet, list[tuple[int, int]]]] | None = None,
+) -> NeuronReport:
     """The neuron's vocabulary projection, its activations on n samples of each dataset, and its ranks."""
     check_neuron(lm.grid, layer, index)
     F.INSPECT_N.typed(n)

@@ -89,8 +89,10 @@ def _down_weight(lm: LoadedModel, layer: int) -> tuple[torch.nn.Parameter, bool]
     module = lm.ffn.down[layer]
     weight = getattr(module, "weight", None)
     if weight is None or not weight.is_floating_point() or lm.quantization != "none":
-        raise ParameterError("Editing needs the model's weights in float16, bfloat16 or float32; load it without "
-                             "8-bit or 4-bit quantization.")
+        raise ParameterError(
+            "Editing needs the model's weights in float16, bfloat16 or float32; load it without "
+            "8-bit or 4-bit quantization."
+        )
     return weight, hasattr(module, "nf")
 
 
@@ -102,8 +104,9 @@ def _w(lm: LoadedModel, layer: int) -> torch.Tensor:
 
 
 @contextmanager
-def rank_one_edit(lm: LoadedModel, layer: int, key: torch.Tensor, delta: torch.Tensor,
-                  direction: torch.Tensor | None = None) -> Iterator[None]:
+def rank_one_edit(
+    lm: LoadedModel, layer: int, key: torch.Tensor, delta: torch.Tensor, direction: torch.Tensor | None = None
+) -> Iterator[None]:
     """W <- W + delta u^T / (u^T k) at `layer` for the block's life (u = `direction`, C^-1 k in ROME; None: k, the
     identity covariance), which maps k to W k + delta; the saved weight is put back on exit."""
     with lm.lock:
@@ -145,7 +148,7 @@ def _target(lm: LoadedModel, p: Paraphrase, new_answer: str) -> EditTarget:
 def _new_logprob(lm: LoadedModel, t: EditTarget) -> torch.Tensor:
     cache = copy.deepcopy(t.prefix) if t.prefix is not None else None
     logits = lm.model(input_ids=t.tail, cache=cache, use_cache=cache is not None).logits[0].float()
-    logp = torch.log_softmax(logits[t.first - 1: t.first - 1 + len(t.answer)], -1)
+    logp = torch.log_softmax(logits[t.first - 1 : t.first - 1 + len(t.answer)], -1)
     return logp.gather(-1, torch.tensor(t.answer, device=logp.device)[:, None]).sum()
 
 
@@ -179,8 +182,15 @@ def optimize_edit(lm: LoadedModel, layer: int, t: EditTarget, cfg: EditConfig) -
     return seen["key"], delta.detach()
 
 
-def rome_update(lm: LoadedModel, layer: int, p: Paraphrase, key_edit: torch.Tensor, delta: torch.Tensor,
-                cfg: EditConfig, covariance: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rome_update(
+    lm: LoadedModel,
+    layer: int,
+    p: Paraphrase,
+    key_edit: torch.Tensor,
+    delta: torch.Tensor,
+    cfg: EditConfig,
+    covariance: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(k*, residual v* - W k*, direction C^-1 k*): ROME's rank-one update for an optimized delta at the edit
     prompt's key (v* = W k_edit + delta; the bias cancels)."""
     k_star = averaged_key(lm, p, layer, cfg.key_prefixes) if cfg.key_prefixes else key_edit
@@ -188,6 +198,8 @@ def rome_update(lm: LoadedModel, layer: int, p: Paraphrase, key_edit: torch.Tens
     residual = delta.float().to(w.device) + w @ (key_edit.to(w.device) - k_star.to(w.device))
     direction = None if covariance is None else torch.linalg.solve(covariance, k_star.cpu().float())
     return k_star, residual, direction
+
+
 @dataclass
 class EditingResult:
     model: str
@@ -202,9 +214,16 @@ class EditingResult:
     def to_json(self) -> dict:
         cfg = asdict(self.config)
         cfg["layers"] = self.layers
-        return {"kind": "cnl.knowledge.editing", "model": self.model, "facts": self.facts, "config": cfg,
-                "summary": self.summary, "per_fact": self.per_fact, "created": self.created,
-                "versions": self.versions}
+        return {
+            "kind": "cnl.knowledge.editing",
+            "model": self.model,
+            "facts": self.facts,
+            "config": cfg,
+            "summary": self.summary,
+            "per_fact": self.per_fact,
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
 def _new_answer(f: Fact, facts: Sequence[Fact], rng: random.Random) -> str:
@@ -218,8 +237,17 @@ def _new_answer(f: Fact, facts: Sequence[Fact], rng: random.Random) -> str:
 OTHER_GROUPS = ("same relation", "other relations")  # whose facts the collateral is measured on
 
 
-def edit_fact_by_layer(lm: LoadedModel, facts_set: FactSet, f: Fact, new_answer: str, others: list[Paraphrase],
-                       layers: Sequence[int], cfg: EditConfig, *, use_cache: bool = True) -> list[dict]:
+def edit_fact_by_layer(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    f: Fact,
+    new_answer: str,
+    others: list[Paraphrase],
+    layers: Sequence[int],
+    cfg: EditConfig,
+    *,
+    use_cache: bool = True,
+) -> list[dict]:
     """Edit `f` towards `new_answer` at each layer in turn (weights restored after each); one row per layer. The
     collateral is measured on `others` (prompts of other facts), split by whether they share f's relation."""
     edit, *rest = facts_set.paraphrases(f)
@@ -229,22 +257,30 @@ def edit_fact_by_layer(lm: LoadedModel, facts_set: FactSet, f: Fact, new_answer:
     with lm.lock:
         before = answer_stats(lm, tests)
         target = _target(lm, edit, new_answer)
-        covariance = (key_covariance(lm, layers, cfg.covariance_tokens, use_cache=use_cache)
-                      if cfg.key_covariance == "text" else None)
+        covariance = (
+            key_covariance(lm, layers, cfg.covariance_tokens, use_cache=use_cache)
+            if cfg.key_covariance == "text"
+            else None
+        )
         rows = []
         for layer in layers:
             with torch.enable_grad():
                 key, delta = optimize_edit(lm, layer, target, cfg)
-            k_star, residual, direction = rome_update(lm, layer, edit, key, delta, cfg,
-                                                      None if covariance is None else covariance[layer])
+            k_star, residual, direction = rome_update(
+                lm, layer, edit, key, delta, cfg, None if covariance is None else covariance[layer]
+            )
             with rank_one_edit(lm, layer, k_star, residual, direction):
                 after = answer_stats(lm, tests)
             change = (after.logprob[n:] - before.logprob[n:]).numpy()
-            row = {"layer": layer, "p_new_edit": float(after.prob[0]), "success": bool(after.greedy[0]),
-                   "p_new_paraphrases": float(after.prob[1:n].mean()),
-                   "generalization": float(after.greedy[1:n].float().mean()),
-                   "other_facts_delta_logp": float(change.mean()) if change.size else 0.0,
-                   "delta_norm": float(delta.norm())}
+            row = {
+                "layer": layer,
+                "p_new_edit": float(after.prob[0]),
+                "success": bool(after.greedy[0]),
+                "p_new_paraphrases": float(after.prob[1:n].mean()),
+                "generalization": float(after.greedy[1:n].float().mean()),
+                "other_facts_delta_logp": float(change.mean()) if change.size else 0.0,
+                "delta_norm": float(delta.norm()),
+            }
             for group, mask in zip(OTHER_GROUPS, (same, ~same)):
                 row[f"{group}_delta_logp"] = float(change[mask].mean()) if mask.any() else None
             rows.append(row)
@@ -260,9 +296,16 @@ def _others(f: Fact, facts_set: FactSet, n: int, rng: random.Random) -> list[Par
     return out
 
 
-def run_editing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None,
-                cfg: EditConfig | None = None, *, use_cache: bool = True, progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> EditingResult:
+def run_editing(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    fact_ids: list[str] | None = None,
+    cfg: EditConfig | None = None,
+    *,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> EditingResult:
     """Per-layer edits of each chosen fact, next to the causal traces of its edit prompt (`use_cache`: the key
     covariance is read from, and kept in, the cache folder)."""
     cfg = cfg or EditConfig()
@@ -277,20 +320,42 @@ def run_editing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None 
     for k, f in enumerate(facts):
         check_cancel(cancel, k, len(facts), "facts")
         new = _new_answer(f, facts_set.facts, rng)
-        rows = edit_fact_by_layer(lm, facts_set, f, new, _others(f, facts_set, cfg.other_facts, rng), layers, cfg,
-                                  use_cache=use_cache)
+        rows = edit_fact_by_layer(
+            lm, facts_set, f, new, _others(f, facts_set, cfg.other_facts, rng), layers, cfg, use_cache=use_cache
+        )
         edit = facts_set.paraphrases(f)[0]
         traces = {site: trace(lm, edit, std, cfg.trace_draws, cfg.seed + k, site=site) for site in ("hidden", "mlp")}
-        per_fact.append({"fact": f.id, "new_answer": new, "rows": rows,
-                         "trace": {s: {"peak_layer": t.peak_layer, "effect": t.effect, "p_clean": t.p_clean,
-                                       "p_corrupt": t.p_corrupt, "informative": t.informative}
-                                   for s, t in traces.items()}})
+        per_fact.append(
+            {
+                "fact": f.id,
+                "new_answer": new,
+                "rows": rows,
+                "trace": {
+                    s: {
+                        "peak_layer": t.peak_layer,
+                        "effect": t.effect,
+                        "p_clean": t.p_clean,
+                        "p_corrupt": t.p_corrupt,
+                        "informative": t.informative,
+                    }
+                    for s, t in traces.items()
+                },
+            }
+        )
         report(progress, k + 1, len(facts), f"editing: {f.id} -> {new.strip()}")
-    return EditingResult(lm.spec.name, facts_set.name, cfg, layers, per_fact, _summary(per_fact, layers, cfg), **stamp())
+    return EditingResult(
+        lm.spec.name, facts_set.name, cfg, layers, per_fact, _summary(per_fact, layers, cfg), **stamp()
+    )
 
 
-SUMMARY_KEYS = ("p_new_edit", "success", "p_new_paraphrases", "generalization", "other_facts_delta_logp",
-                *(f"{g}_delta_logp" for g in OTHER_GROUPS))
+SUMMARY_KEYS = (
+    "p_new_edit",
+    "success",
+    "p_new_paraphrases",
+    "generalization",
+    "other_facts_delta_logp",
+    *(f"{g}_delta_logp" for g in OTHER_GROUPS),
+)
 
 
 def _summary(per_fact: list[dict], layers: list[int], cfg: EditConfig) -> list[dict]:
@@ -303,8 +368,11 @@ def _summary(per_fact: list[dict], layers: list[int], cfg: EditConfig) -> list[d
             row[key] = float(vals.mean()) if vals.size else None
             row[f"{key}_ci"] = bootstrap_ci(vals, cfg.bootstrap, cfg.seed)
         for site in ("hidden", "mlp"):
-            effects = [f["trace"][site]["effect"][layer] / max(f["trace"][site]["p_clean"] - f["trace"][site]["p_corrupt"], 1e-6)
-                       for f in per_fact]
+            effects = [
+                f["trace"][site]["effect"][layer]
+                / max(f["trace"][site]["p_clean"] - f["trace"][site]["p_corrupt"], 1e-6)
+                for f in per_fact
+            ]
             row[f"traced_{site}"] = float(np.mean(effects))
         out.append(row)
     return out
@@ -319,11 +387,21 @@ def located_vs_best(result: EditingResult, site: str = "mlp") -> dict:
         gen = np.array([r["p_new_paraphrases"] for r in f["rows"]])
         effect = np.array([f["trace"][site]["effect"][r["layer"]] for r in f["rows"]])
         best = f["rows"][int(gen.argmax())]["layer"]
-        rows.append({"fact": f["fact"], "traced_peak": f["rows"][int(effect.argmax())]["layer"],
-                     "traced_peak_any_layer": f["trace"][site]["peak_layer"], "best_edit_layer": best})
+        rows.append(
+            {
+                "fact": f["fact"],
+                "traced_peak": f["rows"][int(effect.argmax())]["layer"],
+                "traced_peak_any_layer": f["trace"][site]["peak_layer"],
+                "best_edit_layer": best,
+            }
+        )
         if gen.std() > 0 and effect.std() > 0:
             corr.append(float(np.corrcoef(effect, gen)[0, 1]))
-    return {"site": site, "facts": rows, "mean_correlation": float(np.mean(corr)) if corr else None,
-            "correlation_ci": bootstrap_ci(np.array(corr), result.config.bootstrap, result.config.seed),
-            "peak_is_best": float(np.mean([r["traced_peak"] == r["best_edit_layer"] for r in rows])),
-            "compared_on": "the edited layers"}
+    return {
+        "site": site,
+        "facts": rows,
+        "mean_correlation": float(np.mean(corr)) if corr else None,
+        "correlation_ci": bootstrap_ci(np.array(corr), result.config.bootstrap, result.config.seed),
+        "peak_is_best": float(np.mean([r["traced_peak"] == r["best_edit_layer"] for r in rows])),
+        "compared_on": "the edited layers",
+    }

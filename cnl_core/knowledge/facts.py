@@ -84,17 +84,21 @@ class FactSet:
         facts = []
         for rel in self.relations:
             if len(rel.templates) < MIN_TEMPLATES:
-                raise DatasetError(f"Relation '{rel.name}' has {len(rel.templates)} template(s); fidelity needs "
-                                   f"at least {MIN_TEMPLATES} paraphrases of each fact.")
+                raise DatasetError(
+                    f"Relation '{rel.name}' has {len(rel.templates)} template(s); fidelity needs "
+                    f"at least {MIN_TEMPLATES} paraphrases of each fact."
+                )
             if len(rel.pairs) <= self.shots:
-                raise DatasetError(f"Relation '{rel.name}' has {len(rel.pairs)} fact(s), all needed as "
-                                   f"{self.shots} demonstrations; add facts or lower the shots.")
-            facts += [Fact(rel.name, s, _spaced(a)) for s, a in rel.pairs[self.shots:]]
+                raise DatasetError(
+                    f"Relation '{rel.name}' has {len(rel.pairs)} fact(s), all needed as "
+                    f"{self.shots} demonstrations; add facts or lower the shots."
+                )
+            facts += [Fact(rel.name, s, _spaced(a)) for s, a in rel.pairs[self.shots :]]
         object.__setattr__(self, "facts", tuple(facts))
 
     def head(self, per_relation: int) -> "FactSet":
         """The same set with at most `per_relation` facts of each relation (after its demonstrations)."""
-        rels = tuple(Relation(r.name, r.templates, r.pairs[:self.shots + per_relation]) for r in self.relations)
+        rels = tuple(Relation(r.name, r.templates, r.pairs[: self.shots + per_relation]) for r in self.relations)
         return FactSet(rels, self.shots, self.name)
 
     def relation(self, name: str) -> Relation:
@@ -108,7 +112,7 @@ class FactSet:
         rel = self.relation(fact.relation)
         out = []
         for t, template in enumerate(rel.templates):
-            context = "".join(f"{template.replace(SUBJECT, s)}{_spaced(a)}\n" for s, a in rel.pairs[:self.shots])
+            context = "".join(f"{template.replace(SUBJECT, s)}{_spaced(a)}\n" for s, a in rel.pairs[: self.shots])
             head, tail = template.split(SUBJECT, 1)
             start = len(context) + len(head)
             text = context + head + fact.subject + tail.replace(SUBJECT, fact.subject)
@@ -125,48 +129,137 @@ def _spaced(answer: str) -> str:
     return " " + answer.strip()
 
 
-CAPITALS = Relation("capital", (
-    "The capital of {subject} is",
-    "The capital city of {subject} is",
-    "{subject}'s capital is",
-    "The seat of government of {subject} is in",
-    "Q: What is the capital of {subject}?\nA:",
-    "In {subject}, the capital city is",
-), (("Japan", "Tokyo"), ("Italy", "Rome"), ("France", "Paris"), ("Germany", "Berlin"), ("Spain", "Madrid"),
-    ("Russia", "Moscow"), ("China", "Beijing"), ("Egypt", "Cairo"), ("Greece", "Athens"), ("Portugal", "Lisbon"),
-    ("Austria", "Vienna"), ("Poland", "Warsaw"), ("Ireland", "Dublin"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
-    ("Finland", "Helsinki"), ("Denmark", "Copenhagen"), ("Hungary", "Budapest"), ("Thailand", "Bangkok"),
-    ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Cuba", "Havana"), ("Iran", "Tehran"), ("Iraq", "Baghdad"),
-    ("Belgium", "Brussels"), ("Canada", "Ottawa"), ("Australia", "Canberra"), ("Turkey", "Ankara"),
-    ("England", "London"), ("South Korea", "Seoul")))
+CAPITALS = Relation(
+    "capital",
+    (
+        "The capital of {subject} is",
+        "The capital city of {subject} is",
+        "{subject}'s capital is",
+        "The seat of government of {subject} is in",
+        "Q: What is the capital of {subject}?\nA:",
+        "In {subject}, the capital city is",
+    ),
+    (
+        ("Japan", "Tokyo"),
+        ("Italy", "Rome"),
+        ("France", "Paris"),
+        ("Germany", "Berlin"),
+        ("Spain", "Madrid"),
+        ("Russia", "Moscow"),
+        ("China", "Beijing"),
+        ("Egypt", "Cairo"),
+        ("Greece", "Athens"),
+        ("Portugal", "Lisbon"),
+        ("Austria", "Vienna"),
+        ("Poland", "Warsaw"),
+        ("Ireland", "Dublin"),
+        ("Norway", "Oslo"),
+        ("Sweden", "Stockholm"),
+        ("Finland", "Helsinki"),
+        ("Denmark", "Copenhagen"),
+        ("Hungary", "Budapest"),
+        ("Thailand", "Bangkok"),
+        ("Kenya", "Nairobi"),
+        ("Peru", "Lima"),
+        ("Cuba", "Havana"),
+        ("Iran", "Tehran"),
+        ("Iraq", "Baghdad"),
+        ("Belgium", "Brussels"),
+        ("Canada", "Ottawa"),
+        ("Australia", "Canberra"),
+        ("Turkey", "Ankara"),
+        ("England", "London"),
+        ("South Korea", "Seoul"),
+    ),
+)
 
-OPPOSITES = Relation("opposite", (
-    "The opposite of {subject} is",
-    "The antonym of {subject} is",
-    "The word that means the opposite of {subject} is",
-    "Q: What is the opposite of {subject}?\nA:",
-    "The reverse of {subject} is",
-    "A word meaning the opposite of {subject} is",
-), (("big", "small"), ("up", "down"), ("hot", "cold"), ("fast", "slow"), ("happy", "sad"), ("rich", "poor"),
-    ("tall", "short"), ("early", "late"), ("wet", "dry"), ("strong", "weak"), ("full", "empty"), ("thick", "thin"),
-    ("loud", "quiet"), ("clean", "dirty"), ("win", "lose"), ("left", "right"), ("push", "pull"), ("true", "false"),
-    ("love", "hate"), ("day", "night"), ("black", "white"), ("good", "bad"), ("high", "low"), ("inside", "outside"),
-    ("first", "last"), ("buy", "sell"), ("heavy", "light"), ("open", "closed"), ("light", "dark"), ("old", "young")))
+OPPOSITES = Relation(
+    "opposite",
+    (
+        "The opposite of {subject} is",
+        "The antonym of {subject} is",
+        "The word that means the opposite of {subject} is",
+        "Q: What is the opposite of {subject}?\nA:",
+        "The reverse of {subject} is",
+        "A word meaning the opposite of {subject} is",
+    ),
+    (
+        ("big", "small"),
+        ("up", "down"),
+        ("hot", "cold"),
+        ("fast", "slow"),
+        ("happy", "sad"),
+        ("rich", "poor"),
+        ("tall", "short"),
+        ("early", "late"),
+        ("wet", "dry"),
+        ("strong", "weak"),
+        ("full", "empty"),
+        ("thick", "thin"),
+        ("loud", "quiet"),
+        ("clean", "dirty"),
+        ("win", "lose"),
+        ("left", "right"),
+        ("push", "pull"),
+        ("true", "false"),
+        ("love", "hate"),
+        ("day", "night"),
+        ("black", "white"),
+        ("good", "bad"),
+        ("high", "low"),
+        ("inside", "outside"),
+        ("first", "last"),
+        ("buy", "sell"),
+        ("heavy", "light"),
+        ("open", "closed"),
+        ("light", "dark"),
+        ("old", "young"),
+    ),
+)
 
-LANGUAGES = Relation("language", (
-    "The official language of {subject} is",
-    "In {subject}, most people speak",
-    "The main language spoken in {subject} is",
-    "Q: What language do people speak in {subject}?\nA:",
-    "People who live in {subject} usually speak",
-    "The language of {subject} is",
-), (("Japan", "Japanese"), ("Italy", "Italian"), ("France", "French"), ("Germany", "German"), ("Spain", "Spanish"),
-    ("Russia", "Russian"), ("China", "Chinese"), ("Greece", "Greek"), ("Portugal", "Portuguese"), ("Poland", "Polish"),
-    ("Sweden", "Swedish"), ("Turkey", "Turkish"), ("Netherlands", "Dutch"), ("Brazil", "Portuguese"),
-    ("Mexico", "Spanish"), ("Egypt", "Arabic"), ("Iran", "Persian"), ("Korea", "Korean"), ("Thailand", "Thai"),
-    ("Finland", "Finnish"), ("Norway", "Norwegian"), ("Denmark", "Danish"), ("Hungary", "Hungarian"),
-    ("Israel", "Hebrew"), ("Vietnam", "Vietnamese"), ("England", "English"), ("Argentina", "Spanish"),
-    ("Austria", "German"), ("Ukraine", "Ukrainian"), ("Czech Republic", "Czech")))
+LANGUAGES = Relation(
+    "language",
+    (
+        "The official language of {subject} is",
+        "In {subject}, most people speak",
+        "The main language spoken in {subject} is",
+        "Q: What language do people speak in {subject}?\nA:",
+        "People who live in {subject} usually speak",
+        "The language of {subject} is",
+    ),
+    (
+        ("Japan", "Japanese"),
+        ("Italy", "Italian"),
+        ("France", "French"),
+        ("Germany", "German"),
+        ("Spain", "Spanish"),
+        ("Russia", "Russian"),
+        ("China", "Chinese"),
+        ("Greece", "Greek"),
+        ("Portugal", "Portuguese"),
+        ("Poland", "Polish"),
+        ("Sweden", "Swedish"),
+        ("Turkey", "Turkish"),
+        ("Netherlands", "Dutch"),
+        ("Brazil", "Portuguese"),
+        ("Mexico", "Spanish"),
+        ("Egypt", "Arabic"),
+        ("Iran", "Persian"),
+        ("Korea", "Korean"),
+        ("Thailand", "Thai"),
+        ("Finland", "Finnish"),
+        ("Norway", "Norwegian"),
+        ("Denmark", "Danish"),
+        ("Hungary", "Hungarian"),
+        ("Israel", "Hebrew"),
+        ("Vietnam", "Vietnamese"),
+        ("England", "English"),
+        ("Argentina", "Spanish"),
+        ("Austria", "German"),
+        ("Ukraine", "Ukrainian"),
+        ("Czech Republic", "Czech"),
+    ),
+)
 
 BUILTIN_RELATIONS = (CAPITALS, OPPOSITES, LANGUAGES)
 
@@ -175,15 +268,18 @@ def builtin_facts(shots: int = 2, relations: tuple[str, ...] | None = None) -> F
     """The built-in facts (capitals, opposites, languages: 28 facts each with 2 shots, 6 paraphrases each)."""
     chosen = tuple(r for r in BUILTIN_RELATIONS if relations is None or r.name in relations)
     if not chosen:
-        raise DatasetError(f"No built-in relation among {relations}; known: "
-                           + ", ".join(r.name for r in BUILTIN_RELATIONS) + ".")
+        raise DatasetError(
+            f"No built-in relation among {relations}; known: " + ", ".join(r.name for r in BUILTIN_RELATIONS) + "."
+        )
     return FactSet(chosen, shots)
 
 
 def read_facts_csv(text: str, shots: int = 2, name: str = "upload") -> FactSet:
     """A user's facts: CSV with columns subject, relation, answer, templates (" | "-separated, with {subject})."""
     if len(text.encode("utf-8", "replace")) > MAX_CSV_BYTES:
-        raise DatasetError(f"The facts file is over {MAX_CSV_BYTES // 2**20} MiB; a fact study needs a few hundred rows.")
+        raise DatasetError(
+            f"The facts file is over {MAX_CSV_BYTES // 2**20} MiB; a fact study needs a few hundred rows."
+        )
     rows = list(csv.DictReader(io.StringIO(text)))
     need = {"subject", "relation", "answer"}
     if not rows or not need <= {(k or "").strip().lower() for k in rows[0]}:
@@ -206,7 +302,9 @@ def read_facts_csv(text: str, shots: int = 2, name: str = "upload") -> FactSet:
         if given:
             templates[relation] = given
         elif relation not in templates:
-            raise DatasetError(f"Row {line}: relation '{relation[:40]}' has no templates yet; give them in its first row.")
+            raise DatasetError(
+                f"Row {line}: relation '{relation[:40]}' has no templates yet; give them in its first row."
+            )
         pairs.setdefault(relation, []).append((subject, answer))
         if len(pairs) > MAX_RELATIONS:
             raise DatasetError(f"Row {line}: more than {MAX_RELATIONS} relations; a study compares a few.")

@@ -41,8 +41,13 @@ from ..provenance import stamp
 from .facts import Fact, FactSet
 from .scoring import ParaphraseScores, common_set, iou_matrix, kn_masks, paraphrase_scores
 
-PAIR_GROUPS = ("same fact, other wording", "other fact, same answer", "other fact, same wording",
-               "other fact, other wording", "other relation")
+PAIR_GROUPS = (
+    "same fact, other wording",
+    "other fact, same answer",
+    "other fact, same wording",
+    "other fact, other wording",
+    "other relation",
+)
 SPLIT_GROUPS = ("fact split", "relation split", "capability split", "capability vs unrelated")
 
 
@@ -95,11 +100,21 @@ class FidelityResult:
         return next(g for g in [*self.pairs, *self.splits] if g.name == name)
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.knowledge.fidelity", "model": self.model, "facts": self.facts, "shots": self.shots,
-                "config": asdict(self.config), "score": self.score, "fact_ids": self.fact_ids,
-                "per_paraphrase_size": self.per_paraphrase_size, "pairs": [asdict(g) for g in self.pairs],
-                "splits": [asdict(g) for g in self.splits], "per_fact": self.per_fact, "created": self.created,
-                "versions": self.versions}
+        return {
+            "kind": "cnl.knowledge.fidelity",
+            "model": self.model,
+            "facts": self.facts,
+            "shots": self.shots,
+            "config": asdict(self.config),
+            "score": self.score,
+            "fact_ids": self.fact_ids,
+            "per_paraphrase_size": self.per_paraphrase_size,
+            "pairs": [asdict(g) for g in self.pairs],
+            "splits": [asdict(g) for g in self.splits],
+            "per_fact": self.per_fact,
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
 def _stat(name: str, per_unit: list[list[tuple[float, float, float]]], cfg: FidelityConfig) -> GroupStat:
@@ -115,12 +130,21 @@ def _stat(name: str, per_unit: list[list[tuple[float, float, float]]], cfg: Fide
             pairs += len(ok)
     if not means:
         return GroupStat(name, None, None, None, 0, 0, 0.0, undefined)
-    return GroupStat(name, float(np.mean(means)), bootstrap_ci(np.array(means), cfg.bootstrap, cfg.seed),
-                     float(np.mean(chances)), pairs, len(means), float(np.mean(sizes)), undefined)
+    return GroupStat(
+        name,
+        float(np.mean(means)),
+        bootstrap_ci(np.array(means), cfg.bootstrap, cfg.seed),
+        float(np.mean(chances)),
+        pairs,
+        len(means),
+        float(np.mean(sizes)),
+        undefined,
+    )
 
 
-def _pair_groups(facts: list[Fact], n_templates: dict[str, int], masks: torch.Tensor, cfg: FidelityConfig,
-                 ids: list[str]) -> tuple[list[GroupStat], list[dict]]:
+def _pair_groups(
+    facts: list[Fact], n_templates: dict[str, int], masks: torch.Tensor, cfg: FidelityConfig, ids: list[str]
+) -> tuple[list[GroupStat], list[dict]]:
     iou, chance = iou_matrix(masks)
     sizes = masks.sum(1).float()
     row = {pid: k for k, pid in enumerate(ids)}
@@ -148,9 +172,14 @@ def _pair_groups(facts: list[Fact], n_templates: dict[str, int], masks: torch.Te
             per_group[g].append(buckets[g])
         same = [v[0] for v in buckets[PAIR_GROUPS[0]] if not np.isnan(v[0])]
         other = [v[0] for v in buckets[PAIR_GROUPS[2]] if not np.isnan(v[0])]
-        per_fact.append({"fact": f.id, "same_fact_iou": float(np.mean(same)) if same else None,
-                         "same_wording_iou": float(np.mean(other)) if other else None,
-                         "mean_set_size": float(sizes[mine].mean())})
+        per_fact.append(
+            {
+                "fact": f.id,
+                "same_fact_iou": float(np.mean(same)) if same else None,
+                "same_wording_iou": float(np.mean(other)) if other else None,
+                "mean_set_size": float(sizes[mine].mean()),
+            }
+        )
     return [_stat(g, per_group[g], cfg) for g in PAIR_GROUPS], per_fact
 
 
@@ -161,8 +190,9 @@ def _split_iou(a: torch.Tensor, b: torch.Tensor, cfg: FidelityConfig) -> tuple[f
     return (float("nan") if not (len(sa) or len(sb)) else c.iou), c.chance_iou, (len(sa) + len(sb)) / 2
 
 
-def _split_groups(facts: list[Fact], facts_set: FactSet, scores: ParaphraseScores, capability: torch.Tensor,
-                  cfg: FidelityConfig) -> list[GroupStat]:
+def _split_groups(
+    facts: list[Fact], facts_set: FactSet, scores: ParaphraseScores, capability: torch.Tensor, cfg: FidelityConfig
+) -> list[GroupStat]:
     # each group draws from its own seeded generator, so that one group's draws do not move with another's size
     # (round one's capability baseline moved with the number of facts: 0.236, 0.283, 0.305 on the same samples)
     rng = random.Random(f"{cfg.seed}/fact split")
@@ -173,7 +203,7 @@ def _split_groups(facts: list[Fact], facts_set: FactSet, scores: ParaphraseScore
         draws = []
         for _ in range(min(cfg.draws, 10)):
             order = rng.sample(ids, len(ids))
-            draws.append(_split_iou(scores.rows(order[:half]), scores.rows(order[half:2 * half]), cfg))
+            draws.append(_split_iou(scores.rows(order[:half]), scores.rows(order[half : 2 * half]), cfg))
         fact_units.append(draws)
     half = min(len(t.templates) for t in facts_set.relations) // 2
     by_relation: dict[str, list[Fact]] = {}
@@ -193,18 +223,32 @@ def _split_groups(facts: list[Fact], facts_set: FactSet, scores: ParaphraseScore
     rng = random.Random(f"{cfg.seed}/capability split")
     order = rng.sample(range(capability.shape[0]), capability.shape[0])
     for d in range(min(cfg.draws, len(order) // (2 * half))):  # capability: each draw on samples of its own (the
-        rows = order[2 * half * d: 2 * half * (d + 1)]  # draws independent), two groups of `half`; null: vs fact prompts
+        rows = order[
+            2 * half * d : 2 * half * (d + 1)
+        ]  # draws independent), two groups of `half`; null: vs fact prompts
         a, b = capability[rows[:half]], capability[rows[half:]]
         cap_units.append([_split_iou(a, b, cfg)])
         null_units.append([_split_iou(a, scores.rows(rng.sample(all_ids, half)), cfg)])
-    return [_stat(SPLIT_GROUPS[0], fact_units, cfg), _stat(SPLIT_GROUPS[1], relation_units, cfg),
-            _stat(SPLIT_GROUPS[2], cap_units, cfg), _stat(SPLIT_GROUPS[3], null_units, cfg)]
+    return [
+        _stat(SPLIT_GROUPS[0], fact_units, cfg),
+        _stat(SPLIT_GROUPS[1], relation_units, cfg),
+        _stat(SPLIT_GROUPS[2], cap_units, cfg),
+        _stat(SPLIT_GROUPS[3], null_units, cfg),
+    ]
 
 
-def run_fidelity(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None,
-                 cfg: FidelityConfig | None = None, *, capability_n: int | None = None, batch_size: int | None = None,
-                 use_cache: bool = True, progress: Progress | None = None,
-                 cancel: threading.Event | None = None) -> FidelityResult:
+def run_fidelity(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    fact_ids: list[str] | None = None,
+    cfg: FidelityConfig | None = None,
+    *,
+    capability_n: int | None = None,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> FidelityResult:
     """Score every paraphrase of the chosen facts (default: all), then compare their sets (see the module doc).
     The capability split scores `capability_n` samples (default: enough for `draws` disjoint draws, up to the
     dataset's size) and draws each split from samples no other draw uses."""
@@ -215,25 +259,46 @@ def run_fidelity(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None
     half = min(len(t.templates) for t in facts_set.relations) // 2
     capability_n = cfg.draws * 2 * half if capability_n is None else capability_n  # disjoint draws: independent
     if capability_n < 2 * half:
-        raise ParameterError(f"The capability split compares two groups of {half} samples: score at least "
-                             f"{2 * half} capability samples.")
+        raise ParameterError(
+            f"The capability split compares two groups of {half} samples: score at least {2 * half} capability samples."
+        )
     paraphrases = [p for f in facts for p in facts_set.paraphrases(f)]
-    scores = paraphrase_scores(lm, facts_set, paraphrases, cfg.method, cfg.ig_steps, position=cfg.position,
-                               batch_size=batch_size,
-                               use_cache=use_cache, progress=progress, cancel=cancel)
+    scores = paraphrase_scores(
+        lm,
+        facts_set,
+        paraphrases,
+        cfg.method,
+        cfg.ig_steps,
+        position=cfg.position,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+        cancel=cancel,
+    )
     masks = kn_masks(scores.scores, cfg.tau, cfg.sign)
     n_templates = {r.name: len(r.templates) for r in facts_set.relations}
     pairs, per_fact = _pair_groups(facts, n_templates, masks, cfg, scores.ids)
     cap_spec = get_dataset(cfg.capability)
     cap_ids = [s.id for s in random.Random(cfg.seed).sample(cap_spec.rows(), min(capability_n, len(cap_spec.rows())))]
     cap_cfg = ScoreConfig(method=cfg.method, ig_steps=cfg.ig_steps)
-    cap = collect_scores(lm, cap_spec, cap_ids, cap_cfg, batch_size=batch_size, use_cache=use_cache,
-                         progress=progress, cancel=cancel)
+    cap = collect_scores(
+        lm, cap_spec, cap_ids, cap_cfg, batch_size=batch_size, use_cache=use_cache, progress=progress, cancel=cancel
+    )
     splits = _split_groups(facts, facts_set, scores, cap.scores, cfg)
-    return FidelityResult(model=lm.spec.name, facts=facts_set.name, shots=facts_set.shots, config=cfg,
-                          fact_ids=[f.id for f in facts],
-                          per_paraphrase_size=dict(zip(scores.ids, masks.sum(1).tolist())), pairs=pairs,
-                          splits=splits, per_fact=per_fact,
-                          score={"facts": {**scores.score_cfg.to_json(), "position": cfg.position},
-                                 "capability": (cap.cfg or cap_cfg).to_json(),
-                                 "capability_samples": cap_ids}, **stamp())
+    return FidelityResult(
+        model=lm.spec.name,
+        facts=facts_set.name,
+        shots=facts_set.shots,
+        config=cfg,
+        fact_ids=[f.id for f in facts],
+        per_paraphrase_size=dict(zip(scores.ids, masks.sum(1).tolist())),
+        pairs=pairs,
+        splits=splits,
+        per_fact=per_fact,
+        score={
+            "facts": {**scores.score_cfg.to_json(), "position": cfg.position},
+            "capability": (cap.cfg or cap_cfg).to_json(),
+            "capability_samples": cap_ids,
+        },
+        **stamp(),
+    )

@@ -46,8 +46,11 @@ class _Deep(Exception):
 
 
 def _cache_file(lm: LoadedModel, layer: int, tokens: int) -> Path:
-    return (cache_root() / "key_covariance" /
-            f"{lm.fingerprint}-{lm.grid.n_layers}x{lm.grid.width}-{COVARIANCE_TEXT}-{tokens}-{CHUNK_TOKENS}-L{layer}.safetensors")
+    return (
+        cache_root()
+        / "key_covariance"
+        / f"{lm.fingerprint}-{lm.grid.n_layers}x{lm.grid.width}-{COVARIANCE_TEXT}-{tokens}-{CHUNK_TOKENS}-L{layer}.safetensors"
+    )
 
 
 def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int, torch.Tensor]:
@@ -64,7 +67,7 @@ def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int
 
     with lm.lock, torch.no_grad(), neuron_hooks(lm.ffn, add, layers=layers):
         for text in _texts():
-            ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"][:min(CHUNK_TOKENS, tokens - count)]
+            ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"][: min(CHUNK_TOKENS, tokens - count)]
             if not ids:
                 break
             try:
@@ -75,8 +78,9 @@ def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int
     return {l: (sums[l] / max(count, 1)).float() for l in layers}
 
 
-def key_covariance(lm: LoadedModel, layers: Sequence[int], tokens: int = COVARIANCE_TOKENS, *,
-                   use_cache: bool = True) -> dict[int, torch.Tensor]:
+def key_covariance(
+    lm: LoadedModel, layers: Sequence[int], tokens: int = COVARIANCE_TOKENS, *, use_cache: bool = True
+) -> dict[int, torch.Tensor]:
     """Per layer, C = E[k k^T] [width, width] float32 over `tokens` tokens of generic text, with the ridge added.
     Kept for the process, and (with `use_cache`) in the cache folder, per model and layer."""
     if tokens < 1:
@@ -117,9 +121,9 @@ def key_texts(p: Paraphrase, prefixes: int) -> list[tuple[str, int]]:
     """(text, subject end in characters) whose key at the subject's last token is averaged: the edit prompt (with
     its demonstrations) and its query line after each of `prefixes` short contexts."""
     query = p.text.rfind("\n", 0, p.subject_start) + 1
-    out = [(p.text[:p.subject_end], p.subject_end)]
+    out = [(p.text[: p.subject_end], p.subject_end)]
     for prefix in _prefixes(prefixes):
-        text = prefix + p.text[query:p.subject_end]
+        text = prefix + p.text[query : p.subject_end]
         out.append((text, len(text)))
     return out
 
@@ -128,14 +132,15 @@ def averaged_key(lm: LoadedModel, p: Paraphrase, layer: int, prefixes: int) -> t
     """k*: the down projection's input at the subject's last token, averaged over the contexts of `key_texts`."""
     keys = []
     for text, end in key_texts(p, prefixes):
-        ids, subj = subject_positions(lm, Paraphrase(p.fact_id, p.template, text, p.answer, end - (p.subject_end -
-                                                                                                   p.subject_start), end))
+        ids, subj = subject_positions(
+            lm, Paraphrase(p.fact_id, p.template, text, p.answer, end - (p.subject_end - p.subject_start), end)
+        )
         seen = {}
 
         def read(_layer, x, _pos=subj[-1]):
             seen["k"] = x[0, _pos].detach().float().clone()
 
         with lm.lock, torch.no_grad(), neuron_hooks(lm.ffn, read, layers=[layer]):
-            lm.model(input_ids=torch.tensor([ids[:subj[-1] + 1]], device=lm.input_device))
+            lm.model(input_ids=torch.tensor([ids[: subj[-1] + 1]], device=lm.input_device))
         keys.append(seen["k"])
     return torch.stack(keys).mean(0)

@@ -38,7 +38,7 @@ def answer_stats(lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: 
     logps, greedy = [], []
     with lm.lock, torch.no_grad():
         for start in range(0, len(pairs), batch_size):
-            part = list(pairs[start:start + batch_size])
+            part = list(pairs[start : start + batch_size])
             batch = encode_teacher_forced(lm.tokenizer, part, MAX_PROMPT_TOKENS, MAX_ANSWER_TOKENS, lm.input_device)
             logits = answer_logits(lm, batch).float()
             mask = batch.answer_mask
@@ -69,9 +69,16 @@ class KnownCheck:
         return [f for f, s in self.share.items() if s >= self.min_share]
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.knowledge.known", "shots": self.shots, "min_share": self.min_share,
-                "rule": "greedy decoding (teacher-forced arg-max at every answer token) after the few-shot prompt",
-                "known": self.known, "share": self.share, "correct": self.correct, "prob": self.prob}
+        return {
+            "kind": "cnl.knowledge.known",
+            "shots": self.shots,
+            "min_share": self.min_share,
+            "rule": "greedy decoding (teacher-forced arg-max at every answer token) after the few-shot prompt",
+            "known": self.known,
+            "share": self.share,
+            "correct": self.correct,
+            "prob": self.prob,
+        }
 
 
 def check_known(lm: LoadedModel, facts_set, min_share: float = 0.5) -> KnownCheck:
@@ -82,5 +89,10 @@ def check_known(lm: LoadedModel, facts_set, min_share: float = 0.5) -> KnownChec
     share: dict[str, list[bool]] = {}
     for p in paras:
         share.setdefault(p.fact_id, []).append(correct[p.id])
-    return KnownCheck(facts_set.shots, min_share, correct, {p.id: float(v) for p, v in zip(paras, stats.prob)},
-                      {f: sum(v) / len(v) for f, v in share.items()})
+    return KnownCheck(
+        facts_set.shots,
+        min_share,
+        correct,
+        {p.id: float(v) for p, v in zip(paras, stats.prob)},
+        {f: sum(v) / len(v) for f, v in share.items()},
+    )

@@ -79,12 +79,25 @@ class ReliabilityResult:
     def to_json(self) -> dict:
         cfg = asdict(self.config)
         cfg["modes"] = list(cfg["modes"])
-        return {"kind": "cnl.knowledge.reliability", "model": self.model, "facts": self.facts, "config": cfg,
-                "targets": list(TARGETS), "fact_specific": "the fact's set minus the neurons that at least a share p "
-                "of its relation's other facts' sets hold", "summary": self.summary, "per_fact": self.per_fact,
-                "contrasts": [c for m in self.config.modes for c in contrasts(self.per_fact, m, self.config.bootstrap,
-                                                                               self.config.seed)],
-                "empty_sets": self.empty_sets, "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.knowledge.reliability",
+            "model": self.model,
+            "facts": self.facts,
+            "config": cfg,
+            "targets": list(TARGETS),
+            "fact_specific": "the fact's set minus the neurons that at least a share p "
+            "of its relation's other facts' sets hold",
+            "summary": self.summary,
+            "per_fact": self.per_fact,
+            "contrasts": [
+                c
+                for m in self.config.modes
+                for c in contrasts(self.per_fact, m, self.config.bootstrap, self.config.seed)
+            ],
+            "empty_sets": self.empty_sets,
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
 def _logps(lm: LoadedModel, prompts: list[Paraphrase], iv: Intervention | None) -> np.ndarray:
@@ -107,9 +120,17 @@ def _without(a: NeuronSet, b: NeuronSet | None) -> NeuronSet:
     return a if b is None else NeuronSet.from_flat(a.grid, np.setdiff1d(a.flat, b.flat))
 
 
-def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None,
-                    cfg: ReliabilityConfig | None = None, *, batch_size: int | None = None, use_cache: bool = True,
-                    progress: Progress | None = None, cancel: threading.Event | None = None) -> ReliabilityResult:
+def run_reliability(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    fact_ids: list[str] | None = None,
+    cfg: ReliabilityConfig | None = None,
+    *,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> ReliabilityResult:
     """Locate each fact on some paraphrases; intervene with its set and its fact-specific part; measure held-out
     paraphrases, other facts of its relation and of other relations, against random controls."""
     cfg = cfg or ReliabilityConfig()
@@ -121,14 +142,23 @@ def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | N
     if min(len(v) for v in paras.values()) <= cfg.locate_on:
         raise ParameterError(f"Locating on {cfg.locate_on} paraphrases leaves none held out; lower it.")
     every = [p for f in facts for p in paras[f.id]]
-    scores = paraphrase_scores(lm, facts_set, every, cfg.method, cfg.ig_steps, position=cfg.position,
-                               batch_size=batch_size,
-                               use_cache=use_cache, progress=progress, cancel=cancel)
+    scores = paraphrase_scores(
+        lm,
+        facts_set,
+        every,
+        cfg.method,
+        cfg.ig_steps,
+        position=cfg.position,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+        cancel=cancel,
+    )
     base = dict(zip([p.id for p in every], _logps(lm, every, None)))
     split, sets = {}, {}
     for f in facts:  # every fact's located and held-out paraphrases first: the relation sets need them all
         order = rng.sample(paras[f.id], len(paras[f.id]))
-        split[f.id] = (order[:cfg.locate_on], order[cfg.locate_on:])
+        split[f.id] = (order[: cfg.locate_on], order[cfg.locate_on :])
         sets[f.id] = common_set(scores.rows([p.id for p in split[f.id][0]]), cfg.tau, cfg.p, cfg.sign)
     per_fact, empty = [], []
     for k, f in enumerate(facts):
@@ -136,8 +166,10 @@ def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | N
         located_on, held = split[f.id]
         same = [g for g in facts if g.id != f.id and g.relation == f.relation]
         other = [g for g in facts if g.relation != f.relation]
-        groups = [held] + [[rng.choice(paras[g.id]) for g in rng.sample(pool, min(cfg.other_facts, len(pool)))]
-                           for pool in (same, other)]
+        groups = [held] + [
+            [rng.choice(paras[g.id]) for g in rng.sample(pool, min(cfg.other_facts, len(pool)))]
+            for pool in (same, other)
+        ]
         neurons = sets[f.id]
         if not len(neurons):
             empty.append(f.id)
@@ -147,24 +179,36 @@ def run_reliability(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | N
         tested = [p for g in groups for p in g]
         before = np.array([base[p.id] for p in tested])
         bounds = np.cumsum([0] + [len(g) for g in groups])
-        row = {"fact": f.id, "n_neurons": len(neurons), "n_relation_common": None if relation is None else len(relation),
-               "n_fact_specific": len(specific), "located_on": [p.id for p in located_on],
-               "held_out": [p.id for p in held], "same_relation": [p.id for p in groups[1]],
-               "other_relations": [p.id for p in groups[2]]}
+        row = {
+            "fact": f.id,
+            "n_neurons": len(neurons),
+            "n_relation_common": None if relation is None else len(relation),
+            "n_fact_specific": len(specific),
+            "located_on": [p.id for p in located_on],
+            "held_out": [p.id for p in held],
+            "same_relation": [p.id for p in groups[1]],
+            "other_relations": [p.id for p in groups[2]],
+        }
         for s, chosen in zip(SETS, (neurons, specific)):
             if not len(chosen):
                 continue
             controls = [random_like(chosen, cfg.seed + 1000 * k + d, chosen) for d in range(cfg.control_draws)]
             for mode in cfg.modes:
                 located = _logps(lm, tested, Intervention(chosen, mode, cfg.factor)) - before
-                random_ = (np.mean([_logps(lm, tested, Intervention(c, mode, cfg.factor)) - before for c in controls], 0)
-                           if controls else np.full(len(tested), np.nan))
+                random_ = (
+                    np.mean([_logps(lm, tested, Intervention(c, mode, cfg.factor)) - before for c in controls], 0)
+                    if controls
+                    else np.full(len(tested), np.nan)
+                )
                 names = ("located", "random") if s == SETS[0] else ("fact-specific", "fact-specific random")
                 for who, delta in zip(names, (located, random_)):
                     for t, target in enumerate(TARGETS):
-                        d = delta[bounds[t]:bounds[t + 1]]
-                        row[f"{mode}/{who}/{target}"] = None if not d.size else {
-                            "delta_logp": float(np.mean(d)), "erased": float(np.mean(d < np.log(cfg.drop)))}
+                        d = delta[bounds[t] : bounds[t + 1]]
+                        row[f"{mode}/{who}/{target}"] = (
+                            None
+                            if not d.size
+                            else {"delta_logp": float(np.mean(d)), "erased": float(np.mean(d < np.log(cfg.drop)))}
+                        )
         per_fact.append(row)
         report(progress, k + 1, len(facts), f"reliability: {f.id}")
     return ReliabilityResult(lm.spec.name, facts_set.name, cfg, per_fact, _summary(per_fact, cfg), empty, **stamp())
@@ -178,10 +222,17 @@ def _summary(per_fact: list[dict], cfg: ReliabilityConfig) -> list[dict]:
                 cells = [c for r in per_fact if (c := r.get(f"{mode}/{who}/{target}")) is not None]
                 vals = np.array([c["delta_logp"] for c in cells])
                 erased = np.array([c["erased"] for c in cells])
-                summary.append({"mode": mode, "neurons": who, "target": target, "facts": int(vals.size),
-                                "delta_logp": float(vals.mean()) if vals.size else None,
-                                "ci": bootstrap_ci(vals, cfg.bootstrap, cfg.seed),
-                                "erased": float(erased.mean()) if erased.size else None})
+                summary.append(
+                    {
+                        "mode": mode,
+                        "neurons": who,
+                        "target": target,
+                        "facts": int(vals.size),
+                        "delta_logp": float(vals.mean()) if vals.size else None,
+                        "ci": bootstrap_ci(vals, cfg.bootstrap, cfg.seed),
+                        "erased": float(erased.mean()) if erased.size else None,
+                    }
+                )
     return summary
 
 
@@ -195,8 +246,21 @@ def contrasts(per_fact: list[dict], mode: str = "zero", bootstrap: int = 1000, s
     out = []
     for who in SETS:
         for a, b in CONTRASTS:
-            d = np.array([r[f"{mode}/{who}/{a}"]["delta_logp"] - r[f"{mode}/{who}/{b}"]["delta_logp"]
-                          for r in per_fact if r.get(f"{mode}/{who}/{a}") and r.get(f"{mode}/{who}/{b}")])
-            out.append({"mode": mode, "neurons": who, "contrast": f"{a} minus {b}", "facts": int(d.size),
-                        "delta_logp": float(d.mean()) if d.size else None, "ci": bootstrap_ci(d, bootstrap, seed)})
+            d = np.array(
+                [
+                    r[f"{mode}/{who}/{a}"]["delta_logp"] - r[f"{mode}/{who}/{b}"]["delta_logp"]
+                    for r in per_fact
+                    if r.get(f"{mode}/{who}/{a}") and r.get(f"{mode}/{who}/{b}")
+                ]
+            )
+            out.append(
+                {
+                    "mode": mode,
+                    "neurons": who,
+                    "contrast": f"{a} minus {b}",
+                    "facts": int(d.size),
+                    "delta_logp": float(d.mean()) if d.size else None,
+                    "ci": bootstrap_ci(d, bootstrap, seed),
+                }
+            )
     return out

@@ -40,8 +40,15 @@ def paraphrase_dataset(facts: FactSet) -> DatasetSpec:
     """The fact set's paraphrases as a dataset (not registered: it lives as long as the study)."""
     rows = [Sample(p.id, p.text, p.answer, p.answer.strip()) for f in facts.facts for p in facts.paraphrases(f)]
     name = f"facts-{facts.name}-{facts.shots}shot-" + "-".join(r.name for r in facts.relations)
-    return DatasetSpec(name[:120], "Facts with paraphrases", "generated (code)", LOGLIK, PROMPT_FORMAT, lambda: rows,
-                       expected_rows=len(rows))
+    return DatasetSpec(
+        name[:120],
+        "Facts with paraphrases",
+        "generated (code)",
+        LOGLIK,
+        PROMPT_FORMAT,
+        lambda: rows,
+        expected_rows=len(rows),
+    )
 
 
 @dataclass(frozen=True)
@@ -59,27 +66,52 @@ class ParaphraseScores:
         return self.scores[[where[i] for i in ids]]
 
 
-def paraphrase_scores(lm: LoadedModel, facts: FactSet, paraphrases: Sequence[Paraphrase], method: str = "grad_x_act",
-                      ig_steps: int = 20, *, position: str = SCORE_POSITIONS[0], batch_size: int | None = None,
-                      use_cache: bool = True, progress: Progress | None = None,
-                      cancel: threading.Event | None = None) -> ParaphraseScores:
+def paraphrase_scores(
+    lm: LoadedModel,
+    facts: FactSet,
+    paraphrases: Sequence[Paraphrase],
+    method: str = "grad_x_act",
+    ig_steps: int = 20,
+    *,
+    position: str = SCORE_POSITIONS[0],
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> ParaphraseScores:
     """Per-paraphrase neuron scores on the gold answer (teacher-forced), computed or read from the cache."""
-    cfg = ScoreConfig(method=method, ig_steps=ig_steps, max_prompt_tokens=MAX_PROMPT_TOKENS,
-                      max_answer_tokens=MAX_ANSWER_TOKENS)
+    cfg = ScoreConfig(
+        method=method, ig_steps=ig_steps, max_prompt_tokens=MAX_PROMPT_TOKENS, max_answer_tokens=MAX_ANSWER_TOKENS
+    )
     if position not in SCORE_POSITIONS:
         raise ParameterError(f"Scoring position must be one of {', '.join(SCORE_POSITIONS)}.")
     if position == "subject":
         if method != "grad_x_act":
-            raise ParameterError("Scoring at the subject's last token is grad x act only; choose method grad_x_act "
-                                 "or the answer position.")
+            raise ParameterError(
+                "Scoring at the subject's last token is grad x act only; choose method grad_x_act "
+                "or the answer position."
+            )
         return _subject_scores(lm, paraphrases, cfg, progress, cancel)
-    table = collect_scores(lm, paraphrase_dataset(facts), [p.id for p in paraphrases], cfg, batch_size=batch_size,
-                           use_cache=use_cache, progress=progress, cancel=cancel)
+    table = collect_scores(
+        lm,
+        paraphrase_dataset(facts),
+        [p.id for p in paraphrases],
+        cfg,
+        batch_size=batch_size,
+        use_cache=use_cache,
+        progress=progress,
+        cancel=cancel,
+    )
     return ParaphraseScores(table.sample_ids, table.scores, table.gold_logprob, table.grid, table.cfg or cfg)
 
 
-def _subject_scores(lm: LoadedModel, paraphrases: Sequence[Paraphrase], cfg: ScoreConfig,
-                    progress: Progress | None, cancel: threading.Event | None) -> ParaphraseScores:
+def _subject_scores(
+    lm: LoadedModel,
+    paraphrases: Sequence[Paraphrase],
+    cfg: ScoreConfig,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> ParaphraseScores:
     """grad x act at the subject's last token: activation times the gradient of log p(answer) there."""
     from .tracing import subject_positions
 
@@ -99,8 +131,10 @@ def _subject_scores(lm: LoadedModel, paraphrases: Sequence[Paraphrase], cfg: Sco
                 acts[layer] = x
 
             with neuron_hooks(lm.ffn, keep), torch.enable_grad():
-                logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1: len(prompt) - 1 + len(answer)].float()
-                gold = torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
+                logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(answer)].float()
+                gold = (
+                    torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
+                )
                 layers = sorted(acts)
                 grads = torch.autograd.grad(gold, [acts[l] for l in layers])
             for l, g in zip(layers, grads):

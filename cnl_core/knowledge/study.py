@@ -88,31 +88,88 @@ def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) 
     return out
 
 
-def run_study(lm: LoadedModel, facts_set: FactSet, cfg: StudyConfig | None = None, *, parts: tuple[str, ...] = PARTS,
-              progress: Progress | None = None, cancel: threading.Event | None = None,
-              on_part: Callable[[KnowledgeStudy], None] | None = None) -> KnowledgeStudy:
+def run_study(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    cfg: StudyConfig | None = None,
+    *,
+    parts: tuple[str, ...] = PARTS,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    on_part: Callable[[KnowledgeStudy], None] | None = None,
+) -> KnowledgeStudy:
     """The parts asked for, each on the first known facts of each relation (see StudyConfig). After each part (and
     after a part that raises, with `failed` set, before the error goes on) the study so far goes to `on_part`."""
     cfg = cfg or StudyConfig()
     study = KnowledgeStudy(check_known(lm, facts_set, cfg.known_share))
     known = study.known.known
     steps = {
-        "fidelity": lambda: setattr(study, "fidelity", run_fidelity(
-            lm, facts_set, first_known(facts_set, known, cfg.fidelity_facts),
-            FidelityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position,
-                           draws=cfg.capability_draws),
-            progress=progress, cancel=cancel)),
-        "tracing": lambda: setattr(study, "tracing", {site: run_tracing(
-            lm, facts_set, first_known(facts_set, known, cfg.trace_facts), site=site, draws=cfg.trace_draws,
-            seed=cfg.seed, progress=progress, cancel=cancel) for site in ("hidden", "mlp")}),
-        "reliability": lambda: setattr(study, "reliability", run_reliability(
-            lm, facts_set, first_known(facts_set, known, cfg.reliability_facts),
-            ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
-            progress=progress, cancel=cancel)),
-        "editing": lambda: setattr(study, "editing", run_editing(
-            lm, facts_set, first_known(facts_set, known, cfg.edit_facts),
-            replace(EditConfig(), layers=cfg.edit_layers, layer_count=cfg.edit_layer_count, steps=cfg.edit_steps,
-                    seed=cfg.seed), progress=progress, cancel=cancel)),
+        "fidelity": lambda: setattr(
+            study,
+            "fidelity",
+            run_fidelity(
+                lm,
+                facts_set,
+                first_known(facts_set, known, cfg.fidelity_facts),
+                FidelityConfig(
+                    method=cfg.method,
+                    tau=cfg.tau,
+                    p=cfg.p,
+                    seed=cfg.seed,
+                    position=cfg.position,
+                    draws=cfg.capability_draws,
+                ),
+                progress=progress,
+                cancel=cancel,
+            ),
+        ),
+        "tracing": lambda: setattr(
+            study,
+            "tracing",
+            {
+                site: run_tracing(
+                    lm,
+                    facts_set,
+                    first_known(facts_set, known, cfg.trace_facts),
+                    site=site,
+                    draws=cfg.trace_draws,
+                    seed=cfg.seed,
+                    progress=progress,
+                    cancel=cancel,
+                )
+                for site in ("hidden", "mlp")
+            },
+        ),
+        "reliability": lambda: setattr(
+            study,
+            "reliability",
+            run_reliability(
+                lm,
+                facts_set,
+                first_known(facts_set, known, cfg.reliability_facts),
+                ReliabilityConfig(method=cfg.method, tau=cfg.tau, p=cfg.p, seed=cfg.seed, position=cfg.position),
+                progress=progress,
+                cancel=cancel,
+            ),
+        ),
+        "editing": lambda: setattr(
+            study,
+            "editing",
+            run_editing(
+                lm,
+                facts_set,
+                first_known(facts_set, known, cfg.edit_facts),
+                replace(
+                    EditConfig(),
+                    layers=cfg.edit_layers,
+                    layer_count=cfg.edit_layer_count,
+                    steps=cfg.edit_steps,
+                    seed=cfg.seed,
+                ),
+                progress=progress,
+                cancel=cancel,
+            ),
+        ),
     }
     for part in PARTS:
         if part not in parts:
@@ -136,11 +193,15 @@ def _ci(ci) -> str:
 def table(study: KnowledgeStudy) -> list[str]:
     """The measured rows, as markdown: what the README shows."""
     k = study.known
-    lines = [f"known facts ({k.shots}-shot, greedy, >= {k.min_share:.0%} of paraphrases): {len(k.known)} of "
-             f"{len(k.share)}"]
+    lines = [
+        f"known facts ({k.shots}-shot, greedy, >= {k.min_share:.0%} of paraphrases): {len(k.known)} of {len(k.share)}"
+    ]
     if study.fidelity is not None:
-        lines += ["", "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | "
-                  "mean set size |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | mean set size |",
+            "|---|---|---|---|---|---|",
+        ]
         for g in [*study.fidelity.pairs, *study.fidelity.splits]:
             iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
             chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
@@ -163,10 +224,15 @@ def _na(g) -> str:
 
 def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     h, m = tracing["hidden"], tracing["mlp"]
-    lines = ["", f"causal tracing: informative traces (noise left <= half of p(answer)): hidden {len(h.informative)} "
-             f"of {len(h.traces)}, MLP {len(m.informative)} of {len(m.traces)}; noise 3 x sigma = {h.noise_std:.4f} "
-             "(first decoder layer's input at the subject tokens)",
-             "", "| causal tracing, informative traces only | hidden state | MLP window |", "|---|---|---|"]
+    lines = [
+        "",
+        f"causal tracing: informative traces (noise left <= half of p(answer)): hidden {len(h.informative)} "
+        f"of {len(h.traces)}, MLP {len(m.informative)} of {len(m.traces)}; noise 3 x sigma = {h.noise_std:.4f} "
+        "(first decoder layer's input at the subject tokens)",
+        "",
+        "| causal tracing, informative traces only | hidden state | MLP window |",
+        "|---|---|---|",
+    ]
 
     def cell(stat: dict | None, key: str) -> str:
         if not stat or stat.get(key) is None:
@@ -177,12 +243,17 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
         if isinstance(a, dict):
             lines.append(f"| peaks agree: {key} | {cell(a, 'share')} | {cell(m.agreement[key], 'share')} |")
     for group in ("same fact", "other fact, same relation"):
-        lines.append(f"| centre of mass, mean distance (layers): {group} | "
-                     f"{cell(h.centre_of_mass.get(group), 'mean_distance')} | "
-                     f"{cell(m.centre_of_mass.get(group), 'mean_distance')} |")
+        lines.append(
+            f"| centre of mass, mean distance (layers): {group} | "
+            f"{cell(h.centre_of_mass.get(group), 'mean_distance')} | "
+            f"{cell(m.centre_of_mass.get(group), 'mean_distance')} |"
+        )
     p = [t.centre_of_mass.get("p_value") for t in (h, m)]
-    lines.append("| permutation p (paraphrases of a fact closer than facts of its relation) | "
-                 + " | ".join("n/a" if v is None else f"{v:.3f}" for v in p) + " |")
+    lines.append(
+        "| permutation p (paraphrases of a fact closer than facts of its relation) | "
+        + " | ".join("n/a" if v is None else f"{v:.3f}" for v in p)
+        + " |"
+    )
     for site, t in (("hidden", h), ("MLP", m)):
         c = t.effect_curve
         if c.get("mean"):
@@ -192,16 +263,22 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
 
 
 def _reliability_rows(rel: ReliabilityResult) -> list[str]:
-    lines = ["", "| reliability: change of log p(answer) [95% CI over facts] | neurons | " + " | ".join(TARGETS)
-             + " | share erased (held-out) |", "|---|---|" + "---|" * len(TARGETS) + "---|"]
+    lines = [
+        "",
+        "| reliability: change of log p(answer) [95% CI over facts] | neurons | "
+        + " | ".join(TARGETS)
+        + " | share erased (held-out) |",
+        "|---|---|" + "---|" * len(TARGETS) + "---|",
+    ]
     for mode in rel.config.modes:
         for who in NEURONS:
             rows = [r for r in rel.summary if (r["mode"], r["neurons"]) == (mode, who)]
             if not rows or rows[0]["delta_logp"] is None:
                 continue
             cells = ["n/a" if r["delta_logp"] is None else f"{r['delta_logp']:+.3f} {_ci(r['ci'])}" for r in rows]
-            lines.append(f"| {mode} | {who} ({rows[0]['facts']} facts) | " + " | ".join(cells)
-                         + f" | {rows[0]['erased']:.2f} |")
+            lines.append(
+                f"| {mode} | {who} ({rows[0]['facts']} facts) | " + " | ".join(cells) + f" | {rows[0]['erased']:.2f} |"
+            )
     lines += ["", "| paired per fact, change of log p | neurons | difference [95% CI over facts] |", "|---|---|---|"]
     for c in contrasts(rel.per_fact, "zero", rel.config.bootstrap, rel.config.seed):
         value = "n/a" if c["delta_logp"] is None else f"{c['delta_logp']:+.3f} {_ci(c['ci'])}"
@@ -210,22 +287,30 @@ def _reliability_rows(rel: ReliabilityResult) -> list[str]:
 
 
 def _editing_rows(editing: EditingResult) -> list[str]:
-    lines = ["", "| edit layer | p(new) on the edit prompt | p(new) on paraphrases [95% CI] | paraphrases switched | "
-             "change of log p, other facts of the relation [95% CI] | other relations [95% CI] | "
-             "traced effect (hidden / MLP) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "| edit layer | p(new) on the edit prompt | p(new) on paraphrases [95% CI] | paraphrases switched | "
+        "change of log p, other facts of the relation [95% CI] | other relations [95% CI] | "
+        "traced effect (hidden / MLP) |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def signed(r: dict, key: str) -> str:
         return "n/a" if r.get(key) is None else f"{r[key]:+.3f} {_ci(r.get(key + '_ci'))}"
 
     for r in editing.summary:
-        lines.append(f"| {r['layer']} | {r['p_new_edit']:.3f} | {r['p_new_paraphrases']:.3f} "
-                     f"{_ci(r['p_new_paraphrases_ci'])} | {r['generalization']:.2f} | "
-                     f"{signed(r, 'same relation_delta_logp')} | {signed(r, 'other relations_delta_logp')} | "
-                     f"{r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |")
+        lines.append(
+            f"| {r['layer']} | {r['p_new_edit']:.3f} | {r['p_new_paraphrases']:.3f} "
+            f"{_ci(r['p_new_paraphrases_ci'])} | {r['generalization']:.2f} | "
+            f"{signed(r, 'same relation_delta_logp')} | {signed(r, 'other relations_delta_logp')} | "
+            f"{r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |"
+        )
     for site in ("mlp", "hidden"):
         lv = located_vs_best(editing, site)
         corr = "n/a" if lv["mean_correlation"] is None else f"{lv['mean_correlation']:+.2f} {_ci(lv['correlation_ci'])}"
-        lines.append(f"\ntraced peak ({site}, among the edited layers) is the best edit layer for "
-                     f"{lv['peak_is_best']:.0%} of the edited facts; correlation of traced effect with paraphrase "
-                     f"p(new) across layers: {corr}")
+        lines.append(
+            f"\ntraced peak ({site}, among the edited layers) is the best edit layer for "
+            f"{lv['peak_is_best']:.0%} of the edited facts; correlation of traced effect with paraphrase "
+            f"p(new) across layers: {corr}"
+        )
     return lines

@@ -70,7 +70,7 @@ def subject_noise_std(lm: LoadedModel, paraphrases: Sequence[Paraphrase]) -> flo
     with lm.lock, torch.no_grad():
         for p in paraphrases:
             prompt, subj = subject_positions(lm, p)
-            ids = torch.tensor([prompt[:subj[-1] + 1]], device=lm.input_device)
+            ids = torch.tensor([prompt[: subj[-1] + 1]], device=lm.input_device)
 
             def grab(_layer, h, _s=subj):
                 seen.append(h[0, _s].float().flatten().cpu())
@@ -121,7 +121,7 @@ class Trace:
 
 def _answer_logprob(logits: torch.Tensor, answer: list[int], first: int) -> torch.Tensor:
     """[rows] log p(answer tokens) from logits over positions first-1 .. (teacher-forced, the tail's columns)."""
-    logp = torch.log_softmax(logits[:, first - 1: first - 1 + len(answer)].float(), -1)
+    logp = torch.log_softmax(logits[:, first - 1 : first - 1 + len(answer)].float(), -1)
     idx = torch.tensor(answer, device=logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
     return logp.gather(-1, idx)[..., 0].sum(-1)
 
@@ -131,8 +131,17 @@ def _site_hooks(lm: LoadedModel, site: str, fn):
     return residual_hooks(lm.ffn, fn) if site == "hidden" else neuron_hooks(lm.ffn, None, output=fn)
 
 
-def trace(lm: LoadedModel, p: Paraphrase, noise_std: float, draws: int = 3, seed: int = 0, noise: float = 3.0,
-          restore: str = "last", site: str = "hidden", window: int | None = None) -> Trace:
+def trace(
+    lm: LoadedModel,
+    p: Paraphrase,
+    noise_std: float,
+    draws: int = 3,
+    seed: int = 0,
+    noise: float = 3.0,
+    restore: str = "last",
+    site: str = "hidden",
+    window: int | None = None,
+) -> Trace:
     """Causal trace of one prompt (see the module doc); the model is held for the whole trace."""
     if restore not in RESTORE:
         raise ParameterError(f"Restore must be one of {', '.join(RESTORE)}.")
@@ -228,21 +237,51 @@ class TracingResult:
         return [sum(r[l] for r in rows) / len(rows) for l in range(len(rows[0]))] if rows else []
 
     def to_json(self) -> dict:
-        return {"kind": "cnl.knowledge.tracing", "model": self.model, "facts": self.facts, "site": self.site,
-                "restore": self.restore, "noise": self.noise, "noise_std": self.noise_std,
-                "noise_source": NOISE_SOURCE, "window": self.window, "draws": self.draws, "seed": self.seed,
-                "informative_rule": f"p(answer) corrupted <= {INFORMATIVE} x clean",
-                "informative": len(self.informative), "agreement": self.agreement,
-                "mean_effect": self.mean_effect(), "effect_curve": self.effect_curve,
-                "centre_of_mass": self.centre_of_mass,
-                "traces": [{**asdict(t), "peak_layer": t.peak_layer, "centre_of_mass": t.centre_of_mass,
-                            "informative": t.informative} for t in self.traces],
-                "created": self.created, "versions": self.versions}
+        return {
+            "kind": "cnl.knowledge.tracing",
+            "model": self.model,
+            "facts": self.facts,
+            "site": self.site,
+            "restore": self.restore,
+            "noise": self.noise,
+            "noise_std": self.noise_std,
+            "noise_source": NOISE_SOURCE,
+            "window": self.window,
+            "draws": self.draws,
+            "seed": self.seed,
+            "informative_rule": f"p(answer) corrupted <= {INFORMATIVE} x clean",
+            "informative": len(self.informative),
+            "agreement": self.agreement,
+            "mean_effect": self.mean_effect(),
+            "effect_curve": self.effect_curve,
+            "centre_of_mass": self.centre_of_mass,
+            "traces": [
+                {
+                    **asdict(t),
+                    "peak_layer": t.peak_layer,
+                    "centre_of_mass": t.centre_of_mass,
+                    "informative": t.informative,
+                }
+                for t in self.traces
+            ],
+            "created": self.created,
+            "versions": self.versions,
+        }
 
 
-def run_tracing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None = None, *, site: str = "hidden",
-                restore: str = "last", draws: int = 3, noise: float = 3.0, seed: int = 0,
-                progress: Progress | None = None, cancel: threading.Event | None = None) -> TracingResult:
+def run_tracing(
+    lm: LoadedModel,
+    facts_set: FactSet,
+    fact_ids: list[str] | None = None,
+    *,
+    site: str = "hidden",
+    restore: str = "last",
+    draws: int = 3,
+    noise: float = 3.0,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> TracingResult:
     """Trace every paraphrase of the chosen facts (default: all); statistics over the informative traces."""
     from .tracing_stats import centre_of_mass_test, effect_curve, peak_agreement
 
@@ -259,7 +298,19 @@ def run_tracing(lm: LoadedModel, facts_set: FactSet, fact_ids: list[str] | None 
     fact_of = {p.id: p.fact_id for p in paraphrases}
     relation_of = {f.id: f.relation for f in facts}
     window = 1 if site == "hidden" else mlp_window(lm.grid.n_layers)
-    return TracingResult(lm.spec.name, facts_set.name, site, restore, noise, std, draws, seed, traces,
-                         peak_agreement(traces, fact_of, relation_of, seed=seed), window,
-                         effect_curve(traces, fact_of, seed=seed),
-                         centre_of_mass_test(traces, fact_of, relation_of, seed=seed), **stamp())
+    return TracingResult(
+        lm.spec.name,
+        facts_set.name,
+        site,
+        restore,
+        noise,
+        std,
+        draws,
+        seed,
+        traces,
+        peak_agreement(traces, fact_of, relation_of, seed=seed),
+        window,
+        effect_curve(traces, fact_of, seed=seed),
+        centre_of_mass_test(traces, fact_of, relation_of, seed=seed),
+        **stamp(),
+    )

@@ -25,8 +25,14 @@ PEAK_GROUPS = ("same fact", "other fact, same relation")
 TOLERANCES = (0, 2)  # layers: the same peak, or peaks at most 2 layers apart
 
 
-def peak_agreement(traces: Sequence[Trace], fact_of: dict[str, str], relation_of: dict[str, str], draws: int = 1000,
-                   seed: int = 0, informative_only: bool = True) -> dict:
+def peak_agreement(
+    traces: Sequence[Trace],
+    fact_of: dict[str, str],
+    relation_of: dict[str, str],
+    draws: int = 1000,
+    seed: int = 0,
+    informative_only: bool = True,
+) -> dict:
     """Share of paraphrase pairs whose peaks agree (exactly, within 2 layers): of one fact, and of two facts of one
     relation (what agreement the layer profile alone gives: a null). Averaged per fact, intervals over facts."""
     kept = [t for t in traces if t.informative or not informative_only]
@@ -35,7 +41,7 @@ def peak_agreement(traces: Sequence[Trace], fact_of: dict[str, str], relation_of
         for tol in TOLERANCES:
             per_fact: dict[str, list[float]] = {}
             for i, a in enumerate(kept):
-                for b in kept[i + 1:]:
+                for b in kept[i + 1 :]:
                     fa, fb = fact_of[a.paraphrase], fact_of[b.paraphrase]
                     same = fa == fb
                     if (group == PEAK_GROUPS[0]) != same or relation_of[fa] != relation_of[fb]:
@@ -46,9 +52,11 @@ def peak_agreement(traces: Sequence[Trace], fact_of: dict[str, str], relation_of
                         per_fact.setdefault(fb, []).append(hit)
             means = np.array([np.mean(v) for v in per_fact.values()])
             out[f"{group}, within {tol}"] = {
-                "share": float(means.mean()) if means.size else None, "ci": bootstrap_ci(means, draws, seed),
+                "share": float(means.mean()) if means.size else None,
+                "ci": bootstrap_ci(means, draws, seed),
                 "pairs": int(sum(len(v) for v in per_fact.values())) // (1 if group == PEAK_GROUPS[0] else 2),
-                "facts": len(per_fact)}
+                "facts": len(per_fact),
+            }
     out["prompts"] = len(kept)
     out["informative_only"] = informative_only
     return out
@@ -63,13 +71,23 @@ def effect_curve(traces: Sequence[Trace], fact_of: dict[str, str], draws: int = 
     if not per_fact:
         return {"mean": [], "ci": [], "facts": 0, "prompts": 0}
     rows = np.array([np.mean(v, 0) for v in per_fact.values()])  # [facts, layers]
-    return {"mean": rows.mean(0).tolist(), "ci": [bootstrap_ci(rows[:, l], draws, seed) for l in range(rows.shape[1])],
-            "facts": len(per_fact), "prompts": sum(len(v) for v in per_fact.values()),
-            "peak_of_mean": int(rows.mean(0).argmax())}
+    return {
+        "mean": rows.mean(0).tolist(),
+        "ci": [bootstrap_ci(rows[:, l], draws, seed) for l in range(rows.shape[1])],
+        "facts": len(per_fact),
+        "prompts": sum(len(v) for v in per_fact.values()),
+        "peak_of_mean": int(rows.mean(0).argmax()),
+    }
 
 
-def centre_of_mass_test(traces: Sequence[Trace], fact_of: dict[str, str], relation_of: dict[str, str],
-                        permutations: int = 1000, draws: int = 1000, seed: int = 0) -> dict:
+def centre_of_mass_test(
+    traces: Sequence[Trace],
+    fact_of: dict[str, str],
+    relation_of: dict[str, str],
+    permutations: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Mean |centre of mass difference| (layers) of paraphrase pairs of one fact and of two facts of one relation,
     per fact [95% CI over facts], their difference, and a one-sided permutation p-value (labels shuffled within
     relations) for "paraphrases of a fact sit closer than facts of its relation"."""
@@ -110,8 +128,16 @@ def centre_of_mass_test(traces: Sequence[Trace], fact_of: dict[str, str], relati
     groups = {}
     for key, name in (("same", "same fact"), ("other", "other fact, same relation")):
         means = np.array([np.mean(v[key]) for v in per_fact.values() if v[key]])
-        groups[name] = {"mean_distance": float(means.mean()) if means.size else None,
-                        "ci": bootstrap_ci(means, draws, seed), "facts": int(means.size)}
+        groups[name] = {
+            "mean_distance": float(means.mean()) if means.size else None,
+            "ci": bootstrap_ci(means, draws, seed),
+            "facts": int(means.size),
+        }
     p = None if np.isnan(observed) else float((1 + np.sum(null >= observed)) / (1 + np.sum(~np.isnan(null))))
-    return {**out, **groups, "difference": None if np.isnan(observed) else observed, "p_value": p,
-            "permutations": permutations}
+    return {
+        **out,
+        **groups,
+        "difference": None if np.isnan(observed) else observed,
+        "p_value": p,
+        "permutations": permutations,
+    }

@@ -21,8 +21,11 @@ FORWARD_ONLY = ("activation",)  # methods without a backward pass; any other is 
 def scoring_workload(cfg: ScoreConfig, batch_size: int | None = None) -> Workload:
     """The largest pass of scoring with cfg: its rows, tokens per row (the token limits, or the default
     guess before a dataset is chosen) and whether it keeps activations for a backward pass."""
-    tokens = (cfg.max_prompt_tokens or 0) + (cfg.max_answer_tokens or 0) \
-        if cfg.max_prompt_tokens and cfg.max_answer_tokens else DEFAULTS.estimate_tokens
+    tokens = (
+        (cfg.max_prompt_tokens or 0) + (cfg.max_answer_tokens or 0)
+        if cfg.max_prompt_tokens and cfg.max_answer_tokens
+        else DEFAULTS.estimate_tokens
+    )
     if cfg.method in IG_METHODS:
         return Workload(cfg.method, ig_rows_per_pass(cfg.ig_steps), tokens, True, fixed_rows=True)
     return Workload(cfg.method, batch_size or DEFAULTS.batch_size, tokens, cfg.method not in FORWARD_ONLY)
@@ -40,5 +43,7 @@ def fitting_batch_size(lm: LoadedModel, cfg: ScoreConfig) -> tuple[int, str | No
     rows = largest_rows(size, work, dtype_bytes, free)
     if rows == work.rows:
         return rows, None
-    return rows, (f"Batch size {rows} instead of {work.rows}: by the memory estimate a batch of {work.rows} x "
-                  f"{work.tokens} tokens would not fit in the {free / 2**30:.1f} GiB free. Set the batch size to override.")
+    return rows, (
+        f"Batch size {rows} instead of {work.rows}: by the memory estimate a batch of {work.rows} x "
+        f"{work.tokens} tokens would not fit in the {free / 2**30:.1f} GiB free. Set the batch size to override."
+    )

@@ -44,10 +44,16 @@ class ScoreTable:
 def score_record(lm: LoadedModel, dataset: DatasetSpec, cfg: ScoreConfig) -> dict:
     """Everything that determines a sample's scores: the cache key is its hash."""
     return {
-        "model": lm.spec.name, "model_revision": lm.spec.revision, "weights": lm.fingerprint,
-        "dtype": lm.dtype, "quantization": lm.quantization, "neuron": neuron_definition(lm.model_type),
+        "model": lm.spec.name,
+        "model_revision": lm.spec.revision,
+        "weights": lm.fingerprint,
+        "dtype": lm.dtype,
+        "quantization": lm.quantization,
+        "neuron": neuron_definition(lm.model_type),
         "grid": {"n_layers": lm.grid.n_layers, "width": lm.grid.width},
-        "dataset": dataset.name, "dataset_content": dataset.fingerprint(), "prompt_format": dataset.prompt_format,
+        "dataset": dataset.name,
+        "dataset_content": dataset.fingerprint(),
+        "prompt_format": dataset.prompt_format,
         "score": cfg.key_params(),
     }
 
@@ -58,14 +64,23 @@ def _read_the_others(launch: Launch, store: ScoreStore, todo: Sequence, found: d
     found.update(store.load([s.id for s in todo if s.id not in found]))
     missing = [s.id for s in todo if s.id not in found]
     if missing:
-        raise CacheError(f"{len(missing)} samples scored by other processes are not in the cache at {store.folder} "
-                         f"(e.g. {missing[0]}); is it on a filesystem every process shares? Run again to resume.")
+        raise CacheError(
+            f"{len(missing)} samples scored by other processes are not in the cache at {store.folder} "
+            f"(e.g. {missing[0]}); is it on a filesystem every process shares? Run again to resume."
+        )
 
 
 def collect_scores(
-    lm: LoadedModel, dataset: DatasetSpec, sample_ids: Sequence[str], cfg: ScoreConfig, *,
-    batch_size: int | None = None, use_cache: bool = True, progress: Progress | None = None,
-    cancel: threading.Event | None = None, launch: Launch | None = None,
+    lm: LoadedModel,
+    dataset: DatasetSpec,
+    sample_ids: Sequence[str],
+    cfg: ScoreConfig,
+    *,
+    batch_size: int | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    launch: Launch | None = None,
 ) -> ScoreTable:
     """Scores for sample_ids: cached ones are read, missing ones computed and written shard by shard.
 
@@ -76,16 +91,19 @@ def collect_scores(
     if not sample_ids:
         raise ParameterError("No samples to score.")
     if launch is not None and not use_cache:
-        raise ParameterError("Processes started by torchrun share their scores through the cache: "
-                             "run without --no-cache (use_cache=False).")
+        raise ParameterError(
+            "Processes started by torchrun share their scores through the cache: "
+            "run without --no-cache (use_cache=False)."
+        )
     rows = dataset.by_id()
     unknown = [i for i in sample_ids if i not in rows]
     if unknown:
         raise ParameterError(f"{len(unknown)} sample ids are not in dataset '{dataset.name}' (e.g. {unknown[0]}).")
     cfg = cfg.resolved(lm.tokenizer, dataset)
     assert cfg.max_prompt_tokens is not None and cfg.max_answer_tokens is not None  # resolved() sets both
-    cut_prompts, cut_answers = count_cut(lm.tokenizer, [rows[i] for i in dict.fromkeys(sample_ids)],
-                                         cfg.max_prompt_tokens, cfg.max_answer_tokens)
+    cut_prompts, cut_answers = count_cut(
+        lm.tokenizer, [rows[i] for i in dict.fromkeys(sample_ids)], cfg.max_prompt_tokens, cfg.max_answer_tokens
+    )
     store = ScoreStore(score_record(lm, dataset, cfg))
     notes: list[str] = []
     if batch_size is None and launch is not None:
@@ -118,8 +136,9 @@ def collect_scores(
     report(progress, 0, total, f"{dataset.name}: {reused} samples from the cache, {total} to compute{shared}")
     while done < total:
         if cancel is not None and cancel.is_set():
-            raise Cancelled(f"Cancelled after {done} of {total} samples of {dataset.name}; "
-                            "they are cached and reused next time.")
+            raise Cancelled(
+                f"Cancelled after {done} of {total} samples of {dataset.name}; they are cached and reused next time."
+            )
         chunk = mine[done : done + batch_size]
         try:
             scores, gold = score_batch(lm, chunk, cfg)
@@ -153,7 +172,13 @@ def collect_scores(
         sample_ids=ordered,
         scores=torch.stack([found[i][0] for i in ordered]),
         gold_logprob=torch.tensor([found[i][1] for i in ordered]),
-        grid=NeuronGrid(lm.grid.n_layers, lm.grid.width), record=store.record, key=store.key,
-        computed=len(todo), reused=reused, notes=notes, cfg=cfg, truncated_prompts=cut_prompts,
+        grid=NeuronGrid(lm.grid.n_layers, lm.grid.width),
+        record=store.record,
+        key=store.key,
+        computed=len(todo),
+        reused=reused,
+        notes=notes,
+        cfg=cfg,
+        truncated_prompts=cut_prompts,
         truncated_answers=cut_answers,
     )

@@ -75,8 +75,9 @@ def alphas(ig_steps: int, rule: str) -> torch.Tensor:
 TARGETS = ("logprob", "prob")  # what is integrated: log p(answer) (ours), p(answer) (Dai et al.)
 
 
-def integrated_gradients(lm: LoadedModel, samples: Sequence[Sample], cfg,
-                         target: str = TARGETS[0]) -> tuple[torch.Tensor, torch.Tensor]:
+def integrated_gradients(
+    lm: LoadedModel, samples: Sequence[Sample], cfg, target: str = TARGETS[0]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores [samples, layers, width] float32 on CPU, gold log-prob [samples]) by integrated gradients of the
     gold answer's log-probability or (`target="prob"`) probability."""
     if target not in TARGETS:
@@ -115,12 +116,22 @@ def _cache(prefix: list | None, rows: int, from_layer: int) -> DynamicCache | No
     """A fresh cache holding the prompt: one row in the layers below `from_layer`, `rows` rows from it on."""
     if prefix is None:
         return None
-    return DynamicCache([(k, v) if layer < from_layer else (k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-                         for layer, (k, v) in enumerate(prefix)])
+    return DynamicCache(
+        [
+            (k, v) if layer < from_layer else (k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+            for layer, (k, v) in enumerate(prefix)
+        ]
+    )
 
 
-def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, group: list[int],
-                steps: torch.Tensor, target: str = TARGETS[0]) -> torch.Tensor:
+def _group_pass(
+    lm: LoadedModel,
+    prefix: list | None,
+    suffix: EncodedBatch,
+    group: list[int],
+    steps: torch.Tensor,
+    target: str = TARGETS[0],
+) -> torch.Tensor:
     """[layers of the group, width] integrated gradients: one row per (layer, alpha) from the group's first layer
     on, one backward pass. Row j * m + k is scaled by alpha k at the group's layer j and by 1 elsewhere."""
     m = len(steps)
@@ -159,5 +170,5 @@ def _group_pass(lm: LoadedModel, prefix: list | None, suffix: EncodedBatch, grou
     for j, (x, g) in enumerate(zip(original, grads)):
         block = slice(j * m, (j + 1) * m)
         x = x if x.shape[0] == 1 else x[block]  # the group's first layer saw one row
-        out[j] = ((x.float() * g[block].float() * on.to(g.device)).sum(dim=(0, 1)) / m)
+        out[j] = (x.float() * g[block].float() * on.to(g.device)).sum(dim=(0, 1)) / m
     return out.cpu()

@@ -119,7 +119,8 @@ class ScoreStore:
             if rec.exists() and _read_json(rec) != self.record:
                 # The folder's record does not describe these scores: never reuse them.
                 self.problems.append(
-                    f"Cache folder {self.key} holds scores of another setup; set aside and recomputed.")
+                    f"Cache folder {self.key} holds scores of another setup; set aside and recomputed."
+                )
                 self.folder.rename(self.folder.with_name(f"{self.key}.mismatch-{uuid.uuid4().hex[:8]}"))
             self.folder.mkdir(parents=True, exist_ok=True)
             if not rec.exists():
@@ -134,7 +135,8 @@ class ScoreStore:
             paths = sorted(self.folder.glob("shard-*.safetensors")) if self.folder.is_dir() else []
         except OSError as exc:
             self.problems.append(
-                f"The score cache at {self.folder} cannot be read ({_why(exc)}); scores are recomputed.")
+                f"The score cache at {self.folder} cannot be read ({_why(exc)}); scores are recomputed."
+            )
             return out
         for path in paths:
             try:
@@ -158,15 +160,19 @@ class ScoreStore:
         gold32 = gold.to(torch.float32).contiguous()
         path = self.folder / _shard_name(sample_ids)
         # "sha256" (the tensors alone) stays for older versions reading a shared cache; "checksum" covers all.
-        meta = {"sample_ids": json.dumps(sample_ids), "sha256": _digest(scores16, gold32),
-                "schema": str(SCHEMA_VERSION)}
+        meta = {
+            "sample_ids": json.dumps(sample_ids),
+            "sha256": _digest(scores16, gold32),
+            "schema": str(SCHEMA_VERSION),
+        }
         meta["checksum"] = _checksum(meta, scores16, gold32)
         try:
             with atomic_target(path) as tmp:
                 save_file({"scores": scores16, "gold_logprob": gold32}, str(tmp), metadata=meta)
         except Exception as exc:  # OSError, SafetensorError (not an OSError), anything: the run goes on uncached
-            raise CacheError(f"Could not write to the score cache at {self.folder} ({_why(exc)}); going on "
-                             "without caching.") from exc
+            raise CacheError(
+                f"Could not write to the score cache at {self.folder} ({_why(exc)}); going on without caching."
+            ) from exc
         return path
 
     def load(self, wanted: Iterable[str]) -> dict[str, tuple[torch.Tensor, float]]:
@@ -214,11 +220,17 @@ def list_cache(root: Path | None = None) -> list[dict]:
                     n += len(json.loads((fh.metadata() or {}).get("sample_ids", "[]")))
             except Exception:
                 pass
-        out.append({
-            "key": folder.name, "model": record.get("model"), "dataset": record.get("dataset"),
-            "method": (record.get("score") or {}).get("method"), "samples": n, "shards": len(files),
-            "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
-        })
+        out.append(
+            {
+                "key": folder.name,
+                "model": record.get("model"),
+                "dataset": record.get("dataset"),
+                "method": (record.get("score") or {}).get("method"),
+                "samples": n,
+                "shards": len(files),
+                "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+            }
+        )
     return out
 
 
@@ -228,14 +240,17 @@ def entry_folder(key: str, root: Path | None = None) -> Path:
     root = root or scores_root()
     shown = repr(key)[:80]
     if not isinstance(key, str) or key in ("", ".", "..") or any(c in key for c in "/\\\0") or len(key) > 255:
-        raise ParameterError(f"--key {shown} is not a cache entry: give a key as `cache list` shows it "
-                             "(a folder name, without '..' or '/').")
+        raise ParameterError(
+            f"--key {shown} is not a cache entry: give a key as `cache list` shows it "
+            "(a folder name, without '..' or '/')."
+        )
     folder = root / key
     if folder.is_symlink():
         raise ParameterError(f"--key {shown} is a link, not a cache entry; it is left alone.")
     if not folder.is_dir():
-        raise ParameterError(f"--key {shown}: there is no such entry in the score cache at {root} "
-                             "(`cache list` shows the keys).")
+        raise ParameterError(
+            f"--key {shown}: there is no such entry in the score cache at {root} (`cache list` shows the keys)."
+        )
     real, inside = folder.resolve(), root.resolve()
     if real.parent != inside or real == inside:
         raise ParameterError(f"--key {shown} is not inside the score cache at {root}; it is left alone.")

@@ -79,17 +79,25 @@ class ScoreConfig:
         if self.max_prompt_tokens is not None and self.max_answer_tokens is not None:
             return self
         limits = dataset_limits(tokenizer, dataset)
-        return replace(self, max_prompt_tokens=self.max_prompt_tokens or limits.prompt,
-                       max_answer_tokens=self.max_answer_tokens or limits.answer)
+        return replace(
+            self,
+            max_prompt_tokens=self.max_prompt_tokens or limits.prompt,
+            max_answer_tokens=self.max_answer_tokens or limits.answer,
+        )
 
     @staticmethod
-    def from_inputs(method: str, ig_steps, ig_rule: str, max_prompt_tokens=None,
-                    max_answer_tokens=None) -> "ScoreConfig":
+    def from_inputs(
+        method: str, ig_steps, ig_rule: str, max_prompt_tokens=None, max_answer_tokens=None
+    ) -> "ScoreConfig":
         """From a form or the command line (the one conversion both use): numbers may be text; token limits 0
         (or empty, or None) mean the length covering 99% of the dataset's prompts and gold answers."""
-        return ScoreConfig(method=method, ig_steps=F.IG_STEPS.check(ig_steps), ig_rule=ig_rule,
-                           max_prompt_tokens=F.MAX_PROMPT.read(max_prompt_tokens),
-                           max_answer_tokens=F.MAX_ANSWER.read(max_answer_tokens))
+        return ScoreConfig(
+            method=method,
+            ig_steps=F.IG_STEPS.check(ig_steps),
+            ig_rule=ig_rule,
+            max_prompt_tokens=F.MAX_PROMPT.read(max_prompt_tokens),
+            max_answer_tokens=F.MAX_ANSWER.read(max_answer_tokens),
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -101,14 +109,23 @@ class ScoreConfig:
 
     def length(self, tokenizer, sample: Sample) -> int:
         """Tokens the sample takes in a teacher-forced batch under these limits."""
-        return encoded_length(tokenizer, sample.prompt, sample.answer, self.max_prompt_tokens or CEILING,
-                              self.max_answer_tokens or CEILING)
+        return encoded_length(
+            tokenizer,
+            sample.prompt,
+            sample.answer,
+            self.max_prompt_tokens or CEILING,
+            self.max_answer_tokens or CEILING,
+        )
 
     def encode(self, lm: LoadedModel, samples: Sequence[Sample]) -> EncodedBatch:
         """A teacher-forced batch; an automatic limit not yet resolved cuts nothing below the ceiling."""
-        return encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in samples],
-                                     self.max_prompt_tokens or CEILING, self.max_answer_tokens or CEILING,
-                                     lm.input_device)
+        return encode_teacher_forced(
+            lm.tokenizer,
+            [(s.prompt, s.answer) for s in samples],
+            self.max_prompt_tokens or CEILING,
+            self.max_answer_tokens or CEILING,
+            lm.input_device,
+        )
 
 
 def score_batch(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +161,9 @@ def _activation_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
         weights = mean_weights.get((x.device, x.dtype))
         if weights is None:
             weights = batch.answer_mask.to(x.device, x.dtype)
-            weights = mean_weights[(x.device, x.dtype)] = (weights / weights.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+            weights = mean_weights[(x.device, x.dtype)] = (
+                weights / weights.sum(1, keepdim=True).clamp(min=1)
+            ).unsqueeze(1)
         per_layer[layer] = torch.bmm(weights, x)  # [b, 1, w] masked mean without a [b, t, w] temporary
 
     with neuron_hooks(lm.ffn, hook), torch.inference_mode():

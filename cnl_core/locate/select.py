@@ -46,12 +46,12 @@ class LocateParams:
         """From a form or the command line (the one conversion both use): numbers may be text; each is checked,
         also those the rule does not read (a bad box is a sentence now, not when the rule changes)."""
         top_k = cast(int, F.TOP_K.check(top_k))  # an integer field gives an int (NumberField types it int | float)
-        return LocateParams(rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=top_k,
-                            sigma=F.SIGMA.check(sigma), sign=sign)
+        return LocateParams(
+            rule=rule, tau=F.TAU.check(tau), p=F.P.check(p), top_k=top_k, sigma=F.SIGMA.check(sigma), sign=sign
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
-
 
 
 def select_per_sample(scores: torch.Tensor, params: LocateParams) -> torch.Tensor:

@@ -93,9 +93,7 @@ class FFNAccess:
         self.adapter = adapter_for(model_type)
         self.down = _layer_modules(model, self.adapter.down)
         if not self.down:
-            raise UnsupportedModelError(
-                f"No '{self.adapter.down}' modules found in this {model_type} model."
-            )
+            raise UnsupportedModelError(f"No '{self.adapter.down}' modules found in this {model_type} model.")
         self.blocks = _layer_modules(model, self.adapter.down, holders=True)  # the decoder layers, in order
         self.up = {s: _layer_modules(model, s) for s in self.adapter.up}
         self.final_norm = dict(model.named_modules()).get(self.adapter.final_norm)

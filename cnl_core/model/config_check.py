@@ -37,16 +37,19 @@ def read_config_file(folder: str | os.PathLike, name: str) -> dict:
     path = Path(folder) / "config.json"
     size = path.stat().st_size
     if size > F.CONFIG_BYTES:
-        raise ModelLoadError(f"The config.json of '{name}' is {size / 2**20:.1f} MiB; a model config is a few "
-                             f"kilobytes (the limit is {F.CONFIG_BYTES // 2**20} MiB).")
+        raise ModelLoadError(
+            f"The config.json of '{name}' is {size / 2**20:.1f} MiB; a model config is a few "
+            f"kilobytes (the limit is {F.CONFIG_BYTES // 2**20} MiB)."
+        )
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise ModelLoadError(f"The config.json of '{name}' is a binary file, not JSON text.")
     try:
         config = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise ModelLoadError(f"The config.json of '{name}' is not UTF-8 text (bad byte at position {exc.start}).") \
-            from exc
+        raise ModelLoadError(
+            f"The config.json of '{name}' is not UTF-8 text (bad byte at position {exc.start})."
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"The config.json of '{name}' is not valid JSON: {exc.msg} at line {exc.lineno}.") from exc
     if not isinstance(config, dict):
@@ -77,16 +80,22 @@ def check_shape(get: Callable[[str], Any], name: str) -> None:
         try:
             values[field.label] = field.typed(value)
         except CNLError as exc:
-            raise ModelLoadError(f"The config of '{name}' is not a model shape this tool can build: "
-                                 f"{str(exc).replace(field.label, key, 1)}") from None
+            raise ModelLoadError(
+                f"The config of '{name}' is not a model shape this tool can build: "
+                f"{str(exc).replace(field.label, key, 1)}"
+            ) from None
     hidden, heads = values.get(F.HIDDEN.label), values.get(F.HEADS.label)
     kv_heads = values.get(F.KV_HEADS.label)
     if hidden and heads and values.get(F.HEAD_DIM.label) is None and hidden % heads:
-        raise ModelLoadError(f"The config of '{name}' is not a model shape this tool can build: hidden_size {hidden} "
-                             f"is not a multiple of num_attention_heads {heads}.")
+        raise ModelLoadError(
+            f"The config of '{name}' is not a model shape this tool can build: hidden_size {hidden} "
+            f"is not a multiple of num_attention_heads {heads}."
+        )
     if heads and kv_heads and heads % kv_heads:
-        raise ModelLoadError(f"The config of '{name}' is not a model shape this tool can build: num_attention_heads "
-                             f"{heads} is not a multiple of num_key_value_heads {kv_heads}.")
+        raise ModelLoadError(
+            f"The config of '{name}' is not a model shape this tool can build: num_attention_heads "
+            f"{heads} is not a multiple of num_key_value_heads {kv_heads}."
+        )
 
 
 def check_weight_files(folder: str | os.PathLike, name: str, allow_pickle: bool) -> None:
@@ -101,7 +110,8 @@ def check_weight_files(folder: str | os.PathLike, name: str, allow_pickle: bool)
         raise ModelLoadError(
             f"The folder '{name}' holds its weights as pickled files only ({', '.join(pickles[:3])}); unpickling "
             "can run code, so this tool reads safetensors only. Convert them (model.save_pretrained(folder) saves "
-            "safetensors), or, on your own machine and for weights you trust, allow them: CNL_ALLOW_PICKLE=1.")
+            "safetensors), or, on your own machine and for weights you trust, allow them: CNL_ALLOW_PICKLE=1."
+        )
 
 
 def config_error(exc: BaseException, name: str) -> ModelLoadError:

@@ -54,13 +54,24 @@ def eligible(model: PreTrainedModel) -> bool:
     config = model.config
     types = getattr(config, "layer_types", None)
     full = all(t == "full_attention" for t in types) if types else getattr(config, "sliding_window", None) is None
-    return (getattr(config, "model_type", None) in MODEL_TYPES and full
-            and getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
-            and getattr(config, "attn_logit_softcapping", None) is None)
+    return (
+        getattr(config, "model_type", None) in MODEL_TYPES
+        and full
+        and getattr(config, "_attn_implementation", None) in ("sdpa", "eager")
+        and getattr(config, "attn_logit_softcapping", None) is None
+    )
 
 
-def _attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask, scaling=None,
-               dropout: float = 0.0, **kwargs):
+def _attention(
+    module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask,
+    scaling=None,
+    dropout: float = 0.0,
+    **kwargs,
+):
     """Attention over [the group's shared context] + [the row's own keys], one softmax over both.
 
     query [rows, heads, new tokens, dim]; key/value [rows, kv heads, own tokens, dim], the new tokens last.
@@ -72,7 +83,7 @@ def _attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tens
     rows, heads, q_len, dim = query.shape
     kv_heads, own_len = key.shape[1], key.shape[-2]
     group = heads // kv_heads
-    scaling = dim ** -0.5 if scaling is None else scaling
+    scaling = dim**-0.5 if scaling is None else scaling
     q = query.reshape(rows, kv_heads, group * q_len, dim)  # head h reads kv head h // group, as repeat_kv has it
     own = (torch.matmul(q, key.transpose(-1, -2)) * scaling).reshape(rows, kv_heads, group, q_len, own_len)
     if attention_mask is None and q_len > 1:  # the new tokens see each other in order
@@ -96,10 +107,13 @@ def _attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tens
             ctx = torch.matmul(qg, pk[0].transpose(-1, -2)) * scaling  # [kv heads, n x group x new, context]
             ctx = ctx.reshape(kv_heads, n, group, q_len, length).transpose(0, 1)
             weights = torch.softmax(torch.cat([ctx, scores], dim=-1), dim=-1, dtype=torch.float32).to(query.dtype)
-            from_ctx = torch.matmul(weights[..., :length].transpose(0, 1).reshape(kv_heads, n * group * q_len, length),
-                                    pv[0])
-            outs.append(from_ctx.reshape(kv_heads, n, group, q_len, dim).transpose(0, 1)
-                        + torch.matmul(weights[..., length:], v_own))
+            from_ctx = torch.matmul(
+                weights[..., :length].transpose(0, 1).reshape(kv_heads, n * group * q_len, length), pv[0]
+            )
+            outs.append(
+                from_ctx.reshape(kv_heads, n, group, q_len, dim).transpose(0, 1)
+                + torch.matmul(weights[..., length:], v_own)
+            )
         start = stop
     out = torch.cat(outs).reshape(rows, heads, q_len, dim)
     return out.transpose(1, 2).contiguous(), None
@@ -123,4 +137,3 @@ def shared_context_decoding(model: PreTrainedModel, shared: GroupContexts) -> It
     finally:
         config._attn_implementation_internal = before
         _ACTIVE.reset(token)
-

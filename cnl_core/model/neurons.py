@@ -23,8 +23,10 @@ class NeuronGrid:
 
     def __post_init__(self):  # a grid read from a file must be a plausible model
         if self.n_layers < 1 or self.width < 1 or self.n_layers * self.width > MAX_GRID_NEURONS:
-            raise NeuronSetError(f"A grid of {self.n_layers} x {self.width} neurons is impossible "
-                                 f"(each must be at least 1, and at most {MAX_GRID_NEURONS:,} neurons in all).")
+            raise NeuronSetError(
+                f"A grid of {self.n_layers} x {self.width} neurons is impossible "
+                f"(each must be at least 1, and at most {MAX_GRID_NEURONS:,} neurons in all)."
+            )
 
     @property
     def total(self) -> int:
@@ -37,8 +39,10 @@ class NeuronGrid:
         """Neurons on this grid used with a model of grid `model`: refused unless the two are the same (the one
         check every caller makes: the CLI, the dashboard, an intervention, a study)."""
         if self != model:
-            raise ParameterError(f"{what} were located on a {self.n_layers} x {self.width} grid, but this model has "
-                                 f"{model.n_layers} x {model.width}: load the model they were located on.")
+            raise ParameterError(
+                f"{what} were located on a {self.n_layers} x {self.width} grid, but this model has "
+                f"{model.n_layers} x {model.width}: load the model they were located on."
+            )
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,7 @@ class NeuronSet:
             raise NeuronSetError("Neurons must be a list of [layer, index] pairs.")
         flat = []
         for pair in pairs:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
-                    _integral(v) for v in pair):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_integral(v) for v in pair):
                 raise NeuronSetError(f"A neuron must be a [layer, index] pair of whole numbers, got {str(pair)[:40]}.")
             layer, index = int(pair[0]), int(pair[1])
             if not (0 <= layer < grid.n_layers):

@@ -23,7 +23,8 @@ from torch import nn
 
 # bitsandbytes warns at import, on every run, that the `kernels` package is missing for a kernel not used here.
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
-    lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage())
+    lambda record: "gemm_4bit_forward from kernels-community" not in record.getMessage()
+)
 
 
 def keep_4bit_differentiable(model: nn.Module) -> None:

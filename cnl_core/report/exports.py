@@ -69,13 +69,20 @@ def evaluation_table(results: Sequence[EvalResult]) -> pd.DataFrame:
     for r in results:
         for part, s in r.conditions().items():
             d = s.deltas
-            rows.append({
-                "dataset": r.dataset, "condition": part, "n": r.n,
-                "accuracy": s.accuracy, "accuracy_ci": _ci(s.accuracy_ci),
-                "gold_loglik": s.gold_loglik, "gold_loglik_ci": _ci(s.gold_loglik_ci),
-                "delta_accuracy": d and d.delta_accuracy, "delta_gold_loglik": d and d.delta_gold_loglik,
-                "delta_gold_loglik_ci": _ci(d and d.delta_gold_loglik_ci),
-            })
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "condition": part,
+                    "n": r.n,
+                    "accuracy": s.accuracy,
+                    "accuracy_ci": _ci(s.accuracy_ci),
+                    "gold_loglik": s.gold_loglik,
+                    "gold_loglik_ci": _ci(s.gold_loglik_ci),
+                    "delta_accuracy": d and d.delta_accuracy,
+                    "delta_gold_loglik": d and d.delta_gold_loglik,
+                    "delta_gold_loglik_ci": _ci(d and d.delta_gold_loglik_ci),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -85,8 +92,18 @@ def _sig(value, signed: bool = False) -> str:
     return f"{value:+.3g}" if signed else f"{value:.3g}"
 
 
-EVAL_COLUMNS = ["run", "neurons", "tested on", "condition", "n", "accuracy", "95% CI", "gold log-lik / token",
-                "change vs unmodified", "change 95% CI"]  # the dashboard's empty table shows these headers too
+EVAL_COLUMNS = [
+    "run",
+    "neurons",
+    "tested on",
+    "condition",
+    "n",
+    "accuracy",
+    "95% CI",
+    "gold log-lik / token",
+    "change vs unmodified",
+    "change 95% CI",
+]  # the dashboard's empty table shows these headers too
 EXAMPLE_COLUMNS = ["dataset", "id", "prompt", "gold", "before", "after"]
 
 
@@ -99,30 +116,50 @@ def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFr
             how = "" if not iv else ("zero" if iv.get("mode") == "zero" else f"amplify x{iv.get('factor', 0):g}")
             for part, s in r.conditions().items():
                 d = s.deltas
-                rows.append({
-                    "run": number, "neurons": f"{r.located_on or ''} ({iv.get('n_neurons', 0)}) {how}".strip(),
-                    "tested on": r.dataset, "condition": part, "n": r.n,
-                    "accuracy": _sig(s.accuracy), "95% CI": _ci(s.accuracy_ci).replace(".0000", ".0"),
-                    "gold log-lik / token": _sig(s.gold_loglik),
-                    "change vs unmodified": _sig(d and d.delta_gold_loglik, signed=True),
-                    "change 95% CI": _ci(d and d.delta_gold_loglik_ci),
-                })
+                rows.append(
+                    {
+                        "run": number,
+                        "neurons": f"{r.located_on or ''} ({iv.get('n_neurons', 0)}) {how}".strip(),
+                        "tested on": r.dataset,
+                        "condition": part,
+                        "n": r.n,
+                        "accuracy": _sig(s.accuracy),
+                        "95% CI": _ci(s.accuracy_ci).replace(".0000", ".0"),
+                        "gold log-lik / token": _sig(s.gold_loglik),
+                        "change vs unmodified": _sig(d and d.delta_gold_loglik, signed=True),
+                        "change 95% CI": _ci(d and d.delta_gold_loglik_ci),
+                    }
+                )
     return pd.DataFrame(rows, columns=EVAL_COLUMNS)
 
 
 def examples_table(results: Sequence[EvalResult]) -> pd.DataFrame:
     """Example outputs with their prompt (its end, on one line); an empty output is shown as (empty)."""
+
     def shown(text: str | None) -> str:
         return text if text and text.strip() else "(empty)"
 
-    rows = [{"dataset": r.dataset, "id": e.id, "prompt": " ".join(e.prompt.split())[-160:],
-             "gold": e.target, "before": shown(e.before), "after": shown(e.after) if e.after is not None else ""}
-            for r in results for e in r.examples]
+    rows = [
+        {
+            "dataset": r.dataset,
+            "id": e.id,
+            "prompt": " ".join(e.prompt.split())[-160:],
+            "gold": e.target,
+            "before": shown(e.before),
+            "after": shown(e.after) if e.after is not None else "",
+        }
+        for r in results
+        for e in r.examples
+    ]
     return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)
 
 
-def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, torch.Tensor | None]],
-                  evals: Sequence[EvalResult] = (), matrix: MatrixResult | None = None) -> list[Path]:
+def write_exports(
+    folder: str | Path,
+    located: Mapping[str, tuple[LocateResult, torch.Tensor | None]],
+    evals: Sequence[EvalResult] = (),
+    matrix: MatrixResult | None = None,
+) -> list[Path]:
     """Every result as files in `folder`: located sets (JSON, CSV, heatmap PNG/SVG), evaluations, the matrix.
 
     `located` maps a label to (result, per-neuron prominence or None for a re-loaded set). The folder is
@@ -145,8 +182,10 @@ def write_exports(folder: str | Path, located: Mapping[str, tuple[LocateResult, 
         files.append(folder / "evaluation.json")
         _, ll_chart = charts.evaluation_charts(list(evals))
         if ll_chart is not None:  # None when every evaluation is an lm-eval harness run (no gold log-likelihood)
-            files += [Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt))
-                      for fmt in ("png", "svg")]
+            files += [
+                Path(charts.save_chart(ll_chart, str(folder / f"evaluation_loglik.{fmt}"), fmt))
+                for fmt in ("png", "svg")
+            ]
     if matrix is not None:
         write_json(folder / "cross_dataset_matrix.json", matrix.to_json())
         files.append(folder / "cross_dataset_matrix.json")

@@ -28,14 +28,22 @@ def iou_reading(iou: float, chance: float, null: float | None = None) -> str:
     """What a split IoU says: against the empirical null when measured, else against the hypergeometric chance."""
     if null is not None and null > 0:
         times = iou / null
-        verdict = "localized" if times >= LOCALIZED_X_NULL else "weakly localized" if times >= 1.5 else \
-            "not localized (no better than sets from unrelated data)"
+        verdict = (
+            "localized"
+            if times >= LOCALIZED_X_NULL
+            else "weakly localized"
+            if times >= 1.5
+            else "not localized (no better than sets from unrelated data)"
+        )
         return f"split IoU {iou:.2f} = {times:.1f}x the empirical null ({null:.2f}): {verdict}"
     if chance <= 0:
         return f"split IoU {iou:.2f}: chance is 0 here (empty sets), no verdict"
     times = iou / chance
-    verdict = ("the splits agree far beyond chance; measure the empirical null (Compare tab) for the stricter test"
-               if times >= LOCALIZED_X_CHANCE else "little beyond chance: mostly noise")
+    verdict = (
+        "the splits agree far beyond chance; measure the empirical null (Compare tab) for the stricter test"
+        if times >= LOCALIZED_X_CHANCE
+        else "little beyond chance: mostly noise"
+    )
     return f"split IoU {iou:.2f} = {times:,.0f}x chance ({chance:.4f}): {verdict}"
 
 
@@ -51,8 +59,10 @@ def evaluation_readings(results: Sequence[EvalResult]) -> list[str]:
         shots = r.eval_config.shots_for(r.task_kind)
         where = f"{r.dataset} ({r.n} samples, {shots}-shot, seed {r.seed})"
         if base.accuracy is None:
-            lines.append(f"{where}: accuracy n/a: this task is scored by the gold answer's log-likelihood only; read "
-                         "the log-likelihood chart.")
+            lines.append(
+                f"{where}: accuracy n/a: this task is scored by the gold answer's log-likelihood only; read "
+                "the log-likelihood chart."
+            )
             continue
         if after is None or r.intervention is None:
             lines.append(f"{where}: unmodified accuracy {_pct(base.accuracy)}.")
@@ -61,23 +71,34 @@ def evaluation_readings(results: Sequence[EvalResult]) -> list[str]:
         what = "zeroing" if mode == "zero" else f"amplifying x{factor:g}"
         spread = max(0.05, 2 * (getattr(control, "accuracy_std", None) or 0.0))
         moved = after.accuracy - base.accuracy
-        beyond = (control is not None and control.accuracy is not None
-                  and abs(after.accuracy - control.accuracy) > spread)
-        verdict = ("a larger change than as many random neurons: these neurons carry it" if beyond else
-                   "no larger change than as many random neurons: not specific to these neurons")
-        line = (f"{where}: {what} the {count} located neurons takes accuracy {_pct(base.accuracy)} -> "
-                f"{_pct(after.accuracy)} (random control {_pct(control.accuracy if control else None)}): {verdict}.")
+        beyond = (
+            control is not None and control.accuracy is not None and abs(after.accuracy - control.accuracy) > spread
+        )
+        verdict = (
+            "a larger change than as many random neurons: these neurons carry it"
+            if beyond
+            else "no larger change than as many random neurons: not specific to these neurons"
+        )
+        line = (
+            f"{where}: {what} the {count} located neurons takes accuracy {_pct(base.accuracy)} -> "
+            f"{_pct(after.accuracy)} (random control {_pct(control.accuracy if control else None)}): {verdict}."
+        )
         if base.accuracy == 0:
-            line += (" The model cannot do this task (0% unmodified): no intervention can lower it; pick a task it "
-                     "can do.")
+            line += (
+                " The model cannot do this task (0% unmodified): no intervention can lower it; pick a task it can do."
+            )
         if mode == "amplify" and moved < 0:
-            line += (f" Amplifying x{factor:g} lowers accuracy here: a small model's answer path saturates when its "
-                     "neurons are pushed past their usual range (the paper's gains are on 7B models); the "
-                     "dose-response below shows where it turns.")
+            line += (
+                f" Amplifying x{factor:g} lowers accuracy here: a small model's answer path saturates when its "
+                "neurons are pushed past their usual range (the paper's gains are on 7B models); the "
+                "dose-response below shows where it turns."
+            )
         if r.dataset == DEMO.dataset and (shots, r.n, r.seed) != (DEMO.fewshot, DEMO.eval_n, DEMO.seed):
-            line += (f" The demo's baseline on {DEMO.dataset} used {DEMO.fewshot}-shot prompts, {DEMO.eval_n} problems "
-                     f"and seed {DEMO.seed}; here {shots}-shot, {r.n}, seed {r.seed}: more shots and other problems "
-                     "give another baseline (\"Use the demo's settings\" sets the boxes to the demo's).")
+            line += (
+                f" The demo's baseline on {DEMO.dataset} used {DEMO.fewshot}-shot prompts, {DEMO.eval_n} problems "
+                f"and seed {DEMO.seed}; here {shots}-shot, {r.n}, seed {r.seed}: more shots and other problems "
+                "give another baseline (\"Use the demo's settings\" sets the boxes to the demo's)."
+            )
         lines.append(line)
     return lines
 
@@ -89,14 +110,21 @@ def demo_reading(res: DemoResult) -> str:
     lines = [iou_reading(res.split_iou, res.chance_iou) + "."]
     if None not in (base, zero, ctrl_zero):
         drop, ctrl = base - zero, base - ctrl_zero
-        lines.append(f"Zeroing: {base:.0%} -> {zero:.0%}, random neurons {base:.0%} -> {ctrl_zero:.0%}: "
-                     + ("the located neurons carry the skill." if drop > ctrl + 0.1 else "no clearer than random."))
+        lines.append(
+            f"Zeroing: {base:.0%} -> {zero:.0%}, random neurons {base:.0%} -> {ctrl_zero:.0%}: "
+            + ("the located neurons carry the skill." if drop > ctrl + 0.1 else "no clearer than random.")
+        )
     if amp is not None and base is not None and amp < base:
-        lines.append(f"Amplifying x{res.preset.factor:g} lowers accuracy ({base:.0%} -> {amp:.0%}): a small model's "
-                     "answer path saturates; see the dose-response on the Intervene tab.")
+        lines.append(
+            f"Amplifying x{res.preset.factor:g} lowers accuracy ({base:.0%} -> {amp:.0%}): a small model's "
+            "answer path saturates; see the dose-response on the Intervene tab."
+        )
     p = res.preset
-    lines.append("Settings: " + settings_line(p.tau, p.p, p.n, 2, p.seed, "grad_x_act", p.fewshot)
-                 + f" · {p.eval_n} held-out problems.")
+    lines.append(
+        "Settings: "
+        + settings_line(p.tau, p.p, p.n, 2, p.seed, "grad_x_act", p.fewshot)
+        + f" · {p.eval_n} held-out problems."
+    )
     return "\n".join(f"- {x}" for x in lines)
 
 
@@ -107,17 +135,24 @@ def knowledge_takeaway(fidelity) -> str:
     same, other = names.get("same fact, other wording"), names.get("other fact, same wording")
     cap = names.get("capability split")
     if same is None or other is None or same.iou is None or other.iou is None:
-        return ("**Takeaway:** too few known facts to compare paraphrases (n/a rows); add relations or facts per "
-                "relation.")
+        return (
+            "**Takeaway:** too few known facts to compare paraphrases (n/a rows); add relations or facts per relation."
+        )
     capability = f"; CNL's split agreement on a capability: {cap.iou:.2f}" if cap is not None and cap.iou else ""
     if same.iou < other.iou:
-        verdict = ("the neurons follow the wording, not the fact: individual knowledge does not localize here "
-                   "(the paper's fidelity failure)")
+        verdict = (
+            "the neurons follow the wording, not the fact: individual knowledge does not localize here "
+            "(the paper's fidelity failure)"
+        )
     else:
-        verdict = ("a fact's neurons survive a change of wording here; the paper's failure depends on the score "
-                   "(with integrated_gradients paraphrases share less: docs/knowledge.md)")
-    return (f"**Takeaway ({method} scores):** a fact's paraphrases share IoU {same.iou:.2f}, different facts in one "
-            f"wording {other.iou:.2f}: {verdict}{capability}.")
+        verdict = (
+            "a fact's neurons survive a change of wording here; the paper's failure depends on the score "
+            "(with integrated_gradients paraphrases share less: docs/knowledge.md)"
+        )
+    return (
+        f"**Takeaway ({method} scores):** a fact's paraphrases share IoU {same.iou:.2f}, different facts in one "
+        f"wording {other.iou:.2f}: {verdict}{capability}."
+    )
 
 
 def dose_reading(points) -> str:
@@ -129,8 +164,10 @@ def dose_reading(points) -> str:
     curve = ", ".join(f"x{p.factor:g} {show(value(p))}" for p in points)
     best = max(points, key=value)
     if best.factor == 1:
-        verdict = ("the unmodified model is best: changing these neurons either way costs accuracy (a small "
-                   "model's answer path saturates when they are pushed up)")
+        verdict = (
+            "the unmodified model is best: changing these neurons either way costs accuracy (a small "
+            "model's answer path saturates when they are pushed up)"
+        )
     elif best.factor > 1:
         verdict = f"amplifying helps up to x{best.factor:g}, as the paper reports for larger models"
     else:

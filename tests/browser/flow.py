@@ -15,8 +15,16 @@ from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 SERVER_LOGS: list[Path | None] = [None]  # the running test dashboard's output file
@@ -42,8 +50,14 @@ def dashboard(cache_dir: Path, *flags: str):
     # the server's output goes to a file: a pipe nobody reads fills up and then stalls the server's threads
     log = SERVER_LOGS[0] = cache_dir / "dashboard.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "dashboard.py", "--port", str(port), *flags], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "dashboard.py", "--port", str(port), *flags],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 120
@@ -86,8 +100,10 @@ def wait_for_text(locator, parts, timeout: float) -> str:
             return text
         time.sleep(0.5)
     toasts = locator.page.locator("[data-testid=toast-body]").all_inner_texts()
-    raise AssertionError(f"{parts} never appeared; last text: {text[:500]}\nnotices on screen: {toasts}\n"
-                         f"the server's output ends:\n{server_log()}")
+    raise AssertionError(
+        f"{parts} never appeared; last text: {text[:500]}\nnotices on screen: {toasts}\n"
+        f"the server's output ends:\n{server_log()}"
+    )
 
 
 def close_toasts(page) -> None:

@@ -14,8 +14,10 @@ from cnl_core.options import DEFAULTS
 
 from .flow import CHROMIUM, browser_page, close_toasts, dashboard, intervene, locate, set_number, wait_for_text
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-                                reason="Debian's chromium package is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+    reason="Debian's chromium package is not installed (make test installs it)",
+)
 
 
 @pytest.fixture(scope="module")

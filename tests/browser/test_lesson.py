@@ -14,8 +14,10 @@ from cnl_core.options import DEFAULTS, JOBS
 
 from .flow import CHROMIUM, FLAGS, close_toasts, dashboard, wait_for_text
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-                                reason="Debian's chromium package is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+    reason="Debian's chromium package is not installed (make test installs it)",
+)
 STUDENTS = 5
 
 
@@ -59,8 +61,9 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
     _, pages = room
     for page in pages:
         page.locator("#demo-btn").click()
-    texts = [wait_for_text(p.locator("#demo-summary"), ["Demo result", "Link for the room"], timeout=600)
-             for p in pages]
+    texts = [
+        wait_for_text(p.locator("#demo-summary"), ["Demo result", "Link for the room"], timeout=600) for p in pages
+    ]
     located = re.search(r"(\d+) neurons located", texts[0]).group(1)
     assert all(f"{located} neurons located" in t for t in texts) and "split IoU" in texts[0] and "Settings:" in texts[0]
     page = pages[0]

@@ -10,8 +10,10 @@ import pytest
 
 from .flow import CHROMIUM, browser_page, dashboard, wait_for_text
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
-                                reason="Debian's chromium package is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+    reason="Debian's chromium package is not installed (make test installs it)",
+)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,13 @@ def gpu_model_folder(tmp_path_factory):
     # Wide FFNs and tied embeddings: the layers outweigh the 49,152-row embedding, so that device_map='auto' with
     # half the weights' memory on the GPU places some layers there and the rest in RAM (accelerate keeps room on
     # the GPU for the largest module, here the embedding, and fills the GPU in module order).
-    return save_tiny_llama(tmp_path_factory.mktemp("gpu-llama"), tokenizer, hidden_size=256, intermediate_size=4096,
-                           num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=1024)
+    return save_tiny_llama(
+        tmp_path_factory.mktemp("gpu-llama"),
+        tokenizer,
+        hidden_size=256,
+        intermediate_size=4096,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )

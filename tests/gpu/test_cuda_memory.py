@@ -36,12 +36,14 @@ def too_much() -> None:
 
 def failing_above(fn, rows_of, bound: int, calls: list):
     """fn, except that a call whose rows_of(args) exceed bound runs out of GPU memory first."""
+
     def wrapped(*args, **kwargs):
         rows = rows_of(*args, **kwargs)
         calls.append(rows)
         if rows > bound:
             too_much()
         return fn(*args, **kwargs)
+
     return wrapped
 
 
@@ -53,19 +55,27 @@ def test_evaluation_out_of_gpu_memory_halves_and_gives_the_same_results(gpu_mode
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     calls: list[int] = []
-    monkeypatch.setattr(evaluation, "decode", failing_above(
-        generation.decode, lambda _lm, parts, *a, **k: sum(len(p.own) for p in parts), 2, calls))
+    monkeypatch.setattr(
+        evaluation,
+        "decode",
+        failing_above(generation.decode, lambda _lm, parts, *a, **k: sum(len(p.own) for p in parts), 2, calls),
+    )
     notes: list[str] = []
-    halved = evaluation.evaluate_conditions(lm, SPEC, SAMPLES[2:8], SAMPLES[:2], cfg, ivs,
-                                            progress=lambda done, total, text: notes.append(text))
+    halved = evaluation.evaluate_conditions(
+        lm, SPEC, SAMPLES[2:8], SAMPLES[:2], cfg, ivs, progress=lambda done, total, text: notes.append(text)
+    )
     failed = [c for c in calls if c > 2]  # decodes that ran out, each half the rows of the one before, then none
-    assert failed and calls[: len(failed)] == failed and max(calls[len(failed):]) <= 2, calls
+    assert failed and calls[: len(failed)] == failed and max(calls[len(failed) :]) <= 2, calls
     assert any("out of memory" in n for n in notes), notes
     assert [[r.output for r in c] for c in halved] == [[r.output for r in c] for c in plain]
-    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in halved]),
-                               torch.tensor([[r.gold_loglik for r in c] for c in plain]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor([[r.gold_loglik for r in c] for c in halved]),
+        torch.tensor([[r.gold_loglik for r in c] for c in plain]),
+        atol=1e-4,
+        rtol=1e-4,
+    )
     torch.cuda.synchronize()
-    assert torch.cuda.memory_allocated() <= before + 1024 ** 2  # nothing of the failed batches is kept
+    assert torch.cuda.memory_allocated() <= before + 1024**2  # nothing of the failed batches is kept
 
 
 def test_locate_out_of_gpu_memory_halves_the_batch_and_gives_the_same_scores(gpu_model_folder, monkeypatch):
@@ -76,14 +86,15 @@ def test_locate_out_of_gpu_memory_halves_the_batch_and_gives_the_same_scores(gpu
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     calls: list[int] = []
-    monkeypatch.setattr(collect, "score_batch", failing_above(
-        collect.score_batch, lambda _lm, chunk, *_: len(chunk), 2, calls))
+    monkeypatch.setattr(
+        collect, "score_batch", failing_above(collect.score_batch, lambda _lm, chunk, *_: len(chunk), 2, calls)
+    )
     halved = collect_scores(lm, SPEC, ids, cfg, batch_size=8, use_cache=False)
     assert calls[:3] == [8, 4, 2], calls
     assert any("retrying with batch size 2" in n for n in halved.notes), halved.notes
     torch.testing.assert_close(halved.scores.float(), plain.scores.float(), rtol=2e-3, atol=1e-3)
     torch.cuda.synchronize()
-    assert torch.cuda.memory_allocated() <= before + 1024 ** 2
+    assert torch.cuda.memory_allocated() <= before + 1024**2
 
 
 def test_conditions_decode_one_at_a_time_when_the_free_gpu_memory_says_so(gpu_model_folder, monkeypatch):
@@ -142,10 +153,27 @@ def test_two_nccl_processes_locate_what_one_process_locates(gpu_model_folder, tm
     child.write_text(_TWO_PROCESSES)
     out = {}
     for nproc in (1, 2):
-        env = {**os.environ, "CNL_CACHE_DIR": str(tmp_path / f"cache{nproc}"), "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), str(child),
-                              gpu_model_folder], capture_output=True, text=True, env=env, cwd=Path(ROOT), timeout=300)
+        env = {
+            **os.environ,
+            "CNL_CACHE_DIR": str(tmp_path / f"cache{nproc}"),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(nproc),
+                str(child),
+                gpu_model_folder,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(ROOT),
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         out[nproc] = json.loads(run.stdout.strip().splitlines()[-1])
     assert out[1]["neurons"] == out[2]["neurons"]

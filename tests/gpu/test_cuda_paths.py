@@ -26,8 +26,10 @@ from cnl_core.model.neurons import NeuronSet
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDS = [{"q": f"Question: What is {a} plus {b}?\nAnswer:", "a": f" {a + b}"} for a, b in
-           [(12, 7), (30, 45), (8, 8), (101, 23), (5, 60), (77, 11), (19, 2), (40, 40)]]
+RECORDS = [
+    {"q": f"Question: What is {a} plus {b}?\nAnswer:", "a": f" {a + b}"}
+    for a, b in [(12, 7), (30, 45), (8, 8), (101, 23), (5, 60), (77, 11), (19, 2), (40, 40)]
+]
 SPEC, _ = dataset_from_records(RECORDS, "gpu-sums", "q", "a")
 SAMPLES = SPEC.rows()
 
@@ -53,8 +55,10 @@ def corr(a: torch.Tensor, b: torch.Tensor) -> float:
 def reference(gpu_model_folder):
     """The model in float32 on the CPU: what the GPU paths are compared with."""
     lm = load_model(ModelSpec(gpu_model_folder, device="cpu", dtype="float32"))
-    return {m: score_batch(lm, SAMPLES, ScoreConfig(method=m, ig_steps=4))[0]
-            for m in ("activation", "grad_x_act", "integrated_gradients")}
+    return {
+        m: score_batch(lm, SAMPLES, ScoreConfig(method=m, ig_steps=4))[0]
+        for m in ("activation", "grad_x_act", "integrated_gradients")
+    }
 
 
 def test_float32_on_cuda_gives_the_cpu_scores(gpu_model_folder, reference):
@@ -99,8 +103,9 @@ def test_device_map_auto_on_one_gpu_equals_the_plain_load(gpu_model_folder):
     plain, spread = load(gpu_model_folder), load(gpu_model_folder, device_map_auto=True)
     assert spread.plan.offload and all(p.is_cuda for p in spread.model.parameters())  # all of it fits one GPU
     cfg = ScoreConfig(method="grad_x_act")
-    torch.testing.assert_close(score_batch(spread, SAMPLES, cfg)[0], score_batch(plain, SAMPLES, cfg)[0],
-                               rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(
+        score_batch(spread, SAMPLES, cfg)[0], score_batch(plain, SAMPLES, cfg)[0], rtol=1e-3, atol=1e-6
+    )
 
 
 SMALL = memory.Workload("grad_x_act", rows=1, tokens=32)  # a pass whose activations the weights outweigh
@@ -125,8 +130,9 @@ def test_layers_offloaded_to_ram_when_the_gpu_is_short(gpu_model_folder, monkeyp
     assert {"0", "cpu"} <= set(map(str, lm.model.hf_device_map.values())), lm.model.hf_device_map
     for method in ("activation", "grad_x_act", "integrated_gradients"):
         cfg = ScoreConfig(method=method, ig_steps=3)
-        torch.testing.assert_close(score_batch(lm, SAMPLES, cfg)[0], score_batch(plain, SAMPLES, cfg)[0],
-                                   rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(
+            score_batch(lm, SAMPLES, cfg)[0], score_batch(plain, SAMPLES, cfg)[0], rtol=1e-3, atol=1e-5
+        )
     iv = Intervention(some_neurons(lm), "zero")
     torch.testing.assert_close(gold(lm, iv), gold(plain, iv), rtol=1e-4, atol=1e-4)
 
@@ -156,8 +162,12 @@ def test_conditions_decoded_together_on_cuda_equal_each_run_alone(gpu_model_fold
     monkeypatch.setattr(forward, "plain_dynamic", lambda cache: False)
     slow = [evaluation.evaluate_samples(lm, SPEC, SAMPLES[2:6], SAMPLES[:2], cfg, iv) for iv in ivs]
     assert [[r.output for r in c] for c in fast] == [[r.output for r in c] for c in slow]
-    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in fast]),
-                               torch.tensor([[r.gold_loglik for r in c] for c in slow]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor([[r.gold_loglik for r in c] for c in fast]),
+        torch.tensor([[r.gold_loglik for r in c] for c in slow]),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 _TORCHRUN_CHILD = """
@@ -183,12 +193,21 @@ parallel.leave()
 
 def test_torchrun_joins_with_nccl_and_locates(gpu_model_folder, tmp_path):
     """The NCCL process group and the gathering of scores, in a group of one (one GPU here)."""
-    env = {**os.environ, "CNL_CACHE_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "CNL_CACHE_DIR": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
     child = tmp_path / "child.py"
     child.write_text(_TORCHRUN_CHILD)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", str(child),
-                          gpu_model_folder], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", str(child), gpu_model_folder],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert result["backend"] == "nccl" and result["device"].startswith("cuda") and result["computed"] == 4

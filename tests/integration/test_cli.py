@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(*args, cache, timeout=600):
     env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cnl_core", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "cnl_core", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 _MANY = """
@@ -41,8 +47,9 @@ def cli_many(*commands, cache, timeout=900) -> list[subprocess.CompletedProcess]
     once per command (5 s each on 2 cores)."""
     env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
     argv = json.dumps([[str(a) for a in c] for c in commands])
-    r = subprocess.run([sys.executable, "-c", _MANY, argv], capture_output=True, text=True, env=env, timeout=timeout,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", _MANY, argv], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return [subprocess.CompletedProcess(c, **o) for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]))]
 
@@ -69,10 +76,30 @@ def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache):
     assert res["n_neurons_total"] == 46080 and len(res["splits"]) == 2
     assert {"overlap_rate", "iou", "chance_iou", "p_value"} <= set(res["pairwise"][0])
     # the same command again: every sample from the cache, same neurons; then compare and evaluate
-    r2, cmp, ev = cli_many([*locate, "--out", out2], ["compare", out1, out2, "--out", tmp_path / "c.json"],
-                           ["evaluate", "--dataset", "arithmetic", "--n", 2, "--neurons", out1, "--control-draws", 1,
-                            "--fewshot", 0, "--max-new-tokens", 6, "--bootstrap", 50, "--out", tmp_path / "e.json"],
-                           cache=cli_cache)
+    r2, cmp, ev = cli_many(
+        [*locate, "--out", out2],
+        ["compare", out1, out2, "--out", tmp_path / "c.json"],
+        [
+            "evaluate",
+            "--dataset",
+            "arithmetic",
+            "--n",
+            2,
+            "--neurons",
+            out1,
+            "--control-draws",
+            1,
+            "--fewshot",
+            0,
+            "--max-new-tokens",
+            6,
+            "--bootstrap",
+            50,
+            "--out",
+            tmp_path / "e.json",
+        ],
+        cache=cli_cache,
+    )
     assert r2.returncode == 0 and "0 computed" in r2.stdout
     again = json.loads(out2.read_text())
     assert again["cache"]["computed"] == 0 and again["neurons"] == res["neurons"]
@@ -87,10 +114,26 @@ def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache):
 
 def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
     env = {**os.environ, "CNL_CACHE_DIR": str(cli_cache), "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "cnl_core", "locate", "--dataset", "gsm8k", "--n", 12, "--splits", 1, "--seed", 5,
-            "--batch-size", 1]
+    args = [
+        sys.executable,
+        "-m",
+        "cnl_core",
+        "locate",
+        "--dataset",
+        "gsm8k",
+        "--n",
+        12,
+        "--splits",
+        1,
+        "--seed",
+        5,
+        "--batch-size",
+        1,
+    ]
     before = set((cli_cache / "scores").glob("*/shard-*.safetensors"))
-    proc = subprocess.Popen(list(map(str, args)), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        list(map(str, args)), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     shards = []
     while time.time() < deadline and len(shards) < 2:
@@ -99,8 +142,22 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(shards) >= 2, "no shard was written before the deadline"
-    r = cli("locate", "--dataset", "gsm8k", "--n", 12, "--splits", 1, "--seed", 5, "--batch-size", 4,
-            "--out", tmp_path / "r.json", cache=cli_cache)
+    r = cli(
+        "locate",
+        "--dataset",
+        "gsm8k",
+        "--n",
+        12,
+        "--splits",
+        1,
+        "--seed",
+        5,
+        "--batch-size",
+        4,
+        "--out",
+        tmp_path / "r.json",
+        cache=cli_cache,
+    )
     assert r.returncode == 0, r.stderr
     cache = json.loads((tmp_path / "r.json").read_text())["cache"]
     assert cache["reused"] >= 2 and cache["reused"] + cache["computed"] == 12
@@ -109,9 +166,13 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
 
 def test_run_from_config_file(tmp_path, cli_cache):
     out = tmp_path / "loc.json"
-    config = {"model": {"model": "smollm2-135m"},
-              "steps": [{"command": "locate", "dataset": "arithmetic", "n": 2, "splits": 1, "seed": 9, "out": str(out)},
-                        {"command": "compare", "files": [str(out), str(out)]}]}
+    config = {
+        "model": {"model": "smollm2-135m"},
+        "steps": [
+            {"command": "locate", "dataset": "arithmetic", "n": 2, "splits": 1, "seed": 9, "out": str(out)},
+            {"command": "compare", "files": [str(out), str(out)]},
+        ],
+    }
     path = tmp_path / "run.json"
     path.write_text(json.dumps(config))
     r = cli("run", path, cache=cli_cache)
@@ -136,33 +197,62 @@ BAD_INPUTS = [
 def test_bad_input_is_a_one_line_error(tmp_path, cli_cache):
     bad = tmp_path / "bad.json"  # neurons the model does not have
     bad.write_text(json.dumps({"grid": {"n_layers": 30, "width": 1536}, "neurons": [[31, 0]]}))
-    cases = [*BAD_INPUTS, (["evaluate", "--dataset", "arithmetic", "--n", "1", "--neurons", str(bad)],
-                           "Layer 31 does not exist")]
+    cases = [
+        *BAD_INPUTS,
+        (["evaluate", "--dataset", "arithmetic", "--n", "1", "--neurons", str(bad)], "Layer 31 does not exist"),
+    ]
     for (args, message), r in zip(cases, cli_many(*(a for a, _ in cases), cache=cli_cache)):
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
 
 
 def test_own_csv_works_as_a_dataset_and_export_writes_the_dashboard_files(tmp_path, cli_cache):
-    rows = ["Ticket Text,Route To"] + [f'"My invoice {i} is wrong, please fix it",billing' for i in range(6)] + \
-           [f'"The app crashes on screen {i}",tech' for i in range(6)]
+    rows = (
+        ["Ticket Text,Route To"]
+        + [f'"My invoice {i} is wrong, please fix it",billing' for i in range(6)]
+        + [f'"The app crashes on screen {i}",tech' for i in range(6)]
+    )
     data = tmp_path / "tickets.csv"
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "t.json"
-    r, bad, ex = cli_many(["locate", "--dataset", data, "--prompt-column", "Ticket Text", "--answer-column", "Route To",
-                           "--labels", "billing,tech", "--n", 2, "--splits", 2, "--out", out],
-                          ["locate", "--dataset", data, "--prompt-column", "Text", "--answer-column", "Route To"],
-                          ["export", out, "--out-dir", tmp_path / "exp"], cache=cli_cache)
+    r, bad, ex = cli_many(
+        [
+            "locate",
+            "--dataset",
+            data,
+            "--prompt-column",
+            "Ticket Text",
+            "--answer-column",
+            "Route To",
+            "--labels",
+            "billing,tech",
+            "--n",
+            2,
+            "--splits",
+            2,
+            "--out",
+            out,
+        ],
+        ["locate", "--dataset", data, "--prompt-column", "Text", "--answer-column", "Route To"],
+        ["export", out, "--out-dir", tmp_path / "exp"],
+        cache=cli_cache,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
-    assert res["dataset"].startswith("tickets-") and all(i.startswith(res["dataset"] + "/")
-                                                         for s in res["splits"] for i in s["sample_ids"])
+    assert res["dataset"].startswith("tickets-") and all(
+        i.startswith(res["dataset"] + "/") for s in res["splits"] for i in s["sample_ids"]
+    )
     assert bad.returncode == 2 and "Column 'Text' is not in the file" in bad.stderr
     assert ex.returncode == 0, ex.stderr
     stem = f"smollm2-135m_{res['dataset']}_t"
     names = {p.name for p in (tmp_path / "exp").iterdir()}
-    assert {f"located_{stem}.json", f"splits_{stem}.csv", f"top_neurons_{stem}.csv", f"heatmap_{stem}.png",
-            f"heatmap_{stem}.svg"} <= names
+    assert {
+        f"located_{stem}.json",
+        f"splits_{stem}.csv",
+        f"top_neurons_{stem}.csv",
+        f"heatmap_{stem}.png",
+        f"heatmap_{stem}.svg",
+    } <= names
     assert json.loads((tmp_path / "exp" / f"located_{stem}.json").read_text())["neurons"] == res["neurons"]
 
 
@@ -174,8 +264,21 @@ def test_inspect_and_steer_from_the_command_line(tmp_path, cli_cache):
         ["inspect", "--neuron", "12:100", "--dataset", "add1", "--dataset", "imdb", "--n", 2, "--out", out],
         ["inspect", "--neuron", "40:1", "--dataset", "add1"],
         ["inspect", "--neuron", "12/100", "--model", "/no/such/model"],
-        ["steer", "--prompt", "Question: What is 2 + 2?\nAnswer:", "--neurons", neurons, "--max-new-tokens", 3,
-         "--positions", "answer", "--out", tmp_path / "s.json"], cache=cli_cache)
+        [
+            "steer",
+            "--prompt",
+            "Question: What is 2 + 2?\nAnswer:",
+            "--neurons",
+            neurons,
+            "--max-new-tokens",
+            3,
+            "--positions",
+            "answer",
+            "--out",
+            tmp_path / "s.json",
+        ],
+        cache=cli_cache,
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert (data["layer"], data["index"]) == (12, 100) and set(data["stats"]) == {"add1", "imdb"}
@@ -206,8 +309,15 @@ def test_a_full_disk_keeps_the_earlier_out_file_and_says_so(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    r = subprocess.run([sys.executable, "-m", "cnl_core", "compare", *map(str, files), "--out", str(out)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=full_disk)
+    r = subprocess.run(
+        [sys.executable, "-m", "cnl_core", "compare", *map(str, files), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        preexec_fn=full_disk,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"error: Could not write {out}" in r.stderr and "earlier file there is unchanged" in r.stderr
     assert out.read_text() == earlier and {p.name for p in tmp_path.iterdir()} == {"cmp.json", *(f.name for f in files)}

@@ -17,8 +17,26 @@ def _quiet(*args, **kwargs):
 @pytest.fixture()
 def located_state(lm, score_cache):
     state = new_session()
-    md, state = locate_tab.locate_ui(["arithmetic"], 2, 2, 0, "grad_x_act", 20, "right", None, None, 4, "relative",
-                                     0.1, 0.5, 100, 3.0, "positive", state, progress=_quiet)
+    md, state = locate_tab.locate_ui(
+        ["arithmetic"],
+        2,
+        2,
+        0,
+        "grad_x_act",
+        20,
+        "right",
+        None,
+        None,
+        4,
+        "relative",
+        0.1,
+        0.5,
+        100,
+        3.0,
+        "positive",
+        state,
+        progress=_quiet,
+    )
     assert "arithmetic" in md
     return state
 
@@ -32,8 +50,12 @@ def test_relocalize_export_and_reload(located_state):
     assert after.n_located >= before.n_located and after.params.tau == 0.05 and before.params.tau == 0.1
     files = export_tab.export_ui(state)
     names = {f.rsplit("/", 1)[-1] for f in files}
-    assert {"located_smollm2-135m_arithmetic.json", "splits_smollm2-135m_arithmetic.csv",
-            "heatmap_smollm2-135m_arithmetic.png", "heatmap_smollm2-135m_arithmetic.svg"} <= names
+    assert {
+        "located_smollm2-135m_arithmetic.json",
+        "splits_smollm2-135m_arithmetic.csv",
+        "heatmap_smollm2-135m_arithmetic.png",
+        "heatmap_smollm2-135m_arithmetic.svg",
+    } <= names
     assert all(str(cache_root()) in f for f in files)
     located = next(f for f in files if f.endswith(".json"))
     fresh = new_session()
@@ -46,8 +68,15 @@ def test_relocalize_export_and_reload(located_state):
     assert heat is not None and len(top) > 0 and click_map.shape == (30 * 12, 48 * 16, 3)
 
 
-@pytest.mark.parametrize("content", ['{"neurons": [[99, 0]], "grid": {"n_layers": 30, "width": 1536}}', "not json",
-                                     "[1, 2]", '{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1]], "model": 5}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"neurons": [[99, 0]], "grid": {"n_layers": 30, "width": 1536}}',
+        "not json",
+        "[1, 2]",
+        '{"grid": {"n_layers": 30, "width": 1536}, "neurons": [[0, 1]], "model": 5}',
+    ],
+)
 def test_bad_reload_files_give_a_clear_error_and_leave_the_session_as_it_was(tmp_path, content):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -83,8 +112,27 @@ def test_sweep_negative_set_and_decoupling_from_the_dashboard(located_state):
     assert "smollm2-135m:arithmetic/negative" in names and "smollm2-135m:arithmetic/split1" in names
     md, state = locate_tab.relocalize_ui("relative", 0.1, 0.5, 100, 3.0, "negative", state)
     assert "sign negative" in md
-    plot, table = studies_tab.decouple_ui("arithmetic", "imdb", 2, "0 1", 1, "grad_x_act", 20, "right", None, None,
-                                          4, "relative", 0.1, 0.5, 100, 3.0, "positive", state, progress=_quiet)
+    plot, table = studies_tab.decouple_ui(
+        "arithmetic",
+        "imdb",
+        2,
+        "0 1",
+        1,
+        "grad_x_act",
+        20,
+        "right",
+        None,
+        None,
+        4,
+        "relative",
+        0.1,
+        0.5,
+        100,
+        3.0,
+        "positive",
+        state,
+        progress=_quiet,
+    )
     full = table[table["shared fraction f"] == 1.0]
     assert len(table) == 4 and (full["iou"] == 1.0).all()
     with pytest.raises(gr.Error, match="at least two datasets"):
@@ -101,7 +149,7 @@ def test_the_click_map_opens_the_strongest_neuron_of_a_cell_and_the_inspector_de
     picked = inspector_panel.neuron_at(state, x, y)
     pl, pi = (int(v) for v in picked.split(":"))
     assert pl == layer and pi // 32 == index // 32
-    assert values[pl, pi] == values[layer, (index // 32) * 32:(index // 32 + 1) * 32].max()
+    assert values[pl, pi] == values[layer, (index // 32) * 32 : (index // 32 + 1) * 32].max()
     summary, promoted, suppressed, stats, highlighted = inspector_panel.inspect_ui(picked, ["arithmetic"], 2, state)
     assert f"Neuron {picked}" in summary and "rank" in summary
     assert len(promoted) >= 10 and list(stats["dataset"]) == ["arithmetic"] and highlighted
@@ -131,8 +179,9 @@ def test_the_matrix_honours_the_tabs_token_positions(located_state):
     state = located_state
     cells = {}
     for positions in ("answer", "all"):
-        _, state = intervene_tab.matrix_ui("zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state,
-                                           progress=_quiet)
+        _, state = intervene_tab.matrix_ui(
+            "zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state, progress=_quiet
+        )
         assert state.matrix.positions == positions and state.matrix.to_json()["positions"] == positions
         cells[positions] = state.matrix.cell("arithmetic", "add1", "delta_gold_loglik")
     assert cells["answer"] != cells["all"]  # the prompt's positions left alone: a different change

@@ -29,10 +29,12 @@ def _run(args, cache, processes=1, env=None):
     process either way: the same matrix kernels, so the same bits (threads change the last float bit)."""
     outer = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    head = [sys.executable, "-m", "cnl_core"] if processes == 1 else \
-        [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "cnl_core", "--"]
-    return subprocess.run(head + [str(a) for a in args], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=300)
+    head = (
+        [sys.executable, "-m", "cnl_core"]
+        if processes == 1
+        else [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "cnl_core", "--"]
+    )
+    return subprocess.run(head + [str(a) for a in args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,23 @@ def test_two_processes_compute_only_what_the_cache_lacks(located):
 
 def test_two_processes_evaluate_as_one(located):
     tmp, cache, _, _, _ = located
-    args = ["evaluate", "--dataset", "add1", "--n", 6, "--neurons", tmp / "one.json", "--control-draws", 1,
-            "--fewshot", 0, "--batch-size", 2, "--bootstrap", 50]
+    args = [
+        "evaluate",
+        "--dataset",
+        "add1",
+        "--n",
+        6,
+        "--neurons",
+        tmp / "one.json",
+        "--control-draws",
+        1,
+        "--fewshot",
+        0,
+        "--batch-size",
+        2,
+        "--bootstrap",
+        50,
+    ]
     r1 = _run([*args, "--out", tmp / "e1.json"], cache)
     r2 = _run([*args, "--out", tmp / "e2.json"], cache, processes=2)
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr

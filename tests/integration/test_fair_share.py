@@ -20,8 +20,9 @@ TASK = "cnl_local_sums"
 @pytest.fixture()
 def long_task(tmp_path):
     """The multiple-choice sums task of test_lm_eval.py with 400 rows: minutes for the harness on a CPU."""
-    rows = [{"a": i, "b": 2 * i, "choices": [f" {3 * i}", f" {3 * i + 1}", f" {3 * i - 2}"], "label": 0}
-            for i in range(400)]
+    rows = [
+        {"a": i, "b": 2 * i, "choices": [f" {3 * i}", f" {3 * i + 1}", f" {3 * i - 2}"], "label": 0} for i in range(400)
+    ]
     data = tmp_path / "sums.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / f"{TASK}.yaml").write_text(TASK_YAML.format(data=data))
@@ -41,8 +42,22 @@ def test_cancel_stops_a_harness_run_mid_task_and_frees_the_model(long_task):
 
     def run():
         try:
-            outcome["returned"] = harness_panel.harness_ui("hand", "zero", 2.0, "all", TASK, str(long_task), 400, 0, 0,
-                                                           -1, 0, False, state, progress=lambda *a, **k: None)
+            outcome["returned"] = harness_panel.harness_ui(
+                "hand",
+                "zero",
+                2.0,
+                "all",
+                TASK,
+                str(long_task),
+                400,
+                0,
+                0,
+                -1,
+                0,
+                False,
+                state,
+                progress=lambda *a, **k: None,
+            )
         except gr.Error as exc:
             outcome["error"] = exc
 

@@ -16,8 +16,9 @@ def test_the_format_token_is_almost_certain_and_its_probability_moves_under_zero
     prompts = [f"{shots}Question: What is {a} + {b}?\nAnswer:" for a, b in ((2, 3), (4, 1), (6, 2))]
     grid = lm.grid
     wide = NeuronSet.from_pairs(grid, [[layer, i] for layer in range(0, 8) for i in range(0, 1536, 3)])
-    out = format_token_probability(lm, prompts, " ", {"unmodified": None, "zeroed": Intervention(wide, "zero")},
-                                   draws=50)
+    out = format_token_probability(
+        lm, prompts, " ", {"unmodified": None, "zeroed": Intervention(wide, "zero")}, draws=50
+    )
     assert out["unmodified"]["p"] > 0.9  # " 5" starts with a bare space token
     assert out["zeroed"]["p"] < out["unmodified"]["p"] - 0.05
     assert out["unmodified"]["ci"][0] <= out["unmodified"]["p"] <= out["unmodified"]["ci"][1]
@@ -35,8 +36,11 @@ def test_knowledge_cli_reads_a_facts_csv(tmp_path, score_cache, capsys):
     from cnl_core.errors import DatasetError
 
     csv = tmp_path / "facts.csv"
-    csv.write_text("subject,relation,answer,templates\nJapan,capital,Tokyo,The capital of {subject} is | "
-                   "{subject}'s capital is\nFrance,capital,Paris,\nAtlantis,capital,Zorblax,\n", encoding="utf-8")
+    csv.write_text(
+        "subject,relation,answer,templates\nJapan,capital,Tokyo,The capital of {subject} is | "
+        "{subject}'s capital is\nFrance,capital,Paris,\nAtlantis,capital,Zorblax,\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "known.json"
     main(["knowledge", "facts", "--facts-csv", str(csv), "--shots", "1", "--out", str(out)], exit_on_error=False)
     data = json.loads(out.read_text())

@@ -67,17 +67,21 @@ def test_the_child_scores_as_the_server_does_and_leaves_nothing(lm, tmp_path):
     local = Harness(lm, HarnessSettings(tasks=("iso_sums",), include_path=str(task_folder(tmp_path, absolute=True))))
     here = [local.evaluate(None)[0], local.evaluate(iv)[0]]
     for a, b in zip(child, here):
-        assert {k: m.value for k, m in a["iso_sums"].metrics.items()} == \
-            {k: m.value for k, m in b["iso_sums"].metrics.items()}
+        assert {k: m.value for k, m in a["iso_sums"].metrics.items()} == {
+            k: m.value for k, m in b["iso_sums"].metrics.items()
+        }
     assert child[0]["iso_sums"].metrics != child[1]["iso_sums"].metrics  # the intervention reached the child's run
     assert not folder.exists()
 
 
-@pytest.mark.parametrize("template,words", [
-    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}x", "CPU-time limit"),
-    ("{{ 'x' * 1000000000 }}", "at most 100,000 characters"),
-    ("{{ ''.__class__.__mro__ }}", "could not run iso_sums"),
-])
+@pytest.mark.parametrize(
+    "template,words",
+    [
+        ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}x", "CPU-time limit"),
+        ("{{ 'x' * 1000000000 }}", "at most 100,000 characters"),
+        ("{{ ''.__class__.__mro__ }}", "could not run iso_sums"),
+    ],
+)
 def test_a_hostile_template_is_stopped_in_the_child_with_a_sentence(lm, tmp_path, template, words):
     settings = HarnessSettings(tasks=("iso_sums",), include_path=str(task_folder(tmp_path, template, rows=2)))
     started = time.monotonic()

@@ -28,8 +28,11 @@ def test_top_examples_really_are_the_highest_and_stats_add_up(lm):
     specs = [get_dataset("add1"), get_dataset("imdb")]
     rep = inspect_neuron(lm, 12, 100, specs, n=6, top_k=3)
     assert set(rep.stats) == {"add1", "imdb"} and rep.stats["add1"].samples == 6
-    everything = [e for spec in specs  # the same samples, recomputed independently
-                  for e in token_activations(lm, spec, draw_disjoint([s.id for s in spec.rows()], [6], 0)[0], 12, 100)]
+    everything = [
+        e
+        for spec in specs  # the same samples, recomputed independently
+        for e in token_activations(lm, spec, draw_disjoint([s.id for s in spec.rows()], [6], 0)[0], 12, 100)
+    ]
     best = sorted((max(e.activations) for e in everything), reverse=True)[:3]
     assert [e.max_activation for e in rep.top_examples] == best
     for ex in rep.top_examples:
@@ -45,8 +48,9 @@ def test_top_examples_really_are_the_highest_and_stats_add_up(lm):
 def test_steering_with_an_empty_set_equals_the_baseline_and_zeroing_changes_the_answer(lm):
     prompt = "Question: What is 3 + 4?\nAnswer:"
     empty = Intervention(NeuronSet.from_flat(lm.grid, []), "zero")
-    many = Intervention(NeuronSet.from_pairs(lm.grid, [[layer, i] for layer in range(2, 28, 2) for i in range(0, 1536, 9)]),
-                        "zero")
+    many = Intervention(
+        NeuronSet.from_pairs(lm.grid, [[layer, i] for layer in range(2, 28, 2) for i in range(0, 1536, 9)]), "zero"
+    )
     res = steer(lm, prompt, {"baseline": None, "intervened": empty, "control": many}, max_new_tokens=4)
     base, same = res.answers["baseline"], res.answers["intervened"]
     assert same.token_ids == base.token_ids and same.logprobs == base.logprobs
@@ -70,7 +74,10 @@ def test_steering_at_the_answer_positions_changes_each_position_that_predicts_an
     assert short["answer"].baseline_under["intervened"] == short["all"].baseline_under["intervened"]
     prompt = "Question: What is 3 + 4?\nAnswer:"
     long = {p: steer(lm, prompt, {"baseline": None, "intervened": iv}, max_new_tokens=3) for p, iv in at.items()}
-    answer, every, base = (long["answer"].baseline_under["intervened"], long["all"].baseline_under["intervened"],
-                           long["all"].baseline_under["baseline"])
+    answer, every, base = (
+        long["answer"].baseline_under["intervened"],
+        long["all"].baseline_under["intervened"],
+        long["all"].baseline_under["baseline"],
+    )
     assert answer != every and answer != base
     assert long["answer"].to_json()["intervention"]["positions"] == "answer"

@@ -66,8 +66,16 @@ def test_evaluation_samples_avoid_located_and_fewshot_samples():
 def test_run_evaluate_reports_baseline_intervention_and_control(lm):
     neurons = some_neurons(lm)
     located = [s.id for s in get_dataset("arithmetic").rows()[:10]]
-    typed = run_evaluate(lm, "arithmetic", 4, seed=0, intervention=Intervention(neurons, "zero"), control_draws=2,
-                         located_ids=located, cfg=FAST)
+    typed = run_evaluate(
+        lm,
+        "arithmetic",
+        4,
+        seed=0,
+        intervention=Intervention(neurons, "zero"),
+        control_draws=2,
+        located_ids=located,
+        cfg=FAST,
+    )
     res = typed.to_json()
     assert EvalResult.from_json(res).to_json() == res  # the JSON reads back to the same result
     assert res["n"] == 4 and not set(res["sample_ids"]) & set(located)
@@ -80,14 +88,21 @@ def test_run_evaluate_reports_baseline_intervention_and_control(lm):
     assert len(controls) == 2 and all(len(c) == len(neurons) for c in controls)
     assert not {tuple(x) for c in controls for x in c} & {tuple(x) for x in neurons.pairs()}
     assert res["intervened"]["delta_gold_loglik"] == pytest.approx(
-        res["intervened"]["gold_loglik"] - res["baseline"]["gold_loglik"], abs=1e-6)
+        res["intervened"]["gold_loglik"] - res["baseline"]["gold_loglik"], abs=1e-6
+    )
     assert res["examples"] and "before" in res["examples"][0] and "after" in res["examples"][0]
 
 
 def test_choice_task_accuracy_and_matrix(lm):
     neurons = some_neurons(lm)
-    res = run_matrix(lm, {"arith": (Intervention(neurons, "amplify", 3.0), [])}, ["imdb", "arithmetic"], 2, seed=1,
-                     cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50)).to_json()
+    res = run_matrix(
+        lm,
+        {"arith": (Intervention(neurons, "amplify", 3.0), [])},
+        ["imdb", "arithmetic"],
+        2,
+        seed=1,
+        cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50),
+    ).to_json()
     for target in ("imdb", "arithmetic"):
         cell = res["cells"]["arith"][target]
         assert cell["delta_gold_loglik"] is not None and np.isfinite(cell["delta_gold_loglik"])
@@ -98,8 +113,10 @@ def test_the_dose_response_honours_the_token_positions(lm):
     """Issue #28: positions reach every point of the dose curve (the tab's radio was dropped before)."""
     neurons = some_neurons(lm, per_layer=40)
     cfg = EvalConfig(num_fewshot=0, max_new_tokens=4, bootstrap=0)
-    curves = {p: run_dose_response(lm, "add1", neurons, (0.0, 1.0), 2, seed=1, cfg=cfg, positions=p)
-              for p in ("all", "answer")}
+    curves = {
+        p: run_dose_response(lm, "add1", neurons, (0.0, 1.0), 2, seed=1, cfg=cfg, positions=p)
+        for p in ("all", "answer")
+    }
     assert curves["all"][1] == curves["answer"][1]  # factor 1: the unmodified model either way
     assert curves["all"][0].delta_gold_loglik != curves["answer"][0].delta_gold_loglik
 
@@ -113,7 +130,7 @@ def test_finetuning_changes_only_the_located_neurons_and_is_restored(lm):
     with finetuned(lm, neurons, spec.rows()[:4], steps=3, lr=1e-2) as losses:
         assert len(losses) == 3
         for (w, mask), orig in zip(masks, originals):
-            changed = (w.detach() != orig)
+            changed = w.detach() != orig
             assert changed.any()
             assert not (changed & ~mask).any()  # nothing outside the neurons' rows/columns moved
         touched = {id(w) for w, _ in masks}

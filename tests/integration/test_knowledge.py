@@ -51,7 +51,7 @@ def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
     sets = [NeuronSet.from_flat(grid, torch.nonzero(m).flatten().numpy()) for m in masks]
     per_fact = []
     for f in range(2):  # the same-fact group by hand: mean over a fact's pairs, then over facts
-        own = sets[6 * f:6 * f + 6]
+        own = sets[6 * f : 6 * f + 6]
         per_fact.append(sum(compare_sets(own[i], own[j]).iou for i in range(6) for j in range(i + 1, 6)) / 15)
     assert res.group("same fact, other wording").iou == pytest.approx(sum(per_fact) / 2, abs=1e-6)
     assert res.per_paraphrase_size[paras[0].id] == len(sets[0]) > 0
@@ -69,8 +69,9 @@ def test_causal_tracing_restores_the_answer_at_some_layer(lm):
 def test_an_edit_changes_the_fact_and_the_weights_come_back(lm):
     f = FACTS.fact("capital/France")
     before = lm.ffn.down[4].weight.detach().clone()
-    rows = edit_fact_by_layer(lm, FACTS, f, " Madrid", [], [4], EditConfig(steps=8, covariance_tokens=2000),
-                              use_cache=False)
+    rows = edit_fact_by_layer(
+        lm, FACTS, f, " Madrid", [], [4], EditConfig(steps=8, covariance_tokens=2000), use_cache=False
+    )
     assert rows[0]["p_new_edit"] > 0.5 and rows[0]["success"]
     assert torch.equal(lm.ffn.down[4].weight, before)  # restored exactly after the edit
     edit = FACTS.paraphrases(f)[0]
@@ -85,7 +86,10 @@ def test_an_edit_changes_the_fact_and_the_weights_come_back(lm):
 def test_zeroing_a_facts_neurons_moves_it_more_than_random_neurons(lm, facts_cache):
     cfg = ReliabilityConfig(control_draws=1, other_facts=1, modes=("zero",), bootstrap=100)
     res = run_reliability(lm, FACTS, ["capital/France", "capital/Germany"], cfg)
-    located, random_ = res.row("zero", "located", "held-out paraphrases"), res.row("zero", "random", "held-out paraphrases")
+    located, random_ = (
+        res.row("zero", "located", "held-out paraphrases"),
+        res.row("zero", "random", "held-out paraphrases"),
+    )
     assert located["facts"] == 2 and located["delta_logp"] < random_["delta_logp"] - 0.5
     assert abs(random_["delta_logp"]) < 0.5
 

@@ -13,8 +13,9 @@ def _quiet(*args, **kwargs):
 
 def test_knowledge_panel_runs_fidelity_and_refuses_bad_input(lm, score_cache, tmp_path):
     state = new_session()
-    text, fidelity, reliability, editing = knowledge_panel.knowledge_ui(["capital"], None, 2, ["fidelity"], 0.2, state,
-                                                                        progress=_quiet)
+    text, fidelity, reliability, editing = knowledge_panel.knowledge_ui(
+        ["capital"], None, 2, ["fidelity"], 0.2, state, progress=_quiet
+    )
     assert "same fact, other wording" in text and "capability split" in text
     assert fidelity is not None and reliability is None and editing is None
     with pytest.raises(gr.Error, match="at least one part"):
@@ -29,7 +30,25 @@ def test_knowledge_panel_runs_fidelity_and_refuses_bad_input(lm, score_cache, tm
 
 def test_null_panel_compares_the_picked_set_with_unrelated_data(lm, score_cache):
     state = new_session()
-    _, state = locate_tab.locate_ui(["add1_content"], 3, 2, 0, "grad_x_act", 20, "right", None, None, 4, "relative",
-                                    0.1, 0.5, 100, 3.0, "positive", state, progress=_quiet)
+    _, state = locate_tab.locate_ui(
+        ["add1_content"],
+        3,
+        2,
+        0,
+        "grad_x_act",
+        20,
+        "right",
+        None,
+        None,
+        4,
+        "relative",
+        0.1,
+        0.5,
+        100,
+        3.0,
+        "positive",
+        state,
+        progress=_quiet,
+    )
     text = null_panel.null_ui("smollm2-135m:add1_content", "unrelated", "successor", 1, state, progress=_quiet)
     assert "empirical null (add1_content vs successor" in text and "split IoU" in text

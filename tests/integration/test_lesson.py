@@ -41,8 +41,26 @@ def test_a_baseline_is_measured_once_and_marks_the_data_tab(lm, score_cache, mon
 
 def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, monkeypatch):
     state = new_session()
-    locate_tab.locate_ui(["add1"], 4, 2, 0, "grad_x_act", 20, "right", None, None, 8, "relative", 0.1, 0.5, 100, 3.0,
-                         "positive", state, progress=_quiet)
+    locate_tab.locate_ui(
+        ["add1"],
+        4,
+        2,
+        0,
+        "grad_x_act",
+        20,
+        "right",
+        None,
+        None,
+        8,
+        "relative",
+        0.1,
+        0.5,
+        100,
+        3.0,
+        "positive",
+        state,
+        progress=_quiet,
+    )
     real, calls = intervene_tab.served, []
 
     def cancelled_second(*args, **kwargs):
@@ -52,8 +70,9 @@ def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(intervene_tab, "served", cancelled_second)
-    out = intervene_tab.intervene_ui("smollm2-135m:add1", "zero", 2.0, "all", ["add1", "successor"], 4, 0, 1, 1, 4,
-                                     False, state, progress=_quiet)
+    out = intervene_tab.intervene_ui(
+        "smollm2-135m:add1", "zero", 2.0, "all", ["add1", "successor"], 4, 0, 1, 1, 4, False, state, progress=_quiet
+    )
     assert out == gr.skip()  # a grey "Cancelled" notice; the page keeps what it shows
     assert [[r.dataset for r in run] for run in state.history] == [["add1"]]  # the finished one is kept
     *outputs, reading = intervene_tab.cancelled_ui(state)
@@ -62,6 +81,10 @@ def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, m
     # a run cancelled before any dataset finished leaves no empty run behind
     calls.clear()
     calls.append("first")
-    assert intervene_tab.intervene_ui("smollm2-135m:add1", "zero", 2.0, "all", ["successor"], 4, 0, 1, 1, 4, False,
-                                      state, progress=_quiet) == gr.skip()
+    assert (
+        intervene_tab.intervene_ui(
+            "smollm2-135m:add1", "zero", 2.0, "all", ["successor"], 4, 0, 1, 1, 4, False, state, progress=_quiet
+        )
+        == gr.skip()
+    )
     assert len(state.history) == 1

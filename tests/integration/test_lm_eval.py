@@ -76,7 +76,8 @@ def task_dir(tmp_path_factory) -> Path:
 def neurons_file(tmp_path_factory, lm) -> Path:
     neurons = NeuronSet.from_pairs(lm.grid, [[layer, i * 37] for layer in range(lm.grid.n_layers) for i in range(20)])
     return LocateResult(model="smollm2-135m", dataset="hand", neurons=neurons).write(
-        tmp_path_factory.mktemp("lm-eval-neurons") / "neurons.json")
+        tmp_path_factory.mktemp("lm-eval-neurons") / "neurons.json"
+    )
 
 
 def _values(scores: dict) -> dict:
@@ -89,10 +90,35 @@ def test_command_matches_a_plain_harness_run_and_zeroing_changes_the_scores(task
 
     out = tmp_path / "lm_eval.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "cnl_core", "lm-eval", "--tasks", TASK, "--include-path", task_dir,
-                        "--neurons", neurons_file, "--intervention", "zero", "--control-draws", "1", "--limit", "6",
-                        "--batch-size", "4", "--out", out], capture_output=True, text=True, env=env, cwd=ROOT,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnl_core",
+            "lm-eval",
+            "--tasks",
+            TASK,
+            "--include-path",
+            task_dir,
+            "--neurons",
+            neurons_file,
+            "--intervention",
+            "zero",
+            "--control-draws",
+            "1",
+            "--limit",
+            "6",
+            "--batch-size",
+            "4",
+            "--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"| {TASK} | acc |" in r.stdout and "600 located neurons zeroed" in r.stdout
     res = json.loads(out.read_text())
@@ -102,10 +128,16 @@ def test_command_matches_a_plain_harness_run_and_zeroing_changes_the_scores(task
     assert set(ours) == {"acc,none", "acc_norm,none", "brier_score,none"} and ours["acc,none"][1] is not None
 
     # The same task and settings, run by the harness alone: it loads the model from its folder itself.
-    plain = simple_evaluate(model="hf", model_args={"pretrained": str(cache_root() / "models" / "smollm2-135m"),
-                                                    "dtype": "float32", "device": "cpu"},
-                            tasks=[TASK], task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
-                            limit=6, batch_size=4, bootstrap_iters=1000, log_samples=False)
+    plain = simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(cache_root() / "models" / "smollm2-135m"), "dtype": "float32", "device": "cpu"},
+        tasks=[TASK],
+        task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+        limit=6,
+        batch_size=4,
+        bootstrap_iters=1000,
+        log_samples=False,
+    )
     row = plain["results"][TASK]
     # The lab hands the harness's requests to the model a batch at a time (the model's lock per batch, issue #32),
     # so the padding of a batch can differ from one plain run's: float32 rounding, well under 1e-6.
@@ -120,8 +152,12 @@ def test_command_matches_a_plain_harness_run_and_zeroing_changes_the_scores(task
     assert zeroed["brier_score,none"][0] != pytest.approx(ours["brier_score,none"][0], abs=1e-6)
     assert control["brier_score,none"][0] != pytest.approx(zeroed["brier_score,none"][0], abs=1e-6)
     diff = res["differences"][TASK]["brier_score,none"]
-    assert diff["intervened_minus_unmodified"] == pytest.approx(zeroed["brier_score,none"][0] - ours["brier_score,none"][0])
-    assert diff["control_minus_unmodified"] == pytest.approx(control["brier_score,none"][0] - ours["brier_score,none"][0])
+    assert diff["intervened_minus_unmodified"] == pytest.approx(
+        zeroed["brier_score,none"][0] - ours["brier_score,none"][0]
+    )
+    assert diff["control_minus_unmodified"] == pytest.approx(
+        control["brier_score,none"][0] - ours["brier_score,none"][0]
+    )
     assert HarnessEvalResult.read(out).to_json() == res  # the file reads back to the same result
 
 
@@ -136,11 +172,13 @@ def test_library_run_leaves_the_model_unchanged_and_feeds_the_dashboard_charts(l
     [shown] = res.as_eval_results()
     acc = res.baseline[TASK].metrics["acc,none"]
     assert shown.dataset == f"lm-eval:{TASK} [acc,none]" and shown.baseline.accuracy == acc.value
-    assert shown.baseline.accuracy_ci == pytest.approx([acc.value - 1.96 * acc.stderr, acc.value + 1.96 * acc.stderr],
-                                                       abs=1e-4)
+    assert shown.baseline.accuracy_ci == pytest.approx(
+        [acc.value - 1.96 * acc.stderr, acc.value + 1.96 * acc.stderr], abs=1e-4
+    )
     assert math.isnan(shown.baseline.gold_loglik) and shown.control.accuracy_std is not None
     assert shown.intervened.deltas.delta_accuracy == pytest.approx(
-        res.intervened[TASK].metrics["acc,none"].value - acc.value)
+        res.intervened[TASK].metrics["acc,none"].value - acc.value
+    )
 
 
 def test_dashboard_runs_a_harness_task_into_the_same_charts_and_history(lm, task_dir, neurons_file):
@@ -149,8 +187,9 @@ def test_dashboard_runs_a_harness_task_into_the_same_charts_and_history(lm, task
 
     state = new_session()
     state.located["hand"] = Located(LocateResult.read(neurons_file))
-    state = harness_panel.harness_ui("hand", "zero", 2.0, "all", TASK, str(task_dir), 3, 0, 0, -1, 0, False, state,
-                                     progress=lambda *a, **k: None)
+    state = harness_panel.harness_ui(
+        "hand", "zero", 2.0, "all", TASK, str(task_dir), 3, 0, 0, -1, 0, False, state, progress=lambda *a, **k: None
+    )
     acc_plot, ll_plot, table, examples = intervene_tab.evaluation_outputs(state)
     assert acc_plot is not None and ll_plot is None  # the harness gives no gold log-likelihood
     assert list(table["tested on"].unique()) == [f"lm-eval:{TASK} [acc,none]"]
@@ -161,12 +200,40 @@ def test_dashboard_runs_a_harness_task_into_the_same_charts_and_history(lm, task
     csv = next(f for f in files if f.endswith("evaluation.csv"))
     assert f"lm-eval:{TASK}" in Path(csv).read_text()
     with pytest.raises(Exception, match="Unknown lm-eval task"):
-        harness_panel.harness_ui("hand", "zero", 2.0, "all", "no_such_task_xyz", str(task_dir), 3, 0, 0, -1, 0,
-                                 False, state, progress=lambda *a, **k: None)
+        harness_panel.harness_ui(
+            "hand",
+            "zero",
+            2.0,
+            "all",
+            "no_such_task_xyz",
+            str(task_dir),
+            3,
+            0,
+            0,
+            -1,
+            0,
+            False,
+            state,
+            progress=lambda *a, **k: None,
+        )
     state.model_for = lambda grid: pytest.fail("the model was asked for")
     with pytest.raises(Exception, match="Harness tasks change the neurons at every token position"):
-        harness_panel.harness_ui("hand", "zero", 2.0, "answer", TASK, str(task_dir), 3, 0, 0, -1, 0, False, state,
-                                 progress=lambda *a, **k: None)
+        harness_panel.harness_ui(
+            "hand",
+            "zero",
+            2.0,
+            "answer",
+            TASK,
+            str(task_dir),
+            3,
+            0,
+            0,
+            -1,
+            0,
+            False,
+            state,
+            progress=lambda *a, **k: None,
+        )
 
 
 def test_bad_requests_are_refused_before_the_model_loads(task_dir, tmp_path):
@@ -198,9 +265,11 @@ def test_harness_gsm8k_config_and_our_evaluator_extract_the_same_answers(lm, tmp
     (tmp_path / "gsm8k_local.yaml").write_text(
         f"include: {harness_yaml}\ntask: gsm8k_local\ndataset_path: json\ndataset_name: null\n"
         f"dataset_kwargs:\n  data_files:\n    train: {tmp_path / 'train.jsonl'}\n    test: {tmp_path / 'test.jsonl'}\n"
-        "fewshot_config:\n  sampler: first_n\n")  # the shots in file order, as our evaluator is given them
-    settings = HarnessSettings(tasks="gsm8k_local", include_path=str(tmp_path), num_fewshot=2, max_gen_toks=40,
-                               batch_size=1)
+        "fewshot_config:\n  sampler: first_n\n"
+    )  # the shots in file order, as our evaluator is given them
+    settings = HarnessSettings(
+        tasks="gsm8k_local", include_path=str(tmp_path), num_fewshot=2, max_gen_toks=40, batch_size=1
+    )
     manager = TaskManager(include_path=str(tmp_path), include_defaults=False)
     _, out = Harness(lm, settings, manager).evaluate(None, log_samples=True)
     logged = {(d["doc_id"], d["filter"]): d for d in out["samples"]["gsm8k_local"]}  # one entry per doc and filter
@@ -216,8 +285,10 @@ def test_harness_gsm8k_config_and_our_evaluator_extract_the_same_answers(lm, tmp
         shots = "".join(f"{ours[i].prompt}{ours[i].answer}\n\n" for i in shots_at)
         assert context == shots + sample.prompt  # the same shots in the same order, the same question
         assert generation == result.output  # the same greedy text, cut at the same stop strings
-        theirs = {name: None if d["filtered_resps"][0] == "[invalid]" else normalize_number(d["filtered_resps"][0])
-                  for name, d in (("strict", strict), ("flexible", flexible))}
+        theirs = {
+            name: None if d["filtered_resps"][0] == "[invalid]" else normalize_number(d["filtered_resps"][0])
+            for name, d in (("strict", strict), ("flexible", flexible))
+        }
         assert theirs == {"strict": extract_strict(result.output), "flexible": extract_flexible(result.output)}
         assert bool(flexible["exact_match"]) == result.correct and bool(strict["exact_match"]) == result.strict_correct
         found += theirs["strict"] is not None

@@ -31,10 +31,12 @@ def test_four_sessions_at_once_match_their_solo_results(lm, score_cache):
     jobs = {
         "locate_a": lambda: run_locate(lm, "arithmetic", 2, 2, seed=1, use_cache=False).result().neurons.pairs(),
         "locate_b": lambda: run_locate(lm, "asdiv", 2, 2, seed=2, use_cache=False).result().neurons.pairs(),
-        "zero": lambda: run_evaluate(lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 0), "zero"), control_draws=1,
-                                     cfg=CFG),
-        "amplify": lambda: run_evaluate(lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 100), "amplify", 3.0),
-                                        control_draws=1, cfg=CFG),
+        "zero": lambda: run_evaluate(
+            lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 0), "zero"), control_draws=1, cfg=CFG
+        ),
+        "amplify": lambda: run_evaluate(
+            lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 100), "amplify", 3.0), control_draws=1, cfg=CFG
+        ),
     }
     strip = lambda r: r if isinstance(r, list) else {k: v.to_json() for k, v in r.conditions().items()}  # noqa: E731
     alone = {name: strip(job()) for name, job in jobs.items()}
@@ -98,8 +100,10 @@ def test_same_seed_same_neurons_and_numbers_fresh_and_warm(lm, tmp_path, monkeyp
         r = run_locate(lm, "arithmetic", 3, 2, seed=4).result().to_json()
         results.append((r["neurons"], r["pairwise"], [s["sample_ids"] for s in r["splits"]]))
     assert results[0] == results[1] == results[2]
-    ev = [run_evaluate(lm, "arithmetic", 2, 5, Intervention(_neurons(lm, 0)), control_draws=1, cfg=CFG).to_json()
-          for _ in range(2)]
+    ev = [
+        run_evaluate(lm, "arithmetic", 2, 5, Intervention(_neurons(lm, 0)), control_draws=1, cfg=CFG).to_json()
+        for _ in range(2)
+    ]
     assert ev[0]["intervened"] == ev[1]["intervened"] and ev[0]["control"] == ev[1]["control"]
     assert ev[0]["versions"]["torch"] and ev[0]["eval_config"]["max_new_tokens"] == 6
 

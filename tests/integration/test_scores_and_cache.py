@@ -104,8 +104,10 @@ def test_a_batch_is_tokenized_as_each_pair_alone_with_the_same_cuts(lm):
     tok = lm.tokenizer
     pairs = [(s.prompt, s.answer) for s in get_dataset("gsm8k").rows()[:6]] + [("Question: 2+2?\nAnswer:", "")]
     for cut_p, cut_a in ((2048, 512), (40, 8)):  # nothing cut; prompts cut from the left and answers at the end
-        alone = [(tok(p)["input_ids"][-cut_p:],
-                  tok(a, add_special_tokens=False)["input_ids"][:cut_a] or [tok.eos_token_id]) for p, a in pairs]
+        alone = [
+            (tok(p)["input_ids"][-cut_p:], tok(a, add_special_tokens=False)["input_ids"][:cut_a] or [tok.eos_token_id])
+            for p, a in pairs
+        ]
         assert _token_ids(tok, pairs, cut_p, cut_a) == alone
     assert alone[-1][1] == [tok.eos_token_id] and len(alone[0][0]) == 40
 

@@ -25,9 +25,15 @@ def test_batched_answers_equal_one_at_a_time_generate(lm):
     for p in prompts:
         enc = tok(p, return_tensors="pt")
         with torch.no_grad():
-            out = lm.model.generate(**enc, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id,
-                                    stop_strings=list(STOP_STRINGS), tokenizer=tok)
-        expected.append(out[0, enc["input_ids"].shape[1]:].tolist())
+            out = lm.model.generate(
+                **enc,
+                max_new_tokens=20,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                stop_strings=list(STOP_STRINGS),
+                tokenizer=tok,
+            )
+        expected.append(out[0, enc["input_ids"].shape[1] :].tolist())
     assert greedy_generate(lm, prompts, max_new_tokens=20, stop_strings=STOP_STRINGS) == expected
 
 
@@ -39,8 +45,9 @@ def test_shared_context_gives_the_gold_loglik_of_full_passes(lm, monkeypatch, po
     def gold():
         return torch.tensor(evaluation._gold_loglik(lm, Edit.of(lm, iv), chunk, PREFIX, EvalConfig())[0])
 
-    batch = forward.encode_teacher_forced(lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512,
-                                          lm.input_device)
+    batch = forward.encode_teacher_forced(
+        lm.tokenizer, [(PREFIX + s.prompt, s.answer) for s in chunk], 2048, 512, lm.input_device
+    )
     assert forward.batch_context_length(batch) > 300  # the two examples, shared
     shared = gold()
     monkeypatch.setattr(forward, "batch_context_length", lambda batch, least=16: 0)
@@ -53,8 +60,14 @@ def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch):
     afresh, on the real model: interventions at every position and at answer positions only, side by side."""
     spec = get_dataset("gsm8k")
     neurons = some_neurons(lm)
-    ivs = [None, *(Intervention(neurons, mode, 3.0, positions) for positions in ("all", "answer")
-                   for mode in ("zero", "amplify"))]
+    ivs = [
+        None,
+        *(
+            Intervention(neurons, mode, 3.0, positions)
+            for positions in ("all", "answer")
+            for mode in ("zero", "amplify")
+        ),
+    ]
     cfg = EvalConfig(max_new_tokens=40)
     fast = evaluation.evaluate_conditions(lm, spec, ROWS[:3], ROWS[10:12], cfg, ivs)
     monkeypatch.setattr(forward, "plain_dynamic", lambda cache: False)  # no prompts kept: generate each afresh
@@ -62,8 +75,12 @@ def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch):
     assert [[r.output for r in c] for c in fast] == [[r.output for r in c] for c in slow]
     assert [r.output for r in fast[0]] != [r.output for r in fast[2]]  # the conditions differ
     assert [r.output for r in fast[2]] != [r.output for r in fast[4]]  # and so do the two kinds of positions
-    torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in fast]),
-                               torch.tensor([[r.gold_loglik for r in c] for c in slow]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor([[r.gold_loglik for r in c] for c in fast]),
+        torch.tensor([[r.gold_loglik for r in c] for c in slow]),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_results(lm, monkeypatch):
@@ -73,14 +90,18 @@ def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_r
     ivs = [None, Intervention(some_neurons(lm), "amplify", 3.0)]
     parts_per_decode = []
     real_decode = evaluation.decode
-    monkeypatch.setattr(evaluation, "decode", lambda lm_, parts, *a, **k: parts_per_decode.append(len(parts))
-                        or real_decode(lm_, parts, *a, **k))
+    monkeypatch.setattr(
+        evaluation,
+        "decode",
+        lambda lm_, parts, *a, **k: parts_per_decode.append(len(parts)) or real_decode(lm_, parts, *a, **k),
+    )
     together = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
     monkeypatch.setattr(generation, "free_bytes_for", lambda model: 1)
     apart = evaluation.evaluate_conditions(lm, spec, ROWS[:2], ROWS[10:12], cfg, ivs)
     assert parts_per_decode == [2, 1, 1]
-    assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [[(r.output, r.gold_loglik) for r in c]
-                                                                        for c in together]
+    assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [
+        [(r.output, r.gold_loglik) for r in c] for c in together
+    ]
 
 
 def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_says_so_at_one(lm, monkeypatch):
@@ -93,10 +114,15 @@ def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_say
     plain = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
 
     def same(results):
-        assert [[(r.id, r.output, r.correct) for r in c] for c in results] == \
-            [[(r.id, r.output, r.correct) for r in c] for c in plain]
-        torch.testing.assert_close(torch.tensor([[r.gold_loglik for r in c] for c in results]),
-                                   torch.tensor([[r.gold_loglik for r in c] for c in plain]), atol=1e-5, rtol=1e-5)
+        assert [[(r.id, r.output, r.correct) for r in c] for c in results] == [
+            [(r.id, r.output, r.correct) for r in c] for c in plain
+        ]
+        torch.testing.assert_close(
+            torch.tensor([[r.gold_loglik for r in c] for c in results]),
+            torch.tensor([[r.gold_loglik for r in c] for c in plain]),
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
     real_gold, real_answers, seen = evaluation._gold_loglik, evaluation._answers, []
 
@@ -108,8 +134,9 @@ def test_out_of_memory_retries_the_batch_in_halves_with_the_same_results_and_say
 
     monkeypatch.setattr(evaluation, "_gold_loglik", gold_that_fits_two)
     updates = []
-    halves = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs,
-                                            progress=lambda done, total, msg: updates.append((done, msg)))
+    halves = evaluation.evaluate_conditions(
+        lm, spec, rows, shots, cfg, ivs, progress=lambda done, total, msg: updates.append((done, msg))
+    )
     assert seen == [4, 4, 2, 2, 2, 2]  # the batch of 4 failed at its second condition, then halves
     same(halves)
     assert [done for done, msg in updates if "out of memory; batches of 2" in msg] == [0]  # the failed batch uncounted

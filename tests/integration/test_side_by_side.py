@@ -71,8 +71,10 @@ def _jobs(lm, tmp_path):
         return steer(lm, "Question: What is 2 plus 5?\nAnswer:", {"baseline": None, "intervened": zero}, 3).to_json()
 
     def dose_job():
-        return [(p.factor, p.accuracy, p.gold_loglik) for p in
-                run_dose_response(lm, "add1", neurons, (0.0, 2.0), n=3, cfg=CFG)]
+        return [
+            (p.factor, p.accuracy, p.gold_loglik)
+            for p in run_dose_response(lm, "add1", neurons, (0.0, 2.0), n=3, cfg=CFG)
+        ]
 
     def harness_job():
         from cnl_core.evaluate.harness import HarnessSettings
@@ -81,8 +83,13 @@ def _jobs(lm, tmp_path):
         with IsolatedHarness(lm, HarnessSettings(tasks=("iso_sums",), include_path=str(folder))) as h:
             return {k: m.value for k, m in h.evaluate(zero)[0]["iso_sums"].metrics.items()}
 
-    return {"intervene": intervene_job, "inspect": inspect_job, "steer": steer_job, "dose": dose_job,
-            "lm-eval": harness_job}
+    return {
+        "intervene": intervene_job,
+        "inspect": inspect_job,
+        "steer": steer_job,
+        "dose": dose_job,
+        "lm-eval": harness_job,
+    }
 
 
 def test_visitors_jobs_at_once_give_what_each_gives_alone(lm, tmp_path):

@@ -19,8 +19,9 @@ from cnl_core.model.neurons import NeuronSet
 
 
 def test_decoupling_curve_has_every_point_and_iou_one_at_full_sharing(lm, score_cache):
-    res = run_decouple(lm, "arithmetic", "imdb", n=3, fractions=[0.0, 1.0], repeats=1, seed=2,
-                       params=LocateParams(tau=0.1))
+    res = run_decouple(
+        lm, "arithmetic", "imdb", n=3, fractions=[0.0, 1.0], repeats=1, seed=2, params=LocateParams(tau=0.1)
+    )
     assert {(p.fraction, p.replaceable) for p in res.curve} == {(f, s) for f in (0.0, 1.0) for s in ("same", "other")}
     for p in res.curve:
         assert 0.0 <= p.iou <= 1.0 and p.chance_iou < 0.05

@@ -26,8 +26,12 @@ def counting(monkeypatch, module, name):
 def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
     runs = counting(monkeypatch, demo_panel, "run_demo")
     texts = []
-    visitors = [threading.Thread(target=lambda: texts.append(
-        demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=_quiet)[0])) for _ in range(3)]
+    visitors = [
+        threading.Thread(
+            target=lambda: texts.append(demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=_quiet)[0])
+        )
+        for _ in range(3)
+    ]
     for v in visitors:
         v.start()
     for v in visitors:
@@ -41,8 +45,26 @@ def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
 
 def test_an_identical_intervene_is_served_under_each_visitors_own_label(lm, score_cache, monkeypatch):
     first = new_session()
-    locate_tab.locate_ui(["add1"], 6, 2, 0, "grad_x_act", 20, "right", None, None, 8, "relative", 0.1, 0.5, 100, 3.0,
-                         "positive", first, progress=_quiet)
+    locate_tab.locate_ui(
+        ["add1"],
+        6,
+        2,
+        0,
+        "grad_x_act",
+        20,
+        "right",
+        None,
+        None,
+        8,
+        "relative",
+        0.1,
+        0.5,
+        100,
+        3.0,
+        "positive",
+        first,
+        progress=_quiet,
+    )
     located = next(f for f in export_tab.export_ui(first) if f.endswith(".json"))
     second = new_session()
     export_tab.reload_ui(located, second)

@@ -9,17 +9,45 @@ from cnl_core.model.architectures import SUPPORTED_MODEL_TYPES, FFNAccess, adapt
 from cnl_core.model.hooks import neuron_hooks
 from cnl_core.model.neurons import NeuronSet
 
-TINY = dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=64,
+    hidden_size=16,
+    intermediate_size=24,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    head_dim=8,
+    max_position_embeddings=64,
+)
 PER_TYPE = {
     "gpt2": dict(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_inner=24, n_positions=64),
     "gptj": dict(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_inner=24, n_positions=64, rotary_dim=4),
-    "gpt_neox": dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
-                     max_position_embeddings=64),
-    "opt": dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=24,
-                word_embed_proj_dim=16, max_position_embeddings=64),
-    "falcon": dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_hidden_size=24,
-                   new_decoder_architecture=True, num_kv_heads=2),
+    "gpt_neox": dict(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+    ),
+    "opt": dict(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_dim=24,
+        word_embed_proj_dim=16,
+        max_position_embeddings=64,
+    ),
+    "falcon": dict(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_hidden_size=24,
+        new_decoder_architecture=True,
+        num_kv_heads=2,
+    ),
 }
 TYPES = [t for t in SUPPORTED_MODEL_TYPES if t != "gemma3"]  # gemma3 is multimodal; its text part is gemma3_text
 
@@ -102,7 +130,9 @@ def test_gold_logprob_runs_the_head_on_answer_positions_only(model_type):
     from cnl_core.model.loading import LoadedModel, ModelSpec
 
     model = tiny_model(model_type)
-    lm = LoadedModel(ModelSpec(model_type), model, None, model_type, FFNAccess(model, model_type), "float32", "none", "")
+    lm = LoadedModel(
+        ModelSpec(model_type), model, None, model_type, FFNAccess(model, model_type), "float32", "none", ""
+    )
     ids = torch.randint(3, 64, (2, 7))
     answer = torch.zeros(2, 7, dtype=torch.bool)
     answer[0, 3:6], answer[1, 1:3] = True, True  # row 1 is "padded" after position 3
@@ -122,10 +152,14 @@ def test_vocabulary_projection_runs_on_every_architecture(model_type):
         def decode(self, ids):
             return f"<{ids[0]}>"
 
-    lm = LoadedModel(ModelSpec(model_type), model, Tok(), model_type, FFNAccess(model, model_type), "float32", "none", "")
+    lm = LoadedModel(
+        ModelSpec(model_type), model, Tok(), model_type, FFNAccess(model, model_type), "float32", "none", ""
+    )
     assert lm.ffn.final_norm is not None
     direction = output_direction(lm, 1, 3)
-    assert direction.shape == (model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd,)
+    assert direction.shape == (
+        model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd,
+    )
     top, bottom = vocab_projection(lm, 1, 3, k=5)
     assert len(top) == 5 and top[0].logit >= top[-1].logit >= bottom[-1].logit >= bottom[0].logit
 
@@ -149,9 +183,13 @@ def test_neurons_of_another_grid_are_refused_with_one_sentence_wherever_they_are
     state = Session()
     state.model = lambda: lm
     located = {d: LocateResult("m", d, NeuronSet.from_flat(grid, [i])) for i, d in enumerate(("a", "b"))}
-    for call in (lambda: grid.check_on(lm.grid), lambda: state.model_for(grid),
-                 lambda: on_model(LocateResult("m", "d", neurons), lm), lambda: Edit.of(lm, Intervention(neurons)),
-                 lambda: run_specificity(lm, located, 2)):
+    for call in (
+        lambda: grid.check_on(lm.grid),
+        lambda: state.model_for(grid),
+        lambda: on_model(LocateResult("m", "d", neurons), lm),
+        lambda: Edit.of(lm, Intervention(neurons)),
+        lambda: run_specificity(lm, located, 2),
+    ):
         with pytest.raises(ParameterError, match=words):
             call()
     grid.check_on(NeuronGrid(3, 10))  # the same shape passes

@@ -8,8 +8,19 @@ from cnl_core.report.charts import evaluation_bars
 
 def result(value):
     part = {"accuracy": value, "accuracy_ci": [value, value], "gold_loglik": -1.2, "gold_loglik_ci": [-1.3, -1.1]}
-    return EvalResult("m", "gsm8k", "generate_number", 1, 0, ["a"], [], EvalConfig(), Summary(**part),
-                      intervened=Summary(**part), control=ControlSummary(**part))
+    return EvalResult(
+        "m",
+        "gsm8k",
+        "generate_number",
+        1,
+        0,
+        ["a"],
+        [],
+        EvalConfig(),
+        Summary(**part),
+        intervened=Summary(**part),
+        control=ControlSummary(**part),
+    )
 
 
 def test_accuracy_axis_spans_zero_to_one_under_one_title():

@@ -10,8 +10,15 @@ import torch
 from cnl_core.errors import ModelLoadError
 from cnl_core.model.loading import ModelSpec, load_model, memory_plan
 
-BASE = dict(model_type="llama", vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=4, intermediate_size=128)
+BASE = dict(
+    model_type="llama",
+    vocab_size=100,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    intermediate_size=128,
+)
 
 
 def _folder(tmp_path, **changes):
@@ -19,23 +26,30 @@ def _folder(tmp_path, **changes):
     return str(tmp_path)
 
 
-@pytest.mark.parametrize("changes,words", [
-    ({"hidden_size": 65}, "hidden_size 65 is not a multiple of num_attention_heads 4"),
-    ({"hidden_size": "64"}, "hidden_size: '64' is not a number"),
-    ({"hidden_size": 64.5}, "hidden_size: 64.5 is not a whole number"),
-    ({"num_attention_heads": 0}, "num_attention_heads: 0 is out of range"),
-    ({"intermediate_size": -5}, "intermediate_size: -5 is out of range"),
-    ({"num_hidden_layers": -1}, "num_hidden_layers: -1 is out of range"),
-    ({"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
-    ({"vocab_size": True}, "vocab_size: 'True' is not a number"),
-    ({"num_hidden_layers": 100_000}, "num_hidden_layers: 100,000 is out of range; give a whole number from 1 to 1024"),
-    ({"hidden_size": 10**7, "num_attention_heads": 1}, "hidden_size: 10,000,000 is out of range"),
-])
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        ({"hidden_size": 65}, "hidden_size 65 is not a multiple of num_attention_heads 4"),
+        ({"hidden_size": "64"}, "hidden_size: '64' is not a number"),
+        ({"hidden_size": 64.5}, "hidden_size: 64.5 is not a whole number"),
+        ({"num_attention_heads": 0}, "num_attention_heads: 0 is out of range"),
+        ({"intermediate_size": -5}, "intermediate_size: -5 is out of range"),
+        ({"num_hidden_layers": -1}, "num_hidden_layers: -1 is out of range"),
+        ({"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
+        ({"vocab_size": True}, "vocab_size: 'True' is not a number"),
+        (
+            {"num_hidden_layers": 100_000},
+            "num_hidden_layers: 100,000 is out of range; give a whole number from 1 to 1024",
+        ),
+        ({"hidden_size": 10**7, "num_attention_heads": 1}, "hidden_size: 10,000,000 is out of range"),
+    ],
+)
 def test_bad_model_configs_are_refused_with_the_offending_value(tmp_path, changes, words, monkeypatch):
     import cnl_core.model.memory as memory
 
-    monkeypatch.setattr(memory, "_count", lambda config: pytest.fail("a model was built from a refused config"),
-                        raising=False)
+    monkeypatch.setattr(
+        memory, "_count", lambda config: pytest.fail("a model was built from a refused config"), raising=False
+    )
     with pytest.raises(ModelLoadError, match=words):
         memory_plan(ModelSpec(_folder(tmp_path, **changes), device="cpu"))
 
@@ -48,12 +62,15 @@ def test_gpt2_style_names_are_checked_too(tmp_path):
         memory_plan(ModelSpec(str(folder), device="cpu"))
 
 
-@pytest.mark.parametrize("content,words", [
-    (b"\x00\x01\xff\xfe\x00binary", "is a binary file, not JSON text"),
-    (b"{not json", "is not valid JSON: .* at line 1"),
-    (b"[1, 2]", "must hold a JSON object, not a list"),
-    (b"\xff\xfe{}", "is not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"\x00\x01\xff\xfe\x00binary", "is a binary file, not JSON text"),
+        (b"{not json", "is not valid JSON: .* at line 1"),
+        (b"[1, 2]", "must hold a JSON object, not a list"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+    ],
+)
 def test_a_config_file_that_is_not_a_config_says_what_it_is(tmp_path, content, words):
     (tmp_path / "config.json").write_bytes(content)
     with pytest.raises(ModelLoadError, match=words):
@@ -68,11 +85,20 @@ def test_the_memory_estimate_builds_two_layers_whatever_the_layer_count(monkeypa
     from cnl_core.model.memory import model_size
 
     built, real_init = [], modeling_llama.LlamaDecoderLayer.__init__
-    monkeypatch.setattr(modeling_llama.LlamaDecoderLayer, "__init__",
-                        lambda self, *a, **k: built.append(1) or real_init(self, *a, **k))
+    monkeypatch.setattr(
+        modeling_llama.LlamaDecoderLayer, "__init__", lambda self, *a, **k: built.append(1) or real_init(self, *a, **k)
+    )
     v, h, i, layers = 100, 64, 128, 1000
-    size = model_size(LlamaConfig(vocab_size=v, hidden_size=h, intermediate_size=i, num_hidden_layers=layers,
-                                  num_attention_heads=4, num_key_value_heads=4))
+    size = model_size(
+        LlamaConfig(
+            vocab_size=v,
+            hidden_size=h,
+            intermediate_size=i,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+        )
+    )
     per_layer = 4 * h * h + 3 * h * i  # q, k, v, o and the gated FFN
     assert size.quantizable == layers * per_layer  # counted exactly, from two layers
     assert size.params == 2 * v * h + layers * (per_layer + 2 * h) + h  # embeddings, head, norms

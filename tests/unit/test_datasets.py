@@ -4,8 +4,17 @@ from cnl_core.data.hub import emotion_sample, load_hub_rows, metamath_sample
 from cnl_core.data.samples import CHOICE, GENERATE_NUMBER, LOGLIK, get_dataset, list_datasets
 from cnl_core.errors import DatasetError
 
-OFFLINE = {"gsm8k": 1319, "asdiv": None, "imdb": 200, "arithmetic": 2000, "humaneval": 164,
-           "tweet_sentiment": None, "mmlu": 2850, "boolq": 3270, "commonsenseqa": 1221}
+OFFLINE = {
+    "gsm8k": 1319,
+    "asdiv": None,
+    "imdb": 200,
+    "arithmetic": 2000,
+    "humaneval": 164,
+    "tweet_sentiment": None,
+    "mmlu": 2850,
+    "boolq": 3270,
+    "commonsenseqa": 1221,
+}
 
 
 @pytest.mark.parametrize("name,rows", OFFLINE.items())
@@ -44,8 +53,10 @@ def test_hub_datasets_are_listed_and_unavailable_offline(monkeypatch, tmp_path):
 
 def test_hub_loader_maps_a_local_file_of_the_same_shape(tmp_path):
     f = tmp_path / "mm.jsonl"
-    f.write_text('{"query": "What is 2+3?", "response": "2+3=5. The answer is: 5"}\n'
-                 '{"query": "bad", "response": "no final answer"}\n')
+    f.write_text(
+        '{"query": "What is 2+3?", "response": "2+3=5. The answer is: 5"}\n'
+        '{"query": "bad", "response": "no final answer"}\n'
+    )
     rows = load_hub_rows("meta-math/MetaMathQA", "train", metamath_sample, data_files=str(f))
     assert len(rows) == 1 and rows[0].target == "5"
     e = tmp_path / "emo.jsonl"

@@ -27,8 +27,10 @@ B = [[1, 0], [1, 7], [1, 11]]
 
 def plain_hooks(lm, layers, fn):
     """Plain forward pre-hooks on the down projections: fn(layer, x as [rows, tokens, width])."""
+
     def hook(layer):
         return lambda _m, args: fn(layer, args[0].detach().reshape(ROWS, TOKENS, -1).clone())
+
     return [lm.ffn.down[layer].register_forward_pre_hook(hook(layer)) for layer in layers]
 
 
@@ -88,8 +90,15 @@ def mode(lm, name):
     raise ValueError(name)
 
 
-MODES = ["every position, zero", "every position, amplify", "answer positions", "intervene, answer positions",
-         "intervene, every position", "per row", "per row and position"]
+MODES = [
+    "every position, zero",
+    "every position, amplify",
+    "answer positions",
+    "intervene, answer positions",
+    "intervene, every position",
+    "per row",
+    "per row and position",
+]
 
 
 @pytest.mark.parametrize("name", MODES)
@@ -152,6 +161,7 @@ def test_gold_pass_under_an_answer_position_edit_equals_editing_the_activations_
             idx = torch.from_numpy(by_layer[layer])
             x[..., idx] = torch.where(batch.answer_mask.unsqueeze(-1), x[..., idx] * 9.0, x[..., idx])
             return (x.reshape(args[0].shape), *args[1:])
+
         return hook
 
     handles = [lm.ffn.down[layer].register_forward_pre_hook(by_hand(layer)) for layer in by_layer]
@@ -174,9 +184,12 @@ def test_inspector_and_scorers_read_the_neurons_on_every_architecture(model_type
     batch = encode_teacher_forced(lm.tokenizer, [(s.prompt, s.answer) for s in samples], 512, 512)
     rows, tokens = batch.input_ids.shape
     raw = {}
-    handles = [lm.ffn.down[layer].register_forward_pre_hook(
-        lambda _m, args, layer=layer: raw.__setitem__(layer, args[0].reshape(rows, tokens, -1).clone()))
-        for layer in range(lm.grid.n_layers)]
+    handles = [
+        lm.ffn.down[layer].register_forward_pre_hook(
+            lambda _m, args, layer=layer: raw.__setitem__(layer, args[0].reshape(rows, tokens, -1).clone())
+        )
+        for layer in range(lm.grid.n_layers)
+    ]
     try:
         with torch.no_grad():
             lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
@@ -190,8 +203,9 @@ def test_inspector_and_scorers_read_the_neurons_on_every_architecture(model_type
     scores, _ = score_batch(lm, samples, ScoreConfig(method="activation", max_prompt_tokens=64, max_answer_tokens=16))
     weights = batch.answer_mask.float() / batch.answer_mask.sum(1, keepdim=True)
     for layer in range(lm.grid.n_layers):
-        torch.testing.assert_close(scores[:, layer], torch.einsum("rt,rtw->rw", weights, raw[layer]), rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            scores[:, layer], torch.einsum("rt,rtw->rw", weights, raw[layer]), rtol=1e-4, atol=1e-5
+        )
     grads, _ = score_batch(lm, samples, ScoreConfig(method="grad_x_act", max_prompt_tokens=64, max_answer_tokens=16))
     assert torch.isfinite(grads).all() and grads.abs().sum() > 0
 
@@ -207,7 +221,9 @@ def test_an_edit_refuses_a_set_of_another_grid_and_changes_nothing_without_neuro
     empty = Intervention(NeuronSet.from_pairs(lm.grid, []), "zero")
     assert Edit.of(lm, empty) is NO_EDIT
     assert Edit.of(lm, Intervention(NeuronSet.from_pairs(lm.grid, A), "zero")).at(ANSWERS).where is None  # all
-    assert Edit.of(lm, Intervention(NeuronSet.from_pairs(lm.grid, A), "zero", positions="answer")).at(LAST).where == LAST
+    assert (
+        Edit.of(lm, Intervention(NeuronSet.from_pairs(lm.grid, A), "zero", positions="answer")).at(LAST).where == LAST
+    )
 
 
 def test_rows_leaving_a_decoding_batch_leave_their_factors():

@@ -35,18 +35,33 @@ def test_a_100000_character_prompt_is_refused_before_the_model_is_asked_for():
         next(steer_panel.steer_ui("m:d", "zero", 2.0, "all", LONG, 16, state))
 
 
-@pytest.mark.parametrize("call,field", [
-    (lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload(LONG, "q", "a", "", "{prompt}", [],
-                                                                      _pending()), F.UPLOAD_NAME),
-    (lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload("n", "q", "a", LONG, "{prompt}", [],
-                                                                      _pending()), F.LABELS),
-    (lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload("n", "q", "a", "", "{prompt}" + LONG, [],
-                                                                      _pending()), F.TEMPLATE),
-    (lambda: __import__("cnl_core.inspect.neuron", fromlist=["x"]).parse_neuron(LONG), F.NEURON),
-    (lambda: __import__("ui.tabs.studies_tab", fromlist=["x"])._fractions(LONG), F.FRACTIONS),
-    (lambda: __import__("cnl_core.evaluate.harness", fromlist=["x"]).parse_tasks(LONG), F.TASK_NAMES),
-    (lambda: __import__("cnl_core.model.loading", fromlist=["x"]).memory_plan(ModelSpec(LONG)), F.MODEL_NAME),
-])
+@pytest.mark.parametrize(
+    "call,field",
+    [
+        (
+            lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload(
+                LONG, "q", "a", "", "{prompt}", [], _pending()
+            ),
+            F.UPLOAD_NAME,
+        ),
+        (
+            lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload(
+                "n", "q", "a", LONG, "{prompt}", [], _pending()
+            ),
+            F.LABELS,
+        ),
+        (
+            lambda: __import__("ui.tabs.data_tab", fromlist=["x"]).add_upload(
+                "n", "q", "a", "", "{prompt}" + LONG, [], _pending()
+            ),
+            F.TEMPLATE,
+        ),
+        (lambda: __import__("cnl_core.inspect.neuron", fromlist=["x"]).parse_neuron(LONG), F.NEURON),
+        (lambda: __import__("ui.tabs.studies_tab", fromlist=["x"])._fractions(LONG), F.FRACTIONS),
+        (lambda: __import__("cnl_core.evaluate.harness", fromlist=["x"]).parse_tasks(LONG), F.TASK_NAMES),
+        (lambda: __import__("cnl_core.model.loading", fromlist=["x"]).memory_plan(ModelSpec(LONG)), F.MODEL_NAME),
+    ],
+)
 def test_every_typed_text_is_refused_past_its_length_naming_the_field(call, field):
     with pytest.raises((CNLError, gr.Error), match=f"{field.label}: 100,0.. characters is too long"):
         call()
@@ -67,8 +82,9 @@ def test_every_text_box_of_the_dashboard_has_a_length_from_fields():
     limits = {f.max_chars for f in F.TEXTS}
     inputs = {id(b): b for fn in demo.fns.values() for b in fn.inputs if isinstance(b, gr.Textbox)}
     assert len(inputs) >= 8
-    assert all(box.max_length in limits for box in inputs.values()), \
-        [box.label for box in inputs.values() if box.max_length not in limits]
+    assert all(box.max_length in limits for box in inputs.values()), [
+        box.label for box in inputs.values() if box.max_length not in limits
+    ]
 
 
 def test_the_app_frees_a_closed_tab_and_queues_the_memory_estimate():
@@ -115,9 +131,26 @@ def test_a_closed_tab_stops_its_locate_at_the_next_batch_and_frees_its_session(t
 
     def run():
         try:
-            outcome["returned"] = locate_tab.locate_ui(["arithmetic"], 1000, 2, 0, "grad_x_act", 20, "right", None,
-                                                       None, 2, "relative", 0.1, 0.5, 100, 3.0, "positive", state,
-                                                       progress=lambda *a, **k: None)
+            outcome["returned"] = locate_tab.locate_ui(
+                ["arithmetic"],
+                1000,
+                2,
+                0,
+                "grad_x_act",
+                20,
+                "right",
+                None,
+                None,
+                2,
+                "relative",
+                0.1,
+                0.5,
+                100,
+                3.0,
+                "positive",
+                state,
+                progress=lambda *a, **k: None,
+            )
         except gr.Error as exc:
             outcome["error"] = exc
 

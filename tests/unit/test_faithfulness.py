@@ -21,7 +21,9 @@ def test_sign_options_on_hand_made_scores():
     assert picked("negative") == [3]
     assert picked("absolute") == [0, 1, 3]
     only_negative = torch.tensor([[[-1.0, -2.0]]])
-    assert not select_per_sample(only_negative, LocateParams(sign="positive")).any()  # KN: a negative max selects nothing
+    assert not select_per_sample(
+        only_negative, LocateParams(sign="positive")
+    ).any()  # KN: a negative max selects nothing
     assert locate(only_negative, LocateParams(sign="negative")).pairs() == [[0, 0], [0, 1]]
 
 

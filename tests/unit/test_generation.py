@@ -36,8 +36,16 @@ class CharTokenizer:
 def tiny_lm(model_type: str) -> LoadedModel:
     model = tiny_model(model_type)
     model.generation_config.eos_token_id = EOS
-    return LoadedModel(ModelSpec(model_type), model, CharTokenizer(), model_type, FFNAccess(model, model_type),
-                       "float32", "none", "tiny")
+    return LoadedModel(
+        ModelSpec(model_type),
+        model,
+        CharTokenizer(),
+        model_type,
+        FFNAccess(model, model_type),
+        "float32",
+        "none",
+        "tiny",
+    )
 
 
 def reference(lm: LoadedModel, prompt: str, n: int) -> list[int]:
@@ -52,7 +60,11 @@ def reference(lm: LoadedModel, prompt: str, n: int) -> list[int]:
     return out
 
 
-PROMPTS = ["shared few-shot prefix. q1: ab", "shared few-shot prefix. q2: a much longer question", "shared few-shot prefix. q3"]
+PROMPTS = [
+    "shared few-shot prefix. q1: ab",
+    "shared few-shot prefix. q2: a much longer question",
+    "shared few-shot prefix. q3",
+]
 
 
 def test_prompts_context_length_leaves_every_row_a_token():
@@ -108,14 +120,25 @@ def gqa_llama() -> LoadedModel:
     """Four query heads reading two key/value heads, as SmolLM2 and most current models do."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-                         eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_config(config).eval()
     model.generation_config.eos_token_id = EOS
-    return LoadedModel(ModelSpec("llama"), model, CharTokenizer(), "llama", FFNAccess(model, "llama"), "float32",
-                       "none", "tiny")
+    return LoadedModel(
+        ModelSpec("llama"), model, CharTokenizer(), "llama", FFNAccess(model, "llama"), "float32", "none", "tiny"
+    )
 
 
 @pytest.mark.parametrize("shared_context", [True, False])
@@ -138,8 +161,11 @@ def test_conditions_decoded_together_equal_each_decoded_alone(shared_context, mo
     monkeypatch.setattr(context_attention, "eligible", lambda model: shared_context)
     lm = gqa_llama()
     width = lm.grid.width
-    ivs = [None, Intervention(NeuronSet.from_pairs(lm.grid, [[0, i] for i in range(0, width, 2)]), "zero"),
-           Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(width // 2)]), "amplify", 4.0)]
+    ivs = [
+        None,
+        Intervention(NeuronSet.from_pairs(lm.grid, [[0, i] for i in range(0, width, 2)]), "zero"),
+        Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(width // 2)]), "amplify", 4.0),
+    ]
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
@@ -185,8 +211,9 @@ def test_checked_guesses_save_passes_and_change_nothing(shared_context, monkeypa
 def test_guesses_under_an_answer_position_intervention_change_nothing(monkeypatch):
     """Every token a decoding step checks predicts an answer token: the intervention applies to all of them."""
     lm = gqa_llama()
-    iv = Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(lm.grid.width // 2)]), "amplify", 4.0,
-                      positions="answer")
+    iv = Intervention(
+        NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(lm.grid.width // 2)]), "amplify", 4.0, positions="answer"
+    )
 
     def run():
         return greedy_generate(lm, PROMPTS[:1], max_new_tokens=24, stop_strings=(), iv=iv)
@@ -203,7 +230,10 @@ SLIDING = ("gemma2", "gemma3_text", "mistral")  # sliding-window caches are not 
 def test_every_architecture_decodes_conditions_together_as_alone(model_type):
     """Per-row neuron factors whatever shape a layer hands its down projection (OPT flattens rows and tokens)."""
     lm = tiny_lm(model_type)
-    ivs = [None, Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(lm.grid.width // 2)]), "amplify", 9.0)]
+    ivs = [
+        None,
+        Intervention(NeuronSet.from_pairs(lm.grid, [[1, i] for i in range(lm.grid.width // 2)]), "amplify", 9.0),
+    ]
     rows = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
     alone, parts = [], []
     for iv in ivs:
@@ -218,13 +248,25 @@ def test_mistral_without_a_sliding_window_reads_shared_contexts_once_and_matches
     """Mistral's later releases have no sliding window: the shared-context attention applies and must agree."""
     from transformers import AutoModelForCausalLM, MistralConfig
 
-    config = MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=None,
-                           pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        sliding_window=None,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(2)
     model = AutoModelForCausalLM.from_config(config).eval()
     model.generation_config.eos_token_id = EOS
-    lm = LoadedModel(ModelSpec("mistral"), model, CharTokenizer(), "mistral", FFNAccess(model, "mistral"), "float32",
-                     "none", "tiny")
+    lm = LoadedModel(
+        ModelSpec("mistral"), model, CharTokenizer(), "mistral", FFNAccess(model, "mistral"), "float32", "none", "tiny"
+    )
     assert context_attention.eligible(model)
     assert greedy_generate(lm, PROMPTS, max_new_tokens=6, stop_strings=()) == [reference(lm, p, 6) for p in PROMPTS]

@@ -49,6 +49,14 @@ def test_command_defaults_are_the_library_ones():
     from cnl_core.options import DEFAULTS
 
     args = build_parser().parse_args(["lm-eval", "--tasks", "arc_easy", "--neurons", "n.json"])
-    assert (args.batch_size, args.bootstrap_iters, args.control_draws) == \
-        (HARNESS.batch_size, HARNESS.bootstrap_iters, HARNESS.control_draws)
-    assert (args.factor, args.seed, args.limit, args.num_fewshot) == (DEFAULTS.amplify_factor, DEFAULTS.seed, None, None)
+    assert (args.batch_size, args.bootstrap_iters, args.control_draws) == (
+        HARNESS.batch_size,
+        HARNESS.bootstrap_iters,
+        HARNESS.control_draws,
+    )
+    assert (args.factor, args.seed, args.limit, args.num_fewshot) == (
+        DEFAULTS.amplify_factor,
+        DEFAULTS.seed,
+        None,
+        None,
+    )

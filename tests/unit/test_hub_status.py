@@ -34,6 +34,7 @@ def endpoint(monkeypatch, tmp_path):
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{sock.getsockname()[1]}")
         monkeypatch.setattr(hs, "_cached", None)
         return sock
+
     return point
 
 

@@ -15,13 +15,24 @@ from cnl_core.model.loading import LoadedModel, ModelSpec
 from .test_architectures import TYPES, tiny_model
 from .test_generation import CharTokenizer
 
-SAMPLES = [Sample("0", "q: what comes after abc? a:", " d, then e", "d"), Sample("1", "x", "yz", "yz")]  # the second: a one-token prompt
+SAMPLES = [
+    Sample("0", "q: what comes after abc? a:", " d, then e", "d"),
+    Sample("1", "x", "yz", "yz"),
+]  # the second: a one-token prompt
 
 
 def tiny_lm(model_type: str) -> LoadedModel:
     model = tiny_model(model_type)
-    return LoadedModel(ModelSpec(model_type), model, CharTokenizer(), model_type, FFNAccess(model, model_type),
-                       "float32", "none", "tiny")
+    return LoadedModel(
+        ModelSpec(model_type),
+        model,
+        CharTokenizer(),
+        model_type,
+        FFNAccess(model, model_type),
+        "float32",
+        "none",
+        "tiny",
+    )
 
 
 def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig, prob: bool = False) -> torch.Tensor:
@@ -50,8 +61,9 @@ def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig, prob: bool = F
 def test_shared_work_gives_the_plain_loops_scores(model_type, layers_per_pass, monkeypatch):
     monkeypatch.setattr(ig, "layers_per_pass", lambda lm, m: layers_per_pass)
     lm = tiny_lm(model_type)
-    cfg = ScoreConfig(method="integrated_gradients", ig_steps=3, ig_rule="midpoint", max_prompt_tokens=64,
-                      max_answer_tokens=16)
+    cfg = ScoreConfig(
+        method="integrated_gradients", ig_steps=3, ig_rule="midpoint", max_prompt_tokens=64, max_answer_tokens=16
+    )
     scores, gold = score_batch(lm, SAMPLES, cfg)
     for i, sample in enumerate(SAMPLES):
         expected = plain_loop(lm, sample, cfg)
@@ -59,8 +71,9 @@ def test_shared_work_gives_the_plain_loops_scores(model_type, layers_per_pass, m
         torch.testing.assert_close(scores[i], expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
         with torch.no_grad():
             batch = cfg.encode(lm, [sample])
-            assert gold[i] == pytest.approx(float(answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]),
-                                            rel=1e-5)
+            assert gold[i] == pytest.approx(
+                float(answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]), rel=1e-5
+            )
     assert all(len(m._forward_pre_hooks) == 0 for m in lm.ffn.down)
     assert len(lm.model.get_output_embeddings()._forward_pre_hooks) == 0
 
@@ -118,8 +131,9 @@ def test_completeness_zeroes_one_layer_per_row(model_type):
     for layer in range(lm.grid.n_layers):
         with torch.no_grad():
             base = answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]
-            with neuron_hooks(lm.ffn, lambda _l, x: x * (1 - batch.answer_mask.to(x.dtype).view(*x.shape[:-1], 1)),
-                              layers=[layer]):
+            with neuron_hooks(
+                lm.ffn, lambda _l, x: x * (1 - batch.answer_mask.to(x.dtype).view(*x.shape[:-1], 1)), layers=[layer]
+            ):
                 zeroed = answer_logprob(lm.model(input_ids=batch.input_ids).logits, batch)[0]
         assert float(effects[layer]) == pytest.approx(float(base - zeroed), rel=1e-4, abs=1e-6)
 

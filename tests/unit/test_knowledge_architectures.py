@@ -50,8 +50,16 @@ def knowledge_lm(model_type: str, tokenizer, **extra) -> LoadedModel:
     config = CONFIG_MAPPING[model_type](**shape, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
-    return LoadedModel(ModelSpec(model_type), model, tokenizer, model_type, FFNAccess(model, model_type), "float32",
-                       "none", f"tiny-knowledge-{model_type}")
+    return LoadedModel(
+        ModelSpec(model_type),
+        model,
+        tokenizer,
+        model_type,
+        FFNAccess(model, model_type),
+        "float32",
+        "none",
+        f"tiny-knowledge-{model_type}",
+    )
 
 
 def no_hooks_left(lm: LoadedModel) -> bool:
@@ -70,24 +78,36 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
         assert all(0 <= t.p_corrupt <= 1 and 0 <= t.p_clean <= 1 for t in res.traces)
         assert res.noise_std > 0 and json.dumps(res.to_json())
     weights = [d.weight.detach().clone() for d in lm.ffn.down]
-    cfg = EditConfig(steps=1, layer_count=2, covariance_tokens=300, key_prefixes=1, other_facts=1, trace_draws=1,
-                     bootstrap=10)
+    cfg = EditConfig(
+        steps=1, layer_count=2, covariance_tokens=300, key_prefixes=1, other_facts=1, trace_draws=1, bootstrap=10
+    )
     edit = run_editing(lm, FACTS, ids[:1], cfg, use_cache=False)
     assert edit.layers == edit_layers(LAYERS, 2) == [0, 2]  # from the depth, not a 30-layer list
     row = edit.per_fact[0]["rows"][0]
     assert 0 <= row["p_new_edit"] <= 1 and row["same relation_delta_logp"] is not None
     assert row["other relations_delta_logp"] is not None
     assert all(torch.equal(w, d.weight) for w, d in zip(weights, lm.ffn.down))  # weights put back
-    rel = run_reliability(lm, FACTS, ids, ReliabilityConfig(locate_on=2, control_draws=1, modes=("zero",), other_facts=1,
-                                                            bootstrap=10), use_cache=False)
+    rel = run_reliability(
+        lm,
+        FACTS,
+        ids,
+        ReliabilityConfig(locate_on=2, control_draws=1, modes=("zero",), other_facts=1, bootstrap=10),
+        use_cache=False,
+    )
     assert {r["target"] for r in rel.summary} == set(TARGETS)
     assert {r["neurons"] for r in rel.summary} == set(NEURONS)
     for row in rel.per_fact:  # a fact's set splits into what its relation's other fact holds and the rest
         assert row["n_fact_specific"] <= row["n_neurons"] and len(row["same_relation"]) == 1
     fid = run_fidelity(lm, FACTS, ids, FidelityConfig(draws=2, bootstrap=10), capability_n=2, use_cache=False)
     assert fid.group("same fact, other wording").pairs == len(ids) * 3
-    subject = run_reliability(lm, FACTS, ids, ReliabilityConfig(position="subject", locate_on=2, control_draws=1,
-                                                                modes=("zero",), other_facts=1, bootstrap=10))
+    subject = run_reliability(
+        lm,
+        FACTS,
+        ids,
+        ReliabilityConfig(
+            position="subject", locate_on=2, control_draws=1, modes=("zero",), other_facts=1, bootstrap=10
+        ),
+    )
     assert subject.config.position == "subject" and subject.summary
     assert no_hooks_left(lm)
     if model_type == "opt":  # the CLI prints every part's result as written to its file (once is enough)
@@ -95,8 +115,12 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
         from cnl_core.knowledge.editing import located_vs_best
 
         trace_json = res.to_json()
-        for action, out in (("trace", trace_json), ("reliability", rel.to_json()), ("fidelity", fid.to_json()),
-                            ("edit", {**edit.to_json(), "located_vs_best": located_vs_best(edit)})):
+        for action, out in (
+            ("trace", trace_json),
+            ("reliability", rel.to_json()),
+            ("fidelity", fid.to_json()),
+            ("edit", {**edit.to_json(), "located_vs_best": located_vs_best(edit)}),
+        ):
             _print_part(action, json.loads(json.dumps(out)))
 
 
@@ -128,8 +152,23 @@ def test_the_cli_study_leaves_its_file_when_a_part_fails(tiny_model_folder, tmp_
 
     out = tmp_path / "k.json"
     with pytest.raises(ParameterError):  # a random model knows no fact: fidelity has nothing to compare
-        main(["knowledge", "study", "--model", tiny_model_folder, "--device", "cpu", "--relations", "capital",
-              "--facts-per-relation", "2", "--out", str(out)], exit_on_error=False)
+        main(
+            [
+                "knowledge",
+                "study",
+                "--model",
+                tiny_model_folder,
+                "--device",
+                "cpu",
+                "--relations",
+                "capital",
+                "--facts-per-relation",
+                "2",
+                "--out",
+                str(out),
+            ],
+            exit_on_error=False,
+        )
     data = json.loads(out.read_text())
     assert data["failed"]["part"] == "fidelity" and data["known"]["share"]
 
@@ -159,8 +198,11 @@ def test_the_relation_common_set_holds_what_a_share_p_of_the_other_facts_sets_ho
     from cnl_core.model.neurons import NeuronGrid, NeuronSet
 
     grid = NeuronGrid(2, 4)
-    sets = {"a": NeuronSet.from_flat(grid, [0, 1, 2]), "b": NeuronSet.from_flat(grid, [1, 2, 5]),
-            "c": NeuronSet.from_flat(grid, [2, 7])}
+    sets = {
+        "a": NeuronSet.from_flat(grid, [0, 1, 2]),
+        "b": NeuronSet.from_flat(grid, [1, 2, 5]),
+        "c": NeuronSet.from_flat(grid, [2, 7]),
+    }
     assert relation_common_set(sets, ["a", "b", "c"], 0.5).flat.tolist() == [1, 2]  # in 2 or 3 of the 3
     assert relation_common_set(sets, ["a", "b", "c"], 1.0).flat.tolist() == [2]
     assert relation_common_set(sets, [], 0.5) is None  # no other fact of the relation: nothing is common

@@ -31,23 +31,28 @@ def test_builtin_facts_have_five_or_more_paraphrases_and_keep_demonstrations_out
         paras = facts.paraphrases(f)
         assert len(paras) >= 5 and len({p.text for p in paras}) == len(paras)
         for p in paras:
-            assert p.text[p.subject_start:p.subject_end] == f.subject  # the query's subject, not a demonstration's
+            assert p.text[p.subject_start : p.subject_end] == f.subject  # the query's subject, not a demonstration's
             assert p.text.count("\n") >= 2 and p.answer == f.answer
     zero = builtin_facts(shots=0, relations=("capital",))
     assert zero.paraphrases(zero.facts[0])[0].text == "The capital of Japan is"
 
 
 def test_facts_csv_reuses_a_relations_templates_and_refuses_bad_rows():
-    text = ("subject,relation,answer,templates\n"
-            "Paris,country,France,{subject} is a city in | The city of {subject} lies in\n"
-            "Rome,country,Italy,\nBerlin,country,Germany,\nMadrid,country,Spain,\n")
+    text = (
+        "subject,relation,answer,templates\n"
+        "Paris,country,France,{subject} is a city in | The city of {subject} lies in\n"
+        "Rome,country,Italy,\nBerlin,country,Germany,\nMadrid,country,Spain,\n"
+    )
     facts = read_facts_csv(text, shots=1)
     assert [f.subject for f in facts.facts] == ["Rome", "Berlin", "Madrid"]
     assert facts.paraphrases(facts.facts[0])[1].text == "The city of Paris lies in France\nThe city of Rome lies in"
-    for bad, message in (("a,b\n1,2\n", "header"), ("subject,relation,answer,templates\nx,r,y,\n", "no templates"),
-                         ("subject,relation,answer,templates\nx,r,y,no subject here\n", "no {subject}"),
-                         ("subject,relation,answer,templates\nx,r,,{subject} is\n", "must all be filled"),
-                         ("subject,relation,answer,templates\nx,r,y,{subject} is | {subject} was\n", "needed as")):
+    for bad, message in (
+        ("a,b\n1,2\n", "header"),
+        ("subject,relation,answer,templates\nx,r,y,\n", "no templates"),
+        ("subject,relation,answer,templates\nx,r,y,no subject here\n", "no {subject}"),
+        ("subject,relation,answer,templates\nx,r,,{subject} is\n", "must all be filled"),
+        ("subject,relation,answer,templates\nx,r,y,{subject} is | {subject} was\n", "needed as"),
+    ):
         with pytest.raises(DatasetError, match=message):
             read_facts_csv(bad, shots=1)
 
@@ -88,8 +93,10 @@ def test_peak_agreement_counts_same_fact_pairs_and_other_fact_pairs_apart():
     dull = Trace("r/b#2", 0.9, 0.8, [0.9] * 6, 1)  # the noise did nothing: left out unless asked
     fact_of["r/b#2"] = "r/b"
     assert peak_agreement([*traces, dull], fact_of, {"r/a": "r", "r/b": "r"}, draws=10)["prompts"] == 5
-    assert peak_agreement([*traces, dull], fact_of, {"r/a": "r", "r/b": "r"}, draws=10,
-                          informative_only=False)["prompts"] == 6
+    assert (
+        peak_agreement([*traces, dull], fact_of, {"r/a": "r", "r/b": "r"}, draws=10, informative_only=False)["prompts"]
+        == 6
+    )
 
 
 def test_centre_of_mass_moves_with_the_whole_curve_and_the_permutation_test_tells_facts_apart():
@@ -141,9 +148,19 @@ def test_shuffled_answers_give_every_row_another_rows_answer():
 
 
 def test_decouple_warns_where_both_sets_are_empty_and_reports_its_null():
-    res = DecoupleResult("m", "gsm8k", "imdb", 5, [1.0], 1, 0, ScoreConfig(max_prompt_tokens=10, max_answer_tokens=7),
-                         LocateParams(), [CurvePoint(1.0, "same", 0, 0.0, 0.0, 0.0, 0, 0, empty=True)],
-                         null_iou=[0.1, 0.3])
+    res = DecoupleResult(
+        "m",
+        "gsm8k",
+        "imdb",
+        5,
+        [1.0],
+        1,
+        0,
+        ScoreConfig(max_prompt_tokens=10, max_answer_tokens=7),
+        LocateParams(),
+        [CurvePoint(1.0, "same", 0, 0.0, 0.0, 0.0, 0, 0, empty=True)],
+        null_iou=[0.1, 0.3],
+    )
     assert "undefined" in res.warnings()[0] and "f = 1" in res.warnings()[0]
     data = res.to_json()
     assert data["params"]["score"]["max_answer_tokens"] == 7 and data["warnings"]
@@ -157,8 +174,9 @@ def test_threshold_sweep_keeps_the_runs_sign():
     grid = NeuronGrid(1, 4)
     scores = -torch.tensor([[[5.0, 1.0, 0.0, 0.0]]] * 4)  # every score negative: positive selection finds nothing
     table = ScoreTable([f"s{i}" for i in range(4)], scores, torch.zeros(4), grid, {}, "k", cfg=ScoreConfig())
-    run = LocateRun({"name": "m"}, "d", 2, 2, 0, ScoreConfig(), [["s0", "s1"], ["s2", "s3"]], table,
-                    LocateParams(sign="negative"))
+    run = LocateRun(
+        {"name": "m"}, "d", 2, 2, 0, ScoreConfig(), [["s0", "s1"], ["s2", "s3"]], table, LocateParams(sign="negative")
+    )
     rows = threshold_sweep(run, [0.1], [0.5])
     assert rows[0].n_located == 2 and rows[0].iou == 1.0
 
@@ -175,15 +193,38 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
     fid = FidelityResult("m", "builtin", 2, FidelityConfig(), ["a", "b"], {}, groups, splits)
     data = fidelity_chart(fid).to_dict()
     assert len(data["datasets"][next(iter(data["datasets"]))]) == len(PAIR_GROUPS) + 3
-    summary = [{"mode": m, "neurons": w, "target": t, "facts": 2, "delta_logp": -1.0, "ci": [-2.0, 0.0], "erased": 0.5}
-               for m in ("zero",) for w in ("located", "random") for t in ("held-out paraphrases", "other facts")]
+    summary = [
+        {"mode": m, "neurons": w, "target": t, "facts": 2, "delta_logp": -1.0, "ci": [-2.0, 0.0], "erased": 0.5}
+        for m in ("zero",)
+        for w in ("located", "random")
+        for t in ("held-out paraphrases", "other facts")
+    ]
     reliability_chart(ReliabilityResult("m", "b", ReliabilityConfig(modes=("zero",)), [], summary)).to_dict()
-    rows = [{"layer": l, "p_new_edit": 0.9, "success": True, "p_new_paraphrases": 0.5, "generalization": 0.5,
-             "other_facts_delta_logp": -0.1, "delta_norm": 1.0} for l in (0, 3)]
-    per_fact = [{"fact": "f", "new_answer": " x", "rows": rows,
-                 "trace": {s: {"peak_layer": 0, "effect": [0.5] * 4, "p_clean": 0.9, "p_corrupt": 0.1}
-                           for s in ("hidden", "mlp")}}]
-    result = EditingResult("m", "b", EditConfig(), [0, 3], per_fact, _summary(per_fact, [0, 3], EditConfig(bootstrap=10)))
+    rows = [
+        {
+            "layer": l,
+            "p_new_edit": 0.9,
+            "success": True,
+            "p_new_paraphrases": 0.5,
+            "generalization": 0.5,
+            "other_facts_delta_logp": -0.1,
+            "delta_norm": 1.0,
+        }
+        for l in (0, 3)
+    ]
+    per_fact = [
+        {
+            "fact": "f",
+            "new_answer": " x",
+            "rows": rows,
+            "trace": {
+                s: {"peak_layer": 0, "effect": [0.5] * 4, "p_clean": 0.9, "p_corrupt": 0.1} for s in ("hidden", "mlp")
+            },
+        }
+    ]
+    result = EditingResult(
+        "m", "b", EditConfig(), [0, 3], per_fact, _summary(per_fact, [0, 3], EditConfig(bootstrap=10))
+    )
     assert result.summary[1]["traced_mlp"] == pytest.approx(0.5 / 0.8)
     editing_chart(result).to_dict()
 
@@ -201,8 +242,13 @@ def test_the_capability_split_draws_do_not_move_with_the_number_of_facts_and_use
     for n_facts in (2, 4):
         chosen = list(facts.facts[:n_facts])
         paras = [p for f in chosen for p in facts.paraphrases(f)]
-        scores = ParaphraseScores([p.id for p in paras], torch.rand(len(paras), 2, 8, generator=gen),
-                                  torch.zeros(len(paras)), NeuronGrid(2, 8), ScoreConfig())
+        scores = ParaphraseScores(
+            [p.id for p in paras],
+            torch.rand(len(paras), 2, 8, generator=gen),
+            torch.zeros(len(paras)),
+            NeuronGrid(2, 8),
+            ScoreConfig(),
+        )
         results.append(_split_groups(chosen, facts, scores, capability, cfg)[2])
     assert results[0].name == "capability split"
     assert results[0].iou == results[1].iou and results[0].ci == results[1].ci  # the same capability draws

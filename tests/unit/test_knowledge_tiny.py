@@ -21,7 +21,15 @@ def test_tracing_and_editing_shapes_on_a_tiny_model(tiny_model_folder):
     assert len(res.mean_effect()) in (0, 2)
     assert res.to_json()["traces"][0]["peak_layer"] in (0, 1)
     weights = [w.detach().clone() for w in (d.weight for d in lm.ffn.down)]
-    rows = edit_fact_by_layer(lm, facts, f, " Rome", facts.paraphrases(facts.facts[1])[:1], [0, 1], EditConfig(steps=2, covariance_tokens=2000),
-                              use_cache=False)
+    rows = edit_fact_by_layer(
+        lm,
+        facts,
+        f,
+        " Rome",
+        facts.paraphrases(facts.facts[1])[:1],
+        [0, 1],
+        EditConfig(steps=2, covariance_tokens=2000),
+        use_cache=False,
+    )
     assert [r["layer"] for r in rows] == [0, 1] and all(0 <= r["p_new_paraphrases"] <= 1 for r in rows)
     assert all(torch.equal(w, d.weight) for w, d in zip(weights, lm.ffn.down))

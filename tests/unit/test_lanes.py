@@ -26,9 +26,12 @@ def test_a_short_job_does_not_wait_for_a_long_one_and_a_line_keeps_its_order():
     long.start()
     time.sleep(0.1)
     said = []
-    shorts = [threading.Thread(target=run_in, args=(lanes, "intervene", 0.6, log, f"iv{i}",
-                                                    lambda d, t, text: said.append(text)))
-              for i in range(3)]
+    shorts = [
+        threading.Thread(
+            target=run_in, args=(lanes, "intervene", 0.6, log, f"iv{i}", lambda d, t, text: said.append(text))
+        )
+        for i in range(3)
+    ]
     for t in shorts:
         t.start()
         time.sleep(0.05)

@@ -14,8 +14,8 @@ PUBLIC_API = ("__init__.py", "__main__.py")  # the package root: the public API 
 def listed_order() -> list[str]:
     """The parts as docs/architecture.md lists them: "" (cnl_core/*.py, the shared base), "model", ..."""
     text = ARCHITECTURE.read_text(encoding="utf-8")
-    block = text[text.index("# Architecture"):]
-    block = block[block.index("```") + 3:]
+    block = text[text.index("# Architecture") :]
+    block = block[block.index("```") + 3 :]
     block = block[: block.index("```")]
     order = []
     for line in block.splitlines():

@@ -55,15 +55,15 @@ def test_costs_follow_the_dataset_and_pick_the_line(monkeypatch):
     assert gsm8k.seconds > 20 * add1.seconds  # 256 generated tokens after 5 long shots vs a few after short ones
     assert (add1.line, gsm8k.line) == ("short", "long") and not add1.measured
     assert "first guess" in costs.describe("intervene", targets=["add1"], n=10, draws=2, fewshot=-1, max_new=0)
-    assert "shown once every box" in costs.describe("intervene", targets=["add1"], n=None, draws=2, fewshot=-1,
-                                                    max_new=0)
+    assert "shown once every box" in costs.describe(
+        "intervene", targets=["add1"], n=None, draws=2, fewshot=-1, max_new=0
+    )
     monkeypatch.setattr(shared_mode, "_CURRENT", shared_mode.Policy(shared=True))
     monkeypatch.setenv(JOBS.env, "60")
     with pytest.raises(ParameterError, match="over this shared lab's limit of 60 s"):
         costs.check("intervene", targets=["gsm8k"], n=10, draws=2, fewshot=-1, max_new=0)
     assert costs.check("intervene", targets=["add1"], n=10, draws=2, fewshot=-1, max_new=0).line == "short"
-    assert "it would be refused" in costs.describe("intervene", targets=["gsm8k"], n=10, draws=2, fewshot=-1,
-                                                   max_new=0)
+    assert "it would be refused" in costs.describe("intervene", targets=["gsm8k"], n=10, draws=2, fewshot=-1, max_new=0)
 
 
 def _cost(kind, seconds):
@@ -91,8 +91,9 @@ def test_the_wait_counts_the_running_jobs_time_left_and_never_says_0_s():
     first = threading.Thread(target=run)
     first.start()
     time.sleep(1.5)  # the running job is now past its expected 0.2 s
-    waiter = threading.Thread(target=lambda: lanes.slot("dose", lambda d, t, m: said.append(m),
-                                                        cost=_cost("dose", 1)).__enter__())
+    waiter = threading.Thread(
+        target=lambda: lanes.slot("dose", lambda d, t, m: said.append(m), cost=_cost("dose", 1)).__enter__()
+    )
     waiter.start()
     time.sleep(0.5)
     hold.set()
@@ -118,26 +119,38 @@ def _summary(acc, control=False):
 
 
 def _eval(dataset, base, after, control, mode="zero", factor=0.0, n=10, seed=0, kind="generate_number"):
-    return EvalResult(model="m", dataset=dataset, task_kind=kind, n=n, seed=seed, sample_ids=[], fewshot_ids=[],
-                      eval_config=EvalConfig(), baseline=_summary(base), intervened=_summary(after),
-                      control=_summary(control, True),
-                      intervention={"mode": mode, "factor": factor, "positions": "all", "n_neurons": 31})
+    return EvalResult(
+        model="m",
+        dataset=dataset,
+        task_kind=kind,
+        n=n,
+        seed=seed,
+        sample_ids=[],
+        fewshot_ids=[],
+        eval_config=EvalConfig(),
+        baseline=_summary(base),
+        intervened=_summary(after),
+        control=_summary(control, True),
+        intervention={"mode": mode, "factor": factor, "positions": "all", "n_neurons": 31},
+    )
 
 
 def test_each_number_gets_its_reading():
     assert iou_reading(0.55, 0.0004, null=0.042) == "split IoU 0.55 = 13.1x the empirical null (0.04): localized"
     assert "mostly noise" in iou_reading(0.01, 0.005)
-    zeroed, = evaluation_readings([_eval("add1", 0.9, 0.1, 0.88)])
+    (zeroed,) = evaluation_readings([_eval("add1", 0.9, 0.1, 0.88)])
     assert "0.9" not in zeroed and "90% -> 10% (random control 88%)" in zeroed and "carry it" in zeroed
     assert "The demo's baseline on add1 used 3-shot prompts, 40 problems and seed 2; here 5-shot, 10, seed 0" in zeroed
-    amplified, = evaluation_readings([_eval("add2", 0.3, 0.0, 0.3, "amplify", 2.0)])
+    (amplified,) = evaluation_readings([_eval("add2", 0.3, 0.0, 0.3, "amplify", 2.0)])
     assert "Amplifying x2 lowers accuracy here" in amplified and "demo" not in amplified
-    zero, = evaluation_readings([_eval("gsm8k", 0.0, 0.0, 0.0)])
+    (zero,) = evaluation_readings([_eval("gsm8k", 0.0, 0.0, 0.0)])
     assert "cannot do this task (0% unmodified)" in zero and "not specific" in zero
-    loglik, = evaluation_readings([_eval("humaneval", None, None, None, kind="loglik")])
+    (loglik,) = evaluation_readings([_eval("humaneval", None, None, None, kind="loglik")])
     assert "accuracy n/a: this task is scored by the gold answer's log-likelihood only" in loglik
-    assert settings_line(0.1, 0.5, 12, 2, 2, "grad_x_act", 3) == \
-        "tau 0.1 · p 0.5 · n 12 x 2 · seed 2 · grad_x_act · 3-shot"
+    assert (
+        settings_line(0.1, 0.5, 12, 2, 2, "grad_x_act", 3)
+        == "tau 0.1 · p 0.5 · n 12 x 2 · seed 2 · grad_x_act · 3-shot"
+    )
 
 
 def test_a_baseline_says_whether_the_model_can_do_the_task():
@@ -163,10 +176,15 @@ def test_the_knowledge_study_says_its_takeaway_and_why_a_cell_is_na():
     from cnl_core.report.readings import knowledge_takeaway
 
     def study(same, other):
-        pairs = [GroupStat("same fact, other wording", same, None, 0.01, 4, 2, 5.0),
-                 GroupStat("other fact, same wording", other, None, 0.01, 4, 2, 5.0)]
-        return SimpleNamespace(score={"facts": {"method": "integrated_gradients"}}, pairs=pairs,
-                               splits=[GroupStat("capability split", 0.4, None, 0.01, 1, 1, 9.0)])
+        pairs = [
+            GroupStat("same fact, other wording", same, None, 0.01, 4, 2, 5.0),
+            GroupStat("other fact, same wording", other, None, 0.01, 4, 2, 5.0),
+        ]
+        return SimpleNamespace(
+            score={"facts": {"method": "integrated_gradients"}},
+            pairs=pairs,
+            splits=[GroupStat("capability split", 0.4, None, 0.01, 1, 1, 9.0)],
+        )
 
     fails = knowledge_takeaway(study(0.23, 0.52))
     assert "(integrated_gradients scores)" in fails and "does not localize here" in fails and "0.40" in fails

@@ -6,14 +6,24 @@ from cnl_core.errors import ModelLoadError
 from cnl_core.model.memory import GIB, ModelSize, Workload, largest_rows, peak_bytes, plan_load, weight_bytes
 
 # Llama-2-7B's shape: 6.7B parameters, 6.5B of them in the decoder's linear layers.
-SEVEN_B = ModelSize(params=6_738_415_616, quantizable=6_476_005_376, n_layers=32, hidden=4096, intermediate=11008,
-                    vocab=32000, heads=32)
+SEVEN_B = ModelSize(
+    params=6_738_415_616, quantizable=6_476_005_376, n_layers=32, hidden=4096, intermediate=11008, vocab=32000, heads=32
+)
 WORK = Workload("grad_x_act", 1, 128, True)
 
 
 def _plan(requested, gpu_gib, ram_gib, spread=False):
-    return plan_load("7b", SEVEN_B, requested, "bfloat16", 2, WORK, gpu_free=None if gpu_gib is None else gpu_gib * GIB,
-                     ram_free=ram_gib * GIB, spread=spread)
+    return plan_load(
+        "7b",
+        SEVEN_B,
+        requested,
+        "bfloat16",
+        2,
+        WORK,
+        gpu_free=None if gpu_gib is None else gpu_gib * GIB,
+        ram_free=ram_gib * GIB,
+        spread=spread,
+    )
 
 
 def test_weights_shrink_with_quantization_and_the_peak_grows_with_rows_tokens_and_backward():
@@ -101,10 +111,15 @@ def test_cli_prints_the_estimate_of_the_commands_pass_before_loading(monkeypatch
     ig = A.workload(parse(["locate", "--method", "integrated_gradients", "--ig-steps", "5"]))
     assert (ig.rows, ig.backward) == (20, True)  # at most 4 layers x 5 steps per pass
     assert A.workload(parse(["locate", "--batch-size", "3"])).rows == 3
-    assert not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
+    assert (
+        not A.workload(parse(["evaluate"])).backward and A.workload(parse(["finetune", "--neurons", "x.json"])).backward
+    )
     loaded = []
     monkeypatch.setattr(commands.MODELS, "get", lambda spec, work: loaded.append((spec, work)) or "lm")
-    assert commands.command_model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"])) == "lm"
+    assert (
+        commands.command_model(parse(["locate", "--quantization", "4bit", "--device", "cpu", "--method", "activation"]))
+        == "lm"
+    )
     err = capsys.readouterr().err
     assert err.startswith("memory estimate: 135M parameters in nf4") and "activation, 8 x 256 tokens" in err
     assert loaded[0][1].method == "activation" and not loaded[0][1].backward
@@ -141,8 +156,14 @@ def test_counting_a_model_never_gives_another_threads_weights_no_data():
 
     from cnl_core.model.memory import model_size
 
-    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4)
+    config = LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
     done, devices = threading.Event(), set()
 
     def build():
@@ -174,8 +195,9 @@ def test_kv_bytes_per_token_counts_key_value_heads_and_layers():
     grouped = LlamaConfig(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)
     assert kv_bytes_per_token(grouped, 4) == 3 * 2 * (2 * 32) * 4
     assert kv_bytes_per_token(GPT2Config(n_embd=64, n_head=4, n_layer=2), 4) == 2 * 2 * 64 * 4
-    explicit = LlamaConfig(hidden_size=128, num_attention_heads=4, head_dim=64, num_key_value_heads=1,
-                           num_hidden_layers=2)  # a head size of its own (as Gemma's), one key/value head
+    explicit = LlamaConfig(
+        hidden_size=128, num_attention_heads=4, head_dim=64, num_key_value_heads=1, num_hidden_layers=2
+    )  # a head size of its own (as Gemma's), one key/value head
     assert kv_bytes_per_token(explicit, 2) == 2 * 2 * 64 * 2
 
 

@@ -32,8 +32,15 @@ def test_folder_without_config(tmp_path):
 
 
 def test_encoder_only_model_is_refused(tmp_path):
-    folder = _config_folder(tmp_path, model_type="bert", vocab_size=10, hidden_size=8, num_hidden_layers=1,
-                            num_attention_heads=1, intermediate_size=8)
+    folder = _config_folder(
+        tmp_path,
+        model_type="bert",
+        vocab_size=10,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+    )
     with pytest.raises(ModelLoadError, match="not a decoder-only causal LM"):
         load_model(folder)
 
@@ -60,8 +67,16 @@ def test_cuda_device_without_cuda():
 
 def test_model_too_large_for_memory(tmp_path):
     # A Llama config of ~1.6 trillion parameters: refused from its config, no weights needed.
-    folder = _config_folder(tmp_path, model_type="llama", vocab_size=32000, hidden_size=32768, num_hidden_layers=128,
-                            num_attention_heads=64, num_key_value_heads=64, intermediate_size=131072)
+    folder = _config_folder(
+        tmp_path,
+        model_type="llama",
+        vocab_size=32000,
+        hidden_size=32768,
+        num_hidden_layers=128,
+        num_attention_heads=64,
+        num_key_value_heads=64,
+        intermediate_size=131072,
+    )
     with pytest.raises(ModelLoadError, match=r"needs about .* GiB \(.*\), but only .* GiB is free"):
         load_model(folder)
 

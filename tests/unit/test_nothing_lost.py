@@ -22,6 +22,7 @@ UNWRITABLE = "/proc/cnl-no-such-folder"  # not even root can create files in /pr
 @pytest.fixture()
 def no_model(monkeypatch):
     """Any model load fails the test: what is checked here must be refused before one."""
+
     def loaded(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was refused")
 
@@ -70,12 +71,20 @@ _FULL_DISK = textwrap.dedent("""
 
 def test_a_write_that_runs_out_of_disk_keeps_the_earlier_file(tmp_path):
     """A result, a CSV and a chart each replace a good earlier file; the disk fills up 4 KiB into each write."""
-    old = {name: (json.dumps({"good": "x" * 9000}) if name.endswith("json") else "good,old\n" * 1000)
-           for name in ("result.json", "table.csv", "chart.svg")}
+    old = {
+        name: (json.dumps({"good": "x" * 9000}) if name.endswith("json") else "good,old\n" * 1000)
+        for name in ("result.json", "table.csv", "chart.svg")
+    }
     for name, text in old.items():
         (tmp_path / name).write_text(text)
-    child = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], capture_output=True, text=True,
-                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr
     outcome = json.loads(child.stdout.strip().splitlines()[-1])
     for name, text in old.items():
@@ -96,20 +105,25 @@ def test_a_converted_model_folder_is_on_disk_before_it_is_renamed_into_place(tmp
     real = os.fsync
     monkeypatch.setattr(out.os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd))
     out.sync_tree(tmp_path)
-    assert sorted(synced) == sorted([str(tmp_path / n) for n in ("config.json", "model.safetensors",
-                                                                  "sub/tokenizer.json")] + [str(tmp_path)])
+    assert sorted(synced) == sorted(
+        [str(tmp_path / n) for n in ("config.json", "model.safetensors", "sub/tokenizer.json")] + [str(tmp_path)]
+    )
     assert loading.sync_tree is out.sync_tree  # the conversion uses it
 
 
 # --- output paths are checked before the work ---------------------------------------------------------------
 
-@pytest.mark.parametrize("make_out,message", [
-    (lambda d: d / "a-file" / "out.json", "is a file, not a folder"),
-    (lambda d: d, "is a folder"),
-    (lambda d: Path(UNWRITABLE) / "out.json", "cannot be written"),
-    (lambda d: "", "is not a file name"),
-    (lambda d: d / ("x" * 300 + ".json"), "cannot be used .File name too long"),
-])
+
+@pytest.mark.parametrize(
+    "make_out,message",
+    [
+        (lambda d: d / "a-file" / "out.json", "is a file, not a folder"),
+        (lambda d: d, "is a folder"),
+        (lambda d: Path(UNWRITABLE) / "out.json", "cannot be written"),
+        (lambda d: "", "is not a file name"),
+        (lambda d: d / ("x" * 300 + ".json"), "cannot be used .File name too long"),
+    ],
+)
 def test_an_unwritable_out_is_refused_before_the_model_loads(tmp_path, no_model, make_out, message):
     (tmp_path / "a-file").write_text("x")
     out = str(make_out(tmp_path))
@@ -118,11 +132,14 @@ def test_an_unwritable_out_is_refused_before_the_model_loads(tmp_path, no_model,
     assert "--out" in str(err.value) and out[:200] in str(err.value)
 
 
-@pytest.mark.parametrize("make_dir,message", [
-    (lambda d: d / "a-file", "is a file, not a folder"),
-    (lambda d: d / "a-file" / "exports", "is a file, not a folder"),
-    (lambda d: Path(UNWRITABLE), "cannot be written"),
-])
+@pytest.mark.parametrize(
+    "make_dir,message",
+    [
+        (lambda d: d / "a-file", "is a file, not a folder"),
+        (lambda d: d / "a-file" / "exports", "is a file, not a folder"),
+        (lambda d: Path(UNWRITABLE), "cannot be written"),
+    ],
+)
 def test_an_unwritable_export_folder_is_refused_before_anything_is_written(tmp_path, make_dir, message):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(OutputError, match=message):
@@ -138,6 +155,7 @@ def test_exports_write_atomically_into_a_new_folder(tmp_path):
 
 # --- the score cache only ever clears its own entries -------------------------------------------------------
 
+
 @pytest.fixture()
 def cache_with_neighbours(tmp_path, monkeypatch):
     """A cache with a score entry, converted models and uploads beside the scores, and a folder outside it."""
@@ -152,15 +170,20 @@ def cache_with_neighbours(tmp_path, monkeypatch):
     return cache
 
 
-@pytest.mark.parametrize("key", ["..", "../models", "../..", "/", "TMP/outside", "link", "", ".", "scores/..",
-                                 "a\0b", "nope"])
+@pytest.mark.parametrize(
+    "key", ["..", "../models", "../..", "/", "TMP/outside", "link", "", ".", "scores/..", "a\0b", "nope"]
+)
 def test_cache_clear_refuses_any_key_that_is_not_an_entry(cache_with_neighbours, key):
     key = key.replace("TMP", str(cache_with_neighbours.parent))
     with pytest.raises(ParameterError, match="--key"):
         main(["cache", "clear", "--key", key], exit_on_error=False)
     kept = sorted(str(p.relative_to(cache_with_neighbours.parent)) for p in cache_with_neighbours.parent.rglob("keep"))
-    assert kept == ["cache/models/m/keep", "cache/scores/0123456789abcdef0123/keep", "cache/uploads/keep",
-                    "outside/keep"]
+    assert kept == [
+        "cache/models/m/keep",
+        "cache/scores/0123456789abcdef0123/keep",
+        "cache/uploads/keep",
+        "outside/keep",
+    ]
 
 
 def test_cache_clear_removes_entries_and_leaves_links_alone(cache_with_neighbours):
@@ -175,6 +198,7 @@ def test_cache_clear_removes_entries_and_leaves_links_alone(cache_with_neighbour
 
 # --- run configs are checked whole before step 1 ------------------------------------------------------------
 
+
 def _config(tmp_path, steps, name="run.json", text=None) -> str:
     path = tmp_path / name
     path.write_text(text if text is not None else json.dumps({"model": {}, "steps": steps}))
@@ -186,16 +210,22 @@ def _compare(tmp_path, out="step1.json", **extra) -> dict:
     return {"command": "compare", "files": [a, a], "out": str(tmp_path / out), **extra}
 
 
-@pytest.mark.parametrize("step2,message", [
-    ({"bogus": 1}, "Step 2 (compare): unrecognized arguments: --bogus=1"),
-    ({"files": 5}, "Step 2 (compare): 'files' must be a list of file names, not 5"),
-    ({"out": {"path": "x"}}, "Step 2 (compare): 'out' must be text, a number, true/false or a list"),
-    ({"out": UNWRITABLE + "/c.json"}, f"Step 2 (compare): --out: {UNWRITABLE}/c.json cannot be written"),
-    ({"help": True}, "Step 2 (compare): 'help' is not an option name"),
-    ({"command": "locate", "n": 2.5}, "Step 2 (locate): argument --n: 2.5 is not a whole number"),
-    ({"command": "steer", "prompt": " ", "neurons": "a.json"}, "Step 2 (steer): argument --prompt: The prompt is empty"),
-    ({"command": "rm"}, "Step 2: unknown command 'rm'"),
-])
+@pytest.mark.parametrize(
+    "step2,message",
+    [
+        ({"bogus": 1}, "Step 2 (compare): unrecognized arguments: --bogus=1"),
+        ({"files": 5}, "Step 2 (compare): 'files' must be a list of file names, not 5"),
+        ({"out": {"path": "x"}}, "Step 2 (compare): 'out' must be text, a number, true/false or a list"),
+        ({"out": UNWRITABLE + "/c.json"}, f"Step 2 (compare): --out: {UNWRITABLE}/c.json cannot be written"),
+        ({"help": True}, "Step 2 (compare): 'help' is not an option name"),
+        ({"command": "locate", "n": 2.5}, "Step 2 (locate): argument --n: 2.5 is not a whole number"),
+        (
+            {"command": "steer", "prompt": " ", "neurons": "a.json"},
+            "Step 2 (steer): argument --prompt: The prompt is empty",
+        ),
+        ({"command": "rm"}, "Step 2: unknown command 'rm'"),
+    ],
+)
 def test_every_step_is_checked_before_step_one_runs(tmp_path, step2, message):
     second = {**_compare(tmp_path, "step2.json"), **step2}
     with pytest.raises(ParameterError) as err:
@@ -204,21 +234,28 @@ def test_every_step_is_checked_before_step_one_runs(tmp_path, step2, message):
     assert not (tmp_path / "step1.json").exists()  # step 1 never ran
 
 
-@pytest.mark.parametrize("name,text", [("deep.json", "[" * 200_000 + "]" * 200_000),
-                                       ("deep.toml", "a = " + "[" * 200_000 + "]" * 200_000),
-                                       ("deep2.json", '{"steps": [' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "]}")])
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("deep.json", "[" * 200_000 + "]" * 200_000),
+        ("deep.toml", "a = " + "[" * 200_000 + "]" * 200_000),
+        ("deep2.json", '{"steps": [' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "]}"),
+    ],
+)
 def test_a_config_nested_200000_deep_is_a_sentence(tmp_path, name, text):
     with pytest.raises(ParameterError, match="nested too deeply|must be text"):
         main(["run", _config(tmp_path, [], name, text)], exit_on_error=False)
 
 
 def test_a_valid_config_still_runs_its_steps_in_order(tmp_path):
-    outputs = main(["run", _config(tmp_path, [_compare(tmp_path), _compare(tmp_path, "step2.json")])],
-                   exit_on_error=False)
+    outputs = main(
+        ["run", _config(tmp_path, [_compare(tmp_path), _compare(tmp_path, "step2.json")])], exit_on_error=False
+    )
     assert len(outputs) == 2 and (tmp_path / "step1.json").exists() and (tmp_path / "step2.json").exists()
 
 
 # --- bad prompts and neurons are refused before the model loads ---------------------------------------------
+
 
 def test_an_empty_steering_prompt_is_refused_while_reading_the_command_line(tmp_path, no_model, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -230,27 +267,39 @@ def test_an_empty_steering_prompt_is_refused_while_reading_the_command_line(tmp_
         next(steer_stream(None, "  \n", {}))  # the library refuses it too, before touching the model
 
 
-@pytest.mark.parametrize("argv,error,message", [
-    (["inspect", "--neuron", "40:1", "--dataset", "add1"], NeuronSetError, "Neuron 40:1 does not exist"),
-    (["inspect", "--neuron", "3:1536", "--dataset", "add1"], NeuronSetError, "Neuron 3:1536 does not exist"),
-    (["steer", "--prompt", "2 + 2 =", "--neurons", "FILE"], ParameterError, "located on a 3 x 10 grid"),
-    (["evaluate", "--dataset", "add1", "--n", "1", "--neurons", "FILE"], ParameterError, "located on a 3 x 10 grid"),
-    (["matrix", "--neurons", "FILE", "--targets", "add1"], ParameterError, "but this model has 30 x 1536"),
-])
-def test_neurons_the_model_does_not_have_are_refused_before_it_loads(tmp_path, score_cache, no_model, argv, error,
-                                                                      message):
+@pytest.mark.parametrize(
+    "argv,error,message",
+    [
+        (["inspect", "--neuron", "40:1", "--dataset", "add1"], NeuronSetError, "Neuron 40:1 does not exist"),
+        (["inspect", "--neuron", "3:1536", "--dataset", "add1"], NeuronSetError, "Neuron 3:1536 does not exist"),
+        (["steer", "--prompt", "2 + 2 =", "--neurons", "FILE"], ParameterError, "located on a 3 x 10 grid"),
+        (
+            ["evaluate", "--dataset", "add1", "--n", "1", "--neurons", "FILE"],
+            ParameterError,
+            "located on a 3 x 10 grid",
+        ),
+        (["matrix", "--neurons", "FILE", "--targets", "add1"], ParameterError, "but this model has 30 x 1536"),
+    ],
+)
+def test_neurons_the_model_does_not_have_are_refused_before_it_loads(
+    tmp_path, score_cache, no_model, argv, error, message
+):
     argv = [str(_neuron_file(tmp_path)) if a == "FILE" else a for a in argv]
     with pytest.raises(error, match=message):
         main(argv, exit_on_error=False)
 
 
-
 def test_the_readme_loss_counts_hold_on_a_few_cases_of_each_kind():
     """scripts/reliability_losses.py (the README's table) with 12 cases per kind: no crash, nothing lost,
     nothing written outside its target, no value run as code."""
-    child = subprocess.run([sys.executable, "scripts/reliability_losses.py", "--per-kind", "12", "--seed", "3"],
-                           capture_output=True, text=True, cwd=ROOT, timeout=600,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.run(
+        [sys.executable, "scripts/reliability_losses.py", "--per-kind", "12", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert child.returncode == 0, child.stderr
     rows = [line.split("|")[2:-1] for line in child.stdout.splitlines()[2:]]
     assert len(rows) == 5

@@ -14,20 +14,37 @@ from cnl_core.model.neurons import NeuronSet
 from .test_architectures import tiny_model
 from .test_integrated_gradients import SAMPLES, CharTokenizer
 
-OFFLOADED = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": "cpu",
-             "model.rotary_emb": "cpu", "lm_head": "cpu"}
+OFFLOADED = {
+    "model.embed_tokens": "cpu",
+    "model.layers.0": "cpu",
+    "model.layers.1": "disk",
+    "model.norm": "cpu",
+    "model.rotary_emb": "cpu",
+    "lm_head": "cpu",
+}
 
 
 def as_lm(model) -> LoadedModel:
-    return LoadedModel(ModelSpec("llama"), model, CharTokenizer(), "llama", FFNAccess(model, "llama"), "float32", "none",
-                       weight_fingerprint(model))
+    return LoadedModel(
+        ModelSpec("llama"),
+        model,
+        CharTokenizer(),
+        "llama",
+        FFNAccess(model, "llama"),
+        "float32",
+        "none",
+        weight_fingerprint(model),
+    )
 
 
 def test_offloaded_layers_are_fingerprinted_and_hooked_like_the_plain_model(tmp_path):
     tiny_model("llama").save_pretrained(tmp_path / "m")
     plain = as_lm(AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval())
-    spread = as_lm(AutoModelForCausalLM.from_pretrained(tmp_path / "m", device_map=OFFLOADED,
-                                                        offload_folder=tmp_path / "off").eval())
+    spread = as_lm(
+        AutoModelForCausalLM.from_pretrained(
+            tmp_path / "m", device_map=OFFLOADED, offload_folder=tmp_path / "off"
+        ).eval()
+    )
     assert any(p.is_meta for p in spread.model.parameters())  # layer 1 really waits on disk
     assert spread.fingerprint == plain.fingerprint
     for method in ("activation", "grad_x_act", "integrated_gradients"):

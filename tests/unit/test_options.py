@@ -43,8 +43,9 @@ def test_dashboard_defaults_and_choices_are_the_library_ones():
     assert by_label["random-control draws"].value == DEFAULTS.control_draws
     quant = by_label["quantization (saves memory, not time)"]
     assert isinstance(quant, gr.Dropdown) and [c[0] for c in quant.choices] == list(QUANTIZATIONS)
-    assert [c[0] for c in by_label["score method (integrated gradients: the paper's, slow on CPU)"].choices] == \
-        list(scorer_names())
+    assert [c[0] for c in by_label["score method (integrated gradients: the paper's, slow on CPU)"].choices] == list(
+        scorer_names()
+    )
     for label in ("cell: the change of", "effect measured on"):  # the matrix's cells, the specificity index
         assert [c[1] for c in by_label[label].choices] == list(METRICS) and by_label[label].value == METRICS[0]
         assert [c[0] for c in by_label[label].choices] == [METRIC_TITLES[m] for m in METRICS]  # shown by title

@@ -13,19 +13,43 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOOR = tuple(int(x) for x in re.fullmatch(r">=\s*(\d+)\.(\d+)", tomllib.loads(
-    (ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"].strip()).groups())
+FLOOR = tuple(
+    int(x)
+    for x in re.fullmatch(
+        r">=\s*(\d+)\.(\d+)",
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"].strip(),
+    ).groups()
+)
 
 # Standard-library names added after 3.10 (module, name; None: the module): the version that added them.
-NEWER = {("tomllib", None): (3, 11), ("typing", "Self"): (3, 11), ("typing", "Never"): (3, 11),
-         ("typing", "LiteralString"): (3, 11), ("typing", "assert_never"): (3, 11), ("typing", "NotRequired"): (3, 11),
-         ("enum", "StrEnum"): (3, 11), ("datetime", "UTC"): (3, 11), ("asyncio", "TaskGroup"): (3, 11),
-         ("asyncio", "timeout"): (3, 11), ("contextlib", "chdir"): (3, 11), ("hashlib", "file_digest"): (3, 11),
-         ("itertools", "batched"): (3, 12), ("typing", "override"): (3, 12), ("typing", "TypeAliasType"): (3, 12),
-         ("math", "sumprod"): (3, 12), ("types", "get_original_bases"): (3, 12), ("calendar", "Month"): (3, 12),
-         ("warnings", "deprecated"): (3, 13), ("copy", "replace"): (3, 13), ("typing", "TypeIs"): (3, 13),
-         ("typing", "ReadOnly"): (3, 13), ("os", "process_cpu_count"): (3, 13), ("sys", "_is_gil_enabled"): (3, 13),
-         ("annotationlib", None): (3, 14), ("string", "templatelib"): (3, 14)}
+NEWER = {
+    ("tomllib", None): (3, 11),
+    ("typing", "Self"): (3, 11),
+    ("typing", "Never"): (3, 11),
+    ("typing", "LiteralString"): (3, 11),
+    ("typing", "assert_never"): (3, 11),
+    ("typing", "NotRequired"): (3, 11),
+    ("enum", "StrEnum"): (3, 11),
+    ("datetime", "UTC"): (3, 11),
+    ("asyncio", "TaskGroup"): (3, 11),
+    ("asyncio", "timeout"): (3, 11),
+    ("contextlib", "chdir"): (3, 11),
+    ("hashlib", "file_digest"): (3, 11),
+    ("itertools", "batched"): (3, 12),
+    ("typing", "override"): (3, 12),
+    ("typing", "TypeAliasType"): (3, 12),
+    ("math", "sumprod"): (3, 12),
+    ("types", "get_original_bases"): (3, 12),
+    ("calendar", "Month"): (3, 12),
+    ("warnings", "deprecated"): (3, 13),
+    ("copy", "replace"): (3, 13),
+    ("typing", "TypeIs"): (3, 13),
+    ("typing", "ReadOnly"): (3, 13),
+    ("os", "process_cpu_count"): (3, 13),
+    ("sys", "_is_gil_enabled"): (3, 13),
+    ("annotationlib", None): (3, 14),
+    ("string", "templatelib"): (3, 14),
+}
 KEYWORDS = {"onexc": (3, 12)}  # shutil.rmtree(onexc=...)
 BUILTINS = {"ExceptionGroup": (3, 11), "BaseExceptionGroup": (3, 11)}
 
@@ -48,10 +72,16 @@ def newer_than(source: str, floor: tuple[int, int]) -> list[str]:
         elif isinstance(node, ast.Name) and BUILTINS.get(node.id, (0, 0)) > floor:
             found.append(f"{node.id} (Python {'.'.join(map(str, BUILTINS[node.id]))})")
         elif isinstance(node, ast.Call):
-            found += [f"keyword {k.arg}= (Python {'.'.join(map(str, KEYWORDS[k.arg]))})" for k in node.keywords
-                      if k.arg in KEYWORDS and KEYWORDS[k.arg] > floor]
-        found += [f"{m if n is None else f'{m}.{n}'} (Python {'.'.join(map(str, NEWER[m, n]))})" for m, n in pairs
-                  if (m, n) in NEWER and NEWER[m, n] > floor]
+            found += [
+                f"keyword {k.arg}= (Python {'.'.join(map(str, KEYWORDS[k.arg]))})"
+                for k in node.keywords
+                if k.arg in KEYWORDS and KEYWORDS[k.arg] > floor
+            ]
+        found += [
+            f"{m if n is None else f'{m}.{n}'} (Python {'.'.join(map(str, NEWER[m, n]))})"
+            for m, n in pairs
+            if (m, n) in NEWER and NEWER[m, n] > floor
+        ]
     return found
 
 
@@ -65,10 +95,17 @@ def test_the_checker_finds_what_a_floor_lacks():
 
 
 def test_no_module_needs_a_python_newer_than_the_one_promised():
-    files = [p for d in ("cnl_core", "ui", "tests", "scripts", "bench") for p in (ROOT / d).rglob("*.py")
-             if ".env" not in p.parts]
-    found = {str(p.relative_to(ROOT)): got for p in [*files, ROOT / "dashboard.py"]
-             if (got := newer_than(p.read_text(encoding="utf-8"), FLOOR))}
+    files = [
+        p
+        for d in ("cnl_core", "ui", "tests", "scripts", "bench")
+        for p in (ROOT / d).rglob("*.py")
+        if ".env" not in p.parts
+    ]
+    found = {
+        str(p.relative_to(ROOT)): got
+        for p in [*files, ROOT / "dashboard.py"]
+        if (got := newer_than(p.read_text(encoding="utf-8"), FLOOR))
+    }
     assert len(files) > 100 and not found, found
 
 

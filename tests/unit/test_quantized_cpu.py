@@ -77,8 +77,16 @@ def test_locate_then_zero_and_amplify_change_the_evaluation(models, quant, score
     assert 0 < res.n_located and res.model_info["quantization"] == quant and len(res.pairwise) == 1
     cfg = EvalConfig(num_fewshot=0, max_new_tokens=2, bootstrap=0)
     for mode in ("zero", "amplify"):
-        ev = run_evaluate(lm, "add1", 3, 0, Intervention(res.neurons, mode), control_draws=0,
-                          located_ids=res.located_sample_ids(), cfg=cfg)
+        ev = run_evaluate(
+            lm,
+            "add1",
+            3,
+            0,
+            Intervention(res.neurons, mode),
+            control_draws=0,
+            located_ids=res.located_sample_ids(),
+            cfg=cfg,
+        )
         assert ev.intervened.gold_loglik != ev.baseline.gold_loglik, mode
         assert ev.baseline.accuracy is not None and 0 <= ev.baseline.accuracy <= 1
 
@@ -91,8 +99,10 @@ def test_neuron_inspector_reads_quantized_layers(models, quant):
     full = inspect_neuron(models["none"], 1, 7, [get_dataset("add1")], n=3, top_k=2)
     assert rep.stats["add1"].samples == 3 and len(rep.top_examples) == 2
     assert rep.top_examples[0].sample_id == full.top_examples[0].sample_id
-    assert abs(rep.top_examples[0].max_activation - full.top_examples[0].max_activation) < \
-        0.3 * abs(full.top_examples[0].max_activation) + 1e-3
+    assert (
+        abs(rep.top_examples[0].max_activation - full.top_examples[0].max_activation)
+        < 0.3 * abs(full.top_examples[0].max_activation) + 1e-3
+    )
 
 
 @pytest.mark.parametrize("quant", QUANTS)

@@ -13,8 +13,15 @@ def _tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -27,8 +34,11 @@ def test_output_direction_of_a_quantized_layer_is_the_dequantized_column(bits):
     from cnl_core.model.loading import LoadedModel, ModelSpec
 
     model = _tiny_llama()
-    cfg = BitsAndBytesConfig(load_in_8bit=True) if bits == "8bit" else BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    cfg = (
+        BitsAndBytesConfig(load_in_8bit=True)
+        if bits == "8bit"
+        else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    )
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
         quantized = AutoModelForCausalLM.from_pretrained(folder, quantization_config=cfg, device_map="cpu")

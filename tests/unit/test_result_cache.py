@@ -34,9 +34,22 @@ class Outer:
 
 
 def _eval_result() -> EvalResult:
-    return EvalResult("m", "add1", "number", 2, 0, ["a", "b"], ["c"], EvalConfig(), Summary(-1.5, (-2.0, -1.0), 0.5),
-                      {"mode": "zero"}, Summary(-2.5, None, 0.0), ControlSummary(-1.6, draws=[{"accuracy": 0.5}]),
-                      [Example("a", "1+1=", "2", "2", "3")], located_on="add1")
+    return EvalResult(
+        "m",
+        "add1",
+        "number",
+        2,
+        0,
+        ["a", "b"],
+        ["c"],
+        EvalConfig(),
+        Summary(-1.5, (-2.0, -1.0), 0.5),
+        {"mode": "zero"},
+        Summary(-2.5, None, 0.0),
+        ControlSummary(-1.6, draws=[{"accuracy": 0.5}]),
+        [Example("a", "1+1=", "2", "2", "3")],
+        located_on="add1",
+    )
 
 
 def test_typed_results_round_trip():
@@ -49,14 +62,24 @@ def test_typed_results_round_trip():
     assert to_fields(from_fields(EvalResult, to_fields(ev))) == to_fields(ev)  # its own file form, kept
 
 
-@pytest.mark.parametrize("data, where", [
-    ({"count": "3", "ratio": 1.0, "inner": {"name": "x", "values": []}}, "Outer.count"),
-    ({"count": 3, "ratio": 1.0, "inner": {"name": "x", "values": ["a"]}}, "Outer.inner.values[0]"),
-    ({"count": 3, "ratio": 1.0}, "Outer.inner: missing"),
-    ({"count": 3, "ratio": 1.0, "inner": {"name": "x", "values": [], "extra": {"f": {"__class__": 1}}},
-      "maybe": 5}, "Outer.maybe"),
-    ([1, 2], "expected an object"),
-])
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        ({"count": "3", "ratio": 1.0, "inner": {"name": "x", "values": []}}, "Outer.count"),
+        ({"count": 3, "ratio": 1.0, "inner": {"name": "x", "values": ["a"]}}, "Outer.inner.values[0]"),
+        ({"count": 3, "ratio": 1.0}, "Outer.inner: missing"),
+        (
+            {
+                "count": 3,
+                "ratio": 1.0,
+                "inner": {"name": "x", "values": [], "extra": {"f": {"__class__": 1}}},
+                "maybe": 5,
+            },
+            "Outer.maybe",
+        ),
+        ([1, 2], "expected an object"),
+    ],
+)
 def test_a_field_of_the_wrong_type_is_named(data, where):
     with pytest.raises(ResultFileError, match=where.replace("[", r"\[").replace("]", r"\]")):
         from_fields(Outer, data)
@@ -81,8 +104,9 @@ def test_visitors_asking_at_once_share_one_run(tmp_path):
         return Inner("r", [2.0])
 
     served = []
-    threads = [threading.Thread(target=lambda: served.append(cache.serve("demo", {}, Inner, compute)))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: served.append(cache.serve("demo", {}, Inner, compute))) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     time.sleep(0.5)

@@ -20,9 +20,10 @@ from ui.session import Located, new_session
 from ui.tabs import data_tab, export_tab, intervene_tab, locate_tab
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-10**20, max_value=10**20) | st.floats() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(min_value=-(10**20), max_value=10**20) | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=20)
+    max_leaves=20,
+)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # gr.Warning outside a running app
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -86,8 +87,15 @@ def _refused(exc: gr.Error) -> bool:
 
 
 def _snapshot(state) -> tuple:
-    return (state.id, state.spec, {k: v.result.to_json() for k, v in state.located.items()}, len(state.history),
-            state.matrix, list(state.uploads), state.pending_upload)
+    return (
+        state.id,
+        state.spec,
+        {k: v.result.to_json() for k, v in state.located.items()},
+        len(state.history),
+        state.matrix,
+        list(state.uploads),
+        state.pending_upload,
+    )
 
 
 def _state():
@@ -122,7 +130,7 @@ def test_a_refused_upload_leaves_nothing_pending(tmp_path_factory, content, name
         assert _snapshot(state) == before
 
 
-NUMBER = st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-10**12, 10**12), st.text(max_size=6))
+NUMBER = st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-(10**12), 10**12), st.text(max_size=6))
 
 
 @FUZZ
@@ -151,7 +159,8 @@ def test_bad_evaluation_numbers_are_refused_before_any_model_work(numbers):
         intervene_tab.F.CONTROL_DRAWS.check(draws)
     except CNLError as expected:
         with pytest.raises(gr.Error) as shown:
-            intervene_tab.intervene_ui("m:d", "amplify", factor, "all", ["d"], n, seed, draws, shots, max_new, False,
-                                       state)
+            intervene_tab.intervene_ui(
+                "m:d", "amplify", factor, "all", ["d"], n, seed, draws, shots, max_new, False, state
+            )
         assert _refused(shown.value) and shown.value.message == str(expected)
         assert _snapshot(state) == before

@@ -17,9 +17,17 @@ GRID = NeuronGrid(3, 10)
 
 def result() -> LocateResult:
     a, b = NeuronSet.from_flat(GRID, [1, 2, 12]), NeuronSet.from_flat(GRID, [2, 12, 29])
-    return LocateResult(model="m", dataset="d", neurons=NeuronSet.from_flat(GRID, [2, 12]), n=3, k=2, seed=1,
-                        splits=[SplitResult(["d/1", "d/2", "d/3"], a), SplitResult(["d/4", "d/5", "d/6"], b)],
-                        pairwise=[SplitPair(0, 1, compare_sets(a, b))], top_neurons=[TopNeuron(0, 2, 0.5)])
+    return LocateResult(
+        model="m",
+        dataset="d",
+        neurons=NeuronSet.from_flat(GRID, [2, 12]),
+        n=3,
+        k=2,
+        seed=1,
+        splits=[SplitResult(["d/1", "d/2", "d/3"], a), SplitResult(["d/4", "d/5", "d/6"], b)],
+        pairwise=[SplitPair(0, 1, compare_sets(a, b))],
+        top_neurons=[TopNeuron(0, 2, 0.5)],
+    )
 
 
 def test_round_trip_is_exact_and_agreement_is_the_mean_over_pairs():
@@ -40,30 +48,33 @@ def _broken(path: list, value):
     return data
 
 
-@pytest.mark.parametrize("path,value,words", [  # one error, ResultFileError, whose sentence starts at the field
-    (["grid", "n_layers"], -3, "grid: A grid of -3 x 10 neurons is impossible"),
-    (["grid", "width"], 10**12, "grid: A grid of 3 x 1000000000000 neurons is impossible"),
-    (["grid", "width"], "10", "grid.width: expected a whole number, got text"),
-    (["neurons"], [[3, 0]], "neurons: Layer 3 does not exist"),
-    (["neurons"], [[0, 10]], "neurons: Neuron index 10 does not exist"),
-    (["neurons"], [[0, 1.5]], "neurons: A neuron must be a [layer, index] pair of whole numbers"),
-    (["neurons"], "all of them", "neurons: Neurons must be a list of [layer, index]"),
-    (["dataset"], "x" * 300, "dataset: the 'dataset' name is 300 characters"),
-    (["model"], 5, "model: expected text, got a number"),
-    (["model"], " ", "model: the 'model' name is empty"),
-    (["pairwise"], {"a": 0}, "pairwise: expected a list, got an object"),
-    (["pairwise", 0, "iou"], "high", "pairwise[0].iou: expected a number, got text"),
-    (["pairwise", 0, "iou"], None, "pairwise[0]: the overlap, IoU, chance levels and p-value must be finite"),
-    (["pairwise", 0, "iou"], 7.0, "pairwise[0]: an overlap, IoU or p-value outside 0..1"),
-    (["pairwise", 0, "b"], 5, "pairwise[0].b: 5 is not a whole number from 0 and below 2"),
-    (["pairwise", 0, "size_a"], -1, "pairwise[0].size_a: -1 is not a whole number from 0"),
-    (["splits", 0, "sample_ids"], [1, 2], "splits[0].sample_ids[0]: expected text, got a number"),
-    (["splits", 1, "neurons"], [[0, 99]], "splits[1].neurons: Neuron index 99 does not exist"),
-    (["top_neurons", 0, "layer"], 3, "top_neurons[0].layer: 3 is not a whole number from 0 and below 3"),
-    (["params", "locate", "tau"], 9.0, "params.locate: tau: 9 is out of range"),
-    (["params", "score", "method"], "magic", "params.score: Unknown scoring method"),
-    (["cache", "reused"], -2, "cache.reused: -2 is not a whole number from 0"),
-])
+@pytest.mark.parametrize(
+    "path,value,words",
+    [  # one error, ResultFileError, whose sentence starts at the field
+        (["grid", "n_layers"], -3, "grid: A grid of -3 x 10 neurons is impossible"),
+        (["grid", "width"], 10**12, "grid: A grid of 3 x 1000000000000 neurons is impossible"),
+        (["grid", "width"], "10", "grid.width: expected a whole number, got text"),
+        (["neurons"], [[3, 0]], "neurons: Layer 3 does not exist"),
+        (["neurons"], [[0, 10]], "neurons: Neuron index 10 does not exist"),
+        (["neurons"], [[0, 1.5]], "neurons: A neuron must be a [layer, index] pair of whole numbers"),
+        (["neurons"], "all of them", "neurons: Neurons must be a list of [layer, index]"),
+        (["dataset"], "x" * 300, "dataset: the 'dataset' name is 300 characters"),
+        (["model"], 5, "model: expected text, got a number"),
+        (["model"], " ", "model: the 'model' name is empty"),
+        (["pairwise"], {"a": 0}, "pairwise: expected a list, got an object"),
+        (["pairwise", 0, "iou"], "high", "pairwise[0].iou: expected a number, got text"),
+        (["pairwise", 0, "iou"], None, "pairwise[0]: the overlap, IoU, chance levels and p-value must be finite"),
+        (["pairwise", 0, "iou"], 7.0, "pairwise[0]: an overlap, IoU or p-value outside 0..1"),
+        (["pairwise", 0, "b"], 5, "pairwise[0].b: 5 is not a whole number from 0 and below 2"),
+        (["pairwise", 0, "size_a"], -1, "pairwise[0].size_a: -1 is not a whole number from 0"),
+        (["splits", 0, "sample_ids"], [1, 2], "splits[0].sample_ids[0]: expected text, got a number"),
+        (["splits", 1, "neurons"], [[0, 99]], "splits[1].neurons: Neuron index 99 does not exist"),
+        (["top_neurons", 0, "layer"], 3, "top_neurons[0].layer: 3 is not a whole number from 0 and below 3"),
+        (["params", "locate", "tau"], 9.0, "params.locate: tau: 9 is out of range"),
+        (["params", "score", "method"], "magic", "params.score: Unknown scoring method"),
+        (["cache", "reused"], -2, "cache.reused: -2 is not a whole number from 0"),
+    ],
+)
 def test_malformed_fields_are_refused_with_a_sentence_naming_the_field(path, value, words):
     with pytest.raises(ResultFileError, match="^" + words.replace("[", r"\[").replace("]", r"\]")):
         LocateResult.from_json(_broken(path, value))
@@ -75,7 +86,15 @@ def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
     with pytest.raises(ResultFileError, match="nested too deeply|JSON object"):
         LocateResult.read(deep)
     nested = tmp_path / "nested.json"
-    nested.write_text(json.dumps({"grid": {"n_layers": 3, "width": 10}, "neurons": [], "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}))
+    nested.write_text(
+        json.dumps(
+            {
+                "grid": {"n_layers": 3, "width": 10},
+                "neurons": [],
+                "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+            }
+        )
+    )
     with pytest.raises(ResultFileError, match="nested too deeply"):
         LocateResult.read(nested)
 
@@ -96,26 +115,38 @@ def test_numbers_json_allows_but_python_cannot_hold_are_refused(tmp_path):
 
 def _evaluation() -> dict:
     part = {"accuracy": 0.5, "accuracy_ci": [0.0, 1.0], "gold_loglik": -1.0, "gold_loglik_ci": [-1.5, -0.5]}
-    return {"kind": "cnl.evaluate", "model": "m", "dataset": "d", "task_kind": "choice", "n": 2, "seed": 0,
-            "sample_ids": ["d/1", "d/2"], "eval_config": {}, "baseline": part,
-            "intervened": {**part, "delta_gold_loglik": 0.1, "delta_gold_loglik_ci": [0.0, 0.2]},
-            "control": {**part, "draws": [{"accuracy": 0.5, "gold_loglik": -1.0}]}}
+    return {
+        "kind": "cnl.evaluate",
+        "model": "m",
+        "dataset": "d",
+        "task_kind": "choice",
+        "n": 2,
+        "seed": 0,
+        "sample_ids": ["d/1", "d/2"],
+        "eval_config": {},
+        "baseline": part,
+        "intervened": {**part, "delta_gold_loglik": 0.1, "delta_gold_loglik_ci": [0.0, 0.2]},
+        "control": {**part, "draws": [{"accuracy": 0.5, "gold_loglik": -1.0}]},
+    }
 
 
-@pytest.mark.parametrize("key,value,words", [
-    ("n", float("inf"), "n: expected a whole number, got a number"),
-    ("n", "2", "n: expected a whole number, got text"),
-    ("sample_ids", "d/1", "sample_ids: expected a list, got text"),
-    ("kind", "cnl.locate", "not a cnl.evaluate result (its kind is 'cnl.locate')"),
-    (("baseline", "accuracy_ci"), "wide", "baseline.accuracy_ci: expected a list, got text"),
-    (("baseline", "accuracy_ci"), [1], "baseline: accuracy_ci: an interval is [low, high], not 1 numbers"),
-    (("baseline", "gold_loglik"), "x", "baseline.gold_loglik: expected a number, got text"),
-    (("intervened", "delta_gold_loglik_ci"), {"lo": 0}, "intervened.delta_gold_loglik_ci: expected a list"),
-    (("control", "draws"), [1], "control.draws[0]: expected an object, got a number"),
-    (("eval_config", "num_fewshot"), 99, "eval_config: few-shot (-1: the task's own): 99 is out of range"),
-    ("intervention", [1], "intervention: expected an object, got a list"),
-    ("examples", [{"id": "d/1"}], "examples[0].prompt: missing"),
-])
+@pytest.mark.parametrize(
+    "key,value,words",
+    [
+        ("n", float("inf"), "n: expected a whole number, got a number"),
+        ("n", "2", "n: expected a whole number, got text"),
+        ("sample_ids", "d/1", "sample_ids: expected a list, got text"),
+        ("kind", "cnl.locate", "not a cnl.evaluate result (its kind is 'cnl.locate')"),
+        (("baseline", "accuracy_ci"), "wide", "baseline.accuracy_ci: expected a list, got text"),
+        (("baseline", "accuracy_ci"), [1], "baseline: accuracy_ci: an interval is [low, high], not 1 numbers"),
+        (("baseline", "gold_loglik"), "x", "baseline.gold_loglik: expected a number, got text"),
+        (("intervened", "delta_gold_loglik_ci"), {"lo": 0}, "intervened.delta_gold_loglik_ci: expected a list"),
+        (("control", "draws"), [1], "control.draws[0]: expected an object, got a number"),
+        (("eval_config", "num_fewshot"), 99, "eval_config: few-shot (-1: the task's own): 99 is out of range"),
+        ("intervention", [1], "intervention: expected an object, got a list"),
+        ("examples", [{"id": "d/1"}], "examples[0].prompt: missing"),
+    ],
+)
 def test_evaluation_files_are_checked_field_by_field(key, value, words):
     data = _evaluation()
     assert EvalResult.from_json(copy.deepcopy(data)).intervened.deltas.delta_gold_loglik == 0.1
@@ -123,8 +154,10 @@ def test_evaluation_files_are_checked_field_by_field(key, value, words):
         data[key[0]][key[1]] = value
     else:
         data[key] = value
-    with pytest.raises(ResultFileError, match="^" + words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises(
+        ResultFileError,
+        match="^" + words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
+    ):
         EvalResult.from_json(data)
 
 
@@ -142,11 +175,19 @@ def test_a_file_names_itself_and_the_field_and_every_reader_raises_the_one_error
     (tmp_path / "eval.json").write_text(json.dumps(bad))
     with pytest.raises(ResultFileError, match="^eval.json was not loaded: seed: expected a whole number, got true"):
         EvalResult.read(tmp_path / "eval.json")
-    lm_eval = {"kind": "cnl.lm_eval", "model": "m", "seed": 0, "settings": {"tasks": ["arc_easy"]},
-               "baseline": {"arc_easy": {"task": "arc_easy", "metrics": {"acc,none": {"value": "high"}}}}}
+    lm_eval = {
+        "kind": "cnl.lm_eval",
+        "model": "m",
+        "seed": 0,
+        "settings": {"tasks": ["arc_easy"]},
+        "baseline": {"arc_easy": {"task": "arc_easy", "metrics": {"acc,none": {"value": "high"}}}},
+    }
     (tmp_path / "lm.json").write_text(json.dumps(lm_eval))
-    with pytest.raises(ResultFileError, match=r"^lm.json was not loaded: baseline.arc_easy.metrics.acc,none.value: "
-                                              "expected a number, got text"):
+    with pytest.raises(
+        ResultFileError,
+        match=r"^lm.json was not loaded: baseline.arc_easy.metrics.acc,none.value: "
+        "expected a number, got text",
+    ):
         HarnessEvalResult.read(tmp_path / "lm.json")
     lm_eval["baseline"]["arc_easy"]["metrics"]["acc,none"]["value"] = 0.5
     assert HarnessEvalResult.from_json(lm_eval).baseline["arc_easy"].metrics["acc,none"].value == 0.5
@@ -164,13 +205,16 @@ def test_a_measure_not_taken_is_written_as_null_and_read_back_as_nan(tmp_path):
     from cnl_core.experiments.json_io import write_json
 
     control = ControlSummary(gold_loglik=math.nan, accuracy=0.25, draws=[{"accuracy": 0.25, "gold_loglik": math.nan}])
-    path = write_json(tmp_path / "r.json", {"baseline": Summary(gold_loglik=math.nan, accuracy=0.5).to_json(),
-                                            "control": control.to_json()})
+    path = write_json(
+        tmp_path / "r.json",
+        {"baseline": Summary(gold_loglik=math.nan, accuracy=0.5).to_json(), "control": control.to_json()},
+    )
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert data["control"]["draws"][0]["gold_loglik"] is None
     back = Summary.from_json(data["baseline"])
     assert math.isnan(back.gold_loglik) and back.accuracy == 0.5
-    wide = Summary.from_json(json.loads(write_json(tmp_path / "w.json", Summary(-1.0, [-math.inf, 0.5]).to_json())
-                                        .read_text()))
+    wide = Summary.from_json(
+        json.loads(write_json(tmp_path / "w.json", Summary(-1.0, [-math.inf, 0.5]).to_json()).read_text())
+    )
     assert math.isnan(wide.gold_loglik_ci[0]) and wide.gold_loglik_ci[1] == 0.5
     assert math.isnan(ControlSummary.from_json(data["control"]).gold_loglik)

@@ -19,10 +19,20 @@ from ui.session import Located, new_session
 
 
 def _eval(dataset="add1") -> EvalResult:
-    return EvalResult(model="m", dataset=dataset, task_kind="generate_number", n=10, seed=0, sample_ids=["a"],
-                      fewshot_ids=[], eval_config=EvalConfig(), baseline=Summary(-1.0, accuracy=0.9),
-                      intervened=Summary(-2.0, accuracy=0.1), control=ControlSummary(-1.0, accuracy=0.85),
-                      intervention={"mode": "zero", "factor": 0.0, "positions": "all", "n_neurons": 2})
+    return EvalResult(
+        model="m",
+        dataset=dataset,
+        task_kind="generate_number",
+        n=10,
+        seed=0,
+        sample_ids=["a"],
+        fewshot_ids=[],
+        eval_config=EvalConfig(),
+        baseline=Summary(-1.0, accuracy=0.9),
+        intervened=Summary(-2.0, accuracy=0.1),
+        control=ControlSummary(-1.0, accuracy=0.85),
+        intervention={"mode": "zero", "factor": 0.0, "positions": "all", "n_neurons": 2},
+    )
 
 
 def _worked_session():
@@ -47,8 +57,12 @@ def test_a_damaged_or_hostile_copy_is_set_aside_with_a_sentence_and_the_page_wor
     doc["located"][0]["result"]["neurons"] = [[99, 0]]  # outside the grid
     state, note = session_store.restore_ui(doc, new_session())
     assert not state.located and "could not be restored" in note and "this page starts empty" in note
-    for bad in ({"kind": "cnl.locate"}, "not json", {"kind": "cnl.session", "located": {"a": 1}},
-                {"kind": "cnl.session", "history": [["__import__('os')"]]}):
+    for bad in (
+        {"kind": "cnl.locate"},
+        "not json",
+        {"kind": "cnl.session", "located": {"a": 1}},
+        {"kind": "cnl.session", "history": [["__import__('os')"]]},
+    ):
         with pytest.raises(ResultFileError):
             read_session(bad)
 
@@ -59,7 +73,7 @@ def test_the_session_file_downloads_and_uploads_as_one_json(tmp_path, monkeypatc
     assert path.endswith(".json") and json.loads(open(path).read())["kind"] == "cnl.session"
     msg, state = session_store.upload_ui(path, new_session())
     assert "Restored 1 located set and 1 Intervene run" in msg and "m:d" in state.located
-    (tmp_path / "x.json").write_text("{\"kind\": \"cnl.session\", \"located\": [{\"label\": 3}]}")
+    (tmp_path / "x.json").write_text('{"kind": "cnl.session", "located": [{"label": 3}]}')
     with pytest.raises(Exception, match="needs a 'label'"):
         session_store.upload_ui(str(tmp_path / "x.json"), new_session())
 
@@ -93,14 +107,16 @@ def test_the_page_restores_once_with_every_view_whichever_comes_first():
     from ui.app import RESTORE_TICKS, _restore_page, _restore_tick, build_app
 
     app = build_app()
-    fns = sorted((f for f in app.fns.values() if getattr(f.fn, "__name__", "") in ("_restore_page", "_restore_tick")),
-                 key=lambda f: f.fn.__name__)
+    fns = sorted(
+        (f for f in app.fns.values() if getattr(f.fn, "__name__", "") in ("_restore_page", "_restore_tick")),
+        key=lambda f: f.fn.__name__,
+    )
     assert [f.fn.__name__ for f in fns] == ["_restore_page", "_restore_tick"]  # on load, and on a timer's tick
     boxes = (["add1", "not-a-dataset"], 12, 2, 2, 0.1, 0.5, ["add1"], 40, 3, "amplify", 2.0)  # SETTINGS' order
     doc = json.loads(json.dumps(session_store.snapshot(_worked_session(), *boxes)))
     first = _restore_page(doc, new_session())
     assert len(first) == len(fns[0].outputs) and "Restored 1 located set" in first[1]
-    settings = dict(zip(session_store.SETTINGS, first[-len(session_store.SETTINGS):]))
+    settings = dict(zip(session_store.SETTINGS, first[-len(session_store.SETTINGS) :]))
     assert settings["datasets"]["value"] == ["add1"]  # a dataset this page does not offer is left out
     assert (settings["tau"]["value"], settings["mode"]["value"], settings["eval_n"]["value"]) == (0.1, "amplify", 40)
     again = _restore_page(doc, first[0])

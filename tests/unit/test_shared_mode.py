@@ -24,24 +24,33 @@ def shared(monkeypatch, tmp_path):
     return allowed
 
 
-@pytest.mark.parametrize("env,kwargs,on", [
-    ({}, {}, False),
-    ({}, {"host": "127.0.0.1"}, False),
-    ({"SPACE_ID": "someone/space"}, {}, True),
-    ({}, {"share": True}, True),
-    ({}, {"host": "0.0.0.0"}, True),
-    ({"CNL_SHARED": "1"}, {}, True),
-    ({"SPACE_ID": "x", "CNL_SHARED": "0"}, {}, False),  # the operator's explicit word wins
-    ({"CNL_SHARED": "1"}, {"shared": False}, False),  # and the flag over the environment
-])
+@pytest.mark.parametrize(
+    "env,kwargs,on",
+    [
+        ({}, {}, False),
+        ({}, {"host": "127.0.0.1"}, False),
+        ({"SPACE_ID": "someone/space"}, {}, True),
+        ({}, {"share": True}, True),
+        ({}, {"host": "0.0.0.0"}, True),
+        ({"CNL_SHARED": "1"}, {}, True),
+        ({"SPACE_ID": "x", "CNL_SHARED": "0"}, {}, False),  # the operator's explicit word wins
+        ({"CNL_SHARED": "1"}, {"shared": False}, False),  # and the flag over the environment
+    ],
+)
 def test_shared_mode_is_on_on_spaces_with_share_and_a_public_host(env, kwargs, on):
     assert Policy.from_env(env, **kwargs).shared is on
 
 
 def test_the_operator_lists_come_from_flags_and_the_environment(tmp_path):
-    policy = Policy.from_env({"CNL_SHARED": "1", "CNL_ALLOWED_PATHS": f"{tmp_path}/a:{tmp_path}/b",
-                              "CNL_ALLOWED_MODELS": "gpt2, org/model", "CNL_ALLOW_PICKLE": "1"},
-                             allowed_models=("other/one",))
+    policy = Policy.from_env(
+        {
+            "CNL_SHARED": "1",
+            "CNL_ALLOWED_PATHS": f"{tmp_path}/a:{tmp_path}/b",
+            "CNL_ALLOWED_MODELS": "gpt2, org/model",
+            "CNL_ALLOW_PICKLE": "1",
+        },
+        allowed_models=("other/one",),
+    )
     assert [p.name for p in policy.allowed_paths] == ["a", "b"]
     assert policy.allowed_models == ("other/one", "gpt2", "org/model") and policy.allow_pickle
     assert policy.allows_path(tmp_path / "a" / "x" / "m") and not policy.allows_path(tmp_path / "c")
@@ -52,8 +61,16 @@ def test_the_operator_lists_come_from_flags_and_the_environment(tmp_path):
 
 def _config(folder, **extra):
     folder.mkdir(parents=True, exist_ok=True)
-    config = dict(model_type="llama", vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=4, intermediate_size=128, **extra)
+    config = dict(
+        model_type="llama",
+        vocab_size=100,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=128,
+        **extra,
+    )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -62,8 +79,10 @@ def test_a_config_whose_auto_map_names_uploaded_code_runs_nothing(shared, tmp_pa
     """Route (b): config.json + code in an upload folder, trust_remote_code asked for: the estimate alone ran it."""
     upload = _config(tmp_path / "upload", auto_map={"AutoConfig": "evil.EvilConfig"})
     marker = tmp_path / "ran"
-    (upload / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
-                                    "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n    pass\n")
+    (upload / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
+        "from transformers import LlamaConfig\nclass EvilConfig(LlamaConfig):\n    pass\n"
+    )
     for trust in (True, False):
         with pytest.raises(ModelLoadError, match="This dashboard is shared"):
             memory_plan(ModelSpec(str(upload), device="cpu", trust_remote_code=trust))
@@ -104,14 +123,17 @@ def test_the_model_box_hides_trust_remote_code_in_shared_mode(shared):
     from ui.tabs.model_tab import estimate_ui, load_model_ui
 
     assert "This dashboard is shared: trust_remote_code stays off" in estimate_ui(
-        "smollm2-135m", "auto", "cpu", "none", False, True)
+        "smollm2-135m", "auto", "cpu", "none", False, True
+    )
     with pytest.raises(Exception, match="trust_remote_code stays off"):
         load_model_ui("smollm2-135m", "auto", "cpu", "none", False, True, None)
 
 
 def test_refusals_are_the_librarys_own_sentences(shared):
-    for call in (lambda: memory_plan(ModelSpec("/", trust_remote_code=False)),
-                 lambda: shared_mode.current().check_path("/etc/passwd", "dataset file")):
+    for call in (
+        lambda: memory_plan(ModelSpec("/", trust_remote_code=False)),
+        lambda: shared_mode.current().check_path("/etc/passwd", "dataset file"),
+    ):
         with pytest.raises(CNLError):
             call()
     with pytest.raises(DatasetError):

@@ -30,8 +30,9 @@ def payload(tmp_path):
     upload = tmp_path / "upload"
     upload.mkdir()
     marker = tmp_path / "code-ran"
-    (upload / "x.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
-                                 "def fn(docs):\n    return docs\n")
+    (upload / "x.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ndef fn(docs):\n    return docs\n"
+    )
     (upload / "d.jsonl").write_text('{"q": "1+1=", "a": "2"}\n')
     return upload, marker
 

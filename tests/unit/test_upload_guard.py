@@ -18,8 +18,12 @@ def server():
     args = dashboard.parse_args(["--port", str(free_port())])
     with gr.Blocks() as demo:
         gr.File(file_types=[".csv"])
-    demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True,
-                app_kwargs=dashboard.launch_options(args)["app_kwargs"])
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=args.port,
+        prevent_thread_lock=True,
+        app_kwargs=dashboard.launch_options(args)["app_kwargs"],
+    )
     try:
         yield f"http://127.0.0.1:{args.port}/gradio_api/upload"
     finally:

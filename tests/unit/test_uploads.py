@@ -33,7 +33,7 @@ NASTY = [
     (b"text,label\n\xff\xfe bad,1\n", "not UTF-8"),
     (b"a,b\n1,2\n", "Column 'text'"),
     (b'{"text": "x"\n', "not valid JSON"),
-    (b'[1, 2]\n', "JSON object"),
+    (b"[1, 2]\n", "JSON object"),
     (b"text,label\n,\n,\n", "No usable rows"),
 ]
 
@@ -83,9 +83,20 @@ def test_header_only_nested_values_and_commas_in_free_text(tmp_path):
     assert spec.rows()[0].target == "1234"  # a number loses its thousands separator
 
 
-@pytest.mark.parametrize("cell,escaped", [("=1+1", True), ("  =HYPERLINK(x)", True), ("\n@SUM(A1)", True),
-                                          ("＝1+1", True), ("－2+3", True), ("\tcmd", True), ("-0.25", False),
-                                          ("plain text", False), (" spaced text", False)])
+@pytest.mark.parametrize(
+    "cell,escaped",
+    [
+        ("=1+1", True),
+        ("  =HYPERLINK(x)", True),
+        ("\n@SUM(A1)", True),
+        ("＝1+1", True),
+        ("－2+3", True),
+        ("\tcmd", True),
+        ("-0.25", False),
+        ("plain text", False),
+        (" spaced text", False),
+    ],
+)
 def test_every_spreadsheet_formula_trigger_is_neutralised(cell, escaped):
     from cnl_core.report.exports import safe_cell
 
@@ -94,12 +105,16 @@ def test_every_spreadsheet_formula_trigger_is_neutralised(cell, escaped):
 
 # Issue #25: the files that were refused with misleading messages, or read wrongly, and the memory an upload takes.
 
-@pytest.mark.parametrize("data,name", [
-    (b"q,a\r1+1?,2\r2+2?,4\r", "cr-only.csv"),  # classic Mac line endings
-    ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-16"), "utf16.csv"),  # a spreadsheet's "Unicode text"
-    ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-32"), "utf32.csv"),
-    (b"\xef\xbb\xbfq,a\n1+1?,2\n2+2?,4\n", "bom.csv"),
-])
+
+@pytest.mark.parametrize(
+    "data,name",
+    [
+        (b"q,a\r1+1?,2\r2+2?,4\r", "cr-only.csv"),  # classic Mac line endings
+        ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-16"), "utf16.csv"),  # a spreadsheet's "Unicode text"
+        ("q,a\n1+1?,2\n2+2?,4\n".encode("utf-32"), "utf32.csv"),
+        (b"\xef\xbb\xbfq,a\n1+1?,2\n2+2?,4\n", "bom.csv"),
+    ],
+)
 def test_other_line_endings_and_unicode_encodings_are_read(data, name):
     assert read_table(data, name) == [{"q": "1+1?", "a": "2"}, {"q": "2+2?", "a": "4"}]
 
@@ -110,11 +125,14 @@ def test_line_and_paragraph_separators_inside_a_jsonl_string_are_text_not_line_b
     assert read_table(data, "x.jsonl") == [{"q": text, "a": "1"}]
 
 
-@pytest.mark.parametrize("data,name,words", [
-    (b"q,a,q\n1,2,3\n", "x.csv", "names the column 'q' twice \\(columns 1 and 3\\)"),
-    (b'{"q": 1, "q": 2, "a": 3}\n', "x.jsonl", "Line 1: the field 'q' is given twice"),
-    ("q,a\n1,2\n".encode("utf-16-le"), "x.csv", "UTF-16 text without a byte-order mark"),
-])
+@pytest.mark.parametrize(
+    "data,name,words",
+    [
+        (b"q,a,q\n1,2,3\n", "x.csv", "names the column 'q' twice \\(columns 1 and 3\\)"),
+        (b'{"q": 1, "q": 2, "a": 3}\n', "x.jsonl", "Line 1: the field 'q' is given twice"),
+        ("q,a\n1,2\n".encode("utf-16-le"), "x.csv", "UTF-16 text without a byte-order mark"),
+    ],
+)
 def test_ambiguous_files_are_refused_naming_the_problem(data, name, words):
     with pytest.raises(DatasetError, match=words):
         read_table(data, name)

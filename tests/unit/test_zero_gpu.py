@@ -13,12 +13,30 @@ import pytest
 
 from ui import gpu, wiring
 from ui.session import Session
-from ui.tabs import (demo_panel, harness_panel, inspector_panel, intervene_tab, knowledge_panel, locate_tab, null_panel, steer_panel,
-                     studies_tab)
+from ui.tabs import (
+    demo_panel,
+    harness_panel,
+    inspector_panel,
+    intervene_tab,
+    knowledge_panel,
+    locate_tab,
+    null_panel,
+    steer_panel,
+    studies_tab,
+)
 
-HEAVY = [harness_panel.harness_ui, demo_panel.demo_ui, inspector_panel.inspect_ui, intervene_tab.intervene_ui, intervene_tab.dose_ui,
-         intervene_tab.matrix_ui, locate_tab.locate_ui, steer_panel.steer_ui, studies_tab.decouple_ui,
-         studies_tab.specificity_ui]
+HEAVY = [
+    harness_panel.harness_ui,
+    demo_panel.demo_ui,
+    inspector_panel.inspect_ui,
+    intervene_tab.intervene_ui,
+    intervene_tab.dose_ui,
+    intervene_tab.matrix_ui,
+    locate_tab.locate_ui,
+    steer_panel.steer_ui,
+    studies_tab.decouple_ui,
+    studies_tab.specificity_ui,
+]
 
 
 @pytest.fixture()
@@ -32,6 +50,7 @@ def fake_spaces(monkeypatch):
         def on_the_gpu(*args, **kwargs):
             module.asked.append(duration(*args, **kwargs))
             return fn(*args, **kwargs)
+
         on_the_gpu.task = fn
         return on_the_gpu
 
@@ -50,8 +69,9 @@ def test_locally_the_decorator_hands_back_the_handler_itself(monkeypatch, fake_s
     for fn in HEAVY:  # every heavy handler is the error-wrapped function, nothing else on top
         assert callable(fn.gpu_seconds) and fn.__code__.co_name in ("wrapper", "streaming")
     with pytest.raises(gr.Error, match="Pick at least one dataset"):
-        locate_tab.locate_ui([], 20, 2, 0, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5, 10, 2.0,
-                             "positive", None)
+        locate_tab.locate_ui(
+            [], 20, 2, 0, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5, 10, 2.0, "positive", None
+        )
 
 
 def test_on_zero_gpu_the_handler_runs_inside_spaces_gpu_with_its_duration(monkeypatch, fake_spaces):
@@ -66,8 +86,9 @@ def test_on_zero_gpu_the_handler_runs_inside_spaces_gpu_with_its_duration(monkey
         assert tab.locate_ui.task.__wrapped__.__name__ == "locate_ui"
         assert tab.relocalize_ui.__name__ == "relocalize_ui" and not hasattr(tab.relocalize_ui, "task")
         with pytest.raises(gr.Error, match="Pick at least one dataset"):
-            tab.locate_ui([], 20, 2, 0, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5, 10, 2.0,
-                          "positive", None)
+            tab.locate_ui(
+                [], 20, 2, 0, "grad_x_act", 20, "right", 0, 0, 8, "relative", 0.2, 0.5, 10, 2.0, "positive", None
+            )
         assert fake_spaces.asked[-1] == gpu.MIN_S  # no dataset: the start-up time, at the floor
     finally:
         monkeypatch.delenv("SPACES_ZERO_GPU")
@@ -76,6 +97,7 @@ def test_on_zero_gpu_the_handler_runs_inside_spaces_gpu_with_its_duration(monkey
 
 def test_on_zero_gpu_the_wrapper_still_shows_the_handlers_parameters(monkeypatch, fake_spaces):
     """app.py reads each handler's inputs from its parameters: a wrapper that hid them would wire nothing."""
+
     def handler(located_on, n, state, progress=gr.Progress()):
         return n
 
@@ -97,21 +119,25 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     short = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 8, False, None)
     long = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 0, False, None)  # 0: the dataset decides, assume long
     assert short < long
-    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < \
-        steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 512, None)
+    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < steer_panel.steer_ui.gpu_seconds(
+        "a", "zero", 2, "all", "hi", 512, None
+    )
     lm_eval = harness_panel.harness_ui.gpu_seconds
-    assert lm_eval("a", "zero", 2, "all", "arc_easy", None, 8, 0, 2, 0, 8, False, None) < \
-        lm_eval("a", "zero", 2, "all", "arc_easy,hellaswag", None, 8, 0, 2, 0, 8, False, None)
-    assert intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 8, 0, 0, 8, None) < \
-        intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 80, 0, 0, 8, None)
+    assert lm_eval("a", "zero", 2, "all", "arc_easy", None, 8, 0, 2, 0, 8, False, None) < lm_eval(
+        "a", "zero", 2, "all", "arc_easy,hellaswag", None, 8, 0, 2, 0, 8, False, None
+    )
+    assert intervene_tab.dose_ui.gpu_seconds(
+        "a", "all", ["add1"], 8, 0, 0, 8, None
+    ) < intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 80, 0, 0, 8, None)
 
 
 @pytest.mark.parametrize("handler", HEAVY + [knowledge_panel.knowledge_ui, null_panel.null_ui])
 def test_each_estimate_reads_its_inputs_by_the_handlers_own_names(handler):
     """The handler's signature is the one place its inputs' order is written: an estimate names what it reads,
     and every name must be one of the handler's parameters (a renamed parameter fails here, not on a Space)."""
-    read = [name for name, p in inspect.signature(handler.gpu_estimate).parameters.items()
-            if p.kind is not p.VAR_KEYWORD]
+    read = [
+        name for name, p in inspect.signature(handler.gpu_estimate).parameters.items() if p.kind is not p.VAR_KEYWORD
+    ]
     assert read and set(read) <= set(wiring.parameters(handler)), (read, wiring.parameters(handler))
 
 

@@ -82,16 +82,20 @@ def note_text(lm: LoadedModel | None, found: dict[str, Baseline | None]) -> str:
             groups.setdefault(b.verdict, []).append(f"{name}{acc}")
     order = ("can do", "weak", "cannot do", "no accuracy", "not measured yet")
     parts = [f"**{k}**: {', '.join(groups[k])}" for k in order if k in groups]
-    return (f"**What {lm.spec.name} can do** (unmodified accuracy on {BASELINE.n} held-out samples, each task's own "
-            f"few-shot; above chance by {BASELINE.can_do_margin:.0%}: can do): " + " · ".join(parts) +
-            ". Locate and intervene on a task it can do: zeroing neurons cannot lower an accuracy of 0.")
+    return (
+        f"**What {lm.spec.name} can do** (unmodified accuracy on {BASELINE.n} held-out samples, each task's own "
+        f"few-shot; above chance by {BASELINE.can_do_margin:.0%}: can do): "
+        + " · ".join(parts)
+        + ". Locate and intervene on a task it can do: zeroing neurons cannot lower an accuracy of 0."
+    )
 
 
 def to_measure(state) -> list[str]:
     """The missing baselines a press measures, cheapest first: in a shared lab only those that fit its limit."""
     lm = _model(session(state))
-    missing = sorted((n for n, b in stored(lm).items() if b is None) if lm is not None else measurable(),
-                     key=costs.sample_s)
+    missing = sorted(
+        (n for n, b in stored(lm).items() if b is None) if lm is not None else measurable(), key=costs.sample_s
+    )
     limit, rate = shared_mode.job_limit_s(), costs.LANES.rate("baselines")[0]
     if limit is None:
         return missing

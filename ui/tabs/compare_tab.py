@@ -14,10 +14,12 @@ from ..errors import shows_errors
 from ..session import Session, session
 from . import inspector_panel, null_panel
 
-HELP = ("The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pooled bins); darker = selected by more "
-        "samples. **Overlap** = |A∩B| / min(|A|,|B|), **IoU** = |A∩B| / |A∪B|. The chance level is what random sets "
-        "of the same sizes would give: a large gap means the location is not luck.\n\n"
-        "*Next: **5 · Intervene**, switch them off and see what the model loses.*")
+HELP = (
+    "The **heatmap** is the paper's Figure 4: layers (rows) by neurons (pooled bins); darker = selected by more "
+    "samples. **Overlap** = |A∩B| / min(|A|,|B|), **IoU** = |A∩B| / |A∪B|. The chance level is what random sets "
+    "of the same sizes would give: a large gap means the location is not luck.\n\n"
+    "*Next: **5 · Intervene**, switch them off and see what the model loses.*"
+)
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
@@ -32,8 +34,13 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     null = null_panel.build(dataset_names)
     top = gr.Dataframe(label="Top located neurons (mean score; click a row to inspect it)", elem_id="top-neurons")
     insp = inspector_panel.build(dataset_names)
-    return SimpleNamespace(pick=pick, top=top, inspector=insp, null=null,
-                           outputs=[heatmap, layer_bars, overlap, iou, chance, top, insp.click_map])
+    return SimpleNamespace(
+        pick=pick,
+        top=top,
+        inspector=insp,
+        null=null,
+        outputs=[heatmap, layer_bars, overlap, iou, chance, top, insp.click_map],
+    )
 
 
 def outputs(state: Session, selected: str | None = None) -> tuple:
@@ -44,16 +51,33 @@ def outputs(state: Session, selected: str | None = None) -> tuple:
     entry = state.located[label]
     grid = entry.result.grid
     heat = charts.located_heatmap(label, entry.result, entry.prominence())
-    bars = charts.per_layer_bars({lbl: e.result.neurons.per_layer_counts() for lbl, e in state.located.items()
-                                  if e.result.grid == grid})
+    bars = charts.per_layer_bars(
+        {lbl: e.result.neurons.per_layer_counts() for lbl, e in state.located.items() if e.result.grid == grid}
+    )
     mat = comparison_matrix(state.sets_on(grid))
     overlap = charts.matrix_heatmap(mat.names, mat.overlap_rate, "Overlap rate", domain=[0, 1])
     iou = charts.matrix_heatmap(mat.names, mat.iou, "IoU", domain=[0, 1], chance=mat.chance_iou)
-    chance = pd.DataFrame([{"set A": mat.names[i], "set B": mat.names[j], "IoU": round(mat.iou[i][j], 4),
-                            "chance IoU": round(mat.chance_iou[i][j], 6)}
-                           for i in range(len(mat.names)) for j in range(i + 1, len(mat.names))])
-    return (heat, bars, overlap, iou, chance, exports.neurons_table(entry.result).head(30).round(4),
-            inspector_panel.click_map(state, label))
+    chance = pd.DataFrame(
+        [
+            {
+                "set A": mat.names[i],
+                "set B": mat.names[j],
+                "IoU": round(mat.iou[i][j], 4),
+                "chance IoU": round(mat.chance_iou[i][j], 6),
+            }
+            for i in range(len(mat.names))
+            for j in range(i + 1, len(mat.names))
+        ]
+    )
+    return (
+        heat,
+        bars,
+        overlap,
+        iou,
+        chance,
+        exports.neurons_table(entry.result).head(30).round(4),
+        inspector_panel.click_map(state, label),
+    )
 
 
 @shows_errors

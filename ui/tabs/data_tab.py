@@ -27,9 +27,11 @@ from ..session import PendingUpload, Session, session
 from . import baseline_panel
 from .locate_tab import split_numbers
 
-HELP = ("A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
-        "subsamples of n rows** and locates neurons on each: if the capability is localized, the splits agree. "
-        "Upload your own CSV/JSONL to test another capability.\n\n*Next: **3 · Locate**, press Locate neurons.*")
+HELP = (
+    "A **capability** is what a whole dataset asks for (maths, sentiment, code). CNL draws **k disjoint "
+    "subsamples of n rows** and locates neurons on each: if the capability is localized, the splits agree. "
+    "Upload your own CSV/JSONL to test another capability.\n\n*Next: **3 · Locate**, press Locate neurons.*"
+)
 
 
 def dataset_table() -> pd.DataFrame:
@@ -37,8 +39,16 @@ def dataset_table() -> pd.DataFrame:
     for d in list_datasets():
         ok, why = d.available()
         n = len(d.rows()) if ok and not d.hub else d.expected_rows
-        rows.append({"dataset": d.name, "task": d.kind, "rows": n, "available": "yes" if ok else "no",
-                     "source": d.source, "what": d.description})
+        rows.append(
+            {
+                "dataset": d.name,
+                "task": d.kind,
+                "rows": n,
+                "available": "yes" if ok else "no",
+                "source": d.source,
+                "what": d.description,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -53,37 +63,64 @@ def dataset_choices(state: Session) -> list[str]:
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
-    datasets = gr.CheckboxGroup(builtin_names(), value=[DEFAULTS.dataset], label="Datasets", elem_id="datasets",
-                                info="each marked with the loaded model's measured accuracy once it is known")
+    datasets = gr.CheckboxGroup(
+        builtin_names(),
+        value=[DEFAULTS.dataset],
+        label="Datasets",
+        elem_id="datasets",
+        info="each marked with the loaded model's measured accuracy once it is known",
+    )
     baselines = baseline_panel.build()
     with gr.Row():
         n = gr.Number(DEFAULTS.n, label="n per split")
         k = gr.Number(DEFAULTS.splits, label="splits (k)")
         seed = gr.Number(DEFAULTS.seed, label="seed")
         preview_btn = gr.Button("Show chosen rows")
-    split_rows = gr.Dataframe(label="First rows of each split", wrap=True, max_height=300, elem_id="split-rows",
-                              headers=["dataset", "split", "id", "prompt", "gold"])
+    split_rows = gr.Dataframe(
+        label="First rows of each split",
+        wrap=True,
+        max_height=300,
+        elem_id="split-rows",
+        headers=["dataset", "split", "id", "prompt", "gold"],
+    )
     with gr.Accordion("All datasets", open=False):
         gr.Dataframe(dataset_table(), wrap=True)
     with gr.Accordion("Upload your own CSV / JSONL", open=False):
-        upload = gr.File(label="CSV or JSONL file (max 50 MiB)", file_types=[".csv", ".jsonl", ".json", ".tsv"],
-                         elem_id="upload-file")
+        upload = gr.File(
+            label="CSV or JSONL file (max 50 MiB)",
+            file_types=[".csv", ".jsonl", ".json", ".tsv"],
+            elem_id="upload-file",
+        )
         with gr.Row():
             prompt_col = gr.Dropdown([], label="prompt column")
             answer_col = gr.Dropdown([], label="answer column")
             labels = gr.Textbox("", label="labels (comma-separated, for classification)", max_length=F.LABELS.max_chars)
         with gr.Row():
             up_name = gr.Textbox("my-data", label="name", max_length=F.UPLOAD_NAME.max_chars)
-            template = gr.Textbox("{prompt}", label="prompt template (must contain {prompt})",
-                                  max_length=F.TEMPLATE.max_chars)
+            template = gr.Textbox(
+                "{prompt}", label="prompt template (must contain {prompt})", max_length=F.TEMPLATE.max_chars
+            )
             add_btn = gr.Button("Add dataset")
         upload_preview = gr.Dataframe(label="Preview", wrap=True, max_height=220)
         upload_msg = gr.Markdown()
-    return SimpleNamespace(datasets=datasets, baselines=baselines, n=n, k=k, seed=seed, preview_btn=preview_btn,
-                           split_rows=split_rows,
-                           upload=upload, prompt_col=prompt_col, answer_col=answer_col, labels=labels,
-                           up_name=up_name, template=template, add_btn=add_btn, upload_preview=upload_preview,
-                           upload_msg=upload_msg)
+    return SimpleNamespace(
+        datasets=datasets,
+        baselines=baselines,
+        n=n,
+        k=k,
+        seed=seed,
+        preview_btn=preview_btn,
+        split_rows=split_rows,
+        upload=upload,
+        prompt_col=prompt_col,
+        answer_col=answer_col,
+        labels=labels,
+        up_name=up_name,
+        template=template,
+        add_btn=add_btn,
+        upload_preview=upload_preview,
+        upload_msg=upload_msg,
+    )
 
 
 @shows_errors
@@ -117,15 +154,22 @@ def add_upload(up_name, prompt_col, answer_col, labels, template, datasets, stat
         raise DatasetError("Upload a CSV or JSONL file first.")
     name, labels, template = F.UPLOAD_NAME.check(up_name), F.LABELS.check(labels), F.TEMPLATE.check(template)
     safe_name = "".join(ch for ch in (name or "my-data") if ch.isalnum() or ch in "-_")[:40] or "my-data"
-    spec, report = dataset_from_records(open_records(pending.path, pending.filename),
-                                        f"upload-{safe_name}-{state.id[:6]}", prompt_col, answer_col,
-                                        labels=labels.split(","), prompt_template=template or "{prompt}",
-                                        owner=state.id)
+    spec, report = dataset_from_records(
+        open_records(pending.path, pending.filename),
+        f"upload-{safe_name}-{state.id[:6]}",
+        prompt_col,
+        answer_col,
+        labels=labels.split(","),
+        prompt_template=template or "{prompt}",
+        owner=state.id,
+    )
     dropped = forget_datasets(state.id, keep=F.SESSION_UPLOADS)  # the oldest go: one visitor's memory is bounded
     state.uploads = [u for u in state.uploads if u != spec.name and u not in dropped] + [spec.name]
-    msg = (f"Added **{spec.name}** ({spec.kind}): {report['rows_used']} rows used of {report['rows_in_file']}; "
-           f"{report['missing']} missing a prompt/answer, {report['duplicates']} duplicates, "
-           f"{report['unknown_label']} with an unknown label were skipped.")
+    msg = (
+        f"Added **{spec.name}** ({spec.kind}): {report['rows_used']} rows used of {report['rows_in_file']}; "
+        f"{report['missing']} missing a prompt/answer, {report['duplicates']} duplicates, "
+        f"{report['unknown_label']} with an unknown label were skipped."
+    )
     if dropped:
         msg += f" Set aside to stay within {F.SESSION_UPLOADS} uploaded datasets: {', '.join(dropped)}."
     choices = dataset_choices(state)
@@ -141,6 +185,13 @@ def preview_splits(datasets, n, k, seed):
         by_id = spec.by_id()
         for s_idx, ids in enumerate(make_splits(spec, *split_numbers(n, k, seed))):
             for sid in ids[:5]:
-                rows.append({"dataset": name, "split": s_idx, "id": sid,
-                             "prompt": by_id[sid].prompt[:160], "gold": by_id[sid].target[:40]})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "split": s_idx,
+                        "id": sid,
+                        "prompt": by_id[sid].prompt[:160],
+                        "gold": by_id[sid].target[:40],
+                    }
+                )
     return pd.DataFrame(rows)

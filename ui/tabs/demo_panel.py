@@ -20,15 +20,19 @@ from ..session_store import link_line
 from ..shared_work import served, source_note
 from ..visitors import one_job
 
-INTRO = (f"**New here? Run the demo** (about a minute on a laptop): it locates the neurons the built-in model uses "
-         f"for one-digit addition (`{DEMO.dataset}`), then zeroes and amplifies them on {DEMO.eval_n} held-out "
-         "problems, next to as many random neurons. Then walk through the tabs: **1 Model → 2 Data → 3 Locate → "
-         "4 Compare → 5 Intervene → 6 Studies → 7 Export**.")
+INTRO = (
+    f"**New here? Run the demo** (about a minute on a laptop): it locates the neurons the built-in model uses "
+    f"for one-digit addition (`{DEMO.dataset}`), then zeroes and amplifies them on {DEMO.eval_n} held-out "
+    "problems, next to as many random neurons. Then walk through the tabs: **1 Model → 2 Data → 3 Locate → "
+    "4 Compare → 5 Intervene → 6 Studies → 7 Export**."
+)
 
 
 SCORED = ("whole answer", "digits only", "both (format control)")
-SCORED_INFO = ("the answer ' 7' is a space token, then the digit: 'digits only' puts the space in the prompt, so "
-               "neither locating nor accuracy rests on the answer's format")
+SCORED_INFO = (
+    "the answer ' 7' is a space token, then the digit: 'digits only' puts the space in the prompt, so "
+    "neither locating nor accuracy rests on the answer's format"
+)
 
 
 def build() -> SimpleNamespace:
@@ -40,26 +44,46 @@ def build() -> SimpleNamespace:
                 button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn")
                 cancel = gr.Button("Cancel", variant="secondary", elem_id="demo-cancel", size="sm")
                 estimate = gr.Markdown(elem_id="demo-estimate")
-        scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO,
-                          elem_id="demo-scored")
+        scored = gr.Radio(list(SCORED), value=SCORED[0], label="answer scored", info=SCORED_INFO, elem_id="demo-scored")
         # room from the start: the progress bar and its time left are drawn over this box while the demo runs
-        summary = gr.Markdown("*The demo's result and its progress show here.*", elem_id="demo-summary",
-                              min_height=90)
+        summary = gr.Markdown("*The demo's result and its progress show here.*", elem_id="demo-summary", min_height=90)
         plot = gr.Plot(show_label=False, elem_id="demo-plot", visible=False)
         content_plot = gr.Plot(show_label=False, elem_id="demo-content-plot", visible=False)
-    return SimpleNamespace(button=button, cancel=cancel, estimate=estimate, scored=scored, summary=summary,
-                           outputs=[summary, plot, content_plot])
+    return SimpleNamespace(
+        button=button,
+        cancel=cancel,
+        estimate=estimate,
+        scored=scored,
+        summary=summary,
+        outputs=[summary, plot, content_plot],
+    )
 
 
 def served_demo(lm, scored: str, report=None, cancel=None, cost=None) -> Served:
     """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
     press meanwhile gets that run, every press after gets the stored result at once."""
     if scored == SCORED[2]:
-        return served("demo", lm, {"preset": asdict(DEMO), "scored": "both"}, FormatControlResult,
-                      lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel), report, cancel, cost)
+        return served(
+            "demo",
+            lm,
+            {"preset": asdict(DEMO), "scored": "both"},
+            FormatControlResult,
+            lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel),
+            report,
+            cancel,
+            cost,
+        )
     preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
-    return served("demo", lm, {"preset": asdict(preset)}, DemoResult,
-                  lambda: run_demo(lm, preset, progress=report, cancel=cancel), report, cancel, cost)
+    return served(
+        "demo",
+        lm,
+        {"preset": asdict(preset)},
+        DemoResult,
+        lambda: run_demo(lm, preset, progress=report, cancel=cancel),
+        report,
+        cancel,
+        cost,
+    )
 
 
 def warm_demo() -> None:
@@ -79,15 +103,22 @@ def demo_ui(scored, state, progress=gr.Progress()):
     out = served_demo(state.model(), scored, progress_reporter(progress), state.cancel, cost)
     if scored == SCORED[2]:
         both, fmt = out.value, out.value.format_token
-        text = (f"### Demo, both ways\n**Whole answer:** {both.with_format.headline()}\n\n**Digits only:** "
-                f"{both.content_only.headline()}\n\nThe first answer token is a bare space: p(' ') after the prompt is "
-                f"{fmt['unmodified']['p']:.2f} unmodified, **{fmt['located zeroed']['p']:.2f}** with the whole-answer "
-                f"set zeroed, {fmt['random zeroed']['p']:.2f} with as many random neurons zeroed. The two located sets "
-                f"share {both.shared_neurons} neurons. Charts: whole answer, then digits only. {source_note(out)}")
-        return (text, gr.update(value=charts.demo_chart(both.with_format), visible=True),
-                gr.update(value=charts.demo_chart(both.content_only), visible=True))
+        text = (
+            f"### Demo, both ways\n**Whole answer:** {both.with_format.headline()}\n\n**Digits only:** "
+            f"{both.content_only.headline()}\n\nThe first answer token is a bare space: p(' ') after the prompt is "
+            f"{fmt['unmodified']['p']:.2f} unmodified, **{fmt['located zeroed']['p']:.2f}** with the whole-answer "
+            f"set zeroed, {fmt['random zeroed']['p']:.2f} with as many random neurons zeroed. The two located sets "
+            f"share {both.shared_neurons} neurons. Charts: whole answer, then digits only. {source_note(out)}"
+        )
+        return (
+            text,
+            gr.update(value=charts.demo_chart(both.with_format), visible=True),
+            gr.update(value=charts.demo_chart(both.content_only), visible=True),
+        )
     res = out.value
-    text = (f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
-            f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
-            f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}")
+    text = (
+        f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
+        f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
+        f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}"
+    )
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)

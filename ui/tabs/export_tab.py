@@ -16,8 +16,10 @@ from cnl_core.report.exports import write_exports
 from ..errors import shows_errors
 from ..session import Located, session
 
-HELP = ("Download everything: located neurons and full parameters as JSON (reload them later), tables as CSV, "
-        "charts as PNG/SVG.")
+HELP = (
+    "Download everything: located neurons and full parameters as JSON (reload them later), tables as CSV, "
+    "charts as PNG/SVG."
+)
 
 
 def build() -> SimpleNamespace:
@@ -26,16 +28,25 @@ def build() -> SimpleNamespace:
     files = gr.File(label="Files", file_count="multiple")
     reload_file = gr.File(label="Re-load a located-neurons JSON", file_types=[".json"])
     reload_msg = gr.Markdown()
-    gr.Markdown("**Your whole session as one file**: located sets and every Intervene run (it also survives a "
-                "refresh in this browser). Upload it later, or on another computer, to bring them back.")
+    gr.Markdown(
+        "**Your whole session as one file**: located sets and every Intervene run (it also survives a "
+        "refresh in this browser). Upload it later, or on another computer, to bring them back."
+    )
     with gr.Row():
         save_btn = gr.Button("Save my session (JSON)", elem_id="session-save")
         session_file = gr.File(label="Session file", elem_id="session-file")
         restore_file = gr.File(label="Restore a session file", file_types=[".json"], elem_id="session-restore")
     restore_msg = gr.Markdown(elem_id="session-restore-msg")
-    return SimpleNamespace(export_btn=export_btn, files=files, reload_file=reload_file, reload_msg=reload_msg,
-                           save_btn=save_btn, session_file=session_file, restore_file=restore_file,
-                           restore_msg=restore_msg)
+    return SimpleNamespace(
+        export_btn=export_btn,
+        files=files,
+        reload_file=reload_file,
+        reload_msg=reload_msg,
+        save_btn=save_btn,
+        session_file=session_file,
+        restore_file=restore_file,
+        restore_msg=restore_msg,
+    )
 
 
 @shows_errors
@@ -67,8 +78,17 @@ def reload_ui(file, state):
     state.located[label] = Located(result)
     choices = state.labels()
     lm = MODELS.peek(state.spec)
-    note = "" if lm is None or lm.grid == result.grid else (
-        f" They are on a grid of {result.grid.n_layers} x {result.grid.width} neurons; the loaded model has "
-        f"{lm.grid.n_layers} x {lm.grid.width}: compare them freely, and load their model before Intervene.")
-    return (f"Reloaded **{label}**: {result.n_located} neurons.{note}", state,
-            gr.update(choices=choices, value=label), gr.update(choices=choices, value=label))
+    note = (
+        ""
+        if lm is None or lm.grid == result.grid
+        else (
+            f" They are on a grid of {result.grid.n_layers} x {result.grid.width} neurons; the loaded model has "
+            f"{lm.grid.n_layers} x {lm.grid.width}: compare them freely, and load their model before Intervene."
+        )
+    )
+    return (
+        f"Reloaded **{label}**: {result.n_located} neurons.{note}",
+        state,
+        gr.update(choices=choices, value=label),
+        gr.update(choices=choices, value=label),
+    )

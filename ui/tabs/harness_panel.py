@@ -30,10 +30,12 @@ from ..visitors import one_job
 
 UPLOADED_TASKS = "(your uploaded tasks)"  # what the include box shows for the visitor's uploads: no server path
 
-HELP = ("**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
-        "own prompts and metrics, with the located neurons changed as set above and the random-control draws. "
-        "'n test samples' is the harness's limit per task; bars are ±1.96 harness standard errors. Public tasks "
-        "download their data from the Hugging Face Hub the first time.")
+HELP = (
+    "**Or test on lm-evaluation-harness tasks** (ARC, HellaSwag, MMLU-Pro, or your own task YAML): the harness's "
+    "own prompts and metrics, with the located neurons changed as set above and the random-control draws. "
+    "'n test samples' is the harness's limit per task; bars are ±1.96 harness standard errors. Public tasks "
+    "download their data from the Hugging Face Hub the first time."
+)
 
 
 def build() -> SimpleNamespace:
@@ -43,18 +45,31 @@ def build() -> SimpleNamespace:
         return SimpleNamespace(available=False)
     gr.Markdown(HELP)
     with gr.Row():
-        tasks = gr.Textbox(label="lm-eval tasks (comma-separated)", placeholder="arc_easy,hellaswag", scale=2,
-                           elem_id="lm-eval-tasks", max_length=F.TASK_NAMES.max_chars)
-        include = gr.Textbox(label=_include_label(shared_mode.current()), scale=2, elem_id="lm-eval-include",
-                             max_length=F.TASK_FOLDER.max_chars)
+        tasks = gr.Textbox(
+            label="lm-eval tasks (comma-separated)",
+            placeholder="arc_easy,hellaswag",
+            scale=2,
+            elem_id="lm-eval-tasks",
+            max_length=F.TASK_NAMES.max_chars,
+        )
+        include = gr.Textbox(
+            label=_include_label(shared_mode.current()),
+            scale=2,
+            elem_id="lm-eval-include",
+            max_length=F.TASK_FOLDER.max_chars,
+        )
         button = gr.Button("Run on lm-eval tasks", elem_id="lm-eval-btn")
     with gr.Row():
-        files = gr.File(label="or upload task YAMLs and their data files (read as data: no !function)",
-                        file_count="multiple", file_types=list(TASK_SUFFIXES + DATA_SUFFIXES),
-                        elem_id="lm-eval-files")
+        files = gr.File(
+            label="or upload task YAMLs and their data files (read as data: no !function)",
+            file_count="multiple",
+            file_types=list(TASK_SUFFIXES + DATA_SUFFIXES),
+            elem_id="lm-eval-files",
+        )
         files_msg = gr.Markdown(elem_id="lm-eval-files-msg")
-    return SimpleNamespace(available=True, tasks=tasks, include=include, button=button, files=files,
-                           files_msg=files_msg)
+    return SimpleNamespace(
+        available=True, tasks=tasks, include=include, button=button, files=files, files_msg=files_msg
+    )
 
 
 def _include_label(policy: shared_mode.Policy) -> str:
@@ -86,9 +101,11 @@ def take_task_files(files, state):
         shutil.rmtree(staging, ignore_errors=True)  # all or nothing
         for path in paths:  # Gradio's copies go now, not at the next clean-up
             discard_upload(path)
-    return UPLOADED_TASKS, (f"Checked and ready: {', '.join(names)}. Name them in the tasks box; they run in a "
-                            "process of their own." if names else
-                            "No task YAML among the files (a YAML's `task:` names it).")
+    return UPLOADED_TASKS, (
+        f"Checked and ready: {', '.join(names)}. Name them in the tasks box; they run in a process of their own."
+        if names
+        else "No task YAML among the files (a YAML's `task:` names it)."
+    )
 
 
 def include_folder(include: str | None, state) -> tuple[str | None, bool]:
@@ -110,8 +127,22 @@ def include_folder(include: str | None, state) -> tuple[str | None, bool]:
 @gpu.on_gpu(gpu.harness_seconds)
 @shows_errors
 @one_job("lm-eval")
-def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, draws, fewshot, max_new, overlap,
-               state, progress=gr.Progress()):
+def harness_ui(
+    located_on,
+    mode,
+    factor,
+    positions,
+    tasks,
+    include,
+    n,
+    seed,
+    draws,
+    fewshot,
+    max_new,
+    overlap,
+    state,
+    progress=gr.Progress(),
+):
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
     located = state.located_set(located_on)
@@ -124,8 +155,19 @@ def harness_ui(located_on, mode, factor, positions, tasks, include, n, seed, dra
     manager = None if isolated else task_manager(settings)  # an unknown task is refused before any model work
     lm, update = state.model_for(located.grid), progress_reporter(progress)
     with in_lane("lm-eval", update, state.cancel):
-        res = run_harness_eval(lm, settings, iv, control_draws=draws, control_may_overlap=bool(overlap),
-                               seed=seed, manager=manager, located_on=located_on, progress=update,
-                               cancel=state.cancel, isolated=isolated, scratch=state.space.folder("jobs"))
+        res = run_harness_eval(
+            lm,
+            settings,
+            iv,
+            control_draws=draws,
+            control_may_overlap=bool(overlap),
+            seed=seed,
+            manager=manager,
+            located_on=located_on,
+            progress=update,
+            cancel=state.cancel,
+            isolated=isolated,
+            scratch=state.space.folder("jobs"),
+        )
     state.history.append(res.as_eval_results())
     return state

@@ -23,19 +23,24 @@ from ..shared_work import data_identity, served
 from ..visitors import one_job
 
 BINS, CELL_W, CELL_H = 48, 16, 12  # the click map: one cell per (layer, bin of neighbouring neurons)
-HELP = ("**Inspect a neuron.** Click a cell of the map (its strongest neuron opens; rows are layers, top = last) or "
-        "a row of the top-neurons table, or type LAYER:INDEX. You get where it fires on each dataset, the samples "
-        "that excite it most (tokens shaded by activation) and the words its output pushes up and down.")
+HELP = (
+    "**Inspect a neuron.** Click a cell of the map (its strongest neuron opens; rows are layers, top = last) or "
+    "a row of the top-neurons table, or type LAYER:INDEX. You get where it fires on each dataset, the samples "
+    "that excite it most (tokens shaded by activation) and the words its output pushes up and down."
+)
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Accordion("Inspect a neuron", open=False, elem_id="inspector") as accordion:
         gr.Markdown(HELP)
         # the caption sits above the map, not on it: a label drawn over the image hid the last layers' rows
-        gr.Markdown(f"**Click map**: a row per layer (the last on top), {BINS} cells "
-                    f"per row, each a bin of neighbouring neurons; darker = selected by more samples; ★ = in several sets.")
-        click_map = gr.Image(show_label=False, interactive=False, elem_id="click-map", type="numpy",
-                             height=30 * CELL_H + 10)
+        gr.Markdown(
+            f"**Click map**: a row per layer (the last on top), {BINS} cells "
+            f"per row, each a bin of neighbouring neurons; darker = selected by more samples; ★ = in several sets."
+        )
+        click_map = gr.Image(
+            show_label=False, interactive=False, elem_id="click-map", type="numpy", height=30 * CELL_H + 10
+        )
         with gr.Row():
             neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box", max_length=F.NEURON.max_chars)
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
@@ -47,14 +52,29 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         with gr.Row():
             promoted = gr.Dataframe(label="Words it promotes (logit)", max_height=300, headers=["token", "logit"])
             suppressed = gr.Dataframe(label="Words it suppresses (logit)", max_height=300, headers=["token", "logit"])
-        stats = gr.Dataframe(label="Activation per dataset", wrap=True,
-                             headers=["dataset", "samples", "tokens", "fires on", "mean", "p99", "max"])
-        examples = gr.HighlightedText(label="Samples that excite it most (darker = stronger)", combine_adjacent=False,
-                                      show_legend=False, elem_id="inspector-examples")
-    return SimpleNamespace(click_map=click_map, neuron=neuron, datasets=datasets, n=n, button=button, cancel=cancel,
-                           accordion=accordion,
-                           estimate=estimate, summary=summary,
-                           outputs=[summary, promoted, suppressed, stats, examples])
+        stats = gr.Dataframe(
+            label="Activation per dataset",
+            wrap=True,
+            headers=["dataset", "samples", "tokens", "fires on", "mean", "p99", "max"],
+        )
+        examples = gr.HighlightedText(
+            label="Samples that excite it most (darker = stronger)",
+            combine_adjacent=False,
+            show_legend=False,
+            elem_id="inspector-examples",
+        )
+    return SimpleNamespace(
+        click_map=click_map,
+        neuron=neuron,
+        datasets=datasets,
+        n=n,
+        button=button,
+        cancel=cancel,
+        accordion=accordion,
+        estimate=estimate,
+        summary=summary,
+        outputs=[summary, promoted, suppressed, stats, examples],
+    )
 
 
 def shared_neurons(state: Session) -> set[tuple[int, int]]:
@@ -80,7 +100,7 @@ def click_map(state: Session, label: str | None = None) -> np.ndarray | None:
     n_layers = values.shape[0]
     for layer, index in shared_neurons(state):
         row, col = n_layers - 1 - layer, index // _bin_size(values.shape[1])
-        rgb[row * CELL_H + 3: row * CELL_H + CELL_H - 3, col * CELL_W + 4: col * CELL_W + CELL_W - 4] = (230, 120, 0)
+        rgb[row * CELL_H + 3 : row * CELL_H + CELL_H - 3, col * CELL_W + 4 : col * CELL_W + CELL_W - 4] = (230, 120, 0)
     return rgb
 
 
@@ -134,21 +154,45 @@ def inspect_ui(neuron, datasets, n, state, progress=gr.Progress()):
     n = F.INSPECT_N.check(n)
     cost = costs.check("inspect", datasets=datasets, n=n)
     lm = state.model()  # every input is checked before the model is loaded
-    sets = {label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
-            for label, e in state.located.items() if e.result.grid == lm.grid}
+    sets = {
+        label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
+        for label, e in state.located.items()
+        if e.result.grid == lm.grid
+    }
     specs = [resolve_dataset(d) for d in datasets]
     params = {"neuron": [layer, index], "datasets": [data_identity(d) for d in specs], "n": n}
-    page = served("inspect", lm, params, NeuronReport, lambda: inspect_neuron(lm, layer, index, specs, n),
-                  progress_reporter(progress), state.cancel, cost).value
+    page = served(
+        "inspect",
+        lm,
+        params,
+        NeuronReport,
+        lambda: inspect_neuron(lm, layer, index, specs, n),
+        progress_reporter(progress),
+        state.cancel,
+        cost,
+    ).value
     rep = replace(page, ranks=neuron_ranks(sets, layer, index))  # where it ranks in this visitor's own sets
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""
-    summary = f"### Neuron {layer}:{index}\n{where or 'Not in any located set of this session.'}{shared}\n\n" \
-              f"*Vocabulary projection: {rep.method}.*"
+    summary = (
+        f"### Neuron {layer}:{index}\n{where or 'Not in any located set of this session.'}{shared}\n\n"
+        f"*Vocabulary projection: {rep.method}.*"
+    )
     words = lambda items: pd.DataFrame([{"token": repr(t.token), "logit": round(t.logit, 3)} for t in items])  # noqa: E731
-    stats = pd.DataFrame([{"dataset": k, "samples": v.samples, "tokens": v.tokens, "fires on": f"{100 * v.firing_rate:.1f}%",
-                           "mean": f"{v.mean:+.3g}", "p99": f"{v.quantiles['p99']:+.3g}", "max": f"{v.max:+.3g}"}
-                          for k, v in rep.stats.items()])
+    stats = pd.DataFrame(
+        [
+            {
+                "dataset": k,
+                "samples": v.samples,
+                "tokens": v.tokens,
+                "fires on": f"{100 * v.firing_rate:.1f}%",
+                "mean": f"{v.mean:+.3g}",
+                "p99": f"{v.quantiles['p99']:+.3g}",
+                "max": f"{v.max:+.3g}",
+            }
+            for k, v in rep.stats.items()
+        ]
+    )
     top = max((e.max_activation for e in rep.top_examples), default=1.0) or 1.0
     highlighted = []
     for ex in rep.top_examples:

@@ -27,11 +27,13 @@ from ..visitors import VISITORS, cancel_job, one_job
 from . import harness_panel, steer_panel
 from .data_tab import dataset_choices
 
-HELP = ("The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (the paper reports gains "
-        "on 7B models; on a 135M model it often falls: its answer path saturates, see the dose-response), and "
-        "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
-        "gold-answer log-likelihood moves even where a small model's accuracy is near 0.\n\n"
-        "*Next: **6 · Studies** (is it the capability, and only it?) or **7 · Export**.*")
+HELP = (
+    "The proof: **zero** the located neurons (accuracy should drop) or **amplify** them (the paper reports gains "
+    "on 7B models; on a 135M model it often falls: its answer path saturates, see the dose-response), and "
+    "compare with a **random control** of the same size per layer. Bars show 95% bootstrap intervals. The "
+    "gold-answer log-likelihood moves even where a small model's accuracy is near 0.\n\n"
+    "*Next: **6 · Studies** (is it the capability, and only it?) or **7 · Export**.*"
+)
 _EVAL = EvalConfig()
 
 
@@ -59,10 +61,15 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         acc_plot = gr.Plot(label="Accuracy", show_label=False)
         ll_plot = gr.Plot(label="Gold-answer log-likelihood per token", show_label=False)
-    table = gr.Dataframe(label="Every intervention of this session (newest first)", wrap=True, elem_id="eval-table",
-                         headers=exports.EVAL_COLUMNS)
-    examples = gr.Dataframe(label="Example outputs of the last run, before and after", wrap=True,
-                            headers=exports.EXAMPLE_COLUMNS)
+    table = gr.Dataframe(
+        label="Every intervention of this session (newest first)",
+        wrap=True,
+        elem_id="eval-table",
+        headers=exports.EVAL_COLUMNS,
+    )
+    examples = gr.Dataframe(
+        label="Example outputs of the last run, before and after", wrap=True, headers=exports.EXAMPLE_COLUMNS
+    )
     steering = steer_panel.build()
     with gr.Accordion("Dose-response: the located neurons scaled by 0, 0.5, 1, 2 and 4", open=False):
         with gr.Row():
@@ -76,15 +83,34 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
             matrix_btn = gr.Button("Compute matrix: every located set x every test dataset")
             matrix_estimate = gr.Markdown()
         matrix_plot = gr.Plot(label="Change against the unmodified model", show_label=False)
-    return SimpleNamespace(located_on=located_on, mode=mode, factor=factor, positions=positions, targets=targets,
-                           n=n, seed=seed, draws=draws, fewshot=fewshot, max_new=max_new, overlap=overlap,
-                           run_btn=run_btn, harness=harness,
-                           cancel_btn=cancel_btn, outputs=[acc_plot, ll_plot, table, examples], metric=metric,
-                           estimate=estimate, dose_estimate=dose_estimate, matrix_estimate=matrix_estimate,
-                           dose_reading=dose_reading_md,
-                           reading=reading,
-                           dose_btn=dose_btn, dose_plot=dose_plot, steering=steering,
-                           matrix_btn=matrix_btn, matrix_plot=matrix_plot)
+    return SimpleNamespace(
+        located_on=located_on,
+        mode=mode,
+        factor=factor,
+        positions=positions,
+        targets=targets,
+        n=n,
+        seed=seed,
+        draws=draws,
+        fewshot=fewshot,
+        max_new=max_new,
+        overlap=overlap,
+        run_btn=run_btn,
+        harness=harness,
+        cancel_btn=cancel_btn,
+        outputs=[acc_plot, ll_plot, table, examples],
+        metric=metric,
+        estimate=estimate,
+        dose_estimate=dose_estimate,
+        matrix_estimate=matrix_estimate,
+        dose_reading=dose_reading_md,
+        reading=reading,
+        dose_btn=dose_btn,
+        dose_plot=dose_plot,
+        steering=steering,
+        matrix_btn=matrix_btn,
+        matrix_plot=matrix_plot,
+    )
 
 
 def follow_set(located_on, state):
@@ -104,8 +130,21 @@ def eval_numbers(n, seed) -> tuple[int, int]:
 @gpu.on_gpu(gpu.intervene_seconds)
 @shows_errors
 @one_job("Intervene")
-def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, overlap, state,
-                 progress=gr.Progress()):
+def intervene_ui(
+    located_on,
+    mode,
+    factor,
+    positions,
+    targets,
+    n,
+    seed,
+    draws,
+    fewshot,
+    max_new,
+    overlap,
+    state,
+    progress=gr.Progress(),
+):
     state = session(state)
     located = state.located_set(located_on)
     if not targets:
@@ -113,20 +152,47 @@ def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, f
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
     cfg, numbers = EvalConfig.from_inputs(fewshot, max_new), eval_numbers(n, seed)
     control_draws = F.CONTROL_DRAWS.check(draws)
-    cost = costs.check("intervene", targets=targets, n=numbers[0], draws=control_draws, fewshot=fewshot,
-                       max_new=max_new)
+    cost = costs.check(
+        "intervene", targets=targets, n=numbers[0], draws=control_draws, fewshot=fewshot, max_new=max_new
+    )
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
     update, results, links = progress_reporter(progress), [], []
     state.history.append(results)  # filled dataset by dataset: a cancelled run keeps the datasets it finished
     try:
         for target in targets:
             ids = located.located_sample_ids() if target == located.dataset else []
-            params = {"dataset": data_identity(target), "neurons": neurons_identity(iv.neurons),
-                      "intervention": iv.describe(), "n": numbers[0], "seed": numbers[1], "control_draws": control_draws,
-                      "control_may_overlap": bool(overlap), "located_ids": ids, "eval": cfg.to_json()}
-            out = served("intervene", lm, params, EvalResult, lambda target=target, ids=ids: run_evaluate(
-                lm, target, *numbers, iv, control_draws=control_draws, control_may_overlap=bool(overlap), located_ids=ids,
-                cfg=cfg, progress=update, cancel=state.cancel), update, state.cancel, cost)
+            params = {
+                "dataset": data_identity(target),
+                "neurons": neurons_identity(iv.neurons),
+                "intervention": iv.describe(),
+                "n": numbers[0],
+                "seed": numbers[1],
+                "control_draws": control_draws,
+                "control_may_overlap": bool(overlap),
+                "located_ids": ids,
+                "eval": cfg.to_json(),
+            }
+            out = served(
+                "intervene",
+                lm,
+                params,
+                EvalResult,
+                lambda target=target, ids=ids: run_evaluate(
+                    lm,
+                    target,
+                    *numbers,
+                    iv,
+                    control_draws=control_draws,
+                    control_may_overlap=bool(overlap),
+                    located_ids=ids,
+                    cfg=cfg,
+                    progress=update,
+                    cancel=state.cancel,
+                ),
+                update,
+                state.cancel,
+                cost,
+            )
             results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
             links.append(f"- {target}: {link_line('intervene', out.key)}")
     finally:
@@ -151,8 +217,11 @@ def run_reading(state: Session, note: str = "") -> str:
 def running_note(state) -> str:
     """Shown at the press: the charts below stay the previous run's until this one finishes."""
     state = session(state)
-    return ("*Running... the charts and readings below are from your previous run until this one finishes.*"
-            if state.history else "*Running...*")
+    return (
+        "*Running... the charts and readings below are from your previous run until this one finishes.*"
+        if state.history
+        else "*Running...*"
+    )
 
 
 def dose_running() -> str:
@@ -167,8 +236,9 @@ def cancelled_ui(state) -> tuple:
     cancel_job(state)
     name = job.name if job else "Intervene"
     last = state.history[-1] if state.history else []
-    kept = (f" The datasets it finished are kept and shown: {', '.join(r.dataset for r in last)}." if last and job
-            else "")
+    kept = (
+        f" The datasets it finished are kept and shown: {', '.join(r.dataset for r in last)}." if last and job else ""
+    )
     note = f"**Cancelled: {name}.** It stops at its next step.{kept}"
     return (*evaluation_outputs(state), run_reading(state, note))
 
@@ -194,12 +264,28 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
     ids = located.located_sample_ids() if target == located.dataset else []
     cost = costs.check("dose", targets=[target], n=numbers[0], fewshot=fewshot, max_new=max_new)
     lm, update = state.model_for(located.grid), progress_reporter(progress)
-    params = {"dataset": data_identity(target), "neurons": neurons_identity(located.neurons),
-              "factors": list(DEFAULT_FACTORS), "positions": positions, "n": numbers[0], "seed": numbers[1], "located_ids": ids,
-              "eval": cfg.to_json()}
-    out = served("dose", lm, params, list[DosePoint], lambda: run_dose_response(
-        lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions),
-        update, state.cancel, cost)
+    params = {
+        "dataset": data_identity(target),
+        "neurons": neurons_identity(located.neurons),
+        "factors": list(DEFAULT_FACTORS),
+        "positions": positions,
+        "n": numbers[0],
+        "seed": numbers[1],
+        "located_ids": ids,
+        "eval": cfg.to_json(),
+    }
+    out = served(
+        "dose",
+        lm,
+        params,
+        list[DosePoint],
+        lambda: run_dose_response(
+            lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions
+        ),
+        update,
+        state.cancel,
+        cost,
+    )
     return charts.dose_chart(out.value, target, positions), dose_reading(out.value)
 
 
@@ -211,9 +297,13 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
     numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
-    rows = {e.result.dataset: (Intervention.from_inputs(e.result.neurons, mode, factor, positions),
-                               e.result.located_sample_ids())
-            for e in state.located.values()}
+    rows = {
+        e.result.dataset: (
+            Intervention.from_inputs(e.result.neurons, mode, factor, positions),
+            e.result.located_sample_ids(),
+        )
+        for e in state.located.values()
+    }
     cost = costs.check("matrix", targets=targets, n=numbers[0], fewshot=fewshot, max_new=max_new, state=state)
     lm, update = state.model(), progress_reporter(progress)
     elsewhere = [k for k, (iv, _) in rows.items() if iv.neurons.grid != lm.grid]
@@ -221,14 +311,31 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
         gr.Warning(f"Left out of the matrix (located on another model's grid): {', '.join(elsewhere)}.")
     rows = {k: v for k, v in rows.items() if k not in elsewhere}
     if len(rows) == 1:
-        gr.Info("One located set: the matrix shows it and its random control. Locate a second dataset to see "
-                "whose neurons carry which capability (the paper's Figure 5).")
-    params = {"rows": {k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(),
-                           "located_ids": list(ids)} for k, (iv, ids) in rows.items()},
-              "targets": [data_identity(t) for t in targets], "n": numbers[0], "seed": numbers[1],
-              "eval": cfg.to_json()}
-    out = served("matrix", lm, params, MatrixResult, lambda: run_matrix(
-        lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg, progress=update, cancel=state.cancel),
-        update, state.cancel, cost)
+        gr.Info(
+            "One located set: the matrix shows it and its random control. Locate a second dataset to see "
+            "whose neurons carry which capability (the paper's Figure 5)."
+        )
+    params = {
+        "rows": {
+            k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(), "located_ids": list(ids)}
+            for k, (iv, ids) in rows.items()
+        },
+        "targets": [data_identity(t) for t in targets],
+        "n": numbers[0],
+        "seed": numbers[1],
+        "eval": cfg.to_json(),
+    }
+    out = served(
+        "matrix",
+        lm,
+        params,
+        MatrixResult,
+        lambda: run_matrix(
+            lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg, progress=update, cancel=state.cancel
+        ),
+        update,
+        state.cancel,
+        cost,
+    )
     state.matrix = out.value
     return charts.cross_matrix_heatmap(out.value, metric), state

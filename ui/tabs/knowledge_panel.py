@@ -27,25 +27,37 @@ from ..session import session
 from ..shared_work import in_lane
 from ..visitors import one_job
 
-HELP = ("**Knowledge vs capability (the paper's first half).** The paper's title says capabilities can be "
-        "localized *rather than individual knowledge*. Here each fact is asked in several wordings (built-in: "
-        "capitals, opposites, languages, 2-shot; or your CSV with columns `subject, relation, answer, templates`, "
-        "templates separated by ` | ` and holding `{subject}`). **Fidelity**: do a fact's paraphrases select the "
-        "same neurons (Knowledge-Neurons rule, the Locate tab's tau), compared with CNL's split agreement on "
-        "`add1_content` and two nulls (uniform chance; sets of unrelated prompts)? **Tracing**: do its paraphrases "
-        "peak at one layer when the subject is corrupted and one layer restored? **Reliability**: does zeroing a "
-        "fact's neurons erase it on held-out paraphrases, and only it? **Editing**: a rank-one edit at each "
-        "layer: does editing work where tracing points?")
+HELP = (
+    "**Knowledge vs capability (the paper's first half).** The paper's title says capabilities can be "
+    "localized *rather than individual knowledge*. Here each fact is asked in several wordings (built-in: "
+    "capitals, opposites, languages, 2-shot; or your CSV with columns `subject, relation, answer, templates`, "
+    "templates separated by ` | ` and holding `{subject}`). **Fidelity**: do a fact's paraphrases select the "
+    "same neurons (Knowledge-Neurons rule, the Locate tab's tau), compared with CNL's split agreement on "
+    "`add1_content` and two nulls (uniform chance; sets of unrelated prompts)? **Tracing**: do its paraphrases "
+    "peak at one layer when the subject is corrupted and one layer restored? **Reliability**: does zeroing a "
+    "fact's neurons erase it on held-out paraphrases, and only it? **Editing**: a rank-one edit at each "
+    "layer: does editing work where tracing points?"
+)
 CLASSROOM_SHOTS = 2  # demonstrations before each prompt (the built-in facts were checked 2-shot)
-CLASSROOM = StudyConfig(seed=0, fidelity_facts=4, capability_draws=5, trace_facts=2, trace_draws=1,
-                        reliability_facts=3, edit_facts=1, edit_layer_count=6, edit_steps=15)
+CLASSROOM = StudyConfig(
+    seed=0,
+    fidelity_facts=4,
+    capability_draws=5,
+    trace_facts=2,
+    trace_draws=1,
+    reliability_facts=3,
+    edit_facts=1,
+    edit_layer_count=6,
+    edit_steps=15,
+)
 
 
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
     with gr.Row():
-        relations = gr.CheckboxGroup([r.name for r in BUILTIN_RELATIONS], value=[r.name for r in BUILTIN_RELATIONS],
-                                     label="built-in relations")
+        relations = gr.CheckboxGroup(
+            [r.name for r in BUILTIN_RELATIONS], value=[r.name for r in BUILTIN_RELATIONS], label="built-in relations"
+        )
         upload = gr.File(label="or your facts (CSV)", file_types=[".csv"], type="filepath")
         per_relation = gr.Number(CLASSROOM.fidelity_facts, label="facts per relation")
         parts = gr.CheckboxGroup(list(PARTS), value=list(PARTS[:3]), label="parts (editing is the slowest)")
@@ -57,9 +69,16 @@ def build() -> SimpleNamespace:
     fidelity_plot = gr.Plot(show_label=False, elem_id="knowledge-fidelity-plot")
     reliability_plot = gr.Plot(show_label=False, elem_id="knowledge-reliability-plot")
     editing_plot = gr.Plot(show_label=False, elem_id="knowledge-editing-plot")
-    return SimpleNamespace(relations=relations, upload=upload, per_relation=per_relation, parts=parts, button=button,
-                           cancel=cancel, estimate=estimate,
-                           outputs=[summary, fidelity_plot, reliability_plot, editing_plot])
+    return SimpleNamespace(
+        relations=relations,
+        upload=upload,
+        per_relation=per_relation,
+        parts=parts,
+        button=button,
+        cancel=cancel,
+        estimate=estimate,
+        outputs=[summary, fidelity_plot, reliability_plot, editing_plot],
+    )
 
 
 def knowledge_seconds(relations, per_relation, parts, **_) -> float:
@@ -89,17 +108,26 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr
     if not parts:
         raise ParameterError("Pick at least one part of the study.")
     k = F.FACTS_PER_RELATION.check(per_relation)
-    cfg = replace(CLASSROOM, tau=F.TAU.check(tau), fidelity_facts=k, trace_facts=min(k, CLASSROOM.trace_facts),
-                  reliability_facts=min(k, CLASSROOM.reliability_facts))
+    cfg = replace(
+        CLASSROOM,
+        tau=F.TAU.check(tau),
+        fidelity_facts=k,
+        trace_facts=min(k, CLASSROOM.trace_facts),
+        reliability_facts=min(k, CLASSROOM.reliability_facts),
+    )
     facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
     cost = costs.check("knowledge", relations=relations, per_relation=k, parts=parts)
     lm, update = state.model(), progress_reporter(progress)
     with in_lane("knowledge", update, state.cancel, cost):
-        study = run_study(lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update,
-                          cancel=state.cancel)
+        study = run_study(
+            lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update, cancel=state.cancel
+        )
     text = "\n".join(table(study))
     if study.fidelity is not None:
         text = knowledge_takeaway(study.fidelity) + "\n\n" + text
-    return (text, knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
-            knowledge_charts.reliability_chart(study.reliability) if study.reliability else None,
-            knowledge_charts.editing_chart(study.editing) if study.editing else None)
+    return (
+        text,
+        knowledge_charts.fidelity_chart(study.fidelity) if study.fidelity else None,
+        knowledge_charts.reliability_chart(study.reliability) if study.reliability else None,
+        knowledge_charts.editing_chart(study.editing) if study.editing else None,
+    )

@@ -22,13 +22,15 @@ from ..session import Located, Session, session
 from ..shared_work import in_lane
 from ..visitors import VISITORS, cancel_job, one_job
 
-HELP = ("For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
-        "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
-        "a fraction p of the samples select it. Scores are cached on disk, so moving a slider re-localizes at once. "
-        "**Sign**: *positive* (the default, the knowledge-neurons convention) selects neurons that raise the gold "
-        "answer's probability; *negative* those that lower it (about half of all scores); *absolute* either. "
-        "Token limits left at 0 cover 99% of the dataset's prompts and gold answers.\n\n"
-        "*Next: **4 · Compare**, see where they are and whether the splits agree.*")
+HELP = (
+    "For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
+    "A sample **selects** the neurons scoring at least tau x its maximum; a neuron is **located** when at least "
+    "a fraction p of the samples select it. Scores are cached on disk, so moving a slider re-localizes at once. "
+    "**Sign**: *positive* (the default, the knowledge-neurons convention) selects neurons that raise the gold "
+    "answer's probability; *negative* those that lower it (about half of all scores); *absolute* either. "
+    "Token limits left at 0 cover 99% of the dataset's prompts and gold answers.\n\n"
+    "*Next: **4 · Compare**, see where they are and whether the splits agree.*"
+)
 _SCORE, _PARAMS = ScoreConfig(), LocateParams()
 EMPTY = "No located neurons yet: press **Locate neurons**."
 
@@ -36,17 +38,29 @@ EMPTY = "No located neurons yet: press **Locate neurons**."
 def build() -> SimpleNamespace:
     gr.Markdown(HELP)
     with gr.Row():
-        method = gr.Radio(list(scorer_names()), value=_SCORE.method,
-                          label="score method (integrated gradients: the paper's, slow on CPU)")
+        method = gr.Radio(
+            list(scorer_names()),
+            value=_SCORE.method,
+            label="score method (integrated gradients: the paper's, slow on CPU)",
+        )
         ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m", visible=False)
-        ig_rule = gr.Radio(list(IG_RULES), value=_SCORE.ig_rule, visible=False,
-                           label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)")
-        batch_size = gr.Slider(1, 32, DEFAULTS.batch_size, step=1, label="batch size",
-                          info=f"at {DEFAULTS.batch_size}, fewer rows where the memory estimate says they would not fit")
+        ig_rule = gr.Radio(
+            list(IG_RULES),
+            value=_SCORE.ig_rule,
+            visible=False,
+            label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)",
+        )
+        batch_size = gr.Slider(
+            1,
+            32,
+            DEFAULTS.batch_size,
+            step=1,
+            label="batch size",
+            info=f"at {DEFAULTS.batch_size}, fewer rows where the memory estimate says they would not fit",
+        )
     with gr.Row():
         max_prompt = gr.Number(0, label="max prompt tokens (0: covers 99% of the prompts)")
-        max_answer = gr.Number(0,
-                               label="max answer tokens (0: covers 99% of the gold answers)")
+        max_answer = gr.Number(0, label="max answer tokens (0: covers 99% of the gold answers)")
     with gr.Row():
         rule = gr.Radio(list(RULES), value=_PARAMS.rule, label="per-sample selection")
         sign = gr.Radio(list(SIGNS), value=_PARAMS.sign, label="sign (positive: KN's convention)")
@@ -64,13 +78,33 @@ def build() -> SimpleNamespace:
         sweep_btn = gr.Button("Sweep thresholds (from the cached scores of the last located set)")
         sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
     method.change(lambda m: [gr.update(visible=m in IG_METHODS)] * 2, method, [ig_steps, ig_rule])
-    rule.change(lambda r: (gr.update(visible=r == "relative"), gr.update(visible=r == "topk"),
-                           gr.update(visible=r == "zscore")), rule, [tau, top_k, sigma])
-    return SimpleNamespace(scoring=SimpleNamespace(method=method, ig_steps=ig_steps, ig_rule=ig_rule,
-                                                   max_prompt=max_prompt, max_answer=max_answer, batch_size=batch_size),
-                           thresholds=SimpleNamespace(rule=rule, tau=tau, p=p, top_k=top_k, sigma=sigma, sign=sign),
-                           locate_btn=locate_btn, demo_btn=demo_btn, estimate=estimate,
-                           cancel_btn=cancel_btn, summary=summary, sweep_btn=sweep_btn, sweep_plot=sweep_plot)
+    rule.change(
+        lambda r: (
+            gr.update(visible=r == "relative"),
+            gr.update(visible=r == "topk"),
+            gr.update(visible=r == "zscore"),
+        ),
+        rule,
+        [tau, top_k, sigma],
+    )
+    return SimpleNamespace(
+        scoring=SimpleNamespace(
+            method=method,
+            ig_steps=ig_steps,
+            ig_rule=ig_rule,
+            max_prompt=max_prompt,
+            max_answer=max_answer,
+            batch_size=batch_size,
+        ),
+        thresholds=SimpleNamespace(rule=rule, tau=tau, p=p, top_k=top_k, sigma=sigma, sign=sign),
+        locate_btn=locate_btn,
+        demo_btn=demo_btn,
+        estimate=estimate,
+        cancel_btn=cancel_btn,
+        summary=summary,
+        sweep_btn=sweep_btn,
+        sweep_plot=sweep_plot,
+    )
 
 
 def split_numbers(n, k, seed) -> tuple[int, int, int]:
@@ -81,8 +115,26 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
 @gpu.on_gpu(gpu.locate_seconds)
 @shows_errors
 @one_job("Locate")
-def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size, rule, tau, p,
-              top_k, sigma, sign, state, progress=gr.Progress()):
+def locate_ui(
+    datasets,
+    n,
+    k,
+    seed,
+    method,
+    ig_steps,
+    ig_rule,
+    max_prompt,
+    max_answer,
+    batch_size,
+    rule,
+    tau,
+    p,
+    top_k,
+    sigma,
+    sign,
+    state,
+    progress=gr.Progress(),
+):
     """Locate on every chosen dataset; returns (summary, session)."""
     state = session(state)
     if not datasets:
@@ -92,13 +144,15 @@ def locate_ui(datasets, n, k, seed, method, ig_steps, ig_rule, max_prompt, max_a
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
-    cost = costs.check("locate", datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method,
-                       ig_steps=cfg.ig_steps)
+    cost = costs.check(
+        "locate", datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps
+    )
     lm, update = state.model(), progress_reporter(progress)  # every number is checked before the model is loaded
     with in_lane("locate", update, state.cancel, cost):
         for name in datasets:
-            run = run_locate(lm, name, *numbers, cfg, params, batch_size=batch_size, progress=update,
-                             cancel=state.cancel)
+            run = run_locate(
+                lm, name, *numbers, cfg, params, batch_size=batch_size, progress=update, cancel=state.cancel
+            )
             state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
     return summary(state), state
 
@@ -120,8 +174,9 @@ def cancel_ui(state) -> str:
     cancel_job(state)
     if job is None:
         return "Nothing of yours was running. " + summary(session(state))
-    kept = (" The batches it scored stay cached: pressing Locate again picks up from them."
-            if job.name == "Locate" else "")
+    kept = (
+        " The batches it scored stay cached: pressing Locate again picks up from them." if job.name == "Locate" else ""
+    )
     return f"**Cancelled: {job.name}.** It stops at its next step.{kept}\n\n" + summary(session(state))
 
 
@@ -129,9 +184,24 @@ def demo_settings() -> tuple:
     """'Use the demo's settings': the Data, Locate and Intervene boxes set to the demo's preset, so a student's
     own run reproduces the demo's located set and its numbers (the demo scores with the default method)."""
     d = DEMO
-    return (gr.update(value=[d.dataset]), d.n, 2, d.seed, _SCORE.method, "relative", "positive", d.tau, d.p,
-            [d.dataset], d.eval_n, d.seed, d.control_draws, d.fewshot, 0, d.factor)
-
+    return (
+        gr.update(value=[d.dataset]),
+        d.n,
+        2,
+        d.seed,
+        _SCORE.method,
+        "relative",
+        "positive",
+        d.tau,
+        d.p,
+        [d.dataset],
+        d.eval_n,
+        d.seed,
+        d.control_draws,
+        d.fewshot,
+        0,
+        d.factor,
+    )
 
 
 def summary_ui(state) -> str:
@@ -142,23 +212,31 @@ def summary_ui(state) -> str:
 def summary(state: Session) -> str:
     if not state.located:
         return EMPTY
-    lines = ["| model : dataset | located | % of neurons | split overlap | split IoU | chance IoU | p-value | cache | "
-             "settings |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model : dataset | located | % of neurons | split overlap | split IoU | chance IoU | p-value | cache | "
+        "settings |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, entry in state.located.items():
         r = entry.result
         agree = r.agreement()
-        lines.append(f"| {label} | **{r.n_located}** | {100 * r.fraction_located:.3f}% | "
-                     f"**{agree.overlap_rate:.3f}** | **{agree.iou:.3f}** | {agree.chance_iou:.5f} | "
-                     f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed | "
-                     f"{_settings(r)} |")
+        lines.append(
+            f"| {label} | **{r.n_located}** | {100 * r.fraction_located:.3f}% | "
+            f"**{agree.overlap_rate:.3f}** | **{agree.iou:.3f}** | {agree.chance_iou:.5f} | "
+            f"{agree.worst_p_value:.2g} | {r.cache.reused} cached / {r.cache.computed} computed | "
+            f"{_settings(r)} |"
+        )
     notes = [n for e in state.located.values() for n in [*e.result.cache.notes, *e.result.warnings()]]
-    limits = [f"{label}: prompts up to {e.result.score.max_prompt_tokens} tokens, answers up to "
-              f"{e.result.score.max_answer_tokens} ({e.result.truncated_answers} cut), sign {e.result.params.sign}"
-              for label, e in state.located.items()]
-    readings = [f"{label}: {iou_reading(e.result.agreement().iou, e.result.agreement().chance_iou)}"
-                for label, e in state.located.items()]
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in [*readings, *limits,
-                                                                        *(f"note: {n}" for n in notes)])
+    limits = [
+        f"{label}: prompts up to {e.result.score.max_prompt_tokens} tokens, answers up to "
+        f"{e.result.score.max_answer_tokens} ({e.result.truncated_answers} cut), sign {e.result.params.sign}"
+        for label, e in state.located.items()
+    ]
+    readings = [
+        f"{label}: {iou_reading(e.result.agreement().iou, e.result.agreement().chance_iou)}"
+        for label, e in state.located.items()
+    ]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in [*readings, *limits, *(f"note: {n}" for n in notes)])
 
 
 def _settings(r) -> str:

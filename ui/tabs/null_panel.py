@@ -23,9 +23,11 @@ from ..session import session
 from ..shared_work import in_lane
 from ..visitors import one_job
 
-HELP = ("**Empirical null.** The chance IoU above assumes uniformly random sets. Sets located on **unrelated** data "
-        "(or on the same prompts with **shuffled** answers) share far more than that, because some layers and neurons "
-        "are busy on every prompt. This locates such sets with the picked set's settings and shows their IoU.")
+HELP = (
+    "**Empirical null.** The chance IoU above assumes uniformly random sets. Sets located on **unrelated** data "
+    "(or on the same prompts with **shuffled** answers) share far more than that, because some layers and neurons "
+    "are busy on every prompt. This locates such sets with the picked set's settings and shows their IoU."
+)
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
@@ -33,16 +35,18 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         gr.Markdown(HELP)
         with gr.Row():
             kind = gr.Radio(list(NULL_KINDS), value=NULL_KINDS[0], label="null")
-            other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None,
-                                label="unrelated dataset")
+            other = gr.Dropdown(
+                dataset_names, value="imdb" if "imdb" in dataset_names else None, label="unrelated dataset"
+            )
             draws = gr.Number(2, label="draws per side")
         with gr.Row():
             button = gr.Button("Measure the empirical null", elem_id="null-btn")
             cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
             estimate = gr.Markdown()
         text = gr.Markdown(elem_id="null-summary")
-    return SimpleNamespace(kind=kind, other=other, draws=draws, button=button, output=text, cancel=cancel,
-                           estimate=estimate)
+    return SimpleNamespace(
+        kind=kind, other=other, draws=draws, button=button, output=text, cancel=cancel, estimate=estimate
+    )
 
 
 def null_seconds(draws, **_) -> float:
@@ -60,11 +64,24 @@ def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
     cost = costs.check("null", draws=draws)
     lm, update = state.model(), progress_reporter(progress)
     with in_lane("null", update, state.cancel, cost):
-        null = empirical_null(lm, res.dataset, kind, other, res.n, min(draws, 10), res.seed, score, res.params,
-                              progress=update, cancel=state.cancel)
+        null = empirical_null(
+            lm,
+            res.dataset,
+            kind,
+            other,
+            res.n,
+            min(draws, 10),
+            res.seed,
+            score,
+            res.params,
+            progress=update,
+            cancel=state.cancel,
+        )
     agree = res.agreement()
     times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"
     times_chance = f"{agree.iou / agree.chance_iou:.0f} times" if agree.chance_iou > 0 else "against"
-    return (f"{null.describe()}.\n\nThis set's split IoU: **{agree.iou:.3f}** ({times_null}; {times_chance} the "
-            f"hypergeometric chance {agree.chance_iou:.5f}).\n\n**Reading:** "
-            f"{iou_reading(agree.iou, agree.chance_iou, null.mean)}.")
+    return (
+        f"{null.describe()}.\n\nThis set's split IoU: **{agree.iou:.3f}** ({times_null}; {times_chance} the "
+        f"hypergeometric chance {agree.chance_iou:.5f}).\n\n**Reading:** "
+        f"{iou_reading(agree.iou, agree.chance_iou, null.mean)}."
+    )

@@ -19,18 +19,25 @@ from ..session import session
 from ..shared_work import in_lane
 from ..visitors import one_job
 
-HELP = ("**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
-        "changed (the intervention and factor above), and with as many random neurons changed the same way; the "
-        "answers grow token by token. Below: how much each of the unmodified answer's tokens loses (red) or gains "
-        "(purple) in log-probability when the located neurons are changed.")
+HELP = (
+    "**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
+    "changed (the intervention and factor above), and with as many random neurons changed the same way; the "
+    "answers grow token by token. Below: how much each of the unmodified answer's tokens loses (red) or gains "
+    "(purple) in log-probability when the located neurons are changed."
+)
 
 
 def build() -> SimpleNamespace:
     with gr.Accordion("Steering playground: ask with the neurons on and off", open=False):
         gr.Markdown(HELP)
         with gr.Row():
-            prompt = gr.Textbox("Question: What is 4 + 3?\nAnswer:", lines=3, label="prompt", scale=3,
-                                max_length=F.STEER_PROMPT.max_chars)
+            prompt = gr.Textbox(
+                "Question: What is 4 + 3?\nAnswer:",
+                lines=3,
+                label="prompt",
+                scale=3,
+                max_length=F.STEER_PROMPT.max_chars,
+            )
             max_new = gr.Number(16, label="new tokens")
             with gr.Column(scale=0, min_width=120):
                 button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
@@ -41,10 +48,20 @@ def build() -> SimpleNamespace:
             base = gr.Textbox(label="unmodified model", lines=4, elem_id="steer-baseline")
             changed = gr.Textbox(label="located neurons changed", lines=4, elem_id="steer-intervened")
             control = gr.Textbox(label="as many random neurons changed", lines=4)
-        diff = gr.HighlightedText(label="The unmodified answer's tokens: change of log-probability when intervened",
-                                  show_legend=False, combine_adjacent=False)
-    return SimpleNamespace(prompt=prompt, max_new=max_new, button=button, cancel=cancel, estimate=estimate,
-                           note=note, outputs=[base, changed, control, diff, note])
+        diff = gr.HighlightedText(
+            label="The unmodified answer's tokens: change of log-probability when intervened",
+            show_legend=False,
+            combine_adjacent=False,
+        )
+    return SimpleNamespace(
+        prompt=prompt,
+        max_new=max_new,
+        button=button,
+        cancel=cancel,
+        estimate=estimate,
+        note=note,
+        outputs=[base, changed, control, diff, note],
+    )
 
 
 @gpu.on_gpu(gpu.steer_seconds)
@@ -61,8 +78,11 @@ def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progre
     tokens = len(lm.tokenizer(prompt)["input_ids"])
     if tokens > F.TOKEN_CEILING:
         raise ParameterError(f"prompt: {tokens:,} tokens is too long; the limit is {F.TOKEN_CEILING:,}.")
-    conditions = {"baseline": None, "intervened": iv,
-                  "control": replace(iv, neurons=random_like(neurons, 1000, neurons))}
+    conditions = {
+        "baseline": None,
+        "intervened": iv,
+        "control": replace(iv, neurons=random_like(neurons, 1000, neurons)),
+    }
     answers = {}
     with in_lane("steer", progress_reporter(progress), state.cancel, cost):
         for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
@@ -78,11 +98,20 @@ def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progre
 
 def steer_note(answers: dict, diff: list[tuple[str, float]]) -> str:
     """What the three answers and the colours say, and why a box is empty where one is."""
-    empty = [name for name, key in (("located neurons changed", "intervened"), ("random neurons changed", "control"),
-                                    ("unmodified", "baseline")) if not answers[key].text.strip()]
+    empty = [
+        name
+        for name, key in (
+            ("located neurons changed", "intervened"),
+            ("random neurons changed", "control"),
+            ("unmodified", "baseline"),
+        )
+        if not answers[key].text.strip()
+    ]
     lines = [f"The *{name}* answer is empty: the model ended it (or wrote only spaces) at once." for name in empty]
     lost = sum(1 for _, d in diff if d > 0.05)
     gained = sum(1 for _, d in diff if d < -0.05)
-    lines.append(f"Of the unmodified answer's {len(diff)} tokens, {lost} lose probability (red) and {gained} gain "
-                 "(purple) when the located neurons are changed; pale: little change.")
+    lines.append(
+        f"Of the unmodified answer's {len(diff)} tokens, {lost} lose probability (red) and {gained} gain "
+        "(purple) when the located neurons are changed; pale: little change."
+    )
     return "\n\n".join(lines)

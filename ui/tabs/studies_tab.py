@@ -29,12 +29,14 @@ HELP_DECOUPLE = (
     "differs. Subsample A's rest comes from the dataset, B's from the **same** dataset or from **another** one. If "
     "the located sets agree because of the capability, the IoU stays high as f shrinks when B's rest comes from "
     "the same dataset, and falls when it comes from another. At f = 1 the subsamples are identical (IoU = 1). "
-    "Uses the scoring and threshold settings of the Locate tab.")
+    "Uses the scoring and threshold settings of the Locate tab."
+)
 HELP_SPECIFIC = (
     "**Specificity.** A located set may mix neurons every task uses (a backbone) with neurons specific to the "
     "capability. The bars count neurons held by exactly each combination of located sets. The interventions "
     "change each dataset's **specific** neurons and the **shared-by-all** ones; the specificity index is the "
-    "effect on the dataset's own test samples minus the mean effect on the others (95% interval).")
+    "effect on the dataset's own test samples minus the mean effect on the others (95% interval)."
+)
 
 
 def build(dataset_names: list[str]) -> SimpleNamespace:
@@ -43,17 +45,20 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
         n = gr.Number(DEFAULTS.n, label="n per subsample")
-        fractions = gr.Textbox(" ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f",
-                               max_length=F.FRACTIONS.max_chars)
+        fractions = gr.Textbox(
+            " ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f", max_length=F.FRACTIONS.max_chars
+        )
         repeats = gr.Number(1, label="repeats")
     with gr.Row():
         decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
         decouple_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
         decouple_estimate = gr.Markdown()
     decouple_plot = gr.Plot(show_label=False, elem_id="decouple-plot")
-    decouple_table = gr.Dataframe(label="Decoupling curve (mean over repeats)", wrap=True,
-                                  headers=["shared fraction f", "replaceable", "iou", "iou_min", "iou_max",
-                                           "chance_iou", "empirical null iou"])
+    decouple_table = gr.Dataframe(
+        label="Decoupling curve (mean over repeats)",
+        wrap=True,
+        headers=["shared fraction f", "replaceable", "iou", "iou_min", "iou_max", "chance_iou", "empirical null iou"],
+    )
     gr.Markdown(HELP_SPECIFIC)
     sharing_btn = gr.Button("Count shared and specific neurons of the located sets")
     sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
@@ -67,18 +72,28 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         specific_estimate = gr.Markdown()
     status = gr.Markdown(elem_id="studies-status")
     specific_plot = gr.Plot(show_label=False)
-    specific_table = gr.Dataframe(label="Specificity index", wrap=True,
-                                  headers=["dataset", "specific neurons", "index", "95% interval", "own effect",
-                                           "mean effect on others"])
+    specific_table = gr.Dataframe(
+        label="Specificity index",
+        wrap=True,
+        headers=["dataset", "specific neurons", "index", "95% interval", "own effect", "mean effect on others"],
+    )
     knowledge = knowledge_panel.build()
-    return SimpleNamespace(knowledge=knowledge, decouple_btn=decouple_btn, decouple_cancel=decouple_cancel,
-                           decouple_estimate=decouple_estimate, specific_cancel=specific_cancel,
-                           specific_estimate=specific_estimate, status=status,
-                           decouple=SimpleNamespace(dataset=dataset, other=other, n=n, fractions=fractions,
-                                                    repeats=repeats),
-                           decouple_outputs=[decouple_plot, decouple_table], sharing_btn=sharing_btn,
-                           sharing_plot=sharing_plot, specific=SimpleNamespace(mode=mode, metric=metric, eval_n=eval_n),
-                           specific_btn=specific_btn, specific_outputs=[specific_plot, specific_table])
+    return SimpleNamespace(
+        knowledge=knowledge,
+        decouple_btn=decouple_btn,
+        decouple_cancel=decouple_cancel,
+        decouple_estimate=decouple_estimate,
+        specific_cancel=specific_cancel,
+        specific_estimate=specific_estimate,
+        status=status,
+        decouple=SimpleNamespace(dataset=dataset, other=other, n=n, fractions=fractions, repeats=repeats),
+        decouple_outputs=[decouple_plot, decouple_table],
+        sharing_btn=sharing_btn,
+        sharing_plot=sharing_plot,
+        specific=SimpleNamespace(mode=mode, metric=metric, eval_n=eval_n),
+        specific_btn=specific_btn,
+        specific_outputs=[specific_plot, specific_table],
+    )
 
 
 def _fractions(text: str) -> list[float]:
@@ -91,22 +106,68 @@ def _fractions(text: str) -> list[float]:
 @gpu.on_gpu(gpu.decouple_seconds)
 @shows_errors
 @one_job("Decouple")
-def decouple_ui(dataset, other, n, fractions, repeats, method, ig_steps, ig_rule, max_prompt, max_answer, batch_size,
-                rule, tau, p, top_k, sigma, sign, state, progress=gr.Progress()):
+def decouple_ui(
+    dataset,
+    other,
+    n,
+    fractions,
+    repeats,
+    method,
+    ig_steps,
+    ig_rule,
+    max_prompt,
+    max_answer,
+    batch_size,
+    rule,
+    tau,
+    p,
+    top_k,
+    sigma,
+    sign,
+    state,
+    progress=gr.Progress(),
+):
     state = session(state)
-    inputs = (F.N_SPLIT.check(n), _fractions(fractions), F.REPEATS.check(repeats), DEFAULTS.seed,
-              ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
-              LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign))
+    inputs = (
+        F.N_SPLIT.check(n),
+        _fractions(fractions),
+        F.REPEATS.check(repeats),
+        DEFAULTS.seed,
+        ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
+        LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign),
+    )
     batch = F.BATCH.check(batch_size)
-    cost = costs.check("decouple", dataset=dataset, other=other, n=inputs[0], fractions=fractions,
-                       repeats=inputs[2], method=inputs[4].method, ig_steps=inputs[4].ig_steps)
+    cost = costs.check(
+        "decouple",
+        dataset=dataset,
+        other=other,
+        n=inputs[0],
+        fractions=fractions,
+        repeats=inputs[2],
+        method=inputs[4].method,
+        ig_steps=inputs[4].ig_steps,
+    )
     lm, update = state.model(), progress_reporter(progress)
     n, fractions, repeats, seed, cfg, params = inputs
-    key = {"datasets": [data_identity(dataset), data_identity(other)], "n": n, "fractions": fractions,
-           "repeats": repeats, "seed": seed, "score": cfg.to_json(), "params": params.as_dict()}
-    res = served("decouple", lm, key, DecoupleResult, lambda: run_decouple(
-        lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel), update, state.cancel,
-        cost).value
+    key = {
+        "datasets": [data_identity(dataset), data_identity(other)],
+        "n": n,
+        "fractions": fractions,
+        "repeats": repeats,
+        "seed": seed,
+        "score": cfg.to_json(),
+        "params": params.as_dict(),
+    }
+    res = served(
+        "decouple",
+        lm,
+        key,
+        DecoupleResult,
+        lambda: run_decouple(lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel),
+        update,
+        state.cancel,
+        cost,
+    ).value
     for warning in res.warnings():  # two empty sets: IoU undefined
         gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
@@ -134,9 +195,20 @@ def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, progress=gr.Pr
     cost = costs.check("specificity", eval_n=eval_n, fewshot=fewshot, max_new=max_new, state=state)
     lm, update = state.model(), progress_reporter(progress)
     with in_lane("specificity", update, state.cancel, cost):
-        res = run_specificity(lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update,
-                              cancel=state.cancel)
-    table = pd.DataFrame([{"dataset": k, "specific neurons": len(res.split.specific[k]), "index": v["value"],
-                           "95% interval": v["ci"], "own effect": v["own"], "mean effect on others": v["others"]}
-                          for k, v in res.index.items()])
+        res = run_specificity(
+            lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update, cancel=state.cancel
+        )
+    table = pd.DataFrame(
+        [
+            {
+                "dataset": k,
+                "specific neurons": len(res.split.specific[k]),
+                "index": v["value"],
+                "95% interval": v["ci"],
+                "own effect": v["own"],
+                "mean effect on others": v["others"],
+            }
+            for k, v in res.index.items()
+        ]
+    )
     return charts.specificity_bars(res.index, metric), table
