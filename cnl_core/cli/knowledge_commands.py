@@ -14,6 +14,7 @@ from ..errors import DatasetError, ParameterError
 from ..knowledge.editing import EditConfig, located_vs_best, run_editing
 from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_facts_csv
 from ..knowledge.fidelity import FidelityConfig, run_fidelity
+from ..knowledge.intervals import INTERVALS
 from ..knowledge.probe import MAX_ANSWER_TOKENS, check_known
 from ..knowledge.reliability import ReliabilityConfig, run_reliability
 from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
@@ -61,6 +62,19 @@ def add_parsers(sub) -> None:
         help="fidelity, reliability: score fact prompts at the answer or at the subject's last token",
     )
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
+    p.add_argument(
+        "--capability-shots",
+        type=F.FEWSHOT.arg,
+        default=None,
+        help="demonstrations before each capability prompt (default: as many as the fact prompts: like for like)",
+    )
+    p.add_argument(
+        "--match-sizes",
+        type=F.TOP_K.arg,
+        nargs="*",
+        default=list(_FID.match_sizes),
+        help="fidelity, study: the split groups again with every set capped at each of these sizes (like for like)",
+    )
     p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
     p.add_argument(
@@ -114,7 +128,16 @@ def cmd_knowledge(args) -> dict:
             out = known.to_json()
         elif args.action == "fidelity":
             cfg = FidelityConfig(
-                args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability, seed=args.seed
+                args.method,
+                args.ig_steps,
+                args.tau,
+                args.sign,
+                args.p,
+                args.position,
+                args.capability,
+                seed=args.seed,
+                capability_shots=args.capability_shots,
+                match_sizes=tuple(args.match_sizes),
             )
             res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
             out = res.to_json()
@@ -144,6 +167,8 @@ def cmd_knowledge(args) -> dict:
                 tau=args.tau,
                 p=args.p,
                 edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+                capability_shots=args.capability_shots,
+                match_sizes=tuple(args.match_sizes),
             )
             if args.facts_per_relation is not None:  # every part on the same first known facts
                 k = args.facts_per_relation
@@ -163,10 +188,11 @@ def cmd_knowledge(args) -> dict:
 
 def _print_part(action: str, out: dict) -> None:
     if action == "fidelity":
-        for g in out["pairs"] + out["splits"]:
+        for g in out["pairs"] + out["splits"] + out.get("matched", []):
+            cap = "" if g.get("size_cap") is None else f" (sets capped at {g['size_cap']})"
             print(
-                f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
-                f"chance {g['chance_iou']}"
+                f"  {g['name'] + cap:<40} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']} "
+                f"over {INTERVALS.get(g.get('interval', 'facts'))}; chance {g['chance_iou']}, size {g['mean_size']:.1f}"
             )
     elif action == "trace":
         print(f"  {out['informative']} of {len(out['traces'])} traces informative; peak agreement ({out['site']}):")

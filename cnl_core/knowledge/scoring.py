@@ -149,11 +149,20 @@ def kn_masks(scores: torch.Tensor, tau: float, sign: str = "positive") -> torch.
     return select_per_sample(scores, LocateParams(rule="relative", tau=tau, sign=sign))
 
 
-def common_set(scores: torch.Tensor, tau: float, p: float, sign: str = "positive") -> NeuronSet:
-    """Neurons that at least a fraction p of these prompts select (KN's refinement; CNL's commonality)."""
+def common_set(scores: torch.Tensor, tau: float, p: float, sign: str = "positive", cap: int | None = None) -> NeuronSet:
+    """Neurons that at least a fraction p of these prompts select (KN's refinement; CNL's commonality). With `cap`,
+    at most that many of them: those of the highest mean relative score (each prompt's score over its largest, so
+    no prompt outweighs the others), so that sets of two sides can be compared at one size (like for like)."""
     grid = NeuronGrid(scores.shape[1], scores.shape[2])
     counts = kn_masks(scores, tau, sign).sum(0)
-    return NeuronSet.from_flat(grid, torch.nonzero(counts >= p * scores.shape[0] - 1e-9).flatten().numpy())
+    flat = torch.nonzero(counts >= p * scores.shape[0] - 1e-9).flatten()
+    if cap is not None and flat.numel() > cap:
+        signed = scores.reshape(scores.shape[0], -1).float()
+        signed = {"negative": -signed, "absolute": signed.abs()}.get(sign, signed)
+        top = signed.max(dim=1, keepdim=True).values
+        relative = torch.where(top > 0, signed / top.clamp(min=1e-30), torch.zeros_like(signed)).mean(0)
+        flat = flat[relative[flat].topk(cap).indices]
+    return NeuronSet.from_flat(grid, flat.numpy())
 
 
 def iou_matrix(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

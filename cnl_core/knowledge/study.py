@@ -22,6 +22,7 @@ from ..progress import Progress
 from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_best, run_editing
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
+from .intervals import INTERVALS
 from .probe import KnownCheck, check_known
 from .reliability import NEURONS, TARGETS, ReliabilityConfig, ReliabilityResult, contrasts, run_reliability
 from .tracing import TracingResult, run_tracing
@@ -39,6 +40,8 @@ class StudyConfig:
     known_share: float = 0.5
     fidelity_facts: int | None = None  # per relation; None: every known fact
     capability_draws: int = 20  # independent capability splits (each on samples of its own)
+    capability_shots: int | None = None  # None: as many demonstrations as the fact prompts (like for like)
+    match_sizes: tuple[int, ...] = FidelityConfig.match_sizes  # the split groups again at these set sizes
     trace_facts: int = 6  # per relation
     trace_draws: int = 2
     reliability_facts: int = 8  # per relation
@@ -118,6 +121,8 @@ def run_study(
                     seed=cfg.seed,
                     position=cfg.position,
                     draws=cfg.capability_draws,
+                    capability_shots=cfg.capability_shots,
+                    match_sizes=cfg.match_sizes,
                 ),
                 progress=progress,
                 cancel=cancel,
@@ -197,21 +202,51 @@ def table(study: KnowledgeStudy) -> list[str]:
         f"known facts ({k.shots}-shot, greedy, >= {k.min_share:.0%} of paraphrases): {len(k.known)} of {len(k.share)}"
     ]
     if study.fidelity is not None:
-        lines += [
-            "",
-            "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | mean set size |",
-            "|---|---|---|---|---|---|",
-        ]
-        for g in [*study.fidelity.pairs, *study.fidelity.splits]:
-            iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
-            chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
-            lines.append(f"| {g.name} | {iou} | {chance} | {g.pairs} | {g.units} | {g.mean_size:.1f} |")
+        lines += _fidelity_rows(study.fidelity)
     if study.tracing is not None:
         lines += _tracing_rows(study.tracing)
     if study.reliability is not None:
         lines += _reliability_rows(study.reliability)
     if study.editing is not None:
         lines += _editing_rows(study.editing)
+    return lines
+
+
+def _fidelity_rows(fid: FidelityResult) -> list[str]:
+    """Every group with what its interval resamples; then the split groups at matched set sizes, side by side."""
+    score = fid.score.get("facts", {})
+    lines = [
+        "",
+        f"fidelity: {score.get('method', '?')} at the {score.get('position', 'answer')}, fact prompts "
+        f"{fid.shots}-shot, capability prompts {fid.score.get('capability_shots', 0)}-shot",
+        "",
+        "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | interval over | chance IoU | pairs | units "
+        "| mean set size |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in [*fid.pairs, *fid.splits]:
+        iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
+        chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
+        lines.append(
+            f"| {g.name} | {iou} | {INTERVALS.get(g.interval, g.interval)} | {chance} | {g.pairs} | {g.units} "
+            f"| {g.mean_size:.1f} |"
+        )
+    caps = sorted({g.size_cap for g in fid.matched if g.size_cap is not None})
+    if caps:
+        names = [g.name for g in fid.splits]
+        lines += [
+            "",
+            "| like for like: sets capped at k top-scored neurons (mean size) | "
+            + " | ".join(f"k = {k}" for k in caps)
+            + " |",
+            "|---|" + "---|" * len(caps),
+        ]
+        for name in names:
+            cells = []
+            for k in caps:
+                g = fid.group(name, k)
+                cells.append("n/a" if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)} ({g.mean_size:.1f})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
