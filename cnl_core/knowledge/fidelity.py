@@ -150,12 +150,12 @@ def _pair_groups(
         for g in PAIR_GROUPS:
             per_group[g].append(buckets[g])
         same = [v[0] for v in buckets[PAIR_GROUPS[0]] if not np.isnan(v[0])]
-        other = [v[0] for v in buckets[PAIR_GROUPS[3]] if not np.isnan(v[0])]
+        same_wording = [v[0] for v in buckets[PAIR_GROUPS[3]] if not np.isnan(v[0])]
         per_fact.append(
             {
                 "fact": f.id,
                 "same_fact_iou": float(np.mean(same)) if same else None,
-                "same_wording_iou": float(np.mean(other)) if other else None,
+                "same_wording_iou": float(np.mean(same_wording)) if same_wording else None,
                 "mean_set_size": float(sizes[mine].mean()),
             }
         )

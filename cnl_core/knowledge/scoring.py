@@ -15,8 +15,8 @@ the gradient of log p(answer), one teacher-forced pass per prompt through `neuro
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -125,10 +125,10 @@ def _subject_scores(
             ids = torch.tensor([prompt + answer], device=lm.input_device)
             acts: dict[int, torch.Tensor] = {}
 
-            def keep(layer: int, x: torch.Tensor):
+            def keep(layer: int, x: torch.Tensor, _acts=acts):
                 if not x.requires_grad:
                     x.requires_grad_(True)
-                acts[layer] = x
+                _acts[layer] = x
 
             with neuron_hooks(lm.ffn, keep), torch.enable_grad():
                 logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(answer)].float()
@@ -136,9 +136,9 @@ def _subject_scores(
                     torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
                 )
                 layers = sorted(acts)
-                grads = torch.autograd.grad(gold, [acts[l] for l in layers])
-            for l, g in zip(layers, grads):
-                scores[i, l] = (acts[l][0, subj[-1]].detach().float() * g[0, subj[-1]].float()).cpu()
+                grads = torch.autograd.grad(gold, [acts[layer] for layer in layers])
+            for layer, g in zip(layers, grads):
+                scores[i, layer] = (acts[layer][0, subj[-1]].detach().float() * g[0, subj[-1]].float()).cpu()
             golds[i] = float(gold)
             report(progress, i + 1, len(paraphrases), f"scoring at the subject: {p.id}")
     return ParaphraseScores([p.id for p in paraphrases], scores.half(), golds, lm.grid, cfg)

@@ -49,6 +49,7 @@ class StudyConfig:
     edit_layers: tuple[int, ...] | None = None  # None: `edit_layer_count` layers spread over the model's depth
     edit_layer_count: int = EDIT_LAYER_COUNT
     edit_steps: int = 20
+    edit_kl_weight: float = EditConfig.kl_weight  # ROME's essence-drift penalty (0: without it)
 
 
 PARTS = ("fidelity", "tracing", "reliability", "editing")
@@ -83,7 +84,8 @@ def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) 
     """The first `per_relation` known facts of each relation, in the set's order (None: every known fact)."""
     if per_relation is None:
         return list(known)
-    out, count = [], {}
+    out: list[str] = []
+    count: dict[str, int] = {}
     for f in facts_set.facts:
         if f.id in known and count.get(f.relation, 0) < per_relation:
             out.append(f.id)
@@ -170,6 +172,7 @@ def run_study(
                     layer_count=cfg.edit_layer_count,
                     steps=cfg.edit_steps,
                     seed=cfg.seed,
+                    kl_weight=cfg.edit_kl_weight,
                 ),
                 progress=progress,
                 cancel=cancel,
@@ -292,7 +295,7 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     for site, t in (("hidden", h), ("MLP", m)):
         c = t.effect_curve
         if c.get("mean"):
-            curve = ", ".join(f"{l}: {v:.2f} {_ci(ci)}" for l, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
+            curve = ", ".join(f"{layer}: {v:.2f} {_ci(ci)}" for layer, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
             lines.append(f"\naverage indirect effect ({site}, restored share, {c['facts']} facts): {curve}")
     return lines
 
@@ -326,8 +329,9 @@ def _editing_rows(editing: EditingResult) -> list[str]:
         "",
         "| edit layer | p(new) on the edit prompt | p(new) on paraphrases [95% CI] | paraphrases switched | "
         "change of log p, other facts of the relation [95% CI] | other relations [95% CI] | "
+        f"essence drift, KL after '{editing.config.essence_prompt}' (KL weight {editing.config.kl_weight:g}) | "
         "traced effect (hidden / MLP) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def signed(r: dict, key: str) -> str:
@@ -338,6 +342,7 @@ def _editing_rows(editing: EditingResult) -> list[str]:
             f"| {r['layer']} | {r['p_new_edit']:.3f} | {r['p_new_paraphrases']:.3f} "
             f"{_ci(r['p_new_paraphrases_ci'])} | {r['generalization']:.2f} | "
             f"{signed(r, 'same relation_delta_logp')} | {signed(r, 'other relations_delta_logp')} | "
+            f"{signed(r, 'essence_kl')} | "
             f"{r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |"
         )
     for site in ("mlp", "hidden"):

@@ -202,7 +202,7 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
     reliability_chart(ReliabilityResult("m", "b", ReliabilityConfig(modes=("zero",)), [], summary)).to_dict()
     rows = [
         {
-            "layer": l,
+            "layer": layer,
             "p_new_edit": 0.9,
             "success": True,
             "p_new_paraphrases": 0.5,
@@ -210,7 +210,7 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
             "other_facts_delta_logp": -0.1,
             "delta_norm": 1.0,
         }
-        for l in (0, 3)
+        for layer in (0, 3)
     ]
     per_fact = [
         {
