@@ -71,6 +71,12 @@ def add_parsers(sub) -> None:
         help="demonstrations before each capability prompt (default: as many as the fact prompts: like for like)",
     )
     p.add_argument(
+        "--capability-draws",
+        type=F.REPEATS.arg,
+        default=_STUDY.capability_draws,
+        help="fidelity, study: independent capability splits (each on samples of its own: 6 samples a draw)",
+    )
+    p.add_argument(
         "--match-sizes",
         type=F.TOP_K.arg,
         nargs="*",
@@ -153,6 +159,7 @@ def _fidelity(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], upda
         args.position,
         args.capability,
         seed=args.seed,
+        draws=args.capability_draws,
         capability_shots=args.capability_shots,
         match_sizes=tuple(args.match_sizes),
     )
@@ -190,6 +197,7 @@ def _study(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update:
         tau=args.tau,
         p=args.p,
         edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+        capability_draws=args.capability_draws,
         capability_shots=args.capability_shots,
         match_sizes=tuple(args.match_sizes),
         edit_kl_weight=args.kl_weight,
