@@ -29,6 +29,7 @@ from .commands import command_model, progress_bar, write_result
 ACTIONS = ("facts", "fidelity", "trace", "reliability", "edit", "study")
 PLANNED_PROMPT_TOKENS = 96
 _FID, _STUDY = FidelityConfig(), StudyConfig()
+KL_WEIGHT = F.NumberField("KL weight", 0.0, 1000.0, whole=False)  # ROME's essence-drift penalty (0: without it)
 
 
 def add_parsers(sub) -> None:
@@ -95,7 +96,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--kl-weight",
-        type=float,
+        type=KL_WEIGHT.arg,
         default=_STUDY.edit_kl_weight,
         help="edit: weight of ROME's essence-drift KL term in the value optimisation (0: without it)",
     )

@@ -1,11 +1,11 @@
 """Fidelity: do prompts with the same meaning localize to the same neurons? (the paper's first half)
 
 Each paraphrase gets its own Knowledge-Neurons set (score >= tau x its largest score). Pairs of sets are
-grouped by what the two prompts share, and each group's IoU is averaged per fact, then over facts, with a
+grouped by what the two prompts share, and each group's IoU is averaged per fact, then over facts, with an
 interval that resamples facts, then the wordings within each fact drawn (intervals.py: a two-level bootstrap):
 - same fact, other wording: what a fact-level localization needs to be high;
 - other fact with the same answer word (Spain and Mexico: " Spanish"), in the same wording and in another wording
-  apart (round one mixed the two, and the same wording alone is worth as much as the answer word);
+  apart (round one mixed the two, and a shared wording alone already raises the IoU);
 - other fact of the relation, same wording: what the wording alone gives;
 - other fact, other wording; other relation: how much any two prompts share (an empirical null).
 
@@ -64,7 +64,7 @@ class FidelityConfig:
     p: float = 0.5  # sets over several prompts: neurons selected by at least this share of them
     position: str = SCORE_POSITIONS[0]  # where fact prompts are scored (the capability: at its answer, as CNL)
     capability: str = "add1_content"  # the demo's capability, scored on the digits only (no format token)
-    draws: int = 20  # random split pairs per split group
+    draws: int = 20  # capability split draws (each on samples of its own); a fact's halvings: at most 10
     seed: int = 0
     bootstrap: int = 1000
     # like for like: the capability's prompts get as many demonstrations as the fact prompts (None), or this many

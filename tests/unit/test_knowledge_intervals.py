@@ -119,3 +119,22 @@ def test_the_capability_gets_as_many_demonstrations_as_the_facts_and_never_score
     shot = spec.by_id()[first.id]
     assert shot.prompt.endswith(first.prompt) and shot.prompt.count("Answer:") == 3 and shot.answer == first.answer
     assert spec.name != plain.name and capability_with_shots("add1_content", 0, 1) == (plain, [])
+
+
+def test_the_study_table_says_what_each_interval_resamples_and_shows_matched_sizes_side_by_side():
+    from cnl_core.knowledge.fidelity import PAIR_GROUPS, SPLIT_GROUPS, FidelityConfig, FidelityResult
+    from cnl_core.knowledge.intervals import GroupStat
+    from cnl_core.knowledge.study import _fidelity_rows
+
+    pairs = [GroupStat(g, 0.3, [0.2, 0.4], 0.001, 10, 5, 30.0, interval="nested") for g in PAIR_GROUPS]
+    splits = [GroupStat(g, 0.5, [0.4, 0.6], 0.001, 5, 5, 20.0, interval="draws") for g in SPLIT_GROUPS]
+    matched = [
+        GroupStat(g, 0.1 * k, [0.0, 1.0], 0.001, 5, 5, float(k), size_cap=k) for k in (5, 10) for g in SPLIT_GROUPS
+    ]
+    fid = FidelityResult("m", "b", 2, FidelityConfig(), ["a"], {}, pairs, splits, matched=matched)
+    fid.score.update(facts={"method": "grad_x_act", "position": "answer"}, capability_shots=2)
+    text = "\n".join(_fidelity_rows(fid))
+    assert "facts, then the wordings within each fact" in text and "independent draws" in text
+    assert "capability prompts 2-shot" in text and "| k = 5 | k = 10 |" in text
+    assert "| capability split | 0.500 [0.000, 1.000] (5.0) | 1.000 [0.000, 1.000] (10.0) |" in text
+    assert fid.group("fact split", 10).mean_size == 10.0 and fid.to_json()["matched"][0]["size_cap"] == 5
