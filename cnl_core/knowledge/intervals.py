@@ -69,6 +69,13 @@ def facts_and_wordings_ci(units: list[UnitPairs], draws: int, seed: int, level: 
     return [float(lo), float(hi)]
 
 
+def facts_and_items_ci(per_fact: Sequence[np.ndarray], draws: int, seed: int, level: float = 0.95) -> CI:
+    """The same two-level interval for one value per prompt: facts resampled, then each fact's prompts (its held-out
+    wordings, or the other facts' prompts it was tested on), each prompt its own item."""
+    units = [UnitPairs(np.asarray(v, float), np.arange(len(v)), np.full(len(v), ONCE), len(v)) for v in per_fact]
+    return facts_and_wordings_ci([u for u in units if u.templates], draws, seed, level)
+
+
 @dataclass(frozen=True)
 class GroupStat:
     """Mean IoU of a group of set pairs [95% interval], its chance IoU, and how many pairs and units it holds."""

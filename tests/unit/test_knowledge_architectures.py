@@ -104,6 +104,7 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
     )
     assert {r["target"] for r in rel.summary} == set(TARGETS)
     assert {r["neurons"] for r in rel.summary} == set(NEURONS)
+    assert all(r["ci_facts_and_prompts"] is not None for r in rel.summary if r["facts"])
     for row in rel.per_fact:  # a fact's set splits into what its relation's other fact holds and the rest
         assert row["n_fact_specific"] <= row["n_neurons"] and len(row["same_relation"]) == 1
     fid = run_fidelity(lm, FACTS, ids, FidelityConfig(draws=2, bootstrap=10), capability_n=2, use_cache=False)

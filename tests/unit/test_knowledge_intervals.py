@@ -138,3 +138,20 @@ def test_the_study_table_says_what_each_interval_resamples_and_shows_matched_siz
     assert "capability prompts 2-shot" in text and "| k = 5 | k = 10 |" in text
     assert "| capability split | 0.500 [0.000, 1.000] (5.0) | 1.000 [0.000, 1.000] (10.0) |" in text
     assert fid.group("fact split", 10).mean_size == 10.0 and fid.to_json()["matched"][0]["size_cap"] == 5
+
+
+def test_reliability_intervals_resample_the_prompts_within_each_fact():
+    from cnl_core.knowledge.intervals import facts_and_items_ci
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(-2.0, 0.1, size=12)
+    steady = [np.full(3, m) for m in centres]
+    spread = [m + rng.normal(0, 1.0, size=3) for m in centres]
+
+    def width(ci):
+        return ci[1] - ci[0]
+
+    facts_only = bootstrap_ci(np.array([v.mean() for v in spread]), 2000, 0)
+    assert width(facts_and_items_ci(steady, 2000, 0)) == pytest.approx(width(bootstrap_ci(centres, 2000, 0)), rel=0.2)
+    assert width(facts_and_items_ci(spread, 2000, 0)) > 1.1 * width(facts_only)  # measured: 1.19x
+    assert facts_and_items_ci([], 100, 0) is None
