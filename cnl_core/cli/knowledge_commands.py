@@ -226,6 +226,7 @@ def _print_part(action: str, out: dict) -> None:
             print(
                 f"  {g['name'] + cap:<48} IoU {iou} over {INTERVALS.get(g.get('interval', 'facts'))}; "
                 f"mean size {g['mean_size']:.1f}, chance {g['chance_iou'] or 0:.5f}"
+                + ("" if not g.get("ci_crossed") else f"; crossed [{g['ci_crossed'][0]:.3f}, {g['ci_crossed'][1]:.3f}]")
             )
     elif action == "trace":
         print(f"  {out['informative']} of {len(out['traces'])} traces informative; peak agreement ({out['site']}):")

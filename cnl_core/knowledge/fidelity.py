@@ -159,8 +159,12 @@ def _pair_groups(
                 "mean_set_size": float(sizes[mine].mean()),
             }
         )
-    templates = [n_templates[f.relation] for f in facts]
-    return [group_stat(g, per_group[g], cfg.bootstrap, cfg.seed, templates=templates) for g in PAIR_GROUPS], per_fact
+    templates, relations = [n_templates[f.relation] for f in facts], [f.relation for f in facts]
+    stats = [
+        group_stat(g, per_group[g], cfg.bootstrap, cfg.seed, templates=templates, relations=relations)
+        for g in PAIR_GROUPS
+    ]
+    return stats, per_fact
 
 
 def run_fidelity(

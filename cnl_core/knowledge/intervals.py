@@ -10,7 +10,12 @@ is the count of each of its wordings that belongs to the fact's own template set
 - a wording of another relation: count(ti) only (the other relation's wordings are not the fact's to resample).
 The fact's value in the draw is the weighted mean of its pairs' IoUs; the draw's statistic is the mean over the
 facts drawn; the interval is the percentile interval of those means. The point estimate (mean over facts of each
-fact's unweighted mean) is unchanged.
+fact's unweighted mean) is unchanged. Resampling at both levels counts the wording-to-wording spread twice (in the
+facts' means and in the redrawn wordings), so this interval errs wide.
+
+The templates are shared by the facts of a relation (a crossed design): a wording that raises every fact of its
+relation is one unit, which the nested draw above redraws fact by fact. `facts_and_templates_ci` (the crossed
+interval) redraws each relation's templates once per draw, for all its facts, beside the facts.
 """
 
 from __future__ import annotations
@@ -39,8 +44,16 @@ class UnitPairs:
 
 def unit_means(unit: UnitPairs, draws: int, rng: np.random.Generator) -> np.ndarray:
     """[draws] the fact's weighted mean IoU with its wordings resampled (NaN where no pair keeps a weight)."""
-    t = unit.templates
-    counts = rng.multinomial(t, np.full(t, 1.0 / t), size=draws).astype(float)  # [draws, templates]
+    return weighted_means(unit, _template_counts(unit.templates, draws, rng))
+
+
+def _template_counts(templates: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """[draws, templates] how often each template is drawn (with replacement, as many draws as templates)."""
+    return rng.multinomial(templates, np.full(templates, 1.0 / templates), size=draws).astype(float)
+
+
+def weighted_means(unit: UnitPairs, counts: np.ndarray) -> np.ndarray:
+    """[draws] the fact's mean IoU with each pair weighted by its wordings' draw counts ([draws, templates])."""
     w = counts[:, unit.left]
     paired = unit.right != ONCE
     if paired.any():
@@ -69,6 +82,31 @@ def facts_and_wordings_ci(units: list[UnitPairs], draws: int, seed: int, level: 
     return [float(lo), float(hi)]
 
 
+def facts_and_templates_ci(
+    units: list[UnitPairs], relations: list[str], draws: int, seed: int, level: float = 0.95
+) -> CI:
+    """The crossed interval: each draw resamples the facts and, once for all the facts of a relation, that
+    relation's templates (a wording that raises every fact of its relation moves them together, as it would in
+    another sample of wordings)."""
+    kept = [(u, r) for u, r in zip(units, relations) if u.iou.size]
+    if draws == 0 or not kept:
+        return None
+    rng = np.random.default_rng(seed)
+    counts: dict[str, np.ndarray] = {}
+    for u, r in kept:
+        if r not in counts:
+            counts[r] = _template_counts(u.templates, draws, rng)
+    per_unit = np.stack([weighted_means(u, counts[r]) for u, r in kept])  # [facts, draws]
+    pick = rng.integers(0, len(kept), size=(draws, len(kept)))
+    values = per_unit[pick, np.arange(draws)[:, None]]  # every fact drawn in draw b sees draw b's templates
+    n_ok = (~np.isnan(values)).sum(1)
+    means = np.nansum(values, axis=1)[n_ok > 0] / n_ok[n_ok > 0]
+    if not means.size:
+        return None
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
 def facts_and_items_ci(per_fact: Sequence[np.ndarray], draws: int, seed: int, level: float = 0.95) -> CI:
     """The same two-level interval for one value per prompt: facts resampled, then each fact's prompts (its held-out
     wordings, or the other facts' prompts it was tested on), each prompt its own item."""
@@ -90,6 +128,7 @@ class GroupStat:
     undefined: int = 0  # pairs of two empty sets (IoU undefined, left out)
     interval: str = "facts"  # what the interval resamples (INTERVALS)
     size_cap: int | None = None  # every set capped at this many top-scored neurons (like for like), or None
+    ci_crossed: list[float] | None = None  # facts, and each relation's templates once for all its facts
 
 
 INTERVALS = {
@@ -110,14 +149,16 @@ def group_stat(
     seed: int,
     *,
     templates: list[int] | None = None,
+    relations: list[str] | None = None,
     interval: str = "facts",
     size_cap: int | None = None,
 ) -> GroupStat:
     """Per unit (fact or draw), its pairs' (IoU, chance, mean size[, wording, other wording]); NaN IoUs (two empty
     sets) are counted apart. With `templates` (each unit's number of wordings) the interval is the two-level one
-    (facts, then wordings within a fact); otherwise a bootstrap over the units."""
+    (facts, then wordings within a fact), and with `relations` (each unit's relation) the crossed one too
+    (`ci_crossed`); otherwise a bootstrap over the units."""
     undefined = sum(1 for unit in per_unit for v in unit if np.isnan(v[0]))
-    means, chances, sizes, pairs, nested = [], [], [], 0, []
+    means, chances, sizes, pairs, nested, unit_relations = [], [], [], 0, [], []
     for k, unit in enumerate(per_unit):
         ok = [v for v in unit if not np.isnan(v[0])]
         if ok:
@@ -128,10 +169,14 @@ def group_stat(
             if templates is not None:
                 cols = np.array([v[:5] for v in ok], dtype=float)
                 nested.append(UnitPairs(cols[:, 0], cols[:, 3].astype(int), cols[:, 4].astype(int), templates[k]))
+                unit_relations.append(relations[k] if relations is not None else "")
     if not means:
         return GroupStat(name, None, None, None, 0, 0, 0.0, undefined, interval, size_cap)
+    crossed = None
     if templates is not None:
         ci, interval = facts_and_wordings_ci(nested, bootstrap, seed), "nested"
+        if relations is not None:
+            crossed = facts_and_templates_ci(nested, unit_relations, bootstrap, seed)
     else:
         ci = bootstrap_ci(np.array(means), bootstrap, seed)
     return GroupStat(
@@ -145,4 +190,5 @@ def group_stat(
         undefined,
         interval,
         size_cap,
+        crossed,
     )

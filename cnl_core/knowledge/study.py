@@ -223,16 +223,16 @@ def _fidelity_rows(fid: FidelityResult) -> list[str]:
         f"fidelity: {score.get('method', '?')} at the {score.get('position', 'answer')}, fact prompts "
         f"{fid.shots}-shot, capability prompts {fid.score.get('capability_shots', 0)}-shot",
         "",
-        "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | interval over | chance IoU | pairs | units "
-        "| mean set size |",
-        "|---|---|---|---|---|---|---|",
+        "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | interval over | crossed: facts and each "
+        "relation's templates | chance IoU | pairs | units | mean set size |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for g in [*fid.pairs, *fid.splits]:
         iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
         chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
         lines.append(
-            f"| {g.name} | {iou} | {INTERVALS.get(g.interval, g.interval)} | {chance} | {g.pairs} | {g.units} "
-            f"| {g.mean_size:.1f} |"
+            f"| {g.name} | {iou} | {INTERVALS.get(g.interval, g.interval)} | {_ci(g.ci_crossed)} | {chance} "
+            f"| {g.pairs} | {g.units} | {g.mean_size:.1f} |"
         )
     caps = sorted({g.size_cap for g in fid.matched if g.size_cap is not None})
     if caps:

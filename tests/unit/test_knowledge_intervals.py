@@ -155,3 +155,23 @@ def test_reliability_intervals_resample_the_prompts_within_each_fact():
     assert width(facts_and_items_ci(steady, 2000, 0)) == pytest.approx(width(bootstrap_ci(centres, 2000, 0)), rel=0.2)
     assert width(facts_and_items_ci(spread, 2000, 0)) > 1.1 * width(facts_only)  # measured: 1.19x
     assert facts_and_items_ci([], 100, 0) is None
+
+
+def test_the_crossed_interval_moves_a_relations_facts_together_with_its_templates():
+    from cnl_core.knowledge.intervals import facts_and_templates_ci
+
+    rng = np.random.default_rng(3)
+    template_effect = np.array([0.9, 0.1, 0.5, 0.5, 0.2, 0.8])  # one wording helps every fact, another hurts
+    units = [_same_fact_unit(template_effect + rng.normal(0, 0.01, size=6)) for _ in range(30)]
+    nested = facts_and_wordings_ci(units, 2000, 0)
+    crossed = facts_and_templates_ci(units, ["r"] * 30, 2000, 0)
+    assert crossed[1] - crossed[0] > 2 * (nested[1] - nested[0])  # independent redraws average the wording out
+    g = group_stat(
+        "same fact, other wording",
+        [[(v, 0.0, 5.0, i, j) for v, i, j in zip(u.iou, u.left, u.right)] for u in units],
+        200,
+        0,
+        templates=[6] * 30,
+        relations=["r"] * 30,
+    )
+    assert g.ci_crossed is not None and g.interval == "nested"
