@@ -11,21 +11,25 @@ from pathlib import Path
 
 from .. import fields as F
 from ..errors import DatasetError, ParameterError
-from ..knowledge.editing import EditConfig, located_vs_best, run_editing
+from ..knowledge.editing import TRACED_SITES, EditConfig, located_vs_best, run_editing
 from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_facts_csv
 from ..knowledge.fidelity import FidelityConfig, run_fidelity
+from ..knowledge.intervals import INTERVALS
 from ..knowledge.probe import MAX_ANSWER_TOKENS, check_known
 from ..knowledge.reliability import ReliabilityConfig, run_reliability
 from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
+from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS, SIGNS
+from ..progress import Progress
 from . import arguments as A
 from .commands import command_model, progress_bar, write_result
 
 ACTIONS = ("facts", "fidelity", "trace", "reliability", "edit", "study")
 PLANNED_PROMPT_TOKENS = 96
 _FID, _STUDY = FidelityConfig(), StudyConfig()
+KL_WEIGHT = F.NumberField("KL weight", 0.0, 1000.0, whole=False)  # ROME's essence-drift penalty (0: without it)
 
 
 def add_parsers(sub) -> None:
@@ -61,13 +65,40 @@ def add_parsers(sub) -> None:
         help="fidelity, reliability: score fact prompts at the answer or at the subject's last token",
     )
     p.add_argument("--capability", default=_FID.capability, help="dataset whose CNL split agreement is compared")
-    p.add_argument("--site", default=SITES[0], choices=SITES, help="trace: hidden state or MLP window")
+    p.add_argument(
+        "--capability-shots",
+        type=F.FEWSHOT.arg,
+        default=None,
+        help="demonstrations before each capability prompt (default: as many as the fact prompts: like for like)",
+    )
+    p.add_argument(
+        "--capability-draws",
+        type=F.REPEATS.arg,
+        default=_STUDY.capability_draws,
+        help="fidelity, study: independent capability splits (each on samples of its own: 6 samples a draw)",
+    )
+    p.add_argument(
+        "--match-sizes",
+        type=F.TOP_K.arg,
+        nargs="*",
+        default=list(_FID.match_sizes),
+        help="fidelity, study: the split groups again with every set capped at each of these sizes (like for like)",
+    )
+    p.add_argument(
+        "--site", default=SITES[0], choices=SITES, help="trace: hidden state, MLP window or attention window"
+    )
     p.add_argument("--draws", type=F.REPEATS.arg, default=2, help="trace: noise draws per prompt")
     p.add_argument(
         "--layers",
         type=F.LAYER.arg,
         nargs="+",
         help=f"edit: layers (default: {_STUDY.edit_layer_count} spread over the model's depth)",
+    )
+    p.add_argument(
+        "--kl-weight",
+        type=KL_WEIGHT.arg,
+        default=_STUDY.edit_kl_weight,
+        help="edit: weight of ROME's essence-drift KL term in the value optimisation (0: without it)",
     )
     p.add_argument("--seed", type=F.SEED.arg, default=_STUDY.seed, help="the study's preset was chosen on seed 0")
     p.add_argument("--no-edit", action="store_true", help="study: skip the per-layer editing (the slowest part)")
@@ -106,67 +137,96 @@ def cmd_knowledge(args) -> dict:
     sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
     chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
     bar, update = progress_bar(f"knowledge {args.action}")
-    out: dict
     with bar:
         if args.action == "facts":
             for fact_id, share in known.share.items():
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
             out = known.to_json()
-        elif args.action == "fidelity":
-            cfg = FidelityConfig(
-                args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability, seed=args.seed
-            )
-            res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
-            out = res.to_json()
-        elif args.action == "trace":
-            res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
-            out = res.to_json()
-        elif args.action == "reliability":
-            cfg = ReliabilityConfig(
-                args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed
-            )
-            out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
-        elif args.action == "edit":
-            cfg = replace(
-                EditConfig(),
-                layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
-                layer_count=_STUDY.edit_layer_count,
-                seed=args.seed,
-            )
-            res = run_editing(lm, facts_set, chosen, cfg, progress=update)
-            out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
         else:
-            cfg = replace(
-                _STUDY,
-                seed=args.seed,
-                method=args.method,
-                position=args.position,
-                tau=args.tau,
-                p=args.p,
-                edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
-            )
-            if args.facts_per_relation is not None:  # every part on the same first known facts
-                k = args.facts_per_relation
-                cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
-            parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
-            # every finished part is written at once: a later part that fails leaves the earlier ones on disk
-            study = run_study(
-                lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, s.to_json())
-            )
-            print("\n".join(table(study)))
-            out = study.to_json()
+            out = _RUNNERS[args.action](args, lm, facts_set, chosen, update)
     write_result(args.out, out)  # first: the file is kept whatever the printing does
     if args.action in ("fidelity", "reliability", "trace", "edit"):
         _print_part(args.action, out)
     return out
 
 
+def _fidelity(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
+    cfg = FidelityConfig(
+        args.method,
+        args.ig_steps,
+        args.tau,
+        args.sign,
+        args.p,
+        args.position,
+        args.capability,
+        seed=args.seed,
+        draws=args.capability_draws,
+        capability_shots=args.capability_shots,
+        match_sizes=tuple(args.match_sizes),
+    )
+    return run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+
+
+def _trace(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
+    res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
+    return res.to_json()
+
+
+def _reliability(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
+    cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed)
+    return run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+
+
+def _edit(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
+    cfg = replace(
+        EditConfig(),
+        layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+        layer_count=_STUDY.edit_layer_count,
+        seed=args.seed,
+        kl_weight=args.kl_weight,
+    )
+    res = run_editing(lm, facts_set, chosen, cfg, progress=update)
+    return {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in TRACED_SITES}}
+
+
+def _study(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
+    cfg = replace(
+        _STUDY,
+        seed=args.seed,
+        method=args.method,
+        position=args.position,
+        tau=args.tau,
+        p=args.p,
+        edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+        capability_draws=args.capability_draws,
+        capability_shots=args.capability_shots,
+        match_sizes=tuple(args.match_sizes),
+        edit_kl_weight=args.kl_weight,
+    )
+    if args.facts_per_relation is not None:  # every part on the same first known facts
+        k = args.facts_per_relation
+        cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
+    parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
+    # every finished part is written at once: a later part that fails leaves the earlier ones on disk
+    study = run_study(
+        lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, s.to_json())
+    )
+    print("\n".join(table(study)))
+    return study.to_json()
+
+
+_RUNNERS = {"fidelity": _fidelity, "trace": _trace, "reliability": _reliability, "edit": _edit, "study": _study}
+
+
 def _print_part(action: str, out: dict) -> None:
     if action == "fidelity":
-        for g in out["pairs"] + out["splits"]:
+        for g in out["pairs"] + out["splits"] + out.get("matched", []):
+            cap = "" if g.get("size_cap") is None else f", sets capped at {g['size_cap']}"
+            iou = "n/a" if g["iou"] is None else f"{g['iou']:.3f} [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]"
             print(
-                f"  {g['name']:<28} IoU {g['iou'] if g['iou'] is None else round(g['iou'], 3)} {g['ci']}  "
-                f"chance {g['chance_iou']}"
+                f"  {g['name'] + cap:<48} IoU {iou} over {INTERVALS.get(g.get('interval', 'facts'))}; "
+                f"mean size {g['mean_size']:.1f}, chance {g['chance_iou'] or 0:.5f}"
+                + ("" if not g.get("ci_crossed") else f"; crossed [{g['ci_crossed'][0]:.3f}, {g['ci_crossed'][1]:.3f}]")
             )
     elif action == "trace":
         print(f"  {out['informative']} of {len(out['traces'])} traces informative; peak agreement ({out['site']}):")

@@ -1,1 +1,2 @@
-"""The paper's first half: does individual knowledge localize? Facts with paraphrases, their neurons, tracing, editing."""
+"""The paper's first half: does individual knowledge localize? Facts with paraphrases, their neurons, causal
+tracing, editing."""

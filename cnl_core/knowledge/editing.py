@@ -1,15 +1,9 @@
 """Editing one fact at each layer (the paper's Figure 2; Hase et al. 2023): does the located layer predict
 where editing works?
 
-At layer l, ROME's rank-one update of the FFN down projection: a vector delta, added to the down projection's
-output at the subject's last token of the edit prompt, is optimized (Adam, a few steps, an L2 penalty and
-ROME's norm clamp) to make a new answer likely; the value wanted there is v* = W k_edit + delta. The key k* is
-the down projection's input at the subject's last token averaged over several contexts (keys.py), and C the
-keys' second moment on generic text (`key_covariance="text"`, ROME's form; `"identity"` drops it, the round-one
-form): W <- W + (v* - W k*) (C^-1 k*)^T / ((C^-1 k*)^T k*), which maps k* to v* and changes the outputs of
-keys C says are common least. Reading keys and adding delta go through `neuron_hooks` ([rows, tokens, width]
-on every architecture, OPT's flattened FFN included). The edit is applied to the weights inside a context
-manager that holds the model lock and puts back a saved copy on exit, whatever happens.
+At layer l, ROME's rank-one update of the FFN down projection (rome.py: the value optimised for the new answer
+with ROME's essence-drift KL term, the averaged key, the key covariance from text), applied for one layer at a
+time and undone after it.
 
 Measured per layer: edit success (p(new answer) on the edit prompt, and whether greedy decoding gives it),
 paraphrase generalization (the same on the fact's other paraphrases), and beside them the collateral: the
@@ -21,183 +15,44 @@ best where the trace peaks.
 
 from __future__ import annotations
 
-import copy
 import random
 import threading
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ParameterError
 from ..evaluate.stats import bootstrap_ci
-from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
-from ..options import KEY_COVARIANCES
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from .facts import Fact, FactSet, Paraphrase
-from .keys import COVARIANCE_TOKENS, averaged_key, key_covariance
+from .keys import key_covariance
 from .probe import answer_stats
-from .tracing import subject_noise_std, subject_positions, trace
+from .rome import (
+    EDIT_LAYER_COUNT,
+    EditConfig,
+    EditTarget,
+    down_weight,
+    edit_layers,
+    edit_target,
+    optimize_edit,
+    rank_one_edit,
+    rome_update,
+)
+from .tracing import subject_noise_std, trace
 
-EDIT_LAYER_COUNT = 10
-
-
-def edit_layers(n_layers: int, count: int = EDIT_LAYER_COUNT) -> list[int]:
-    """`count` layers spread evenly from the first to the last (every layer when the model has no more)."""
-    if count < 1:
-        raise ParameterError("Edit at least one layer.")
-    if count >= n_layers:
-        return list(range(n_layers))
-    if count == 1:
-        return [n_layers // 2]
-    return sorted({round(i * (n_layers - 1) / (count - 1)) for i in range(count)})
-
-
-@dataclass(frozen=True)
-class EditConfig:
-    steps: int = 20
-    lr: float = 0.5
-    weight_decay: float = 0.01  # on |delta|^2 / |original output|^2
-    clamp: float = 4.0  # |delta| at most this times |W k| (ROME's clamp_norm_factor)
-    layers: tuple[int, ...] | None = None  # None: `layer_count` layers from the model's depth
-    layer_count: int = EDIT_LAYER_COUNT
-    key_covariance: str = KEY_COVARIANCES[0]
-    covariance_tokens: int = COVARIANCE_TOKENS
-    key_prefixes: int = 5  # contexts the key is averaged over besides the edit prompt (ROME: 10 generated)
-    other_facts: int = 5  # per group: other facts of the same relation, and of other relations
-    trace_draws: int = 3
-    seed: int = 0
-    bootstrap: int = 1000
-
-    def __post_init__(self):
-        if self.key_covariance not in KEY_COVARIANCES:
-            raise ParameterError(f"The key covariance must be one of {', '.join(KEY_COVARIANCES)}.")
-
-    def chosen_layers(self, n_layers: int) -> list[int]:
-        layers = list(self.layers) if self.layers is not None else edit_layers(n_layers, self.layer_count)
-        if not layers or min(layers) < 0 or max(layers) >= n_layers:
-            raise ParameterError(f"Edit layers must be between 0 and {n_layers - 1}.")
-        return layers
-
-
-def _down_weight(lm: LoadedModel, layer: int) -> tuple[torch.nn.Parameter, bool]:
-    """The down projection's weight and whether it is stored [in, out] (GPT-2's Conv1D); refuses quantized ones."""
-    module = lm.ffn.down[layer]
-    weight = getattr(module, "weight", None)
-    if weight is None or not weight.is_floating_point() or lm.quantization != "none":
-        raise ParameterError(
-            "Editing needs the model's weights in float16, bfloat16 or float32; load it without "
-            "8-bit or 4-bit quantization."
-        )
-    return weight, hasattr(module, "nf")
-
-
-def _w(lm: LoadedModel, layer: int) -> torch.Tensor:
-    """The down projection as [out, in] float32 (a copy)."""
-    weight, transposed = _down_weight(lm, layer)
-    w = weight.detach().float()
-    return w.T if transposed else w
-
-
-@contextmanager
-def rank_one_edit(
-    lm: LoadedModel, layer: int, key: torch.Tensor, delta: torch.Tensor, direction: torch.Tensor | None = None
-) -> Iterator[None]:
-    """W <- W + delta u^T / (u^T k) at `layer` for the block's life (u = `direction`, C^-1 k in ROME; None: k, the
-    identity covariance), which maps k to W k + delta; the saved weight is put back on exit."""
-    with lm.lock:
-        weight, transposed = _down_weight(lm, layer)
-        saved = weight.detach().clone()
-        k = key.to(weight.device, torch.float32)
-        u = k if direction is None else direction.to(weight.device, torch.float32)
-        update = torch.outer(delta.to(weight.device, torch.float32), u) / (u @ k)
-        try:
-            with torch.no_grad():
-                weight.add_((update.T if transposed else update).to(weight.dtype))
-            yield
-        finally:
-            with torch.no_grad():
-                weight.copy_(saved)
-
-
-@dataclass(frozen=True)
-class EditTarget:
-    """What the edit optimizes: the tail of the edit prompt after its shared prefix, and where the subject ends."""
-
-    prefix: object  # a KV cache of the tokens before the subject (or None)
-    tail: torch.Tensor  # [1, tail tokens] ids: the rest of the prompt and the new answer
-    position: int  # the subject's last token, in tail columns
-    first: int  # the first new-answer token's column in the tail
-    answer: list[int]
-
-
-def _target(lm: LoadedModel, p: Paraphrase, new_answer: str) -> EditTarget:
-    prompt, subj = subject_positions(lm, p)
-    answer = lm.tokenizer(new_answer, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prompt + answer], device=lm.input_device)
-    cut = subj[0]
-    with torch.no_grad():
-        prefix = lm.model(input_ids=ids[:, :cut], use_cache=True).cache if cut else None
-    return EditTarget(prefix, ids[:, cut:], subj[-1] - cut, len(prompt) - cut, answer)
-
-
-def _new_logprob(lm: LoadedModel, t: EditTarget) -> torch.Tensor:
-    cache = copy.deepcopy(t.prefix) if t.prefix is not None else None
-    logits = lm.model(input_ids=t.tail, cache=cache, use_cache=cache is not None).logits[0].float()
-    logp = torch.log_softmax(logits[t.first - 1 : t.first - 1 + len(t.answer)], -1)
-    return logp.gather(-1, torch.tensor(t.answer, device=logp.device)[:, None]).sum()
-
-
-def optimize_edit(lm: LoadedModel, layer: int, t: EditTarget, cfg: EditConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(key k, delta): the down projection's input at the subject's last token, and the output change to add."""
-    seen: dict[str, torch.Tensor] = {}
-    hidden = _w(lm, layer).shape[0]
-    delta = torch.zeros(hidden, device=lm.ffn.down[layer].weight.device, requires_grad=True)
-
-    def read(_layer, x):
-        seen["key"] = x[0, t.position].detach().float().clone()
-
-    def write(_layer, y):
-        seen.setdefault("value", y[0, t.position].detach().float().clone())
-        y = y.clone()
-        y[0, t.position] = y[0, t.position] + delta.to(y.device, y.dtype)
-        return y
-
-    opt = torch.optim.Adam([delta], lr=cfg.lr)
-    with neuron_hooks(lm.ffn, read, layers=[layer], output=write):
-        for _ in range(cfg.steps):
-            opt.zero_grad()
-            loss = -_new_logprob(lm, t)
-            norm = seen["value"].norm().clamp(min=1e-6)
-            (loss + cfg.weight_decay * (delta.norm() / norm) ** 2).backward()
-            opt.step()
-            with torch.no_grad():
-                limit = cfg.clamp * norm
-                if delta.norm() > limit:
-                    delta.mul_(limit / delta.norm())
-    return seen["key"], delta.detach()
-
-
-def rome_update(
-    lm: LoadedModel,
-    layer: int,
-    p: Paraphrase,
-    key_edit: torch.Tensor,
-    delta: torch.Tensor,
-    cfg: EditConfig,
-    covariance: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(k*, residual v* - W k*, direction C^-1 k*): ROME's rank-one update for an optimized delta at the edit
-    prompt's key (v* = W k_edit + delta; the bias cancels)."""
-    k_star = averaged_key(lm, p, layer, cfg.key_prefixes) if cfg.key_prefixes else key_edit
-    w = _w(lm, layer)
-    residual = delta.float().to(w.device) + w @ (key_edit.to(w.device) - k_star.to(w.device))
-    direction = None if covariance is None else torch.linalg.solve(covariance, k_star.cpu().float())
-    return k_star, residual, direction
+__all__ = [
+    "EDIT_LAYER_COUNT",
+    "EditConfig",
+    "EditingResult",
+    "edit_layers",
+    "located_vs_best",
+    "run_editing",
+    "TRACED_SITES",
+]
 
 
 @dataclass
@@ -234,6 +89,7 @@ def _new_answer(f: Fact, facts: Sequence[Fact], rng: random.Random) -> str:
     return rng.choice(pool)
 
 
+TRACED_SITES = ("hidden", "mlp")  # the traces each edited fact is compared with
 OTHER_GROUPS = ("same relation", "other relations")  # whose facts the collateral is measured on
 
 
@@ -256,7 +112,8 @@ def edit_fact_by_layer(
     same = np.array([facts_set.fact(p.fact_id).relation == f.relation for p in others], dtype=bool)
     with lm.lock:
         before = answer_stats(lm, tests)
-        target = _target(lm, edit, new_answer)
+        target = edit_target(lm, edit, new_answer, cfg.essence_prompt)
+        essence_before = _essence(lm, target)
         covariance = (
             key_covariance(lm, layers, cfg.covariance_tokens, use_cache=use_cache)
             if cfg.key_covariance == "text"
@@ -271,8 +128,9 @@ def edit_fact_by_layer(
             )
             with rank_one_edit(lm, layer, k_star, residual, direction):
                 after = answer_stats(lm, tests)
+                essence_after = _essence(lm, target)
             change = (after.logprob[n:] - before.logprob[n:]).numpy()
-            row = {
+            row: dict = {
                 "layer": layer,
                 "p_new_edit": float(after.prob[0]),
                 "success": bool(after.greedy[0]),
@@ -280,11 +138,19 @@ def edit_fact_by_layer(
                 "generalization": float(after.greedy[1:n].float().mean()),
                 "other_facts_delta_logp": float(change.mean()) if change.size else 0.0,
                 "delta_norm": float(delta.norm()),
+                # how far the edit moved what the model says after "{subject} is a" (what ROME's KL term holds)
+                "essence_kl": float(torch.sum(essence_before.exp() * (essence_before - essence_after))),
             }
             for group, mask in zip(OTHER_GROUPS, (same, ~same)):
                 row[f"{group}_delta_logp"] = float(change[mask].mean()) if mask.any() else None
             rows.append(row)
     return rows
+
+
+def _essence(lm: LoadedModel, t: EditTarget) -> torch.Tensor:
+    """[vocab] log-probabilities of the token after the essence prompt, as the model stands (edited or not)."""
+    with torch.no_grad():
+        return torch.log_softmax(lm.model(input_ids=t.essence).logits[0, -1].float(), -1)
 
 
 def _others(f: Fact, facts_set: FactSet, n: int, rng: random.Random) -> list[Paraphrase]:
@@ -313,7 +179,7 @@ def run_editing(
     if not facts:
         raise ParameterError("Choose at least one fact to edit.")
     layers = cfg.chosen_layers(lm.grid.n_layers)
-    _down_weight(lm, layers[0])
+    down_weight(lm, layers[0])
     rng = random.Random(cfg.seed)
     std = subject_noise_std(lm, [facts_set.paraphrases(f)[0] for f in facts])
     per_fact = []
@@ -324,7 +190,7 @@ def run_editing(
             lm, facts_set, f, new, _others(f, facts_set, cfg.other_facts, rng), layers, cfg, use_cache=use_cache
         )
         edit = facts_set.paraphrases(f)[0]
-        traces = {site: trace(lm, edit, std, cfg.trace_draws, cfg.seed + k, site=site) for site in ("hidden", "mlp")}
+        traces = {site: trace(lm, edit, std, cfg.trace_draws, cfg.seed + k, site=site) for site in TRACED_SITES}
         per_fact.append(
             {
                 "fact": f.id,
@@ -355,6 +221,7 @@ SUMMARY_KEYS = (
     "generalization",
     "other_facts_delta_logp",
     *(f"{g}_delta_logp" for g in OTHER_GROUPS),
+    "essence_kl",
 )
 
 
@@ -367,7 +234,7 @@ def _summary(per_fact: list[dict], layers: list[int], cfg: EditConfig) -> list[d
             vals = np.array([float(v) for f in per_fact if (v := f["rows"][i].get(key)) is not None])
             row[key] = float(vals.mean()) if vals.size else None
             row[f"{key}_ci"] = bootstrap_ci(vals, cfg.bootstrap, cfg.seed)
-        for site in ("hidden", "mlp"):
+        for site in TRACED_SITES:
             effects = [
                 f["trace"][site]["effect"][layer]
                 / max(f["trace"][site]["p_clean"] - f["trace"][site]["p_corrupt"], 1e-6)

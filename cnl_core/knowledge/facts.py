@@ -96,7 +96,7 @@ class FactSet:
             facts += [Fact(rel.name, s, _spaced(a)) for s, a in rel.pairs[self.shots :]]
         object.__setattr__(self, "facts", tuple(facts))
 
-    def head(self, per_relation: int) -> "FactSet":
+    def head(self, per_relation: int) -> FactSet:
         """The same set with at most `per_relation` facts of each relation (after its demonstrations)."""
         rels = tuple(Relation(r.name, r.templates, r.pairs[: self.shots + per_relation]) for r in self.relations)
         return FactSet(rels, self.shots, self.name)

@@ -1,21 +1,21 @@
 """Fidelity: do prompts with the same meaning localize to the same neurons? (the paper's first half)
 
 Each paraphrase gets its own Knowledge-Neurons set (score >= tau x its largest score). Pairs of sets are
-grouped by what the two prompts share, and each group's IoU is averaged per fact, then over facts, with a
-bootstrap interval over facts:
+grouped by what the two prompts share, and each group's IoU is averaged per fact, then over facts, with an
+interval that resamples facts, then the wordings within each fact drawn (intervals.py: a two-level bootstrap):
 - same fact, other wording: what a fact-level localization needs to be high;
-- other fact with the same answer word (Spain and Mexico: " Spanish"): what the answer token alone gives;
+- other fact with the same answer word (Spain and Mexico: " Spanish"), in the same wording and in another wording
+  apart (round one mixed the two, and a shared wording alone already raises the IoU);
 - other fact of the relation, same wording: what the wording alone gives;
 - other fact, other wording; other relation: how much any two prompts share (an empirical null).
 
 Then sets over several prompts, the commonality rule that CNL applies to a capability (neurons at least a
-fraction p of the prompts select), compared at the same number of prompts per side:
-- fact split: one fact's paraphrases in two disjoint halves (same fact, other wordings);
-- relation split: two disjoint groups of facts of one relation in one wording (same relation, other facts);
-- capability split: CNL's own split agreement on a capability dataset (default add1_content, the digits of
-  one-digit sums: no shared format token, as facts have none), drawn many times, each draw on samples of its own
-  (independent draws, so the interval over draws means what it says);
-- capability vs unrelated: a capability set against a set from as many fact prompts (an empirical null).
+fraction p of the prompts select), compared at the same number of prompts per side (fidelity_splits.py): a fact's
+wordings in two halves, a relation's facts in two groups in one wording, CNL's own split agreement on a capability
+dataset (default add1_content, the digits of one-digit sums: no shared format token, as facts have none), and a
+capability set against fact prompts (an empirical null). Like for like: the capability prompts get as many
+demonstrations as the fact prompts (`capability_shots`), and the split groups are given again with every set
+capped at each of `match_sizes` neurons (top-scored), since the fact and the capability sets differ in size.
 Every IoU comes with the hypergeometric chance IoU of sets of the same sizes.
 """
 
@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..compare.overlap import compare_sets
-from ..data.samples import get_dataset
+from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..errors import ParameterError
-from ..evaluate.stats import bootstrap_ci
+from ..evaluate.accuracy import fewshot_prefix
 from ..locate.collect import collect_scores
 from ..locate.scorers import ScoreConfig
 from ..model.loading import LoadedModel
@@ -39,16 +38,19 @@ from ..options import SCORE_POSITIONS
 from ..progress import Progress
 from ..provenance import stamp
 from .facts import Fact, FactSet
-from .scoring import ParaphraseScores, common_set, iou_matrix, kn_masks, paraphrase_scores
+from .fidelity_splits import SPLIT_GROUPS, split_groups
+from .intervals import ONCE, GroupStat, group_stat
+from .scoring import iou_matrix, kn_masks, paraphrase_scores
 
 PAIR_GROUPS = (
     "same fact, other wording",
-    "other fact, same answer",
+    "other fact, same answer, same wording",
+    "other fact, same answer, other wording",
     "other fact, same wording",
     "other fact, other wording",
     "other relation",
 )
-SPLIT_GROUPS = ("fact split", "relation split", "capability split", "capability vs unrelated")
+__all__ = ["PAIR_GROUPS", "SPLIT_GROUPS", "FidelityConfig", "FidelityResult", "GroupStat", "run_fidelity"]
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,13 @@ class FidelityConfig:
     p: float = 0.5  # sets over several prompts: neurons selected by at least this share of them
     position: str = SCORE_POSITIONS[0]  # where fact prompts are scored (the capability: at its answer, as CNL)
     capability: str = "add1_content"  # the demo's capability, scored on the digits only (no format token)
-    draws: int = 20  # random split pairs per split group
+    draws: int = 20  # capability split draws (each on samples of its own); a fact's halvings: at most 10
     seed: int = 0
     bootstrap: int = 1000
-
-
-@dataclass(frozen=True)
-class GroupStat:
-    """Mean IoU of a group of set pairs [95% interval], its chance IoU, and how many pairs and units it holds."""
-
-    name: str
-    iou: float | None
-    ci: list[float] | None
-    chance_iou: float | None
-    pairs: int
-    units: int  # facts (or draws) the interval resamples
-    mean_size: float
-    undefined: int = 0  # pairs of two empty sets (IoU undefined, left out)
+    # like for like: the capability's prompts get as many demonstrations as the fact prompts (None), or this many
+    capability_shots: int | None = None
+    # like for like: the split groups again with every set capped at each of these sizes (its top-scored neurons)
+    match_sizes: tuple[int, ...] = (5, 10, 20)
 
 
 @dataclass
@@ -95,9 +87,12 @@ class FidelityResult:
     score: dict = field(default_factory=dict)
     created: str | None = None
     versions: dict = field(default_factory=dict)
+    matched: list[GroupStat] = field(default_factory=list)  # the split groups at matched set sizes
 
-    def group(self, name: str) -> GroupStat:
-        return next(g for g in [*self.pairs, *self.splits] if g.name == name)
+    def group(self, name: str, size_cap: int | None = None) -> GroupStat:
+        """A group by name (`size_cap`: its like-for-like version with sets capped at that size)."""
+        pool = [*self.pairs, *self.splits] if size_cap is None else self.matched
+        return next(g for g in pool if g.name == name and g.size_cap == size_cap)
 
     def to_json(self) -> dict:
         return {
@@ -111,35 +106,25 @@ class FidelityResult:
             "per_paraphrase_size": self.per_paraphrase_size,
             "pairs": [asdict(g) for g in self.pairs],
             "splits": [asdict(g) for g in self.splits],
+            "matched": [asdict(g) for g in self.matched],
             "per_fact": self.per_fact,
             "created": self.created,
             "versions": self.versions,
         }
 
 
-def _stat(name: str, per_unit: list[list[tuple[float, float, float]]], cfg: FidelityConfig) -> GroupStat:
-    """Per unit (fact or draw), its pairs' (IoU, chance, mean size); NaN IoUs (two empty sets) are counted apart."""
-    undefined = sum(1 for unit in per_unit for v in unit if np.isnan(v[0]))
-    means, chances, sizes, pairs = [], [], [], 0
-    for unit in per_unit:
-        ok = [v for v in unit if not np.isnan(v[0])]
-        if ok:
-            means.append(float(np.mean([v[0] for v in ok])))
-            chances.append(float(np.mean([v[1] for v in ok])))
-            sizes.append(float(np.mean([v[2] for v in ok])))
-            pairs += len(ok)
-    if not means:
-        return GroupStat(name, None, None, None, 0, 0, 0.0, undefined)
-    return GroupStat(
-        name,
-        float(np.mean(means)),
-        bootstrap_ci(np.array(means), cfg.bootstrap, cfg.seed),
-        float(np.mean(chances)),
-        pairs,
-        len(means),
-        float(np.mean(sizes)),
-        undefined,
-    )
+def _pair_group(f: Fact, g: Fact, ti: int, tj: int) -> tuple[str, int]:
+    """The group of the pair (f's wording ti, g's wording tj), and the other side's wording as the two-level
+    bootstrap weighs it: an index into f's templates, or ONCE (the same wording, or another relation's)."""
+    same_relation = g.relation == f.relation
+    other = ONCE if not same_relation or ti == tj else tj
+    if g.id == f.id:
+        return PAIR_GROUPS[0], other
+    if g.answer == f.answer:
+        return PAIR_GROUPS[1 if same_relation and ti == tj else 2], other
+    if not same_relation:
+        return PAIR_GROUPS[5], other
+    return PAIR_GROUPS[3 if ti == tj else 4], other
 
 
 def _pair_groups(
@@ -157,84 +142,29 @@ def _pair_groups(
             theirs = [row[f"{g_fact.id}#{t}"] for t in range(n_templates[g_fact.relation])]
             for ti, i in enumerate(mine):
                 for tj, j in enumerate(theirs):
-                    if g_fact.id == f.id:
-                        if tj <= ti:
-                            continue
-                        group = PAIR_GROUPS[0]
-                    elif g_fact.answer == f.answer:
-                        group = PAIR_GROUPS[1]
-                    elif g_fact.relation != f.relation:
-                        group = PAIR_GROUPS[4]
-                    else:
-                        group = PAIR_GROUPS[2] if ti == tj else PAIR_GROUPS[3]
-                    buckets[group].append((float(iou[i, j]), float(chance[i, j]), float((sizes[i] + sizes[j]) / 2)))
+                    if g_fact.id == f.id and tj <= ti:
+                        continue
+                    group, other = _pair_group(f, g_fact, ti, tj)
+                    size = float((sizes[i] + sizes[j]) / 2)
+                    buckets[group].append((float(iou[i, j]), float(chance[i, j]), size, ti, other))
         for g in PAIR_GROUPS:
             per_group[g].append(buckets[g])
         same = [v[0] for v in buckets[PAIR_GROUPS[0]] if not np.isnan(v[0])]
-        other = [v[0] for v in buckets[PAIR_GROUPS[2]] if not np.isnan(v[0])]
+        same_wording = [v[0] for v in buckets[PAIR_GROUPS[3]] if not np.isnan(v[0])]
         per_fact.append(
             {
                 "fact": f.id,
                 "same_fact_iou": float(np.mean(same)) if same else None,
-                "same_wording_iou": float(np.mean(other)) if other else None,
+                "same_wording_iou": float(np.mean(same_wording)) if same_wording else None,
                 "mean_set_size": float(sizes[mine].mean()),
             }
         )
-    return [_stat(g, per_group[g], cfg) for g in PAIR_GROUPS], per_fact
-
-
-def _split_iou(a: torch.Tensor, b: torch.Tensor, cfg: FidelityConfig) -> tuple[float, float, float]:
-    """(IoU, chance IoU, mean size) of the common sets of two groups of prompts' scores."""
-    sa, sb = common_set(a, cfg.tau, cfg.p, cfg.sign), common_set(b, cfg.tau, cfg.p, cfg.sign)
-    c = compare_sets(sa, sb)
-    return (float("nan") if not (len(sa) or len(sb)) else c.iou), c.chance_iou, (len(sa) + len(sb)) / 2
-
-
-def _split_groups(
-    facts: list[Fact], facts_set: FactSet, scores: ParaphraseScores, capability: torch.Tensor, cfg: FidelityConfig
-) -> list[GroupStat]:
-    # each group draws from its own seeded generator, so that one group's draws do not move with another's size
-    # (round one's capability baseline moved with the number of facts: 0.236, 0.283, 0.305 on the same samples)
-    rng = random.Random(f"{cfg.seed}/fact split")
-    fact_units, relation_units = [], []
-    for f in facts:  # a fact's paraphrases in two disjoint halves, several random halvings
-        ids = [p.id for p in facts_set.paraphrases(f)]
-        half = len(ids) // 2
-        draws = []
-        for _ in range(min(cfg.draws, 10)):
-            order = rng.sample(ids, len(ids))
-            draws.append(_split_iou(scores.rows(order[:half]), scores.rows(order[half : 2 * half]), cfg))
-        fact_units.append(draws)
-    half = min(len(t.templates) for t in facts_set.relations) // 2
-    by_relation: dict[str, list[Fact]] = {}
-    for f in facts:
-        by_relation.setdefault(f.relation, []).append(f)
-    rng = random.Random(f"{cfg.seed}/relation split")
-    for rel, members in by_relation.items():  # half-many other facts per side, one wording
-        if len(members) < 2 * half:
-            continue
-        n_t = len(facts_set.relation(rel).templates)
-        for _ in range(cfg.draws):
-            chosen, t = rng.sample(members, 2 * half), rng.randrange(n_t)
-            ids = [f"{m.id}#{t}" for m in chosen]
-            relation_units.append([_split_iou(scores.rows(ids[:half]), scores.rows(ids[half:]), cfg)])
-    cap_units, null_units = [], []
-    all_ids = scores.ids
-    rng = random.Random(f"{cfg.seed}/capability split")
-    order = rng.sample(range(capability.shape[0]), capability.shape[0])
-    for d in range(min(cfg.draws, len(order) // (2 * half))):  # capability: each draw on samples of its own (the
-        rows = order[
-            2 * half * d : 2 * half * (d + 1)
-        ]  # draws independent), two groups of `half`; null: vs fact prompts
-        a, b = capability[rows[:half]], capability[rows[half:]]
-        cap_units.append([_split_iou(a, b, cfg)])
-        null_units.append([_split_iou(a, scores.rows(rng.sample(all_ids, half)), cfg)])
-    return [
-        _stat(SPLIT_GROUPS[0], fact_units, cfg),
-        _stat(SPLIT_GROUPS[1], relation_units, cfg),
-        _stat(SPLIT_GROUPS[2], cap_units, cfg),
-        _stat(SPLIT_GROUPS[3], null_units, cfg),
+    templates, relations = [n_templates[f.relation] for f in facts], [f.relation for f in facts]
+    stats = [
+        group_stat(g, per_group[g], cfg.bootstrap, cfg.seed, templates=templates, relations=relations)
+        for g in PAIR_GROUPS
     ]
+    return stats, per_fact
 
 
 def run_fidelity(
@@ -278,13 +208,16 @@ def run_fidelity(
     masks = kn_masks(scores.scores, cfg.tau, cfg.sign)
     n_templates = {r.name: len(r.templates) for r in facts_set.relations}
     pairs, per_fact = _pair_groups(facts, n_templates, masks, cfg, scores.ids)
-    cap_spec = get_dataset(cfg.capability)
-    cap_ids = [s.id for s in random.Random(cfg.seed).sample(cap_spec.rows(), min(capability_n, len(cap_spec.rows())))]
+    shots = facts_set.shots if cfg.capability_shots is None else cfg.capability_shots
+    cap_spec, demos = capability_with_shots(cfg.capability, shots, cfg.seed)
+    pool = cap_spec.rows()
+    cap_ids = [s.id for s in random.Random(cfg.seed).sample(pool, min(capability_n, len(pool)))]
     cap_cfg = ScoreConfig(method=cfg.method, ig_steps=cfg.ig_steps)
     cap = collect_scores(
         lm, cap_spec, cap_ids, cap_cfg, batch_size=batch_size, use_cache=use_cache, progress=progress, cancel=cancel
     )
-    splits = _split_groups(facts, facts_set, scores, cap.scores, cfg)
+    splits = split_groups(facts, facts_set, scores, cap.scores, cfg)
+    matched = [g for k in cfg.match_sizes for g in split_groups(facts, facts_set, scores, cap.scores, cfg, k)]
     return FidelityResult(
         model=lm.spec.name,
         facts=facts_set.name,
@@ -299,6 +232,32 @@ def run_fidelity(
             "facts": {**scores.score_cfg.to_json(), "position": cfg.position},
             "capability": (cap.cfg or cap_cfg).to_json(),
             "capability_samples": cap_ids,
+            "capability_shots": shots,
+            "capability_demonstrations": demos,
         },
         **stamp(),
+        matched=matched,
     )
+
+
+def capability_with_shots(name: str, shots: int, seed: int) -> tuple[DatasetSpec, list[str]]:
+    """The capability dataset with `shots` demonstrations before every prompt (like for like with few-shot fact
+    prompts), and the demonstrations' ids: drawn with the seed, and left out of the samples scored. 0: the
+    dataset itself (so its cached scores serve)."""
+    spec = get_dataset(name)
+    if shots == 0:
+        return spec, []
+    demos = random.Random(f"{seed}/capability shots").sample(spec.rows(), shots)
+    prefix, taken = fewshot_prefix(demos), {d.id for d in demos}
+    rows = [Sample(s.id, prefix + s.prompt, s.answer, s.target, s.choices) for s in spec.rows() if s.id not in taken]
+    derived = DatasetSpec(
+        f"{name}-{shots}shot",
+        f"{spec.description}; {shots} demonstrations before each prompt",
+        spec.source,
+        spec.kind,
+        f"{spec.prompt_format}, after {shots} demonstrations (prompt + answer, a blank line after each)",
+        lambda: rows,
+        expected_rows=len(rows),
+        max_new_tokens=spec.max_new_tokens,
+    )
+    return derived, [d.id for d in demos]

@@ -3,8 +3,8 @@
 ROME's rank-one edit W' = W + (v* - W k*) (C^-1 k*)^T / ((C^-1 k*)^T k*) needs two things besides the value:
 - C = E[k k^T], the uncentred covariance of the keys (the down projection's inputs, which are this library's
   neurons) over generic text: ROME used about 100k tokens of Wikipedia; offline, the passages of the built-in
-  BoolQ set (Wikipedia paragraphs) serve, `COVARIANCE_TOKENS` tokens by default (cached per model and layer). A small ridge (a share of the
-  mean diagonal) keeps C invertible when there are fewer tokens than neurons' directions;
+  BoolQ set (Wikipedia paragraphs) serve, `COVARIANCE_TOKENS` tokens by default (cached per model and layer). A
+  small ridge (a share of the mean diagonal) keeps C invertible when there are fewer tokens than neurons' directions;
 - k*, the key at the subject's last token averaged over several contexts: the edit prompt itself, and the
   query after short prefixes of that same text (ROME generated its prefixes with the model; fixed text serves).
 Every read goes through `neuron_hooks`, so it is [rows, tokens, width] on every architecture.
@@ -46,17 +46,14 @@ class _Deep(Exception):
 
 
 def _cache_file(lm: LoadedModel, layer: int, tokens: int) -> Path:
-    return (
-        cache_root()
-        / "key_covariance"
-        / f"{lm.fingerprint}-{lm.grid.n_layers}x{lm.grid.width}-{COVARIANCE_TEXT}-{tokens}-{CHUNK_TOKENS}-L{layer}.safetensors"
-    )
+    name = f"{lm.fingerprint}-{lm.grid.n_layers}x{lm.grid.width}-{COVARIANCE_TEXT}-{tokens}-{CHUNK_TOKENS}-L{layer}"
+    return cache_root() / "key_covariance" / f"{name}.safetensors"
 
 
 def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int, torch.Tensor]:
     """E[k k^T] per layer over the first `tokens` tokens of the generic text, in chunks of CHUNK_TOKENS; each pass
     stops after the deepest layer asked for."""
-    sums = {l: torch.zeros(lm.grid.width, lm.grid.width, dtype=torch.float64) for l in layers}
+    sums = {layer: torch.zeros(lm.grid.width, lm.grid.width, dtype=torch.float64) for layer in layers}
     count, deepest = 0, max(layers)
 
     def add(layer: int, x: torch.Tensor):
@@ -75,7 +72,7 @@ def _second_moments(lm: LoadedModel, layers: list[int], tokens: int) -> dict[int
             except _Deep:
                 pass
             count += len(ids)
-    return {l: (sums[l] / max(count, 1)).float() for l in layers}
+    return {layer: (sums[layer] / max(count, 1)).float() for layer in layers}
 
 
 def key_covariance(
@@ -88,24 +85,24 @@ def key_covariance(
     key = (lm.fingerprint, id(lm.model), tokens)
     with _CACHE_LOCK:
         have = _CACHE.setdefault(key, {})
-        missing = [l for l in dict.fromkeys(layers) if l not in have]
+        missing = [layer for layer in dict.fromkeys(layers) if layer not in have]
     if use_cache:
-        for l in list(missing):
-            path = _cache_file(lm, l, tokens)
+        for layer in list(missing):
+            path = _cache_file(lm, layer, tokens)
             if path.is_file():
-                have[l] = load_file(str(path))["moment"]
-                missing.remove(l)
+                have[layer] = load_file(str(path))["moment"]
+                missing.remove(layer)
     if missing:
-        for l, moment in _second_moments(lm, missing, tokens).items():
-            have[l] = moment
+        for layer, moment in _second_moments(lm, missing, tokens).items():
+            have[layer] = moment
             if use_cache:
-                with atomic_target(_cache_file(lm, l, tokens)) as tmp:
+                with atomic_target(_cache_file(lm, layer, tokens)) as tmp:
                     save_file({"moment": moment.contiguous()}, str(tmp))
     out = {}
-    for l in layers:
-        c = have[l].clone()
+    for layer in layers:
+        c = have[layer].clone()
         c += RIDGE * c.diagonal().mean().clamp(min=1e-12) * torch.eye(c.shape[0])
-        out[l] = c
+        out[layer] = c
     return out
 
 
@@ -135,10 +132,10 @@ def averaged_key(lm: LoadedModel, p: Paraphrase, layer: int, prefixes: int) -> t
         ids, subj = subject_positions(
             lm, Paraphrase(p.fact_id, p.template, text, p.answer, end - (p.subject_end - p.subject_start), end)
         )
-        seen = {}
+        seen: dict[str, torch.Tensor] = {}
 
-        def read(_layer, x, _pos=subj[-1]):
-            seen["k"] = x[0, _pos].detach().float().clone()
+        def read(_layer, x, _pos=subj[-1], _seen=seen):
+            _seen["k"] = x[0, _pos].detach().float().clone()
 
         with lm.lock, torch.no_grad(), neuron_hooks(lm.ffn, read, layers=[layer]):
             lm.model(input_ids=torch.tensor([ids[: subj[-1] + 1]], device=lm.input_device))

@@ -8,8 +8,8 @@ a hook that is active around these calls applies to them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

@@ -15,7 +15,9 @@ own set does not define its relation's). If individual facts had neurons of thei
 the held-out paraphrases and spare the relation's other facts.
 
 Every set is compared with as many random neurons per layer (avoiding the set; several seeded draws). Means are
-per fact, intervals bootstrap over facts. A fact whose set comes out empty is counted apart.
+per fact, intervals bootstrap over facts (`ci`), and over facts then the prompts within each fact
+(`ci_facts_and_prompts`, intervals.py's two-level bootstrap: the wordings and other facts tested vary too). A fact
+whose set comes out empty is counted apart.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from .facts import FactSet, Paraphrase
+from .intervals import facts_and_items_ci
 from .probe import answer_stats
 from .scoring import common_set, paraphrase_scores
 
@@ -207,7 +210,11 @@ def run_reliability(
                         row[f"{mode}/{who}/{target}"] = (
                             None
                             if not d.size
-                            else {"delta_logp": float(np.mean(d)), "erased": float(np.mean(d < np.log(cfg.drop)))}
+                            else {
+                                "delta_logp": float(np.mean(d)),
+                                "erased": float(np.mean(d < np.log(cfg.drop))),
+                                "per_prompt": d.tolist(),
+                            }
                         )
         per_fact.append(row)
         report(progress, k + 1, len(facts), f"reliability: {f.id}")
@@ -230,6 +237,10 @@ def _summary(per_fact: list[dict], cfg: ReliabilityConfig) -> list[dict]:
                         "facts": int(vals.size),
                         "delta_logp": float(vals.mean()) if vals.size else None,
                         "ci": bootstrap_ci(vals, cfg.bootstrap, cfg.seed),
+                        # facts, then the prompts within each fact (files from before it: None)
+                        "ci_facts_and_prompts": facts_and_items_ci(
+                            [np.array(c["per_prompt"]) for c in cells if "per_prompt" in c], cfg.bootstrap, cfg.seed
+                        ),
                         "erased": float(erased.mean()) if erased.size else None,
                     }
                 )

@@ -15,8 +15,8 @@ the gradient of log p(answer), one teacher-forced pass per prompt through `neuro
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -125,10 +125,10 @@ def _subject_scores(
             ids = torch.tensor([prompt + answer], device=lm.input_device)
             acts: dict[int, torch.Tensor] = {}
 
-            def keep(layer: int, x: torch.Tensor):
+            def keep(layer: int, x: torch.Tensor, _acts=acts):
                 if not x.requires_grad:
                     x.requires_grad_(True)
-                acts[layer] = x
+                _acts[layer] = x
 
             with neuron_hooks(lm.ffn, keep), torch.enable_grad():
                 logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(answer)].float()
@@ -136,9 +136,9 @@ def _subject_scores(
                     torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
                 )
                 layers = sorted(acts)
-                grads = torch.autograd.grad(gold, [acts[l] for l in layers])
-            for l, g in zip(layers, grads):
-                scores[i, l] = (acts[l][0, subj[-1]].detach().float() * g[0, subj[-1]].float()).cpu()
+                grads = torch.autograd.grad(gold, [acts[layer] for layer in layers])
+            for layer, g in zip(layers, grads):
+                scores[i, layer] = (acts[layer][0, subj[-1]].detach().float() * g[0, subj[-1]].float()).cpu()
             golds[i] = float(gold)
             report(progress, i + 1, len(paraphrases), f"scoring at the subject: {p.id}")
     return ParaphraseScores([p.id for p in paraphrases], scores.half(), golds, lm.grid, cfg)
@@ -149,11 +149,20 @@ def kn_masks(scores: torch.Tensor, tau: float, sign: str = "positive") -> torch.
     return select_per_sample(scores, LocateParams(rule="relative", tau=tau, sign=sign))
 
 
-def common_set(scores: torch.Tensor, tau: float, p: float, sign: str = "positive") -> NeuronSet:
-    """Neurons that at least a fraction p of these prompts select (KN's refinement; CNL's commonality)."""
+def common_set(scores: torch.Tensor, tau: float, p: float, sign: str = "positive", cap: int | None = None) -> NeuronSet:
+    """Neurons that at least a fraction p of these prompts select (KN's refinement; CNL's commonality). With `cap`,
+    at most that many of them: those of the highest mean relative score (each prompt's score over its largest, so
+    no prompt outweighs the others), so that sets of two sides can be compared at one size (like for like)."""
     grid = NeuronGrid(scores.shape[1], scores.shape[2])
     counts = kn_masks(scores, tau, sign).sum(0)
-    return NeuronSet.from_flat(grid, torch.nonzero(counts >= p * scores.shape[0] - 1e-9).flatten().numpy())
+    flat = torch.nonzero(counts >= p * scores.shape[0] - 1e-9).flatten()
+    if cap is not None and flat.numel() > cap:
+        signed = scores.reshape(scores.shape[0], -1).float()
+        signed = {"negative": -signed, "absolute": signed.abs()}.get(sign, signed)
+        top = signed.max(dim=1, keepdim=True).values
+        relative = torch.where(top > 0, signed / top.clamp(min=1e-30), torch.zeros_like(signed)).mean(0)
+        flat = flat[relative[flat].topk(cap).indices]
+    return NeuronSet.from_flat(grid, flat.numpy())
 
 
 def iou_matrix(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from ..progress import Progress
 from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_best, run_editing
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
+from .intervals import INTERVALS
 from .probe import KnownCheck, check_known
 from .reliability import NEURONS, TARGETS, ReliabilityConfig, ReliabilityResult, contrasts, run_reliability
 from .tracing import TracingResult, run_tracing
@@ -39,6 +40,8 @@ class StudyConfig:
     known_share: float = 0.5
     fidelity_facts: int | None = None  # per relation; None: every known fact
     capability_draws: int = 20  # independent capability splits (each on samples of its own)
+    capability_shots: int | None = None  # None: as many demonstrations as the fact prompts (like for like)
+    match_sizes: tuple[int, ...] = FidelityConfig.match_sizes  # the split groups again at these set sizes
     trace_facts: int = 6  # per relation
     trace_draws: int = 2
     reliability_facts: int = 8  # per relation
@@ -46,6 +49,7 @@ class StudyConfig:
     edit_layers: tuple[int, ...] | None = None  # None: `edit_layer_count` layers spread over the model's depth
     edit_layer_count: int = EDIT_LAYER_COUNT
     edit_steps: int = 20
+    edit_kl_weight: float = EditConfig.kl_weight  # ROME's essence-drift penalty (0: without it)
 
 
 PARTS = ("fidelity", "tracing", "reliability", "editing")
@@ -80,7 +84,8 @@ def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) 
     """The first `per_relation` known facts of each relation, in the set's order (None: every known fact)."""
     if per_relation is None:
         return list(known)
-    out, count = [], {}
+    out: list[str] = []
+    count: dict[str, int] = {}
     for f in facts_set.facts:
         if f.id in known and count.get(f.relation, 0) < per_relation:
             out.append(f.id)
@@ -118,6 +123,8 @@ def run_study(
                     seed=cfg.seed,
                     position=cfg.position,
                     draws=cfg.capability_draws,
+                    capability_shots=cfg.capability_shots,
+                    match_sizes=cfg.match_sizes,
                 ),
                 progress=progress,
                 cancel=cancel,
@@ -165,6 +172,7 @@ def run_study(
                     layer_count=cfg.edit_layer_count,
                     steps=cfg.edit_steps,
                     seed=cfg.seed,
+                    kl_weight=cfg.edit_kl_weight,
                 ),
                 progress=progress,
                 cancel=cancel,
@@ -197,21 +205,51 @@ def table(study: KnowledgeStudy) -> list[str]:
         f"known facts ({k.shots}-shot, greedy, >= {k.min_share:.0%} of paraphrases): {len(k.known)} of {len(k.share)}"
     ]
     if study.fidelity is not None:
-        lines += [
-            "",
-            "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | chance IoU | pairs | units | mean set size |",
-            "|---|---|---|---|---|---|",
-        ]
-        for g in [*study.fidelity.pairs, *study.fidelity.splits]:
-            iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
-            chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
-            lines.append(f"| {g.name} | {iou} | {chance} | {g.pairs} | {g.units} | {g.mean_size:.1f} |")
+        lines += _fidelity_rows(study.fidelity)
     if study.tracing is not None:
         lines += _tracing_rows(study.tracing)
     if study.reliability is not None:
         lines += _reliability_rows(study.reliability)
     if study.editing is not None:
         lines += _editing_rows(study.editing)
+    return lines
+
+
+def _fidelity_rows(fid: FidelityResult) -> list[str]:
+    """Every group with what its interval resamples; then the split groups at matched set sizes, side by side."""
+    score = fid.score.get("facts", {})
+    lines = [
+        "",
+        f"fidelity: {score.get('method', '?')} at the {score.get('position', 'answer')}, fact prompts "
+        f"{fid.shots}-shot, capability prompts {fid.score.get('capability_shots', 0)}-shot",
+        "",
+        "| sets compared (KN rule, tau x max) | mean IoU [95% CI] | interval over | crossed: facts and each "
+        "relation's templates | chance IoU | pairs | units | mean set size |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g in [*fid.pairs, *fid.splits]:
+        iou = _na(g) if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)}"
+        chance = "" if g.chance_iou is None else f"{g.chance_iou:.5f}"
+        lines.append(
+            f"| {g.name} | {iou} | {INTERVALS.get(g.interval, g.interval)} | {_ci(g.ci_crossed)} | {chance} "
+            f"| {g.pairs} | {g.units} | {g.mean_size:.1f} |"
+        )
+    caps = sorted({g.size_cap for g in fid.matched if g.size_cap is not None})
+    if caps:
+        names = [g.name for g in fid.splits]
+        lines += [
+            "",
+            "| like for like: sets capped at k top-scored neurons (mean size) | "
+            + " | ".join(f"k = {k}" for k in caps)
+            + " |",
+            "|---|" + "---|" * len(caps),
+        ]
+        for name in names:
+            cells = []
+            for k in caps:
+                g = fid.group(name, k)
+                cells.append("n/a" if g.iou is None else f"{g.iou:.3f} {_ci(g.ci)} ({g.mean_size:.1f})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -257,7 +295,7 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     for site, t in (("hidden", h), ("MLP", m)):
         c = t.effect_curve
         if c.get("mean"):
-            curve = ", ".join(f"{l}: {v:.2f} {_ci(ci)}" for l, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
+            curve = ", ".join(f"{layer}: {v:.2f} {_ci(ci)}" for layer, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
             lines.append(f"\naverage indirect effect ({site}, restored share, {c['facts']} facts): {curve}")
     return lines
 
@@ -291,8 +329,9 @@ def _editing_rows(editing: EditingResult) -> list[str]:
         "",
         "| edit layer | p(new) on the edit prompt | p(new) on paraphrases [95% CI] | paraphrases switched | "
         "change of log p, other facts of the relation [95% CI] | other relations [95% CI] | "
+        f"essence drift, KL after '{editing.config.essence_prompt}' (KL weight {editing.config.kl_weight:g}) | "
         "traced effect (hidden / MLP) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def signed(r: dict, key: str) -> str:
@@ -303,6 +342,7 @@ def _editing_rows(editing: EditingResult) -> list[str]:
             f"| {r['layer']} | {r['p_new_edit']:.3f} | {r['p_new_paraphrases']:.3f} "
             f"{_ci(r['p_new_paraphrases_ci'])} | {r['generalization']:.2f} | "
             f"{signed(r, 'same relation_delta_logp')} | {signed(r, 'other relations_delta_logp')} | "
+            f"{signed(r, 'essence_kl')} | "
             f"{r['traced_hidden']:.2f} / {r['traced_mlp']:.2f} |"
         )
     for site in ("mlp", "hidden"):

@@ -12,7 +12,10 @@ corrupted). Only informative traces count (`Trace.informative`: the noise at lea
 Sites: `hidden` restores the residual stream after layer l; with a one-token subject, restoring it at an
 early layer undoes all the noise, so its curve is a plateau and an arg-max falls anywhere on it. `mlp`
 restores the FFN outputs (the down projections' outputs) of a window of layers around l (ROME's MLP trace;
-the window scales with depth, `mlp_window`). The peak statistics that can discriminate (the centre of mass
+the window scales with depth, `mlp_window`). `attn` restores the attention outputs (each decoder layer's
+attention module's output, before it joins the residual stream) over the same window (ROME's attention trace),
+through `attention_hooks` here: the adapter table names no attention module, so it is found by the names the
+supported architectures give it (ATTENTION_NAMES). The peak statistics that can discriminate (the centre of mass
 of the effect curve, the average indirect effect with an interval over facts, a permutation test across
 facts) are in tracing_stats.py. Every hook goes through model/hooks.py (`residual_hooks`, `neuron_hooks`),
 which gives [rows, tokens, width] on every architecture (OPT flattens its FFN's rows). Each noise draw runs
@@ -24,20 +27,23 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 
 from ..errors import ParameterError
-from ..model.hooks import neuron_hooks, residual_hooks
+from ..model.hooks import neuron_hooks, owned_forward_hook, residual_hooks
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
 from .facts import FactSet, Paraphrase
 
 RESTORE = ("last", "subject")
-SITES = ("hidden", "mlp")  # a decoder layer's output (the residual stream), or its FFN's output (ROME's MLP trace)
+# a decoder layer's output (the residual stream), its FFN's output (ROME's MLP trace), its attention's output
+SITES = ("hidden", "mlp", "attn")
+ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")  # Llama/OPT/Phi, GPT-2/J, NeoX, Falcon
 NOISE_SOURCE = "first decoder layer's input (the embedding as the model adds it) at the subject tokens"
 INFORMATIVE = 0.5  # a trace counts when the noise leaves at most this share of p(answer)
 
@@ -92,7 +98,7 @@ class Trace:
 
     @property
     def peak_layer(self) -> int:
-        return int(max(range(len(self.p_restored)), key=lambda l: self.p_restored[l]))
+        return int(max(range(len(self.p_restored)), key=lambda i: self.p_restored[i]))
 
     @property
     def effect(self) -> list[float]:
@@ -111,7 +117,7 @@ class Trace:
         whole curve, so a plateau or a tie in the 4th decimal does not decide it. None: no positive effect."""
         pos = [max(e, 0.0) for e in self.effect]
         total = sum(pos)
-        return sum(l * e for l, e in enumerate(pos)) / total if total > 0 else None
+        return sum(layer * e for layer, e in enumerate(pos)) / total if total > 0 else None
 
     @property
     def informative(self) -> bool:
@@ -126,9 +132,46 @@ def _answer_logprob(logits: torch.Tensor, answer: list[int], first: int) -> torc
     return logp.gather(-1, idx)[..., 0].sum(-1)
 
 
+def attention_modules(lm: LoadedModel) -> list[torch.nn.Module]:
+    """Each decoder layer's attention module (the first child named as in ATTENTION_NAMES)."""
+    found = []
+    for layer, block in enumerate(decoder_layers(lm)):
+        module = next(
+            (getattr(block, n) for n in ATTENTION_NAMES if isinstance(getattr(block, n, None), torch.nn.Module)), None
+        )
+        if module is None:
+            raise ParameterError(f"No attention module found in decoder layer {layer} (looked for {ATTENTION_NAMES}).")
+        found.append(module)
+    return found
+
+
+@contextmanager
+def attention_hooks(lm: LoadedModel, fn: Callable) -> Iterator[None]:
+    """Call fn(layer, a[rows, tokens, hidden]) on every attention module's output; a returned tensor replaces it.
+    Removed on exit; they act only in this thread's passes."""
+    handles = []
+    try:
+        for layer, module in enumerate(attention_modules(lm)):
+
+            def hook(_module, _args, out, _layer=layer):
+                a = out[0] if isinstance(out, tuple) else out
+                new = fn(_layer, a)
+                if new is None:
+                    return None
+                return (new, *out[1:]) if isinstance(out, tuple) else new
+
+            handles.append(owned_forward_hook(module, hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _site_hooks(lm: LoadedModel, site: str, fn):
     """Hooks that call fn(layer, t[rows, tokens, width]) at the traced site of every layer."""
-    return residual_hooks(lm.ffn, fn) if site == "hidden" else neuron_hooks(lm.ffn, None, output=fn)
+    if site == "hidden":
+        return residual_hooks(lm.ffn, fn)
+    return neuron_hooks(lm.ffn, None, output=fn) if site == "mlp" else attention_hooks(lm, fn)
 
 
 def trace(
@@ -154,7 +197,7 @@ def trace(
     n_layers = lm.grid.n_layers
     half = 0 if site == "hidden" else (window or mlp_window(n_layers)) // 2
     # rows that restore layer j: those whose window (layer l +- half) holds j; row l + 1 restores around layer l
-    restored_by = [torch.tensor([l + 1 for l in range(n_layers) if abs(l - j) <= half]) for j in range(n_layers)]
+    restored_by = [torch.tensor([k + 1 for k in range(n_layers) if abs(k - j) <= half]) for j in range(n_layers)]
     where = [subj[-1]] if restore == "last" else subj
     tail_where = torch.tensor([w - cut for w in where])
     tail_subj = torch.tensor([s - cut for s in subj])
@@ -234,7 +277,7 @@ class TracingResult:
     def mean_effect(self) -> list[float]:
         """Per layer, the mean over informative prompts of the restored share of what the noise took."""
         rows = [t.restored_share for t in self.informative]
-        return [sum(r[l] for r in rows) / len(rows) for l in range(len(rows[0]))] if rows else []
+        return [sum(r[layer] for r in rows) / len(rows) for layer in range(len(rows[0]))] if rows else []
 
     def to_json(self) -> dict:
         return {

@@ -36,7 +36,7 @@ def peak_agreement(
     """Share of paraphrase pairs whose peaks agree (exactly, within 2 layers): of one fact, and of two facts of one
     relation (what agreement the layer profile alone gives: a null). Averaged per fact, intervals over facts."""
     kept = [t for t in traces if t.informative or not informative_only]
-    out = {}
+    out: dict = {}
     for group in PEAK_GROUPS:
         for tol in TOLERANCES:
             per_fact: dict[str, list[float]] = {}
@@ -73,7 +73,7 @@ def effect_curve(traces: Sequence[Trace], fact_of: dict[str, str], draws: int = 
     rows = np.array([np.mean(v, 0) for v in per_fact.values()])  # [facts, layers]
     return {
         "mean": rows.mean(0).tolist(),
-        "ci": [bootstrap_ci(rows[:, l], draws, seed) for l in range(rows.shape[1])],
+        "ci": [bootstrap_ci(rows[:, layer], draws, seed) for layer in range(rows.shape[1])],
         "facts": len(per_fact),
         "prompts": sum(len(v) for v in per_fact.values()),
         "peak_of_mean": int(rows.mean(0).argmax()),
@@ -111,14 +111,14 @@ def centre_of_mass_test(
 
     observed = stat(facts)
     rng = np.random.default_rng(seed)
-    null = []
+    shuffled_stats = []
     for _ in range(permutations):
         shuffled = facts.copy()
         for r in np.unique(rels):
             idx = np.flatnonzero(rels == r)
             shuffled[idx] = facts[rng.permutation(idx)]
-        null.append(stat(shuffled))
-    null = np.array(null)
+        shuffled_stats.append(stat(shuffled))
+    null = np.array(shuffled_stats)
     per_fact: dict[str, dict[str, list[float]]] = {}
     for i in range(len(kept)):
         for j in range(len(kept)):

@@ -6,11 +6,12 @@ import torch
 
 from cnl_core.compare.overlap import compare_sets
 from cnl_core.errors import ParameterError
-from cnl_core.knowledge.editing import EditConfig, edit_fact_by_layer, rank_one_edit
+from cnl_core.knowledge.editing import EditConfig, edit_fact_by_layer
 from cnl_core.knowledge.facts import CAPITALS, FactSet, Relation
 from cnl_core.knowledge.fidelity import FidelityConfig, run_fidelity
 from cnl_core.knowledge.probe import answer_stats, check_known
 from cnl_core.knowledge.reliability import ReliabilityConfig, run_reliability
+from cnl_core.knowledge.rome import rank_one_edit
 from cnl_core.knowledge.scoring import kn_masks, paraphrase_scores
 from cnl_core.knowledge.tracing import subject_noise_std, trace
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
@@ -56,6 +57,13 @@ def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
     assert res.group("same fact, other wording").iou == pytest.approx(sum(per_fact) / 2, abs=1e-6)
     assert res.per_paraphrase_size[paras[0].id] == len(sets[0]) > 0
     assert res.group("capability split").pairs == 3 and res.to_json()["score"]["capability_samples"]
+    # like for like: the capability prompts are 2-shot as the facts are, and the split groups come again capped
+    assert res.score["capability_shots"] == 2 and len(res.score["capability_demonstrations"]) == 2
+    assert not set(res.score["capability_demonstrations"]) & set(res.score["capability_samples"])
+    for k in cfg.match_sizes:
+        capped = res.group("fact split", k)
+        assert capped.mean_size <= k and capped.iou is not None and res.group("capability split", k).mean_size <= k
+    assert res.group("same fact, other wording").interval == "nested"  # facts, then wordings within a fact
 
 
 def test_causal_tracing_restores_the_answer_at_some_layer(lm):

@@ -23,7 +23,7 @@ CFG = EvalConfig(num_fewshot=0, max_new_tokens=6, batch_size=2, bootstrap=100)
 
 
 def _neurons(lm, start):
-    return NeuronSet.from_pairs(lm.grid, [[l, start + i] for l in (3, 12, 25) for i in range(30)])
+    return NeuronSet.from_pairs(lm.grid, [[layer, start + i] for layer in (3, 12, 25) for i in range(30)])
 
 
 def test_four_sessions_at_once_match_their_solo_results(lm, score_cache):

@@ -4,6 +4,7 @@ flattened FFN, Gemma's scaled embeddings, sliding-window attention. The real beh
 model in tests/integration/test_knowledge.py."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from cnl_core.knowledge.fidelity import FidelityConfig, run_fidelity
 from cnl_core.knowledge.probe import check_known
 from cnl_core.knowledge.reliability import NEURONS, TARGETS, ReliabilityConfig, relation_common_set, run_reliability
 from cnl_core.knowledge.study import StudyConfig, run_study
-from cnl_core.knowledge.tracing import run_tracing, subject_noise_std
+from cnl_core.knowledge.tracing import attention_hooks, run_tracing, subject_noise_std
 from cnl_core.model.architectures import FFNAccess
 from cnl_core.model.loading import LoadedModel, ModelSpec
 
@@ -72,11 +73,18 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
     ids = [f.id for f in FACTS.facts]
     known = check_known(lm, FACTS)
     assert set(known.share) == set(ids)
-    for site in ("hidden", "mlp"):
+    for site in ("hidden", "mlp", "attn"):
         res = run_tracing(lm, FACTS, ids[:1], site=site, draws=1)
         assert len(res.traces) == 3 and all(len(t.p_restored) == LAYERS for t in res.traces)
         assert all(0 <= t.p_corrupt <= 1 and 0 <= t.p_clean <= 1 for t in res.traces)
         assert res.noise_std > 0 and json.dumps(res.to_json())
+    shapes: dict[int, tuple] = {}  # the attention trace's hooks read every layer's attention output, and write it
+    ids_in = torch.tensor([[5, 9, 13, 17]])
+    with torch.no_grad(), attention_hooks(lm, lambda layer, a: shapes.update({layer: tuple(a.shape)})):
+        plain = lm.model(input_ids=ids_in).logits
+    assert shapes == {layer: (1, 4, lm.model.config.get_text_config().hidden_size) for layer in range(LAYERS)}
+    with torch.no_grad(), attention_hooks(lm, lambda layer, a: torch.zeros_like(a) if layer == 0 else None):
+        assert not torch.allclose(lm.model(input_ids=ids_in).logits, plain)
     weights = [d.weight.detach().clone() for d in lm.ffn.down]
     cfg = EditConfig(
         steps=1, layer_count=2, covariance_tokens=300, key_prefixes=1, other_facts=1, trace_draws=1, bootstrap=10
@@ -96,6 +104,7 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
     )
     assert {r["target"] for r in rel.summary} == set(TARGETS)
     assert {r["neurons"] for r in rel.summary} == set(NEURONS)
+    assert all(r["ci_facts_and_prompts"] is not None for r in rel.summary if r["facts"])
     for row in rel.per_fact:  # a fact's set splits into what its relation's other fact holds and the rest
         assert row["n_fact_specific"] <= row["n_neurons"] and len(row["same_relation"]) == 1
     fid = run_fidelity(lm, FACTS, ids, FidelityConfig(draws=2, bootstrap=10), capability_n=2, use_cache=False)
@@ -175,7 +184,7 @@ def test_the_cli_study_leaves_its_file_when_a_part_fails(tiny_model_folder, tmp_
 
 @pytest.mark.parametrize("model_type", ["gpt2", "opt"])  # Conv1D stores [in, out]; OPT's fc2 is a Linear
 def test_romes_rank_one_update_maps_the_key_to_its_value_and_spares_keys_c_calls_unrelated(model_type, tokenizer):
-    from cnl_core.knowledge.editing import rank_one_edit
+    from cnl_core.knowledge.rome import rank_one_edit
 
     lm = knowledge_lm(model_type, tokenizer)
     down, width = lm.ffn.down[1], lm.grid.width
@@ -236,3 +245,40 @@ def test_subject_position_scores_read_the_subjects_last_token_only(tokenizer):
     assert int(scores[1].argmax()) == int(expected.argmax()) and float(expected.abs().max()) > 1e-6
     with pytest.raises(ParameterError, match="grad x act only"):
         paraphrase_scores(lm, FACTS, [p], "activation", position="subject")
+
+
+def test_romes_kl_term_keeps_the_essence_prompt_where_it_was(tokenizer):
+    """The value optimised with the essence-drift penalty moves "{subject} is a" less than the one without it."""
+    from cnl_core.knowledge.rome import EditConfig, edit_target, essence_logprobs, optimize_edit
+    from cnl_core.model.hooks import neuron_hooks
+
+    lm = knowledge_lm("llama", tokenizer)
+    p = FACTS.paraphrases(FACTS.facts[0])[0]
+    t = edit_target(lm, p, " Rome", "{subject} is a")
+    essence = tokenizer.decode(t.essence[0].tolist())
+    assert essence.endswith(f"{FACTS.facts[0].subject} is a")
+    assert tokenizer.decode(t.essence[0, : t.essence_position + 1].tolist()).endswith(FACTS.facts[0].subject)
+
+    def drift(delta: torch.Tensor) -> float:
+        at = {"position": t.position, "edit": True}
+
+        def add(_layer, y):
+            y = y.clone()
+            y[0, at["position"]] += delta
+            return y
+
+        with torch.no_grad(), neuron_hooks(lm.ffn, lambda *_: None, layers=[1], output=add):
+            after = essence_logprobs(lm, t, at)
+        with torch.no_grad():
+            plain = torch.log_softmax(lm.model(input_ids=t.essence).logits[0, -1].float(), -1)
+        return float(torch.sum(plain.exp() * (plain - after)))
+
+    cfg = EditConfig(steps=15, lr=0.5, clamp=1e6, weight_decay=0.0, kl_weight=0.0)
+    with torch.enable_grad():
+        key_free, free = optimize_edit(lm, 1, t, cfg)
+        key_kept, kept = optimize_edit(lm, 1, t, replace(cfg, kl_weight=1000.0))
+    assert torch.equal(key_free, key_kept)  # the key is the edit prompt's, never the essence prompt's
+    assert free.norm() > 0 and kept.norm() > 0
+    assert drift(kept) < 0.5 * drift(free)  # measured: 1.0e-4 without the term, 1.4e-5 with it
+    with pytest.raises(ParameterError, match="essence prompt"):
+        EditConfig(essence_prompt="is a")

@@ -202,7 +202,7 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
     reliability_chart(ReliabilityResult("m", "b", ReliabilityConfig(modes=("zero",)), [], summary)).to_dict()
     rows = [
         {
-            "layer": l,
+            "layer": layer,
             "p_new_edit": 0.9,
             "success": True,
             "p_new_paraphrases": 0.5,
@@ -210,7 +210,7 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
             "other_facts_delta_logp": -0.1,
             "delta_norm": 1.0,
         }
-        for l in (0, 3)
+        for layer in (0, 3)
     ]
     per_fact = [
         {
@@ -230,7 +230,8 @@ def test_knowledge_charts_draw_every_group_with_its_chance_and_nulls():
 
 
 def test_the_capability_split_draws_do_not_move_with_the_number_of_facts_and_use_samples_of_their_own():
-    from cnl_core.knowledge.fidelity import FidelityConfig, _split_groups
+    from cnl_core.knowledge.fidelity import FidelityConfig
+    from cnl_core.knowledge.fidelity_splits import split_groups
     from cnl_core.knowledge.scoring import ParaphraseScores
     from cnl_core.locate.scorers import ScoreConfig
 
@@ -249,7 +250,7 @@ def test_the_capability_split_draws_do_not_move_with_the_number_of_facts_and_use
             NeuronGrid(2, 8),
             ScoreConfig(),
         )
-        results.append(_split_groups(chosen, facts, scores, capability, cfg)[2])
+        results.append(split_groups(chosen, facts, scores, capability, cfg)[2])
     assert results[0].name == "capability split"
     assert results[0].iou == results[1].iou and results[0].ci == results[1].ci  # the same capability draws
     assert results[0].units == 2  # 12 samples make 2 disjoint draws of 3 + 3, not 5 overlapping ones

@@ -32,4 +32,5 @@ def test_tracing_and_editing_shapes_on_a_tiny_model(tiny_model_folder):
         use_cache=False,
     )
     assert [r["layer"] for r in rows] == [0, 1] and all(0 <= r["p_new_paraphrases"] <= 1 for r in rows)
+    assert all(r["essence_kl"] >= -1e-6 for r in rows)  # KL of "{subject} is a" after the edit, from before it
     assert all(torch.equal(w, d.weight) for w, d in zip(weights, lm.ffn.down))
