@@ -90,13 +90,14 @@ def browser_page(url: str, width: int = 1366, height: int = 900):
             browser.close()
 
 
-def wait_for_text(locator, parts, timeout: float) -> str:
-    """Poll until every part shows in the element's text (progress messages change meanwhile)."""
+def wait_for_text(locator, parts, timeout: float, absent: tuple[str, ...] = ()) -> str:
+    """Poll until every part shows in the element's text and none of `absent` does (progress messages change
+    meanwhile; `absent` tells a new result from an earlier text that shares its words)."""
     deadline = time.time() + timeout
     text = ""
     while time.time() < deadline:
         text = locator.inner_text()
-        if all(p in text for p in parts):
+        if all(p in text for p in parts) and not any(a in text for a in absent):
             return text
         time.sleep(0.5)
     toasts = locator.page.locator("[data-testid=toast-body]").all_inner_texts()
