@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -31,20 +31,20 @@ class EncodedBatch:
     answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
-    def select(self, rows: list[int]) -> "EncodedBatch":
+    def select(self, rows: list[int]) -> EncodedBatch:
         """These rows, cut to the longest of them (right padding: the columns after it are all pads)."""
         width = int(self.attention_mask[rows].sum(-1).max())
         return EncodedBatch(
             *(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
         )
 
-    def repeat(self, rows: int) -> "EncodedBatch":
+    def repeat(self, rows: int) -> EncodedBatch:
         """A one-row batch as `rows` identical rows (views, no copy)."""
         return EncodedBatch(
             *(t.expand(rows, -1) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
         )
 
-    def after(self, n: int) -> "EncodedBatch":
+    def after(self, n: int) -> EncodedBatch:
         """The columns from n on: what is left to run once the first n sit in a KV cache."""
         return EncodedBatch(
             self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:]
@@ -116,7 +116,7 @@ class AnswerPositions:
     n_rows: int
 
     @staticmethod
-    def of(batch: "EncodedBatch", mask: torch.Tensor | None = None) -> "AnswerPositions":
+    def of(batch: EncodedBatch, mask: torch.Tensor | None = None) -> AnswerPositions:
         """The positions of `mask` (default: the batch's answer mask; a widened batch's own), targets from it."""
         mask = batch.answer_mask if mask is None else mask
         flat = mask.reshape(-1).nonzero().squeeze(1)

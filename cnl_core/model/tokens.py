@@ -16,6 +16,10 @@ import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 MEMO_TOKENS = 2_000_000  # ids kept per tokenizer (8 bytes each): some thousands of few-shot prompts
 
@@ -53,6 +57,11 @@ def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list
             while memo.tokens > MEMO_TOKENS and memo:
                 memo.tokens -= len(memo.popitem(last=False)[1])
     return [found[t].tolist() for t in texts]
+
+
+def decoded(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    """The text of one sequence of ids (transformers types decode() str | list[str], the latter for batches)."""
+    return cast(str, tokenizer.decode(list(ids)))
 
 
 def forget(tokenizer) -> None:

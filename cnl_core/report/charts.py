@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Literal
 
 import altair as alt
 import pandas as pd
@@ -19,6 +20,8 @@ from ..experiments.locate_result import LocateResult
 from ..options import METRIC_TITLES, METRICS, POSITIONS
 from ..output_files import atomic_write
 
+Scheme = Literal["greens", "blues", "redblue"]  # the Vega colour schemes these charts use (Altair types each name)
+
 
 def neuron_heatmap(
     prominence: torch.Tensor, bins: int = 48, title: str = "Located neurons", legend: str = "share of samples"
@@ -31,13 +34,13 @@ def neuron_heatmap(
     pooled = padded.view(n_layers, bins, bin_size).amax(-1)
     rows = [
         {
-            "layer": l,
+            "layer": layer,
             "neurons": f"{b * bin_size}-{min(width, (b + 1) * bin_size) - 1}",
             "bin": b,
             "first": b * bin_size,
-            "prominence": float(pooled[l, b]),
+            "prominence": float(pooled[layer, b]),
         }
-        for l in range(n_layers)
+        for layer in range(n_layers)
         for b in range(bins)
     ]
     ticks = list(range(0, bins, max(1, bins // 8)))
@@ -60,7 +63,11 @@ def neuron_heatmap(
 
 
 def per_layer_bars(per_layer: dict[str, list[int]]) -> alt.Chart:
-    rows = [{"set": name, "layer": l, "neurons": c} for name, counts in per_layer.items() for l, c in enumerate(counts)]
+    rows = [
+        {"set": name, "layer": layer, "neurons": c}
+        for name, counts in per_layer.items()
+        for layer, c in enumerate(counts)
+    ]
     return (
         alt.Chart(pd.DataFrame(rows), title="Located neurons per layer")
         .mark_bar()
@@ -97,7 +104,7 @@ def matrix_heatmap(
     values: list[list[float]],
     title: str,
     fmt: str = ".3f",
-    scheme: str = "greens",
+    scheme: Scheme = "greens",
     domain: list[float] | None = None,
     chance: list[list[float]] | None = None,
 ) -> alt.Chart:
@@ -119,7 +126,7 @@ def _matrix(
     cols: list[str],
     title: str,
     fmt: str,
-    scheme: str,
+    scheme: Scheme,
     domain: list[float] | None,
     x_title: str | None = None,
     y_title: str | None = None,
@@ -300,7 +307,7 @@ def located_heatmap(label: str, result: LocateResult, prominence: torch.Tensor |
     return neuron_heatmap(prominence, title=f"{label}: share of samples selecting each neuron")
 
 
-def sweep_chart(rows: list[SweepRow]) -> alt.VConcatChart:
+def sweep_chart(rows: list[SweepRow]) -> alt.HConcatChart:
     """Threshold choice with eyes open: located count and split IoU against tau, one line per p."""
     df = pd.DataFrame([vars(r) for r in rows])
     df["p"] = df["p"].map(lambda v: f"p = {v:g}")
@@ -432,15 +439,15 @@ def demo_chart(result: DemoResult) -> alt.HConcatChart:
     rows = []
     for key, s in result.conditions.items():
         d = s.deltas
-        ci = s.accuracy_ci or [s.accuracy, s.accuracy]
+        lo, hi = s.accuracy_ci or (s.accuracy, s.accuracy)
         dci = d.delta_gold_loglik_ci if d and d.delta_gold_loglik_ci else [0.0, 0.0]
         rows.append(
             {
                 "condition": _DEMO_LABELS[key],
                 "key": key,
                 "accuracy": s.accuracy,
-                "lo": ci[0],
-                "hi": ci[1],
+                "lo": lo,
+                "hi": hi,
                 "change": d.delta_gold_loglik if d and d.delta_gold_loglik is not None else 0.0,
                 "clo": dci[0],
                 "chi": dci[1],

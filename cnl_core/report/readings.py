@@ -64,7 +64,7 @@ def evaluation_readings(results: Sequence[EvalResult]) -> list[str]:
                 "the log-likelihood chart."
             )
             continue
-        if after is None or r.intervention is None:
+        if after is None or after.accuracy is None or r.intervention is None:
             lines.append(f"{where}: unmodified accuracy {_pct(base.accuracy)}.")
             continue
         mode, factor, count = r.intervention["mode"], r.intervention["factor"], r.intervention["n_neurons"]
@@ -108,7 +108,7 @@ def demo_reading(res: DemoResult) -> str:
     c = res.conditions
     base, zero, ctrl_zero, amp = (c[k].accuracy for k in ("baseline", "zeroed", "control_zeroed", "amplified"))
     lines = [iou_reading(res.split_iou, res.chance_iou) + "."]
-    if None not in (base, zero, ctrl_zero):
+    if base is not None and zero is not None and ctrl_zero is not None:
         drop, ctrl = base - zero, base - ctrl_zero
         lines.append(
             f"Zeroing: {base:.0%} -> {zero:.0%}, random neurons {base:.0%} -> {ctrl_zero:.0%}: "
