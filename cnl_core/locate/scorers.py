@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +34,9 @@ from ..model.loading import LoadedModel
 from ..options import IG_RULES
 from .integrated_gradients import integrated_gradients
 from .token_limits import CEILING, dataset_limits
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 Scorer = Callable[[LoadedModel, Sequence[Sample], "ScoreConfig"], tuple[torch.Tensor, torch.Tensor]]
 _SCORERS: dict[str, tuple[Scorer, tuple[str, ...]]] = {}
@@ -74,7 +78,7 @@ class ScoreConfig:
         F.MAX_PROMPT.typed(self.max_prompt_tokens)
         F.MAX_ANSWER.typed(self.max_answer_tokens)
 
-    def resolved(self, tokenizer, dataset: DatasetSpec) -> ScoreConfig:
+    def resolved(self, tokenizer: PreTrainedTokenizerBase, dataset: DatasetSpec) -> ScoreConfig:
         """These settings with automatic token limits replaced by the dataset's 99%-coverage lengths."""
         if self.max_prompt_tokens is not None and self.max_answer_tokens is not None:
             return self
@@ -105,7 +109,7 @@ class ScoreConfig:
         uses = _SCORERS[self.method][1]
         return {k: v for k, v in asdict(self).items() if k not in _METHOD_ONLY_FIELDS or k in uses}
 
-    def length(self, tokenizer, sample: Sample) -> int:
+    def length(self, tokenizer: PreTrainedTokenizerBase, sample: Sample) -> int:
         """Tokens the sample takes in a teacher-forced batch under these limits."""
         return encoded_length(
             tokenizer,

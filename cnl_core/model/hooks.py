@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from .. import fields as F
 from ..errors import ParameterError, UnsupportedModelError
@@ -43,7 +44,7 @@ from .neurons import NeuronSet
 HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
-def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = False):
+def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = False) -> RemovableHandle:
     """Register a forward pre-hook that acts only in the calling thread's passes (inert in every other thread);
     returns its handle. The one way this package hooks a module."""
     owner = threading.get_ident()
@@ -59,7 +60,7 @@ def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = 
     return module.register_forward_pre_hook(mine)
 
 
-def owned_forward_hook(module: torch.nn.Module, hook: Callable):
+def owned_forward_hook(module: torch.nn.Module, hook: Callable) -> RemovableHandle:
     """Register a forward hook (after the module runs) that acts only in the calling thread's passes."""
     owner = threading.get_ident()
     return module.register_forward_hook(

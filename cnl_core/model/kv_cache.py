@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PretrainedConfig
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -89,7 +89,7 @@ def _grown(buffer: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
     return out
 
 
-def plain_dynamic(cache) -> bool:
+def plain_dynamic(cache: Cache | None) -> bool:
     """Only plain growing caches can be cut and stitched by hand (a sliding window drops old tokens)."""
     return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
 

@@ -31,7 +31,7 @@ class _Memo(OrderedDict):
     tokens = 0  # ids held, for the bound
 
 
-def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
     """The tokenizer's input ids of each text (as `tokenizer(texts, add_special_tokens=...)`), memoized."""
     key = (add_special_tokens, len(tokenizer) if hasattr(tokenizer, "__len__") else None)
     with _lock:
@@ -64,7 +64,7 @@ def decoded(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
     return cast(str, tokenizer.decode(list(ids)))
 
 
-def forget(tokenizer) -> None:
+def forget(tokenizer: PreTrainedTokenizerBase) -> None:
     """Drop what the memo holds for this tokenizer (after changing how it tokenizes)."""
     with _lock:
         _memos.pop(tokenizer, None)
