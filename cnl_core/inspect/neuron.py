@@ -13,20 +13,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .. import fields as F
 from ..data.samples import DatasetSpec
 from ..data.splits import draw_disjoint
-from .. import fields as F
 from ..errors import NeuronSetError, ParameterError
 from ..model.forward import encode_teacher_forced
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
+from ..model.tokens import decoded
 
 PROJECTION_METHOD = (
     "final_norm(W_down[:, index]) through the unembedding: the down projection applied to a "
@@ -109,7 +110,7 @@ def check_neuron(grid: NeuronGrid, layer: int, index: int) -> None:
 def output_direction(lm: LoadedModel, layer: int, index: int) -> torch.Tensor:
     """[hidden] the neuron's column of the down projection (works on quantized layers: it runs the layer)."""
     down = lm.ffn.down[layer]
-    weight = down.weight
+    weight = lm.ffn.down_weight(layer)
     # a quantized layer stores int8/uint8 weights and computes in its compute dtype: feed it half precision
     dtype = weight.dtype if weight.dtype.is_floating_point else torch.float16
     x = torch.zeros(2, lm.grid.width, dtype=dtype, device=weight.device)
@@ -135,10 +136,9 @@ def _vocab_projection(lm: LoadedModel, layer: int, index: int, k: int) -> tuple[
             h = norm(h.to(norm.weight.device, norm.weight.dtype))
         logits = head(h.to(head.weight.device, head.weight.dtype)).float().view(-1).cpu()
     top, bottom = logits.topk(k), (-logits).topk(k)
-    decode = lambda i: lm.tokenizer.decode([int(i)])  # noqa: E731
     return (
-        [TokenLogit(decode(i), float(v)) for v, i in zip(top.values, top.indices)],
-        [TokenLogit(decode(i), float(-v)) for v, i in zip(bottom.values, bottom.indices)],
+        [TokenLogit(decoded(lm.tokenizer, [int(i)]), float(v)) for v, i in zip(top.values, top.indices)],
+        [TokenLogit(decoded(lm.tokenizer, [int(i)]), float(-v)) for v, i in zip(bottom.values, bottom.indices)],
     )
 
 
@@ -155,7 +155,7 @@ def token_activations(
         )
         seen: list[torch.Tensor] = []
 
-        def hook(_layer: int, x: torch.Tensor):
+        def hook(_layer: int, x: torch.Tensor, seen: list[torch.Tensor] = seen) -> None:
             seen.append(x[..., index].float().cpu())
 
         with lm.lock, neuron_hooks(lm.ffn, hook, layers=[layer]), torch.no_grad():
@@ -165,7 +165,7 @@ def token_activations(
             n = int(batch.attention_mask[row].sum())
             token_ids = batch.input_ids[row, :n].tolist()
             acts = values[row, :n].tolist()
-            out.append(Example(sample.id, [lm.tokenizer.decode([t]) for t in token_ids], acts, max(acts)))
+            out.append(Example(sample.id, [decoded(lm.tokenizer, [t]) for t in token_ids], acts, max(acts)))
     return out
 
 

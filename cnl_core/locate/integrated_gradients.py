@@ -3,8 +3,9 @@
 For one layer, the activations at the answer positions are scaled by alpha = k/m (k = 1..m; the
 `midpoint` rule uses (k - 1/2)/m), the gradient of the gold answer's log-probability (`integrated_gradients`)
 or of its probability (`integrated_gradients_prob`: Dai et al.'s Knowledge Neurons, whose low-alpha steps,
-where p is small, weigh little) is taken at each step, averaged, and multiplied by the activation. A sample needs layers x m such gradients. Two facts
-make most of that work shared, so each (layer, alpha) row computes little more than its scaling changes:
+where p is small, weigh little) is taken at each step, averaged, and multiplied by the activation. A sample
+needs layers x m such gradients. Two facts make most of that work shared, so each (layer, alpha) row computes
+little more than its scaling changes:
 
 - The positions before the first answer position never see the scaling (attention is causal): the
   prompt (all but its last token) runs once, and its KV cache serves every row. Only the suffix, from
@@ -21,15 +22,16 @@ A sample then costs about m x suffix x layers / 2 token-layers forward and as mu
 repeating the whole sequence in every row costs m x tokens x layers forward. Architectures that
 flatten the rows inside a layer (OPT, `Adapter.flat`) cannot broadcast: there every row runs from the
 start, with the shared prompt still run once. The scaling is an `Edit` (model/hooks.py), applied by
-the same function as every intervention; this module's hook only keeps what the gradients need. The result is the same up to float rounding (tests/unit/test_integrated_gradients.py
-checks it against the plain one-pass-per-(layer, alpha) loop). The prompt's keys and values are copied
-for every row of a pass, as the cache appends each row's own.
+the same function as every intervention; this module's hook only keeps what the gradients need. The result is
+the same up to float rounding (tests/unit/test_integrated_gradients.py checks it against the plain
+one-pass-per-(layer, alpha) loop). The prompt's keys and values are copied for every row of a pass, as the cache
+appends each row's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Sequence
 
 import torch
 from transformers.cache_utils import DynamicCache

@@ -19,8 +19,9 @@ the dashboard and the cache key pick it up. Methods (see shared paper notes):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +34,9 @@ from ..model.loading import LoadedModel
 from ..options import IG_RULES
 from .integrated_gradients import integrated_gradients
 from .token_limits import CEILING, dataset_limits
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 Scorer = Callable[[LoadedModel, Sequence[Sample], "ScoreConfig"], tuple[torch.Tensor, torch.Tensor]]
 _SCORERS: dict[str, tuple[Scorer, tuple[str, ...]]] = {}
@@ -74,7 +78,7 @@ class ScoreConfig:
         F.MAX_PROMPT.typed(self.max_prompt_tokens)
         F.MAX_ANSWER.typed(self.max_answer_tokens)
 
-    def resolved(self, tokenizer, dataset: DatasetSpec) -> "ScoreConfig":
+    def resolved(self, tokenizer: PreTrainedTokenizerBase, dataset: DatasetSpec) -> ScoreConfig:
         """These settings with automatic token limits replaced by the dataset's 99%-coverage lengths."""
         if self.max_prompt_tokens is not None and self.max_answer_tokens is not None:
             return self
@@ -86,17 +90,15 @@ class ScoreConfig:
         )
 
     @staticmethod
-    def from_inputs(
-        method: str, ig_steps, ig_rule: str, max_prompt_tokens=None, max_answer_tokens=None
-    ) -> "ScoreConfig":
+    def from_inputs(method: str, ig_steps, ig_rule: str, max_prompt_tokens=None, max_answer_tokens=None) -> ScoreConfig:
         """From a form or the command line (the one conversion both use): numbers may be text; token limits 0
         (or empty, or None) mean the length covering 99% of the dataset's prompts and gold answers."""
         return ScoreConfig(
             method=method,
-            ig_steps=F.IG_STEPS.check(ig_steps),
+            ig_steps=int(F.IG_STEPS.check(ig_steps)),  # whole-number fields give ints; int() says so to mypy
             ig_rule=ig_rule,
-            max_prompt_tokens=F.MAX_PROMPT.read(max_prompt_tokens),
-            max_answer_tokens=F.MAX_ANSWER.read(max_answer_tokens),
+            max_prompt_tokens=_whole(F.MAX_PROMPT.read(max_prompt_tokens)),
+            max_answer_tokens=_whole(F.MAX_ANSWER.read(max_answer_tokens)),
         )
 
     def to_json(self) -> dict:
@@ -107,7 +109,7 @@ class ScoreConfig:
         uses = _SCORERS[self.method][1]
         return {k: v for k, v in asdict(self).items() if k not in _METHOD_ONLY_FIELDS or k in uses}
 
-    def length(self, tokenizer, sample: Sample) -> int:
+    def length(self, tokenizer: PreTrainedTokenizerBase, sample: Sample) -> int:
         """Tokens the sample takes in a teacher-forced batch under these limits."""
         return encoded_length(
             tokenizer,
@@ -126,6 +128,11 @@ class ScoreConfig:
             self.max_answer_tokens or CEILING,
             lm.input_device,
         )
+
+
+def _whole(value: int | float | None) -> int | None:
+    """A whole-number field's reading as an int (fields.NumberField types every reading int | float)."""
+    return None if value is None else int(value)
 
 
 def score_batch(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +176,8 @@ def _activation_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
     with neuron_hooks(lm.ffn, hook), torch.inference_mode():
         gold = gold_logprob(lm, batch)
     # One copy to the CPU after the pass: a copy inside a hook, or one per layer, makes a GPU wait each time.
-    return _to_cpu(per_layer), gold.cpu().clone()  # clone: a plain tensor, not the pass's inference tensor
+    # clone: a plain tensor, not the pass's inference tensor
+    return _to_cpu(_every_layer(per_layer)), gold.cpu().clone()
 
 
 def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,8 +190,9 @@ def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
 
     with neuron_hooks(lm.ffn, hook), torch.enable_grad():
         gold = gold_logprob(lm, batch)
-        grads = torch.autograd.grad(gold.sum(), acts)
-    weights = {}  # [batch, 1, tokens] float32 answer mask, once per device
+        marked = _every_layer(acts)
+        grads = torch.autograd.grad(gold.sum(), marked)
+    weights: dict[torch.device, torch.Tensor] = {}  # [batch, 1, tokens] float32 answer mask, once per device
 
     def masked_sum(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """[batch, width] sum over the answer positions of x * g, in float32: one copy, one in-place product, one
@@ -193,8 +202,16 @@ def _grad_x_act_pass(lm: LoadedModel, batch: EncodedBatch) -> tuple[torch.Tensor
             w = weights[x.device] = batch.answer_mask.to(x.device, torch.float32).unsqueeze(1)
         return torch.bmm(w, x.detach().to(torch.float32, copy=True).mul_(g))  # [b, 1, w]
 
-    per_layer = [masked_sum(x, g) for x, g in zip(acts, grads)]
+    per_layer = [masked_sum(x, g) for x, g in zip(marked, grads)]
     return _to_cpu(per_layer), gold.detach().cpu()
+
+
+def _every_layer(per_layer: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """What a pass's hooks kept, one tensor per layer: every layer's hook runs in a full pass."""
+    kept = [t for t in per_layer if t is not None]
+    if len(kept) != len(per_layer):
+        raise RuntimeError("A scoring pass ran without reaching every layer's down projection.")
+    return kept
 
 
 def _to_cpu(per_layer: list[torch.Tensor]) -> torch.Tensor:
@@ -213,6 +230,6 @@ register_scorer("integrated_gradients", uses=("ig_steps", "ig_rule"))(integrated
 
 
 @register_scorer("integrated_gradients_prob", uses=("ig_steps", "ig_rule"))
-def _integrated_gradients_prob(lm: LoadedModel, samples: Sequence[Sample], cfg: "ScoreConfig"):
+def _integrated_gradients_prob(lm: LoadedModel, samples: Sequence[Sample], cfg: ScoreConfig):
     """Knowledge Neurons as Dai et al. publish it: integrated gradients of p(answer), not of its log."""
     return integrated_gradients(lm, samples, cfg, target="prob")

@@ -13,10 +13,14 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..data.samples import DatasetSpec, Sample
 from ..fields import TOKEN_CEILING
 from ..model.tokens import token_ids
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 COVERAGE = 0.99
 CEILING = TOKEN_CEILING  # tokens; above it a sample is cut whatever the coverage says
@@ -33,7 +37,7 @@ class TokenLimits:
     rows_measured: int
 
 
-def token_lengths(tokenizer, samples: Sequence[Sample]) -> tuple[list[int], list[int]]:
+def token_lengths(tokenizer: PreTrainedTokenizerBase, samples: Sequence[Sample]) -> tuple[list[int], list[int]]:
     """(prompt tokens, gold-answer tokens) per sample, tokenized as the teacher-forced encoder does."""
     if not samples:
         return [], []
@@ -48,7 +52,7 @@ def covering(lengths: Sequence[int], coverage: float = COVERAGE) -> int:
     return min(CEILING, ordered[max(0, math.ceil(coverage * len(ordered)) - 1)]) if ordered else 1
 
 
-def dataset_limits(tokenizer, dataset: DatasetSpec, coverage: float = COVERAGE) -> TokenLimits:
+def dataset_limits(tokenizer: PreTrainedTokenizerBase, dataset: DatasetSpec, coverage: float = COVERAGE) -> TokenLimits:
     """Prompt and answer limits covering `coverage` of the dataset's rows (memoized per tokenizer and content)."""
     key = (getattr(tokenizer, "name_or_path", ""), len(tokenizer), dataset.name, dataset.fingerprint(), coverage)
     if key not in _MEMO:
@@ -60,7 +64,9 @@ def dataset_limits(tokenizer, dataset: DatasetSpec, coverage: float = COVERAGE) 
     return _MEMO[key]
 
 
-def count_cut(tokenizer, samples: Sequence[Sample], max_prompt_tokens: int, max_answer_tokens: int) -> tuple[int, int]:
+def count_cut(
+    tokenizer: PreTrainedTokenizerBase, samples: Sequence[Sample], max_prompt_tokens: int, max_answer_tokens: int
+) -> tuple[int, int]:
     """How many of the samples lose prompt tokens (from the left) and answer tokens (at the end)."""
     prompts, answers = token_lengths(tokenizer, samples)
     return sum(p > max_prompt_tokens for p in prompts), sum(a > max_answer_tokens for a in answers)

@@ -101,3 +101,7 @@ class FFNAccess:
         if len(widths) != 1:
             raise UnsupportedModelError("FFN widths differ between layers; not supported.")
         self.grid = NeuronGrid(len(self.down), widths.pop())
+
+    def down_weight(self, layer: int) -> torch.Tensor:
+        """The weight of a layer's down projection (typed: torch types a module's attributes Tensor | Module)."""
+        return cast(torch.Tensor, self.down[layer].weight)

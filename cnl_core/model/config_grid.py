@@ -14,8 +14,9 @@ import torch
 
 from .architectures import FFNAccess
 from .build_lock import BUILD_LOCK
-from .loading import ModelSpec, read_config
+from .model_source import read_config
 from .neurons import NeuronGrid
+from .spec import ModelSpec
 
 
 def config_grid(spec: ModelSpec) -> NeuronGrid:

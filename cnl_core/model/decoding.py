@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,9 @@ import torch.nn.functional as F
 from ..errors import Cancelled
 from .hooks import NO_EDIT, Edit, edited
 from .loading import LoadedModel
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 DRAFT_TOKENS = 5  # guessed tokens checked per step
 DRAFT_ROWS = 4  # guess only when at most this many rows are left: with more, a CPU step is compute-bound
@@ -161,7 +165,7 @@ def _weight_first_linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 class StopCheck:
     """EOS (the tokenizer's or the generation config's) or a stop string in the last few tokens."""
 
-    def __init__(self, tok, model, stop_strings: Sequence[str]):
+    def __init__(self, tok: PreTrainedTokenizerBase, model: torch.nn.Module, stop_strings: Sequence[str]) -> None:
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos = {e for e in [*eos, tok.eos_token_id] if e is not None}

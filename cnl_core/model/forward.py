@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
-from transformers.cache_utils import DynamicCache
+from transformers import PreTrainedTokenizerBase
+from transformers.cache_utils import Cache, DynamicCache
 
 from .hooks import NO_EDIT, Edit, edited, owned_pre_hook
 from .kv_cache import Prompted, plain_dynamic
@@ -31,20 +32,20 @@ class EncodedBatch:
     answer_mask: torch.Tensor  # [batch, tokens] bool: position predicts a gold answer token
     targets: torch.Tensor  # [batch, tokens] next token id at answer positions, else 0
 
-    def select(self, rows: list[int]) -> "EncodedBatch":
+    def select(self, rows: list[int]) -> EncodedBatch:
         """These rows, cut to the longest of them (right padding: the columns after it are all pads)."""
         width = int(self.attention_mask[rows].sum(-1).max())
         return EncodedBatch(
             *(t[rows, :width] for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
         )
 
-    def repeat(self, rows: int) -> "EncodedBatch":
+    def repeat(self, rows: int) -> EncodedBatch:
         """A one-row batch as `rows` identical rows (views, no copy)."""
         return EncodedBatch(
             *(t.expand(rows, -1) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.targets))
         )
 
-    def after(self, n: int) -> "EncodedBatch":
+    def after(self, n: int) -> EncodedBatch:
         """The columns from n on: what is left to run once the first n sit in a KV cache."""
         return EncodedBatch(
             self.input_ids[:, n:], self.attention_mask[:, n:], self.answer_mask[:, n:], self.targets[:, n:]
@@ -52,14 +53,14 @@ class EncodedBatch:
 
 
 def prompt_and_answer_ids(
-    tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int
+    tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int
 ) -> tuple[list[int], list[int]]:
     """Token ids of the prompt (cut from the left if too long) and of the gold answer (cut at the end)."""
     return _token_ids(tokenizer, [(prompt, answer)], max_prompt_tokens, max_answer_tokens)[0]
 
 
 def _token_ids(
-    tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int, max_answer_tokens: int
+    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int, max_answer_tokens: int
 ) -> list[tuple[list[int], list[int]]]:
     """prompt_and_answer_ids for many pairs (tokenized as two batches, and each text once: model/tokens.py)."""
     if not pairs:
@@ -71,14 +72,16 @@ def _token_ids(
     ]
 
 
-def encoded_length(tokenizer, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int) -> int:
+def encoded_length(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str, max_prompt_tokens: int, max_answer_tokens: int
+) -> int:
     """Tokens a (prompt, answer) pair takes in a teacher-forced batch (for grouping rows of like length)."""
     p, a = prompt_and_answer_ids(tokenizer, prompt, answer, max_prompt_tokens, max_answer_tokens)
     return len(p) + len(a)
 
 
 def encode_teacher_forced(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[tuple[str, str]],
     max_prompt_tokens: int,
     max_answer_tokens: int,
@@ -116,7 +119,7 @@ class AnswerPositions:
     n_rows: int
 
     @staticmethod
-    def of(batch: "EncodedBatch", mask: torch.Tensor | None = None) -> "AnswerPositions":
+    def of(batch: EncodedBatch, mask: torch.Tensor | None = None) -> AnswerPositions:
         """The positions of `mask` (default: the batch's answer mask; a widened batch's own), targets from it."""
         mask = batch.answer_mask if mask is None else mask
         flat = mask.reshape(-1).nonzero().squeeze(1)
@@ -145,7 +148,9 @@ def _gold_sum(at_answers: torch.Tensor, where: AnswerPositions) -> torch.Tensor:
     )
 
 
-def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | None = None) -> torch.Tensor:
+def gold_logprob(
+    lm: LoadedModel, batch: EncodedBatch, cache: Cache | None = None, widen: int | None = None
+) -> torch.Tensor:
     """Teacher-forced forward pass; the LM head runs on the answer positions and nowhere else.
 
     A pre-hook hands the output layer only the answer positions' hidden states, [1, answer tokens,
@@ -167,7 +172,7 @@ def gold_logprob(lm: LoadedModel, batch: EncodedBatch, cache=None, widen: int | 
 
 
 def answer_logits(
-    lm: LoadedModel, batch: EncodedBatch, cache=None, where: AnswerPositions | None = None
+    lm: LoadedModel, batch: EncodedBatch, cache: Cache | None = None, where: AnswerPositions | None = None
 ) -> torch.Tensor:
     """[answer tokens, vocab] logits at the answer positions, row by row (see gold_logprob); `where`, found before
     the pass (default: the batch's own answer positions; a widened batch's, where the rows reaching the LM head are

@@ -6,7 +6,8 @@ for the long ones, and it knows nothing of the few-shot prefix that every prompt
 - each prompt is tokenized whole, exactly as a one-prompt-at-a-time loop would (tokenizing the
   prefix apart changes the tokens where it meets the question: "\\n\\n" + "Question" merges
   differently, and the answers then differ);
-- `prompt_pass` (for `greedy_generate`): the longest token prefix common to the batch runs once, batch 1;
+- `prompt_pass` (for `greedy_generate`): the longest token prefix common to the batch runs once, batch 1
+  (where the cache can be cut by hand: not under a sliding window);
   the tails run after it, on a CPU one by one when their padding would cost more than the extra passes
   (a padded position costs as much as a real one there), otherwise in one left-padded pass (always on
   a GPU); what is left is a `Prompted`: the shared context's keys and values once, and each row's own.
@@ -33,7 +34,7 @@ from . import context_attention
 from .decoding import decode_loop, small_batch_linears
 from .forward import last_logits_only, prefix_cache
 from .hooks import Edit, Intervention, edited
-from .kv_cache import Prompted, copied_context_batch, own_tokens_batch, plain_dynamic
+from .kv_cache import Prompted, copied_context_batch, cut_by_hand, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
 from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
 from .tokens import token_ids
@@ -74,8 +75,13 @@ def prompt_pass(
 ) -> Prompted | tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompts (token ids) under `edit`, whose answer position is each prompt's last: a `Prompted`, or, for
     caches that cannot be cut by hand (a sliding window), the ready batch (cache, mask, next positions, first
-    tokens)."""
-    plen = prompts_context_length(rows) if len(rows) > 1 else 0
+    tokens).
+
+    A shared context is run apart only where the cache can be cut by hand: the tails after it are left-padded, so
+    a short tail's pads sit between the context and its tokens, and a sliding window counts them (it would hide
+    real context tokens that `model.generate`, padding before the whole prompt, keeps in view). Elsewhere every
+    row runs whole, left-padded as `generate` pads (tests/unit/test_generation_reference.py)."""
+    plen = prompts_context_length(rows) if len(rows) > 1 and cut_by_hand(lm.model.config) else 0
     tails = [r[plen:] for r in rows]
     keep_last = last_logits_only(lm)
     with small_batch_linears(lm.model, lm.input_device):

@@ -26,12 +26,13 @@ numbers to stay theirs. Every block of hooked passes runs on one thread (no `yie
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from .. import fields as F
 from ..errors import ParameterError, UnsupportedModelError
@@ -43,24 +44,23 @@ from .neurons import NeuronSet
 HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
-def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = False):
+def owned_pre_hook(module: torch.nn.Module, hook: Callable, with_kwargs: bool = False) -> RemovableHandle:
     """Register a forward pre-hook that acts only in the calling thread's passes (inert in every other thread);
     returns its handle. The one way this package hooks a module."""
     owner = threading.get_ident()
 
+    def mine_with_kwargs(mod, args, kwargs):
+        return hook(mod, args, kwargs) if threading.get_ident() == owner else None
+
+    def mine(mod, args):
+        return hook(mod, args) if threading.get_ident() == owner else None
+
     if with_kwargs:
-
-        def mine(mod, args, kwargs):
-            return hook(mod, args, kwargs) if threading.get_ident() == owner else None
-    else:
-
-        def mine(mod, args):
-            return hook(mod, args) if threading.get_ident() == owner else None
-
-    return module.register_forward_pre_hook(mine, with_kwargs=with_kwargs)
+        return module.register_forward_pre_hook(mine_with_kwargs, with_kwargs=True)
+    return module.register_forward_pre_hook(mine)
 
 
-def owned_forward_hook(module: torch.nn.Module, hook: Callable):
+def owned_forward_hook(module: torch.nn.Module, hook: Callable) -> RemovableHandle:
     """Register a forward hook (after the module runs) that acts only in the calling thread's passes."""
     owner = threading.get_ident()
     return module.register_forward_hook(
@@ -82,7 +82,8 @@ def neuron_hooks(
     and act only in this thread's passes (`owned_pre_hook`).
     """
     handles = []
-    flat, shapes = ffn.adapter.flat, {}
+    flat = ffn.adapter.flat
+    shapes: dict[int, torch.Size] = {}  # per flattening layer, the [rows, tokens] of its current pass
 
     def view(layer: int, t: torch.Tensor) -> torch.Tensor:
         if layer not in shapes:
@@ -91,6 +92,28 @@ def neuron_hooks(
                 "does not say that it flattens them (Adapter.flat)."
             )
         return t.view(*shapes[layer], t.shape[-1])
+
+    def before_down(layer: int, act: HookFn) -> Callable:
+        def hook(_module, args):
+            x = args[0]
+            if x.dim() == 3:
+                out = act(layer, x)
+                return None if out is None else (out, *args[1:])
+            rows = view(layer, x)
+            out = act(layer, rows)
+            return ((rows if out is None else out).reshape(-1, x.shape[-1]), *args[1:])
+
+        return hook
+
+    def after_down(layer: int, act: HookFn) -> Callable:
+        def hook(_module, _args, y):
+            if y.dim() == 3:
+                return act(layer, y)
+            rows = view(layer, y)
+            out = act(layer, rows)
+            return None if out is None else out.reshape(-1, y.shape[-1])
+
+        return hook
 
     try:
         for layer in range(ffn.grid.n_layers) if layers is None else layers:
@@ -102,26 +125,10 @@ def neuron_hooks(
 
                 handles.append(owned_pre_hook(ffn.blocks[layer], record, with_kwargs=True))
 
-            def hook(_module, args, _layer=layer):
-                x = args[0]
-                if x.dim() == 3:
-                    out = fn(_layer, x)
-                    return None if out is None else (out, *args[1:])
-                rows = view(_layer, x)
-                out = fn(_layer, rows)
-                return ((rows if out is None else out).reshape(-1, x.shape[-1]), *args[1:])
-
-            def after(_module, _args, y, _layer=layer):
-                if y.dim() == 3:
-                    return output(_layer, y)
-                rows = view(_layer, y)
-                out = output(_layer, rows)
-                return None if out is None else out.reshape(-1, y.shape[-1])
-
             if fn is not None:
-                handles.append(owned_pre_hook(ffn.down[layer], hook))
+                handles.append(owned_pre_hook(ffn.down[layer], before_down(layer, fn)))
             if output is not None:
-                handles.append(owned_forward_hook(ffn.down[layer], after))
+                handles.append(owned_forward_hook(ffn.down[layer], after_down(layer, output)))
         yield
     finally:
         for h in handles:
@@ -195,7 +202,7 @@ class Intervention:
                 )
 
     @staticmethod
-    def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = POSITIONS[0]) -> "Intervention":
+    def from_inputs(neurons: NeuronSet, mode: str, factor, positions: str = POSITIONS[0]) -> Intervention:
         """From a form or the command line: the factor may be text, and is read only when amplifying."""
         return Intervention(
             neurons, mode, F.FACTOR.check(factor) if mode == "amplify" else DEFAULTS.amplify_factor, positions
@@ -217,7 +224,7 @@ def activation_device(lm: LoadedModel, layer: int) -> torch.device:
     """Where a layer's neuron activations will be: its weights' device, or the input device for layers offloaded
     (weights on the meta device, or in RAM beside a GPU), which run on it. An edit's tensors are made there before
     the pass, so nothing is copied inside it."""
-    device = lm.ffn.down[layer].weight.device
+    device = lm.ffn.down_weight(layer).device
     offloaded = device.type == "meta" or (device.type == "cpu" and lm.input_device.type != "cpu")
     return lm.input_device if offloaded else device
 
@@ -243,7 +250,7 @@ class Edit:
     where: torch.Tensor | str | None = None
 
     @staticmethod
-    def of(lm: LoadedModel, iv: Intervention | None) -> "Edit":
+    def of(lm: LoadedModel, iv: Intervention | None) -> Edit:
         """One intervention on every row of a pass (None, or no neurons: an edit that changes nothing)."""
         if iv is None or len(iv.neurons) == 0:
             return NO_EDIT
@@ -257,11 +264,12 @@ class Edit:
         return Edit(factors, columns, iv.answers_only)
 
     @staticmethod
-    def rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: Sequence[int]) -> "Edit":
+    def rows(lm: LoadedModel, ivs: Sequence[Intervention | None], sizes: Sequence[int]) -> Edit:
         """Rows under different interventions in one batch: the first sizes[0] rows under ivs[0], the next sizes[1]
         under ivs[1], and so on (None: unmodified). For decoding steps, where every position predicts an answer
         token, so every position is changed whatever the interventions' `positions`."""
-        n_rows, parts = sum(sizes), {}
+        n_rows = sum(sizes)
+        parts: dict[int, list[tuple[int, int, np.ndarray, float]]] = {}  # per layer: (first row, rows, idx, scale)
         start = 0
         for iv, n in zip(ivs, sizes):
             if iv is not None and len(iv.neurons):
@@ -283,12 +291,12 @@ class Edit:
     def layers(self) -> list[int]:
         return sorted(self.factors)
 
-    def at(self, where: torch.Tensor | str | None) -> "Edit":
+    def at(self, where: torch.Tensor | str | None) -> Edit:
         """This edit for a pass whose answer positions are `where` ([rows or 1, tokens] bool; None: every position,
         as in a decoding step; LAST: each row's last position). Edits of every position ignore it."""
         return replace(self, where=where) if self.answers_only else self
 
-    def keep(self, rows: torch.Tensor) -> "Edit":
+    def keep(self, rows: torch.Tensor) -> Edit:
         """Only these rows stay in the batch (a decoding loop's rows that have not ended)."""
         pick = lambda t: t[rows.to(t.device)] if t.shape[0] > 1 else t  # noqa: E731 (one row serves every row)
         where = pick(self.where) if isinstance(self.where, torch.Tensor) else self.where

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers import PretrainedConfig
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -88,9 +89,15 @@ def _grown(buffer: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
     return out
 
 
-def plain_dynamic(cache) -> bool:
+def plain_dynamic(cache: Cache | None) -> bool:
     """Only plain growing caches can be cut and stitched by hand (a sliding window drops old tokens)."""
     return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+
+def cut_by_hand(config: PretrainedConfig) -> bool:
+    """Whether this model's cache is made of plain growing layers (none with a sliding window), which can be cut,
+    stitched and padded in the middle by hand."""
+    return plain_dynamic(DynamicCache(config=config))
 
 
 def own_tokens_batch(parts: list[Prompted], extra: int) -> tuple[DynamicCache, torch.Tensor]:

@@ -16,12 +16,16 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import ModelLoadError
 from ..options import DEFAULTS
 from .build_lock import BUILD_LOCK
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PretrainedConfig
 
 MARGIN = 0.9  # use at most this share of the free memory
 GIB = 2**30
@@ -44,7 +48,7 @@ class ModelSize:
     heads: int
 
 
-def model_size(config) -> ModelSize:
+def model_size(config: PretrainedConfig) -> ModelSize:
     """Parameter counts and layer sizes of the model a config describes, without allocating weights.
 
     O(1) in the layer count: the model is built (on the meta device) with one and with two layers, and the
@@ -70,7 +74,7 @@ def model_size(config) -> ModelSize:
     )
 
 
-def _with_layers(config, layers: int, keep: int):
+def _with_layers(config: PretrainedConfig, layers: int, keep: int) -> PretrainedConfig:
     """A copy of the config with only `keep` layers; per-layer lists (layer_types...) cut to match."""
     config = copy.deepcopy(config)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -81,7 +85,7 @@ def _with_layers(config, layers: int, keep: int):
     return config
 
 
-def _count(config) -> tuple[int, int]:
+def _count(config: PretrainedConfig) -> tuple[int, int]:
     """(parameters, parameters in the decoder's linear layers) of the model the config builds, on the meta device."""
     from torch import nn
     from transformers import AutoModelForCausalLM
@@ -235,7 +239,7 @@ def free_bytes_for(model: torch.nn.Module) -> int:
     return free_gpu_bytes(sorted(gpus)) if gpus else free_ram_bytes()
 
 
-def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+def kv_bytes_per_token(config: PretrainedConfig, dtype_bytes: int) -> int:
     """Bytes of keys and values that one token keeps in a KV cache, over all layers (grouped-query attention:
     fewer key/value heads than query heads)."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -16,6 +16,10 @@ import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # transformers is imported lazily (start-up time); the type is for mypy only
+    from transformers import PreTrainedTokenizerBase
 
 MEMO_TOKENS = 2_000_000  # ids kept per tokenizer (8 bytes each): some thousands of few-shot prompts
 
@@ -27,7 +31,7 @@ class _Memo(OrderedDict):
     tokens = 0  # ids held, for the bound
 
 
-def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
     """The tokenizer's input ids of each text (as `tokenizer(texts, add_special_tokens=...)`), memoized."""
     key = (add_special_tokens, len(tokenizer) if hasattr(tokenizer, "__len__") else None)
     with _lock:
@@ -55,7 +59,12 @@ def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool) -> list
     return [found[t].tolist() for t in texts]
 
 
-def forget(tokenizer) -> None:
+def decoded(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    """The text of one sequence of ids (transformers types decode() str | list[str], the latter for batches)."""
+    return cast(str, tokenizer.decode(list(ids)))
+
+
+def forget(tokenizer: PreTrainedTokenizerBase) -> None:
     """Drop what the memo holds for this tokenizer (after changing how it tokenizes)."""
     with _lock:
         _memos.pop(tokenizer, None)

@@ -21,11 +21,12 @@ _NULLS = ("other relation", "capability vs unrelated")
 
 def fidelity_chart(result: FidelityResult) -> alt.LayerChart:
     """Mean IoU [95% CI] of each group of set pairs; grey ticks = hypergeometric chance; nulls hatched pale."""
-    rows = []
+    rows, order = [], []  # order: the groups' names, top to bottom
     for g in [*result.pairs, *result.splits]:
         if g.iou is None:
             continue
         lo, hi = g.ci or [g.iou, g.iou]
+        order.append(g.name)
         rows.append(
             {
                 "sets compared": g.name,
@@ -39,7 +40,6 @@ def fidelity_chart(result: FidelityResult) -> alt.LayerChart:
             }
         )
     df = pd.DataFrame(rows)
-    order = [r["sets compared"] for r in rows]
     y = alt.Y("sets compared:N", sort=order, title=None)
     bars = (
         alt.Chart(df)

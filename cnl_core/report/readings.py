@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..experiments.demo import DEMO, DemoResult
+from ..experiments.dose import DosePoint
 from ..experiments.eval_results import EvalResult
+from ..knowledge.fidelity import FidelityResult
 
 LOCALIZED_X_NULL = 3.0  # split IoU this many times the empirical null (or, without one, 100x chance): localized
 LOCALIZED_X_CHANCE = 100.0
@@ -64,7 +66,7 @@ def evaluation_readings(results: Sequence[EvalResult]) -> list[str]:
                 "the log-likelihood chart."
             )
             continue
-        if after is None or r.intervention is None:
+        if after is None or after.accuracy is None or r.intervention is None:
             lines.append(f"{where}: unmodified accuracy {_pct(base.accuracy)}.")
             continue
         mode, factor, count = r.intervention["mode"], r.intervention["factor"], r.intervention["n_neurons"]
@@ -108,7 +110,7 @@ def demo_reading(res: DemoResult) -> str:
     c = res.conditions
     base, zero, ctrl_zero, amp = (c[k].accuracy for k in ("baseline", "zeroed", "control_zeroed", "amplified"))
     lines = [iou_reading(res.split_iou, res.chance_iou) + "."]
-    if None not in (base, zero, ctrl_zero):
+    if base is not None and zero is not None and ctrl_zero is not None:
         drop, ctrl = base - zero, base - ctrl_zero
         lines.append(
             f"Zeroing: {base:.0%} -> {zero:.0%}, random neurons {base:.0%} -> {ctrl_zero:.0%}: "
@@ -128,7 +130,7 @@ def demo_reading(res: DemoResult) -> str:
     return "\n".join(f"- {x}" for x in lines)
 
 
-def knowledge_takeaway(fidelity) -> str:
+def knowledge_takeaway(fidelity: FidelityResult) -> str:
     """The knowledge study's one-line answer, with the scoring method it depends on (a FidelityResult)."""
     method = (fidelity.score.get("facts") or {}).get("method", "?")
     names = {g.name: g for g in [*fidelity.pairs, *fidelity.splits]}
@@ -155,7 +157,7 @@ def knowledge_takeaway(fidelity) -> str:
     )
 
 
-def dose_reading(points) -> str:
+def dose_reading(points: Sequence[DosePoint]) -> str:
     """What the dose-response says: where accuracy (or the gold log-likelihood) peaks, and whether it turns."""
     use_acc = all(p.accuracy is not None for p in points)
     value = (lambda p: p.accuracy) if use_acc else (lambda p: p.delta_gold_loglik)

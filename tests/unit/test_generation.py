@@ -8,7 +8,7 @@ answers are checked in tests/integration/test_shared_context.py.
 import pytest
 import torch
 
-from cnl_core.model import decoding, generation, context_attention
+from cnl_core.model import context_attention, decoding, generation
 from cnl_core.model.architectures import FFNAccess
 from cnl_core.model.generation import greedy_generate, prompts_context_length
 from cnl_core.model.hooks import Edit, Intervention

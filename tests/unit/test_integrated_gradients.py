@@ -44,7 +44,7 @@ def plain_loop(lm: LoadedModel, sample: Sample, cfg: ScoreConfig, prob: bool = F
         for alpha in ig.alphas(cfg.ig_steps, cfg.ig_rule).tolist():
             store = {}
 
-            def hook(_l, x, alpha=alpha):
+            def hook(_l, x, alpha=alpha, store=store):
                 store["x"], store["xs"] = x.detach(), (x * (1 + (alpha - 1) * mask)).requires_grad_(True)
                 return store["xs"]
 

@@ -96,7 +96,7 @@ def test_a_write_that_runs_out_of_disk_keeps_the_earlier_file(tmp_path):
 def test_a_converted_model_folder_is_on_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
     """The built-in model's conversion renames a whole folder into place; sync_tree flushes it first."""
     import cnl_core.output_files as out
-    from cnl_core.model import loading
+    from cnl_core.model import builtin_model
 
     (tmp_path / "sub").mkdir()
     for name in ("config.json", "model.safetensors", "sub/tokenizer.json"):
@@ -108,7 +108,7 @@ def test_a_converted_model_folder_is_on_disk_before_it_is_renamed_into_place(tmp
     assert sorted(synced) == sorted(
         [str(tmp_path / n) for n in ("config.json", "model.safetensors", "sub/tokenizer.json")] + [str(tmp_path)]
     )
-    assert loading.sync_tree is out.sync_tree  # the conversion uses it
+    assert builtin_model.sync_tree is out.sync_tree  # the conversion uses it
 
 
 # --- output paths are checked before the work ---------------------------------------------------------------

@@ -7,8 +7,9 @@ from transformers import AutoModelForCausalLM
 
 from cnl_core.locate.scorers import ScoreConfig, score_batch
 from cnl_core.model.architectures import FFNAccess
+from cnl_core.model.fingerprint import weight_fingerprint
 from cnl_core.model.hooks import Intervention, intervene
-from cnl_core.model.loading import LoadedModel, ModelSpec, weight_fingerprint
+from cnl_core.model.loading import LoadedModel, ModelSpec
 from cnl_core.model.neurons import NeuronSet
 
 from .test_architectures import tiny_model

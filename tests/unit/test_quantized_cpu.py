@@ -67,9 +67,9 @@ def test_scores_of_every_method_follow_the_float_model(models, quant):
 def test_locate_then_zero_and_amplify_change_the_evaluation(models, quant, score_cache):
     from cnl_core.evaluate.accuracy import EvalConfig
     from cnl_core.experiments.evaluate import run_evaluate
+    from cnl_core.experiments.locate import run_locate
     from cnl_core.locate.scorers import ScoreConfig
     from cnl_core.locate.select import LocateParams
-    from cnl_core.experiments.locate import run_locate
     from cnl_core.model.hooks import Intervention
 
     lm = models[quant]
