@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ModelLoadError, ParameterError
 from .options import DEFAULT_MODEL, JOBS
@@ -66,7 +66,7 @@ class Policy:
         allowed_models: tuple[str, ...] = (),
         allow_pickle: bool = False,
         harness_hub: bool = False,
-    ) -> "Policy":
+    ) -> Policy:
         """The policy of this process: flags (the dashboard's) first, then the environment.
 
         Shared mode is on on a Space (SPACE_ID), with --share and with a --host other than this machine,

@@ -65,9 +65,9 @@ def dashboard(cache_dir: Path, *flags: str):
             try:
                 urlopen(url, timeout=2)
                 break
-            except OSError:
+            except OSError as exc:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"dashboard did not start: {server_log()}")
+                    raise RuntimeError(f"dashboard did not start: {server_log()}") from exc
                 time.sleep(0.5)
         yield url
     finally:

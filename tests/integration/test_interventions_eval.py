@@ -10,8 +10,8 @@ from cnl_core.data.samples import get_dataset
 from cnl_core.evaluate.accuracy import EvalConfig, evaluate_samples
 from cnl_core.evaluate.controls import random_like
 from cnl_core.evaluate.finetune import _neuron_masks, finetuned
-from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.dose import run_dose_response
+from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.evaluate import eval_split, run_evaluate, run_matrix
 from cnl_core.experiments.finetune import run_finetune
 from cnl_core.model.hooks import Intervention, intervene
@@ -21,7 +21,7 @@ FAST = EvalConfig(num_fewshot=1, max_new_tokens=24, batch_size=4, bootstrap=200)
 
 
 def some_neurons(lm, per_layer=20, layers=(2, 5, 9, 20)):
-    return NeuronSet.from_pairs(lm.grid, [[l, i * 7] for l in layers for i in range(per_layer)])
+    return NeuronSet.from_pairs(lm.grid, [[layer, i * 7] for layer in layers for i in range(per_layer)])
 
 
 def test_intervention_changes_outputs_and_is_fully_undone(lm):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cnl_core.data.samples import get_dataset
-from cnl_core.evaluate import accuracy as evaluation
 from cnl_core.errors import ParameterError
+from cnl_core.evaluate import accuracy as evaluation
 from cnl_core.evaluate.accuracy import EvalConfig, fewshot_prefix
 from cnl_core.evaluate.answers import STOP_STRINGS
 from cnl_core.model import forward, generation
