@@ -18,7 +18,8 @@ import importlib
 import importlib.util
 import inspect
 import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from cnl_core.evaluate.harness import parse_tasks
 from cnl_core.experiments.dose import DEFAULT_FACTORS

@@ -1,12 +1,12 @@
 """How a dashboard handler gets its model work done: once for everyone, in its lane.
 
 `served` is for work whose result depends only on its inputs (the demo, an evaluation, dose-response, an
-inspector page): the result cache (cnl_core/experiments/result_cache.py) answers from disk at once, or lets the visitor wait
-for the same run another visitor started, or computes it in the job's lane (lanes.py) and stores it. `in_lane` is
-for work that is the visitor's own (a locate with its scores, a study over their located sets): it only waits its
-turn in the lane. Every key names the model by its weights' fingerprint and precision, each dataset by its
-content, and neurons by their ids, so visitors with the same model, data and settings share, and nobody is
-served another model's or another upload's numbers.
+inspector page): the result cache (cnl_core/experiments/result_cache.py) answers from disk at once, or lets the
+visitor wait for the same run another visitor started, or computes it in the job's lane (lanes.py) and stores it.
+`in_lane` is for work that is the visitor's own (a locate with its scores, a study over their located sets): it
+only waits its turn in the lane. Every key names the model by its weights' fingerprint and precision, each
+dataset by its content, and neurons by their ids, so visitors with the same model, data and settings share, and
+nobody is served another model's or another upload's numbers.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
+from cnl_core.experiments.result_cache import RESULTS, Served, data_identity, model_identity  # noqa: F401
 from cnl_core.model.loading import LoadedModel
 from cnl_core.model.neurons import NeuronSet
 from cnl_core.progress import Progress, report
-from cnl_core.experiments.result_cache import RESULTS, Served, data_identity, model_identity  # noqa: F401
 
 from .costs import Expected, duration
 from .lanes import LANES

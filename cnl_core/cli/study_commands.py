@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from .. import fields as F
 from ..experiments.decouple import run_decouple
 from ..experiments.demo import CONDITIONS, DEMO, run_demo
 from ..experiments.empirical_null import NULL_KINDS, empirical_null
 from ..experiments.format_control import FormatControlResult, run_format_control
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.specificity import run_specificity, split_by_sharing
-from .. import fields as F
 from ..options import DEFAULTS
 from . import arguments as A
 from .commands import command_model, format_ci, progress_bar, write_result
@@ -138,7 +138,9 @@ def _print_demo(res) -> None:
 
 def add_null_parser(sub) -> None:
     p = sub.add_parser("null", help="empirical null: IoU of sets located on unrelated data or on shuffled answers")
-    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    A.add_model(p)
+    A.add_splits(p)
+    A.add_thresholds(p)
     p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
     p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
     p.add_argument("--draws", type=F.REPEATS.arg, default=3, help="subsamples per side (at most 10)")

@@ -22,12 +22,13 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..data.samples import DatasetSpec, get_dataset
 from ..errors import Cancelled, CNLError, ResultFileError
@@ -175,27 +176,26 @@ class ResultCache:
         `compute` runs at most once at a time per key in this process. If the run a visitor waits for fails or is
         cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled).
         `on_wait(seconds waited)` is called while waiting for another's run (a dashboard says so on the page)."""
-        started, notes = time.monotonic(), []
+        started, notes = time.monotonic(), list[str]()
         key = result_key(kind, params)
+        running: Future = Future()  # this visitor's run, told to those who wait for it
         while True:
             stored = self.read(kind, params, result_type, notes)
             if stored is not None:
                 return Served(stored, "stored", time.monotonic() - started, notes, key)
             with self._lock:
-                running = self._running.get(key)
-                mine = running is None
-                if mine:
-                    running = self._running[key] = Future()
-            if mine:
-                break
-            while not running.done():
+                theirs = self._running.get(key)
+                if theirs is None:
+                    self._running[key] = running
+                    break
+            while not theirs.done():
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Cancelled while waiting for the same work another visitor started.")
                 if on_wait is not None:
                     on_wait(time.monotonic() - started)
-                futures.wait([running], timeout=WAIT_STEP_S)
-            if running.exception() is None:
-                return Served(running.result(), "shared", time.monotonic() - started, notes, key)
+                futures.wait([theirs], timeout=WAIT_STEP_S)
+            if theirs.exception() is None:
+                return Served(theirs.result(), "shared", time.monotonic() - started, notes, key)
             # theirs failed or its visitor cancelled it: this visitor runs it (the next pass finds no run)
         try:
             value = compute()

@@ -117,8 +117,9 @@ def demo_ui(scored, state, progress=gr.Progress()):
         )
     res = out.value
     text = (
-        f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
-        f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
+        f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\n"
+        "Red bars: the located neurons zeroed; green: amplified; pale red and pale green: as many random neurons "
+        "(none of them located) changed the same way. Intervals: 95% bootstrap. "
         f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}"
     )
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)
