@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from .. import fields as F
 from ..errors import ParameterError
-from ..evaluate.controls import random_like
-from ..evaluate.steer import check_prompt, steer
+from ..evaluate.steer import check_prompt, steer, steer_conditions
 from ..experiments.locate_result import LocateResult
 from ..inspect.neuron import inspect_neuron, parse_neuron
 from ..options import DEFAULTS, INTERVENTION_MODES
@@ -46,8 +44,7 @@ def cmd_steer(args) -> dict:
     lm = command_model(args, [located])
     neurons = on_model(located, lm)
     iv = A.intervention(args, neurons)
-    control = replace(iv, neurons=random_like(neurons, args.seed + 1000, neurons))
-    res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
+    res = steer(lm, args.prompt, steer_conditions(iv, args.seed), args.max_new_tokens)
     for name, answer in res.answers.items():
         print(f"--- {name}: {answer.text!r}")
     changes = res.to_json()["baseline_tokens_logprob_change"]

@@ -119,9 +119,9 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     short = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 8, False, None)
     long = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 0, False, None)  # 0: the dataset decides, assume long
     assert short < long
-    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < steer_panel.steer_ui.gpu_seconds(
-        "a", "zero", 2, "all", "hi", 512, None
-    )
+    assert steer_panel.steer_ui.gpu_seconds(
+        "a", "zero", 2, "all", "hi", 64, 0, None
+    ) < steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 512, 0, None)
     lm_eval = harness_panel.harness_ui.gpu_seconds
     assert lm_eval("a", "zero", 2, "all", "arc_easy", None, 8, 0, 2, 0, 8, False, None) < lm_eval(
         "a", "zero", 2, "all", "arc_easy,hellaswag", None, 8, 0, 2, 0, 8, False, None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
 
 from cnl_core import fields as F
 from cnl_core.errors import ParameterError
-from cnl_core.evaluate.controls import random_like
-from cnl_core.evaluate.steer import steer_stream, token_logprobs
+from cnl_core.evaluate.steer import steer_conditions, steer_stream, token_logprobs
 from cnl_core.model.hooks import Intervention
 
 from .. import costs, gpu
@@ -67,7 +65,7 @@ def build() -> SimpleNamespace:
 @gpu.on_gpu(gpu.steer_seconds)
 @shows_errors
 @one_job("Ask")
-def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progress=gr.Progress()):
+def steer_ui(located_on, mode, factor, positions, prompt, max_new, seed, state, progress=gr.Progress()):
     state = session(state)
     neurons = state.located_set(located_on).neurons
     if not F.STEER_PROMPT.check(prompt).strip():
@@ -78,11 +76,7 @@ def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progre
     tokens = len(lm.tokenizer(prompt)["input_ids"])
     if tokens > F.TOKEN_CEILING:
         raise ParameterError(f"prompt: {tokens:,} tokens is too long; the limit is {F.TOKEN_CEILING:,}.")
-    conditions = {
-        "baseline": None,
-        "intervened": iv,
-        "control": replace(iv, neurons=random_like(neurons, 1000, neurons)),
-    }
+    conditions = steer_conditions(iv, F.SEED.check(seed))  # the control the CLI draws with the same seed
     answers = {}
     with in_lane("steer", progress_reporter(progress), state.cancel, cost):
         for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
