@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 from ..data.samples import DatasetSpec, get_dataset
 from ..errors import Cancelled, CNLError, ResultFileError
 from ..model.loading import LoadedModel
+from ..model.neurons import NeuronSet
 from ..output_files import atomic_write
 from ..paths import REPO_ROOT, cache_root
 from ..serialize import from_fields, to_fields
@@ -74,6 +75,12 @@ def data_identity(dataset: DatasetSpec | str) -> dict:
     """A dataset in a key: its name and a hash of its content."""
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
     return {"dataset": spec.name, "content": spec.fingerprint()}
+
+
+def neurons_identity(neurons: NeuronSet) -> str:
+    """A neuron set in a key: a hash of its grid and its neurons' ids."""
+    text = json.dumps([neurons.grid.n_layers, neurons.grid.width, neurons.flat.tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def result_key(kind: str, params: dict) -> str:
