@@ -9,7 +9,10 @@ call. Here the job's kind is one `Kind`, and the decorator does, in this order:
 - errors (errors.py): a library error reaches the visitor as its sentence, a Cancel as a grey notice;
 - one job per visitor (visitors.py): a second job of the same visitor is refused, Cancel and a closed tab stop it;
 - the `Run` it hands the handler: progress and cancel as one object, with the kind, for the cost check
-  (`run.expected(...)`), the lane (`run.lane(cost)`) and the library (a `Run` is the library's `Job`).
+  (`run.expected(...)`), the lane (`run.lane(cost)`) and the library (a `Run` is the library's `Job`);
+- the outputs: Gradio fills the components wired in app.py from the returned tuple by position, so the handler
+  declares how many it returns (`outputs=`), a return of another length is a bug said at once (not a silently
+  shifted page), and tests/unit/test_jobs.py checks each declared count against app.py's wiring.
 
 The handler names a `run` parameter; Gradio sees `progress=gr.Progress()` in its place (the wrapper's
 signature), and wiring.py reads the same signature for the inputs.
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from cnl_core.experiments.requests import Job
+from cnl_core import Job
 
 from . import costs, gpu
 from .errors import progress_reporter, shows_errors
@@ -89,9 +92,18 @@ class Run(Job):
         return LANES.slot(self.kind, self.progress, self.cancel, cost)
 
 
-def job(kind: Kind, *, on_gpu: bool = True) -> Callable[[F], F]:
-    """Decorator for a model handler with parameters `state` and `run` (see the module's docstring); `on_gpu`
-    off: the handler never runs on ZeroGPU hardware (its work is the model's load or the result cache's)."""
+def checked(name: str, value: Any, outputs: int) -> Any:
+    """A handler's return, refused (TypeError) where it is not `outputs` values (one output: any single value)."""
+    if outputs > 1 and not (isinstance(value, tuple) and len(value) == outputs):
+        given = len(value) if isinstance(value, tuple) else 1
+        raise TypeError(f"{name} returned {given} value(s) for its {outputs} outputs")
+    return value
+
+
+def job(kind: Kind, *, outputs: int, on_gpu: bool = True) -> Callable[[F], F]:
+    """Decorator for a model handler with parameters `state` and `run` that returns (or yields) `outputs` values
+    (see the module's docstring); `on_gpu` off: the handler never runs on ZeroGPU hardware (its work is the
+    model's load or the result cache's)."""
 
     def wrap(fn: F) -> F:
         signature = inspect.signature(fn)
@@ -111,19 +123,20 @@ def job(kind: Kind, *, on_gpu: bool = True) -> Callable[[F], F]:
 
             def streaming(*args: Any, **kwargs: Any) -> Iterator:
                 arguments, run = started(args, kwargs)
-                yield from fn(**arguments, run=run)
+                for value in fn(**arguments, run=run):
+                    yield checked(fn.__name__, value, outputs)
 
             adapter: Callable = streaming
         else:
 
             def adapter(*args: Any, **kwargs: Any) -> Any:
                 arguments, run = started(args, kwargs)
-                return fn(**arguments, run=run)
+                return checked(fn.__name__, fn(**arguments, run=run), outputs)
 
         functools.update_wrapper(adapter, fn)
         adapter.__signature__ = outer  # type: ignore[attr-defined]  # Gradio, wiring.py and one_job read it
         handler = shows_errors(one_job(TITLES[kind])(adapter))
-        handler.kind = kind
+        handler.kind, handler.outputs = kind, outputs
         return gpu.on_gpu(gpu.estimate(kind))(handler) if on_gpu else handler
 
     return wrap

@@ -114,7 +114,7 @@ def baselines_work(state) -> float:
 costs.WORK["baselines"] = baselines_work
 
 
-@job(Kind.BASELINES, on_gpu=False)
+@job(Kind.BASELINES, outputs=2, on_gpu=False)
 def measure_ui(datasets, state, run) -> tuple:
     """Measure and store every missing baseline, cheapest first; a cancel keeps the ones finished (each is stored)."""
     state = session(state)

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DemoRequest
 from cnl_core.experiments.demo import DEMO
-from cnl_core.experiments.requests_studies import DemoRequest
 from cnl_core.report import charts
 from cnl_core.report.readings import demo_reading
 
@@ -68,7 +68,7 @@ def warm_demo() -> None:
     served(demo_request(SCORED[0]), MODELS.get(ModelSpec()), Run(kind=Kind.DEMO))
 
 
-@job(Kind.DEMO)
+@job(Kind.DEMO, outputs=3)
 def demo_ui(scored, state, run):
     """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
     press meanwhile gets that run, every press after gets the stored result at once."""

@@ -122,7 +122,7 @@ def include_folder(include: str | None, state) -> tuple[str | None, bool]:
     return text or None, policy.shared
 
 
-@job(Kind.LM_EVAL)
+@job(Kind.LM_EVAL, outputs=1)
 def harness_ui(
     located_on,
     mode,

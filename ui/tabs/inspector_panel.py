@@ -10,12 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cnl_core import DEFAULTS, InspectRequest, ParameterError
 from cnl_core import fields as F
 from cnl_core.data.uploads import resolve_dataset
-from cnl_core.errors import ParameterError
-from cnl_core.experiments.requests_studies import InspectRequest
 from cnl_core.inspect.neuron import neuron_ranks, parse_neuron
-from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
 from ..jobs import Kind, job
@@ -143,7 +141,7 @@ def pick_from_table(table, evt: gr.SelectData):
     return f"{int(table.iloc[row]['layer'])}:{int(table.iloc[row]['index'])}"
 
 
-@job(Kind.INSPECT)
+@job(Kind.INSPECT, outputs=5)
 def inspect_ui(neuron, datasets, n, state, run):
     state = session(state)
     layer, index = parse_neuron(neuron)

@@ -7,12 +7,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, DoseRequest, EvalConfig, EvaluateRequest, Intervention, MatrixRequest, ParameterError
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
-from cnl_core.evaluate.accuracy import EvalConfig
-from cnl_core.experiments.requests import DoseRequest, EvaluateRequest, MatrixRequest
-from cnl_core.model.hooks import Intervention
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
+from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
 from cnl_core.report.readings import dose_reading, evaluation_readings
 
@@ -124,7 +121,7 @@ def eval_numbers(n, seed) -> tuple[int, int]:
     return F.EVAL_N.check(n), F.SEED.check(seed)
 
 
-@job(Kind.INTERVENE)
+@job(Kind.INTERVENE, outputs=6)
 def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, overlap, state, run):
     state = session(state)
     located = state.located_set(located_on)
@@ -202,7 +199,7 @@ def evaluation_outputs(state: Session) -> tuple:
     return acc, ll, exports.readable_evaluation_table(state.history), exports.examples_table(last)
 
 
-@job(Kind.DOSE)
+@job(Kind.DOSE, outputs=2)
 def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, run):
     state = session(state)
     if located_on not in state.located or not targets:
@@ -217,7 +214,7 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, ru
     return charts.dose_chart(out.value, target, request.positions), dose_reading(out.value)
 
 
-@job(Kind.MATRIX)
+@job(Kind.MATRIX, outputs=2)
 def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metric, state, run):
     state = session(state)
     if not state.located or not targets:

@@ -92,7 +92,7 @@ def _facts(relations, upload):
     return builtin_facts(CLASSROOM_SHOTS, tuple(relations))
 
 
-@job(Kind.KNOWLEDGE)
+@job(Kind.KNOWLEDGE, outputs=4)
 def knowledge_ui(relations, upload, per_relation, parts, tau, state, run):
     state = session(state)
     if not parts:

@@ -6,13 +6,12 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, LocateParams, ParameterError, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
 from cnl_core.experiments.demo import DEMO
 from cnl_core.experiments.locate import run_locate, threshold_sweep
-from cnl_core.locate.scorers import ScoreConfig, scorer_names
-from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, IG_METHODS, IG_RULES, RULES, SIGNS
+from cnl_core.locate.scorers import scorer_names
+from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line
 
@@ -111,7 +110,7 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
-@job(Kind.LOCATE)
+@job(Kind.LOCATE, outputs=2)
 def locate_ui(
     datasets,
     n,

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import ScoreConfig
 from cnl_core import fields as F
 from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
-from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.report.readings import iou_reading
 
 from ..jobs import Kind, job
@@ -46,7 +46,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     )
 
 
-@job(Kind.NULL)
+@job(Kind.NULL, outputs=1)
 def null_ui(label, kind, other, draws, state, run):
     state = session(state)
     res = state.located_set(label)

@@ -6,12 +6,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, Intervention, ParameterError, SteerRequest
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
 from cnl_core.evaluate.steer import token_logprobs
-from cnl_core.experiments.requests import SteerRequest
-from cnl_core.model.hooks import Intervention
-from cnl_core.options import DEFAULTS
 
 from ..jobs import Kind, job
 from ..session import session
@@ -61,7 +58,7 @@ def build() -> SimpleNamespace:
     )
 
 
-@job(Kind.STEER)
+@job(Kind.STEER, outputs=5)
 def steer_ui(located_on, mode, factor, positions, prompt, max_new, seed, state, run):
     state = session(state)
     neurons = state.located_set(located_on).neurons

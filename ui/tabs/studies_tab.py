@@ -7,15 +7,11 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from cnl_core import DEFAULTS, DecoupleRequest, EvalConfig, LocateParams, ParameterError, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
-from cnl_core.evaluate.accuracy import EvalConfig
 from cnl_core.experiments.decouple import DEFAULT_FRACTIONS
-from cnl_core.experiments.requests_studies import DecoupleRequest
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
-from cnl_core.locate.scorers import ScoreConfig
-from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS
+from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
 from ..errors import shows_errors
@@ -103,7 +99,7 @@ def _fractions(text: str) -> list[float]:
     return values
 
 
-@job(Kind.DECOUPLE)
+@job(Kind.DECOUPLE, outputs=2)
 def decouple_ui(
     dataset,
     other,
@@ -164,7 +160,7 @@ def sharing_ui(state):
     return charts.sharing_bars(split_by_sharing(located).counts)
 
 
-@job(Kind.SPECIFICITY)
+@job(Kind.SPECIFICITY, outputs=2)
 def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, run):
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
