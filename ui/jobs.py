@@ -136,7 +136,8 @@ def job(kind: Kind, *, outputs: int, on_gpu: bool = True) -> Callable[[F], F]:
         functools.update_wrapper(adapter, fn)
         adapter.__signature__ = outer  # type: ignore[attr-defined]  # Gradio, wiring.py and one_job read it
         handler = shows_errors(one_job(TITLES[kind])(adapter))
-        handler.kind, handler.outputs = kind, outputs
-        return gpu.on_gpu(gpu.estimate(kind))(handler) if on_gpu else handler
+        out = gpu.on_gpu(gpu.estimate(kind))(handler) if on_gpu else handler
+        out.kind, out.outputs = kind, outputs  # read by tests/unit/test_jobs.py against app.py's wiring
+        return out
 
     return wrap
