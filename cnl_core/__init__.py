@@ -7,7 +7,8 @@ The data flows one way, and the folders follow it:
     locate/       per-sample scores (registered scorers, on-disk cache) -> located neuron sets
     compare/      overlap, IoU and chance levels of located sets
     evaluate/     accuracy and log-likelihood under interventions; controls; fine-tuning
-    experiments/  the pipelines a user runs, each returning a typed result (JSON in and out)
+    experiments/  the pipelines a user runs, each returning a typed result (JSON in and out), and one typed
+                  request per experiment (requests.py): its inputs, its result-cache key, its run
     report/       charts and downloadable tables from those results
     cli/          `python -m cnl_core ...`
 
@@ -15,42 +16,59 @@ Each folder imports only from those above it. The dashboard (dashboard.py, ui/) 
 the same calls as this public API.
 """
 
-from .errors import CNLError
+from .errors import Cancelled, CNLError, ParameterError
 from .evaluate.accuracy import EvalConfig
+from .evaluate.controls import control_seed
 from .evaluate.harness import HarnessSettings
+from .evaluate.steer import steer_conditions
 from .experiments.eval_results import EvalResult, FinetuneResult, MatrixResult
 from .experiments.evaluate import run_evaluate, run_matrix
 from .experiments.finetune import run_finetune
 from .experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from .experiments.locate import LocateRun, run_locate
 from .experiments.locate_result import LocateResult
+from .experiments.requests import DoseRequest, EvaluateRequest, Job, MatrixRequest, Request, SteerRequest
+from .experiments.requests_studies import DecoupleRequest, DemoRequest, InspectRequest
 from .locate.scorers import ScoreConfig, register_scorer
 from .locate.select import LocateParams
 from .model.hooks import Intervention, intervene
-from .model.loading import ModelSpec, load_model
+from .model.loading import LoadedModel, ModelSpec, load_model
 from .model.model_cache import MODELS
 from .model.neurons import NeuronGrid, NeuronSet
 from .options import DEFAULT_MODEL, DEFAULTS
 
 __all__ = [
     "CNLError",
+    "Cancelled",
     "DEFAULTS",
     "DEFAULT_MODEL",
+    "DecoupleRequest",
+    "DemoRequest",
+    "DoseRequest",
     "EvalConfig",
+    "EvaluateRequest",
     "EvalResult",
     "FinetuneResult",
     "HarnessEvalResult",
     "HarnessSettings",
+    "InspectRequest",
     "Intervention",
+    "Job",
+    "LoadedModel",
     "LocateParams",
     "LocateResult",
     "LocateRun",
     "MODELS",
+    "MatrixRequest",
     "MatrixResult",
     "ModelSpec",
     "NeuronGrid",
     "NeuronSet",
+    "ParameterError",
+    "Request",
     "ScoreConfig",
+    "SteerRequest",
+    "control_seed",
     "intervene",
     "load_model",
     "register_scorer",
@@ -59,4 +77,5 @@ __all__ = [
     "run_locate",
     "run_harness_eval",
     "run_matrix",
+    "steer_conditions",
 ]

@@ -93,8 +93,9 @@ class NumberField:
             raise ParameterError(f"{self.label}: in the library, leave it None (not {number:g}) for the default.")
         return number
 
-    def arg(self, text: str) -> int | float:
-        """argparse `type=`: a refused value becomes argparse's "argument --flag: ..." message."""
+    def arg(self, text: str) -> int | float | None:
+        """argparse `type=`: a refused value becomes argparse's "argument --flag: ..." message; the 'unset' value
+        (where the field has one) reads as None, the library's "default"."""
         problem = self.problem(text)
         if problem:
             raise argparse.ArgumentTypeError(problem)

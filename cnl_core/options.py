@@ -51,6 +51,7 @@ class RunDefaults:
     eval_n: int = 10  # evaluation samples per tested dataset
     control_draws: int = 2
     amplify_factor: float = 2.0
+    steer_tokens: int = 24  # new tokens of each steering answer (the CLI's --max-new-tokens, the dashboard's box)
     sweep_taus: tuple[float, ...] = (0.05, 0.1, 0.2)
     sweep_ps: tuple[float, ...] = (0.3, 0.5, 0.7)
     finetune_steps: int = 20

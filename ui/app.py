@@ -10,8 +10,6 @@ from cnl_core.data.samples import list_datasets
 
 from . import costs, session_store
 from .session import Session, session
-from .visitors import cancel_named, start_session, state_deleted, tab_closed
-from .wiring import inputs, parameters
 from .tabs import (
     baseline_panel,
     compare_tab,
@@ -28,6 +26,8 @@ from .tabs import (
     steer_panel,
     studies_tab,
 )
+from .visitors import cancel_named, start_session, state_deleted, tab_closed
+from .wiring import inputs, parameters
 
 # Every model job's handler runs in this group, up to JOBS_AT_ONCE at a time: a stored result is served at once
 # (result_cache.py), and work that must be computed waits for its turn in lanes.py's short- or long-job line,

@@ -21,6 +21,7 @@ from functools import lru_cache
 from cnl_core import shared_mode
 from cnl_core.data.samples import GENERATE_NUMBER, get_dataset
 from cnl_core.errors import ParameterError
+from cnl_core.evaluate.harness import parse_tasks
 from cnl_core.experiments.demo import DEMO
 from cnl_core.experiments.dose import DEFAULT_FACTORS
 from cnl_core.options import JOBS
@@ -155,6 +156,14 @@ def null_work(draws) -> float:
     return 20.0 + 30.0 * int(draws)
 
 
+HARNESS_SAMPLE_S = 0.5  # one lm-eval sample: its task's size and kind are unknown until the harness builds it
+
+
+def harness_work(tasks, n, draws) -> float:
+    """Every task at n samples (its limit), unmodified, intervened and under each control."""
+    return START_S + len(parse_tasks(tasks)) * int(n) * (2 + int(draws)) * HARNESS_SAMPLE_S
+
+
 WORK = {
     "locate": locate_work,
     "demo": demo_work,
@@ -167,6 +176,7 @@ WORK = {
     "specificity": specificity_work,
     "knowledge": knowledge_work,
     "null": null_work,
+    "lm-eval": harness_work,
 }
 
 

@@ -16,9 +16,9 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import gradio as gr
 

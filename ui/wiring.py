@@ -11,8 +11,8 @@ out.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Callable
 
 import gradio as gr
 

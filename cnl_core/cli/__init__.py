@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -31,8 +31,8 @@ SPREAD_COMMANDS = ("locate", "sweep", "evaluate", "matrix")  # the commands torc
 
 
 def cmd_cache(args) -> dict:
-    from ..locate.score_store import clear_cache, list_cache
     from ..experiments.result_cache import RESULTS
+    from ..locate.score_store import clear_cache, list_cache
 
     if args.action == "clear":
         if args.key is not None and RESULTS.remove(args.key):
@@ -42,14 +42,13 @@ def cmd_cache(args) -> dict:
         if args.key is not None:
             print(f"removed {n} score cache folder(s)")
             return {"removed": n}
-        results = RESULTS.clear()
-        print(f"removed {n} score cache folder(s) and {results} stored result(s)")
-        return {"removed": n, "results_removed": results}
+        removed = RESULTS.clear()
+        print(f"removed {n} score cache folder(s) and {removed} stored result(s)")
+        return {"removed": n, "results_removed": removed}
     entries = list_cache()
     for e in entries:
-        print(
-            f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {e['bytes'] / 2**20:.1f} MiB"
-        )
+        size = f"{e['bytes'] / 2**20:.1f} MiB"
+        print(f"{e['key']}  {e['model']}  {e['dataset']}  {e['method']}  {e['samples']} samples  {size}")
     print(f"{len(entries)} score entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
     results = RESULTS.entries()
     for r in results:
@@ -80,13 +79,16 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("locate", help="locate the neurons of a dataset and compare splits")
-    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    A.add_model(p)
+    A.add_splits(p)
+    A.add_thresholds(p)
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--out")
     p.set_defaults(func=cmd_locate)
 
     p = sub.add_parser("sweep", help="split agreement for a grid of thresholds (from cached scores)")
-    A.add_model(p), A.add_splits(p)
+    A.add_model(p)
+    A.add_splits(p)
     p.add_argument("--taus", type=F.TAU.arg, nargs="+", default=list(DEFAULTS.sweep_taus))
     p.add_argument("--ps", type=F.P.arg, nargs="+", default=list(DEFAULTS.sweep_ps))
     p.add_argument("--out")
@@ -98,7 +100,10 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="accuracy before/after an intervention, with a random control")
-    A.add_model(p), A.add_evaluation(p), A.add_positions(p), A.add_dataset_file(p)
+    A.add_model(p)
+    A.add_evaluation(p)
+    A.add_positions(p)
+    A.add_dataset_file(p)
     p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
     p.add_argument("--neurons", help="locate result JSON")
     p.add_argument("--control-draws", type=F.CONTROL_DRAWS.arg, default=DEFAULTS.control_draws)
@@ -111,7 +116,10 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("matrix", help="cross-dataset matrix: neurons of each file x datasets tested")
-    A.add_model(p), A.add_evaluation(p), A.add_positions(p), A.add_dataset_file(p)
+    A.add_model(p)
+    A.add_evaluation(p)
+    A.add_positions(p)
+    A.add_dataset_file(p)
     p.add_argument("--neurons", nargs="+", required=True)
     p.add_argument("--targets", nargs="+", required=True, help="dataset names or CSV/JSONL files")
     p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="what each cell's change is of")
@@ -119,7 +127,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("finetune", help="fine-tune only the located neurons vs random neurons")
-    A.add_model(p), A.add_evaluation(p), A.add_dataset_file(p)
+    A.add_model(p)
+    A.add_evaluation(p)
+    A.add_dataset_file(p)
     p.add_argument("--dataset", default=DEFAULTS.dataset, help="dataset name or a CSV/JSONL file")
     p.add_argument("--neurons", required=True)
     p.add_argument("--steps", type=F.FT_STEPS.arg, default=DEFAULTS.finetune_steps)
@@ -148,7 +158,9 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p = sub.add_parser(
         "decouple", help="the paper's decoupling curve: IoU as the shared part of two subsamples shrinks"
     )
-    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    A.add_model(p)
+    A.add_splits(p)
+    A.add_thresholds(p)
     p.add_argument("--other", required=True, help="the dataset B's replaceable part comes from in the 'other' curve")
     p.add_argument("--fractions", type=F.FRACTION.arg, nargs="+", default=list(DEFAULT_FRACTIONS))
     p.add_argument("--repeats", type=F.REPEATS.arg, default=1)
@@ -156,7 +168,8 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.set_defaults(func=cmd_decouple)
 
     p = sub.add_parser("specificity", help="neurons shared by all located sets vs specific to one; specificity index")
-    A.add_model(p), A.add_evaluation(p)
+    A.add_model(p)
+    A.add_evaluation(p)
     p.add_argument("files", nargs="+", help="locate result JSON files, one per dataset")
     p.add_argument("--metric", default=METRICS[0], choices=METRICS, help="what an effect is measured on")
     p.add_argument("--no-eval", action="store_true", help="only split the sets (no model, no interventions)")

@@ -17,11 +17,11 @@ from tqdm import tqdm
 from ..compare.overlap import comparison_matrix
 from ..errors import ParameterError
 from ..experiments.eval_results import EvalResult
-from ..experiments.evaluate import run_evaluate, run_matrix
 from ..experiments.finetune import run_finetune
 from ..experiments.json_io import parse_result, read_json, write_json
 from ..experiments.locate import run_locate, threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
+from ..experiments.requests import EvaluateRequest, Job, MatrixRequest
 from ..inspect.neuron import check_neuron
 from ..model.config_grid import config_grid
 from ..model.loading import LoadedModel, memory_plan
@@ -187,21 +187,19 @@ def cmd_evaluate(args) -> dict:
     iv = None
     if located is not None:
         iv = A.intervention(args, on_model(located, lm))
+    request = EvaluateRequest(
+        spec.name,
+        iv,
+        args.n,
+        args.seed,
+        args.control_draws,
+        args.control_may_overlap,
+        tuple([] if args.allow_overlap or located is None else located.located_sample_ids()),
+        cfg,
+    )
     bar, update = progress_bar("evaluate", args)
     with bar:
-        res = run_evaluate(
-            lm,
-            spec.name,
-            args.n,
-            args.seed,
-            iv,
-            control_draws=args.control_draws,
-            control_may_overlap=args.control_may_overlap,
-            located_ids=[] if args.allow_overlap or located is None else located.located_sample_ids(),
-            cfg=cfg,
-            progress=update,
-            launch=args.launch,
-        )
+        res = request.run(lm, Job(update), launch=args.launch)
     if _helper(args):
         return {}
     print(f"{res.dataset} (n={res.n}): accuracy / gold log-likelihood per token")
@@ -235,19 +233,10 @@ def cmd_matrix(args) -> dict:
         )
         for f, r in files
     }
+    request = MatrixRequest(rows, tuple(targets), args.n, args.seed, with_controls=not args.no_controls, eval=cfg)
     bar, update = progress_bar("matrix", args)
     with bar:
-        res = run_matrix(
-            lm,
-            rows,
-            targets,
-            args.n,
-            args.seed,
-            with_controls=not args.no_controls,
-            cfg=cfg,
-            progress=update,
-            launch=args.launch,
-        )
+        res = request.run(lm, Job(update), launch=args.launch)
     if _helper(args):
         return {}
     metric = f"delta_{args.metric}"

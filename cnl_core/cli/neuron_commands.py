@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from .. import fields as F
 from ..errors import ParameterError
-from ..evaluate.controls import random_like
-from ..evaluate.steer import check_prompt, steer
+from ..evaluate.steer import check_prompt
 from ..experiments.locate_result import LocateResult
-from ..inspect.neuron import inspect_neuron, parse_neuron
+from ..experiments.requests import SteerRequest
+from ..experiments.requests_studies import TOP_EXAMPLES, InspectRequest
+from ..inspect.neuron import neuron_ranks, parse_neuron
 from ..options import DEFAULTS, INTERVENTION_MODES
 from . import arguments as A
 from .commands import command_model, on_model, write_result
@@ -22,7 +22,8 @@ def cmd_inspect(args) -> dict:
     located = [LocateResult.read(f) for f in args.neurons or []]
     lm = command_model(args, located, (layer, index))
     sets = {f"{r.model}:{r.dataset}": (on_model(r, lm), [(t.layer, t.index) for t in r.top_neurons]) for r in located}
-    rep = inspect_neuron(lm, layer, index, datasets, args.n, args.seed, args.top, sets)
+    rep = InspectRequest(layer, index, tuple(datasets), args.n, args.seed, args.top).run(lm)
+    rep.ranks = neuron_ranks(sets, layer, index)
     print(f"neuron {layer}:{index} of {rep.model}")
     print("  promotes: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_top[:10]))
     print("  suppresses: " + ", ".join(f"{t.token!r} {t.logit:+.2f}" for t in rep.vocab_bottom[:10]))
@@ -46,8 +47,7 @@ def cmd_steer(args) -> dict:
     lm = command_model(args, [located])
     neurons = on_model(located, lm)
     iv = A.intervention(args, neurons)
-    control = replace(iv, neurons=random_like(neurons, args.seed + 1000, neurons))
-    res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
+    res = SteerRequest(args.prompt, iv, args.max_new_tokens, args.seed).run(lm)
     for name, answer in res.answers.items():
         print(f"--- {name}: {answer.text!r}")
     changes = res.to_json()["baseline_tokens_logprob_change"]
@@ -77,7 +77,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", action="append", help="a dataset name or CSV/JSONL file (repeat for several)")
     p.add_argument("--n", type=F.INSPECT_N.arg, default=DEFAULTS.n, help="samples per dataset")
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
-    p.add_argument("--top", type=F.TOP_EXAMPLES.arg, default=5, help="top activating samples to keep")
+    p.add_argument("--top", type=F.TOP_EXAMPLES.arg, default=TOP_EXAMPLES, help="top activating samples to keep")
     p.add_argument("--neurons", nargs="*", help="locate results: the neuron's rank in each")
     p.add_argument("--out")
     p.set_defaults(func=cmd_inspect)
@@ -89,7 +89,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--intervention", default=INTERVENTION_MODES[0], choices=INTERVENTION_MODES)
     p.add_argument("--factor", type=F.FACTOR.arg, default=DEFAULTS.amplify_factor)
     A.add_positions(p)
-    p.add_argument("--max-new-tokens", type=F.STEER_TOKENS.arg, default=24)
+    p.add_argument("--max-new-tokens", type=F.STEER_TOKENS.arg, default=DEFAULTS.steer_tokens)
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed, help="the random control's draw")
     p.add_argument("--out")
     p.set_defaults(func=cmd_steer)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from ..experiments.decouple import run_decouple
-from ..experiments.demo import CONDITIONS, DEMO, run_demo
-from ..experiments.empirical_null import NULL_KINDS, empirical_null
-from ..experiments.format_control import FormatControlResult, run_format_control
-from ..experiments.locate_result import UNNAMED, LocateResult
-from ..experiments.specificity import run_specificity, split_by_sharing
 from .. import fields as F
+from ..experiments.demo import CONDITIONS
+from ..experiments.empirical_null import NULL_KINDS, empirical_null
+from ..experiments.format_control import FormatControlResult
+from ..experiments.locate_result import UNNAMED, LocateResult
+from ..experiments.requests import Job
+from ..experiments.requests_studies import DecoupleRequest, DemoRequest
+from ..experiments.specificity import run_specificity, split_by_sharing
 from ..options import DEFAULTS
 from . import arguments as A
 from .commands import command_model, format_ci, progress_bar, write_result
@@ -22,21 +22,12 @@ def cmd_decouple(args) -> dict:
     spec = A.dataset(args, need=2 * args.n)
     other = A.dataset(args, args.other, need=args.n)
     lm = command_model(args)
+    request = DecoupleRequest(
+        spec.name, other.name, args.n, tuple(args.fractions), args.repeats, args.seed, score_cfg, params
+    )
     bar, update = progress_bar("decouple")
     with bar:
-        res = run_decouple(
-            lm,
-            spec.name,
-            other.name,
-            args.n,
-            args.fractions,
-            args.repeats,
-            args.seed,
-            score_cfg,
-            params,
-            batch_size=args.batch_size,
-            progress=update,
-        )
+        res = request.run(lm, Job(update))
     print(f"{res.dataset} vs {res.other}, n = {res.n}, {res.repeats} repeat(s): IoU of the two subsamples' sets")
     print("| shared fraction | replaceable from | IoU (mean) | IoU range | chance IoU |\n|---|---|---|---|---|")
     for p in res.mean_curve():
@@ -102,17 +93,11 @@ def cmd_specificity(args) -> dict:
 
 
 def cmd_demo(args) -> dict:
-    preset = replace(DEMO, seed=args.seed)
-    if args.answer == "content":
-        preset = replace(preset, dataset=preset.dataset + "_content")
+    request = DemoRequest(args.answer, args.seed)
     lm = command_model(args)
     bar, update = progress_bar("demo")
     with bar:
-        res = (
-            run_format_control(lm, preset, progress=update)
-            if args.answer == "both"
-            else run_demo(lm, preset, progress=update)
-        )
+        res = request.run(lm, Job(update))
     if isinstance(res, FormatControlResult):
         _print_demo(res.with_format)
         _print_demo(res.content_only)
@@ -138,7 +123,9 @@ def _print_demo(res) -> None:
 
 def add_null_parser(sub) -> None:
     p = sub.add_parser("null", help="empirical null: IoU of sets located on unrelated data or on shuffled answers")
-    A.add_model(p), A.add_splits(p), A.add_thresholds(p)
+    A.add_model(p)
+    A.add_splits(p)
+    A.add_thresholds(p)
     p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
     p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
     p.add_argument("--draws", type=F.REPEATS.arg, default=3, help="subsamples per side (at most 10)")

@@ -3,14 +3,33 @@
 A control has the located set's count in every layer. By default it avoids the located neurons
 themselves (with 8 located neurons, 1.4% of unrestricted draws hit one; more with large sets), so the
 control measures "as many other neurons", not a diluted copy of the intervention.
+
+Every control's seed comes from `control_seed` (why: the CLI drew steering's control from `seed + 1000` and the
+dashboard from `1000`, and "+1000" was written out in five modules, "+3000" in the matrix; one function keeps the
+same run drawing the same control wherever it is started). The offsets are the ones every stored result was
+drawn with, so earlier results stay reproducible.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Literal
+
 import numpy as np
 
 from ..errors import ParameterError
+from ..model.hooks import Intervention
 from ..model.neurons import NeuronSet
+
+# What a control is drawn for: the d-th control of an evaluation (the demo, a harness run and steering too), or
+# the control row beside the matrix's k-th located set (kept apart from an evaluation's draws with the same seed).
+Purpose = Literal["control", "matrix_row"]
+_OFFSETS: dict[str, int] = {"control": 1000, "matrix_row": 3000}
+
+
+def control_seed(seed: int, draw: int = 0, purpose: Purpose = "control") -> int:
+    """The seed of a run's `draw`-th random control (draw k of the matrix: its k-th located set's row)."""
+    return seed + _OFFSETS[purpose] + draw
 
 
 def random_like(neurons: NeuronSet, seed: int, exclude: NeuronSet | None = None) -> NeuronSet:
@@ -30,3 +49,12 @@ def random_like(neurons: NeuronSet, seed: int, exclude: NeuronSet | None = None)
             )
         flat.append(layer * width + rng.choice(pool, size=count, replace=False))
     return NeuronSet.from_flat(neurons.grid, np.concatenate(flat) if flat else [])
+
+
+def controlled(
+    iv: Intervention, seed: int, draw: int = 0, purpose: Purpose = "control", may_overlap: bool = False
+) -> Intervention:
+    """The same intervention on a random control set: as many neurons per layer, drawn with `control_seed`, none
+    of the intervened ones unless `may_overlap`."""
+    avoid = None if may_overlap else iv.neurons
+    return replace(iv, neurons=random_like(iv.neurons, control_seed(seed, draw, purpose), avoid))

@@ -1,10 +1,11 @@
 """Ask the model with neurons on and off: one prompt answered by the unmodified model, with the located set
 zeroed or amplified, and with a same-size random control; every token's log-probability under each.
 
-`steer_stream` yields the three answers as they grow, token by token (what the dashboard shows live);
-`steer` returns the finished comparison. Each token is a full pass over the prompt and the answer so far, so
-an intervention at the answer positions changes every position that predicts an answer token (the prompt's
-last and each answer token's), as the evaluation's cached decoding does, not only the last one.
+`steer_conditions` builds the three conditions (the CLI and the dashboard both call it, so one seed draws one
+control everywhere); `steer_stream` yields the three answers as they grow, token by token (what the dashboard
+shows live); `steer` returns the finished comparison. Each token is a full pass over the prompt and the answer so
+far, so an intervention at the answer positions changes every position that predicts an answer token (the
+prompt's last and each answer token's), as the evaluation's cached decoding does, not only the last one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..errors import ParameterError
 from ..model.hooks import Edit, Intervention, edited
 from ..model.loading import LoadedModel
 from ..progress import check_cancel
+from .controls import controlled
 
 CONDITIONS = ("baseline", "intervened", "control")
 
@@ -57,6 +59,12 @@ class SteerResult:
             else {}
         )
         return out
+
+
+def steer_conditions(iv: Intervention, seed: int) -> dict[str, Intervention | None]:
+    """The three conditions of a steering comparison: the unmodified model, `iv`, and `iv` on a random control of
+    as many neurons per layer (none of the located ones), drawn as an evaluation's first control with `seed`."""
+    return {"baseline": None, "intervened": iv, "control": controlled(iv, seed)}
 
 
 def check_prompt(prompt: object) -> str:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
-from ..evaluate.controls import random_like
+from ..evaluate.controls import control_seed, random_like
 from ..evaluate.stats import Summary, compared, control_summary, summarize
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams
@@ -116,7 +116,7 @@ def run_demo(
     zero = Intervention(located.neurons, "zero")
     amplify = Intervention(located.neurons, "amplify", preset.factor)
     controls = [
-        random_like(located.neurons, preset.seed + 1000 + d, located.neurons) for d in range(preset.control_draws)
+        random_like(located.neurons, control_seed(preset.seed, d), located.neurons) for d in range(preset.control_draws)
     ]
     plan = [("baseline", None), ("zeroed", zero), ("amplified", amplify)]
     plan += [(f"control_zeroed_{d}", replace(zero, neurons=c)) for d, c in enumerate(controls)]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
 from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
-from ..evaluate.controls import random_like
+from ..evaluate.controls import control_seed, controlled
 from ..evaluate.stats import compared, control_summary, summarize
 from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
@@ -68,9 +67,8 @@ def run_evaluate(
     runs: list[tuple[str, Intervention | None]] = [("baseline", None)]
     if intervention is not None:
         runs.append(("intervened", intervention))
-        avoid = None if control_may_overlap else intervention.neurons
         runs += [
-            (f"control_{d}", replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)))
+            (f"control_{d}", controlled(intervention, seed, d, may_overlap=control_may_overlap))
             for d in range(control_draws)
         ]
     names = [name for name, _ in runs]
@@ -107,7 +105,7 @@ def run_evaluate(
         out.intervention = {
             **intervention.describe(),
             "control_avoids_located": not control_may_overlap,
-            "control_seeds": [seed + 1000 + d for d in range(control_draws)],
+            "control_seeds": [control_seed(seed, d) for d in range(control_draws)],
             # [layer, index] per draw (every control run has its intervention)
             "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:] if iv is not None],
         }
@@ -151,7 +149,7 @@ def run_matrix(
     ((mode, scale, positions),) = kinds
     if with_controls:
         controls = {
-            f"{name} · random": (replace(iv, neurons=random_like(iv.neurons, seed + 3000 + k, iv.neurons)), ids)
+            f"{name} · random": (controlled(iv, seed, k, "matrix_row"), ids)
             for k, (name, (iv, ids)) in enumerate(rows.items())
         }
         rows = {**rows, **controls}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..evaluate.accuracy import EvalConfig, fewshot_prefix
-from ..evaluate.controls import random_like
+from ..evaluate.controls import control_seed, random_like
 from ..evaluate.stats import bootstrap_ci
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
@@ -77,7 +77,7 @@ def run_format_control(
     cfg = EvalConfig(num_fewshot=preset.fewshot, batch_size=preset.eval_n)  # the demo's own test prompts and shots
     _, samples, shots = eval_samples(preset.dataset, preset.eval_n, cfg, preset.seed, with_format.located_ids)
     prompts = [fewshot_prefix(shots) + s.prompt for s in samples]
-    control = random_like(located, preset.seed + 1000, located)
+    control = random_like(located, control_seed(preset.seed), located)
     fmt = format_token_probability(
         lm,
         prompts,

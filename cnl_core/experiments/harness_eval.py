@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from .. import fields as F
 from .. import shared_mode
 from ..errors import ParameterError
 from ..evaluate.accuracy import EvalConfig
-from ..evaluate.controls import random_like
+from ..evaluate.controls import controlled
 from ..evaluate.harness import Harness, HarnessSettings, TaskScores, harness_version
 from ..evaluate.harness_sandbox import IsolatedHarness, SandboxLimits
 from ..evaluate.stats import ControlSummary, Deltas, Summary
@@ -211,7 +211,7 @@ def run_harness_eval(
 ) -> HarnessEvalResult:
     """Harness scores for the unmodified model, then (with an intervention) the changed model and random controls.
 
-    Each control changes as many random neurons per layer the same way (draw d: seed + 1000 + d, as the
+    Each control changes as many random neurons per layer the same way (draw d: controls.control_seed, as the
     built-in evaluation), none of them located ones unless `control_may_overlap`. `isolated` runs the harness
     in a child process (open_harness; by default on a shared dashboard).
     """
@@ -219,13 +219,9 @@ def run_harness_eval(
     check_harness_positions(intervention)
     runs: list[tuple[str, Intervention | None]] = [("unmodified", None)]
     if intervention is not None:
-        avoid = None if control_may_overlap else intervention.neurons
         runs.append(("intervened", intervention))
         runs += [
-            (
-                f"random control {d + 1}",
-                replace(intervention, neurons=random_like(intervention.neurons, seed + 1000 + d, avoid)),
-            )
+            (f"random control {d + 1}", controlled(intervention, seed, d, may_overlap=control_may_overlap))
             for d in range(control_draws)
         ]
     scores = []

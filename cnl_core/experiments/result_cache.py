@@ -22,16 +22,18 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..data.samples import DatasetSpec, get_dataset
 from ..errors import Cancelled, CNLError, ResultFileError
 from ..model.loading import LoadedModel
+from ..model.neurons import NeuronSet
 from ..output_files import atomic_write
 from ..paths import REPO_ROOT, cache_root
 from ..serialize import from_fields, to_fields
@@ -73,6 +75,12 @@ def data_identity(dataset: DatasetSpec | str) -> dict:
     """A dataset in a key: its name and a hash of its content."""
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
     return {"dataset": spec.name, "content": spec.fingerprint()}
+
+
+def neurons_identity(neurons: NeuronSet) -> str:
+    """A neuron set in a key: a hash of its grid and its neurons' ids."""
+    text = json.dumps([neurons.grid.n_layers, neurons.grid.width, neurons.flat.tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def result_key(kind: str, params: dict) -> str:
@@ -175,27 +183,26 @@ class ResultCache:
         `compute` runs at most once at a time per key in this process. If the run a visitor waits for fails or is
         cancelled by the visitor who started it, the waiting one runs it; `cancel` ends the wait (Cancelled).
         `on_wait(seconds waited)` is called while waiting for another's run (a dashboard says so on the page)."""
-        started, notes = time.monotonic(), []
+        started, notes = time.monotonic(), list[str]()
         key = result_key(kind, params)
+        running: Future = Future()  # this visitor's run, told to those who wait for it
         while True:
             stored = self.read(kind, params, result_type, notes)
             if stored is not None:
                 return Served(stored, "stored", time.monotonic() - started, notes, key)
             with self._lock:
-                running = self._running.get(key)
-                mine = running is None
-                if mine:
-                    running = self._running[key] = Future()
-            if mine:
-                break
-            while not running.done():
+                theirs = self._running.get(key)
+                if theirs is None:
+                    self._running[key] = running
+                    break
+            while not theirs.done():
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("Cancelled while waiting for the same work another visitor started.")
                 if on_wait is not None:
                     on_wait(time.monotonic() - started)
-                futures.wait([running], timeout=WAIT_STEP_S)
-            if running.exception() is None:
-                return Served(running.result(), "shared", time.monotonic() - started, notes, key)
+                futures.wait([theirs], timeout=WAIT_STEP_S)
+            if theirs.exception() is None:
+                return Served(theirs.result(), "shared", time.monotonic() - started, notes, key)
             # theirs failed or its visitor cancelled it: this visitor runs it (the next pass finds no run)
         try:
             value = compute()

@@ -42,7 +42,7 @@ def session_json(
     settings: Mapping[str, Any] | None = None,
 ) -> dict:
     """The document: the newest sets and runs that fit MAX_SESSION_CHARS (the oldest runs go first)."""
-    doc = {
+    doc: dict[str, Any] = {
         "kind": KIND,
         "version": VERSION,
         "located": [{"label": label, "result": r.to_json()} for label, r in list(located.items())[-MAX_SETS:]],
@@ -84,7 +84,7 @@ def read_session(data: Any, source: str = "session") -> SessionFile:
         where = at(at(source, "located"), i)
         if not isinstance(item, dict) or not isinstance(item.get("label"), str) or len(item["label"]) > 200:
             raise ResultFileError(f"{where}: needs a 'label' (text) and a 'result'.")
-        out.located[item["label"]] = LocateResult.from_json(item.get("result"), at(where, "result"))
+        out.located[item["label"]] = LocateResult.from_json(item.get("result", {}), at(where, "result"))
     for i, run in enumerate(history):
         where = at(at(source, "history"), i)
         if not isinstance(run, list):

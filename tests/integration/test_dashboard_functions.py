@@ -160,16 +160,16 @@ def test_the_steering_playground_streams_three_answers(located_state):
 
     state = located_state
     label = next(iter(state.located))
-    frames = list(steer_panel.steer_ui(label, "zero", 2.0, "all", "Question: What is 2 + 5?\nAnswer:", 3, state))
+    frames = list(steer_panel.steer_ui(label, "zero", 2.0, "all", "Question: What is 2 + 5?\nAnswer:", 3, 0, state))
     assert len(frames) >= 2 and frames[-1][3] is not None  # answers grow, then the per-token change comes
     base, changed, control, diff, note = frames[-1]
     assert base and 1 <= len(diff) <= 3 and len(frames) == len(diff) + 1  # one frame per token, then the change
     lost = sum(1 for _, d in diff if d > 0.05)  # a loss is drawn red (positive), the colour the note names
     assert f"{lost} lose probability (red)" in note
     with pytest.raises(gr.Error, match="Type a prompt"):
-        list(steer_panel.steer_ui(label, "zero", 2.0, "all", "  ", 3, state))
+        list(steer_panel.steer_ui(label, "zero", 2.0, "all", "  ", 3, 0, state))
     with pytest.raises(gr.Error, match="Positions must be one of all, answer, not 'middle'"):
-        list(steer_panel.steer_ui(label, "zero", 2.0, "middle", "Hi", 3, state))
+        list(steer_panel.steer_ui(label, "zero", 2.0, "middle", "Hi", 3, 0, state))
 
 
 def test_the_matrix_honours_the_tabs_token_positions(located_state):

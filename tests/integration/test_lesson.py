@@ -64,7 +64,7 @@ def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, m
     real, calls = intervene_tab.served, []
 
     def cancelled_second(*args, **kwargs):
-        calls.append(args[2]["dataset"]["dataset"])
+        calls.append(args[0].dataset)  # the request: its dataset
         if len(calls) == 2:
             raise Cancelled("Cancelled after 0 of 4 samples of successor.")
         return real(*args, **kwargs)

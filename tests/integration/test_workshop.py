@@ -4,6 +4,7 @@ Intervene with the same model, data, neurons and settings is served to a second 
 
 import threading
 
+from cnl_core.experiments import requests, requests_studies
 from ui.session import new_session
 from ui.tabs import demo_panel, export_tab, intervene_tab, locate_tab
 
@@ -24,7 +25,7 @@ def counting(monkeypatch, module, name):
 
 
 def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
-    runs = counting(monkeypatch, demo_panel, "run_demo")
+    runs = counting(monkeypatch, requests_studies, "run_demo")  # what DemoRequest.run calls
     texts = []
     visitors = [
         threading.Thread(
@@ -68,7 +69,7 @@ def test_an_identical_intervene_is_served_under_each_visitors_own_label(lm, scor
     located = next(f for f in export_tab.export_ui(first) if f.endswith(".json"))
     second = new_session()
     export_tab.reload_ui(located, second)
-    runs = counting(monkeypatch, intervene_tab, "run_evaluate")
+    runs = counting(monkeypatch, requests, "run_evaluate")  # what EvaluateRequest.run calls
     args = ("zero", 2.0, "all", ["add1"], 8, 0, 1, -1, 0, False)
     *_, first = intervene_tab.intervene_ui("smollm2-135m:add1", *args, first, progress=_quiet)
     *_, second = intervene_tab.intervene_ui("smollm2-135m:add1 (reloaded)", *args, second, progress=_quiet)

@@ -32,7 +32,7 @@ def test_a_100000_character_prompt_is_refused_before_the_model_is_asked_for():
     state = _located_state()
     state.model = lambda: pytest.fail("the model was asked for")
     with pytest.raises(gr.Error, match="prompt: 100,000 characters is too long; the limit is 4,000"):
-        next(steer_panel.steer_ui("m:d", "zero", 2.0, "all", LONG, 16, state))
+        next(steer_panel.steer_ui("m:d", "zero", 2.0, "all", LONG, 16, 0, state))
 
 
 @pytest.mark.parametrize(

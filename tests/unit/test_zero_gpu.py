@@ -11,7 +11,7 @@ import types
 import gradio as gr
 import pytest
 
-from ui import gpu, wiring
+from ui import costs, gpu, wiring
 from ui.session import Session
 from ui.tabs import (
     demo_panel,
@@ -116,12 +116,12 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     assert seconds(["gsm8k"], 100, 2, 0, "integrated_gradients", 20) == gpu.MAX_S
     assert seconds(["add1"], None, 2, 0, "grad_x_act", 20) == gpu.FALLBACK_S  # the handler reports the empty box
     iv = intervene_tab.intervene_ui.gpu_seconds
-    short = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 8, False, None)
-    long = iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 0, False, None)  # 0: the dataset decides, assume long
-    assert short < long
-    assert steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 64, None) < steer_panel.steer_ui.gpu_seconds(
-        "a", "zero", 2, "all", "hi", 512, None
+    assert iv("a", "zero", 2, "all", ["add1"], 8, 0, 2, 0, 8, False, None) < iv(
+        "a", "zero", 2, "all", ["add1"], 400, 0, 2, 0, 8, False, None
     )
+    assert steer_panel.steer_ui.gpu_seconds(
+        "a", "zero", 2, "all", "hi", 64, 0, None
+    ) < steer_panel.steer_ui.gpu_seconds("a", "zero", 2, "all", "hi", 512, 0, None)
     lm_eval = harness_panel.harness_ui.gpu_seconds
     assert lm_eval("a", "zero", 2, "all", "arc_easy", None, 8, 0, 2, 0, 8, False, None) < lm_eval(
         "a", "zero", 2, "all", "arc_easy,hellaswag", None, 8, 0, 2, 0, 8, False, None
@@ -129,6 +129,16 @@ def test_durations_follow_the_work_and_survive_bad_inputs():
     assert intervene_tab.dose_ui.gpu_seconds(
         "a", "all", ["add1"], 8, 0, 0, 8, None
     ) < intervene_tab.dose_ui.gpu_seconds("a", "all", ["add1"], 80, 0, 0, 8, None)
+
+
+def test_the_gpu_time_asked_is_the_cost_models_expectation_with_a_margin():
+    """One estimate per kind of job (costs.py): the GPU asks for what the button's line under it says, doubled."""
+    inputs = {"targets": ["add1"], "n": 200, "draws": 2, "fewshot": -1, "max_new": 0}
+    expected = costs.expected("intervene", **inputs)
+    assert expected is not None
+    asked = intervene_tab.intervene_ui.gpu_estimate(**inputs, located_on="a", state=None)
+    assert asked == gpu.START_S + gpu.MARGIN * expected.seconds
+    assert {fn.kind for fn in HEAVY} >= {"intervene", "dose", "matrix", "steer", "locate", "inspect", "demo"}
 
 
 @pytest.mark.parametrize("handler", HEAVY + [knowledge_panel.knowledge_ui, null_panel.null_ui])

@@ -20,10 +20,8 @@ from cnl_core.model.model_cache import MODELS
 from cnl_core.options import BASELINE
 
 from .. import costs
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, Run, job
 from ..session import Session, session
-from ..shared_work import in_lane
-from ..visitors import one_job
 
 MARKS = {"can do": "✓ can do", "weak": "~ weak", "cannot do": "✗ cannot do", "no accuracy": "log-likelihood only"}
 
@@ -116,17 +114,16 @@ def baselines_work(state) -> float:
 costs.WORK["baselines"] = baselines_work
 
 
-@shows_errors
-@one_job("Baselines")
-def measure_ui(datasets, state, progress=gr.Progress()) -> tuple:
+@job(Kind.BASELINES, outputs=2, on_gpu=False)
+def measure_ui(datasets, state, run) -> tuple:
     """Measure and store every missing baseline, cheapest first; a cancel keeps the ones finished (each is stored)."""
     state = session(state)
-    lm, update = state.model(), progress_reporter(progress)
+    lm = state.model()
     missing = to_measure(state)  # in a shared lab: those that fit its limit (a later press measures more)
-    cost = costs.check("baselines", state=state)
-    with in_lane("baselines", update, state.cancel, cost):
+    cost = run.expected(state=state)
+    with run.lane(cost):
         for name in missing:
-            baseline(lm, name, progress=update, cancel=state.cancel)
+            baseline(lm, name, progress=run.report, cancel=run.cancel)
     return panel_ui(datasets, state)
 
 
@@ -136,6 +133,6 @@ def warm_baselines() -> None:
 
     lm = MODELS.get(ModelSpec())
     missing = sorted((n for n, b in stored(lm).items() if b is None), key=costs.sample_s)
-    with in_lane("baselines", None, None):
+    with Run(kind=Kind.BASELINES).lane():
         for name in missing:
             baseline(lm, name)

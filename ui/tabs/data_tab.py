@@ -22,8 +22,8 @@ from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
 from ..errors import shows_errors
-from ..upload_guard import discard_upload
 from ..session import PendingUpload, Session, session
+from ..upload_guard import discard_upload
 from . import baseline_panel
 from .locate_tab import split_numbers
 

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
 from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core.experiments.demo import DEMO, DemoResult, run_demo
-from cnl_core.experiments.format_control import FormatControlResult, run_format_control
-from cnl_core.experiments.result_cache import Served
+from cnl_core import DemoRequest
+from cnl_core.experiments.demo import DEMO
 from cnl_core.report import charts
 from cnl_core.report.readings import demo_reading
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, Run, job
 from ..session import session
 from ..session_store import link_line
 from ..shared_work import served, source_note
-from ..visitors import one_job
 
 INTRO = (
     f"**New here? Run the demo** (about a minute on a laptop): it locates the neurons the built-in model uses "
@@ -59,31 +55,9 @@ def build() -> SimpleNamespace:
     )
 
 
-def served_demo(lm, scored: str, report=None, cancel=None, cost=None) -> Served:
-    """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
-    press meanwhile gets that run, every press after gets the stored result at once."""
-    if scored == SCORED[2]:
-        return served(
-            "demo",
-            lm,
-            {"preset": asdict(DEMO), "scored": "both"},
-            FormatControlResult,
-            lambda: run_format_control(lm, DEMO, progress=report, cancel=cancel),
-            report,
-            cancel,
-            cost,
-        )
-    preset = DEMO if scored != SCORED[1] else replace(DEMO, dataset=DEMO.dataset + "_content")
-    return served(
-        "demo",
-        lm,
-        {"preset": asdict(preset)},
-        DemoResult,
-        lambda: run_demo(lm, preset, progress=report, cancel=cancel),
-        report,
-        cancel,
-        cost,
-    )
+def demo_request(scored: str) -> DemoRequest:
+    """The request the radio's choice names (the CLI's --answer whole, content or both)."""
+    return DemoRequest(("whole", "content", "both")[SCORED.index(scored)] if scored in SCORED else "whole")
 
 
 def warm_demo() -> None:
@@ -91,16 +65,16 @@ def warm_demo() -> None:
     from cnl_core.model.loading import ModelSpec
     from cnl_core.model.model_cache import MODELS
 
-    served_demo(MODELS.get(ModelSpec()), SCORED[0])
+    served(demo_request(SCORED[0]), MODELS.get(ModelSpec()), Run(kind=Kind.DEMO))
 
 
-@gpu.on_gpu(gpu.demo_seconds)
-@shows_errors
-@one_job("Demo")
-def demo_ui(scored, state, progress=gr.Progress()):
+@job(Kind.DEMO, outputs=3)
+def demo_ui(scored, state, run):
+    """The demo, computed once per model and way of scoring (result_cache.py): the first press computes it, every
+    press meanwhile gets that run, every press after gets the stored result at once."""
     state = session(state)
-    cost = costs.check("demo", scored=scored)
-    out = served_demo(state.model(), scored, progress_reporter(progress), state.cancel, cost)
+    cost = run.expected(scored=scored)
+    out = served(demo_request(scored), state.model(), run, cost)
     if scored == SCORED[2]:
         both, fmt = out.value, out.value.format_token
         text = (
@@ -117,8 +91,9 @@ def demo_ui(scored, state, progress=gr.Progress()):
         )
     res = out.value
     text = (
-        f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\nRed bars: the located neurons zeroed; green: amplified; pale red "
-        f"and pale green: as many random neurons (none of them located) changed the same way. Intervals: 95% bootstrap. "
+        f"### Demo result\n{res.headline()}\n\n{demo_reading(res)}\n\n"
+        "Red bars: the located neurons zeroed; green: amplified; pale red and pale green: as many random neurons "
+        "(none of them located) changed the same way. Intervals: 95% bootstrap. "
         f"{source_note(out) or f'Took {res.seconds:.0f} s.'} {link_line('demo', out.key)}"
     )
     return text, gr.update(value=charts.demo_chart(res), visible=True), gr.update(visible=False)

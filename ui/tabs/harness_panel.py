@@ -21,12 +21,10 @@ from cnl_core.evaluate.task_files import DATA_SUFFIXES, TASK_SUFFIXES, save_task
 from cnl_core.experiments.harness_eval import check_harness_positions, run_harness_eval
 from cnl_core.model.hooks import Intervention
 
-from .. import gpu
-from ..errors import progress_reporter, shows_errors
+from ..errors import shows_errors
+from ..jobs import Kind, job
 from ..session import session
-from ..shared_work import in_lane
 from ..upload_guard import discard_upload
-from ..visitors import one_job
 
 UPLOADED_TASKS = "(your uploaded tasks)"  # what the include box shows for the visitor's uploads: no server path
 
@@ -124,9 +122,7 @@ def include_folder(include: str | None, state) -> tuple[str | None, bool]:
     return text or None, policy.shared
 
 
-@gpu.on_gpu(gpu.harness_seconds)
-@shows_errors
-@one_job("lm-eval")
+@job(Kind.LM_EVAL, outputs=1)
 def harness_ui(
     located_on,
     mode,
@@ -141,7 +137,7 @@ def harness_ui(
     max_new,
     overlap,
     state,
-    progress=gr.Progress(),
+    run,
 ):
     """Run the tasks unmodified, intervened and under controls; the run joins the session's history."""
     state = session(state)
@@ -153,8 +149,8 @@ def harness_ui(
     check_harness_positions(iv)  # refused before the model is asked for
     draws, seed = F.HARNESS_DRAWS.check(draws), F.SEED.check(seed)
     manager = None if isolated else task_manager(settings)  # an unknown task is refused before any model work
-    lm, update = state.model_for(located.grid), progress_reporter(progress)
-    with in_lane("lm-eval", update, state.cancel):
+    lm = state.model_for(located.grid)
+    with run.lane():  # its length is unknown until the harness builds its tasks: the long line, by its kind
         res = run_harness_eval(
             lm,
             settings,
@@ -164,8 +160,8 @@ def harness_ui(
             seed=seed,
             manager=manager,
             located_on=located_on,
-            progress=update,
-            cancel=state.cancel,
+            progress=run.report,
+            cancel=run.cancel,
             isolated=isolated,
             scratch=state.space.folder("jobs"),
         )

@@ -10,17 +10,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cnl_core import DEFAULTS, InspectRequest, ParameterError
 from cnl_core import fields as F
 from cnl_core.data.uploads import resolve_dataset
-from cnl_core.errors import ParameterError
-from cnl_core.inspect.neuron import NeuronReport, inspect_neuron, neuron_ranks, parse_neuron
-from cnl_core.options import DEFAULTS
+from cnl_core.inspect.neuron import neuron_ranks, parse_neuron
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..errors import shows_errors
+from ..jobs import Kind, job
 from ..session import Session, session
-from ..shared_work import data_identity, served
-from ..visitors import one_job
+from ..shared_work import served
 
 BINS, CELL_W, CELL_H = 48, 16, 12  # the click map: one cell per (layer, bin of neighbouring neurons)
 HELP = (
@@ -143,34 +141,22 @@ def pick_from_table(table, evt: gr.SelectData):
     return f"{int(table.iloc[row]['layer'])}:{int(table.iloc[row]['index'])}"
 
 
-@gpu.on_gpu(gpu.inspect_seconds)
-@shows_errors
-@one_job("Inspect")
-def inspect_ui(neuron, datasets, n, state, progress=gr.Progress()):
+@job(Kind.INSPECT, outputs=5)
+def inspect_ui(neuron, datasets, n, state, run):
     state = session(state)
     layer, index = parse_neuron(neuron)
     if not datasets:
         raise ParameterError("Pick at least one dataset to look at the neuron's activations.")
     n = F.INSPECT_N.check(n)
-    cost = costs.check("inspect", datasets=datasets, n=n)
+    cost = run.expected(datasets=datasets, n=n)
     lm = state.model()  # every input is checked before the model is loaded
     sets = {
         label: (e.result.neurons, [(t.layer, t.index) for t in e.result.top_neurons])
         for label, e in state.located.items()
         if e.result.grid == lm.grid
     }
-    specs = [resolve_dataset(d) for d in datasets]
-    params = {"neuron": [layer, index], "datasets": [data_identity(d) for d in specs], "n": n}
-    page = served(
-        "inspect",
-        lm,
-        params,
-        NeuronReport,
-        lambda: inspect_neuron(lm, layer, index, specs, n),
-        progress_reporter(progress),
-        state.cancel,
-        cost,
-    ).value
+    request = InspectRequest(layer, index, tuple(resolve_dataset(d) for d in datasets), n)
+    page = served(request, lm, run, cost).value
     rep = replace(page, ranks=neuron_ranks(sets, layer, index))  # where it ranks in this visitor's own sets
     where = ", ".join(f"rank {r['rank'] or '>' + str(r['listed'])} of {r['of']} in {k}" for k, r in rep.ranks.items())
     shared = " **Shared by several located sets.**" if (layer, index) in shared_neurons(state) else ""

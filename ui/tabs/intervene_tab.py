@@ -7,23 +7,17 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, DoseRequest, EvalConfig, EvaluateRequest, Intervention, MatrixRequest, ParameterError
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
-from cnl_core.evaluate.accuracy import EvalConfig
-from cnl_core.experiments.dose import DEFAULT_FACTORS, DosePoint, run_dose_response
-from cnl_core.experiments.eval_results import EvalResult, MatrixResult
-from cnl_core.experiments.evaluate import run_evaluate, run_matrix
-from cnl_core.model.hooks import Intervention, check_positions
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
+from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
 from cnl_core.report.readings import dose_reading, evaluation_readings
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, job
 from ..session import Session, session
 from ..session_store import link_line
-from ..shared_work import data_identity, neurons_identity, served
-from ..visitors import VISITORS, cancel_job, one_job
+from ..shared_work import served
+from ..visitors import VISITORS, cancel_job
 from . import harness_panel, steer_panel
 from .data_tab import dataset_choices
 
@@ -42,7 +36,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         located_on = gr.Dropdown([], label="Neurons located on")
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
-        factor = gr.Slider(0.0, 10.0, DEFAULTS.amplify_factor, step=0.5, label="amplify factor")
+        factor = gr.Slider(F.FACTOR.low, F.FACTOR.high, DEFAULTS.amplify_factor, step=0.5, label=F.FACTOR.label)
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
     targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on", elem_id="intervene-targets")
     harness = harness_panel.build()
@@ -127,74 +121,29 @@ def eval_numbers(n, seed) -> tuple[int, int]:
     return F.EVAL_N.check(n), F.SEED.check(seed)
 
 
-@gpu.on_gpu(gpu.intervene_seconds)
-@shows_errors
-@one_job("Intervene")
-def intervene_ui(
-    located_on,
-    mode,
-    factor,
-    positions,
-    targets,
-    n,
-    seed,
-    draws,
-    fewshot,
-    max_new,
-    overlap,
-    state,
-    progress=gr.Progress(),
-):
+@job(Kind.INTERVENE, outputs=6)
+def intervene_ui(located_on, mode, factor, positions, targets, n, seed, draws, fewshot, max_new, overlap, state, run):
     state = session(state)
     located = state.located_set(located_on)
     if not targets:
         raise ParameterError("Pick at least one dataset to test.")
     iv = Intervention.from_inputs(located.neurons, mode, factor, positions)
-    cfg, numbers = EvalConfig.from_inputs(fewshot, max_new), eval_numbers(n, seed)
-    control_draws = F.CONTROL_DRAWS.check(draws)
-    cost = costs.check(
-        "intervene", targets=targets, n=numbers[0], draws=control_draws, fewshot=fewshot, max_new=max_new
+    cfg, (n, seed), control_draws = (
+        EvalConfig.from_inputs(fewshot, max_new),
+        eval_numbers(n, seed),
+        F.CONTROL_DRAWS.check(draws),
     )
+    cost = run.expected(targets=targets, n=n, draws=control_draws, fewshot=fewshot, max_new=max_new)
     lm = state.model_for(located.grid)  # every number is checked before the model is loaded
-    update, results, links = progress_reporter(progress), [], []
+    results, links = [], []
     state.history.append(results)  # filled dataset by dataset: a cancelled run keeps the datasets it finished
     try:
         for target in targets:
             ids = located.located_sample_ids() if target == located.dataset else []
-            params = {
-                "dataset": data_identity(target),
-                "neurons": neurons_identity(iv.neurons),
-                "intervention": iv.describe(),
-                "n": numbers[0],
-                "seed": numbers[1],
-                "control_draws": control_draws,
-                "control_may_overlap": bool(overlap),
-                "located_ids": ids,
-                "eval": cfg.to_json(),
-            }
-            out = served(
-                "intervene",
-                lm,
-                params,
-                EvalResult,
-                lambda target=target, ids=ids: run_evaluate(
-                    lm,
-                    target,
-                    *numbers,
-                    iv,
-                    control_draws=control_draws,
-                    control_may_overlap=bool(overlap),
-                    located_ids=ids,
-                    cfg=cfg,
-                    progress=update,
-                    cancel=state.cancel,
-                ),
-                update,
-                state.cancel,
-                cost,
-            )
+            request = EvaluateRequest(target, iv, n, seed, control_draws, bool(overlap), tuple(ids), cfg)
+            out = served(request, lm, run, cost)
             results.append(replace(out.value, located_on=located_on))  # a copy: the stored result is everyone's
-            links.append(f"- {target}: {link_line('intervene', out.key)}")
+            links.append(f"- {target}: {link_line(request.kind, out.key)}")
     finally:
         if not results:
             state.history.remove(results)
@@ -250,53 +199,27 @@ def evaluation_outputs(state: Session) -> tuple:
     return acc, ll, exports.readable_evaluation_table(state.history), exports.examples_table(last)
 
 
-@gpu.on_gpu(gpu.dose_seconds)
-@shows_errors
-@one_job("Dose")
-def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, progress=gr.Progress()):
+@job(Kind.DOSE, outputs=2)
+def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, run):
     state = session(state)
     if located_on not in state.located or not targets:
         raise ParameterError("Pick a located set and a dataset to test.")
     located = state.located[located_on].result
     target = list(targets)[0]
-    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
-    positions = check_positions(positions)
+    (n, seed), cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
     ids = located.located_sample_ids() if target == located.dataset else []
-    cost = costs.check("dose", targets=[target], n=numbers[0], fewshot=fewshot, max_new=max_new)
-    lm, update = state.model_for(located.grid), progress_reporter(progress)
-    params = {
-        "dataset": data_identity(target),
-        "neurons": neurons_identity(located.neurons),
-        "factors": list(DEFAULT_FACTORS),
-        "positions": positions,
-        "n": numbers[0],
-        "seed": numbers[1],
-        "located_ids": ids,
-        "eval": cfg.to_json(),
-    }
-    out = served(
-        "dose",
-        lm,
-        params,
-        list[DosePoint],
-        lambda: run_dose_response(
-            lm, target, located.neurons, DEFAULT_FACTORS, *numbers, ids, cfg, update, state.cancel, positions=positions
-        ),
-        update,
-        state.cancel,
-        cost,
-    )
-    return charts.dose_chart(out.value, target, positions), dose_reading(out.value)
+    request = DoseRequest(target, located.neurons, positions, n=n, seed=seed, located_ids=tuple(ids), eval=cfg)
+    cost = run.expected(targets=[target], n=n, fewshot=fewshot, max_new=max_new)
+    out = served(request, state.model_for(located.grid), run, cost)
+    return charts.dose_chart(out.value, target, request.positions), dose_reading(out.value)
 
 
-@gpu.on_gpu(gpu.matrix_seconds)
-@shows_errors
-@one_job("Matrix")
-def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metric, state, progress=gr.Progress()):
+@job(Kind.MATRIX, outputs=2)
+def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metric, state, run):
     state = session(state)
     if not state.located or not targets:
         raise ParameterError("Locate neurons on at least one dataset and pick datasets to test.")
-    numbers, cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
+    (n, seed), cfg = eval_numbers(n, seed), EvalConfig.from_inputs(fewshot, max_new)
     rows = {
         e.result.dataset: (
             Intervention.from_inputs(e.result.neurons, mode, factor, positions),
@@ -304,8 +227,8 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
         )
         for e in state.located.values()
     }
-    cost = costs.check("matrix", targets=targets, n=numbers[0], fewshot=fewshot, max_new=max_new, state=state)
-    lm, update = state.model(), progress_reporter(progress)
+    cost = run.expected(targets=targets, n=n, fewshot=fewshot, max_new=max_new, state=state)
+    lm = state.model()
     elsewhere = [k for k, (iv, _) in rows.items() if iv.neurons.grid != lm.grid]
     if elsewhere:  # sets re-loaded from another model stay in the session; the matrix says which it left out
         gr.Warning(f"Left out of the matrix (located on another model's grid): {', '.join(elsewhere)}.")
@@ -315,27 +238,6 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
             "One located set: the matrix shows it and its random control. Locate a second dataset to see "
             "whose neurons carry which capability (the paper's Figure 5)."
         )
-    params = {
-        "rows": {
-            k: {"neurons": neurons_identity(iv.neurons), "intervention": iv.describe(), "located_ids": list(ids)}
-            for k, (iv, ids) in rows.items()
-        },
-        "targets": [data_identity(t) for t in targets],
-        "n": numbers[0],
-        "seed": numbers[1],
-        "eval": cfg.to_json(),
-    }
-    out = served(
-        "matrix",
-        lm,
-        params,
-        MatrixResult,
-        lambda: run_matrix(
-            lm, rows, list(targets), *numbers, with_controls=True, cfg=cfg, progress=update, cancel=state.cancel
-        ),
-        update,
-        state.cancel,
-        cost,
-    )
+    out = served(MatrixRequest(rows, tuple(targets), n, seed, with_controls=True, eval=cfg), lm, run, cost)
     state.matrix = out.value
     return charts.cross_matrix_heatmap(out.value, metric), state

@@ -21,11 +21,8 @@ from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
 from cnl_core.report import knowledge_charts
 from cnl_core.report.readings import knowledge_takeaway
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, job
 from ..session import session
-from ..shared_work import in_lane
-from ..visitors import one_job
 
 HELP = (
     "**Knowledge vs capability (the paper's first half).** The paper's title says capabilities can be "
@@ -81,11 +78,6 @@ def build() -> SimpleNamespace:
     )
 
 
-def knowledge_seconds(relations, per_relation, parts, **_) -> float:
-    facts = max(1, len(relations or [])) * int(per_relation or 1)
-    return min(300.0, 30.0 + 4.0 * facts + (120.0 if "editing" in (parts or []) else 0.0))
-
-
 def _facts(relations, upload):
     if upload:
         path = Path(upload)
@@ -100,10 +92,8 @@ def _facts(relations, upload):
     return builtin_facts(CLASSROOM_SHOTS, tuple(relations))
 
 
-@gpu.on_gpu(knowledge_seconds)
-@shows_errors
-@one_job("Knowledge study")
-def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr.Progress()):
+@job(Kind.KNOWLEDGE, outputs=4)
+def knowledge_ui(relations, upload, per_relation, parts, tau, state, run):
     state = session(state)
     if not parts:
         raise ParameterError("Pick at least one part of the study.")
@@ -116,11 +106,11 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, progress=gr
         reliability_facts=min(k, CLASSROOM.reliability_facts),
     )
     facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
-    cost = costs.check("knowledge", relations=relations, per_relation=k, parts=parts)
-    lm, update = state.model(), progress_reporter(progress)
-    with in_lane("knowledge", update, state.cancel, cost):
+    cost = run.expected(relations=relations, per_relation=k, parts=parts)
+    lm = state.model()
+    with run.lane(cost):
         study = run_study(
-            lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=update, cancel=state.cancel
+            lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=run.report, cancel=run.cancel
         )
     text = "\n".join(table(study))
     if study.fidelity is not None:

@@ -6,21 +6,19 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, LocateParams, ParameterError, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
 from cnl_core.experiments.demo import DEMO
 from cnl_core.experiments.locate import run_locate, threshold_sweep
-from cnl_core.locate.scorers import ScoreConfig, scorer_names
-from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, IG_METHODS, IG_RULES, RULES, SIGNS
+from cnl_core.locate.scorers import scorer_names
+from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..errors import shows_errors
+from ..jobs import Kind, job
 from ..session import Located, Session, session
-from ..shared_work import in_lane
-from ..visitors import VISITORS, cancel_job, one_job
+from ..visitors import VISITORS, cancel_job
 
 HELP = (
     "For every sample, each neuron gets a **score** for how much it supports the gold answer (teacher-forced). "
@@ -112,9 +110,7 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
-@gpu.on_gpu(gpu.locate_seconds)
-@shows_errors
-@one_job("Locate")
+@job(Kind.LOCATE, outputs=2)
 def locate_ui(
     datasets,
     n,
@@ -133,7 +129,7 @@ def locate_ui(
     sigma,
     sign,
     state,
-    progress=gr.Progress(),
+    run,
 ):
     """Locate on every chosen dataset; returns (summary, session)."""
     state = session(state)
@@ -144,16 +140,14 @@ def locate_ui(
     numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
-    cost = costs.check(
-        "locate", datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps
-    )
-    lm, update = state.model(), progress_reporter(progress)  # every number is checked before the model is loaded
-    with in_lane("locate", update, state.cancel, cost):
+    cost = run.expected(datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps)
+    lm = state.model()  # every number is checked before the model is loaded
+    with run.lane(cost):
         for name in datasets:
-            run = run_locate(
-                lm, name, *numbers, cfg, params, batch_size=batch_size, progress=update, cancel=state.cancel
+            scored = run_locate(
+                lm, name, *numbers, cfg, params, batch_size=batch_size, progress=run.report, cancel=run.cancel
             )
-            state.located[f"{lm.spec.name}:{name}"] = Located(run.result(), run)
+            state.located[f"{lm.spec.name}:{name}"] = Located(scored.result(), scored)
     return summary(state), state
 
 

@@ -19,7 +19,8 @@ HELP = (
     "Pick the model whose neurons you want to study. The built-in **SmolLM2-135M** works offline on a laptop "
     "CPU. Any Hugging Face causal LM works by Hub id or local folder; choose 8/4-bit or *auto* (the lightest "
     "precision the memory estimate fits in; CPU offload on a GPU when even 4-bit does not fit) for big models, "
-    f"on a GPU or a CPU: {QUANTIZATION_NOTE}. A **neuron** is one unit of the FFN activation entering the down projection.\n\n"
+    f"on a GPU or a CPU: {QUANTIZATION_NOTE}. A **neuron** is one unit of the FFN activation entering the down "
+    "projection.\n\n"
     "*Next: **2 · Data**, pick the capability to study.*"
 )
 _SPEC = ModelSpec()
@@ -103,7 +104,8 @@ def load_model_ui(name, dtype, device, quant, device_map_auto, trust_remote_code
         else ""
     )
     md = (
-        f"### Loaded: {info['name']}\n| | |\n|---|---|\n| architecture | {info['architecture']} ({info['model_type']}) |\n"
+        f"### Loaded: {info['name']}\n| | |\n|---|---|\n"
+        f"| architecture | {info['architecture']} ({info['model_type']}) |\n"
         f"| neurons | **{info['n_layers']} layers x {info['neurons_per_layer']}** = {info['n_neurons']:,} |\n"
         f"| dtype / quantization | {info['dtype']} / {info['quantization']} |\n| device | {info['device']} |\n"
         f"| memory | {info['memory_mb']:,} MB |\n"

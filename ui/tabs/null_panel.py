@@ -12,16 +12,13 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import ScoreConfig
 from cnl_core import fields as F
 from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
-from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.report.readings import iou_reading
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, job
 from ..session import session
-from ..shared_work import in_lane
-from ..visitors import one_job
 
 HELP = (
     "**Empirical null.** The chance IoU above assumes uniformly random sets. Sets located on **unrelated** data "
@@ -49,21 +46,15 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     )
 
 
-def null_seconds(draws, **_) -> float:
-    return 30.0 + 60.0 * int(draws)
-
-
-@gpu.on_gpu(null_seconds)
-@shows_errors
-@one_job("Empirical null")
-def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
+@job(Kind.NULL, outputs=1)
+def null_ui(label, kind, other, draws, state, run):
     state = session(state)
     res = state.located_set(label)
     draws = F.REPEATS.check(draws)
     score = ScoreConfig(method=res.score.method, ig_steps=res.score.ig_steps, ig_rule=res.score.ig_rule)
-    cost = costs.check("null", draws=draws)
-    lm, update = state.model(), progress_reporter(progress)
-    with in_lane("null", update, state.cancel, cost):
+    cost = run.expected(draws=draws)
+    lm = state.model()
+    with run.lane(cost):
         null = empirical_null(
             lm,
             res.dataset,
@@ -74,8 +65,8 @@ def null_ui(label, kind, other, draws, state, progress=gr.Progress()):
             res.seed,
             score,
             res.params,
-            progress=update,
-            cancel=state.cancel,
+            progress=run.report,
+            cancel=run.cancel,
         )
     agree = res.agreement()
     times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"

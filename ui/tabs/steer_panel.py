@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import DEFAULTS, Intervention, ParameterError, SteerRequest
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
-from cnl_core.evaluate.controls import random_like
-from cnl_core.evaluate.steer import steer_stream, token_logprobs
-from cnl_core.model.hooks import Intervention
+from cnl_core.evaluate.steer import token_logprobs
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..jobs import Kind, job
 from ..session import session
-from ..shared_work import in_lane
-from ..visitors import one_job
 
 HELP = (
     "**Ask the model yourself.** The same prompt answered by the unmodified model, with the located neurons "
@@ -38,7 +32,7 @@ def build() -> SimpleNamespace:
                 scale=3,
                 max_length=F.STEER_PROMPT.max_chars,
             )
-            max_new = gr.Number(16, label="new tokens")
+            max_new = gr.Number(DEFAULTS.steer_tokens, label=F.STEER_TOKENS.label)
             with gr.Column(scale=0, min_width=120):
                 button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
                 cancel = gr.Button("Cancel", variant="secondary", size="sm")
@@ -64,28 +58,22 @@ def build() -> SimpleNamespace:
     )
 
 
-@gpu.on_gpu(gpu.steer_seconds)
-@shows_errors
-@one_job("Ask")
-def steer_ui(located_on, mode, factor, positions, prompt, max_new, state, progress=gr.Progress()):
+@job(Kind.STEER, outputs=5)
+def steer_ui(located_on, mode, factor, positions, prompt, max_new, seed, state, run):
     state = session(state)
     neurons = state.located_set(located_on).neurons
     if not F.STEER_PROMPT.check(prompt).strip():
         raise ParameterError("Type a prompt to ask the model.")
-    iv, max_new = Intervention.from_inputs(neurons, mode, factor, positions), F.STEER_TOKENS.check(max_new)
-    cost = costs.check("steer", max_new=max_new)
+    iv = Intervention.from_inputs(neurons, mode, factor, positions)
+    request = SteerRequest(prompt, iv, F.STEER_TOKENS.check(max_new), F.SEED.check(seed))  # the CLI's request
+    cost = run.expected(max_new=request.max_new_tokens)
     lm = state.model_for(neurons.grid)  # every input is checked before the model is loaded
     tokens = len(lm.tokenizer(prompt)["input_ids"])
     if tokens > F.TOKEN_CEILING:
         raise ParameterError(f"prompt: {tokens:,} tokens is too long; the limit is {F.TOKEN_CEILING:,}.")
-    conditions = {
-        "baseline": None,
-        "intervened": iv,
-        "control": replace(iv, neurons=random_like(neurons, 1000, neurons)),
-    }
     answers = {}
-    with in_lane("steer", progress_reporter(progress), state.cancel, cost):
-        for answers in steer_stream(lm, prompt, conditions, max_new, cancel=state.cancel):
+    with run.lane(cost):
+        for answers in request.stream(lm, run):
             yield answers["baseline"].text, answers["intervened"].text, answers["control"].text, None, ""
         ids = lm.tokenizer(prompt)["input_ids"]
         base = answers["baseline"]

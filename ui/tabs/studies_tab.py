@@ -7,21 +7,17 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from cnl_core import DEFAULTS, DecoupleRequest, EvalConfig, LocateParams, ParameterError, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.errors import ParameterError
-from cnl_core.evaluate.accuracy import EvalConfig
-from cnl_core.experiments.decouple import DEFAULT_FRACTIONS, DecoupleResult, run_decouple
+from cnl_core.experiments.decouple import DEFAULT_FRACTIONS
 from cnl_core.experiments.specificity import run_specificity, split_by_sharing
-from cnl_core.locate.scorers import ScoreConfig
-from cnl_core.locate.select import LocateParams
-from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS
+from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
-from .. import costs, gpu
-from ..errors import progress_reporter, shows_errors
+from ..errors import shows_errors
+from ..jobs import Kind, job
 from ..session import session
-from ..shared_work import data_identity, in_lane, served
-from ..visitors import one_job
+from ..shared_work import served
 from . import knowledge_panel
 
 HELP_DECOUPLE = (
@@ -103,9 +99,7 @@ def _fractions(text: str) -> list[float]:
     return values
 
 
-@gpu.on_gpu(gpu.decouple_seconds)
-@shows_errors
-@one_job("Decouple")
+@job(Kind.DECOUPLE, outputs=2)
 def decouple_ui(
     dataset,
     other,
@@ -125,49 +119,30 @@ def decouple_ui(
     sigma,
     sign,
     state,
-    progress=gr.Progress(),
+    run,
 ):
     state = session(state)
-    inputs = (
+    request = DecoupleRequest(
+        dataset,
+        other,
         F.N_SPLIT.check(n),
-        _fractions(fractions),
+        tuple(_fractions(fractions)),
         F.REPEATS.check(repeats),
         DEFAULTS.seed,
         ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer),
         LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign),
+        batch_size=F.BATCH.check(batch_size),
     )
-    batch = F.BATCH.check(batch_size)
-    cost = costs.check(
-        "decouple",
+    cost = run.expected(
         dataset=dataset,
         other=other,
-        n=inputs[0],
+        n=request.n,
         fractions=fractions,
-        repeats=inputs[2],
-        method=inputs[4].method,
-        ig_steps=inputs[4].ig_steps,
+        repeats=request.repeats,
+        method=request.score.method,
+        ig_steps=request.score.ig_steps,
     )
-    lm, update = state.model(), progress_reporter(progress)
-    n, fractions, repeats, seed, cfg, params = inputs
-    key = {
-        "datasets": [data_identity(dataset), data_identity(other)],
-        "n": n,
-        "fractions": fractions,
-        "repeats": repeats,
-        "seed": seed,
-        "score": cfg.to_json(),
-        "params": params.as_dict(),
-    }
-    res = served(
-        "decouple",
-        lm,
-        key,
-        DecoupleResult,
-        lambda: run_decouple(lm, dataset, other, *inputs, batch_size=batch, progress=update, cancel=state.cancel),
-        update,
-        state.cancel,
-        cost,
-    ).value
+    res = served(request, state.model(), run, cost).value
     for warning in res.warnings():  # two empty sets: IoU undefined
         gr.Warning(warning)
     table = pd.DataFrame(res.mean_curve()).rename(columns={"fraction": "shared fraction f"})
@@ -185,18 +160,24 @@ def sharing_ui(state):
     return charts.sharing_bars(split_by_sharing(located).counts)
 
 
-@gpu.on_gpu(gpu.specificity_seconds)
-@shows_errors
-@one_job("Specificity")
-def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, progress=gr.Progress()):
+@job(Kind.SPECIFICITY, outputs=2)
+def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, run):
     state = session(state)
     located = {e.result.dataset: e.result for e in state.located.values()}
     eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new)
-    cost = costs.check("specificity", eval_n=eval_n, fewshot=fewshot, max_new=max_new, state=state)
-    lm, update = state.model(), progress_reporter(progress)
-    with in_lane("specificity", update, state.cancel, cost):
+    cost = run.expected(eval_n=eval_n, fewshot=fewshot, max_new=max_new, state=state)
+    lm = state.model()
+    with run.lane(cost):
         res = run_specificity(
-            lm, located, eval_n, DEFAULTS.seed, mode=mode, metric=metric, cfg=cfg, progress=update, cancel=state.cancel
+            lm,
+            located,
+            eval_n,
+            DEFAULTS.seed,
+            mode=mode,
+            metric=metric,
+            cfg=cfg,
+            progress=run.report,
+            cancel=run.cancel,
         )
     table = pd.DataFrame(
         [
