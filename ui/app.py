@@ -115,7 +115,9 @@ def build_app() -> gr.Blocks:
         link_note = gr.Markdown(elem_id="link-note")
         link_plot = gr.Plot(show_label=False, visible=False, elem_id="link-plot")
         intro = demo_panel.build()
-        with gr.Tabs() as tabs:  # ids: a ?neuron= link selects the Compare tab
+        # ids: a ?neuron= link selects the Compare tab; on a phone the seven tabs wrap onto a second line (Gradio's
+        # default hides all but two behind a "..." menu)
+        with gr.Tabs(overflow_behavior="wrap") as tabs:
             with gr.Tab("1 · Model", id="model"):
                 model = model_tab.build()
             with gr.Tab("2 · Data", id="data"):

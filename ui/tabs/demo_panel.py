@@ -34,8 +34,9 @@ SCORED_INFO = (
 def build() -> SimpleNamespace:
     # above the tabs, and folded away in one click: on a projector the tabs then start at the top
     with gr.Accordion("The one-click demo", open=True, elem_id="demo"):
-        with gr.Row():
-            gr.Markdown(INTRO, elem_id="demo-intro")
+        with gr.Row():  # on a phone the text (at least 300 px) and the buttons stack instead of squeezing
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown(INTRO, elem_id="demo-intro")
             with gr.Column(scale=0, min_width=180):
                 button = gr.Button("▶ Run the demo", variant="primary", elem_id="demo-btn")
                 cancel = gr.Button("Cancel", variant="secondary", elem_id="demo-cancel", size="sm")
