@@ -20,6 +20,7 @@ from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
 from ..knowledge.tracing import SITES, run_tracing
 from ..locate.scorers import scorer_names
 from ..options import SCORE_POSITIONS, SIGNS
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, progress_bar, write_result
 
@@ -111,21 +112,21 @@ def cmd_knowledge(args) -> dict:
         if args.action == "facts":
             for fact_id, share in known.share.items():
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
-            out = known.to_json()
+            out = to_data(known)
         elif args.action == "fidelity":
             cfg = FidelityConfig(
                 args.method, args.ig_steps, args.tau, args.sign, args.p, args.position, args.capability, seed=args.seed
             )
             res = run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update)
-            out = res.to_json()
+            out = to_data(res)
         elif args.action == "trace":
             res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
-            out = res.to_json()
+            out = to_data(res)
         elif args.action == "reliability":
             cfg = ReliabilityConfig(
                 args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed
             )
-            out = run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+            out = to_data(run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update))
         elif args.action == "edit":
             cfg = replace(
                 EditConfig(),
@@ -134,7 +135,7 @@ def cmd_knowledge(args) -> dict:
                 seed=args.seed,
             )
             res = run_editing(lm, facts_set, chosen, cfg, progress=update)
-            out = {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
+            out = {**to_data(res), "located_vs_best": {s: located_vs_best(res, s) for s in SITES}}
         else:
             cfg = replace(
                 _STUDY,
@@ -151,10 +152,10 @@ def cmd_knowledge(args) -> dict:
             parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
             # every finished part is written at once: a later part that fails leaves the earlier ones on disk
             study = run_study(
-                lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, s.to_json())
+                lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, to_data(s))
             )
             print("\n".join(table(study)))
-            out = study.to_json()
+            out = to_data(study)
     write_result(args.out, out)  # first: the file is kept whatever the printing does
     if args.action in ("fidelity", "reliability", "trace", "edit"):
         _print_part(args.action, out)

@@ -12,6 +12,7 @@ from ..evaluate.steer import check_prompt, steer
 from ..experiments.locate_result import LocateResult
 from ..inspect.neuron import inspect_neuron, parse_neuron
 from ..options import DEFAULTS, INTERVENTION_MODES
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, on_model, write_result
 
@@ -36,7 +37,7 @@ def cmd_inspect(args) -> dict:
         print(f"  {ex.sample_id}: max {ex.max_activation:+.3f} at {ex.tokens[peak]!r}")
     for name, r in rep.ranks.items():
         print(f"  in {name}: rank {r['rank'] or '>' + str(r['listed'])} of {r['of']}")
-    out = rep.to_json()
+    out = to_data(rep)
     write_result(args.out, out)
     return out
 
@@ -50,13 +51,13 @@ def cmd_steer(args) -> dict:
     res = steer(lm, args.prompt, {"baseline": None, "intervened": iv, "control": control}, args.max_new_tokens)
     for name, answer in res.answers.items():
         print(f"--- {name}: {answer.text!r}")
-    changes = res.to_json()["baseline_tokens_logprob_change"]
+    changes = to_data(res)["baseline_tokens_logprob_change"]
     if changes.get("intervened"):
         print(
             "log-probability change of the baseline's tokens when intervened: "
             + " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"]))
         )
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 

@@ -15,6 +15,7 @@ from .. import fields as F
 from ..options import DEFAULTS
 from . import arguments as A
 from .commands import command_model, format_ci, progress_bar, write_result
+from ..serialize import to_data
 
 
 def cmd_decouple(args) -> dict:
@@ -53,7 +54,7 @@ def cmd_decouple(args) -> dict:
         )
     for w in res.warnings():
         print(f"  warning: {w}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -72,7 +73,7 @@ def cmd_specificity(args) -> dict:
     for combo, count in split.counts.items():
         print(f"  {count:>6}  {combo}")
     if args.no_eval:
-        out = {"kind": "cnl.specificity", **split.to_json()}
+        out = {"kind": "cnl.specificity", **to_data(split)}
         write_result(args.out, out)
         return out
     lm = command_model(args, list(located.values()))
@@ -96,7 +97,7 @@ def cmd_specificity(args) -> dict:
     for name, ix in res.index.items():
         value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {format_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -122,7 +123,7 @@ def cmd_demo(args) -> dict:
         print(f"neurons in both located sets: {res.shared_neurons}")
     else:
         _print_demo(res)
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -167,7 +168,7 @@ def cmd_null(args) -> dict:
             progress=update,
         )
     print(res.describe())
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 

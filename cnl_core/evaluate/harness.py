@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -104,9 +104,6 @@ class HarnessSettings:
                 HARNESS.bootstrap_iters if bootstrap_iters is None else F.BOOTSTRAP_ITERS.check(bootstrap_iters)
             ),
         )
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "tasks": list(self.tasks)}
 
 
 @dataclass(frozen=True)

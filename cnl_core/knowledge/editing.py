@@ -25,7 +25,7 @@ import copy
 import random
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -38,6 +38,7 @@ from ..model.loading import LoadedModel
 from ..options import KEY_COVARIANCES
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
+from ..schema import in_file, result_kind
 from .facts import Fact, FactSet, Paraphrase
 from .keys import COVARIANCE_TOKENS, averaged_key, key_covariance
 from .probe import answer_stats
@@ -200,30 +201,19 @@ def rome_update(
     return k_star, residual, direction
 
 
+@result_kind("cnl.knowledge.editing", order=("model", "facts", "config", "summary", "per_fact"))
 @dataclass
 class EditingResult:
     model: str
     facts: str
     config: EditConfig
-    layers: list[int]
+    layers: list[int] = field(
+        metadata=in_file(group="config")
+    )  # the layers edited, in place of the config's choice (None: auto)
     per_fact: list[dict]  # fact, new answer, per-layer rows, the edit prompt's traces
     summary: list[dict]  # per layer: means and intervals over facts
     created: str | None = None
     versions: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        cfg = asdict(self.config)
-        cfg["layers"] = self.layers
-        return {
-            "kind": "cnl.knowledge.editing",
-            "model": self.model,
-            "facts": self.facts,
-            "config": cfg,
-            "summary": self.summary,
-            "per_fact": self.per_fact,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def _new_answer(f: Fact, facts: Sequence[Fact], rng: random.Random) -> str:

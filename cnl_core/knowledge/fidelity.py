@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS
 from ..progress import Progress
 from ..provenance import stamp
+from ..schema import result_kind
+from ..serialize import to_data
 from .facts import Fact, FactSet
 from .scoring import ParaphraseScores, common_set, iou_matrix, kn_masks, paraphrase_scores
 
@@ -81,6 +83,10 @@ class GroupStat:
     undefined: int = 0  # pairs of two empty sets (IoU undefined, left out)
 
 
+@result_kind(
+    "cnl.knowledge.fidelity",
+    order=("model", "facts", "shots", "config", "score", "fact_ids", "per_paraphrase_size", "pairs", "splits"),
+)
 @dataclass
 class FidelityResult:
     model: str
@@ -98,23 +104,6 @@ class FidelityResult:
 
     def group(self, name: str) -> GroupStat:
         return next(g for g in [*self.pairs, *self.splits] if g.name == name)
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.knowledge.fidelity",
-            "model": self.model,
-            "facts": self.facts,
-            "shots": self.shots,
-            "config": asdict(self.config),
-            "score": self.score,
-            "fact_ids": self.fact_ids,
-            "per_paraphrase_size": self.per_paraphrase_size,
-            "pairs": [asdict(g) for g in self.pairs],
-            "splits": [asdict(g) for g in self.splits],
-            "per_fact": self.per_fact,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def _stat(name: str, per_unit: list[list[tuple[float, float, float]]], cfg: FidelityConfig) -> GroupStat:
@@ -296,8 +285,8 @@ def run_fidelity(
         splits=splits,
         per_fact=per_fact,
         score={
-            "facts": {**scores.score_cfg.to_json(), "position": cfg.position},
-            "capability": (cap.cfg or cap_cfg).to_json(),
+            "facts": {**to_data(scores.score_cfg), "position": cfg.position},
+            "capability": to_data(cap.cfg or cap_cfg),
             "capability_samples": cap_ids,
         },
         **stamp(),

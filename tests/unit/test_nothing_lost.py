@@ -13,6 +13,7 @@ import pytest
 from cnl_core.cli import commands, main
 from cnl_core.errors import NeuronSetError, OutputError, ParameterError
 from cnl_core.locate.score_store import clear_cache, list_cache
+from cnl_core.serialize import to_data
 from tests.unit.test_results import result
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def no_model(monkeypatch):
 
 
 def _neuron_file(tmp_path, name="a.json", grid=None) -> Path:
-    data = result().to_json()
+    data = to_data(result())
     if grid:
         data["grid"] = grid
     path = tmp_path / name

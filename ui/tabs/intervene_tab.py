@@ -17,6 +17,7 @@ from cnl_core.model.hooks import Intervention, check_positions
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIONS
 from cnl_core.report import charts, exports
 from cnl_core.report.readings import dose_reading, evaluation_readings
+from cnl_core.serialize import to_data
 
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
@@ -170,7 +171,7 @@ def intervene_ui(
                 "control_draws": control_draws,
                 "control_may_overlap": bool(overlap),
                 "located_ids": ids,
-                "eval": cfg.to_json(),
+                "eval": to_data(cfg),
             }
             out = served(
                 "intervene",
@@ -272,7 +273,7 @@ def dose_ui(located_on, positions, targets, n, seed, fewshot, max_new, state, pr
         "n": numbers[0],
         "seed": numbers[1],
         "located_ids": ids,
-        "eval": cfg.to_json(),
+        "eval": to_data(cfg),
     }
     out = served(
         "dose",
@@ -323,7 +324,7 @@ def matrix_ui(mode, factor, positions, targets, n, seed, fewshot, max_new, metri
         "targets": [data_identity(t) for t in targets],
         "n": numbers[0],
         "seed": numbers[1],
-        "eval": cfg.to_json(),
+        "eval": to_data(cfg),
     }
     out = served(
         "matrix",

@@ -16,6 +16,7 @@ from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.locate.select import LocateParams
 from cnl_core.options import DEFAULTS, INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
+from cnl_core.serialize import to_data
 
 from .. import costs, gpu
 from ..errors import progress_reporter, shows_errors
@@ -155,7 +156,7 @@ def decouple_ui(
         "fractions": fractions,
         "repeats": repeats,
         "seed": seed,
-        "score": cfg.to_json(),
+        "score": to_data(cfg),
         "params": params.as_dict(),
     }
     res = served(
