@@ -227,7 +227,7 @@ def evaluation_bars(result: EvalResult, metric: str) -> alt.Chart:
     return (bars + errors).properties(width=220, height=240, title=f"{result.dataset}: {metric}")
 
 
-def save_chart(chart: alt.Chart, path: str, fmt: str) -> str:
+def save_chart(chart: alt.TopLevelMixin, path: str, fmt: str) -> str:
     """Write a chart as PNG or SVG (vl-convert renders offline) or as a Vega-Lite JSON spec."""
     import vl_convert as vlc
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -113,7 +113,7 @@ def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFr
     rows = []
     for number, results in reversed(list(enumerate(runs, 1))):
         for r in results:
-            iv = r.intervention or {}
+            iv = to_data(r.intervention) or {}
             how = "" if not iv else ("zero" if iv.get("mode") == "zero" else f"amplify x{iv.get('factor', 0):g}")
             for part, s in r.conditions().items():
                 d = s.deltas
