@@ -31,6 +31,7 @@ from cnl_core.data.uploads import dataset_from_records, read_table  # noqa: E402
 from cnl_core.errors import CNLError  # noqa: E402
 from cnl_core.experiments.eval_results import EvalResult  # noqa: E402
 from cnl_core.experiments.locate_result import LocateResult  # noqa: E402
+from cnl_core.serialize import from_data, to_data
 from tests.unit.test_fields import NUMERIC_FLAGS, REQUIRED  # noqa: E402
 from tests.unit.test_result_fuzzing import _snapshot, _state  # noqa: E402
 from tests.unit.test_results import _evaluation, result  # noqa: E402
@@ -136,12 +137,12 @@ def count(seed: int, per_kind: int) -> dict[str, Counter]:
     out["numbers given to a CLI flag"] = Counter(
         _classify(lambda f=rng.choice(NUMERIC_FLAGS), v=_value(rng): flag(f[0], f[1], str(v))) for _ in range(per_kind)
     )
-    locate_doc, eval_doc = result().to_json(), _evaluation()
+    locate_doc, eval_doc = to_data(result()), _evaluation()
     out["locate result files, one field replaced or removed"] = Counter(
-        _classify(lambda d=_mutate(locate_doc, rng): LocateResult.from_json(d)) for _ in range(per_kind)
+        _classify(lambda d=_mutate(locate_doc, rng): from_data(LocateResult, d)) for _ in range(per_kind)
     )
     out["evaluation result files, one field replaced or removed"] = Counter(
-        _classify(lambda d=_mutate(eval_doc, rng): EvalResult.from_json(d)) for _ in range(per_kind)
+        _classify(lambda d=_mutate(eval_doc, rng): from_data(EvalResult, d)) for _ in range(per_kind)
     )
 
     def upload(data: bytes, name: str):

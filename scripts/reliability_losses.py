@@ -42,6 +42,7 @@ from cnl_core.errors import CNLError  # noqa: E402
 from cnl_core.experiments.json_io import write_json  # noqa: E402
 from cnl_core.locate.score_store import ScoreStore  # noqa: E402
 from cnl_core.report.exports import to_safe_csv  # noqa: E402
+from cnl_core.serialize import to_data
 from tests.unit.test_results import result  # noqa: E402
 
 ENTRY = "0123456789abcdef0123"
@@ -69,7 +70,7 @@ def _sandbox(tmp: Path) -> Path:
     (tmp / "cache/scores/up").symlink_to(tmp / "cache")
     (tmp / "a-file").write_text("x")
     (tmp / "earlier.json").write_text(json.dumps({"earlier": "result"}))
-    (tmp / "located.json").write_text(json.dumps(result().to_json()))
+    (tmp / "located.json").write_text(json.dumps(to_data(result())))
     return tmp
 
 

@@ -28,6 +28,7 @@ from ..model.loading import LoadedModel, memory_plan
 from ..model.model_cache import MODELS
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..report.exports import write_exports
+from ..serialize import to_data
 from . import arguments as A
 
 
@@ -121,7 +122,7 @@ def cmd_locate(args) -> dict:
     )
     for note in [*res.cache.notes, *res.warnings()]:
         print(f"  note: {note}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -174,7 +175,7 @@ def cmd_compare(args) -> dict:
         print(" " * width + "".join(f"{n[:10]:>12}" for n in names))
         for n, row in zip(names, values):
             print(f"{n:<{width}}" + "".join(f"{v:>12.4f}" for v in row))
-    out = {"kind": "cnl.compare", "files": list(args.files), **mat.to_json()}
+    out = {"kind": "cnl.compare", "files": list(args.files), **to_data(mat)}
     write_result(args.out, out)
     return out
 
@@ -206,7 +207,7 @@ def cmd_evaluate(args) -> dict:
     for name, r in res.conditions().items():
         acc = "n/a" if r.accuracy is None else f"{r.accuracy:.3f} {format_ci(r.accuracy_ci)}"
         print(f"  {name:<10} acc {acc:<24} loglik {r.gold_loglik:.4f} {format_ci(r.gold_loglik_ci)}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -245,7 +246,7 @@ def cmd_matrix(args) -> dict:
     for s in res.sources:
         vals = [res.cell(s, t, metric) for t in res.targets]
         print(f"{s[:15]:<16}" + "".join(f"{'n/a':>14}" if v is None else f"{v:>14.4f}" for v in vals))
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -271,7 +272,7 @@ def cmd_finetune(args) -> dict:
     )
     for name, s in (("baseline", res.baseline), ("located", res.located), ("random", res.random)):
         print(f"  {name:<9} acc {s.accuracy}  loglik {s.gold_loglik:.4f}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 

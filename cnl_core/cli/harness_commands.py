@@ -10,6 +10,7 @@ from .. import fields as F
 from ..evaluate.harness import HarnessSettings, require_harness, task_manager
 from ..experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from ..options import DEFAULTS, HARNESS, INTERVENTION_MODES
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, on_model, progress_bar, write_result
 
@@ -44,7 +45,7 @@ def cmd_lm_eval(args) -> dict:
             progress=update,
         )
     print(markdown_table(res))
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -56,7 +57,7 @@ def _pm(value: float, stderr: float | None, signed: bool = False) -> str:
 
 def markdown_table(res: HarnessEvalResult) -> str:
     """Every task and metric: unmodified, intervened and control mean, with the harness's standard errors."""
-    iv = res.intervention or {}
+    iv = to_data(res.intervention) or {}
     how = "zeroed" if iv.get("mode") == "zero" else f"amplified x{iv.get('factor', 0):g}"
     k = len(res.controls)
     lines = [

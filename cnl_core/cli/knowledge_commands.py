@@ -23,6 +23,7 @@ from ..locate.scorers import scorer_names
 from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS, SIGNS
 from ..progress import Progress
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, progress_bar, write_result
 
@@ -141,7 +142,7 @@ def cmd_knowledge(args) -> dict:
         if args.action == "facts":
             for fact_id, share in known.share.items():
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
-            out = known.to_json()
+            out = to_data(known)
         else:
             out = _RUNNERS[args.action](args, lm, facts_set, chosen, update)
     write_result(args.out, out)  # first: the file is kept whatever the printing does
@@ -164,17 +165,17 @@ def _fidelity(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], upda
         capability_shots=args.capability_shots,
         match_sizes=tuple(args.match_sizes),
     )
-    return run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+    return to_data(run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update))
 
 
 def _trace(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
     res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
-    return res.to_json()
+    return to_data(res)
 
 
 def _reliability(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
     cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed)
-    return run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update).to_json()
+    return to_data(run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update))
 
 
 def _edit(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
@@ -186,7 +187,7 @@ def _edit(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: 
         kl_weight=args.kl_weight,
     )
     res = run_editing(lm, facts_set, chosen, cfg, progress=update)
-    return {**res.to_json(), "located_vs_best": {s: located_vs_best(res, s) for s in TRACED_SITES}}
+    return {**to_data(res), "located_vs_best": {s: located_vs_best(res, s) for s in TRACED_SITES}}
 
 
 def _study(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
@@ -209,10 +210,10 @@ def _study(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update:
     parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
     # every finished part is written at once: a later part that fails leaves the earlier ones on disk
     study = run_study(
-        lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, s.to_json())
+        lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, to_data(s))
     )
     print("\n".join(table(study)))
-    return study.to_json()
+    return to_data(study)
 
 
 _RUNNERS = {"fidelity": _fidelity, "trace": _trace, "reliability": _reliability, "edit": _edit, "study": _study}

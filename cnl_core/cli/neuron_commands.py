@@ -12,6 +12,7 @@ from ..experiments.requests import SteerRequest
 from ..experiments.requests_studies import TOP_EXAMPLES, InspectRequest
 from ..inspect.neuron import neuron_ranks, parse_neuron
 from ..options import DEFAULTS, INTERVENTION_MODES
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, on_model, write_result
 
@@ -37,7 +38,7 @@ def cmd_inspect(args) -> dict:
         print(f"  {ex.sample_id}: max {ex.max_activation:+.3f} at {ex.tokens[peak]!r}")
     for name, r in rep.ranks.items():
         print(f"  in {name}: rank {r['rank'] or '>' + str(r['listed'])} of {r['of']}")
-    out = rep.to_json()
+    out = to_data(rep)
     write_result(args.out, out)
     return out
 
@@ -50,13 +51,13 @@ def cmd_steer(args) -> dict:
     res = SteerRequest(args.prompt, iv, args.max_new_tokens, args.seed).run(lm)
     for name, answer in res.answers.items():
         print(f"--- {name}: {answer.text!r}")
-    changes = res.to_json()["baseline_tokens_logprob_change"]
+    changes = to_data(res)["baseline_tokens_logprob_change"]
     if changes.get("intervened"):
         print(
             "log-probability change of the baseline's tokens when intervened: "
             + " ".join(f"{t!r}:{c:+.2f}" for t, c in zip(res.answers["baseline"].tokens, changes["intervened"]))
         )
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 

@@ -13,6 +13,7 @@ from ..experiments.requests import Job
 from ..experiments.requests_studies import DecoupleRequest, DemoRequest
 from ..experiments.specificity import run_specificity, split_by_sharing
 from ..options import DEFAULTS
+from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, format_ci, progress_bar, write_result
 
@@ -44,7 +45,7 @@ def cmd_decouple(args) -> dict:
         )
     for w in res.warnings():
         print(f"  warning: {w}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -63,7 +64,7 @@ def cmd_specificity(args) -> dict:
     for combo, count in split.counts.items():
         print(f"  {count:>6}  {combo}")
     if args.no_eval:
-        out = {"kind": "cnl.specificity", **split.to_json()}
+        out = {"kind": "cnl.specificity", **to_data(split)}
         write_result(args.out, out)
         return out
     lm = command_model(args, list(located.values()))
@@ -87,7 +88,7 @@ def cmd_specificity(args) -> dict:
     for name, ix in res.index.items():
         value = "n/a" if ix["value"] is None else f"{ix['value']:+.4f} {format_ci(ix['ci'])}"
         print(f"  {name:<20} {value}")
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -107,7 +108,7 @@ def cmd_demo(args) -> dict:
         print(f"neurons in both located sets: {res.shared_neurons}")
     else:
         _print_demo(res)
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 
@@ -154,7 +155,7 @@ def cmd_null(args) -> dict:
             progress=update,
         )
     print(res.describe())
-    out = res.to_json()
+    out = to_data(res)
     write_result(args.out, out)
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,9 +63,6 @@ class SetComparison:
     chance_iou: float
     p_value: float
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 def compare_sets(a: NeuronSet, b: NeuronSet) -> SetComparison:
     """Overlap, IoU, and what random sets of the same sizes would give (with a p-value)."""
@@ -94,9 +91,6 @@ class ComparisonMatrix:
     overlap_rate: list[list[float]]
     iou: list[list[float]]
     chance_iou: list[list[float]]
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def comparison_matrix(sets: Mapping[str, NeuronSet]) -> ComparisonMatrix:

@@ -12,9 +12,9 @@ import hashlib
 import importlib.util
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import fields as F
 from ..errors import DatasetError

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from .. import fields as F
 from ..data.samples import CHOICE, GENERATE_NUMBER, DatasetSpec, Sample
@@ -25,7 +25,9 @@ from ..model.kv_cache import Prompted
 from ..model.loading import LoadedModel
 from ..model.memory import is_out_of_memory, release_cached_memory
 from ..model.tokens import token_ids
+from ..options import POSITIONS
 from ..progress import Progress, check_cancel, report
+from ..schema import file_form, in_file
 from .answers import STOP_STRINGS, cut_at_stop, extract_flexible, extract_strict, is_correct
 
 
@@ -56,14 +58,44 @@ class EvalConfig:
             bootstrap=d.bootstrap if bootstrap is None else cast(int, F.BOOTSTRAP.check(bootstrap)),
         )
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
     def new_tokens_for(self, dataset: DatasetSpec) -> int:
         return self.max_new_tokens or dataset.max_new_tokens
 
     def shots_for(self, kind: str) -> int:
         return self.num_fewshot if self.num_fewshot is not None else (5 if kind == GENERATE_NUMBER else 0)
+
+
+@file_form(order=("mode", "factor", "positions", "n_neurons"))  # Intervention.describe()'s order
+@dataclass(frozen=True)
+class InterventionRecord:
+    """What an evaluation changed (Intervention.describe()) and, where it ran random controls, how they were drawn.
+
+    Results held it as a plain dict; `record["mode"]` and `record.get("factor")` still read it that way."""
+
+    mode: str
+    factor: float
+    n_neurons: int
+    positions: str = POSITIONS[0]  # token positions changed (files before the choice existed: all)
+    control_avoids_located: bool | None = field(default=None, metadata=in_file(omit="none"))
+    control_seeds: list[int] | None = field(default=None, metadata=in_file(omit="none"))
+    control_neurons: list[list[list[int]]] | None = field(
+        default=None, metadata=in_file(omit="none")
+    )  # per draw: [layer, index] pairs
+
+    @staticmethod
+    def of(iv: Intervention, **controls: Any) -> InterventionRecord:
+        """The record of an intervention (and of its controls: control_avoids_located, control_seeds...)."""
+        d = iv.describe()
+        return InterventionRecord(d["mode"], d["factor"], d["n_neurons"], d["positions"], **controls)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None) if key in self.__dataclass_fields__ else None
+        return default if value is None else value
 
 
 @dataclass

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .. import fields as F
 from .. import shared_mode
@@ -90,23 +90,23 @@ class HarnessSettings:
     @staticmethod
     def from_inputs(
         tasks, include_path=None, limit=None, num_fewshot=None, max_gen_toks=None, batch_size=None, bootstrap_iters=None
-    ) -> "HarnessSettings":
+    ) -> HarnessSettings:
         """From a form or the command line (the one conversion both use): numbers may be text; no limit (None),
         few-shot -1 and new tokens 0 (or empty, or None) mean each task's own; an empty folder means none."""
+        # Integer fields give ints; fields.NumberField types every value as int | float.
         return HarnessSettings(
-            tasks=tasks or "",
+            tasks=parse_tasks(tasks or ""),
             include_path=F.TASK_FOLDER.check(include_path).strip() or None,
-            limit=None if limit is None else F.HARNESS_LIMIT.check(limit),
-            num_fewshot=F.HARNESS_FEWSHOT.read(num_fewshot),
-            max_gen_toks=F.HARNESS_GEN_TOKS.read(max_gen_toks),
-            batch_size=HARNESS.batch_size if batch_size is None else F.BATCH.check(batch_size),
+            limit=None if limit is None else cast(int, F.HARNESS_LIMIT.check(limit)),
+            num_fewshot=cast("int | None", F.HARNESS_FEWSHOT.read(num_fewshot)),
+            max_gen_toks=cast("int | None", F.HARNESS_GEN_TOKS.read(max_gen_toks)),
+            batch_size=HARNESS.batch_size if batch_size is None else cast(int, F.BATCH.check(batch_size)),
             bootstrap_iters=(
-                HARNESS.bootstrap_iters if bootstrap_iters is None else F.BOOTSTRAP_ITERS.check(bootstrap_iters)
+                HARNESS.bootstrap_iters
+                if bootstrap_iters is None
+                else cast(int, F.BOOTSTRAP_ITERS.check(bootstrap_iters))
             ),
         )
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "tasks": list(self.tasks)}
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,10 @@ def parse_results(out: dict) -> dict[str, TaskScores]:
         metrics = {}
         for key, value in row.items():
             name, _, filt = key.partition(",")
-            if name in _NOT_METRICS or name.endswith("_stderr") or _number(value) is None:
+            number = _number(value)
+            if name in _NOT_METRICS or name.endswith("_stderr") or number is None:
                 continue
-            metrics[key] = Metric(
-                _number(value), _number(row.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr"))
-            )
+            metrics[key] = Metric(number, _number(row.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")))
         samples = out.get("n-samples", {}).get(task, {})
         shots = out.get("n-shot", {}).get(task)
         scores[task] = TaskScores(
@@ -268,7 +267,7 @@ class Harness:
     def close(self) -> None:
         """Nothing to free in this process (the isolated harness kills its child here)."""
 
-    def __enter__(self) -> "Harness":
+    def __enter__(self) -> Harness:
         return self
 
     def __exit__(self, *exc) -> None:

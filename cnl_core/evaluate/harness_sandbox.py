@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from .. import fields as F
 from ..errors import HarnessError
@@ -34,7 +35,7 @@ from ..model.loading import LoadedModel
 from ..progress import raise_if_cancelled
 from .harness import HarnessSettings, TaskScores, parse_results, require_harness, serve
 from .task_allowlist import read_allowed_task
-from .task_files import DATA_SUFFIXES, TASK_SUFFIXES, task_yaml_files
+from .task_files import DATA_SUFFIXES, task_yaml_files
 
 WORKER = Path(__file__).with_name("harness_worker.py")
 GENERATE = "generate_until"
@@ -254,7 +255,7 @@ class IsolatedHarness:
             + (f": it reached {why}." if why else " (it may have run out of its memory limit).")
         )
 
-    def _refuse(self, message: dict) -> None:
+    def _refuse(self, message: dict) -> NoReturn:
         text = str(message.get("message", ""))[:300].replace(str(self.folder), "<task folder>")
         if message.get("kind") == "unknown":
             where = "your uploaded tasks" if self.settings.include_path else "the harness's catalogue"
@@ -274,16 +275,16 @@ class IsolatedHarness:
                 self._tx.close()
             except OSError:
                 pass
-            self._tx = None
+            del self._tx  # closed: getattr(self, "_tx", None) is None again
         if getattr(self, "_rx", None) is not None:
             try:
                 os.close(self._rx)
             except OSError:
                 pass
-            self._rx = None
+            del self._rx
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "IsolatedHarness":
+    def __enter__(self) -> IsolatedHarness:
         return self
 
     def __exit__(self, *exc) -> None:

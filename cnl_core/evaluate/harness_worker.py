@@ -20,6 +20,8 @@ import json
 import os
 import resource
 import sys
+from types import ModuleType
+from typing import cast
 
 CHUNK = 64  # requests per message: the server checks Cancel between messages
 MAX_RANGE = 10_000  # a template's range()
@@ -125,7 +127,9 @@ def main(argv: list[str]) -> None:
     _limits(cpu_s, memory_bytes, file_bytes)
     pipe = _Pipe(fd_in, fd_out)
     job = pipe.receive()
-    sys.modules["evaluate"] = None  # an unknown metric name cannot load a script: the import fails
+    # an unknown metric name cannot load a script: the import fails (None in sys.modules is Python's way to block
+    # an import; typeshed types its values as modules only)
+    sys.modules["evaluate"] = cast(ModuleType, None)
     try:
         _sandbox_templates()
         from lm_eval import simple_evaluate

@@ -1,4 +1,8 @@
-"""Summaries of per-sample results: means with percentile-bootstrap intervals, paired differences."""
+"""Summaries of per-sample results: means with percentile-bootstrap intervals, paired differences.
+
+A summary's file form has its differences (`deltas`) flattened into it (declared on the field, schema.py), so a
+chart reads `delta_accuracy` beside `accuracy`; earlier files wrote it so too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..options import METRICS
-from ..serialize import object_of, read_fields
+from ..schema import in_file
 from .accuracy import SampleResult
 
 CI = list[float] | None
@@ -70,34 +74,14 @@ class Summary:
     accuracy: float | None = None
     accuracy_ci: CI = None
     strict_accuracy: float | None = None
-    deltas: Deltas | None = None  # against the unmodified model, when this is a changed condition
+    # against the unmodified model, when this is a changed condition; its keys follow the summary's own in the file
+    deltas: Deltas | None = field(default=None, metadata=in_file(flatten=True))
 
     def __post_init__(self):
         _check_intervals(self)
 
-    def to_json(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "deltas"}
-        if self.deltas is not None:
-            out.update(vars(self.deltas))
-        return out
 
-    @classmethod
-    def from_json(cls, data: dict, where: str = "") -> Summary:
-        """The summary (or a subclass) in its file form, every field checked (serialize.py)."""
-        data = object_of(data, where)
-        own = {k: v for k, v in data.items() if k not in _DELTA_FIELDS and k != "deltas"}
-        deltas = (
-            read_fields(Deltas, {k: data[k] for k in _DELTA_FIELDS if k in data}, where)
-            if _DELTA_FIELDS & set(data)
-            else None
-        )
-        return read_fields(cls, own, where, deltas=deltas)
-
-
-_DELTA_FIELDS = {f.name for f in fields(Deltas)}
-
-
-def _check_intervals(numbers) -> None:
+def _check_intervals(numbers: Summary | Deltas) -> None:
     """Every interval is [low, high] (a file could hold any list)."""
     for f in fields(numbers):
         ci = getattr(numbers, f.name) if f.name.endswith("_ci") else None

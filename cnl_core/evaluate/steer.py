@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -21,6 +21,7 @@ from ..errors import ParameterError
 from ..model.hooks import Edit, Intervention, edited
 from ..model.loading import LoadedModel
 from ..progress import check_cancel
+from ..schema import in_file, result_kind
 from .controls import controlled
 
 CONDITIONS = ("baseline", "intervened", "control")
@@ -34,31 +35,28 @@ class Answer:
     logprobs: list[float] = field(default_factory=list)  # of each generated token, under its own condition
 
 
+def _logprob_change(r: SteerResult) -> dict[str, list[float]]:
+    """Per condition: how much the baseline's own tokens gained (+) or lost (-) log-probability under it."""
+    base = r.baseline_under.get("baseline")
+    if base is None:
+        return {}
+    return {k: [b - a for a, b in zip(base, v)] for k, v in r.baseline_under.items() if k != "baseline"}
+
+
+@result_kind(
+    "cnl.steer",
+    order=("prompt", "intervention", "answers", "baseline_under", "baseline_tokens_logprob_change"),
+    computed={"baseline_tokens_logprob_change": _logprob_change},  # written for readers, computed again
+)
 @dataclass
 class SteerResult:
     prompt: str
-    answers: dict[str, Answer]
-    baseline_under: dict[str, list[float]] = field(default_factory=dict)  # the baseline's tokens, scored per condition
-    intervention: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        out = {
-            "kind": "cnl.steer",
-            "prompt": self.prompt,
-            "intervention": self.intervention,
-            **{k: asdict(v) for k, v in self.answers.items()},
-            "baseline_tokens_logprob_under": self.baseline_under,
-        }
-        out["baseline_tokens_logprob_change"] = (
-            {
-                k: [b - a for a, b in zip(self.baseline_under["baseline"], v)]
-                for k, v in self.baseline_under.items()
-                if k != "baseline"
-            }
-            if "baseline" in self.baseline_under
-            else {}
-        )
-        return out
+    answers: dict[str, Answer] = field(metadata=in_file(flatten=True))  # by condition, each at the top of the file
+    # the baseline's tokens, scored per condition
+    baseline_under: dict[str, list[float]] = field(
+        default_factory=dict, metadata=in_file(key="baseline_tokens_logprob_under")
+    )
+    intervention: dict = field(default_factory=dict)  # Intervention.describe()
 
 
 def steer_conditions(iv: Intervention, seed: int) -> dict[str, Intervention | None]:

@@ -18,9 +18,10 @@ Every refusal is one sentence naming the file, the key and its line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

@@ -19,6 +19,7 @@ from ..evaluate.accuracy import EvalConfig
 from ..model.loading import LoadedModel
 from ..options import BASELINE
 from ..progress import Progress
+from ..serialize import to_data
 from .evaluate import run_evaluate
 from .result_cache import RESULTS, ResultCache, data_identity, model_identity
 
@@ -81,7 +82,7 @@ def baseline_params(lm: LoadedModel, dataset: str) -> dict:
         "dataset": data_identity(dataset),
         "n": BASELINE.n,
         "seed": BASELINE.seed,
-        "eval": cfg.to_json(),
+        "eval": to_data(cfg),
     }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,6 +34,7 @@ from ..locate.select import LocateParams, locate
 from ..model.loading import LoadedModel
 from ..progress import Progress
 from ..provenance import stamp
+from ..schema import in_file, result_kind
 
 SOURCES = ("same", "other")
 DEFAULT_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -52,6 +53,14 @@ class CurvePoint:
     empty: bool = False  # both sets empty: the IoU is undefined (recorded as 0)
 
 
+@result_kind(
+    "cnl.decouple",
+    computed={"empirical_null": "empirical_null", "warnings": "warnings"},  # written for readers, never read
+    order=(
+        *("model", "dataset", "other", "n", "fractions", "repeats", "seed", "params", "curve", "empirical_null"),
+        *("warnings", "null_iou", "created", "versions"),
+    ),
+)
 @dataclass
 class DecoupleResult:
     model: str
@@ -61,11 +70,13 @@ class DecoupleResult:
     fractions: list[float]
     repeats: int
     seed: int
-    score: ScoreConfig
-    params: LocateParams
+    score: ScoreConfig = field(metadata=in_file(group="params"))
+    params: LocateParams = field(metadata=in_file(group="params", key="locate"))
     curve: list[CurvePoint] = field(default_factory=list)
-    null_iou: list[float] = field(default_factory=list)  # per repeat: A's set vs a set of n samples of the other
-    other_score: ScoreConfig | None = None  # the other dataset's settings (its own token limits)
+    # per repeat: A's set vs a set of n samples of the other (files before it was kept: only its summary)
+    null_iou: list[float] = field(default_factory=list)
+    # the other dataset's settings (its own token limits)
+    other_score: ScoreConfig | None = field(default=None, metadata=in_file(group="params", omit="none"))
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -108,27 +119,6 @@ class DecoupleResult:
             f"{len(empty)} point(s) had two empty located sets, where IoU is undefined (recorded as 0): {where}. "
             "Lower tau or p, or raise n."
         ]
-
-    def to_json(self) -> dict:
-        score = {"score": self.score.to_json(), "locate": self.params.as_dict()}
-        if self.other_score is not None:
-            score["other_score"] = self.other_score.to_json()
-        return {
-            "kind": "cnl.decouple",
-            "model": self.model,
-            "dataset": self.dataset,
-            "other": self.other,
-            "n": self.n,
-            "fractions": self.fractions,
-            "repeats": self.repeats,
-            "seed": self.seed,
-            "params": score,
-            "curve": [asdict(p) for p in self.curve],
-            "empirical_null": self.empirical_null(),
-            "warnings": self.warnings(),
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def subsamples(

@@ -22,6 +22,7 @@ from ..model.hooks import Intervention
 from ..model.loading import LoadedModel
 from ..progress import Progress, report
 from ..provenance import stamp
+from ..schema import in_file, result_kind
 from .evaluate import eval_samples
 from .locate import run_locate
 
@@ -44,6 +45,14 @@ class DemoPreset:
 DEMO = DemoPreset()
 
 
+@result_kind(
+    "cnl.demo",
+    computed={"dataset": lambda r: r.preset.dataset},
+    order=(
+        *("model", "dataset", "preset", "n_located", "split_iou", "chance_iou", "conditions", "neurons"),
+        *("located_ids", "sample_ids", "seconds", "created", "versions"),
+    ),
+)
 @dataclass
 class DemoResult:
     model: str
@@ -51,7 +60,8 @@ class DemoResult:
     n_located: int
     split_iou: float
     chance_iou: float
-    conditions: dict[str, Summary]
+    # by name, each at the top of the file; the controls' spread between draws is left out
+    conditions: dict[str, Summary] = field(metadata=in_file(flatten=True, drop=("accuracy_std", "gold_loglik_std")))
     located_ids: list[str] = field(default_factory=list)
     sample_ids: list[str] = field(default_factory=list)
     neurons: list[list[int]] = field(default_factory=list)
@@ -67,27 +77,6 @@ class DemoResult:
             f"{self.chance_iou:.4f}). Accuracy {b.accuracy:.0%} unmodified, {z.accuracy:.0%} with them zeroed, "
             f"{c.accuracy:.0%} with as many random neurons zeroed ({self.preset.eval_n} held-out problems)."
         )
-
-    def to_json(self) -> dict:
-        def part(s: Summary) -> dict:
-            return {k: v for k, v in s.to_json().items() if not k.endswith("_std")}
-
-        return {
-            "kind": "cnl.demo",
-            "model": self.model,
-            "dataset": self.preset.dataset,
-            "preset": vars(self.preset),
-            "n_located": self.n_located,
-            "split_iou": self.split_iou,
-            "chance_iou": self.chance_iou,
-            **{k: part(v) for k, v in self.conditions.items()},
-            "neurons": self.neurons,
-            "located_ids": self.located_ids,
-            "sample_ids": self.sample_ids,
-            "seconds": self.seconds,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def run_demo(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,15 +33,21 @@ from ..locate.select import LocateParams, locate
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
 from ..progress import Progress
+from ..schema import in_file, result_kind
 
 NULL_KINDS = ("unrelated", "shuffled")
 
 
+@result_kind(
+    "cnl.empirical_null",
+    computed={"mean": "mean", "spread": "spread", "mean_chance_iou": "chance_iou"},  # for readers, never read
+    order=("dataset", "other", "n", "draws", "seed", "ious", "chance_ious", "sizes", "kind"),
+)
 @dataclass
 class EmpiricalNull:
     """IoUs of pairs of sets that should share nothing but the model (or the prompts' form)."""
 
-    kind: str
+    kind: str = field(metadata=in_file(key="null"))  # "unrelated" or "shuffled" ("kind" in a file is the result's kind)
     dataset: str
     other: str | None  # the unrelated dataset (None for shuffled answers)
     n: int
@@ -74,17 +80,6 @@ class EmpiricalNull:
             f"(95% of pairs in [{lo:.4f}, {hi:.4f}], range {min(self.ious, default=0):.4f}-"
             f"{max(self.ious, default=0):.4f}); hypergeometric chance {self.chance_iou:.5f}"
         )
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["null"] = data.pop("kind")
-        return {
-            "kind": "cnl.empirical_null",
-            **data,
-            "mean": self.mean,
-            "spread": self.spread,
-            "mean_chance_iou": self.chance_iou,
-        }
 
 
 def shuffled_answers(spec: DatasetSpec, seed: int) -> DatasetSpec:

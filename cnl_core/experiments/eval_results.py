@@ -1,8 +1,10 @@
-"""Typed results of the evaluate, matrix and fine-tune experiments, with their JSON forms.
+"""Typed results of the evaluate, matrix and fine-tune experiments: each declared once, its file form derived from
+its fields (schema.py; kinds "cnl.evaluate", "cnl.matrix", "cnl.finetune").
 
-`to_json` writes the documented schemas (kinds "cnl.evaluate", "cnl.matrix", "cnl.finetune");
-`EvalResult.from_json` reads an evaluation back through the one codec (serialize.py), which refuses a
-file that is not one with a ResultFileError naming the field.
+Why declared: the file form is what users keep and re-load, and the result cache stores the same form, so a
+matrix has one form (it had two: its own `to_json`, and its fields for the cache). Earlier evaluation files
+still load: one without few-shot ids reads as none, and one whose control was written as {"draws": []} reads as
+no control (`if_missing`, `earlier` below).
 """
 
 from __future__ import annotations
@@ -11,14 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..evaluate.accuracy import EvalConfig
+from ..evaluate.accuracy import EvalConfig, InterventionRecord
 from ..evaluate.stats import ControlSummary, Summary
 from ..model.hooks import check_positions
 from ..options import POSITIONS
-from ..serialize import object_of, read_fields
+from ..schema import in_file, result_kind
+from ..serialize import to_data
 from .json_io import read_result
 
 KIND = "cnl.evaluate"
+
+
+def _no_draws_is_none(control: Any) -> Any:
+    """Earlier versions wrote {"draws": []} for an evaluation without controls."""
+    return None if isinstance(control, dict) and not control.get("draws") else control
 
 
 @dataclass(frozen=True)
@@ -29,13 +37,16 @@ class Example:
     prompt: str
     target: str
     before: str
-    after: str | None = None
-
-    def to_json(self) -> dict:
-        out = {"id": self.id, "prompt": self.prompt, "target": self.target, "before": self.before}
-        return out if self.after is None else {**out, "after": self.after}
+    after: str | None = field(default=None, metadata=in_file(omit="none"))
 
 
+@result_kind(
+    KIND,
+    order=(
+        *("model", "dataset", "task_kind", "n", "seed", "sample_ids", "fewshot_ids", "eval_config"),
+        *("baseline", "intervened", "control", "examples", "created", "versions", "intervention", "located_on"),
+    ),
+)
 @dataclass
 class EvalResult:
     """Baseline, intervened and random-control summaries on one dataset's evaluation samples."""
@@ -46,14 +57,14 @@ class EvalResult:
     n: int
     seed: int
     sample_ids: list[str]
-    fewshot_ids: list[str]
+    fewshot_ids: list[str] = field(metadata=in_file(if_missing=list))  # files before few-shot ids were kept: none
     eval_config: EvalConfig
     baseline: Summary
-    intervention: dict | None = None  # Intervention.describe()
-    intervened: Summary | None = None
-    control: ControlSummary | None = None
+    intervention: InterventionRecord | None = field(default=None, metadata=in_file(omit="none"))
+    intervened: Summary | None = field(default=None, metadata=in_file(omit="none"))
+    control: ControlSummary | None = field(default=None, metadata=in_file(omit="none", earlier=_no_draws_is_none))
     examples: list[Example] = field(default_factory=list)
-    located_on: str | None = None
+    located_on: str | None = field(default=None, metadata=in_file(omit="none"))
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -65,42 +76,18 @@ class EvalResult:
             if v is not None
         }
 
-    def to_json(self) -> dict:
-        out = {
-            "kind": KIND,
-            "model": self.model,
-            "dataset": self.dataset,
-            "task_kind": self.task_kind,
-            "n": self.n,
-            "seed": self.seed,
-            "sample_ids": self.sample_ids,
-            "fewshot_ids": self.fewshot_ids,
-            "eval_config": self.eval_config.to_json(),
-            **{name: s.to_json() for name, s in self.conditions().items()},
-            "examples": [e.to_json() for e in self.examples],
-            "created": self.created,
-            "versions": self.versions,
-        }
-        if self.intervention is not None:
-            out["intervention"] = self.intervention
-        if self.located_on is not None:
-            out["located_on"] = self.located_on
-        return out
-
-    @staticmethod
-    def from_json(data: dict, where: str = "") -> EvalResult:
-        """An evaluation in its file form, every field checked; ResultFileError names the first that is wrong."""
-        data = object_of(data, where, KIND)
-        control = data.get("control")
-        if isinstance(control, dict) and not control.get("draws"):  # earlier versions wrote {"draws": []} for none
-            control = None
-        return read_fields(EvalResult, {"fewshot_ids": [], **data, "control": control}, where)  # may be left out
-
     @staticmethod
     def read(path: str | Path) -> EvalResult:
         return read_result(path, EvalResult, "evaluation file")
 
 
+@result_kind(
+    "cnl.matrix",
+    order=(
+        *("model", "mode", "factor", "positions", "n", "seed", "sources", "targets", "baseline", "cells"),
+        *("eval_config", "created", "versions"),
+    ),
+)
 @dataclass
 class MatrixResult:
     """The cross-dataset matrix: rows = whose neurons are changed, columns = dataset tested."""
@@ -119,31 +106,13 @@ class MatrixResult:
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_positions(self.positions)
 
     def cell(self, source: str, target: str, metric: str) -> Any:
         """A cell's value: 'delta_accuracy', 'delta_gold_loglik', or a plain summary field (a number, a [low, high]
         interval for the `_ci` ones, or None)."""
-        return self.cells[source][target].to_json().get(metric)
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.matrix",
-            "model": self.model,
-            "mode": self.mode,
-            "factor": self.factor,
-            "positions": self.positions,
-            "n": self.n,
-            "seed": self.seed,
-            "sources": self.sources,
-            "targets": self.targets,
-            "baseline": {t: s.to_json() for t, s in self.baseline.items()},
-            "cells": {s: {t: c.to_json() for t, c in row.items()} for s, row in self.cells.items()},
-            "eval_config": self.eval_config.to_json(),
-            "created": self.created,
-            "versions": self.versions,
-        }
+        return to_data(self.cells[source][target]).get(metric)
 
 
 @dataclass
@@ -152,10 +121,8 @@ class FinetuneArm(Summary):
 
     losses: list[float] = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        return {**super().to_json(), "losses": self.losses}
 
-
+@result_kind("cnl.finetune")
 @dataclass
 class FinetuneResult:
     model: str
@@ -172,22 +139,3 @@ class FinetuneResult:
     random: FinetuneArm
     created: str | None = None
     versions: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.finetune",
-            "model": self.model,
-            "dataset": self.dataset,
-            "n": self.n,
-            "seed": self.seed,
-            "sample_ids": self.sample_ids,
-            "train_ids": self.train_ids,
-            "steps": self.steps,
-            "lr": self.lr,
-            "n_neurons": self.n_neurons,
-            "baseline": self.baseline.to_json(),
-            "located": self.located.to_json(),
-            "random": self.random.to_json(),
-            "created": self.created,
-            "versions": self.versions,
-        }

@@ -9,7 +9,7 @@ from .. import fields as F
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
-from ..evaluate.accuracy import EvalConfig, SampleResult, evaluate_conditions
+from ..evaluate.accuracy import EvalConfig, InterventionRecord, SampleResult, evaluate_conditions
 from ..evaluate.controls import control_seed, controlled
 from ..evaluate.stats import compared, control_summary, summarize
 from ..model.hooks import Intervention
@@ -102,13 +102,13 @@ def run_evaluate(
     )
     after = results.get("intervened")
     if intervention is not None:
-        out.intervention = {
-            **intervention.describe(),
-            "control_avoids_located": not control_may_overlap,
-            "control_seeds": [control_seed(seed, d) for d in range(control_draws)],
+        out.intervention = InterventionRecord.of(
+            intervention,
+            control_avoids_located=not control_may_overlap,
+            control_seeds=[control_seed(seed, d) for d in range(control_draws)],
             # [layer, index] per draw (every control run has its intervention)
-            "control_neurons": [iv.neurons.pairs() for _, iv in runs[2:] if iv is not None],
-        }
+            control_neurons=[iv.neurons.pairs() for _, iv in runs[2:] if iv is not None],
+        )
         out.intervened = compared(results["intervened"], base, cfg.bootstrap, seed)
         out.control = control_summary([results[name] for name, _ in runs[2:]], base, cfg.bootstrap, seed)
     out.examples = [

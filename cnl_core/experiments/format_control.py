@@ -22,25 +22,18 @@ from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..progress import Progress
+from ..schema import result_kind
 from .demo import DEMO, DemoPreset, DemoResult, run_demo
 from .evaluate import eval_samples
 
 
+@result_kind("cnl.format_control")
 @dataclass
 class FormatControlResult:
     with_format: DemoResult  # the demo as it was: located and scored on " " + digits
     content_only: DemoResult  # located and scored on the digits, the space given in the prompt
     format_token: dict  # p(" ") on the with-format demo's test prompts: unmodified, zeroed, random zeroed
     shared_neurons: int  # neurons in both located sets
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.format_control",
-            "with_format": self.with_format.to_json(),
-            "content_only": self.content_only.to_json(),
-            "format_token": self.format_token,
-            "shared_neurons": self.shared_neurons,
-        }
 
 
 def format_token_probability(

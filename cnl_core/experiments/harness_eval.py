@@ -1,5 +1,5 @@
 """The `lm-eval` experiment: harness tasks on the unmodified model, with the located neurons changed,
-and with K same-size random controls; typed, with its JSON form (kind "cnl.lm_eval").
+and with K same-size random controls; typed, its file form declared on its fields (kind "cnl.lm_eval", schema.py).
 
 Every condition is one full `simple_evaluate` of the same tasks with the same settings (the harness
 seeds its few-shot draws and samplers identically on each call), so differences are between runs on
@@ -20,7 +20,7 @@ import numpy as np
 from .. import fields as F
 from .. import shared_mode
 from ..errors import ParameterError
-from ..evaluate.accuracy import EvalConfig
+from ..evaluate.accuracy import EvalConfig, InterventionRecord
 from ..evaluate.controls import controlled
 from ..evaluate.harness import Harness, HarnessSettings, TaskScores, harness_version
 from ..evaluate.harness_sandbox import IsolatedHarness, SandboxLimits
@@ -30,7 +30,7 @@ from ..model.loading import LoadedModel
 from ..options import POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
-from ..serialize import object_of, read_fields, to_fields
+from ..schema import OMIT, in_file, result_kind
 from .eval_results import EvalResult
 from .json_io import read_result
 
@@ -38,6 +38,19 @@ KIND = "cnl.lm_eval"
 Z95 = 1.959964
 
 
+def _no_run(result: HarnessEvalResult) -> bool:
+    """A run of the unmodified model only: its file has no intervention, controls or differences."""
+    return result.intervened is None
+
+
+@result_kind(
+    KIND,
+    order=(
+        *("model", "settings", "seed", "baseline", "created", "versions"),
+        *("intervention", "intervened", "controls", "differences", "located_on"),
+    ),
+    computed={"differences": lambda r: OMIT if _no_run(r) else r.differences()},  # written, never read
+)
 @dataclass
 class HarnessEvalResult:
     """Harness scores per task for the unmodified model, the intervention and each random control draw."""
@@ -46,10 +59,11 @@ class HarnessEvalResult:
     settings: HarnessSettings
     seed: int
     baseline: dict[str, TaskScores]
-    intervention: dict | None = None  # Intervention.describe() and whether the controls avoid the located set
-    intervened: dict[str, TaskScores] | None = None
-    controls: list[dict[str, TaskScores]] = field(default_factory=list)
-    located_on: str | None = None
+    # the intervention and whether the controls avoid the located set
+    intervention: InterventionRecord | None = field(default=None, metadata=in_file(omit=_no_run))
+    intervened: dict[str, TaskScores] | None = field(default=None, metadata=in_file(omit="none"))
+    controls: list[dict[str, TaskScores]] = field(default_factory=list, metadata=in_file(omit=_no_run))
+    located_on: str | None = field(default=None, metadata=in_file(omit="none"))
     created: str | None = None
     versions: dict = field(default_factory=dict)
 
@@ -78,34 +92,8 @@ class HarnessEvalResult:
                     out.setdefault(task, {})[key] = row
         return out
 
-    def to_json(self) -> dict:
-        out = {
-            "kind": KIND,
-            "model": self.model,
-            "settings": self.settings.to_json(),
-            "seed": self.seed,
-            "baseline": _scores_json(self.baseline),
-            "created": self.created,
-            "versions": self.versions,
-        }
-        if self.intervened is not None:
-            out.update(
-                intervention=self.intervention,
-                intervened=_scores_json(self.intervened),
-                controls=[_scores_json(c) for c in self.controls],
-                differences=self.differences(),
-            )
-        if self.located_on is not None:
-            out["located_on"] = self.located_on
-        return out
-
     @staticmethod
-    def from_json(data: dict, where: str = "") -> "HarnessEvalResult":
-        """An lm-eval result in its file form (its `differences` are computed, not read); every field checked."""
-        return read_fields(HarnessEvalResult, object_of(data, where, KIND), where)
-
-    @staticmethod
-    def read(path: str | Path) -> "HarnessEvalResult":
+    def read(path: str | Path) -> HarnessEvalResult:
         return read_result(path, HarnessEvalResult, "lm-eval result file")
 
     def as_eval_results(self) -> list[EvalResult]:
@@ -173,10 +161,6 @@ def _eval_config(s: HarnessSettings) -> EvalConfig:
     )
 
 
-def _scores_json(scores: dict[str, TaskScores]) -> dict:
-    return {task: to_fields(s) for task, s in scores.items()}
-
-
 def check_harness_positions(intervention: Intervention | None) -> None:
     """Harness requests do not say where the answer is: an intervention there changes every position."""
     if intervention is not None and intervention.positions != POSITIONS[0]:
@@ -242,6 +226,6 @@ def run_harness_eval(
         versions={**provenance["versions"], "lm_eval": harness_version()},
     )
     if intervention is not None:
-        out.intervention = {**intervention.describe(), "control_avoids_located": not control_may_overlap}
+        out.intervention = InterventionRecord.of(intervention, control_avoids_located=not control_may_overlap)
         out.intervened, out.controls = scores[1], scores[2:]
     return out

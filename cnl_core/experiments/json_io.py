@@ -1,20 +1,21 @@
 """Reading and writing result files: JSON only (nothing is ever unpickled), bounded in size and depth.
 
-Every result file is read here and typed by the one codec (serialize.py): whatever is wrong with a file (too
-large, not JSON, nested too deeply, a field missing or of the wrong type, a neuron outside its grid) is one
-error, ResultFileError, whose sentence names the file and the field.
+Every result file is read here and typed by the one codec (serialize.py), from the form its kind declares
+(schema.py): whatever is wrong with a file (too large, not JSON, nested too deeply, a field missing or of the
+wrong type, a neuron outside its grid) is one error, ResultFileError, whose sentence names the file and the field.
+Why here and not in serialize.py: files are the experiments' business (paths, sizes, atomic writes); the codec
+below them knows only data and types.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ResultFileError
 from ..output_files import atomic_write
-from ..serialize import MAX_DEPTH, from_fields
+from ..serialize import MAX_DEPTH, dumps, from_data, to_data
 
 T = TypeVar("T")
 MAX_RESULT_BYTES = 50 * 2**20
@@ -38,46 +39,32 @@ def read_json(path: str | Path, what: str = "result file", allow_list: bool = Fa
     return data
 
 
-def read_result(path: str | Path, kind: type[T], what: str = "result file") -> T:
-    """The typed result a file holds (a LocateResult, an EvalResult...), or ResultFileError naming file and field."""
+def read_result(path: str | Path, kind: type[T] | str, what: str = "result file") -> Any:
+    """The typed result a file holds (a LocateResult, an EvalResult...; `kind` its type or registered text), or
+    ResultFileError naming file and field."""
     return parse_result(read_json(path, what), kind, Path(path).name)
 
 
-def parse_result(data: Any, kind: type[T], source: str) -> T:
+def parse_result(data: Any, kind: type[T] | str, source: str) -> Any:
     """The typed result in data read from `source` (a file's name), or ResultFileError naming it and the field."""
     try:
-        return from_fields(kind, data, "")
+        return from_data(kind, data, "")
     except ResultFileError as exc:
         raise ResultFileError(f"{source} was not loaded: {exc}") from exc
 
 
-def write_json(path: str | Path, data: dict | list) -> Path:
-    """Write a result atomically (folders created as needed): a failed write keeps the earlier file whole."""
-    return atomic_write(path, dumps(data))
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write a result (typed, or plain data) atomically, folders created as needed: a failed write keeps the earlier
+    file whole."""
+    return atomic_write(path, dumps(to_data(data)))
 
 
-def dumps(data: dict | list) -> str:
-    """Strict JSON: a number that is not finite (a measure not taken, such as a harness task's gold
-    log-likelihood) is written as null, which every JSON parser reads; Python's default "NaN" is not JSON."""
-    return json.dumps(_finite(data), indent=2, allow_nan=False)
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def nesting_depth(value) -> int:
+def nesting_depth(value: Any) -> int:
     """How deeply JSON data nests (counted up to MAX_DEPTH + 1): a result file never nests deeper than MAX_DEPTH."""
     return _depth(value)
 
 
-def _depth(value, level: int = 0) -> int:
+def _depth(value: Any, level: int = 0) -> int:
     if level > MAX_DEPTH:
         return level
     if isinstance(value, dict):

@@ -21,6 +21,7 @@ from ..model.loading import LoadedModel
 from ..parallel import Launch
 from ..progress import Progress
 from ..provenance import stamp
+from ..serialize import to_data
 from .locate_result import CacheInfo, LocateResult, SplitPair, SplitResult, TopNeuron
 
 TOP_NEURONS = 50
@@ -75,7 +76,7 @@ class LocateRun:
             mean_gold_logprob=float(self.table.gold_logprob.mean()),
             truncated_prompts=self.table.truncated_prompts,
             truncated_answers=self.table.truncated_answers,
-            ig_completeness=None if self.completeness is None else self.completeness.to_json(),
+            ig_completeness=None if self.completeness is None else to_data(self.completeness),
             created=provenance["created"],
             versions=provenance["versions"],
         )

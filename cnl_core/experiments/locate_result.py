@@ -1,9 +1,11 @@
 """The result of a locate run, typed: what the CLI writes, the dashboard shows and both re-load.
 
-`to_json` writes the documented schema (kind "cnl.locate"); `from_json` reads it back through the one codec
-(serialize.py) and checks everything it reads (grid size, every neuron inside the grid, split and pairwise
-fields, types), so a hand-edited or foreign file is refused with a ResultFileError naming the field instead
-of failing later.
+Its file (kind "cnl.locate") is not its fields: the neurons are [layer, index] pairs on a grid written beside them,
+the settings are grouped under "params", and a reader sees counts and per-layer totals. That shape is declared
+once, as the dataclass `_File` (schema.FileForm), which both writes and reads the file through the one codec
+(serialize.py); reading then checks what types cannot say (every neuron inside the grid, pairs of existing splits,
+names, counts), so a hand-edited or foreign file is refused with a ResultFileError naming the field instead of
+failing later. A hand-made file needs only "grid" and "neurons".
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from ..errors import ResultFileError
 from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams
 from ..model.neurons import NeuronGrid, NeuronSet
-from ..serialize import at, from_fields, read_fields, refused
+from ..schema import Codec, FileForm, file_form, in_file, result_kind
+from ..serialize import at, from_data, read_fields, refused, to_data
 from .json_io import read_result, write_json
 
 KIND = "cnl.locate"
@@ -34,9 +37,6 @@ class SplitResult:
     sample_ids: list[str]
     neurons: NeuronSet
 
-    def to_json(self) -> dict:
-        return {"sample_ids": self.sample_ids, "neurons": self.neurons.pairs(), "n_located": len(self.neurons)}
-
 
 @dataclass(frozen=True)
 class SplitPair:
@@ -44,10 +44,7 @@ class SplitPair:
 
     a: int
     b: int
-    stats: SetComparison
-
-    def to_json(self) -> dict:
-        return {"a": self.a, "b": self.b, **self.stats.to_json()}
+    stats: SetComparison = field(metadata=in_file(flatten=True))  # its numbers beside a and b
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,101 @@ class Agreement:
     worst_p_value: float
 
 
+@file_form(
+    computed={
+        "max_prompt_tokens": lambda p: p.score.max_prompt_tokens,  # repeated for readers; read from "score"
+        "max_answer_tokens": lambda p: p.score.max_answer_tokens,
+        "sign": lambda p: p.locate.sign,
+    }
+)
+@dataclass(frozen=True)
+class _Params:
+    """The file's "params" (its token limits and sign repeat those of `score` and `locate`)."""
+
+    n: int = 0
+    splits: int | None = None  # None: as many as the file lists
+    seed: int = 0
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    locate: LocateParams = field(default_factory=LocateParams)
+
+
+@file_form(computed={"n_located": lambda s: len(s.neurons)})
+@dataclass(frozen=True)
+class _Split:
+    sample_ids: list[str] = field(default_factory=list)
+    neurons: Any = field(default_factory=list)  # [layer, index] pairs, checked against the grid
+
+
+@dataclass(frozen=True)
+class _Pair:
+    a: int
+    b: int
+
+
+GRID = Codec(write=NeuronGrid.as_dict, read=lambda data, where: from_data(NeuronGrid, data, where))
+
+
+def _located(f: _File) -> NeuronSet:
+    return NeuronSet.from_pairs(f.grid, f.neurons)
+
+
+@file_form(
+    computed={  # for readers of the file; computed from the neurons again when it is read
+        "method": lambda f: f.params.score.method,
+        "n_neurons_total": lambda f: f.grid.total,
+        "n_located": lambda f: len(f.neurons),
+        "fraction_located": lambda f: len(f.neurons) / f.grid.total,
+        "per_layer": lambda f: _located(f).per_layer_counts(),
+    },
+    order=(
+        *("model", "model_info", "dataset", "method", "params", "grid", "n_neurons_total", "neurons", "n_located"),
+        *("fraction_located", "per_layer", "top_neurons", "splits", "pairwise", "cache", "mean_gold_logprob"),
+    ),
+)
+@dataclass(frozen=True)
+class _File:
+    """A locate result's file; a hand-made set needs only grid and neurons."""
+
+    grid: NeuronGrid = field(metadata=in_file(codec=GRID))
+    neurons: Any  # [layer, index] pairs, checked against the grid
+    model: str = UNNAMED
+    dataset: str = UNNAMED
+    params: _Params = field(default_factory=_Params)
+    model_info: dict = field(default_factory=dict)
+    splits: list[_Split] = field(default_factory=list)
+    pairwise: list[dict] = field(default_factory=list)  # {a, b, and the SetComparison's fields}
+    top_neurons: list[TopNeuron] = field(default_factory=list)
+    cache: CacheInfo = field(default_factory=CacheInfo)
+    mean_gold_logprob: float | None = None
+    truncated_prompts: int = 0
+    truncated_answers: int = 0
+    ig_completeness: dict | None = None
+    created: str | None = None
+    versions: dict = field(default_factory=dict)
+
+
+def _to_file(r: LocateResult) -> _File:
+    return _File(
+        grid=r.grid,
+        neurons=r.neurons.pairs(),
+        model=r.model,
+        dataset=r.dataset,
+        params=_Params(r.n, r.k, r.seed, r.score, r.params),
+        model_info=r.model_info,
+        splits=[_Split(s.sample_ids, s.neurons.pairs()) for s in r.splits],
+        pairwise=[to_data(p) for p in r.pairwise],
+        top_neurons=r.top_neurons,
+        cache=r.cache,
+        mean_gold_logprob=r.mean_gold_logprob,
+        truncated_prompts=r.truncated_prompts,
+        truncated_answers=r.truncated_answers,
+        ig_completeness=r.ig_completeness,
+        created=r.created,
+        versions=r.versions,
+    )
+
+
+@result_kind(KIND, form=FileForm(_File, _to_file, lambda f, where: _result(f, where)), kind_required=False)
 @dataclass(frozen=True)
 class LocateResult:
     model: str
@@ -153,103 +245,12 @@ class LocateResult:
             )
         return out
 
-    def to_json(self) -> dict:
-        grid = self.grid
-        return {
-            "kind": KIND,
-            "model": self.model,
-            "model_info": self.model_info,
-            "dataset": self.dataset,
-            "method": self.method,
-            "params": {
-                "n": self.n,
-                "splits": self.k,
-                "seed": self.seed,
-                "score": self.score.to_json(),
-                "locate": self.params.as_dict(),
-                "max_prompt_tokens": self.score.max_prompt_tokens,
-                "max_answer_tokens": self.score.max_answer_tokens,
-                "sign": self.params.sign,
-            },
-            "grid": grid.as_dict(),
-            "n_neurons_total": grid.total,
-            "neurons": self.neurons.pairs(),
-            "n_located": self.n_located,
-            "fraction_located": self.fraction_located,
-            "per_layer": self.neurons.per_layer_counts(),
-            "top_neurons": [vars(t) for t in self.top_neurons],
-            "splits": [s.to_json() for s in self.splits],
-            "pairwise": [p.to_json() for p in self.pairwise],
-            "cache": vars(self.cache),
-            "mean_gold_logprob": self.mean_gold_logprob,
-            "truncated_prompts": self.truncated_prompts,
-            "truncated_answers": self.truncated_answers,
-            "ig_completeness": self.ig_completeness,
-            "created": self.created,
-            "versions": self.versions,
-        }
-
     def write(self, path: str | Path) -> Path:
-        return write_json(path, self.to_json())
+        return write_json(path, self)
 
     @staticmethod
     def read(path: str | Path) -> LocateResult:
         return read_result(path, LocateResult, "result file")
-
-    @staticmethod
-    def from_json(data: dict, where: str = "") -> LocateResult:
-        """A result read back from its file form, every field checked: types by the codec (serialize.py), then
-        what types cannot say (every neuron inside the grid, pairs of existing splits, names, counts)."""
-        if not isinstance(data, dict) or "neurons" not in data or "grid" not in data:
-            raise ResultFileError(
-                f"{where + ': ' if where else ''}not a locate result (it needs 'neurons' and 'grid')."
-            )
-        return _result(read_fields(_File, data, where), where)
-
-
-@dataclass(frozen=True)
-class _Params:
-    """The file's "params" (its token limits and sign repeat those of `score` and `locate`)."""
-
-    n: int = 0
-    splits: int | None = None  # None: as many as the file lists
-    seed: int = 0
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    locate: LocateParams = field(default_factory=LocateParams)
-
-
-@dataclass(frozen=True)
-class _Split:
-    sample_ids: list[str] = field(default_factory=list)
-    neurons: Any = field(default_factory=list)  # [layer, index] pairs, checked against the grid
-
-
-@dataclass(frozen=True)
-class _Pair:
-    a: int
-    b: int
-
-
-@dataclass(frozen=True)
-class _File:
-    """A locate result file as written by `LocateResult.to_json`; a hand-made set needs only grid and neurons."""
-
-    grid: NeuronGrid
-    neurons: Any  # [layer, index] pairs, checked against the grid
-    model: str = UNNAMED
-    dataset: str = UNNAMED
-    params: _Params = field(default_factory=_Params)
-    model_info: dict = field(default_factory=dict)
-    splits: list[_Split] = field(default_factory=list)
-    pairwise: list[dict] = field(default_factory=list)  # {a, b, and the SetComparison's fields}
-    top_neurons: list[TopNeuron] = field(default_factory=list)
-    cache: CacheInfo = field(default_factory=CacheInfo)
-    mean_gold_logprob: float | None = None
-    truncated_prompts: int = 0
-    truncated_answers: int = 0
-    ig_completeness: dict | None = None
-    created: str | None = None
-    versions: dict = field(default_factory=dict)
 
 
 def _result(f: _File, where: str) -> LocateResult:
@@ -311,7 +312,7 @@ def _neurons(grid: NeuronGrid, pairs: Any, where: str) -> NeuronSet:
 
 
 def _pair(data: dict, n_splits: int, where: str) -> SplitPair:
-    ends, stats = read_fields(_Pair, data, where), from_fields(SetComparison, data, where)
+    ends, stats = read_fields(_Pair, data, where), from_data(SetComparison, data, where)
     _below(
         where,
         a=(ends.a, n_splits),

@@ -27,6 +27,7 @@ from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
 from ..options import DEFAULTS, POSITIONS
 from ..progress import Progress, report
+from ..serialize import to_data
 from .dose import DEFAULT_FACTORS, DosePoint, run_dose_response
 from .eval_results import EvalResult, MatrixResult
 from .evaluate import run_evaluate, run_matrix
@@ -106,7 +107,7 @@ class EvaluateRequest:
                 "control_draws": self.control_draws,
                 "control_may_overlap": self.control_may_overlap,
                 "located_ids": list(self.located_ids),
-                "eval": self.eval.to_json(),
+                "eval": to_data(self.eval),
             }
         )
 
@@ -159,7 +160,7 @@ class DoseRequest:
                 "n": self.n,
                 "seed": self.seed,
                 "located_ids": list(self.located_ids),
-                "eval": self.eval.to_json(),
+                "eval": to_data(self.eval),
             }
         )
 
@@ -206,7 +207,7 @@ class MatrixRequest:
                 "n": self.n,
                 "seed": self.seed,
                 "with_controls": self.with_controls,
-                "eval": self.eval.to_json(),
+                "eval": to_data(self.eval),
             }
         )
 

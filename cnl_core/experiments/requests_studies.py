@@ -16,6 +16,7 @@ from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams
 from ..model.loading import LoadedModel
 from ..options import DEFAULTS
+from ..serialize import to_data
 from .decouple import DEFAULT_FRACTIONS, DecoupleResult, run_decouple
 from .demo import DEMO, DemoPreset, DemoResult, run_demo
 from .format_control import FormatControlResult, run_format_control
@@ -124,7 +125,7 @@ class DecoupleRequest:
                 "fractions": list(self.fractions),
                 "repeats": self.repeats,
                 "seed": self.seed,
-                "score": self.score.to_json(),
+                "score": to_data(self.score),
                 "params": self.params.as_dict(),
             }
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ResultFileError
-from ..serialize import at
+from ..serialize import at, from_data, to_data
 from .eval_results import EvalResult
 from .json_io import MAX_DEPTH, dumps, nesting_depth
 from .locate_result import LocateResult
@@ -45,8 +45,8 @@ def session_json(
     doc: dict[str, Any] = {
         "kind": KIND,
         "version": VERSION,
-        "located": [{"label": label, "result": r.to_json()} for label, r in list(located.items())[-MAX_SETS:]],
-        "history": [[e.to_json() for e in run] for run in list(history)[-MAX_RUNS:]],
+        "located": [{"label": label, "result": to_data(r)} for label, r in list(located.items())[-MAX_SETS:]],
+        "history": [[to_data(e) for e in run] for run in list(history)[-MAX_RUNS:]],
         "settings": _plain(dict(settings or {})),
     }
     while len(dumps(doc)) > MAX_SESSION_CHARS and (doc["history"] or doc["located"]):
@@ -84,12 +84,12 @@ def read_session(data: Any, source: str = "session") -> SessionFile:
         where = at(at(source, "located"), i)
         if not isinstance(item, dict) or not isinstance(item.get("label"), str) or len(item["label"]) > 200:
             raise ResultFileError(f"{where}: needs a 'label' (text) and a 'result'.")
-        out.located[item["label"]] = LocateResult.from_json(item.get("result", {}), at(where, "result"))
+        out.located[item["label"]] = from_data(LocateResult, item.get("result"), at(where, "result"))
     for i, run in enumerate(history):
         where = at(at(source, "history"), i)
         if not isinstance(run, list):
             raise ResultFileError(f"{where}: must be a list of evaluations.")
-        out.history.append([EvalResult.from_json(e, at(where, j)) for j, e in enumerate(run)])
+        out.history.append([from_data(EvalResult, e, at(where, j)) for j, e in enumerate(run)])
     return out
 
 

@@ -10,6 +10,9 @@ Specificity index of dataset i: the effect of changing i's specific neurons on i
 the mean effect on the other datasets (effect = paired change of the metric from the unmodified
 model). Its 95% interval combines the cells' bootstrap intervals by the normal approximation
 (SE = CI width / 3.92), treating the datasets' test samples as independent.
+
+Its file (kind "cnl.specificity") lists the neuron sets as [layer, index] pairs without their grid, as it always
+has: it is a report to read, not a set to load back (a located set's file is).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +32,7 @@ from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
 from ..options import DEFAULTS, METRICS
 from ..progress import Progress
+from ..schema import Codec, in_file, result_kind
 from .eval_results import MatrixResult
 from .evaluate import run_matrix
 from .locate_result import LocateResult
@@ -35,22 +40,22 @@ from .locate_result import LocateResult
 SHARED = "shared by all"
 
 
+def _no_grid(data: Any, where: str) -> Any:
+    raise ParameterError("a specificity file lists neurons without their grid; load the located sets' files instead.")
+
+
+PAIRS = Codec(write=NeuronSet.pairs, read=_no_grid)
+PAIRS_BY_NAME = Codec(write=lambda sets: {k: v.pairs() for k, v in sets.items()}, read=_no_grid)
+
+
 @dataclass
 class SharingSplit:
     """Located neurons by how many sets hold them."""
 
     names: list[str]
-    shared_by_all: NeuronSet
-    specific: dict[str, NeuronSet]
+    shared_by_all: NeuronSet = field(metadata=in_file(codec=PAIRS))
+    specific: dict[str, NeuronSet] = field(metadata=in_file(codec=PAIRS_BY_NAME))
     counts: dict[str, int]  # "a & b" -> neurons held by exactly these sets (the UpSet bars)
-
-    def to_json(self) -> dict:
-        return {
-            "names": self.names,
-            "shared_by_all": self.shared_by_all.pairs(),
-            "specific": {k: v.pairs() for k, v in self.specific.items()},
-            "counts": self.counts,
-        }
 
 
 def split_by_sharing(sets: Mapping[str, NeuronSet]) -> SharingSplit:
@@ -75,18 +80,13 @@ def split_by_sharing(sets: Mapping[str, NeuronSet]) -> SharingSplit:
     return SharingSplit(names, shared, specific, dict(sorted(counts.items(), key=lambda kv: -kv[1])))
 
 
+@result_kind("cnl.specificity", order=("split", "metric", "index", "matrix"))
 @dataclass
 class SpecificityResult:
-    split: SharingSplit
+    split: SharingSplit = field(metadata=in_file(flatten=True))  # its keys at the top of the file
     metric: str
-    matrix: MatrixResult | None = None
+    matrix: MatrixResult | None = field(default=None, metadata=in_file(omit="none"))
     index: dict[str, dict] = field(default_factory=dict)  # name -> {"value", "ci", "own", "others"}
-
-    def to_json(self) -> dict:
-        out = {"kind": "cnl.specificity", **self.split.to_json(), "metric": self.metric, "index": self.index}
-        if self.matrix is not None:
-            out["matrix"] = self.matrix.to_json()
-        return out
 
 
 def specificity_index(matrix: MatrixResult, row: str, own: str, metric: str) -> dict:

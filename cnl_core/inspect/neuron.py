@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
 from ..model.tokens import decoded
+from ..schema import in_file, result_kind
 
 PROJECTION_METHOD = (
     "final_norm(W_down[:, index]) through the unembedding: the down projection applied to a "
@@ -62,6 +63,10 @@ class ActivationStats:
     quantiles: dict[str, float]
 
 
+@result_kind(
+    "cnl.neuron",
+    order=("model", "layer", "index", "vocab_top", "vocab_bottom", "method", "stats", "top_examples", "ranks"),
+)
 @dataclass
 class NeuronReport:
     model: str
@@ -72,21 +77,7 @@ class NeuronReport:
     stats: dict[str, ActivationStats] = field(default_factory=dict)
     top_examples: list[Example] = field(default_factory=list)
     ranks: dict[str, dict] = field(default_factory=dict)
-    method: str = PROJECTION_METHOD
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.neuron",
-            "model": self.model,
-            "layer": self.layer,
-            "index": self.index,
-            "vocab_top": [asdict(t) for t in self.vocab_top],
-            "vocab_bottom": [asdict(t) for t in self.vocab_bottom],
-            "projection_method": self.method,
-            "stats": {k: asdict(v) for k, v in self.stats.items()},
-            "top_examples": [asdict(e) for e in self.top_examples],
-            "ranks": self.ranks,
-        }
+    method: str = field(default=PROJECTION_METHOD, metadata=in_file(key="projection_method"))
 
 
 def parse_neuron(text: str) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from ..evaluate.stats import bootstrap_ci
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
+from ..schema import in_file, result_kind
 from .facts import Fact, FactSet, Paraphrase
 from .keys import key_covariance
 from .probe import answer_stats
@@ -55,30 +56,19 @@ __all__ = [
 ]
 
 
+@result_kind("cnl.knowledge.editing", order=("model", "facts", "config", "summary", "per_fact"))
 @dataclass
 class EditingResult:
     model: str
     facts: str
     config: EditConfig
-    layers: list[int]
+    layers: list[int] = field(
+        metadata=in_file(group="config")
+    )  # the layers edited, in place of the config's choice (None: auto)
     per_fact: list[dict]  # fact, new answer, per-layer rows, the edit prompt's traces
     summary: list[dict]  # per layer: means and intervals over facts
     created: str | None = None
     versions: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        cfg = asdict(self.config)
-        cfg["layers"] = self.layers
-        return {
-            "kind": "cnl.knowledge.editing",
-            "model": self.model,
-            "facts": self.facts,
-            "config": cfg,
-            "summary": self.summary,
-            "per_fact": self.per_fact,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def _new_answer(f: Fact, facts: Sequence[Fact], rng: random.Random) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS
 from ..progress import Progress
 from ..provenance import stamp
+from ..schema import result_kind
+from ..serialize import to_data
 from .facts import Fact, FactSet
 from .fidelity_splits import SPLIT_GROUPS, split_groups
 from .intervals import ONCE, GroupStat, group_stat
@@ -73,6 +75,21 @@ class FidelityConfig:
     match_sizes: tuple[int, ...] = (5, 10, 20)
 
 
+@result_kind(
+    "cnl.knowledge.fidelity",
+    order=(
+        "model",
+        "facts",
+        "shots",
+        "config",
+        "score",
+        "fact_ids",
+        "per_paraphrase_size",
+        "pairs",
+        "splits",
+        "matched",
+    ),
+)
 @dataclass
 class FidelityResult:
     model: str
@@ -93,24 +110,6 @@ class FidelityResult:
         """A group by name (`size_cap`: its like-for-like version with sets capped at that size)."""
         pool = [*self.pairs, *self.splits] if size_cap is None else self.matched
         return next(g for g in pool if g.name == name and g.size_cap == size_cap)
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.knowledge.fidelity",
-            "model": self.model,
-            "facts": self.facts,
-            "shots": self.shots,
-            "config": asdict(self.config),
-            "score": self.score,
-            "fact_ids": self.fact_ids,
-            "per_paraphrase_size": self.per_paraphrase_size,
-            "pairs": [asdict(g) for g in self.pairs],
-            "splits": [asdict(g) for g in self.splits],
-            "matched": [asdict(g) for g in self.matched],
-            "per_fact": self.per_fact,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def _pair_group(f: Fact, g: Fact, ti: int, tj: int) -> tuple[str, int]:
@@ -229,8 +228,8 @@ def run_fidelity(
         splits=splits,
         per_fact=per_fact,
         score={
-            "facts": {**scores.score_cfg.to_json(), "position": cfg.position},
-            "capability": (cap.cfg or cap_cfg).to_json(),
+            "facts": {**to_data(scores.score_cfg), "position": cfg.position},
+            "capability": to_data(cap.cfg or cap_cfg),
             "capability_samples": cap_ids,
             "capability_shots": shots,
             "capability_demonstrations": demos,

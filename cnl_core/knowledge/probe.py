@@ -15,6 +15,7 @@ import torch
 
 from ..model.forward import answer_logits, encode_teacher_forced
 from ..model.loading import LoadedModel
+from ..schema import result_kind
 
 MAX_PROMPT_TOKENS = 512  # a fact prompt with its demonstrations is well under this
 MAX_ANSWER_TOKENS = 16
@@ -53,6 +54,14 @@ def answer_stats(lm: LoadedModel, pairs: Sequence[tuple[str, str]], batch_size: 
     return AnswerStats(torch.cat(logps), torch.cat(greedy))
 
 
+@result_kind(
+    "cnl.knowledge.known",
+    computed={  # for readers of the file, never read back
+        "rule": lambda k: "greedy decoding (teacher-forced arg-max at every answer token) after the few-shot prompt",
+        "known": "known",
+    },
+    order=("shots", "min_share", "rule", "known", "share", "correct", "prob"),
+)
 @dataclass(frozen=True)
 class KnownCheck:
     """Which facts the model knows: greedy (teacher-forced arg-max) correctness of each paraphrase."""
@@ -67,18 +76,6 @@ class KnownCheck:
     def known(self) -> list[str]:
         """Facts answered on at least `min_share` of their paraphrases."""
         return [f for f, s in self.share.items() if s >= self.min_share]
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.knowledge.known",
-            "shots": self.shots,
-            "min_share": self.min_share,
-            "rule": "greedy decoding (teacher-forced arg-max at every answer token) after the few-shot prompt",
-            "known": self.known,
-            "share": self.share,
-            "correct": self.correct,
-            "prob": self.prob,
-        }
 
 
 def check_known(lm: LoadedModel, facts_set, min_share: float = 0.5) -> KnownCheck:

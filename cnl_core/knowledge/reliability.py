@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from ..model.neurons import NeuronSet
 from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
+from ..schema import result_kind
 from .facts import FactSet, Paraphrase
 from .intervals import facts_and_items_ci
 from .probe import answer_stats
@@ -65,6 +66,23 @@ class ReliabilityConfig:
     bootstrap: int = 1000
 
 
+FACT_SPECIFIC = "the fact's set minus the neurons that at least a share p of its relation's other facts' sets hold"
+
+
+def _contrasts(r: ReliabilityResult) -> list[dict]:
+    cfg = r.config
+    return [c for m in cfg.modes for c in contrasts(r.per_fact, m, cfg.bootstrap, cfg.seed)]
+
+
+@result_kind(
+    "cnl.knowledge.reliability",
+    computed={  # for readers of the file, never read back
+        "targets": lambda r: list(TARGETS),
+        "fact_specific": lambda r: FACT_SPECIFIC,
+        "contrasts": _contrasts,
+    },
+    order=("model", "facts", "config", "targets", "fact_specific", "summary", "per_fact", "contrasts"),
+)
 @dataclass
 class ReliabilityResult:
     model: str
@@ -78,29 +96,6 @@ class ReliabilityResult:
 
     def row(self, mode: str, neurons: str, target: str) -> dict:
         return next(r for r in self.summary if (r["mode"], r["neurons"], r["target"]) == (mode, neurons, target))
-
-    def to_json(self) -> dict:
-        cfg = asdict(self.config)
-        cfg["modes"] = list(cfg["modes"])
-        return {
-            "kind": "cnl.knowledge.reliability",
-            "model": self.model,
-            "facts": self.facts,
-            "config": cfg,
-            "targets": list(TARGETS),
-            "fact_specific": "the fact's set minus the neurons that at least a share p "
-            "of its relation's other facts' sets hold",
-            "summary": self.summary,
-            "per_fact": self.per_fact,
-            "contrasts": [
-                c
-                for m in self.config.modes
-                for c in contrasts(self.per_fact, m, self.config.bootstrap, self.config.seed)
-            ],
-            "empty_sets": self.empty_sets,
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def _logps(lm: LoadedModel, prompts: list[Paraphrase], iv: Intervention | None) -> np.ndarray:

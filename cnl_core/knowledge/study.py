@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS
 from ..progress import Progress
+from ..schema import OMIT, in_file, result_kind
 from .editing import EDIT_LAYER_COUNT, EditConfig, EditingResult, located_vs_best, run_editing
 from .facts import FactSet
 from .fidelity import FidelityConfig, FidelityResult, run_fidelity
@@ -55,29 +56,26 @@ class StudyConfig:
 PARTS = ("fidelity", "tracing", "reliability", "editing")
 
 
+def _located_vs_best(study: KnowledgeStudy) -> dict | object:
+    if study.editing is None:
+        return OMIT
+    return {s: located_vs_best(study.editing, s) for s in ("mlp", "hidden")}
+
+
+@result_kind(
+    "cnl.knowledge.study",
+    computed={"located_vs_best": _located_vs_best},  # for readers of the file, never read back
+    order=("known", "failed", "fidelity", "tracing", "reliability", "editing", "located_vs_best"),
+)
 @dataclass
 class KnowledgeStudy:
     known: KnownCheck
-    fidelity: FidelityResult | None = None
-    tracing: dict[str, TracingResult] | None = None  # by site
-    reliability: ReliabilityResult | None = None
-    editing: EditingResult | None = None
-    failed: dict | None = None  # {"part", "error"}: the part that raised; the parts before it are kept
-
-    def to_json(self) -> dict:
-        out: dict = {"kind": "cnl.knowledge.study", "known": self.known.to_json()}
-        if self.failed is not None:
-            out["failed"] = self.failed
-        if self.fidelity is not None:
-            out["fidelity"] = self.fidelity.to_json()
-        if self.tracing is not None:
-            out["tracing"] = {k: v.to_json() for k, v in self.tracing.items()}
-        if self.reliability is not None:
-            out["reliability"] = self.reliability.to_json()
-        if self.editing is not None:
-            out["editing"] = self.editing.to_json()
-            out["located_vs_best"] = {s: located_vs_best(self.editing, s) for s in ("mlp", "hidden")}
-        return out
+    fidelity: FidelityResult | None = field(default=None, metadata=in_file(omit="none"))
+    tracing: dict[str, TracingResult] | None = field(default=None, metadata=in_file(omit="none"))  # by site
+    reliability: ReliabilityResult | None = field(default=None, metadata=in_file(omit="none"))
+    editing: EditingResult | None = field(default=None, metadata=in_file(omit="none"))
+    # {"part", "error"}: the part that raised; the parts before it are kept
+    failed: dict | None = field(default=None, metadata=in_file(omit="none"))
 
 
 def first_known(facts_set: FactSet, known: list[str], per_relation: int | None) -> list[str]:

@@ -29,7 +29,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,6 +38,7 @@ from ..model.hooks import neuron_hooks, owned_forward_hook, residual_hooks
 from ..model.loading import LoadedModel
 from ..progress import Progress, check_cancel, report
 from ..provenance import stamp
+from ..schema import file_form, result_kind
 from .facts import FactSet, Paraphrase
 
 RESTORE = ("last", "subject")
@@ -86,6 +87,7 @@ def subject_noise_std(lm: LoadedModel, paraphrases: Sequence[Paraphrase]) -> flo
     return float(torch.cat(seen).std())
 
 
+@file_form(computed={"peak_layer": "peak_layer", "centre_of_mass": "centre_of_mass", "informative": "informative"})
 @dataclass(frozen=True)
 class Trace:
     """One prompt's trace: p(answer) clean, corrupted, and with each layer restored (mean over noise draws)."""
@@ -247,6 +249,19 @@ def _width(lm: LoadedModel) -> int:
     return int(lm.model.config.get_text_config().hidden_size)
 
 
+@result_kind(
+    "cnl.knowledge.tracing",
+    computed={  # for readers of the file, never read back
+        "noise_source": lambda r: NOISE_SOURCE,
+        "informative_rule": lambda r: f"p(answer) corrupted <= {INFORMATIVE} x clean",
+        "informative": lambda r: len(r.informative),
+        "mean_effect": "mean_effect",
+    },
+    order=(
+        *("model", "facts", "site", "restore", "noise", "noise_std", "noise_source", "window", "draws", "seed"),
+        *("informative_rule", "informative", "agreement", "mean_effect", "effect_curve", "centre_of_mass", "traces"),
+    ),
+)
 @dataclass
 class TracingResult:
     """Traces of every paraphrase of the chosen facts, and the statistics of tracing_stats.py over them."""
@@ -278,38 +293,6 @@ class TracingResult:
         """Per layer, the mean over informative prompts of the restored share of what the noise took."""
         rows = [t.restored_share for t in self.informative]
         return [sum(r[layer] for r in rows) / len(rows) for layer in range(len(rows[0]))] if rows else []
-
-    def to_json(self) -> dict:
-        return {
-            "kind": "cnl.knowledge.tracing",
-            "model": self.model,
-            "facts": self.facts,
-            "site": self.site,
-            "restore": self.restore,
-            "noise": self.noise,
-            "noise_std": self.noise_std,
-            "noise_source": NOISE_SOURCE,
-            "window": self.window,
-            "draws": self.draws,
-            "seed": self.seed,
-            "informative_rule": f"p(answer) corrupted <= {INFORMATIVE} x clean",
-            "informative": len(self.informative),
-            "agreement": self.agreement,
-            "mean_effect": self.mean_effect(),
-            "effect_curve": self.effect_curve,
-            "centre_of_mass": self.centre_of_mass,
-            "traces": [
-                {
-                    **asdict(t),
-                    "peak_layer": t.peak_layer,
-                    "centre_of_mass": t.centre_of_mass,
-                    "informative": t.informative,
-                }
-                for t in self.traces
-            ],
-            "created": self.created,
-            "versions": self.versions,
-        }
 
 
 def run_tracing(

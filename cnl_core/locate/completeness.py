@@ -21,11 +21,13 @@ from ..data.samples import Sample
 from ..model.forward import gold_logprob
 from ..model.hooks import Edit, activation_device, edited
 from ..model.loading import LoadedModel
+from ..schema import file_form
 from .scorers import ScoreConfig
 
 SAMPLES = 4  # samples a run checks: one pass of layers + 1 rows each
 
 
+@file_form(computed={"worst_gap": "worst_gap"})  # written for readers of the file; computed again, not read
 @dataclass(frozen=True)
 class Completeness:
     samples: int
@@ -36,9 +38,6 @@ class Completeness:
         """The largest |1 - ratio| over layers whose zeroing changes the answer's log-probability."""
         finite = [abs(1 - r) for r in self.ratio_per_layer if np.isfinite(r)]
         return max(finite, default=float("nan"))
-
-    def to_json(self) -> dict:
-        return {"samples": self.samples, "ratio_per_layer": self.ratio_per_layer, "worst_gap": self.worst_gap}
 
 
 def layer_zeroing_effects(lm: LoadedModel, sample: Sample, cfg: ScoreConfig) -> torch.Tensor:

@@ -101,9 +101,6 @@ class ScoreConfig:
             max_answer_tokens=_whole(F.MAX_ANSWER.read(max_answer_tokens)),
         )
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
     def key_params(self) -> dict:
         """The fields that decide this method's numbers: what the cache key records."""
         uses = _SCORERS[self.method][1]

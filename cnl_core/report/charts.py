@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-def save_chart(chart: alt.Chart, path: str, fmt: str) -> str:
+def save_chart(chart: alt.TopLevelMixin, path: str, fmt: str) -> str:
     """Write a chart as PNG or SVG (vl-convert renders offline) or as a Vega-Lite JSON spec."""
     import vl_convert as vlc
 

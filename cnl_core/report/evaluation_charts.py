@@ -26,7 +26,8 @@ CONDITION_COLORS = {
 
 def condition_colors(result: EvalResult) -> list[str]:
     """[unmodified, intervened, control] colours for an evaluation, by its intervention's mode."""
-    mode = "amplified" if (result.intervention or {}).get("mode") == "amplify" else "zeroed"
+    iv = result.intervention
+    mode = "amplified" if iv is not None and iv.get("mode") == "amplify" else "zeroed"
     return [CONDITION_COLORS["baseline"], CONDITION_COLORS[mode], CONDITION_COLORS[f"control_{mode}"]]
 
 
@@ -79,8 +80,8 @@ def loglik_change_bars(result: EvalResult) -> alt.LayerChart:
     df = pd.DataFrame(rows)
     order = ["baseline", "intervened", "control"]
     title = "change of gold log-likelihood / token"
-    iv = result.intervention or {}
-    how = "" if not iv else (" (zeroed)" if iv.get("mode") == "zero" else f" (amplified x{iv.get('factor', 0):g})")
+    iv = result.intervention
+    how = "" if iv is None else (" (zeroed)" if iv.get("mode") == "zero" else f" (amplified x{iv.get('factor', 0):g})")
     bars = (
         alt.Chart(df)
         .mark_bar()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -18,6 +18,7 @@ from ..experiments.eval_results import EvalResult, MatrixResult
 from ..experiments.json_io import write_json
 from ..experiments.locate_result import LocateResult
 from ..output_files import atomic_write, check_output_folder
+from ..serialize import to_data
 from . import charts
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width forms
@@ -53,7 +54,7 @@ def safe_stem(label: str, limit: int = 80) -> str:
 
 def pairwise_table(result: LocateResult) -> pd.DataFrame:
     cols = ["a", "b", "size_a", "size_b", "intersection", "overlap_rate", "iou", "chance_iou", "p_value"]
-    return pd.DataFrame([{k: p.to_json()[k] for k in cols} for p in result.pairwise], columns=cols)
+    return pd.DataFrame([{k: to_data(p)[k] for k in cols} for p in result.pairwise], columns=cols)
 
 
 def neurons_table(result: LocateResult) -> pd.DataFrame:
@@ -112,7 +113,7 @@ def readable_evaluation_table(runs: Sequence[Sequence[EvalResult]]) -> pd.DataFr
     rows = []
     for number, results in reversed(list(enumerate(runs, 1))):
         for r in results:
-            iv = r.intervention or {}
+            iv = to_data(r.intervention) or {}
             how = "" if not iv else ("zero" if iv.get("mode") == "zero" else f"amplify x{iv.get('factor', 0):g}")
             for part, s in r.conditions().items():
                 d = s.deltas
@@ -178,7 +179,7 @@ def write_exports(
     if evals:
         files.append(to_safe_csv(evaluation_table(evals), folder / "evaluation.csv"))
         files.append(to_safe_csv(examples_table(evals), folder / "examples.csv"))
-        write_json(folder / "evaluation.json", [e.to_json() for e in evals])
+        write_json(folder / "evaluation.json", [to_data(e) for e in evals])
         files.append(folder / "evaluation.json")
         _, ll_chart = charts.evaluation_charts(list(evals))
         if ll_chart is not None:  # None when every evaluation is an lm-eval harness run (no gold log-likelihood)
@@ -187,6 +188,6 @@ def write_exports(
                 for fmt in ("png", "svg")
             ]
     if matrix is not None:
-        write_json(folder / "cross_dataset_matrix.json", matrix.to_json())
+        write_json(folder / "cross_dataset_matrix.json", to_data(matrix))
         files.append(folder / "cross_dataset_matrix.json")
     return files

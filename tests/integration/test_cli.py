@@ -295,11 +295,12 @@ def test_a_full_disk_keeps_the_earlier_out_file_and_says_so(tmp_path):
     """Issue #25: --out on a full disk replaced a good earlier result with truncated JSON, with a traceback."""
     import resource
 
+    from cnl_core.serialize import to_data
     from tests.unit.test_results import result
 
     files = [tmp_path / f"set{i}.json" for i in range(30)]
     for f in files:
-        f.write_text(json.dumps(result().to_json()))
+        f.write_text(json.dumps(to_data(result())))
     out = tmp_path / "cmp.json"
     earlier = json.dumps({"kind": "cnl.compare", "earlier": "x" * 9000})
     out.write_text(earlier)

@@ -6,6 +6,7 @@ import gradio as gr
 import pytest
 
 from cnl_core.paths import cache_root
+from cnl_core.serialize import to_data
 from ui.session import new_session
 from ui.tabs import compare_tab, export_tab, inspector_panel, locate_tab, studies_tab
 
@@ -62,8 +63,8 @@ def test_relocalize_export_and_reload(located_state):
     msg, fresh, *_ = export_tab.reload_ui(located, fresh)
     assert "Reloaded" in msg and len(fresh.located) == 1
     reloaded = next(iter(fresh.located.values())).result
-    assert reloaded.to_json()["neurons"] == json.loads(open(located).read())["neurons"]
-    assert reloaded.to_json() == after.to_json()  # the file reads back to the very same result
+    assert to_data(reloaded)["neurons"] == json.loads(open(located).read())["neurons"]
+    assert to_data(reloaded) == to_data(after)  # the file reads back to the very same result
     heat, bars, overlap, iou, chance, top, click_map = compare_tab.outputs(fresh)
     assert heat is not None and len(top) > 0 and click_map.shape == (30 * 12, 48 * 16, 3)
 
@@ -182,7 +183,7 @@ def test_the_matrix_honours_the_tabs_token_positions(located_state):
         _, state = intervene_tab.matrix_ui(
             "zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state, progress=_quiet
         )
-        assert state.matrix.positions == positions and state.matrix.to_json()["positions"] == positions
+        assert state.matrix.positions == positions and to_data(state.matrix)["positions"] == positions
         cells[positions] = state.matrix.cell("arithmetic", "add1", "delta_gold_loglik")
     assert cells["answer"] != cells["all"]  # the prompt's positions left alone: a different change
 

@@ -9,6 +9,7 @@ from cnl_core.experiments.format_control import format_token_probability
 from cnl_core.locate.select import LocateParams
 from cnl_core.model.hooks import Intervention
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import to_data
 
 
 def test_the_format_token_is_almost_certain_and_its_probability_moves_under_zeroing(lm):
@@ -28,7 +29,7 @@ def test_the_format_token_is_almost_certain_and_its_probability_moves_under_zero
 def test_empirical_null_compares_every_pair_of_sets(lm, score_cache, kind, other):
     res = empirical_null(lm, "add1_content", kind, other, n=3, draws=1, seed=0, params=LocateParams(tau=0.1))
     assert len(res.ious) == 1 and 0.0 <= res.ious[0] <= 1.0 and res.chance_ious[0] < 0.01
-    assert res.to_json()["kind"] == "cnl.empirical_null" and "empirical null" in res.describe()
+    assert to_data(res)["kind"] == "cnl.empirical_null" and "empirical null" in res.describe()
 
 
 def test_knowledge_cli_reads_a_facts_csv(tmp_path, score_cache, capsys):

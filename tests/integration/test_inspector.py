@@ -7,6 +7,7 @@ from cnl_core.evaluate.steer import steer
 from cnl_core.inspect.neuron import inspect_neuron, output_direction, token_activations, vocab_projection
 from cnl_core.model.hooks import Intervention
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import to_data
 
 
 def test_vocabulary_projection_is_the_direct_matrix_product(lm):
@@ -39,7 +40,7 @@ def test_top_examples_really_are_the_highest_and_stats_add_up(lm):
         assert len(ex.tokens) == len(ex.activations) and ex.max_activation == max(ex.activations)
     st = rep.stats["add1"]
     assert 0.0 <= st.firing_rate <= 1.0 and st.quantiles["p1"] <= st.quantiles["p50"] <= st.quantiles["p99"] <= st.max
-    data = rep.to_json()
+    data = to_data(rep)
     assert {"layer", "index", "vocab_top", "vocab_bottom", "top_examples", "stats"} <= set(data)
     assert {"token", "logit"} <= set(data["vocab_top"][0])
     assert {"sample_id", "tokens", "activations", "max_activation"} <= set(data["top_examples"][0])
@@ -56,7 +57,7 @@ def test_steering_with_an_empty_set_equals_the_baseline_and_zeroing_changes_the_
     assert same.token_ids == base.token_ids and same.logprobs == base.logprobs
     assert res.baseline_under["intervened"] == res.baseline_under["baseline"]
     assert res.baseline_under["control"] != res.baseline_under["baseline"]
-    data = res.to_json()
+    data = to_data(res)
     assert {"baseline", "intervened", "control"} <= set(data) and data["baseline"]["text"] == base.text
     assert all(abs(c) < 1e-9 for c in data["baseline_tokens_logprob_change"]["intervened"])
 
@@ -80,4 +81,4 @@ def test_steering_at_the_answer_positions_changes_each_position_that_predicts_an
         long["all"].baseline_under["baseline"],
     )
     assert answer != every and answer != base
-    assert long["answer"].to_json()["intervention"]["positions"] == "answer"
+    assert to_data(long["answer"])["intervention"]["positions"] == "answer"

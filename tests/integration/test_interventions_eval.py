@@ -16,6 +16,7 @@ from cnl_core.experiments.evaluate import eval_split, run_evaluate, run_matrix
 from cnl_core.experiments.finetune import run_finetune
 from cnl_core.model.hooks import Intervention, intervene
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import from_data, to_data
 
 FAST = EvalConfig(num_fewshot=1, max_new_tokens=24, batch_size=4, bootstrap=200)
 
@@ -76,8 +77,8 @@ def test_run_evaluate_reports_baseline_intervention_and_control(lm):
         located_ids=located,
         cfg=FAST,
     )
-    res = typed.to_json()
-    assert EvalResult.from_json(res).to_json() == res  # the JSON reads back to the same result
+    res = to_data(typed)
+    assert to_data(from_data(EvalResult, res)) == res  # the JSON reads back to the same result
     assert res["n"] == 4 and not set(res["sample_ids"]) & set(located)
     for part in ("baseline", "intervened", "control"):
         assert 0.0 <= res[part]["accuracy"] <= 1.0 and np.isfinite(res[part]["gold_loglik"])
@@ -95,14 +96,16 @@ def test_run_evaluate_reports_baseline_intervention_and_control(lm):
 
 def test_choice_task_accuracy_and_matrix(lm):
     neurons = some_neurons(lm)
-    res = run_matrix(
-        lm,
-        {"arith": (Intervention(neurons, "amplify", 3.0), [])},
-        ["imdb", "arithmetic"],
-        2,
-        seed=1,
-        cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50),
-    ).to_json()
+    res = to_data(
+        run_matrix(
+            lm,
+            {"arith": (Intervention(neurons, "amplify", 3.0), [])},
+            ["imdb", "arithmetic"],
+            2,
+            seed=1,
+            cfg=EvalConfig(num_fewshot=0, max_new_tokens=8, bootstrap=50),
+        )
+    )
     for target in ("imdb", "arithmetic"):
         cell = res["cells"]["arith"][target]
         assert cell["delta_gold_loglik"] is not None and np.isfinite(cell["delta_gold_loglik"])
@@ -145,7 +148,7 @@ def test_finetuning_changes_only_the_located_neurons_and_is_restored(lm):
 def test_run_finetune_compares_located_with_random(lm):
     neurons = some_neurons(lm, per_layer=4)
     train = [s.id for s in get_dataset("arithmetic").rows()[:4]]
-    res = run_finetune(lm, "arithmetic", neurons, train, 2, steps=2, lr=1e-3, cfg=FAST).to_json()
+    res = to_data(run_finetune(lm, "arithmetic", neurons, train, 2, steps=2, lr=1e-3, cfg=FAST))
     assert {"baseline", "located", "random"} <= set(res) and len(res["located"]["losses"]) == 2
 
 
@@ -182,5 +185,5 @@ def test_finetune_on_another_dataset_draws_its_own_training_samples(lm):
     neurons = some_neurons(lm, per_layer=2)
     with pytest.raises(ParameterError, match="must come from 'arithmetic'"):
         run_finetune(lm, "arithmetic", neurons, ["gsm8k/00001"], 1, steps=1, cfg=FAST)
-    res = run_finetune(lm, "arithmetic", neurons, None, 1, n_train=2, steps=1, cfg=FAST).to_json()
+    res = to_data(run_finetune(lm, "arithmetic", neurons, None, 1, n_train=2, steps=1, cfg=FAST))
     assert len(res["train_ids"]) == 2 and not set(res["train_ids"]) & set(res["sample_ids"])

@@ -15,6 +15,7 @@ from cnl_core.knowledge.rome import rank_one_edit
 from cnl_core.knowledge.scoring import kn_masks, paraphrase_scores
 from cnl_core.knowledge.tracing import subject_noise_std, trace
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
+from cnl_core.serialize import to_data
 
 # two capitals the model knows (France, Germany; Japan and Italy demonstrate) and one it cannot know
 FACTS = FactSet((Relation("capital", CAPITALS.templates, CAPITALS.pairs[:4] + (("Atlantis", "Zorblax"),)),), shots=2)
@@ -56,7 +57,7 @@ def test_fidelity_iou_is_computed_from_the_per_paraphrase_sets(lm, facts_cache):
         per_fact.append(sum(compare_sets(own[i], own[j]).iou for i in range(6) for j in range(i + 1, 6)) / 15)
     assert res.group("same fact, other wording").iou == pytest.approx(sum(per_fact) / 2, abs=1e-6)
     assert res.per_paraphrase_size[paras[0].id] == len(sets[0]) > 0
-    assert res.group("capability split").pairs == 3 and res.to_json()["score"]["capability_samples"]
+    assert res.group("capability split").pairs == 3 and to_data(res)["score"]["capability_samples"]
     # like for like: the capability prompts are 2-shot as the facts are, and the split groups come again capped
     assert res.score["capability_shots"] == 2 and len(res.score["capability_demonstrations"]) == 2
     assert not set(res.score["capability_demonstrations"]) & set(res.score["capability_samples"])

@@ -22,6 +22,7 @@ from cnl_core.experiments.locate_result import LocateResult  # noqa: E402
 from cnl_core.model.hooks import Intervention  # noqa: E402
 from cnl_core.model.neurons import NeuronSet  # noqa: E402
 from cnl_core.paths import cache_root  # noqa: E402
+from cnl_core.serialize import to_data
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "cnl_local_sums"
@@ -158,7 +159,7 @@ def test_command_matches_a_plain_harness_run_and_zeroing_changes_the_scores(task
     assert diff["control_minus_unmodified"] == pytest.approx(
         control["brier_score,none"][0] - ours["brier_score,none"][0]
     )
-    assert HarnessEvalResult.read(out).to_json() == res  # the file reads back to the same result
+    assert to_data(HarnessEvalResult.read(out)) == res  # the file reads back to the same result
 
 
 def test_library_run_leaves_the_model_unchanged_and_feeds_the_dashboard_charts(lm, task_dir):

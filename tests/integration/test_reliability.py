@@ -17,6 +17,7 @@ from cnl_core.locate.collect import collect_scores
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.model.hooks import Intervention
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import to_data
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = EvalConfig(num_fewshot=0, max_new_tokens=6, batch_size=2, bootstrap=100)
@@ -38,7 +39,7 @@ def test_four_sessions_at_once_match_their_solo_results(lm, score_cache):
             lm, "arithmetic", 2, 0, Intervention(_neurons(lm, 100), "amplify", 3.0), control_draws=1, cfg=CFG
         ),
     }
-    strip = lambda r: r if isinstance(r, list) else {k: v.to_json() for k, v in r.conditions().items()}  # noqa: E731
+    strip = lambda r: r if isinstance(r, list) else {k: to_data(v) for k, v in r.conditions().items()}  # noqa: E731
     alone = {name: strip(job()) for name, job in jobs.items()}
     together, errors = {}, []
 
@@ -97,11 +98,11 @@ def test_same_seed_same_neurons_and_numbers_fresh_and_warm(lm, tmp_path, monkeyp
     results = []
     for folder in ("one", "two", "two"):  # fresh, fresh, warm
         monkeypatch.setenv("CNL_CACHE_DIR", str(tmp_path / folder))
-        r = run_locate(lm, "arithmetic", 3, 2, seed=4).result().to_json()
+        r = to_data(run_locate(lm, "arithmetic", 3, 2, seed=4).result())
         results.append((r["neurons"], r["pairwise"], [s["sample_ids"] for s in r["splits"]]))
     assert results[0] == results[1] == results[2]
     ev = [
-        run_evaluate(lm, "arithmetic", 2, 5, Intervention(_neurons(lm, 0)), control_draws=1, cfg=CFG).to_json()
+        to_data(run_evaluate(lm, "arithmetic", 2, 5, Intervention(_neurons(lm, 0)), control_draws=1, cfg=CFG))
         for _ in range(2)
     ]
     assert ev[0]["intervened"] == ev[1]["intervened"] and ev[0]["control"] == ev[1]["control"]

@@ -17,6 +17,7 @@ from cnl_core.experiments.dose import run_dose_response
 from cnl_core.inspect.neuron import inspect_neuron, output_direction
 from cnl_core.model.hooks import Edit, Intervention, edited
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import to_data
 
 CFG = EvalConfig(num_fewshot=1, max_new_tokens=4, batch_size=4, bootstrap=0)
 
@@ -65,10 +66,10 @@ def _jobs(lm, tmp_path):
         return [(r.gold_loglik, r.output) for r in evaluate_samples(lm, spec, samples, [], CFG, zero)]
 
     def inspect_job():
-        return inspect_neuron(lm, 27, 11, [spec], n=3).to_json()
+        return to_data(inspect_neuron(lm, 27, 11, [spec], n=3))
 
     def steer_job():
-        return steer(lm, "Question: What is 2 plus 5?\nAnswer:", {"baseline": None, "intervened": zero}, 3).to_json()
+        return to_data(steer(lm, "Question: What is 2 plus 5?\nAnswer:", {"baseline": None, "intervened": zero}, 3))
 
     def dose_job():
         return [

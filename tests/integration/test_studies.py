@@ -16,6 +16,7 @@ from cnl_core.locate.scorers import ScoreConfig, score_batch
 from cnl_core.locate.select import LocateParams
 from cnl_core.locate.token_limits import dataset_limits, token_lengths
 from cnl_core.model.neurons import NeuronSet
+from cnl_core.serialize import to_data
 
 
 def test_decoupling_curve_has_every_point_and_iou_one_at_full_sharing(lm, score_cache):
@@ -27,7 +28,7 @@ def test_decoupling_curve_has_every_point_and_iou_one_at_full_sharing(lm, score_
         assert 0.0 <= p.iou <= 1.0 and p.chance_iou < 0.05
         if p.fraction == 1.0:
             assert p.iou == 1.0  # the same samples give the same set
-    data = res.to_json()
+    data = to_data(res)
     assert data["curve"][0].keys() >= {"fraction", "replaceable", "overlap_rate", "iou", "chance_iou", "repeat"}
     for score in (data["params"]["score"], data["params"]["other_score"]):  # the limits used, not null
         assert score["max_answer_tokens"] and score["max_prompt_tokens"]
@@ -67,7 +68,7 @@ def test_default_limits_cover_the_whole_gsm8k_answer(lm, score_cache):
     assert sum(a <= limits.answer for a in answers) / len(answers) >= 0.99 and limits.answer > 128
     res = run_locate(lm, "gsm8k", 2, 1, seed=0, score_cfg=ScoreConfig(method="activation")).result()
     assert res.score.max_answer_tokens == limits.answer and res.truncated_answers == 0
-    assert res.to_json()["params"]["max_answer_tokens"] == limits.answer
+    assert to_data(res)["params"]["max_answer_tokens"] == limits.answer
     old = run_locate(lm, "gsm8k", 2, 1, seed=0, score_cfg=ScoreConfig(method="activation", max_answer_tokens=128))
     assert old.table.key != run_locate(lm, "gsm8k", 2, 1, seed=0, score_cfg=ScoreConfig(method="activation")).table.key
 
@@ -78,7 +79,7 @@ def test_demo_reports_every_condition_with_intervals(lm, score_cache):
     from cnl_core.experiments.demo import DEMO, run_demo
 
     res = run_demo(lm, replace(DEMO, n=3, eval_n=6, control_draws=1))
-    data = res.to_json()
+    data = to_data(res)
     for key in ("model", "dataset", "n_located", "split_iou", "chance_iou", "seconds"):
         assert key in data
     for key in ("baseline", "zeroed", "amplified", "control_zeroed", "control_amplified"):

@@ -5,6 +5,7 @@ Intervene with the same model, data, neurons and settings is served to a second 
 import threading
 
 from cnl_core.experiments import requests, requests_studies
+from cnl_core.serialize import to_data
 from ui.session import new_session
 from ui.tabs import demo_panel, export_tab, intervene_tab, locate_tab
 
@@ -75,5 +76,5 @@ def test_an_identical_intervene_is_served_under_each_visitors_own_label(lm, scor
     *_, second = intervene_tab.intervene_ui("smollm2-135m:add1 (reloaded)", *args, second, progress=_quiet)
     assert len(runs) == 1  # the second visitor's came from the store
     a, b = first.history[-1][0], second.history[-1][0]
-    assert a.to_json()["baseline"] == b.to_json()["baseline"] and a.intervened.accuracy == b.intervened.accuracy
+    assert to_data(a)["baseline"] == to_data(b)["baseline"] and a.intervened.accuracy == b.intervened.accuracy
     assert (a.located_on, b.located_on) == ("smollm2-135m:add1", "smollm2-135m:add1 (reloaded)")

@@ -20,6 +20,7 @@ from cnl_core.knowledge.study import StudyConfig, run_study
 from cnl_core.knowledge.tracing import attention_hooks, run_tracing, subject_noise_std
 from cnl_core.model.architectures import FFNAccess
 from cnl_core.model.loading import LoadedModel, ModelSpec
+from cnl_core.serialize import to_data
 
 from .test_architectures import PER_TYPE, TINY, TYPES
 
@@ -77,7 +78,7 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
         res = run_tracing(lm, FACTS, ids[:1], site=site, draws=1)
         assert len(res.traces) == 3 and all(len(t.p_restored) == LAYERS for t in res.traces)
         assert all(0 <= t.p_corrupt <= 1 and 0 <= t.p_clean <= 1 for t in res.traces)
-        assert res.noise_std > 0 and json.dumps(res.to_json())
+        assert res.noise_std > 0 and json.dumps(to_data(res))
     shapes: dict[int, tuple] = {}  # the attention trace's hooks read every layer's attention output, and write it
     ids_in = torch.tensor([[5, 9, 13, 17]])
     with torch.no_grad(), attention_hooks(lm, lambda layer, a: shapes.update({layer: tuple(a.shape)})):
@@ -123,12 +124,12 @@ def test_every_knowledge_entry_point_runs_on_a_shallow_model_of_each_architectur
         from cnl_core.cli.knowledge_commands import _print_part
         from cnl_core.knowledge.editing import located_vs_best
 
-        trace_json = res.to_json()
+        trace_json = to_data(res)
         for action, out in (
             ("trace", trace_json),
-            ("reliability", rel.to_json()),
-            ("fidelity", fid.to_json()),
-            ("edit", {**edit.to_json(), "located_vs_best": located_vs_best(edit)}),
+            ("reliability", to_data(rel)),
+            ("fidelity", to_data(fid)),
+            ("edit", {**to_data(edit), "located_vs_best": located_vs_best(edit)}),
         ):
             _print_part(action, json.loads(json.dumps(out)))
 
@@ -151,7 +152,7 @@ def test_a_study_writes_the_parts_that_finished_when_a_later_one_fails(tokenizer
     seen = []
     cfg = StudyConfig(known_share=0.0, fidelity_facts=2, edit_facts=1, edit_layers=(LAYERS + 5,))
     with pytest.raises(ParameterError, match="between 0 and 2"):
-        run_study(lm, FACTS, cfg, parts=("tracing", "editing"), on_part=lambda s: seen.append(s.to_json()))
+        run_study(lm, FACTS, cfg, parts=("tracing", "editing"), on_part=lambda s: seen.append(to_data(s)))
     assert "tracing" in seen[0] and "failed" not in seen[0]
     assert seen[-1]["failed"]["part"] == "editing" and "tracing" in seen[-1] and "editing" not in seen[-1]
 

@@ -19,6 +19,7 @@ from cnl_core.knowledge.tracing_stats import centre_of_mass_test, effect_curve, 
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.locate.select import LocateParams
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
+from cnl_core.serialize import to_data
 
 
 def test_builtin_facts_have_five_or_more_paraphrases_and_keep_demonstrations_out():
@@ -162,7 +163,7 @@ def test_decouple_warns_where_both_sets_are_empty_and_reports_its_null():
         null_iou=[0.1, 0.3],
     )
     assert "undefined" in res.warnings()[0] and "f = 1" in res.warnings()[0]
-    data = res.to_json()
+    data = to_data(res)
     assert data["params"]["score"]["max_answer_tokens"] == 7 and data["warnings"]
     assert data["empirical_null"]["iou"] == pytest.approx(0.2) and data["empirical_null"]["iou_max"] == 0.3
 

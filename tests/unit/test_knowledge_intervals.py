@@ -12,6 +12,7 @@ from cnl_core.knowledge.intervals import ONCE, UnitPairs, facts_and_wordings_ci,
 from cnl_core.knowledge.scoring import ParaphraseScores, common_set
 from cnl_core.locate.scorers import ScoreConfig
 from cnl_core.model.neurons import NeuronGrid
+from cnl_core.serialize import to_data
 
 
 def _same_fact_unit(values_by_template: np.ndarray) -> UnitPairs:
@@ -137,7 +138,7 @@ def test_the_study_table_says_what_each_interval_resamples_and_shows_matched_siz
     assert "facts, then the wordings within each fact" in text and "independent draws" in text
     assert "capability prompts 2-shot" in text and "| k = 5 | k = 10 |" in text
     assert "| capability split | 0.500 [0.000, 1.000] (5.0) | 1.000 [0.000, 1.000] (10.0) |" in text
-    assert fid.group("fact split", 10).mean_size == 10.0 and fid.to_json()["matched"][0]["size_cap"] == 5
+    assert fid.group("fact split", 10).mean_size == 10.0 and to_data(fid)["matched"][0]["size_cap"] == 5
 
 
 def test_reliability_intervals_resample_the_prompts_within_each_fact():

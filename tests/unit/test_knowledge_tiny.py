@@ -6,6 +6,7 @@ from cnl_core.knowledge.editing import EditConfig, edit_fact_by_layer
 from cnl_core.knowledge.facts import builtin_facts
 from cnl_core.knowledge.tracing import decoder_layers, run_tracing, subject_positions
 from cnl_core.model.loading import load_model
+from cnl_core.serialize import to_data
 
 
 def test_tracing_and_editing_shapes_on_a_tiny_model(tiny_model_folder):
@@ -19,7 +20,7 @@ def test_tracing_and_editing_shapes_on_a_tiny_model(tiny_model_folder):
     assert len(res.traces) == 12 and all(len(t.p_restored) == 2 for t in res.traces)
     assert res.agreement["prompts"] == len(res.informative) and res.agreement["informative_only"]
     assert len(res.mean_effect()) in (0, 2)
-    assert res.to_json()["traces"][0]["peak_layer"] in (0, 1)
+    assert to_data(res)["traces"][0]["peak_layer"] in (0, 1)
     weights = [w.detach().clone() for w in (d.weight for d in lm.ffn.down)]
     rows = edit_fact_by_layer(
         lm,

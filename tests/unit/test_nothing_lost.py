@@ -13,6 +13,7 @@ import pytest
 from cnl_core.cli import commands, main
 from cnl_core.errors import NeuronSetError, OutputError, ParameterError
 from cnl_core.locate.score_store import clear_cache, list_cache
+from cnl_core.serialize import to_data
 from tests.unit.test_results import result
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def no_model(monkeypatch):
 
 
 def _neuron_file(tmp_path, name="a.json", grid=None) -> Path:
-    data = result().to_json()
+    data = to_data(result())
     if grid:
         data["grid"] = grid
     path = tmp_path / name
@@ -53,7 +54,9 @@ _FULL_DISK = textwrap.dedent("""
     big = pd.DataFrame({"x": range(3000), "y": [f"row {i}" for i in range(3000)]})
     writers = {"result.json": lambda p: write_json(p, {"rows": list(range(5000))}),
                "table.csv": lambda p: to_safe_csv(big, p),
-               "chart.svg": lambda p: save_chart(alt.Chart(big.head(200)).mark_point().encode(x="x", y="y"), str(p), "svg")}
+               "chart.svg": lambda p: save_chart(
+                   alt.Chart(big.head(200)).mark_point().encode(x="x", y="y"), str(p), "svg"
+               )}
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))

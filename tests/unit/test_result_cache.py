@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cnl_core.errors import Cancelled, ResultFileError
-from cnl_core.evaluate.accuracy import EvalConfig
+from cnl_core.evaluate.accuracy import EvalConfig, InterventionRecord
 from cnl_core.evaluate.stats import ControlSummary, Summary
 from cnl_core.experiments.demo import DEMO, DemoResult
 from cnl_core.experiments.eval_results import EvalResult, Example
@@ -44,7 +44,7 @@ def _eval_result() -> EvalResult:
         ["c"],
         EvalConfig(),
         Summary(-1.5, (-2.0, -1.0), 0.5),
-        {"mode": "zero"},
+        InterventionRecord("zero", 0.0, 3),
         Summary(-2.5, None, 0.0),
         ControlSummary(-1.6, draws=[{"accuracy": 0.5}]),
         [Example("a", "1+1=", "2", "2", "3")],

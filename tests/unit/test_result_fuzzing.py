@@ -6,6 +6,7 @@ never another exception; and a refused input leaves the visitor's session exactl
 
 import copy
 import json
+from functools import partial
 
 import gradio as gr
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from cnl_core.errors import CNLError
 from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.locate_result import LocateResult
+from cnl_core.serialize import from_data, to_data
 from tests.unit.test_results import _evaluation, result
 from ui.session import Located, new_session
 from ui.tabs import data_tab, export_tab, intervene_tab, locate_tab
@@ -65,20 +67,20 @@ def _reads_or_refuses(read, doc) -> None:
 @FUZZ
 @given(st.data(), JSON)
 def test_a_locate_result_with_any_field_replaced_or_removed_reads_or_is_refused(data, replacement):
-    _reads_or_refuses(LocateResult.from_json, _mutated(result().to_json(), data, replacement))
+    _reads_or_refuses(partial(from_data, LocateResult), _mutated(to_data(result()), data, replacement))
 
 
 @FUZZ
 @given(st.data(), JSON)
 def test_an_evaluation_with_any_field_replaced_or_removed_reads_or_is_refused(data, replacement):
-    _reads_or_refuses(EvalResult.from_json, _mutated(_evaluation(), data, replacement))
+    _reads_or_refuses(partial(from_data, EvalResult), _mutated(_evaluation(), data, replacement))
 
 
 @FUZZ
 @given(JSON)
 def test_any_json_document_is_a_result_or_refused(doc):
-    _reads_or_refuses(LocateResult.from_json, doc)
-    _reads_or_refuses(EvalResult.from_json, doc)
+    _reads_or_refuses(partial(from_data, LocateResult), doc)
+    _reads_or_refuses(partial(from_data, EvalResult), doc)
 
 
 def _refused(exc: gr.Error) -> bool:
@@ -90,7 +92,7 @@ def _snapshot(state) -> tuple:
     return (
         state.id,
         state.spec,
-        {k: v.result.to_json() for k, v in state.located.items()},
+        {k: to_data(v.result) for k, v in state.located.items()},
         len(state.history),
         state.matrix,
         list(state.uploads),

@@ -11,6 +11,7 @@ from cnl_core.errors import ResultFileError
 from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.locate_result import LocateResult, SplitPair, SplitResult, TopNeuron
 from cnl_core.model.neurons import NeuronGrid, NeuronSet
+from cnl_core.serialize import from_data, to_data
 
 GRID = NeuronGrid(3, 10)
 
@@ -32,15 +33,15 @@ def result() -> LocateResult:
 
 def test_round_trip_is_exact_and_agreement_is_the_mean_over_pairs():
     r = result()
-    data = json.loads(json.dumps(r.to_json()))
-    back = LocateResult.from_json(data)
-    assert back.to_json() == r.to_json()
+    data = json.loads(json.dumps(to_data(r)))
+    back = from_data(LocateResult, data)
+    assert to_data(back) == to_data(r)
     assert back.located_sample_ids() == ["d/1", "d/2", "d/3", "d/4", "d/5", "d/6"]
     assert back.agreement().iou == pytest.approx(2 / 4) and back.n_located == 2
 
 
 def _broken(path: list, value):
-    data = copy.deepcopy(result().to_json())
+    data = copy.deepcopy(to_data(result()))
     node = data
     for key in path[:-1]:
         node = node[key]
@@ -77,7 +78,7 @@ def _broken(path: list, value):
 )
 def test_malformed_fields_are_refused_with_a_sentence_naming_the_field(path, value, words):
     with pytest.raises(ResultFileError, match="^" + words.replace("[", r"\[").replace("]", r"\]")):
-        LocateResult.from_json(_broken(path, value))
+        from_data(LocateResult, _broken(path, value))
 
 
 def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
@@ -100,17 +101,17 @@ def test_deeply_nested_and_non_object_files_are_refused(tmp_path):
 
 
 def test_numbers_json_allows_but_python_cannot_hold_are_refused(tmp_path):
-    data = result().to_json()
+    data = to_data(result())
     data["top_neurons"][0]["mean_score"] = 10**400
     with pytest.raises(ResultFileError, match=r"top_neurons\[0\].mean_score: 1000.* is too large for a number"):
-        LocateResult.from_json(data)
+        from_data(LocateResult, data)
     long = tmp_path / "long.json"
     long.write_text('{"grid": {"n_layers": 3, "width": 10}, "neurons": [], "n": ' + "9" * 5000 + "}")
     with pytest.raises(ResultFileError, match="Could not read"):
         LocateResult.read(long)
-    data = result().to_json()
+    data = to_data(result())
     data["mean_gold_logprob"] = float("nan")  # an empty mean is written as NaN and must read back
-    assert math.isnan(LocateResult.from_json(json.loads(json.dumps(data))).mean_gold_logprob)
+    assert math.isnan(from_data(LocateResult, json.loads(json.dumps(data))).mean_gold_logprob)
 
 
 def _evaluation() -> dict:
@@ -143,13 +144,13 @@ def _evaluation() -> dict:
         (("intervened", "delta_gold_loglik_ci"), {"lo": 0}, "intervened.delta_gold_loglik_ci: expected a list"),
         (("control", "draws"), [1], "control.draws[0]: expected an object, got a number"),
         (("eval_config", "num_fewshot"), 99, "eval_config: few-shot (-1: the task's own): 99 is out of range"),
-        ("intervention", [1], "intervention: expected an object, got a list"),
+        ("intervention", [1], "intervention: expected an object (InterventionRecord), got a list"),
         ("examples", [{"id": "d/1"}], "examples[0].prompt: missing"),
     ],
 )
 def test_evaluation_files_are_checked_field_by_field(key, value, words):
     data = _evaluation()
-    assert EvalResult.from_json(copy.deepcopy(data)).intervened.deltas.delta_gold_loglik == 0.1
+    assert from_data(EvalResult, copy.deepcopy(data)).intervened.deltas.delta_gold_loglik == 0.1
     if isinstance(key, tuple):
         data[key[0]][key[1]] = value
     else:
@@ -158,7 +159,7 @@ def test_evaluation_files_are_checked_field_by_field(key, value, words):
         ResultFileError,
         match="^" + words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
     ):
-        EvalResult.from_json(data)
+        from_data(EvalResult, data)
 
 
 def test_a_file_names_itself_and_the_field_and_every_reader_raises_the_one_error(tmp_path):
@@ -166,7 +167,7 @@ def test_a_file_names_itself_and_the_field_and_every_reader_raises_the_one_error
     (the readers raised NeuronSetError, or a sentence without the field, before)."""
     from cnl_core.experiments.harness_eval import HarnessEvalResult
 
-    data = result().to_json()
+    data = to_data(result())
     data["splits"][1]["sample_ids"] = "d/4"
     (tmp_path / "set.json").write_text(json.dumps(data))
     with pytest.raises(ResultFileError, match=r"^set.json was not loaded: splits\[1\].sample_ids: expected a list"):
@@ -190,13 +191,13 @@ def test_a_file_names_itself_and_the_field_and_every_reader_raises_the_one_error
     ):
         HarnessEvalResult.read(tmp_path / "lm.json")
     lm_eval["baseline"]["arc_easy"]["metrics"]["acc,none"]["value"] = 0.5
-    assert HarnessEvalResult.from_json(lm_eval).baseline["arc_easy"].metrics["acc,none"].value == 0.5
+    assert from_data(HarnessEvalResult, lm_eval).baseline["arc_easy"].metrics["acc,none"].value == 0.5
 
 
 def test_an_old_evaluation_without_controls_reads_back():
     data = _evaluation()
     data["control"] = {"draws": []}  # what earlier versions wrote for --control-draws 0
-    assert EvalResult.from_json(data).control is None
+    assert from_data(EvalResult, data).control is None
 
 
 def test_a_measure_not_taken_is_written_as_null_and_read_back_as_nan(tmp_path):
@@ -207,14 +208,14 @@ def test_a_measure_not_taken_is_written_as_null_and_read_back_as_nan(tmp_path):
     control = ControlSummary(gold_loglik=math.nan, accuracy=0.25, draws=[{"accuracy": 0.25, "gold_loglik": math.nan}])
     path = write_json(
         tmp_path / "r.json",
-        {"baseline": Summary(gold_loglik=math.nan, accuracy=0.5).to_json(), "control": control.to_json()},
+        {"baseline": to_data(Summary(gold_loglik=math.nan, accuracy=0.5)), "control": to_data(control)},
     )
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert data["control"]["draws"][0]["gold_loglik"] is None
-    back = Summary.from_json(data["baseline"])
+    back = from_data(Summary, data["baseline"])
     assert math.isnan(back.gold_loglik) and back.accuracy == 0.5
-    wide = Summary.from_json(
-        json.loads(write_json(tmp_path / "w.json", Summary(-1.0, [-math.inf, 0.5]).to_json()).read_text())
+    wide = from_data(
+        Summary, json.loads(write_json(tmp_path / "w.json", to_data(Summary(-1.0, [-math.inf, 0.5]))).read_text())
     )
     assert math.isnan(wide.gold_loglik_ci[0]) and wide.gold_loglik_ci[1] == 0.5
-    assert math.isnan(ControlSummary.from_json(data["control"]).gold_loglik)
+    assert math.isnan(from_data(ControlSummary, data["control"]).gold_loglik)

@@ -13,6 +13,7 @@ from cnl_core.experiments import session_file
 from cnl_core.experiments.eval_results import EvalResult
 from cnl_core.experiments.result_cache import ResultCache
 from cnl_core.experiments.session_file import read_session, session_json
+from cnl_core.serialize import to_data
 from tests.unit.test_results import result
 from ui import session_store
 from ui.session import Located, new_session
@@ -46,7 +47,7 @@ def test_a_refresh_brings_the_located_sets_and_runs_back():
     doc = session_store.snapshot(_worked_session())
     kept = json.loads(json.dumps(doc))  # what the browser's storage gives back: plain JSON
     fresh, note = session_store.restore_ui(kept, new_session())
-    assert list(fresh.located) == ["m:d"] and fresh.located["m:d"].result.to_json() == result().to_json()
+    assert list(fresh.located) == ["m:d"] and to_data(fresh.located["m:d"].result) == to_data(result())
     assert [[e.dataset for e in run] for run in fresh.history] == [["add1", "add2"]]
     assert "Restored 1 located set and 1 Intervene run" in note
     assert session_store.snapshot(new_session()) is None  # nothing to keep: the browser keeps nothing
