@@ -7,6 +7,7 @@ import pytest
 
 from cnl_core.paths import cache_root
 from cnl_core.serialize import to_data
+from tests.ui_calls import locate_in
 from ui.session import new_session
 from ui.tabs import compare_tab, export_tab, inspector_panel, locate_tab, studies_tab
 
@@ -18,26 +19,7 @@ def _quiet(*args, **kwargs):
 @pytest.fixture()
 def located_state(lm, score_cache):
     state = new_session()
-    md, state = locate_tab.locate_ui(
-        ["arithmetic"],
-        2,
-        2,
-        0,
-        "grad_x_act",
-        20,
-        "right",
-        None,
-        None,
-        4,
-        "relative",
-        0.1,
-        0.5,
-        100,
-        3.0,
-        "positive",
-        state,
-        progress=_quiet,
-    )
+    md, state = locate_in(state, ["arithmetic"], 2)
     assert "arithmetic" in md
     return state
 

@@ -3,8 +3,9 @@
 import gradio as gr
 import pytest
 
+from tests.ui_calls import locate_in
 from ui.session import new_session
-from ui.tabs import knowledge_panel, locate_tab, null_panel
+from ui.tabs import knowledge_panel, null_panel
 
 
 def _quiet(*args, **kwargs):
@@ -30,25 +31,6 @@ def test_knowledge_panel_runs_fidelity_and_refuses_bad_input(lm, score_cache, tm
 
 def test_null_panel_compares_the_picked_set_with_unrelated_data(lm, score_cache):
     state = new_session()
-    _, state = locate_tab.locate_ui(
-        ["add1_content"],
-        3,
-        2,
-        0,
-        "grad_x_act",
-        20,
-        "right",
-        None,
-        None,
-        4,
-        "relative",
-        0.1,
-        0.5,
-        100,
-        3.0,
-        "positive",
-        state,
-        progress=_quiet,
-    )
+    _, state = locate_in(state, ["add1_content"], 3)
     text = null_panel.null_ui("smollm2-135m:add1_content", "unrelated", "successor", 1, state, progress=_quiet)
     assert "empirical null (add1_content vs successor" in text and "split IoU" in text

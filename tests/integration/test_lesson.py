@@ -7,8 +7,9 @@ import pytest
 from cnl_core.cli import main
 from cnl_core.errors import Cancelled
 from cnl_core.experiments import baselines
+from tests.ui_calls import locate_in
 from ui.session import new_session
-from ui.tabs import baseline_panel, intervene_tab, locate_tab
+from ui.tabs import baseline_panel, intervene_tab
 
 
 def _quiet(*args, **kwargs):
@@ -41,26 +42,7 @@ def test_a_baseline_is_measured_once_and_marks_the_data_tab(lm, score_cache, mon
 
 def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, monkeypatch):
     state = new_session()
-    locate_tab.locate_ui(
-        ["add1"],
-        4,
-        2,
-        0,
-        "grad_x_act",
-        20,
-        "right",
-        None,
-        None,
-        8,
-        "relative",
-        0.1,
-        0.5,
-        100,
-        3.0,
-        "positive",
-        state,
-        progress=_quiet,
-    )
+    locate_in(state, ["add1"], 4, batch_size=8)
     real, calls = intervene_tab.served, []
 
     def cancelled_second(*args, **kwargs):

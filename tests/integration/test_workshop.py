@@ -6,8 +6,9 @@ import threading
 
 from cnl_core.experiments import requests, requests_studies
 from cnl_core.serialize import to_data
+from tests.ui_calls import locate_in
 from ui.session import new_session
-from ui.tabs import demo_panel, export_tab, intervene_tab, locate_tab
+from ui.tabs import demo_panel, export_tab, intervene_tab
 
 
 def _quiet(*args, **kwargs):
@@ -47,26 +48,7 @@ def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
 
 def test_an_identical_intervene_is_served_under_each_visitors_own_label(lm, score_cache, monkeypatch):
     first = new_session()
-    locate_tab.locate_ui(
-        ["add1"],
-        6,
-        2,
-        0,
-        "grad_x_act",
-        20,
-        "right",
-        None,
-        None,
-        8,
-        "relative",
-        0.1,
-        0.5,
-        100,
-        3.0,
-        "positive",
-        first,
-        progress=_quiet,
-    )
+    locate_in(first, ["add1"], 6, batch_size=8)
     located = next(f for f in export_tab.export_ui(first) if f.endswith(".json"))
     second = new_session()
     export_tab.reload_ui(located, second)

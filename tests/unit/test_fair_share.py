@@ -12,6 +12,7 @@ import pytest
 from cnl_core import fields as F
 from cnl_core.errors import Cancelled, CNLError, ParameterError
 from cnl_core.model.loading import ModelSpec
+from tests.ui_calls import locate_in
 from ui.session import Located, new_session
 from ui.visitors import VISITORS, start_session, tab_closed
 
@@ -120,7 +121,6 @@ def test_one_running_job_per_visitor_and_a_cancelled_one_is_waited_for():
 
 
 def test_a_closed_tab_stops_its_locate_at_the_next_batch_and_frees_its_session(tiny_model_folder, score_cache):
-    from ui.tabs import locate_tab
 
     request = SimpleNamespace(session_hash="tab-1")
     state = start_session(request)
@@ -131,26 +131,7 @@ def test_a_closed_tab_stops_its_locate_at_the_next_batch_and_frees_its_session(t
 
     def run():
         try:
-            outcome["returned"] = locate_tab.locate_ui(
-                ["arithmetic"],
-                1000,
-                2,
-                0,
-                "grad_x_act",
-                20,
-                "right",
-                None,
-                None,
-                2,
-                "relative",
-                0.1,
-                0.5,
-                100,
-                3.0,
-                "positive",
-                state,
-                progress=lambda *a, **k: None,
-            )
+            outcome["returned"] = locate_in(state, ["arithmetic"], 1000, batch_size=2, progress=lambda *a, **k: None)
         except gr.Error as exc:
             outcome["error"] = exc
 
