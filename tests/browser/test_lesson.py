@@ -69,7 +69,14 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
     page = pages[0]
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#demo-settings").click()
-    page.wait_for_timeout(500)
+    # every box changes in the one answer to that click: once tau reads the demo's 0.1 (the default is 0.2), so do
+    # n and seed on the Data tab; on a busy machine that answer takes more than a moment
+    tau = page.get_by_label("tau (x sample max)").first
+    for _ in range(120):
+        if tau.input_value() == "0.1":
+            break
+        page.wait_for_timeout(250)
+    assert tau.input_value() == "0.1", "the demo's settings never reached the boxes"
     page.locator("#locate-btn").click()
     summary = wait_for_text(page.locator("#locate-summary"), ["tau 0.1 · p 0.5 · n 12 x 2 · seed 2"], timeout=300)
     row = next(line for line in summary.splitlines() if f":{DEFAULTS.dataset}" in line)  # the table's row first
