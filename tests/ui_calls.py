@@ -29,10 +29,10 @@ BOXES: dict[str, Any] = dict(
 )
 
 
-def _quiet(*_args, **_kwargs) -> None:
-    """A progress callback that shows nothing."""
+def quiet(*_args, **_kwargs) -> None:
+    """A progress callback that shows nothing (for any handler's `progress`)."""
 
 
-def locate_in(state, datasets: list[str], n: int, progress=_quiet, **boxes: Any):
+def locate_in(state, datasets: list[str], n: int, progress=quiet, **boxes: Any):
     """locate_ui(datasets, n, ..., state): returns (summary, session) as the handler does."""
     return locate_tab.locate_ui(datasets=datasets, n=n, state=state, progress=progress, **{**BOXES, **boxes})

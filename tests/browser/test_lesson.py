@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from cnl_core.options import DEFAULTS, JOBS
 
@@ -71,12 +72,7 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
     page.locator("#demo-settings").click()
     # every box changes in the one answer to that click: once tau reads the demo's 0.1 (the default is 0.2), so do
     # n and seed on the Data tab; on a busy machine that answer takes more than a moment
-    tau = page.get_by_label("tau (x sample max)").first
-    for _ in range(120):
-        if tau.input_value() == "0.1":
-            break
-        page.wait_for_timeout(250)
-    assert tau.input_value() == "0.1", "the demo's settings never reached the boxes"
+    expect(page.get_by_label("tau (x sample max)").first).to_have_value("0.1", timeout=30_000)
     page.locator("#locate-btn").click()
     summary = wait_for_text(page.locator("#locate-summary"), ["tau 0.1 · p 0.5 · n 12 x 2 · seed 2"], timeout=300)
     row = next(line for line in summary.splitlines() if f":{DEFAULTS.dataset}" in line)  # the table's row first

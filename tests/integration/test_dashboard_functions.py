@@ -7,13 +7,9 @@ import pytest
 
 from cnl_core.paths import cache_root
 from cnl_core.serialize import to_data
-from tests.ui_calls import locate_in
+from tests.ui_calls import locate_in, quiet
 from ui.session import new_session
 from ui.tabs import compare_tab, export_tab, inspector_panel, locate_tab, studies_tab
-
-
-def _quiet(*args, **kwargs):
-    return None
 
 
 @pytest.fixture()
@@ -114,7 +110,7 @@ def test_sweep_negative_set_and_decoupling_from_the_dashboard(located_state):
         3.0,
         "positive",
         state,
-        progress=_quiet,
+        progress=quiet,
     )
     full = table[table["shared fraction f"] == 1.0]
     assert len(table) == 4 and (full["iou"] == 1.0).all()
@@ -163,7 +159,7 @@ def test_the_matrix_honours_the_tabs_token_positions(located_state):
     cells = {}
     for positions in ("answer", "all"):
         _, state = intervene_tab.matrix_ui(
-            "zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state, progress=_quiet
+            "zero", 2.0, positions, ["add1"], 2, 0, 0, 4, "gold_loglik", state, progress=quiet
         )
         assert state.matrix.positions == positions and to_data(state.matrix)["positions"] == positions
         cells[positions] = state.matrix.cell("arithmetic", "add1", "delta_gold_loglik")

@@ -7,13 +7,9 @@ import pytest
 from cnl_core.cli import main
 from cnl_core.errors import Cancelled
 from cnl_core.experiments import baselines
-from tests.ui_calls import locate_in
+from tests.ui_calls import locate_in, quiet
 from ui.session import new_session
 from ui.tabs import baseline_panel, intervene_tab
-
-
-def _quiet(*args, **kwargs):
-    return None
 
 
 def test_a_baseline_is_measured_once_and_marks_the_data_tab(lm, score_cache, monkeypatch, capsys):
@@ -53,7 +49,7 @@ def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, m
 
     monkeypatch.setattr(intervene_tab, "served", cancelled_second)
     out = intervene_tab.intervene_ui(
-        "smollm2-135m:add1", "zero", 2.0, "all", ["add1", "successor"], 4, 0, 1, 1, 4, False, state, progress=_quiet
+        "smollm2-135m:add1", "zero", 2.0, "all", ["add1", "successor"], 4, 0, 1, 1, 4, False, state, progress=quiet
     )
     assert out == gr.skip()  # a grey "Cancelled" notice; the page keeps what it shows
     assert [[r.dataset for r in run] for run in state.history] == [["add1"]]  # the finished one is kept
@@ -65,7 +61,7 @@ def test_a_cancelled_intervene_keeps_the_datasets_it_finished(lm, score_cache, m
     calls.append("first")
     assert (
         intervene_tab.intervene_ui(
-            "smollm2-135m:add1", "zero", 2.0, "all", ["successor"], 4, 0, 1, 1, 4, False, state, progress=_quiet
+            "smollm2-135m:add1", "zero", 2.0, "all", ["successor"], 4, 0, 1, 1, 4, False, state, progress=quiet
         )
         == gr.skip()
     )

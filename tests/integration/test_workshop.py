@@ -6,13 +6,9 @@ import threading
 
 from cnl_core.experiments import requests, requests_studies
 from cnl_core.serialize import to_data
-from tests.ui_calls import locate_in
+from tests.ui_calls import locate_in, quiet
 from ui.session import new_session
 from ui.tabs import demo_panel, export_tab, intervene_tab
-
-
-def _quiet(*args, **kwargs):
-    return None
 
 
 def counting(monkeypatch, module, name):
@@ -31,7 +27,7 @@ def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
     texts = []
     visitors = [
         threading.Thread(
-            target=lambda: texts.append(demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=_quiet)[0])
+            target=lambda: texts.append(demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=quiet)[0])
         )
         for _ in range(3)
     ]
@@ -41,7 +37,7 @@ def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
         v.join(600)
     assert len(runs) == 1 and len(texts) == 3
     assert sum("Took" in t for t in texts) == 1 and sum("Another visitor was running" in t for t in texts) == 2
-    later = demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=_quiet)[0]
+    later = demo_panel.demo_ui(demo_panel.SCORED[0], new_session(), progress=quiet)[0]
     assert "Served at once" in later and len(runs) == 1
     assert later.split("\n")[1] == texts[0].split("\n")[1]  # the same headline: the same numbers
 
@@ -54,8 +50,8 @@ def test_an_identical_intervene_is_served_under_each_visitors_own_label(lm, scor
     export_tab.reload_ui(located, second)
     runs = counting(monkeypatch, requests, "run_evaluate")  # what EvaluateRequest.run calls
     args = ("zero", 2.0, "all", ["add1"], 8, 0, 1, -1, 0, False)
-    *_, first = intervene_tab.intervene_ui("smollm2-135m:add1", *args, first, progress=_quiet)
-    *_, second = intervene_tab.intervene_ui("smollm2-135m:add1 (reloaded)", *args, second, progress=_quiet)
+    *_, first = intervene_tab.intervene_ui("smollm2-135m:add1", *args, first, progress=quiet)
+    *_, second = intervene_tab.intervene_ui("smollm2-135m:add1 (reloaded)", *args, second, progress=quiet)
     assert len(runs) == 1  # the second visitor's came from the store
     a, b = first.history[-1][0], second.history[-1][0]
     assert to_data(a)["baseline"] == to_data(b)["baseline"] and a.intervened.accuracy == b.intervened.accuracy
