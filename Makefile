@@ -12,13 +12,12 @@ run: setup
 	.venv/bin/python dashboard.py
 
 # Two test processes (pytest-xdist; a file stays on one), one thread each: on 2 cores about 1.4x faster than one
-# process with two threads (Python, tokenizers and the CLI's start-ups do not use both cores).
+# process with two threads (Python, tokenizers and the CLI's start-ups do not use both cores). Lint and types
+# (scripts/lint.sh: ruff check and format, mypy cnl_core) run beside the tests, in their idle time (scripts/test.sh).
 TEST_WORKERS ?= 2
-# Lint and types first (scripts/lint.sh: ruff check and mypy cnl_core, a few seconds with mypy's cache), then the tests.
 test:
 	bash scripts/setup.sh dev
-	bash scripts/lint.sh
-	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	TEST_WORKERS=$(TEST_WORKERS) bash scripts/test.sh
 
 lint:
 	bash scripts/lint.sh

