@@ -53,7 +53,7 @@ def test_specificity_splits_sets_and_scores_each_dataset(lm):
 def test_ig_completeness_improves_with_more_steps(lm):
     sample = get_dataset("arithmetic").rows()[5:6]
     gaps = []
-    for steps, rule in ((1, "right"), (16, "midpoint")):
+    for steps, rule in ((1, "right"), (4, "midpoint")):  # 4 midpoint steps: a median gap of 0.007 (16: 0.0004)
         cfg = ScoreConfig(method="integrated_gradients", ig_steps=steps, ig_rule=rule)
         scores, _ = score_batch(lm, sample, cfg)
         ratios = ig_completeness(lm, sample, cfg, scores).ratio_per_layer

@@ -3,6 +3,7 @@ pressing the demo at once share one run, a later visitor gets the stored result 
 Intervene with the same model, data, neurons and settings is served to a second visitor under their own label."""
 
 import threading
+from dataclasses import replace
 
 from cnl_core.experiments import requests, requests_studies
 from cnl_core.serialize import to_data
@@ -23,6 +24,8 @@ def counting(monkeypatch, module, name):
 
 
 def test_the_demo_is_computed_once_for_everyone(lm, score_cache, monkeypatch):
+    # The demo's own preset, made small (what is shared does not depend on its size); the browser tests run it whole.
+    monkeypatch.setattr(requests_studies, "DEMO", replace(requests_studies.DEMO, n=3, eval_n=6, control_draws=1))
     runs = counting(monkeypatch, requests_studies, "run_demo")  # what DemoRequest.run calls
     texts = []
     visitors = [
