@@ -109,7 +109,7 @@ BATCH = NumberField("batch size", 1, 4096)
 IG_STEPS = NumberField("IG steps m", 1, 200)
 MAX_PROMPT = NumberField("max prompt tokens (0: covers 99% of the prompts)", 0, TOKEN_CEILING, unset=0)
 MAX_ANSWER = NumberField("max answer tokens (0: covers 99% of the gold answers)", 0, TOKEN_CEILING, unset=0)
-TAU = NumberField("tau", 0.0, 1.0, whole=False, open_low=True)
+TAU = NumberField("tau (x sample max)", 0.0, 1.0, whole=False, open_low=True)
 P = NumberField("p (share of samples)", 0.0, 1.0, whole=False, open_low=True)
 TOP_K = NumberField("top-k", 1, 10_000_000)
 SIGMA = NumberField("z-score sigma", 0.0, 100.0, whole=False)
@@ -123,6 +123,7 @@ FT_STEPS = NumberField("fine-tuning steps", 1, 10_000)
 FT_LR = NumberField("learning rate", 0.0, 1.0, whole=False, open_low=True)
 FT_TRAIN_N = NumberField("training samples", 1, 1_000_000)
 REPEATS = NumberField("repeats", 1, 20)
+NULL_DRAWS = NumberField("draws per side", 1, 10)  # an empirical null's disjoint subsamples of each dataset
 FACTS_PER_RELATION = NumberField("facts per relation", 1, 50)
 LAYER = NumberField("layer", 0, 10_000)  # the model's own layer count is checked where the model is known
 FRACTION = NumberField("shared fraction", 0.0, 1.0, whole=False)
@@ -157,6 +158,7 @@ ALL = (
     FT_LR,
     FT_TRAIN_N,
     REPEATS,
+    NULL_DRAWS,
     FRACTION,
     INSPECT_N,
     TOP_EXAMPLES,

@@ -57,6 +57,9 @@ class RunDefaults:
     finetune_steps: int = 20
     finetune_lr: float = 1e-3
     finetune_train_n: int = 16
+    inspect_n: int = 12  # samples per dataset the neuron inspector reads (CLI `inspect --n`, the Inspector's box)
+    null_draws: int = 3  # subsamples per side of the empirical null (CLI `null --draws`, the Compare tab's box)
+    decouple_repeats: int = 1  # draws of each shared fraction in the decoupling curve
 
 
 DEFAULTS = RunDefaults()

@@ -163,7 +163,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     A.add_thresholds(p)
     p.add_argument("--other", required=True, help="the dataset B's replaceable part comes from in the 'other' curve")
     p.add_argument("--fractions", type=F.FRACTION.arg, nargs="+", default=list(DEFAULT_FRACTIONS))
-    p.add_argument("--repeats", type=F.REPEATS.arg, default=1)
+    p.add_argument("--repeats", type=F.REPEATS.arg, default=DEFAULTS.decouple_repeats)
     p.add_argument("--out")
     p.set_defaults(func=cmd_decouple)
 

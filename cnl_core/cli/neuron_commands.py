@@ -76,7 +76,7 @@ def add_parsers(sub) -> None:
     A.add_dataset_file(p)
     p.add_argument("--neuron", required=True, help="LAYER:INDEX, e.g. 12:345")
     p.add_argument("--dataset", action="append", help="a dataset name or CSV/JSONL file (repeat for several)")
-    p.add_argument("--n", type=F.INSPECT_N.arg, default=DEFAULTS.n, help="samples per dataset")
+    p.add_argument("--n", type=F.INSPECT_N.arg, default=DEFAULTS.inspect_n, help="samples per dataset")
     p.add_argument("--seed", type=F.SEED.arg, default=DEFAULTS.seed)
     p.add_argument("--top", type=F.TOP_EXAMPLES.arg, default=TOP_EXAMPLES, help="top activating samples to keep")
     p.add_argument("--neurons", nargs="*", help="locate results: the neuron's rank in each")

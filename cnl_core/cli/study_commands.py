@@ -129,7 +129,7 @@ def add_null_parser(sub) -> None:
     A.add_thresholds(p)
     p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
     p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
-    p.add_argument("--draws", type=F.REPEATS.arg, default=3, help="subsamples per side (at most 10)")
+    p.add_argument("--draws", type=F.NULL_DRAWS.arg, default=DEFAULTS.null_draws, help="subsamples per side")
     p.add_argument("--out")
     p.set_defaults(func=cmd_null)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import fields as F
 from ..compare.overlap import compare_sets
 from ..data.samples import DatasetSpec, Sample, get_dataset
 from ..data.splits import make_splits
@@ -32,6 +33,7 @@ from ..locate.scorers import ScoreConfig
 from ..locate.select import LocateParams, locate
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronSet
+from ..options import DEFAULTS
 from ..progress import Progress
 from ..schema import in_file, result_kind
 
@@ -120,7 +122,7 @@ def empirical_null(
     kind: str = "unrelated",
     other: str | None = "imdb",
     n: int = 20,
-    draws: int = 3,
+    draws: int = DEFAULTS.null_draws,
     seed: int = 0,
     score_cfg: ScoreConfig | None = None,
     params: LocateParams | None = None,
@@ -133,8 +135,9 @@ def empirical_null(
     """IoU of sets that share nothing but the model (`unrelated`) or the prompts (`shuffled`); see the module doc."""
     if kind not in NULL_KINDS:
         raise ParameterError(f"The empirical null must be one of {', '.join(NULL_KINDS)}.")
-    if not 1 <= draws <= 10 or n < 1:
-        raise ParameterError("An empirical null needs n >= 1 and 1 to 10 draws.")
+    F.NULL_DRAWS.check(draws)
+    if n < 1:
+        raise ParameterError("An empirical null needs n >= 1.")
     score_cfg, params = score_cfg or ScoreConfig(), params or LocateParams()
     kw = {"batch_size": batch_size, "use_cache": use_cache, "progress": progress, "cancel": cancel}
     spec = get_dataset(dataset)

@@ -36,7 +36,7 @@ class InspectRequest:
     layer: int
     index: int
     datasets: tuple[DatasetSpec, ...]
-    n: int = DEFAULTS.n
+    n: int = DEFAULTS.inspect_n
     seed: int = DEFAULTS.seed
     top: int = TOP_EXAMPLES
 
@@ -104,7 +104,7 @@ class DecoupleRequest:
     other: str
     n: int = DEFAULTS.n
     fractions: tuple[float, ...] = tuple(DEFAULT_FRACTIONS)
-    repeats: int = 1
+    repeats: int = DEFAULTS.decouple_repeats
     seed: int = DEFAULTS.seed
     score: ScoreConfig = field(default_factory=ScoreConfig)
     params: LocateParams = field(default_factory=LocateParams)

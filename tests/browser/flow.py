@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import urlopen
 
+from cnl_core import fields as F
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -143,7 +145,7 @@ def intervene(page, n: int, draws: int, fewshot: int, max_new_tokens: int) -> st
     page.get_by_role("tab", name="5 · Intervene").click()
     set_number(page, "n test samples", n)
     set_number(page, "random-control draws", draws)
-    set_number(page, "few-shot (-1: task default)", fewshot)
+    set_number(page, F.FEWSHOT.label, fewshot)
     set_number(page, "max new tokens (0: the task's own)", max_new_tokens)
     page.locator("#intervene-btn").click()
     return wait_for_text(page.locator("#eval-table"), ["\nbaseline\n", "\nintervened\n", "\ncontrol\n"], timeout=900)

@@ -58,7 +58,7 @@ ANY_VALUE = st.one_of(
             lambda: Intervention.from_inputs(NeuronSet.from_flat(NeuronGrid(2, 4), [1]), "amplify", -1e9),
             "amplify factor",
         ),
-        (lambda: LocateParams(tau=float("nan")), "tau: nan is not a finite number"),
+        (lambda: LocateParams(tau=float("nan")), "tau .x sample max.: nan is not a finite number"),
         (lambda: EvalConfig(batch_size=0), "batch size: 0 is out of range"),
         (lambda: ScoreConfig(max_prompt_tokens=0), "max prompt tokens .*: in the library, leave it None"),
     ],

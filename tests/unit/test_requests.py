@@ -2,7 +2,6 @@
 owns every control draw's seed and steering's conditions, which the CLI and the dashboard both call."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -95,6 +94,4 @@ def test_the_cli_and_the_dashboard_read_one_default_and_one_limit():
 
     steer = build_parser().parse_args(["steer", "--prompt", "Hi", "--neurons", "x.json"])
     assert steer.max_new_tokens == DEFAULTS.steer_tokens == SteerRequest.__dataclass_fields__["max_new_tokens"].default
-    source = Path("ui/tabs/intervene_tab.py").read_text()
-    assert "gr.Slider(F.FACTOR.low, F.FACTOR.high" in source  # the amplify slider reaches the field's limit
-    assert "DEFAULTS.steer_tokens" in Path("ui/tabs/steer_panel.py").read_text()
+    # the dashboard's boxes: tests/unit/test_widgets.py (built from the fields; the amplify slider reaches 100)

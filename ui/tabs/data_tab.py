@@ -21,6 +21,7 @@ from cnl_core.data.uploads import dataset_from_records
 from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 
+from .. import widgets
 from ..errors import shows_errors
 from ..session import PendingUpload, Session, session
 from ..upload_guard import discard_upload
@@ -72,9 +73,9 @@ def build() -> SimpleNamespace:
     )
     baselines = baseline_panel.build()
     with gr.Row():
-        n = gr.Number(DEFAULTS.n, label="n per split")
-        k = gr.Number(DEFAULTS.splits, label="splits (k)")
-        seed = gr.Number(DEFAULTS.seed, label="seed")
+        n = widgets.number(F.N_SPLIT, DEFAULTS.n)
+        k = widgets.number(F.SPLITS, DEFAULTS.splits)
+        seed = widgets.number(F.SEED, DEFAULTS.seed)
         preview_btn = gr.Button("Show chosen rows")
     split_rows = gr.Dataframe(
         label="First rows of each split",

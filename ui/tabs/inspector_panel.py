@@ -15,6 +15,7 @@ from cnl_core import fields as F
 from cnl_core.data.uploads import resolve_dataset
 from cnl_core.inspect.neuron import neuron_ranks, parse_neuron
 
+from .. import widgets
 from ..errors import shows_errors
 from ..jobs import Kind, job
 from ..session import Session, session
@@ -42,7 +43,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         with gr.Row():
             neuron = gr.Textbox(label="neuron (LAYER:INDEX)", elem_id="neuron-box", max_length=F.NEURON.max_chars)
             datasets = gr.Dropdown(dataset_names, value=[DEFAULTS.dataset], multiselect=True, label="datasets")
-            n = gr.Number(12, label="samples per dataset")
+            n = widgets.number(F.INSPECT_N, DEFAULTS.inspect_n)
             button = gr.Button("Inspect", variant="primary", elem_id="inspect-btn")
             cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
         estimate = gr.Markdown()

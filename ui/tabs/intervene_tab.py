@@ -13,6 +13,7 @@ from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS, POSITIO
 from cnl_core.report import charts, exports
 from cnl_core.report.readings import dose_reading, evaluation_readings
 
+from .. import widgets
 from ..jobs import Kind, job
 from ..session import Session, session
 from ..session_store import link_line
@@ -36,16 +37,16 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         located_on = gr.Dropdown([], label="Neurons located on")
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
-        factor = gr.Slider(F.FACTOR.low, F.FACTOR.high, DEFAULTS.amplify_factor, step=0.5, label=F.FACTOR.label)
+        factor = widgets.slider(F.FACTOR, DEFAULTS.amplify_factor, step=0.5)
         positions = gr.Radio(list(POSITIONS), value=POSITIONS[0], label="token positions")
     targets = gr.CheckboxGroup(dataset_names, value=[DEFAULTS.dataset], label="Test on", elem_id="intervene-targets")
     harness = harness_panel.build()
     with gr.Row():
-        n = gr.Number(DEFAULTS.eval_n, label="n test samples")
-        seed = gr.Number(DEFAULTS.seed, label="seed")
-        draws = gr.Number(DEFAULTS.control_draws, label="random-control draws")
-        fewshot = gr.Number(-1, label="few-shot (-1: task default)")
-        max_new = gr.Number(0, label="max new tokens (0: the task's own)")
+        n = widgets.number(F.EVAL_N, DEFAULTS.eval_n)
+        seed = widgets.number(F.SEED, DEFAULTS.seed)
+        draws = widgets.number(F.CONTROL_DRAWS, DEFAULTS.control_draws)
+        fewshot = widgets.number(F.FEWSHOT)
+        max_new = widgets.number(F.MAX_NEW)
         overlap = gr.Checkbox(False, label="controls may include located neurons (default: they avoid them)")
     with gr.Row():
         run_btn = gr.Button("Run intervention", variant="primary", elem_id="intervene-btn")

@@ -21,6 +21,7 @@ from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
 from cnl_core.report import knowledge_charts
 from cnl_core.report.readings import knowledge_takeaway
 
+from .. import widgets
 from ..jobs import Kind, job
 from ..session import session
 
@@ -56,7 +57,7 @@ def build() -> SimpleNamespace:
             [r.name for r in BUILTIN_RELATIONS], value=[r.name for r in BUILTIN_RELATIONS], label="built-in relations"
         )
         upload = gr.File(label="or your facts (CSV)", file_types=[".csv"], type="filepath")
-        per_relation = gr.Number(CLASSROOM.fidelity_facts, label="facts per relation")
+        per_relation = widgets.number(F.FACTS_PER_RELATION, CLASSROOM.fidelity_facts)
         parts = gr.CheckboxGroup(list(PARTS), value=list(PARTS[:3]), label="parts (editing is the slowest)")
     with gr.Row():
         button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")

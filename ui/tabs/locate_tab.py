@@ -15,6 +15,7 @@ from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line
 
+from .. import widgets
 from ..errors import shows_errors
 from ..jobs import Kind, job
 from ..session import Located, Session, session
@@ -41,31 +42,30 @@ def build() -> SimpleNamespace:
             value=_SCORE.method,
             label="score method (integrated gradients: the paper's, slow on CPU)",
         )
-        ig_steps = gr.Slider(1, 50, _SCORE.ig_steps, step=1, label="IG steps m", visible=False)
+        ig_steps = widgets.slider(F.IG_STEPS, _SCORE.ig_steps, step=1, visible=False)
         ig_rule = gr.Radio(
             list(IG_RULES),
             value=_SCORE.ig_rule,
             visible=False,
             label="IG step rule (right: alpha = k/m as Dai et al.; midpoint: (k - 1/2)/m)",
         )
-        batch_size = gr.Slider(
-            1,
-            32,
+        batch_size = widgets.slider(
+            F.BATCH,
             DEFAULTS.batch_size,
             step=1,
-            label="batch size",
+            high=32,
             info=f"at {DEFAULTS.batch_size}, fewer rows where the memory estimate says they would not fit",
         )
     with gr.Row():
-        max_prompt = gr.Number(0, label="max prompt tokens (0: covers 99% of the prompts)")
-        max_answer = gr.Number(0, label="max answer tokens (0: covers 99% of the gold answers)")
+        max_prompt = widgets.number(F.MAX_PROMPT)
+        max_answer = widgets.number(F.MAX_ANSWER)
     with gr.Row():
         rule = gr.Radio(list(RULES), value=_PARAMS.rule, label="per-sample selection")
         sign = gr.Radio(list(SIGNS), value=_PARAMS.sign, label="sign (positive: KN's convention)")
-        tau = gr.Slider(0.01, 1.0, _PARAMS.tau, step=0.01, label="tau (x sample max)")
-        p = gr.Slider(0.05, 1.0, _PARAMS.p, step=0.05, label="p (share of samples)")
-        top_k = gr.Number(_PARAMS.top_k, label="top-k", visible=False)
-        sigma = gr.Number(_PARAMS.sigma, label="z-score sigma", visible=False)
+        tau = widgets.slider(F.TAU, _PARAMS.tau, step=0.01)
+        p = widgets.slider(F.P, _PARAMS.p, step=0.05)
+        top_k = widgets.number(F.TOP_K, _PARAMS.top_k, visible=False)
+        sigma = widgets.number(F.SIGMA, _PARAMS.sigma, visible=False)
     with gr.Row():
         locate_btn = gr.Button("Locate neurons", variant="primary", elem_id="locate-btn")
         cancel_btn = gr.Button("Cancel", variant="secondary", elem_id="locate-cancel")

@@ -15,8 +15,10 @@ import gradio as gr
 from cnl_core import ScoreConfig
 from cnl_core import fields as F
 from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
+from cnl_core.options import DEFAULTS
 from cnl_core.report.readings import iou_reading
 
+from .. import widgets
 from ..jobs import Kind, job
 from ..session import session
 
@@ -35,7 +37,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
             other = gr.Dropdown(
                 dataset_names, value="imdb" if "imdb" in dataset_names else None, label="unrelated dataset"
             )
-            draws = gr.Number(2, label="draws per side")
+            draws = widgets.number(F.NULL_DRAWS, DEFAULTS.null_draws)
         with gr.Row():
             button = gr.Button("Measure the empirical null", elem_id="null-btn")
             cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)

@@ -10,6 +10,7 @@ from cnl_core import DEFAULTS, Intervention, ParameterError, SteerRequest
 from cnl_core import fields as F
 from cnl_core.evaluate.steer import token_logprobs
 
+from .. import widgets
 from ..jobs import Kind, job
 from ..session import session
 
@@ -32,7 +33,7 @@ def build() -> SimpleNamespace:
                 scale=3,
                 max_length=F.STEER_PROMPT.max_chars,
             )
-            max_new = gr.Number(DEFAULTS.steer_tokens, label=F.STEER_TOKENS.label)
+            max_new = widgets.number(F.STEER_TOKENS, DEFAULTS.steer_tokens)
             with gr.Column(scale=0, min_width=120):
                 button = gr.Button("Ask", variant="primary", elem_id="steer-btn")
                 cancel = gr.Button("Cancel", variant="secondary", size="sm")

@@ -14,6 +14,7 @@ from cnl_core.experiments.specificity import run_specificity, split_by_sharing
 from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
+from .. import widgets
 from ..errors import shows_errors
 from ..jobs import Kind, job
 from ..session import session
@@ -40,11 +41,11 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
-        n = gr.Number(DEFAULTS.n, label="n per subsample")
+        n = widgets.number(F.N_SPLIT, DEFAULTS.n)
         fractions = gr.Textbox(
             " ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f", max_length=F.FRACTIONS.max_chars
         )
-        repeats = gr.Number(1, label="repeats")
+        repeats = widgets.number(F.REPEATS, DEFAULTS.decouple_repeats)
     with gr.Row():
         decouple_btn = gr.Button("Run decoupling", variant="primary", elem_id="decouple-btn")
         decouple_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
@@ -61,7 +62,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="effect measured on")
-        eval_n = gr.Number(DEFAULTS.eval_n, label="n test samples per dataset")
+        eval_n = widgets.number(F.EVAL_N, DEFAULTS.eval_n)
     with gr.Row():
         specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
         specific_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
