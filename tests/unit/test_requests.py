@@ -23,6 +23,8 @@ LOCATED = NeuronSet.from_pairs(GRID, [(0, 1), (0, 2), (3, 7)])
 def test_control_seeds_are_the_ones_stored_results_were_drawn_with():
     assert [control_seed(5, d) for d in range(3)] == [1005, 1006, 1007]  # an evaluation's draws: seed + 1000 + d
     assert control_seed(5, 2, "matrix_row") == 3007  # the matrix's control beside its third located set
+    assert control_seed(5, purpose="finetune") == 2005  # fine-tuning's random arm
+    assert [control_seed(5, d, "fact", group=k) for k in (0, 2) for d in (0, 1)] == [5, 6, 2005, 2006]  # reliability
 
 
 def test_a_control_has_the_located_count_per_layer_and_avoids_it_unless_allowed():
