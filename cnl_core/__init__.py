@@ -21,6 +21,7 @@ from .evaluate.accuracy import EvalConfig
 from .evaluate.controls import control_seed
 from .evaluate.harness import HarnessSettings
 from .evaluate.steer import steer_conditions
+from .experiments.baselines import BaselineRequest
 from .experiments.eval_results import EvalResult, FinetuneResult, MatrixResult
 from .experiments.evaluate import run_evaluate, run_matrix
 from .experiments.finetune import run_finetune
@@ -28,6 +29,8 @@ from .experiments.harness_eval import HarnessEvalResult, run_harness_eval
 from .experiments.locate import LocateRun, run_locate
 from .experiments.locate_result import LocateResult
 from .experiments.requests import DoseRequest, EvaluateRequest, Job, MatrixRequest, Request, SteerRequest
+from .experiments.requests_knowledge import KnowledgeRequest, TraceConfig
+from .experiments.requests_locate import LocateRequest, NullRequest, SpecificityRequest
 from .experiments.requests_studies import DecoupleRequest, DemoRequest, InspectRequest
 from .locate.scorers import ScoreConfig, register_scorer
 from .locate.select import LocateParams
@@ -38,6 +41,12 @@ from .model.neurons import NeuronGrid, NeuronSet
 from .options import DEFAULT_MODEL, DEFAULTS
 
 __all__ = [
+    "BaselineRequest",
+    "KnowledgeRequest",
+    "LocateRequest",
+    "NullRequest",
+    "SpecificityRequest",
+    "TraceConfig",
     "CNLError",
     "Cancelled",
     "DEFAULTS",

@@ -14,7 +14,7 @@ import gradio as gr
 
 from cnl_core import shared_mode
 from cnl_core.data.samples import list_datasets
-from cnl_core.experiments.baselines import Baseline, baseline, stored_baseline
+from cnl_core.experiments.baselines import Baseline, BaselineRequest, baseline, stored_baseline
 from cnl_core.model.loading import LoadedModel
 from cnl_core.model.model_cache import MODELS
 from cnl_core.options import BASELINE
@@ -123,7 +123,7 @@ def measure_ui(datasets, state, run) -> tuple:
     cost = run.expected(state=state)
     with run.lane(cost):
         for name in missing:
-            baseline(lm, name, progress=run.report, cancel=run.cancel)
+            baseline(lm, BaselineRequest(name), progress=run.report, cancel=run.cancel)
     return panel_ui(datasets, state)
 
 
@@ -135,4 +135,4 @@ def warm_baselines() -> None:
     missing = sorted((n for n, b in stored(lm).items() if b is None), key=costs.sample_s)
     with Run(kind=Kind.BASELINES).lane():
         for name in missing:
-            baseline(lm, name)
+            baseline(lm, BaselineRequest(name))

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import KnowledgeRequest
 from cnl_core import fields as F
 from cnl_core.errors import DatasetError, ParameterError
 from cnl_core.knowledge.facts import BUILTIN_RELATIONS, MAX_CSV_BYTES, builtin_facts, read_facts_csv
-from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
+from cnl_core.knowledge.study import PARTS, StudyConfig, table
 from cnl_core.report import knowledge_charts
 from cnl_core.report.readings import knowledge_takeaway
 
@@ -106,12 +107,11 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, run):
         reliability_facts=min(k, CLASSROOM.reliability_facts),
     )
     facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
+    request = KnowledgeRequest(facts, "study", cfg, study_parts=tuple(parts))
     cost = run.expected(relations=relations, per_relation=k, parts=parts)
     lm = state.model()
     with run.lane(cost):
-        study = run_study(
-            lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=run.report, cancel=run.cancel
-        )
+        study = request.run(lm, run)
     text = "\n".join(table(study))
     if study.fidelity is not None:
         text = knowledge_takeaway(study.fidelity) + "\n\n" + text

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import DEFAULTS, LocateParams, ParameterError, ScoreConfig
+from cnl_core import DEFAULTS, LocateParams, LocateRequest, ParameterError, ScoreConfig
 from cnl_core import fields as F
 from cnl_core.experiments.demo import DEMO
-from cnl_core.experiments.locate import run_locate, threshold_sweep
+from cnl_core.experiments.locate import threshold_sweep
 from cnl_core.locate.scorers import scorer_names
 from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
@@ -141,12 +141,12 @@ def locate_ui(
     if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
         batch_size = None
     cost = run.expected(datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps)
+    requests = [LocateRequest(name, *numbers, cfg, params, batch_size) for name in datasets]
     lm = state.model()  # every number is checked before the model is loaded
     with run.lane(cost):
-        for name in datasets:
-            scored = run_locate(
-                lm, name, *numbers, cfg, params, batch_size=batch_size, progress=run.report, cancel=run.cancel
-            )
+        for request in requests:
+            scored = request.run(lm, run)
+            name = request.dataset
             state.located[f"{lm.spec.name}:{name}"] = Located(scored.result(), scored)
     return summary(state), state
 
