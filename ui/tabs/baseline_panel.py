@@ -12,11 +12,16 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import shared_mode
-from cnl_core.data.samples import list_datasets
-from cnl_core.experiments.baselines import Baseline, BaselineRequest, baseline, stored_baseline
-from cnl_core.model.loading import LoadedModel
-from cnl_core.model.model_cache import MODELS
+from cnl_core import (
+    MODELS,
+    Baseline,
+    BaselineRequest,
+    LoadedModel,
+    baseline,
+    list_datasets,
+    shared_mode,
+    stored_baseline,
+)
 from cnl_core.options import BASELINE
 
 from .. import costs
@@ -129,7 +134,7 @@ def measure_ui(datasets, state, run) -> tuple:
 
 def warm_baselines() -> None:
     """A shared lab's start-up (after the demo): the built-in model's baselines, cheapest first, in the long line."""
-    from cnl_core.model.loading import ModelSpec
+    from cnl_core import ModelSpec
 
     lm = MODELS.get(ModelSpec())
     missing = sorted((n for n, b in stored(lm).items() if b is None), key=costs.sample_s)

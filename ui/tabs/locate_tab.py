@@ -6,11 +6,17 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import DEFAULTS, LocateParams, LocateRequest, ParameterError, ScoreConfig
+from cnl_core import (
+    DEFAULTS,
+    DEMO,
+    LocateParams,
+    LocateRequest,
+    ParameterError,
+    ScoreConfig,
+    scorer_names,
+    threshold_sweep,
+)
 from cnl_core import fields as F
-from cnl_core.experiments.demo import DEMO
-from cnl_core.experiments.locate import threshold_sweep
-from cnl_core.locate.scorers import scorer_names
 from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line

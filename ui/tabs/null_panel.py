@@ -12,9 +12,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import NullRequest, ScoreConfig
+from cnl_core import NULL_KINDS, NullRequest, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.experiments.empirical_null import NULL_KINDS
 from cnl_core.report.readings import iou_reading
 
 from ..jobs import Kind, job

@@ -8,6 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from cnl_core import (
+    DEFAULT_FRACTIONS,
     DEFAULTS,
     DecoupleRequest,
     EvalConfig,
@@ -15,10 +16,9 @@ from cnl_core import (
     ParameterError,
     ScoreConfig,
     SpecificityRequest,
+    split_by_sharing,
 )
 from cnl_core import fields as F
-from cnl_core.experiments.decouple import DEFAULT_FRACTIONS
-from cnl_core.experiments.specificity import split_by_sharing
 from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
