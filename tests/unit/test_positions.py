@@ -3,7 +3,7 @@
 import torch
 
 from cnl_core.model.hooks import LAST, Edit
-from cnl_core.model.positions import answer_span, answer_start, last_positions
+from cnl_core.model.positions import answer_span, answer_start, generated_positions, last_positions
 
 
 def test_the_answer_span_starts_at_the_last_prompt_token_and_is_read_back():
@@ -12,6 +12,7 @@ def test_the_answer_span_starts_at_the_last_prompt_token_and_is_read_back():
     mask[1, answer_span(5, 7)] = True
     assert mask[0].nonzero().squeeze(1).tolist() == [2, 3]
     assert answer_start(mask).tolist() == [2, 4]
+    assert generated_positions(3, 5).tolist() == [[False, False, True, True, True]]  # and the next token's
 
 
 def test_a_pass_without_answer_positions_changes_each_rows_last_position():
