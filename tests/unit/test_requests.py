@@ -177,7 +177,6 @@ def test_the_cli_and_the_dashboard_build_equal_requests(monkeypatch):
     from cnl_core.cli.commands import locate_request
     from cnl_core.cli.knowledge_commands import knowledge_request
     from cnl_core.experiments.requests_knowledge import KnowledgeRequest
-    from cnl_core.experiments.requests_locate import LocateRequest
     from cnl_core.knowledge.facts import builtin_facts
     from cnl_core.knowledge.study import StudyConfig
     from cnl_core.locate.scorers import ScoreConfig
@@ -185,17 +184,12 @@ def test_the_cli_and_the_dashboard_build_equal_requests(monkeypatch):
 
     args = build_parser().parse_args(["locate", "--dataset", "add1", "--n", "4", "--splits", "2", "--seed", "3"])
     cli = locate_request(args)
-    # the dashboard's Locate: its boxes read by the same from_inputs the handler calls
+    from ui.tabs.locate_tab import locate_requests
+
     s, p = ScoreConfig(), LocateParams()
-    ui = LocateRequest(
-        "add1",
-        4,
-        2,
-        3,
-        ScoreConfig.from_inputs(s.method, s.ig_steps, s.ig_rule, s.max_prompt_tokens or 0, s.max_answer_tokens or 0),
-        LocateParams.from_inputs(p.rule, p.tau, p.p, p.top_k or 0, p.sigma, p.sign),
-    )
-    assert cli.key() == ui.key()
+    boxes = (4, 2, 3, s.method, s.ig_steps, s.ig_rule, 0, 0, DEFAULTS.batch_size, p.rule, p.tau, p.p, p.top_k, p.sigma)
+    (ui,) = locate_requests(["add1"], *boxes, p.sign)  # the dashboard's Locate with its default boxes
+    assert cli == ui and cli.key() == ui.key()
     facts = builtin_facts(2, ("capital",))
     args = build_parser().parse_args(["knowledge", "study", "--relations", "capital", "--no-edit"])
     from_cli = knowledge_request(args, facts)

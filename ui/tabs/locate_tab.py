@@ -116,6 +116,33 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
+def locate_requests(
+    datasets,
+    n,
+    k,
+    seed,
+    method,
+    ig_steps,
+    ig_rule,
+    max_prompt,
+    max_answer,
+    batch_size,
+    rule,
+    tau,
+    p,
+    top_k,
+    sigma,
+    sign,
+) -> list[LocateRequest]:
+    """The Locate tab's boxes as one request per chosen dataset, every number checked (before the model loads)."""
+    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
+    cfg = ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer)
+    numbers, batch = split_numbers(n, k, seed), F.BATCH.check(batch_size)
+    if batch == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
+        batch = None
+    return [LocateRequest(name, *numbers, cfg, params, batch) for name in datasets]
+
+
 @job(Kind.LOCATE, outputs=2)
 def locate_ui(
     datasets,
@@ -141,13 +168,28 @@ def locate_ui(
     state = session(state)
     if not datasets:
         raise ParameterError("Pick at least one dataset on the Data tab.")
-    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
-    cfg = ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer)
-    numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
-    if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
-        batch_size = None
-    cost = run.expected(datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps)
-    requests = [LocateRequest(name, *numbers, cfg, params, batch_size) for name in datasets]
+    boxes = (
+        n,
+        k,
+        seed,
+        method,
+        ig_steps,
+        ig_rule,
+        max_prompt,
+        max_answer,
+        batch_size,
+        rule,
+        tau,
+        p,
+        top_k,
+        sigma,
+        sign,
+    )
+    requests = locate_requests(datasets, *boxes)
+    first = requests[0]
+    cost = run.expected(
+        datasets=datasets, n=first.n, k=first.k, method=first.score.method, ig_steps=first.score.ig_steps
+    )
     lm = state.model()  # every number is checked before the model is loaded
     with run.lane(cost):
         for request in requests:
