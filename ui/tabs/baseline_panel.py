@@ -47,7 +47,7 @@ def build() -> SimpleNamespace:
 
 def stored(lm: LoadedModel | None) -> dict[str, Baseline | None]:
     """Every measurable dataset's stored baseline for this model (None: not measured yet); no model call."""
-    return {name: stored_baseline(lm, name) if lm is not None else None for name in measurable()}
+    return {name: stored_baseline(lm, BaselineRequest(name)) if lm is not None else None for name in measurable()}
 
 
 def choice_label(name: str, b: Baseline | None) -> str:
