@@ -20,8 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from cnl_core.paths import cache_root
-from cnl_core.visitor_space import visitors_root
+from cnl_core import cache_root, visitors_root
 
 os.environ.setdefault("GRADIO_TEMP_DIR", str(cache_root() / "gradio"))  # keep every written file under cache/
 os.environ.setdefault("MPLCONFIGDIR", str(cache_root() / "matplotlib"))

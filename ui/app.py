@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from cnl_core import shared_mode
-from cnl_core.data.samples import list_datasets
+from cnl_core import list_datasets, shared_mode
 
 from . import costs, session_store
 from .session import Session, session

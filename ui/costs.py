@@ -18,12 +18,8 @@ import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cnl_core import shared_mode
-from cnl_core.data.samples import GENERATE_NUMBER, get_dataset
+from cnl_core import DEFAULT_FACTORS, DEMO, GENERATE_NUMBER, get_dataset, parse_tasks, shared_mode
 from cnl_core.errors import ParameterError
-from cnl_core.evaluate.harness import parse_tasks
-from cnl_core.experiments.demo import DEMO
-from cnl_core.experiments.dose import DEFAULT_FACTORS
 from cnl_core.options import JOBS
 
 from .lanes import LANES

@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cnl_core import Progress, report_progress
 from cnl_core.errors import Cancelled
 from cnl_core.options import JOBS
-from cnl_core.progress import Progress, report
 
 if TYPE_CHECKING:
     from .costs import Expected
@@ -163,7 +163,7 @@ class Lanes:
                     seconds, measured, overdue = self.wait_s(lane, ahead, lane._running)
                     jobs = place + (lane._running is not None)
                     late = "; the job running ahead is past its expected time" if overdue else ""
-                    report(
+                    report_progress(
                         progress,
                         0,
                         1,

@@ -13,15 +13,20 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from cnl_core.data.samples import forget_datasets
+from cnl_core import (
+    MODELS,
+    EvalResult,
+    LoadedModel,
+    LocateResult,
+    LocateRun,
+    MatrixResult,
+    ModelSpec,
+    NeuronGrid,
+    NeuronSet,
+    VisitorSpace,
+    forget_datasets,
+)
 from cnl_core.errors import ParameterError
-from cnl_core.experiments.eval_results import EvalResult, MatrixResult
-from cnl_core.experiments.locate import LocateRun
-from cnl_core.experiments.locate_result import LocateResult
-from cnl_core.model.loading import LoadedModel, ModelSpec
-from cnl_core.model.model_cache import MODELS
-from cnl_core.model.neurons import NeuronGrid, NeuronSet
-from cnl_core.visitor_space import VisitorSpace
 
 
 @dataclass

@@ -15,14 +15,18 @@ from pathlib import Path
 
 import gradio as gr
 
+from cnl_core import (
+    RESULTS,
+    DemoResult,
+    EvalResult,
+    cache_root,
+    parse_neuron,
+    read_json,
+    read_session,
+    session_json,
+    write_json,
+)
 from cnl_core.errors import CNLError, ParameterError, ResultFileError
-from cnl_core.experiments.demo import DemoResult
-from cnl_core.experiments.eval_results import EvalResult
-from cnl_core.experiments.json_io import read_json, write_json
-from cnl_core.experiments.result_cache import RESULTS
-from cnl_core.experiments.session_file import read_session, session_json
-from cnl_core.inspect.neuron import parse_neuron
-from cnl_core.paths import cache_root
 from cnl_core.report import charts
 from cnl_core.report.readings import demo_reading, evaluation_readings
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cnl_core import LoadedModel, Request
-from cnl_core.experiments.result_cache import RESULTS, Served, model_identity
+from cnl_core import RESULTS, LoadedModel, Request, Served, model_identity
 
 from .costs import Expected, duration
 from .jobs import Run

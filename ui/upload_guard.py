@@ -15,8 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from cnl_core.data.tables import CSV_SUFFIXES, JSONL_SUFFIXES
-from cnl_core.evaluate.task_files import DATA_SUFFIXES, TASK_SUFFIXES
+from cnl_core import CSV_SUFFIXES, DATA_SUFFIXES, JSONL_SUFFIXES, TASK_SUFFIXES
 
 log = logging.getLogger("cnl.dashboard")
 DATA_FILES = tuple(dict.fromkeys(CSV_SUFFIXES + JSONL_SUFFIXES + TASK_SUFFIXES + DATA_SUFFIXES))

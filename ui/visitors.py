@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from cnl_core import cancel_scope
 from cnl_core.errors import ParameterError
-from cnl_core.progress import cancel_scope
 
 from .session import Session
 

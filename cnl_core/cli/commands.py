@@ -19,9 +19,10 @@ from ..errors import ParameterError
 from ..experiments.eval_results import EvalResult
 from ..experiments.finetune import run_finetune
 from ..experiments.json_io import parse_result, read_json, write_json
-from ..experiments.locate import run_locate, threshold_sweep
+from ..experiments.locate import threshold_sweep
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.requests import EvaluateRequest, Job, MatrixRequest
+from ..experiments.requests_locate import LocateRequest
 from ..inspect.neuron import check_neuron
 from ..model.config_grid import config_grid
 from ..model.loading import LoadedModel, memory_plan
@@ -83,25 +84,21 @@ def format_ci(ci) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
-def cmd_locate(args) -> dict:
+def locate_request(args) -> LocateRequest:
+    """The locate the command's flags name, checked before the model loads (the dashboard's Locate builds the same)."""
     params, score_cfg = A.locate_params(args), A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
+    return LocateRequest(
+        spec.name, args.n, args.splits, args.seed, score_cfg, params, args.batch_size, use_cache=not args.no_cache
+    )
+
+
+def cmd_locate(args) -> dict:
+    request = locate_request(args)
     lm = command_model(args)
     bar, update = progress_bar("locate", args)
     with bar:
-        run = run_locate(
-            lm,
-            spec.name,
-            args.n,
-            args.splits,
-            args.seed,
-            score_cfg,
-            params,
-            batch_size=args.batch_size,
-            use_cache=not args.no_cache,
-            progress=update,
-            launch=args.launch,
-        )
+        run = request.run(lm, Job(update), launch=args.launch)
     if _helper(args):
         return {}
     res = run.result()
@@ -128,22 +125,12 @@ def cmd_locate(args) -> dict:
 
 
 def cmd_sweep(args) -> dict:
-    score_cfg = A.score_config(args)
     spec = A.dataset(args, need=args.n * args.splits)
+    request = LocateRequest(spec.name, args.n, args.splits, args.seed, A.score_config(args), batch_size=args.batch_size)
     lm = command_model(args)
     bar, update = progress_bar("scores", args)
     with bar:
-        run = run_locate(
-            lm,
-            spec.name,
-            args.n,
-            args.splits,
-            args.seed,
-            score_cfg,
-            batch_size=args.batch_size,
-            progress=update,
-            launch=args.launch,
-        )
+        run = request.run(lm, Job(update), launch=args.launch)
     if _helper(args):
         return {}
     rows = threshold_sweep(run, args.taus, args.ps)

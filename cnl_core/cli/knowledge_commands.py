@@ -6,23 +6,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from .. import fields as F
 from ..errors import DatasetError, ParameterError
-from ..knowledge.editing import TRACED_SITES, EditConfig, located_vs_best, run_editing
+from ..experiments.requests import Job
+from ..experiments.requests_knowledge import KnowledgeRequest, PartConfig, TraceConfig
+from ..knowledge.editing import TRACED_SITES, EditConfig, EditingResult, located_vs_best
 from ..knowledge.facts import BUILTIN_RELATIONS, FactSet, builtin_facts, read_facts_csv
-from ..knowledge.fidelity import FidelityConfig, run_fidelity
+from ..knowledge.fidelity import FidelityConfig
 from ..knowledge.intervals import INTERVALS
 from ..knowledge.probe import MAX_ANSWER_TOKENS, check_known
-from ..knowledge.reliability import ReliabilityConfig, run_reliability
-from ..knowledge.study import PARTS, StudyConfig, first_known, run_study, table
-from ..knowledge.tracing import SITES, run_tracing
+from ..knowledge.reliability import ReliabilityConfig
+from ..knowledge.study import PARTS, KnowledgeStudy, StudyConfig, table
+from ..knowledge.tracing import SITES
 from ..locate.scorers import scorer_names
-from ..model.loading import LoadedModel
 from ..options import SCORE_POSITIONS, SIGNS
-from ..progress import Progress
 from ..serialize import to_data
 from . import arguments as A
 from .commands import command_model, progress_bar, write_result
@@ -126,97 +127,83 @@ def _facts(args) -> FactSet:
 
 
 def cmd_knowledge(args) -> dict:
-    facts_set = _facts(args)
-    if args.layers is not None and not args.layers:
-        raise ParameterError("--layers: give at least one layer.")
+    request = knowledge_request(args, _facts(args))
     lm = command_model(args)
-    known = check_known(lm, facts_set)
+    known = check_known(lm, request.facts)
     print(
-        f"{len(known.known)} of {len(known.share)} facts known ({facts_set.shots}-shot, greedy decoding gives the "
-        f"answer on at least half of their paraphrases)"
+        f"{len(known.known)} of {len(known.share)} facts known ({request.facts.shots}-shot, greedy decoding gives "
+        f"the answer on at least half of their paraphrases)"
     )
-    sizes = {"trace": _STUDY.trace_facts, "reliability": _STUDY.reliability_facts, "edit": _STUDY.edit_facts}
-    chosen = first_known(facts_set, known.known, args.facts_per_relation or sizes.get(args.action))
     bar, update = progress_bar(f"knowledge {args.action}")
     with bar:
         if args.action == "facts":
             for fact_id, share in known.share.items():
                 print(f"  {'known' if fact_id in known.known else '     '}  {share:.2f}  {fact_id}")
-            out = to_data(known)
-        else:
-            out = _RUNNERS[args.action](args, lm, facts_set, chosen, update)
+        # every finished part of a study is written at once: a later part that fails leaves the earlier ones on disk
+        res = request.run(lm, Job(update), known=known, on_part=lambda s: write_result(args.out, to_data(s)))
+    out = to_data(res)
+    if isinstance(res, EditingResult):
+        out["located_vs_best"] = {s: located_vs_best(res, s) for s in TRACED_SITES}
+    if isinstance(res, KnowledgeStudy):
+        print("\n".join(table(res)))
     write_result(args.out, out)  # first: the file is kept whatever the printing does
     if args.action in ("fidelity", "reliability", "trace", "edit"):
         _print_part(args.action, out)
     return out
 
 
-def _fidelity(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
-    cfg = FidelityConfig(
-        args.method,
-        args.ig_steps,
-        args.tau,
-        args.sign,
-        args.p,
-        args.position,
-        args.capability,
-        seed=args.seed,
-        draws=args.capability_draws,
-        capability_shots=args.capability_shots,
-        match_sizes=tuple(args.match_sizes),
+def knowledge_request(args, facts_set: FactSet) -> KnowledgeRequest:
+    """The request the command's flags name: the action's part with its config (checked before the model loads)."""
+    if args.layers is not None and not args.layers:
+        raise ParameterError("--layers: give at least one layer.")
+    configs: dict[str, Callable[[], PartConfig]] = {
+        "fidelity": lambda: FidelityConfig(
+            args.method,
+            args.ig_steps,
+            args.tau,
+            args.sign,
+            args.p,
+            args.position,
+            args.capability,
+            seed=args.seed,
+            draws=args.capability_draws,
+            capability_shots=args.capability_shots,
+            match_sizes=tuple(args.match_sizes),
+        ),
+        "trace": lambda: TraceConfig(args.site, args.draws, args.seed),
+        "reliability": lambda: ReliabilityConfig(
+            args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed
+        ),
+        "edit": lambda: replace(
+            EditConfig(),
+            layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+            layer_count=_STUDY.edit_layer_count,
+            seed=args.seed,
+            kl_weight=args.kl_weight,
+        ),
+        "study": lambda: replace(
+            _STUDY,
+            seed=args.seed,
+            method=args.method,
+            position=args.position,
+            tau=args.tau,
+            p=args.p,
+            edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
+            capability_draws=args.capability_draws,
+            capability_shots=args.capability_shots,
+            match_sizes=tuple(args.match_sizes),
+            edit_kl_weight=args.kl_weight,
+        ),
+    }
+    make = configs.get(args.action)
+    return KnowledgeRequest(
+        facts_set,
+        args.action,
+        make() if make is not None else None,
+        args.facts_per_relation,
+        tuple(x for x in PARTS if x != "editing" or not args.no_edit),
+        args.batch_size,
     )
-    return to_data(run_fidelity(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update))
-
-
-def _trace(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
-    res = run_tracing(lm, facts_set, chosen, site=args.site, draws=args.draws, seed=args.seed, progress=update)
-    return to_data(res)
-
-
-def _reliability(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
-    cfg = ReliabilityConfig(args.method, args.ig_steps, args.tau, args.p, args.sign, args.position, seed=args.seed)
-    return to_data(run_reliability(lm, facts_set, chosen, cfg, batch_size=args.batch_size, progress=update))
-
-
-def _edit(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
-    cfg = replace(
-        EditConfig(),
-        layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
-        layer_count=_STUDY.edit_layer_count,
-        seed=args.seed,
-        kl_weight=args.kl_weight,
-    )
-    res = run_editing(lm, facts_set, chosen, cfg, progress=update)
-    return {**to_data(res), "located_vs_best": {s: located_vs_best(res, s) for s in TRACED_SITES}}
-
-
-def _study(args, lm: LoadedModel, facts_set: FactSet, chosen: list[str], update: Progress | None) -> dict:
-    cfg = replace(
-        _STUDY,
-        seed=args.seed,
-        method=args.method,
-        position=args.position,
-        tau=args.tau,
-        p=args.p,
-        edit_layers=tuple(args.layers) if args.layers else _STUDY.edit_layers,
-        capability_draws=args.capability_draws,
-        capability_shots=args.capability_shots,
-        match_sizes=tuple(args.match_sizes),
-        edit_kl_weight=args.kl_weight,
-    )
-    if args.facts_per_relation is not None:  # every part on the same first known facts
-        k = args.facts_per_relation
-        cfg = replace(cfg, fidelity_facts=k, trace_facts=k, reliability_facts=k, edit_facts=k)
-    parts = tuple(x for x in PARTS if x != "editing" or not args.no_edit)
-    # every finished part is written at once: a later part that fails leaves the earlier ones on disk
-    study = run_study(
-        lm, facts_set, cfg, parts=parts, progress=update, on_part=lambda s: write_result(args.out, to_data(s))
-    )
-    print("\n".join(table(study)))
-    return to_data(study)
-
-
-_RUNNERS = {"fidelity": _fidelity, "trace": _trace, "reliability": _reliability, "edit": _edit, "study": _study}
 
 
 def _print_part(action: str, out: dict) -> None:

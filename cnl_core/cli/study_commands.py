@@ -6,12 +6,13 @@ from pathlib import Path
 
 from .. import fields as F
 from ..experiments.demo import CONDITIONS
-from ..experiments.empirical_null import NULL_KINDS, empirical_null
+from ..experiments.empirical_null import NULL_KINDS
 from ..experiments.format_control import FormatControlResult
 from ..experiments.locate_result import UNNAMED, LocateResult
 from ..experiments.requests import Job
+from ..experiments.requests_locate import NullRequest, SpecificityRequest
 from ..experiments.requests_studies import DecoupleRequest, DemoRequest
-from ..experiments.specificity import run_specificity, split_by_sharing
+from ..experiments.specificity import split_by_sharing
 from ..options import DEFAULTS
 from ..serialize import to_data
 from . import arguments as A
@@ -67,20 +68,11 @@ def cmd_specificity(args) -> dict:
         out = {"kind": "cnl.specificity", **to_data(split)}
         write_result(args.out, out)
         return out
+    request = SpecificityRequest(located, args.n, args.seed, args.intervention, args.factor, args.metric, cfg)
     lm = command_model(args, list(located.values()))
     bar, update = progress_bar("specificity")
     with bar:
-        res = run_specificity(
-            lm,
-            located,
-            args.n,
-            args.seed,
-            mode=args.intervention,
-            factor=args.factor,
-            metric=args.metric,
-            cfg=cfg,
-            progress=update,
-        )
+        res = request.run(lm, Job(update))
     print(
         f"\nspecificity index ({args.metric}, {args.intervention} the specific neurons): own effect - mean effect "
         "on the others"
@@ -138,22 +130,21 @@ def cmd_null(args) -> dict:
     spec = A.dataset(args, need=args.n * args.draws * (2 if args.null == "shuffled" else 1))
     if args.null == "unrelated":
         A.dataset(args, args.other, need=args.n * args.draws)
+    request = NullRequest(
+        spec.name,
+        args.null,
+        args.other,
+        args.n,
+        args.draws,
+        args.seed,
+        A.score_config(args),
+        A.locate_params(args),
+        args.batch_size,
+    )
     lm = command_model(args)
     bar, update = progress_bar("null")
     with bar:
-        res = empirical_null(
-            lm,
-            spec.name,
-            args.null,
-            args.other,
-            args.n,
-            args.draws,
-            args.seed,
-            A.score_config(args),
-            A.locate_params(args),
-            batch_size=args.batch_size,
-            progress=update,
-        )
+        res = request.run(lm, Job(update))
     print(res.describe())
     out = to_data(res)
     write_result(args.out, out)
@@ -163,7 +154,7 @@ def cmd_null(args) -> dict:
 def cmd_baselines(args) -> dict:
     """Each dataset's unmodified accuracy for the model, stored once (the dashboard's Data tab reads the same)."""
     from ..data.samples import get_dataset
-    from ..experiments.baselines import baseline
+    from ..experiments.baselines import BaselineRequest, baseline
 
     names = args.dataset or [DEFAULTS.dataset]
     for name in names:
@@ -173,7 +164,7 @@ def cmd_baselines(args) -> dict:
     for name in names:
         bar, update = progress_bar(f"baseline {name}")
         with bar:
-            b = baseline(lm, name, progress=update)
+            b = baseline(lm, BaselineRequest(name), progress=update)
         print(b.reading().replace("**", ""))
         out[name] = {"accuracy": b.accuracy, "verdict": b.verdict, "n": b.n}
     return {"baselines": out}

@@ -21,15 +21,19 @@ from ..errors import ParameterError
 from ..model.hooks import Intervention
 from ..model.neurons import NeuronSet
 
-# What a control is drawn for: the d-th control of an evaluation (the demo, a harness run and steering too), or
-# the control row beside the matrix's k-th located set (kept apart from an evaluation's draws with the same seed).
-Purpose = Literal["control", "matrix_row"]
-_OFFSETS: dict[str, int] = {"control": 1000, "matrix_row": 3000}
+# What a control is drawn for: the d-th control of an evaluation (the demo, a harness run and steering too), the
+# control row beside the matrix's k-th located set (kept apart from an evaluation's draws with the same seed), the
+# random arm of fine-tuning, or the d-th control of the k-th fact of the knowledge reliability study (`group` k).
+# The offsets are the ones stored results were drawn with: a purpose keeps its numbers, never a new offset.
+Purpose = Literal["control", "matrix_row", "finetune", "fact"]
+_OFFSETS: dict[str, int] = {"control": 1000, "matrix_row": 3000, "finetune": 2000, "fact": 0}
+GROUP_STRIDE = 1000  # the reliability study's facts: fact k's draws start at seed + 1000 * k
 
 
-def control_seed(seed: int, draw: int = 0, purpose: Purpose = "control") -> int:
-    """The seed of a run's `draw`-th random control (draw k of the matrix: its k-th located set's row)."""
-    return seed + _OFFSETS[purpose] + draw
+def control_seed(seed: int, draw: int = 0, purpose: Purpose = "control", group: int = 0) -> int:
+    """The seed of a run's `draw`-th random control (draw k of the matrix: its k-th located set's row; `group` k:
+    the reliability study's k-th fact)."""
+    return seed + _OFFSETS[purpose] + GROUP_STRIDE * group + draw
 
 
 def random_like(neurons: NeuronSet, seed: int, exclude: NeuronSet | None = None) -> NeuronSet:

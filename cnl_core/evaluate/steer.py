@@ -20,6 +20,7 @@ import torch
 from ..errors import ParameterError
 from ..model.hooks import Edit, Intervention, edited
 from ..model.loading import LoadedModel
+from ..model.positions import answer_span, generated_positions
 from ..progress import check_cancel
 from ..schema import in_file, result_kind
 from .controls import controlled
@@ -75,9 +76,7 @@ def check_prompt(prompt: object) -> str:
 def _under(lm: LoadedModel, iv: Intervention | None, prompt_tokens: int, tokens: int):
     """`iv` on one full pass of `tokens` tokens whose first `prompt_tokens` are the prompt: an answer-position
     intervention changes the positions from the prompt's last on (each predicts an answer token)."""
-    where = torch.zeros((1, tokens), dtype=torch.bool, device=lm.input_device)
-    where[0, prompt_tokens - 1 :] = True
-    return edited(lm, Edit.of(lm, iv).at(where))
+    return edited(lm, Edit.of(lm, iv).at(generated_positions(prompt_tokens, tokens, lm.input_device)))
 
 
 def _next_token(lm: LoadedModel, ids: list[int]) -> tuple[int, float]:
@@ -96,7 +95,8 @@ def token_logprobs(
         return []
     with _under(lm, iv, len(prompt_ids), len(prompt_ids) + len(continuation)), torch.no_grad():
         ids = torch.tensor([prompt_ids + continuation], device=lm.input_device)
-        logits = lm.model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1 : -1].float()
+        span = answer_span(len(prompt_ids), len(prompt_ids) + len(continuation))
+        logits = lm.model(input_ids=ids, use_cache=False).logits[0, span].float()
     return (
         torch.log_softmax(logits, -1)
         .gather(-1, torch.tensor(continuation, device=logits.device)[:, None])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..data.samples import CHOICE, LOGLIK, get_dataset
 from ..evaluate.accuracy import EvalConfig
@@ -21,6 +22,7 @@ from ..options import BASELINE
 from ..progress import Progress
 from ..serialize import to_data
 from .evaluate import run_evaluate
+from .requests import NO_JOB, Job, canonical
 from .result_cache import RESULTS, ResultCache, data_identity, model_identity
 
 KIND = "baseline"
@@ -74,16 +76,37 @@ def chance_level(dataset: str) -> float:
     return sum(1 / max(1, len(s.choices)) for s in rows) / len(rows)
 
 
-def baseline_params(lm: LoadedModel, dataset: str) -> dict:
-    """What a baseline depends on: the model's weights and precision, the dataset's content, the settings."""
-    cfg = EvalConfig()
-    return {
-        "model": model_identity(lm),
-        "dataset": data_identity(dataset),
-        "n": BASELINE.n,
-        "seed": BASELINE.seed,
-        "eval": to_data(cfg),
-    }
+@dataclass(frozen=True)
+class BaselineRequest:
+    """A dataset's baseline (requests.py): the unmodified model on BASELINE.n held-out samples at the task's own
+    settings. Its only input is the dataset: the sizes and settings are the library's, and in the key."""
+
+    kind: ClassVar[str] = KIND
+    result_type: ClassVar[type] = Baseline
+    dataset: str
+
+    def key(self) -> dict[str, Any]:
+        return canonical(
+            {
+                "dataset": data_identity(self.dataset),
+                "n": BASELINE.n,
+                "seed": BASELINE.seed,
+                "eval": to_data(EvalConfig()),
+            }
+        )
+
+    def run(self, lm: LoadedModel, job: Job = NO_JOB) -> Baseline:
+        return measure_baseline(lm, self.dataset, progress=job.report, cancel=job.cancel)
+
+
+def _request(dataset: str | BaselineRequest) -> BaselineRequest:
+    return dataset if isinstance(dataset, BaselineRequest) else BaselineRequest(dataset)
+
+
+def baseline_params(lm: LoadedModel, dataset: str | BaselineRequest) -> dict:
+    """What a baseline depends on: the model's weights and precision, the dataset's content, the settings (the
+    key every stored baseline was kept under: the request's key with the model)."""
+    return {"model": model_identity(lm), **_request(dataset).key()}
 
 
 def measure_baseline(
@@ -111,24 +134,21 @@ def measure_baseline(
     )
 
 
-def stored_baseline(lm: LoadedModel, dataset: str, cache: ResultCache = RESULTS) -> Baseline | None:
+def stored_baseline(lm: LoadedModel, dataset: str | BaselineRequest, cache: ResultCache = RESULTS) -> Baseline | None:
     """The stored baseline, or None where it was never measured for this model and dataset (no model call)."""
     return cache.read(KIND, baseline_params(lm, dataset), Baseline)
 
 
 def baseline(
     lm: LoadedModel,
-    dataset: str,
+    dataset: str | BaselineRequest,
     *,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     cache: ResultCache = RESULTS,
 ) -> Baseline:
     """The stored baseline, or measured now and stored (once per model and dataset, shared while it runs)."""
+    request = _request(dataset)
     return cache.serve(
-        KIND,
-        baseline_params(lm, dataset),
-        Baseline,
-        lambda: measure_baseline(lm, dataset, progress=progress, cancel=cancel),
-        cancel,
+        KIND, baseline_params(lm, request), Baseline, lambda: request.run(lm, Job(progress, cancel)), cancel
     ).value

@@ -9,7 +9,7 @@ from ..data.samples import get_dataset
 from ..data.splits import draw_disjoint
 from ..errors import ParameterError
 from ..evaluate.accuracy import EvalConfig, evaluate_samples
-from ..evaluate.controls import random_like
+from ..evaluate.controls import control_seed, random_like
 from ..evaluate.finetune import finetuned
 from ..evaluate.stats import compared, summarize
 from ..model.loading import LoadedModel
@@ -54,7 +54,7 @@ def run_finetune(
     train = [rows[i] for i in train_ids]
     base = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)
     arms = {}
-    pairs = (("located", neurons), ("random", random_like(neurons, seed + 2000, neurons)))
+    pairs = (("located", neurons), ("random", random_like(neurons, control_seed(seed, purpose="finetune"), neurons)))
     for step, (name, chosen) in enumerate(pairs):
         with finetuned(lm, chosen, train, steps=steps, lr=lr, cancel=cancel) as losses:
             after = evaluate_samples(lm, spec, samples, shots, cfg, cancel=cancel)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError
-from ..evaluate.controls import random_like
+from ..evaluate.controls import control_seed, random_like
 from ..evaluate.stats import bootstrap_ci
 from ..model.hooks import Intervention, intervene
 from ..model.loading import LoadedModel
@@ -190,7 +190,10 @@ def run_reliability(
         for s, chosen in zip(SETS, (neurons, specific)):
             if not len(chosen):
                 continue
-            controls = [random_like(chosen, cfg.seed + 1000 * k + d, chosen) for d in range(cfg.control_draws)]
+            controls = [
+                random_like(chosen, control_seed(cfg.seed, d, "fact", group=k), chosen)
+                for d in range(cfg.control_draws)
+            ]
             for mode in cfg.modes:
                 located = _logps(lm, tested, Intervention(chosen, mode, cfg.factor)) - before
                 random_ = (

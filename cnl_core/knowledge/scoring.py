@@ -28,6 +28,7 @@ from ..locate.select import LocateParams, select_per_sample
 from ..model.hooks import neuron_hooks
 from ..model.loading import LoadedModel
 from ..model.neurons import NeuronGrid, NeuronSet
+from ..model.positions import answer_span
 from ..options import SCORE_POSITIONS
 from ..progress import Progress, check_cancel, report
 from .facts import FactSet, Paraphrase
@@ -131,7 +132,8 @@ def _subject_scores(
                 _acts[layer] = x
 
             with neuron_hooks(lm.ffn, keep), torch.enable_grad():
-                logits = lm.model(input_ids=ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(answer)].float()
+                span = answer_span(len(prompt), len(prompt) + len(answer))
+                logits = lm.model(input_ids=ids).logits[0, span].float()
                 gold = (
                     torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer, device=logits.device)[:, None]).sum()
                 )

@@ -42,6 +42,7 @@ from ..model.fused import fused_elementwise
 from ..model.hooks import Edit, activation_device, neuron_hooks
 from ..model.kv_cache import plain_dynamic
 from ..model.loading import LoadedModel
+from ..model.positions import answer_start
 
 MAX_LAYERS_PER_PASS = 4
 ONE_ROW_COST = {"cpu": 1.0, "cuda": 10.0}  # one row through a layer, in rows of a many-row pass (see layers_per_pass)
@@ -104,7 +105,7 @@ def _split(lm: LoadedModel, single: EncodedBatch) -> tuple[list | None, EncodedB
     """(the prompt's KV cache before the first answer position, per layer (K, V); the batch after it).
 
     None and the whole batch where the cache cannot be cut by hand (sliding windows) or nothing precedes."""
-    start = int(single.answer_mask[0].int().argmax())
+    start = int(answer_start(single.answer_mask)[0])
     if start == 0 or not plain_dynamic(DynamicCache(config=lm.model.config)):
         return None, single
     with torch.no_grad():

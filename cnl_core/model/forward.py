@@ -22,6 +22,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from .hooks import NO_EDIT, Edit, edited, owned_pre_hook
 from .kv_cache import Prompted, plain_dynamic
 from .loading import LoadedModel
+from .positions import answer_span, answer_start
 from .tokens import token_ids
 
 
@@ -101,8 +102,9 @@ def encode_teacher_forced(
     for b, (seq, start) in enumerate(zip(seqs, starts)):
         ids[b, : len(seq)] = torch.tensor(seq)
         attn[b, : len(seq)] = 1
-        answer_mask[b, start - 1 : len(seq) - 1] = True
-        targets[b, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
+        span = answer_span(start, len(seq))
+        answer_mask[b, span] = True
+        targets[b, span] = torch.tensor(seq[start:])
     return EncodedBatch(ids.to(device), attn.to(device), answer_mask.to(device), targets.to(device))
 
 
@@ -269,7 +271,7 @@ def teacher_forced_logprob(
         lm.tokenizer, list(zip(prompts, answers)), max_context_tokens, max_answer_tokens, lm.input_device
     )
     shared = batch_context_length(batch)
-    ends = batch.answer_mask.int().argmax(-1) + 1  # the first answer position is the last prompt token
+    ends = answer_start(batch.answer_mask) + 1  # the first answer position is the last prompt token
     own: list = [None] * len(prompts)
     first = torch.zeros(len(prompts), dtype=torch.long)
     with torch.no_grad():

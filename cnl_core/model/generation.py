@@ -37,6 +37,7 @@ from .hooks import Edit, Intervention, edited
 from .kv_cache import Prompted, copied_context_batch, cut_by_hand, own_tokens_batch, plain_dynamic
 from .loading import LoadedModel
 from .memory import MARGIN, free_bytes_for, kv_bytes_per_token
+from .positions import last_positions
 from .tokens import token_ids
 
 
@@ -200,7 +201,7 @@ def _tails_padded(lm: LoadedModel, cache, tails: list[list[int]], plen: int, kee
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, plen:]
     if cache is not None:
         cache.batch_repeat_interleave(batch)
-    with edited(lm, edit.at(last_position(width, device))):
+    with edited(lm, edit.at(last_positions(1, width, device))):
         out = lm.model(
             input_ids=ids.to(device),
             attention_mask=mask,
@@ -221,20 +222,13 @@ def _tails_one_by_one(lm: LoadedModel, cache, tails: list[list[int]], plen: int,
     own, first = [], []
     for t in tails:
         ids = torch.tensor([t], dtype=torch.long, device=lm.input_device)
-        with edited(lm, edit.at(last_position(len(t), lm.input_device))):
+        with edited(lm, edit.at(last_positions(1, len(t), lm.input_device))):
             out = lm.model(input_ids=ids, cache=cache, use_cache=True, **keep_last)
         first.append(int(out.logits[0, -1].argmax()))
         own.append([(layer.keys[0, :, plen:], layer.values[0, :, plen:]) for layer in cache.layers])
         for layer in cache.layers:  # back to the context for the next tail
             layer.keys, layer.values = layer.keys[..., :plen, :], layer.values[..., :plen, :]
     return own, first
-
-
-def last_position(tokens: int, device: torch.device) -> torch.Tensor:
-    """[1, tokens] bool, True at the last position: a prompt's answer position (it predicts the first answer token)."""
-    where = torch.zeros((1, tokens), dtype=torch.bool, device=device)
-    where[0, -1] = True
-    return where
 
 
 # On a 2-core CPU a pass of SmolLM2-135M costs about 50 padded tokens' worth of work before its first

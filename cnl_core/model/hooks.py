@@ -40,6 +40,7 @@ from ..options import DEFAULTS, INTERVENTION_MODES, POSITIONS
 from .architectures import FFNAccess
 from .loading import LoadedModel
 from .neurons import NeuronSet
+from .positions import last_positions
 
 HookFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
@@ -316,8 +317,7 @@ class Edit:
             new = new.to(x.dtype)
         where = self.where
         if isinstance(where, str):  # LAST
-            where = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-            where[:, -1] = True
+            where = last_positions(x.shape[0], x.shape[1], x.device)
         if where is not None:
             new = torch.where(where.to(x.device).unsqueeze(-1), new, old)
         if columns is None:

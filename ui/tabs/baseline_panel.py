@@ -12,11 +12,16 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import shared_mode
-from cnl_core.data.samples import list_datasets
-from cnl_core.experiments.baselines import Baseline, baseline, stored_baseline
-from cnl_core.model.loading import LoadedModel
-from cnl_core.model.model_cache import MODELS
+from cnl_core import (
+    MODELS,
+    Baseline,
+    BaselineRequest,
+    LoadedModel,
+    baseline,
+    list_datasets,
+    shared_mode,
+    stored_baseline,
+)
 from cnl_core.options import BASELINE
 
 from .. import costs
@@ -42,7 +47,7 @@ def build() -> SimpleNamespace:
 
 def stored(lm: LoadedModel | None) -> dict[str, Baseline | None]:
     """Every measurable dataset's stored baseline for this model (None: not measured yet); no model call."""
-    return {name: stored_baseline(lm, name) if lm is not None else None for name in measurable()}
+    return {name: stored_baseline(lm, BaselineRequest(name)) if lm is not None else None for name in measurable()}
 
 
 def choice_label(name: str, b: Baseline | None) -> str:
@@ -123,16 +128,16 @@ def measure_ui(datasets, state, run) -> tuple:
     cost = run.expected(state=state)
     with run.lane(cost):
         for name in missing:
-            baseline(lm, name, progress=run.report, cancel=run.cancel)
+            baseline(lm, BaselineRequest(name), progress=run.report, cancel=run.cancel)
     return panel_ui(datasets, state)
 
 
 def warm_baselines() -> None:
     """A shared lab's start-up (after the demo): the built-in model's baselines, cheapest first, in the long line."""
-    from cnl_core.model.loading import ModelSpec
+    from cnl_core import ModelSpec
 
     lm = MODELS.get(ModelSpec())
     missing = sorted((n for n, b in stored(lm).items() if b is None), key=costs.sample_s)
     with Run(kind=Kind.BASELINES).lane():
         for name in missing:
-            baseline(lm, name)
+            baseline(lm, BaselineRequest(name))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from cnl_core.compare.overlap import comparison_matrix
+from cnl_core import comparison_matrix
 from cnl_core.report import charts, exports
 
 from ..errors import shows_errors

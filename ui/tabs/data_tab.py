@@ -13,11 +13,16 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from cnl_core import (
+    dataset_from_records,
+    forget_datasets,
+    get_dataset,
+    list_datasets,
+    make_splits,
+    open_records,
+    scan_table,
+)
 from cnl_core import fields as F
-from cnl_core.data.samples import forget_datasets, get_dataset, list_datasets
-from cnl_core.data.splits import make_splits
-from cnl_core.data.tables import open_records, scan_table
-from cnl_core.data.uploads import dataset_from_records
 from cnl_core.errors import DatasetError
 from cnl_core.options import DEFAULTS
 

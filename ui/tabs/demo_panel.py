@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import DemoRequest
-from cnl_core.experiments.demo import DEMO
+from cnl_core import DEMO, DemoRequest
 from cnl_core.report import charts
 from cnl_core.report.readings import demo_reading
 
@@ -63,8 +62,7 @@ def demo_request(scored: str) -> DemoRequest:
 
 def warm_demo() -> None:
     """Compute (or find) the default demo before the first visitor asks: `dashboard.py --warm-demo`."""
-    from cnl_core.model.loading import ModelSpec
-    from cnl_core.model.model_cache import MODELS
+    from cnl_core import MODELS, ModelSpec
 
     served(demo_request(SCORED[0]), MODELS.get(ModelSpec()), Run(kind=Kind.DEMO))
 

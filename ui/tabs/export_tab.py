@@ -8,9 +8,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import MODELS, LocateResult
 from cnl_core.errors import ParameterError
-from cnl_core.experiments.locate_result import LocateResult
-from cnl_core.model.model_cache import MODELS
 from cnl_core.report.exports import write_exports
 
 from ..errors import shows_errors

@@ -13,13 +13,20 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import (
+    DATA_SUFFIXES,
+    TASK_SUFFIXES,
+    HarnessSettings,
+    Intervention,
+    check_harness_positions,
+    harness_available,
+    run_harness_eval,
+    save_task_files,
+    shared_mode,
+    task_manager,
+)
 from cnl_core import fields as F
-from cnl_core import shared_mode
 from cnl_core.errors import HarnessError
-from cnl_core.evaluate.harness import HarnessSettings, harness_available, task_manager
-from cnl_core.evaluate.task_files import DATA_SUFFIXES, TASK_SUFFIXES, save_task_files
-from cnl_core.experiments.harness_eval import check_harness_positions, run_harness_eval
-from cnl_core.model.hooks import Intervention
 
 from ..errors import shows_errors
 from ..jobs import Kind, job

@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnl_core import DEFAULTS, InspectRequest, ParameterError
+from cnl_core import DEFAULTS, InspectRequest, ParameterError, neuron_ranks, parse_neuron, resolve_dataset
 from cnl_core import fields as F
-from cnl_core.data.uploads import resolve_dataset
-from cnl_core.inspect.neuron import neuron_ranks, parse_neuron
 
 from .. import widgets
 from ..errors import shows_errors

@@ -14,10 +14,18 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import (
+    BUILTIN_RELATIONS,
+    MAX_FACTS_CSV_BYTES,
+    STUDY_PARTS,
+    KnowledgeRequest,
+    StudyConfig,
+    builtin_facts,
+    read_facts_csv,
+    study_table,
+)
 from cnl_core import fields as F
 from cnl_core.errors import DatasetError, ParameterError
-from cnl_core.knowledge.facts import BUILTIN_RELATIONS, MAX_CSV_BYTES, builtin_facts, read_facts_csv
-from cnl_core.knowledge.study import PARTS, StudyConfig, run_study, table
 from cnl_core.report import knowledge_charts
 from cnl_core.report.readings import knowledge_takeaway
 
@@ -58,7 +66,7 @@ def build() -> SimpleNamespace:
         )
         upload = gr.File(label="or your facts (CSV)", file_types=[".csv"], type="filepath")
         per_relation = widgets.number(F.FACTS_PER_RELATION, CLASSROOM.fidelity_facts)
-        parts = gr.CheckboxGroup(list(PARTS), value=list(PARTS[:3]), label="parts (editing is the slowest)")
+        parts = gr.CheckboxGroup(list(STUDY_PARTS), value=list(STUDY_PARTS[:3]), label="parts (editing is the slowest)")
     with gr.Row():
         button = gr.Button("Run the knowledge study", variant="primary", elem_id="knowledge-btn")
         cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
@@ -82,8 +90,8 @@ def build() -> SimpleNamespace:
 def _facts(relations, upload):
     if upload:
         path = Path(upload)
-        if path.stat().st_size > MAX_CSV_BYTES:
-            raise DatasetError(f"The facts file is over {MAX_CSV_BYTES // 2**20} MiB.")
+        if path.stat().st_size > MAX_FACTS_CSV_BYTES:
+            raise DatasetError(f"The facts file is over {MAX_FACTS_CSV_BYTES // 2**20} MiB.")
         try:
             return read_facts_csv(path.read_text(encoding="utf-8"), CLASSROOM_SHOTS, "upload")
         except UnicodeDecodeError as exc:
@@ -107,13 +115,12 @@ def knowledge_ui(relations, upload, per_relation, parts, tau, state, run):
         reliability_facts=min(k, CLASSROOM.reliability_facts),
     )
     facts = _facts(relations, upload).head(2 * k)  # the known check asks every paraphrase: only as many as needed
+    request = KnowledgeRequest(facts, "study", cfg, study_parts=tuple(parts))
     cost = run.expected(relations=relations, per_relation=k, parts=parts)
     lm = state.model()
     with run.lane(cost):
-        study = run_study(
-            lm, facts, cfg, parts=tuple(p for p in PARTS if p in parts), progress=run.report, cancel=run.cancel
-        )
-    text = "\n".join(table(study))
+        study = request.run(lm, run)
+    text = "\n".join(study_table(study))
     if study.fidelity is not None:
         text = knowledge_takeaway(study.fidelity) + "\n\n" + text
     return (

@@ -6,11 +6,17 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import DEFAULTS, LocateParams, ParameterError, ScoreConfig
+from cnl_core import (
+    DEFAULTS,
+    DEMO,
+    LocateParams,
+    LocateRequest,
+    ParameterError,
+    ScoreConfig,
+    scorer_names,
+    threshold_sweep,
+)
 from cnl_core import fields as F
-from cnl_core.experiments.demo import DEMO
-from cnl_core.experiments.locate import run_locate, threshold_sweep
-from cnl_core.locate.scorers import scorer_names
 from cnl_core.options import IG_METHODS, IG_RULES, RULES, SIGNS
 from cnl_core.report import charts
 from cnl_core.report.readings import iou_reading, settings_line
@@ -110,6 +116,33 @@ def split_numbers(n, k, seed) -> tuple[int, int, int]:
     return F.N_SPLIT.check(n), F.SPLITS.check(k), F.SEED.check(seed)
 
 
+def locate_requests(
+    datasets,
+    n,
+    k,
+    seed,
+    method,
+    ig_steps,
+    ig_rule,
+    max_prompt,
+    max_answer,
+    batch_size,
+    rule,
+    tau,
+    p,
+    top_k,
+    sigma,
+    sign,
+) -> list[LocateRequest]:
+    """The Locate tab's boxes as one request per chosen dataset, every number checked (before the model loads)."""
+    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
+    cfg = ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer)
+    numbers, batch = split_numbers(n, k, seed), F.BATCH.check(batch_size)
+    if batch == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
+        batch = None
+    return [LocateRequest(name, *numbers, cfg, params, batch) for name in datasets]
+
+
 @job(Kind.LOCATE, outputs=2)
 def locate_ui(
     datasets,
@@ -135,18 +168,33 @@ def locate_ui(
     state = session(state)
     if not datasets:
         raise ParameterError("Pick at least one dataset on the Data tab.")
-    params = LocateParams.from_inputs(rule, tau, p, top_k, sigma, sign)
-    cfg = ScoreConfig.from_inputs(method, ig_steps, ig_rule, max_prompt, max_answer)
-    numbers, batch_size = split_numbers(n, k, seed), F.BATCH.check(batch_size)
-    if batch_size == DEFAULTS.batch_size:  # the default: the library fits it to free memory (with a note)
-        batch_size = None
-    cost = run.expected(datasets=datasets, n=numbers[0], k=numbers[1], method=cfg.method, ig_steps=cfg.ig_steps)
+    boxes = (
+        n,
+        k,
+        seed,
+        method,
+        ig_steps,
+        ig_rule,
+        max_prompt,
+        max_answer,
+        batch_size,
+        rule,
+        tau,
+        p,
+        top_k,
+        sigma,
+        sign,
+    )
+    requests = locate_requests(datasets, *boxes)
+    first = requests[0]
+    cost = run.expected(
+        datasets=datasets, n=first.n, k=first.k, method=first.score.method, ig_steps=first.score.ig_steps
+    )
     lm = state.model()  # every number is checked before the model is loaded
     with run.lane(cost):
-        for name in datasets:
-            scored = run_locate(
-                lm, name, *numbers, cfg, params, batch_size=batch_size, progress=run.report, cancel=run.cancel
-            )
+        for request in requests:
+            scored = request.run(lm, run)
+            name = request.dataset
             state.located[f"{lm.spec.name}:{name}"] = Located(scored.result(), scored)
     return summary(state), state
 

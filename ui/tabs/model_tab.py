@@ -6,10 +6,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from cnl_core import ModelSpec, memory_plan, shared_mode
 from cnl_core import fields as F
-from cnl_core import shared_mode
 from cnl_core.errors import CNLError
-from cnl_core.model.loading import ModelSpec, memory_plan
 from cnl_core.options import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZATION_NOTE, QUANTIZATIONS
 
 from ..errors import shows_errors
@@ -92,7 +91,7 @@ def estimate_ui(name, dtype, device, quant, device_map_auto, trust_remote_code) 
 def load_model_ui(name, dtype, device, quant, device_map_auto, trust_remote_code, state):
     state = session(state)
     spec = ModelSpec.from_inputs(name, dtype, device, quant, device_map_auto, trust_remote_code)
-    from cnl_core.model.model_cache import MODELS
+    from cnl_core import MODELS
 
     lm = MODELS.get(spec)
     info = lm.info()

@@ -12,9 +12,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import ScoreConfig
+from cnl_core import NULL_KINDS, NullRequest, ScoreConfig
 from cnl_core import fields as F
-from cnl_core.experiments.empirical_null import NULL_KINDS, empirical_null
 from cnl_core.options import DEFAULTS
 from cnl_core.report.readings import iou_reading
 
@@ -55,21 +54,10 @@ def null_ui(label, kind, other, draws, state, run):
     draws = F.REPEATS.check(draws)
     score = ScoreConfig(method=res.score.method, ig_steps=res.score.ig_steps, ig_rule=res.score.ig_rule)
     cost = run.expected(draws=draws)
+    request = NullRequest(res.dataset, kind, other, res.n, min(draws, 10), res.seed, score, res.params)
     lm = state.model()
     with run.lane(cost):
-        null = empirical_null(
-            lm,
-            res.dataset,
-            kind,
-            other,
-            res.n,
-            min(draws, 10),
-            res.seed,
-            score,
-            res.params,
-            progress=run.report,
-            cancel=run.cancel,
-        )
+        null = request.run(lm, run)
     agree = res.agreement()
     times_null = f"{agree.iou / null.mean:.1f} times the empirical null" if null.mean > 0 else "the null is 0"
     times_chance = f"{agree.iou / agree.chance_iou:.0f} times" if agree.chance_iou > 0 else "against"

@@ -6,9 +6,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from cnl_core import DEFAULTS, Intervention, ParameterError, SteerRequest
+from cnl_core import DEFAULTS, Intervention, ParameterError, SteerRequest, token_logprobs
 from cnl_core import fields as F
-from cnl_core.evaluate.steer import token_logprobs
 
 from .. import widgets
 from ..jobs import Kind, job

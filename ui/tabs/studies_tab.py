@@ -7,10 +7,18 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from cnl_core import DEFAULTS, DecoupleRequest, EvalConfig, LocateParams, ParameterError, ScoreConfig
+from cnl_core import (
+    DEFAULT_FRACTIONS,
+    DEFAULTS,
+    DecoupleRequest,
+    EvalConfig,
+    LocateParams,
+    ParameterError,
+    ScoreConfig,
+    SpecificityRequest,
+    split_by_sharing,
+)
 from cnl_core import fields as F
-from cnl_core.experiments.decouple import DEFAULT_FRACTIONS
-from cnl_core.experiments.specificity import run_specificity, split_by_sharing
 from cnl_core.options import INTERVENTION_MODES, METRIC_TITLES, METRICS
 from cnl_core.report import charts
 
@@ -167,19 +175,10 @@ def specificity_ui(mode, metric, eval_n, fewshot, max_new, state, run):
     located = {e.result.dataset: e.result for e in state.located.values()}
     eval_n, cfg = F.EVAL_N.check(eval_n), EvalConfig.from_inputs(fewshot, max_new)
     cost = run.expected(eval_n=eval_n, fewshot=fewshot, max_new=max_new, state=state)
+    request = SpecificityRequest(located, eval_n, DEFAULTS.seed, mode, metric=metric, eval=cfg)
     lm = state.model()
     with run.lane(cost):
-        res = run_specificity(
-            lm,
-            located,
-            eval_n,
-            DEFAULTS.seed,
-            mode=mode,
-            metric=metric,
-            cfg=cfg,
-            progress=run.report,
-            cancel=run.cancel,
-        )
+        res = request.run(lm, run)
     table = pd.DataFrame(
         [
             {
