@@ -17,8 +17,9 @@ import gradio as gr
 from cnl_core.fields import NumberField
 
 
-def number(field: NumberField, value: float | None = None, **kwargs: Any) -> gr.Number:
-    """A number box labelled as its field; `value` defaults to the field's "unset" value (0 or -1: the default).
+def number(field: NumberField, value: float | None = None, context: str = "", **kwargs: Any) -> gr.Number:
+    """A number box labelled as its field (and `context`, where two boxes of one field would read alike: "n per
+    split (each subsample)"); `value` defaults to the field's "unset" value (0 or -1: the default).
 
     No minimum or maximum is given to Gradio: its own refusal ("Value -5 is less than minimum value 1") would
     replace the field's sentence, which names the box and its range."""
@@ -26,7 +27,7 @@ def number(field: NumberField, value: float | None = None, **kwargs: Any) -> gr.
         if field.unset is None:
             raise ValueError(f"{field.label}: give the box a value (the field has no 'unset' value)")
         value = field.unset
-    return gr.Number(value, label=field.label, **kwargs)
+    return gr.Number(value, label=f"{field.label} {context}".strip(), **kwargs)
 
 
 def slider(

@@ -49,7 +49,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         dataset = gr.Dropdown(dataset_names, value=DEFAULTS.dataset, label="dataset")
         other = gr.Dropdown(dataset_names, value="imdb" if "imdb" in dataset_names else None, label="other dataset")
-        n = widgets.number(F.N_SPLIT, DEFAULTS.n)
+        n = widgets.number(F.N_SPLIT, DEFAULTS.n, context="(each subsample)")
         fractions = gr.Textbox(
             " ".join(f"{f:g}" for f in DEFAULT_FRACTIONS), label="shared fractions f", max_length=F.FRACTIONS.max_chars
         )
@@ -70,7 +70,7 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
     with gr.Row():
         mode = gr.Radio(list(INTERVENTION_MODES), value=INTERVENTION_MODES[0], label="intervention")
         metric = gr.Radio([(METRIC_TITLES[m], m) for m in METRICS], value=METRICS[0], label="effect measured on")
-        eval_n = widgets.number(F.EVAL_N, DEFAULTS.eval_n)
+        eval_n = widgets.number(F.EVAL_N, DEFAULTS.eval_n, context="per dataset")
     with gr.Row():
         specific_btn = gr.Button("Run specificity interventions", elem_id="specificity-btn")
         specific_cancel = gr.Button("Cancel", variant="secondary", size="sm", min_width=80, scale=0)
