@@ -71,7 +71,7 @@ def _broken(path: list, value):
         (["splits", 0, "sample_ids"], [1, 2], "splits[0].sample_ids[0]: expected text, got a number"),
         (["splits", 1, "neurons"], [[0, 99]], "splits[1].neurons: Neuron index 99 does not exist"),
         (["top_neurons", 0, "layer"], 3, "top_neurons[0].layer: 3 is not a whole number from 0 and below 3"),
-        (["params", "locate", "tau"], 9.0, "params.locate: tau: 9 is out of range"),
+        (["params", "locate", "tau"], 9.0, "params.locate: tau .x sample max.: 9 is out of range"),
         (["params", "score", "method"], "magic", "params.score: Unknown scoring method"),
         (["cache", "reused"], -2, "cache.reused: -2 is not a whole number from 0"),
     ],
