@@ -76,7 +76,7 @@ def effect_curve(traces: Sequence[Trace], fact_of: dict[str, str], draws: int = 
         if t.informative:
             per_fact.setdefault(fact_of[t.paraphrase], []).append(t.restored_share)
     if not per_fact:
-        return {"mean": [], "ci": [], "facts": 0, "prompts": 0}
+        return {"mean": [], "ci": [], "ci_facts_and_prompts": [], "facts": 0, "prompts": 0}
     rows = np.array([np.mean(v, 0) for v in per_fact.values()])  # [facts, layers]
     prompts = [np.array(v) for v in per_fact.values()]  # per fact [its prompts, layers]
     return {
