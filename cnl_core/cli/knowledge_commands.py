@@ -224,8 +224,10 @@ def _print_part(action: str, out: dict) -> None:
         com = out["centre_of_mass"]
         for group in ("same fact", "other fact, same relation"):
             if com.get(group):
+                g = com[group]
                 print(
-                    f"    centre of mass, mean distance, {group:<26} {com[group]['mean_distance']} {com[group]['ci']}"
+                    f"    centre of mass, mean distance, {group:<26} {g['mean_distance']} {g['ci']} "
+                    f"(facts, then wordings: {g.get('ci_facts_and_prompts')})"
                 )
         print(f"    permutation p (a fact's paraphrases closer than its relation's facts): {com.get('p_value')}")
     elif action == "reliability":

@@ -266,14 +266,16 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
         f"of {len(h.traces)}, MLP {len(m.informative)} of {len(m.traces)}; noise 3 x sigma = {h.noise_std:.4f} "
         "(first decoder layer's input at the subject tokens)",
         "",
-        "| causal tracing, informative traces only | hidden state | MLP window |",
+        "| causal tracing, informative traces only, [CI over facts] [over facts, then wordings] | hidden state | "
+        "MLP window |",
         "|---|---|---|",
     ]
 
     def cell(stat: dict | None, key: str) -> str:
         if not stat or stat.get(key) is None:
             return "n/a: no two informative traces of this kind to compare"
-        return f"{stat[key]:.3f} {_ci(stat.get('ci'))}"
+        two = "" if stat.get("ci_facts_and_prompts") is None else f" {_ci(stat['ci_facts_and_prompts'])}"
+        return f"{stat[key]:.3f} {_ci(stat.get('ci'))}{two}"
 
     for key, a in h.agreement.items():
         if isinstance(a, dict):
@@ -293,8 +295,15 @@ def _tracing_rows(tracing: dict[str, TracingResult]) -> list[str]:
     for site, t in (("hidden", h), ("MLP", m)):
         c = t.effect_curve
         if c.get("mean"):
-            curve = ", ".join(f"{layer}: {v:.2f} {_ci(ci)}" for layer, (v, ci) in enumerate(zip(c["mean"], c["ci"])))
-            lines.append(f"\naverage indirect effect ({site}, restored share, {c['facts']} facts): {curve}")
+            two = c.get("ci_facts_and_prompts") or [None] * len(c["mean"])  # files from before it: none
+            curve = ", ".join(
+                f"{layer}: {v:.2f} {_ci(ci)}" + ("" if t is None else f" {_ci(t)}")
+                for layer, (v, ci, t) in enumerate(zip(c["mean"], c["ci"], two))
+            )
+            lines.append(
+                f"\naverage indirect effect ({site}, restored share, {c['facts']} facts; [CI over facts] "
+                f"[over facts, then wordings]): {curve}"
+            )
     return lines
 
 

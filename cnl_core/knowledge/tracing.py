@@ -15,12 +15,12 @@ restores the FFN outputs (the down projections' outputs) of a window of layers a
 the window scales with depth, `mlp_window`). `attn` restores the attention outputs (each decoder layer's
 attention module's output, before it joins the residual stream) over the same window (ROME's attention trace),
 through `attention_hooks` here: the adapter table names no attention module, so it is found by the names the
-supported architectures give it (ATTENTION_NAMES). The peak statistics that can discriminate (the centre of mass
-of the effect curve, the average indirect effect with an interval over facts, a permutation test across
-facts) are in tracing_stats.py. Every hook goes through model/hooks.py (`residual_hooks`, `neuron_hooks`),
-which gives [rows, tokens, width] on every architecture (OPT flattens its FFN's rows). Each noise draw runs
-the corrupted prompt and the L restorations as one batch sharing that draw (paired); draws are seeded. The
-tokens before the subject run once and their KV cache serves every row.
+supported architectures give it (ATTENTION_NAMES). The peak statistics that can discriminate (the centre of mass of
+the effect curve, the average indirect effect, with intervals over facts and over facts then wordings, a
+permutation test across facts) are in tracing_stats.py. Every hook goes through model/hooks.py (`residual_hooks`,
+`neuron_hooks`), which gives [rows, tokens, width] on every architecture (OPT flattens its FFN's rows). Each noise
+draw runs the corrupted prompt and the L restorations as one batch sharing that draw (paired); draws are seeded.
+The tokens before the subject run once and their KV cache serves every row.
 """
 
 from __future__ import annotations
@@ -337,6 +337,8 @@ def run_tracing(
         peak_agreement(traces, fact_of, relation_of, seed=seed),
         window,
         effect_curve(traces, fact_of, seed=seed),
-        centre_of_mass_test(traces, fact_of, relation_of, seed=seed),
+        centre_of_mass_test(
+            traces, fact_of, relation_of, seed=seed, template_of={p.id: p.template for p in paraphrases}
+        ),
         **stamp(),
     )
