@@ -59,6 +59,7 @@ class RunDefaults:
     finetune_train_n: int = 16
     inspect_n: int = 12  # samples per dataset the neuron inspector reads (CLI `inspect --n`, the Inspector's box)
     null_draws: int = 3  # subsamples per side of the empirical null (CLI `null --draws`, the Compare tab's box)
+    null_other: str = "imdb"  # the empirical null's unrelated dataset (CLI `null --other`, the Compare tab's list)
     decouple_repeats: int = 1  # draws of each shared fraction in the decoupling curve
 
 

@@ -120,7 +120,7 @@ def add_null_parser(sub) -> None:
     A.add_splits(p)
     A.add_thresholds(p)
     p.add_argument("--null", default=NULL_KINDS[0], choices=NULL_KINDS, help="unrelated data, or shuffled answers")
-    p.add_argument("--other", default="imdb", help="the unrelated dataset (kind unrelated)")
+    p.add_argument("--other", default=DEFAULTS.null_other, help="the unrelated dataset (kind unrelated)")
     p.add_argument("--draws", type=F.NULL_DRAWS.arg, default=DEFAULTS.null_draws, help="subsamples per side")
     p.add_argument("--out")
     p.set_defaults(func=cmd_null)

@@ -120,7 +120,7 @@ def empirical_null(
     lm: LoadedModel,
     dataset: str,
     kind: str = "unrelated",
-    other: str | None = "imdb",
+    other: str | None = DEFAULTS.null_other,
     n: int = 20,
     draws: int = DEFAULTS.null_draws,
     seed: int = 0,

@@ -153,9 +153,9 @@ class NullRequest:
     result_type: ClassVar[type] = EmpiricalNull
     dataset: str
     null: str = NULL_KINDS[0]
-    other: str | None = "imdb"
+    other: str | None = DEFAULTS.null_other
     n: int = DEFAULTS.n
-    draws: int = 3
+    draws: int = DEFAULTS.null_draws
     seed: int = DEFAULTS.seed
     score: ScoreConfig = field(default_factory=ScoreConfig)
     params: LocateParams = field(default_factory=LocateParams)
@@ -163,7 +163,7 @@ class NullRequest:
     use_cache: bool = True
 
     def __post_init__(self) -> None:
-        for spec, value in ((F.N_SPLIT, self.n), (F.REPEATS, self.draws), (F.SEED, self.seed)):
+        for spec, value in ((F.N_SPLIT, self.n), (F.NULL_DRAWS, self.draws), (F.SEED, self.seed)):
             spec.typed(value)
         _batch(self.batch_size)
         if self.null not in NULL_KINDS:

@@ -8,6 +8,7 @@ import pytest
 
 from cnl_core import fields as F
 from cnl_core.cli import build_parser
+from cnl_core.errors import ParameterError
 from cnl_core.options import DEFAULTS
 from ui import widgets
 
@@ -76,4 +77,10 @@ def test_the_defaults_the_cli_and_the_dashboard_once_kept_apart_are_one():
     decouple = cli.parse_args(["decouple", "--other", "imdb"])
     assert values[F.INSPECT_N.label] == {DEFAULTS.inspect_n} == {inspect.n}
     assert values[F.NULL_DRAWS.label] == {DEFAULTS.null_draws} == {null.draws}
+    from cnl_core import NullRequest
+
+    request = NullRequest("add1")
+    assert (request.draws, request.other) == (DEFAULTS.null_draws, DEFAULTS.null_other) == (null.draws, null.other)
+    with pytest.raises(ParameterError, match="draws per side: 11 is out of range"):
+        NullRequest("add1", draws=11)  # the run's own limit, now checked when the request is made
     assert values[F.REPEATS.label] == {DEFAULTS.decouple_repeats} == {decouple.repeats}

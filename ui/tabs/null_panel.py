@@ -34,7 +34,9 @@ def build(dataset_names: list[str]) -> SimpleNamespace:
         with gr.Row():
             kind = gr.Radio(list(NULL_KINDS), value=NULL_KINDS[0], label="null")
             other = gr.Dropdown(
-                dataset_names, value="imdb" if "imdb" in dataset_names else None, label="unrelated dataset"
+                dataset_names,
+                value=DEFAULTS.null_other if DEFAULTS.null_other in dataset_names else None,
+                label="unrelated dataset",
             )
             draws = widgets.number(F.NULL_DRAWS, DEFAULTS.null_draws)
         with gr.Row():
