@@ -12,7 +12,7 @@ lint_log=$(mktemp)
 trap 'rm -f "$lint_log"' EXIT
 bash scripts/lint.sh >"$lint_log" 2>&1 &
 lint_pid=$!
-.venv/bin/python -m pytest -q -n "$workers" --dist loadfile --no-loadscope-reorder "$@"  # slowest files first: tests/conftest.py
+.venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"
 tests=$?
 wait "$lint_pid"
 lint=$?

@@ -10,38 +10,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two
 
 import pytest
 
-# The files that take longest on 2 cores (pytest --durations, summed per file), longest first. `make test` runs
-# them first (scripts/test.sh: a file stays on one worker, and xdist's own order, most tests first, had put these
-# few-test files last, where one worker ran them alone while the other sat idle); the many short files then fill
-# both workers to the end. A stale list costs only speed.
-SLOWEST_FIRST = (
-    "tests/integration/test_cli.py",
-    "tests/integration/test_shared_context.py",
-    "tests/integration/test_lm_eval.py",
-    "tests/browser/test_lesson.py",
-    "tests/browser/test_dashboard.py",
-    "tests/integration/test_studies.py",
-    "tests/integration/test_distributed.py",
-    "tests/browser/test_shared_mode.py",
-    "tests/integration/test_inspector.py",
-    "tests/integration/test_knowledge.py",
-    "tests/integration/test_quantized_builtin.py",
-    "tests/integration/test_harness_isolation.py",
-    "tests/integration/test_interventions_eval.py",
-    "tests/integration/test_default_model.py",
-    "tests/integration/test_scores_and_cache.py",
-    "tests/integration/test_side_by_side.py",
-    "tests/integration/test_workshop.py",
-    "tests/integration/test_reliability.py",
-    "tests/integration/test_knowledge_dashboard.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slowest files first, each file's tests together and in their own order (a stable sort by file)."""
-    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
 
 @pytest.fixture(scope="session")
 def lm():
