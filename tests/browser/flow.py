@@ -45,10 +45,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard(cache_dir: Path, *flags: str):
-    """Start dashboard.py (with these flags) on a free loopback port with its own score cache; yield its URL."""
+def dashboard(cache_dir: Path, *flags: str, env: dict[str, str] | None = None):
+    """Start dashboard.py (with these flags, and these environment variables) on a free loopback port with its own
+    score cache; yield its URL."""
     port = free_port()
-    env = {**os.environ, "CNL_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CNL_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **(env or {})}
     # the server's output goes to a file: a pipe nobody reads fills up and then stalls the server's threads
     log = SERVER_LOGS[0] = cache_dir / "dashboard.log"
     with open(log, "w") as out:

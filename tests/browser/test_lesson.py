@@ -67,6 +67,9 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
     ]
     located = re.search(r"(\d+) neurons located", texts[0]).group(1)
     assert all(f"{located} neurons located" in t for t in texts) and "split IoU" in texts[0] and "Settings:" in texts[0]
+    assert "Accuracy" in texts[0] and "zeroed" in texts[0]
+    for page in pages[:2]:  # its chart, drawn
+        page.locator("#demo-plot canvas.marks").first.wait_for(timeout=60_000)
     page = pages[0]
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#demo-settings").click()

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .flow import CHROMIUM, browser_page, dashboard, wait_for_text
+from cnl_core.options import DEFAULTS
+
+from .flow import CHROMIUM, browser_page, dashboard, server_log, wait_for_text
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
@@ -22,7 +24,12 @@ def shared_app(tmp_path_factory, lm):
 
     cache, allowed = tmp_path_factory.mktemp("ui-cache"), tmp_path_factory.mktemp("operator-folder")
     (cache / "models").symlink_to(cache_root() / "models")
-    with dashboard(cache, "--shared", "--allow-path", str(allowed)) as url, browser_page(url) as page:
+    # Gradio's heartbeat every second (its default is 15 s; Kubernetes operators shorten it too): a closed tab is
+    # noticed within a second or two, so the closed-tab test waits for our unload, not for Gradio's clock
+    heartbeat = {"GRADIO_HEARTBEAT_INTERVAL": "1"}
+    # no demo warmed at start (on by default in shared mode; test_lesson.py tests it): a warming demo is a job ahead
+    flags = ("--shared", "--no-warm-demo", "--allow-path", str(allowed))
+    with dashboard(cache, *flags, env=heartbeat) as url, browser_page(url) as page:
         yield url, page, allowed
 
 
@@ -75,13 +82,16 @@ def test_a_closed_tab_stops_its_job_and_the_next_visitor_runs_at_once(shared_app
     leaving.goto(url)
     wait_for_text(leaving.locator("#model-info"), ["30 layers x 1536"], timeout=180)
     leaving.get_by_role("tab", name="2 · Data").click()
+    leaving.locator("#datasets").get_by_label("add2", exact=True).check()  # 8,100 rows (add1 has 100)
+    leaving.locator("#datasets").get_by_label(DEFAULTS.dataset, exact=True).uncheck()
     set_number(leaving, "n per split", 300)  # 600 samples: many minutes if it ran on
     leaving.get_by_role("tab", name="3 · Locate").click()
     leaving.locator("#locate-btn").click()
-    leaving.wait_for_timeout(5000)
+    wait_for_text(leaving.locator("#locate-summary"), ["add2: scored"], timeout=60)  # it runs
     other.close()  # the tab (and its browser window) goes away
     page.get_by_role("tab", name="2 · Data").click()
     set_number(page, "n per split", 3)
     page.get_by_role("tab", name="3 · Locate").click()
     page.locator("#locate-btn").click()  # queued behind the closed tab's job, which must stop
     wait_for_text(page.locator("#locate-summary"), ["computed"], timeout=240)
+    assert "ended: its job (if any) stops" in server_log()

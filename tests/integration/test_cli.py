@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.many_commands import run_many
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,33 +27,9 @@ def cli(*args, cache, timeout=600):
     )
 
 
-_MANY = """
-import contextlib, io, json, sys
-from cnl_core.cli import main
-out = []
-for argv in json.loads(sys.argv[1]):
-    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    out.append({"returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()})
-print(json.dumps(out))
-"""
-
-
 def cli_many(*commands, cache, timeout=900) -> list[subprocess.CompletedProcess]:
-    """Several commands, one after another, each through the CLI's entry point (`python -m cnl_core` calls
-    main(argv)) with its own output and exit status, in one process: Python, torch and the model start once, not
-    once per command (5 s each on 2 cores)."""
-    env = {**os.environ, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-    argv = json.dumps([[str(a) for a in c] for c in commands])
-    r = subprocess.run(
-        [sys.executable, "-c", _MANY, argv], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return [subprocess.CompletedProcess(c, **o) for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]))]
+    """Several commands one after another, each through the CLI's entry point, in one process (many_commands.py)."""
+    return run_many(list(commands), cache, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +45,9 @@ def cli_cache(tmp_path_factory):
 def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache):
     out1, out2 = tmp_path / "a.json", tmp_path / "b.json"
     locate = ("locate", "--dataset", "arithmetic", "--n", 3, "--splits", 2, "--seed", 1, "--tau", 0.1, "--p", 0.5)
-    r = cli(*locate, "--out", out1, cache=cli_cache)  # a real command line, in a process of its own
-    assert r.returncode == 0, r.stderr
-    assert "overlap" in r.stdout and "IoU" in r.stdout
-    res = json.loads(out1.read_text())
-    for key in ("model", "dataset", "method", "params", "n_neurons_total", "neurons", "splits", "pairwise", "versions"):
-        assert key in res
-    assert res["n_neurons_total"] == 46080 and len(res["splits"]) == 2
-    assert {"overlap_rate", "iou", "chance_iou", "p_value"} <= set(res["pairwise"][0])
-    # the same command again: every sample from the cache, same neurons; then compare and evaluate
-    r2, cmp, ev = cli_many(
+    # locate; the same command again: every sample from the cache, same neurons; then compare and evaluate
+    r, r2, cmp, ev = cli_many(
+        [*locate, "--out", out1],
         [*locate, "--out", out2],
         ["compare", out1, out2, "--out", tmp_path / "c.json"],
         [
@@ -100,6 +71,13 @@ def test_locate_compare_evaluate_round_trip(tmp_path, cli_cache):
         ],
         cache=cli_cache,
     )
+    assert r.returncode == 0, r.stderr
+    assert "overlap" in r.stdout and "IoU" in r.stdout
+    res = json.loads(out1.read_text())
+    for key in ("model", "dataset", "method", "params", "n_neurons_total", "neurons", "splits", "pairwise", "versions"):
+        assert key in res
+    assert res["n_neurons_total"] == 46080 and len(res["splits"]) == 2
+    assert {"overlap_rate", "iou", "chance_iou", "p_value"} <= set(res["pairwise"][0])
     assert r2.returncode == 0 and "0 computed" in r2.stdout
     again = json.loads(out2.read_text())
     assert again["cache"]["computed"] == 0 and again["neurons"] == res["neurons"]
@@ -122,7 +100,7 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
         "--dataset",
         "gsm8k",
         "--n",
-        6,
+        4,
         "--splits",
         1,
         "--seed",
@@ -147,7 +125,7 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
         "--dataset",
         "gsm8k",
         "--n",
-        6,
+        4,
         "--splits",
         1,
         "--seed",
@@ -160,7 +138,7 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
     )
     assert r.returncode == 0, r.stderr
     cache = json.loads((tmp_path / "r.json").read_text())["cache"]
-    assert cache["reused"] >= 2 and cache["reused"] + cache["computed"] == 6
+    assert cache["reused"] >= 2 and cache["reused"] + cache["computed"] == 4
     assert not any("corrupt" in n for n in cache["notes"])
 
 

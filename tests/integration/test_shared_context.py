@@ -62,21 +62,15 @@ def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch):
     afresh, on the real model: interventions at every position and at answer positions only, side by side."""
     spec = get_dataset("gsm8k")
     neurons = some_neurons(lm)
-    ivs = [
-        None,
-        *(
-            Intervention(neurons, mode, 3.0, positions)
-            for positions in ("all", "answer")
-            for mode in ("zero", "amplify")
-        ),
-    ]
+    # amplifying (zeroing through the shared context: test_shared_context_gives_the_gold_loglik_of_full_passes)
+    ivs = [None, *(Intervention(neurons, "amplify", 3.0, positions) for positions in ("all", "answer"))]
     cfg = EvalConfig(max_new_tokens=8)  # the conditions' answers part within 6 tokens
     fast = evaluation.evaluate_conditions(lm, spec, ROWS[:2], SHOTS, cfg, ivs)
     monkeypatch.setattr(forward, "plain_dynamic", lambda cache: False)  # no prompts kept: generate each afresh
     slow = [evaluation.evaluate_samples(lm, spec, ROWS[:2], SHOTS, cfg, iv) for iv in ivs]
     assert [[r.output for r in c] for c in fast] == [[r.output for r in c] for c in slow]
-    assert [r.output for r in fast[0]] != [r.output for r in fast[2]]  # the conditions differ
-    assert [r.output for r in fast[2]] != [r.output for r in fast[4]]  # and so do the two kinds of positions
+    assert [r.output for r in fast[0]] != [r.output for r in fast[1]]  # the conditions differ
+    assert [r.output for r in fast[1]] != [r.output for r in fast[2]]  # and so do the two kinds of positions
     torch.testing.assert_close(
         torch.tensor([[r.gold_loglik for r in c] for c in fast]),
         torch.tensor([[r.gold_loglik for r in c] for c in slow]),
@@ -88,7 +82,8 @@ def test_conditions_evaluated_together_equal_each_run_alone(lm, monkeypatch):
 def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_results(lm, monkeypatch):
     """Where the free memory holds one condition's keys and values, conditions are kept and decoded one at a time
     (at least one, whatever the memory says), and every answer and log-likelihood is as when all fit together."""
-    spec, cfg = get_dataset("gsm8k"), EvalConfig(max_new_tokens=16)
+    spec, cfg = get_dataset("add1"), EvalConfig()  # short prompts: what is shown holds for any length
+    rows, shots = spec.rows()[10:14], spec.rows()[:3]
     ivs = [None, Intervention(some_neurons(lm), "amplify", 3.0)]
     parts_per_decode = []
     real_decode = evaluation.decode
@@ -97,9 +92,9 @@ def test_conditions_decode_fewer_at_a_time_where_memory_is_short_with_the_same_r
         "decode",
         lambda lm_, parts, *a, **k: parts_per_decode.append(len(parts)) or real_decode(lm_, parts, *a, **k),
     )
-    together = evaluation.evaluate_conditions(lm, spec, ROWS[:2], SHOTS[:1], cfg, ivs)
+    together = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
     monkeypatch.setattr(generation, "free_bytes_for", lambda model: 1)
-    apart = evaluation.evaluate_conditions(lm, spec, ROWS[:2], SHOTS[:1], cfg, ivs)
+    apart = evaluation.evaluate_conditions(lm, spec, rows, shots, cfg, ivs)
     assert parts_per_decode == [2, 1, 1]
     assert [[(r.output, r.gold_loglik) for r in c] for c in apart] == [
         [(r.output, r.gold_loglik) for r in c] for c in together

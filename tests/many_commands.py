@@ -1,0 +1,109 @@
+"""Several CLI commands in one process, each through the CLI's entry point (`python -m cnl_core` calls main(argv))
+with its own output and exit status: Python, torch and the model start once, not once per command (5 s or more
+each on 2 cores). Under torchrun the process group is also joined once and kept for every command (the CLI joins
+it per command and leaves it at the end; a group re-created at once can meet its partner's old address).
+
+    python -m tests.many_commands '<json: [argv, ...] or [{"argv": [...], "env": {...}}, ...]>' [OUT]
+
+Each command may set environment variables for its own run (a score cache, the variables torchrun sets). The
+results, a list of {"returncode", "stdout", "stderr"}, are printed as the last line, or written to OUT-<rank>.json
+(one file per process under torchrun)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def _run_one(command) -> dict:
+    from cnl_core.cli import main
+
+    argv, env = (command["argv"], command.get("env", {})) if isinstance(command, dict) else (command, {})
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+
+
+def _main(commands: list, out: str | None) -> None:
+    from cnl_core import parallel
+
+    leave, parallel.leave = parallel.leave, lambda: None  # one process group for every command
+    try:
+        results = [_run_one(c) for c in commands]
+    finally:
+        leave()
+    if out is None:
+        print(json.dumps(results))
+    else:
+        Path(f"{out}-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(results))
+
+
+def _plain(commands) -> list:
+    return [
+        {"argv": [str(a) for a in c["argv"]], "env": {k: str(v) for k, v in c.get("env", {}).items()}}
+        if isinstance(c, dict)
+        else [str(a) for a in c]
+        for c in commands
+    ]
+
+
+def run_many(commands, cache, processes: int = 1, env: dict | None = None, timeout: int = 900) -> list:
+    """Run the commands one after another in one process (or under `torchrun --nproc_per_node processes`, where
+    the list holds one list of results per process); one thread per process, CNL_CACHE_DIR=cache unless a
+    command sets its own."""
+    outer = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    full = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    argv = json.dumps(_plain(commands))
+    if processes == 1:
+        r = subprocess.run(
+            [sys.executable, "-m", "tests.many_commands", argv],
+            capture_output=True,
+            text=True,
+            env=full,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        return [subprocess.CompletedProcess(c, **o) for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]))]
+    out = Path(cache) / "many-commands"
+    r = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "tests.many_commands", argv, out],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [
+        [
+            subprocess.CompletedProcess(c, **o)
+            for c, o in zip(commands, json.loads(Path(f"{out}-{rank}.json").read_text()))
+        ]
+        for rank in range(processes)
+    ]
+
+
+if __name__ == "__main__":
+    _main(json.loads(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
