@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from cnl_core.options import DEFAULTS, JOBS
 
-from .flow import CHROMIUM, FLAGS, close_toasts, dashboard, wait_for_text
+from .flow import CHROMIUM, FLAGS, close_toasts, dashboard, server_log, wait_for_text
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
@@ -100,7 +100,12 @@ def test_a_job_over_the_labs_limit_is_refused_before_it_runs(room):
     page.locator("#intervene-targets").get_by_label("gsm8k", exact=True).check()
     wait_for_text(page.locator("#intervene-estimate"), ["long-job line", "it would be refused"], timeout=30)
     page.locator("#intervene-btn").click()
-    page.get_by_text("over this shared lab's limit").first.wait_for(timeout=60_000)
+    try:
+        page.get_by_text("over this shared lab's limit").first.wait_for(timeout=60_000)
+    except Exception as exc:
+        toasts = page.locator("[data-testid=toast-body]").all_inner_texts()
+        table = page.locator("#eval-table").inner_text()[:500]
+        raise AssertionError(f"no refusal; notices: {toasts}; table: {table}\n{server_log()}") from exc
     close_toasts(page)
 
 

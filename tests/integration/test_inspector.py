@@ -26,9 +26,9 @@ def test_vocabulary_projection_is_the_direct_matrix_product(lm):
 def test_top_examples_really_are_the_highest_and_stats_add_up(lm):
     from cnl_core.data.splits import draw_disjoint
 
-    specs = [get_dataset("add1"), get_dataset("imdb")]
+    specs = [get_dataset("add1"), get_dataset("tweet_sentiment")]  # two short kinds of text
     rep = inspect_neuron(lm, 12, 100, specs, n=6, top_k=3)
-    assert set(rep.stats) == {"add1", "imdb"} and rep.stats["add1"].samples == 6
+    assert set(rep.stats) == {"add1", "tweet_sentiment"} and rep.stats["add1"].samples == 6
     everything = [
         e
         for spec in specs  # the same samples, recomputed independently
