@@ -187,8 +187,11 @@ def build_app() -> gr.Blocks:
             iv.factor,
         ]  # session_store.SETTINGS, in its order
         keep = (session_store.snapshot, [state, *settings], saved)  # after each change: the browser keeps it
+        # 'Test on' follows a set the visitor picks, or a new one (located, reloaded): a step of those events, not a
+        # change listener, which also fired on a restore and then undid the restored boxes (and a box ticked meanwhile)
+        follow = (intervene_tab.follow_set, inputs(intervene_tab.follow_set, iv, state=state), iv.targets)
         chain = locate_ev
-        for step in (keep, show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on)):  # kept first
+        for step in (keep, show_compare, (_labels, state, cmp.pick), (_labels, state, iv.located_on), follow):
             chain = chain.success(*step)
         cancels.append((loc.cancel_btn, locate_tab.cancel_ui, loc.summary))
         _estimate_line(demo, "locate", loc.estimate, data, loc.scoring)
@@ -250,7 +253,7 @@ def build_app() -> gr.Blocks:
         cancels.append((cmp.null.cancel, cancel_named, cmp.null.output))
         _estimate_line(demo, "null", cmp.null.estimate, cmp.null)
 
-        iv.located_on.change(intervene_tab.follow_set, inputs(intervene_tab.follow_set, iv, state=state), iv.targets)
+        iv.located_on.input(*follow)
         iv.run_btn.click(intervene_tab.running_note, state, iv.reading, queue=False)
         iv_ev = iv.run_btn.click(
             intervene_tab.intervene_ui,
@@ -332,12 +335,13 @@ def build_app() -> gr.Blocks:
             export_tab.reload_ui,
             inputs(export_tab.reload_ui, file=exp.reload_file, state=state),
             [exp.reload_msg, state, cmp.pick, iv.located_on],
-        ).success(*show_compare).success(*keep)
+        ).success(*show_compare).success(*follow).success(*keep)
         exp.save_btn.click(session_store.download_ui, state, exp.session_file)
         restored_views = [
             show_compare,
             (_labels, state, cmp.pick),
             (_labels, state, iv.located_on),
+            follow,
             (locate_tab.summary_ui, state, loc.summary),
             (intervene_tab.restored_outputs, state, [*iv.outputs, iv.reading]),
             keep,
