@@ -8,11 +8,11 @@ A command that raises (not a SystemExit) gets exit status 1 and its traceback in
 cnl_core` would; one process goes on with the next command, and under torchrun the run stops there (the other
 process would wait for this one), naming the command.
 
-    python -m tests.many_commands '<json: [argv, ...] or [{"argv": [...], "env": {...}}, ...]>' [OUT]
+    python -m tests.many_commands '<json: [argv, ...] or [{"argv": [...], "env": {...}}, ...]>' OUT
 
 Each command may set environment variables for its own run (a score cache, the variables torchrun sets). The
-results, a list of {"returncode", "stdout", "stderr"}, are printed as the last line, or written to OUT-<rank>.json
-(one file per process under torchrun)."""
+results, a list of {"returncode", "stdout", "stderr"}, are written to OUT-<rank>.json (OUT-0.json for one process,
+one file per process under torchrun)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _run_one(command: Command) -> dict:
     return {"returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
-def _main(commands: list[Command], out: str | None) -> None:
+def _main(commands: list[Command], out: str) -> None:
     from cnl_core import parallel
 
     leave, parallel.leave = parallel.leave, lambda: None  # one process group for every command
@@ -74,10 +74,7 @@ def _main(commands: list[Command], out: str | None) -> None:
         results = [_run_one(c) for c in commands]
     finally:
         leave()
-    if out is None:
-        print(json.dumps(results))
-    else:
-        Path(f"{out}-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(results))
+    Path(f"{out}-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(results))
 
 
 def _plain(commands: Sequence[Command]) -> list[Command]:
@@ -97,24 +94,10 @@ def run_many(
     command sets its own."""
     outer = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     full = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    argv = json.dumps(_plain(commands))
-    if processes == 1:
-        r = subprocess.run(
-            [sys.executable, "-m", "tests.many_commands", argv],
-            capture_output=True,
-            text=True,
-            env=full,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        return [
-            subprocess.CompletedProcess(c, **o)
-            for c, o in zip(commands, json.loads(r.stdout.splitlines()[-1]), strict=True)
-        ]
     out = Path(cache) / "many-commands"
+    head = [sys.executable] if processes == 1 else [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes)]
     r = subprocess.run(
-        [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "tests.many_commands", argv, out],
+        [*head, "-m", "tests.many_commands", json.dumps(_plain(commands)), str(out)],
         capture_output=True,
         text=True,
         env=full,
@@ -122,14 +105,15 @@ def run_many(
         cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    return [
+    per_process = [
         [
             subprocess.CompletedProcess(c, **o)
             for c, o in zip(commands, json.loads(Path(f"{out}-{rank}.json").read_text()), strict=True)
         ]
         for rank in range(processes)
     ]
+    return per_process[0] if processes == 1 else per_process
 
 
 if __name__ == "__main__":
-    _main(json.loads(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
+    _main(json.loads(sys.argv[1]), sys.argv[2])
