@@ -63,7 +63,7 @@ case "$mode" in dev|lm-eval) files="$files requirements-lmeval.txt" ;; esac
 want=$(cat $files | sha256sum | cut -c1-16)-$mode
 stamp=.venv/.cnl-installed
 if ! grep -qx "$want" "$stamp" 2>/dev/null; then
-  echo "Installing Python packages into .venv (first time: a few minutes)..."
+  echo "Installing Python packages into .venv (first time: about a minute with uv, a few with pip)..."
   install "$files"
   echo "$want" >> "$stamp"
 fi
