@@ -7,6 +7,7 @@ stored result for another student; Cancel says which job it cancelled, in neutra
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -84,16 +85,33 @@ def test_the_demo_reaches_every_page_and_locate_reproduces_it(room):
     assert "split IoU" in summary and "x chance" in summary  # its reading
 
 
+def settled(page, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
+    """Wait until the browser's copy of the session has not changed for `quiet_s` seconds."""
+    deadline, last, since = time.time() + timeout_s, None, time.time()
+    while time.time() < deadline:
+        now = page.evaluate("localStorage.getItem('cnl-session')")
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the browser's copy of the session kept changing")
+
+
 def test_a_refresh_keeps_the_students_work(room):
     _, pages = room
     page = pages[0]
     page.wait_for_function("localStorage.getItem('cnl-session') !== null", timeout=30_000)  # the browser kept it
-    # a box ticked, then kept: each Cancel (like each finished job) keeps the page's boxes in the browser
+    # a box ticked, then kept: each Cancel (like each finished job) keeps the page's boxes in the browser. Each copy
+    # is encrypted afresh, so a changed copy means a new one; a copy from an earlier event still on its way would
+    # land after ours, so the copy is first let settle
     page.get_by_role("tab", name="5 · Intervene").click()
+    settled(page)
     page.locator("#intervene-targets").get_by_label("gsm8k", exact=True).check()
     kept = page.evaluate("localStorage.getItem('cnl-session')")
     page.locator("#intervene-cancel").click()
     page.wait_for_function(f"localStorage.getItem('cnl-session') !== {json.dumps(kept)}", timeout=30_000)
+    settled(page)
     page.reload()
     wait_for_text(page.locator("#session-notice"), ["Restored 1 located set"], timeout=120)
     page.get_by_role("tab", name="3 · Locate").click()
