@@ -86,14 +86,12 @@ def _plain(commands: Sequence[Command]) -> list[Command]:
     ]
 
 
-def run_many(
-    commands: Sequence[Command], cache: str | Path, processes: int = 1, env: dict | None = None, timeout: int = 900
-) -> list:
+def run_many(commands: Sequence[Command], cache: str | Path, processes: int = 1, timeout: int = 900) -> list:
     """Run the commands one after another in one process (or under `torchrun --nproc_per_node processes`, where
     the list holds one list of results per process); one thread per process, CNL_CACHE_DIR=cache unless a
     command sets its own."""
     outer = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    full = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    full = {**outer, "CNL_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = Path(cache) / "many-commands"
     head = [sys.executable] if processes == 1 else [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes)]
     r = subprocess.run(
